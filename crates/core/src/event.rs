@@ -1,0 +1,99 @@
+//! The one shape every intake (webhooks, `pipeguard run`, Ansible) normalises a failure into.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Github,
+    Gitlab,
+    Jenkins,
+    Circleci,
+    Buildbot,
+    Ansible,
+    Command,
+    Generic,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Github => "github",
+            Platform::Gitlab => "gitlab",
+            Platform::Jenkins => "jenkins",
+            Platform::Circleci => "circleci",
+            Platform::Buildbot => "buildbot",
+            Platform::Ansible => "ansible",
+            Platform::Command => "command",
+            Platform::Generic => "generic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        [
+            Platform::Github,
+            Platform::Gitlab,
+            Platform::Jenkins,
+            Platform::Circleci,
+            Platform::Buildbot,
+            Platform::Ansible,
+            Platform::Command,
+            Platform::Generic,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed job inside a failed run, as far as the delivery tells.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailedJob {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The platform's own reason, e.g. GitLab's `failure_reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_reason: Option<String>,
+}
+
+/// A failure, normalised. `run_id` + `attempt` identify what is healed at most once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailureEvent {
+    pub platform: Option<Platform>,
+    /// `owner/repo`, GitLab project path, Jenkins job path…
+    pub repository: String,
+    pub run_id: String,
+    pub attempt: u32,
+    #[serde(default)]
+    pub workflow: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_sha: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub jobs: Vec<FailedJob>,
+    #[serde(default)]
+    pub target_hosts: Vec<String>,
+    /// Log text carried by the delivery itself (generic webhook, `pipeguard run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When the failed attempt started and finished, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+}

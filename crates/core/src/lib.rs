@@ -1,0 +1,16 @@
+//! The pure domain of pipeguard: no I/O beyond reading a log stream handed in.
+//!
+//! `analyze(log) -> Diagnosis`, `plan(&Diagnosis, &FailureEvent, &Policy) -> HealPlan` and
+//! `safety::assess(argv) -> Assessment` live here so every decision can be unit-tested
+//! without a server, a database or a CI platform.
+
+pub mod analysis;
+pub mod category;
+pub mod event;
+pub mod policy;
+pub mod safety;
+
+pub use analysis::{Analyzer, Diagnosis, Evidence};
+pub use category::Category;
+pub use event::{FailureEvent, Platform};
+pub use policy::{HealPlan, PlanStep, Policy, Risk, Strategy};

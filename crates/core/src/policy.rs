@@ -1,0 +1,337 @@
+//! Policy: turns a diagnosis into an ordered heal plan, and says why.
+
+use crate::analysis::Diagnosis;
+use crate::category::Category;
+use crate::event::FailureEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Re-run the failed work as it was, after a backoff.
+    Retry,
+    /// Re-run on a bigger runner (more memory, disk or time).
+    ScaleResources,
+    /// Delete the caches the job restores, then re-run.
+    ClearCache,
+    /// Re-run on a clean workspace.
+    ResetEnvironment,
+    /// Run a healing playbook on the target host, then re-run.
+    HealHost,
+    /// Hand to a human with the evidence.
+    Escalate,
+    /// Nothing to do (cancelled by a person, not a failure).
+    None,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Retry => "retry",
+            Strategy::ScaleResources => "scale_resources",
+            Strategy::ClearCache => "clear_cache",
+            Strategy::ResetEnvironment => "reset_environment",
+            Strategy::HealHost => "heal_host",
+            Strategy::Escalate => "escalate",
+            Strategy::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        [
+            Strategy::Retry,
+            Strategy::ScaleResources,
+            Strategy::ClearCache,
+            Strategy::ResetEnvironment,
+            Strategy::HealHost,
+            Strategy::Escalate,
+            Strategy::None,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    /// The built-in choice for a category when no signature or learning says otherwise.
+    pub fn default_for(category: Category) -> Strategy {
+        match category {
+            Category::FlakyTest
+            | Category::Network
+            | Category::DependencyDownload
+            | Category::RateLimited
+            | Category::Timeout
+            | Category::Infrastructure
+            | Category::ServiceUnavailable => Strategy::Retry,
+            Category::OutOfMemory | Category::DiskFull => Strategy::ScaleResources,
+            Category::CacheCorruption => Strategy::ClearCache,
+            Category::MissingPackage | Category::PermissionDenied => Strategy::HealHost,
+            Category::Cancelled => Strategy::None,
+            _ => Strategy::Escalate,
+        }
+    }
+
+    pub fn acts(self) -> bool {
+        !matches!(self, Strategy::Escalate | Strategy::None)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Diagnose,
+    Fix,
+    Verify,
+    Retry,
+    Escalate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub kind: StepKind,
+    pub strategy: Strategy,
+    pub risk: Risk,
+    pub reason: String,
+    /// Seconds to wait before the step runs.
+    #[serde(default)]
+    pub delay_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Execute the steps.
+    Act,
+    /// Execute only after a human approved.
+    AwaitApproval,
+    /// Hand to a human.
+    Escalate,
+    /// Nothing to do.
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealPlan {
+    pub decision: Decision,
+    pub strategy: Strategy,
+    pub steps: Vec<PlanStep>,
+    pub reason: String,
+}
+
+/// Settings the plan depends on; built from configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Policy {
+    /// Retries per run (GitLab's `retry:max` is 2).
+    pub max_attempts: u32,
+    /// Base delay before a retry; doubled per attempt.
+    pub backoff_seconds: u64,
+    /// Job, stage or environment names that deploy, release or publish: never re-run unapproved.
+    pub side_effect_patterns: Vec<String>,
+    /// Minimum confidence to act on a transient diagnosis.
+    pub min_confidence: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_attempts: 2,
+            backoff_seconds: 30,
+            side_effect_patterns: ["deploy", "release", "publish", "production"]
+                .map(String::from)
+                .to_vec(),
+            min_confidence: 0.5,
+        }
+    }
+}
+
+/// What the executor can do for this event, so the plan does not promise the impossible.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    pub retry: bool,
+    pub scale_resources: bool,
+    pub clear_cache: bool,
+    pub reset_environment: bool,
+    pub heal_host: bool,
+}
+
+impl Capabilities {
+    pub fn supports(&self, s: Strategy) -> bool {
+        match s {
+            Strategy::Retry => self.retry,
+            Strategy::ScaleResources => self.scale_resources,
+            Strategy::ClearCache => self.clear_cache,
+            Strategy::ResetEnvironment => self.reset_environment,
+            Strategy::HealHost => self.heal_host,
+            Strategy::Escalate | Strategy::None => true,
+        }
+    }
+}
+
+impl Policy {
+    /// True when a job's name, stage or environment says it changes what is live.
+    pub fn has_side_effects(&self, names: &[&str]) -> bool {
+        names.iter().any(|n| {
+            let n = n.to_ascii_lowercase();
+            self.side_effect_patterns
+                .iter()
+                .any(|p| !p.is_empty() && n.contains(&p.to_ascii_lowercase()))
+        })
+    }
+
+    /// Decide what to do about one failure. `attempts_done` counts heals already made for the run.
+    pub fn plan(
+        &self,
+        diagnosis: &Diagnosis,
+        event: &FailureEvent,
+        caps: &Capabilities,
+        attempts_done: u32,
+    ) -> HealPlan {
+        let category = diagnosis.category;
+        if category == Category::Cancelled {
+            return HealPlan {
+                decision: Decision::Skip,
+                strategy: Strategy::None,
+                steps: vec![],
+                reason: "the run was cancelled; nothing to heal".into(),
+            };
+        }
+        if !diagnosis.transient {
+            let why = if category == Category::Unknown {
+                "the cause is not recognised with confidence; a human should look".to_string()
+            } else {
+                format!("{category} needs a code or configuration change; retrying would not help")
+            };
+            return escalate(why);
+        }
+        if diagnosis.confidence < self.min_confidence {
+            return escalate(format!(
+                "{category} diagnosed with confidence {:.2}, below the {:.2} needed to act",
+                diagnosis.confidence, self.min_confidence
+            ));
+        }
+        if attempts_done >= self.max_attempts {
+            return escalate(format!(
+                "{category} persisted after {attempts_done} heal attempt(s); the limit is {}",
+                self.max_attempts
+            ));
+        }
+        let mut strategy = diagnosis.strategy;
+        let mut fallback_note = String::new();
+        if !caps.supports(strategy) {
+            if caps.retry && strategy != Strategy::Retry {
+                fallback_note = format!(
+                    " ({} is not available here, so a plain retry)",
+                    strategy.as_str()
+                );
+                strategy = Strategy::Retry;
+            } else {
+                return escalate(format!(
+                    "{category} would need {} which this source cannot do",
+                    strategy.as_str()
+                ));
+            }
+        }
+        let delay = self
+            .backoff_seconds
+            .saturating_mul(1u64 << attempts_done.min(16));
+        let mut steps = vec![PlanStep {
+            kind: StepKind::Diagnose,
+            strategy,
+            risk: Risk::Low,
+            reason: format!("{category} (confidence {:.2})", diagnosis.confidence),
+            delay_seconds: 0,
+        }];
+        if strategy != Strategy::Retry {
+            steps.push(PlanStep {
+                kind: StepKind::Fix,
+                strategy,
+                risk: if strategy == Strategy::HealHost {
+                    Risk::Medium
+                } else {
+                    Risk::Low
+                },
+                reason: format!("{} before re-running", strategy.as_str()),
+                delay_seconds: 0,
+            });
+        }
+        steps.push(PlanStep {
+            kind: StepKind::Retry,
+            strategy,
+            risk: Risk::Low,
+            reason: format!(
+                "attempt {} of {} after {delay}s backoff",
+                attempts_done + 1,
+                self.max_attempts
+            ),
+            delay_seconds: delay,
+        });
+        steps.push(PlanStep {
+            kind: StepKind::Verify,
+            strategy,
+            risk: Risk::Low,
+            reason: "the next completion of the run tells whether it healed".into(),
+            delay_seconds: 0,
+        });
+        let names: Vec<&str> = event
+            .jobs
+            .iter()
+            .flat_map(|j| {
+                [
+                    Some(j.name.as_str()),
+                    j.stage.as_deref(),
+                    j.environment.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+            })
+            .chain(std::iter::once(event.workflow.as_str()))
+            .collect();
+        if self.has_side_effects(&names) {
+            for s in &mut steps {
+                if s.kind == StepKind::Retry {
+                    s.risk = Risk::High;
+                }
+            }
+            return HealPlan {
+                decision: Decision::AwaitApproval,
+                strategy,
+                steps,
+                reason: format!(
+                    "{category} looks transient, but the job deploys or publishes: re-running changes what is live, so a human must approve{fallback_note}"
+                ),
+            };
+        }
+        HealPlan {
+            decision: Decision::Act,
+            strategy,
+            steps,
+            reason: format!(
+                "{category} is transient: {}{fallback_note}",
+                strategy.as_str()
+            ),
+        }
+    }
+}
+
+fn escalate(reason: String) -> HealPlan {
+    HealPlan {
+        decision: Decision::Escalate,
+        strategy: Strategy::Escalate,
+        steps: vec![PlanStep {
+            kind: StepKind::Escalate,
+            strategy: Strategy::Escalate,
+            risk: Risk::Low,
+            reason: reason.clone(),
+            delay_seconds: 0,
+        }],
+        reason,
+    }
+}

@@ -1,0 +1,1 @@
+//! Safety assessment of commands before anything runs them.
