@@ -22,6 +22,20 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Diagnose one log file (or `-` for stdin).
     Analyze(cmd::analyze::AnalyzeArgs),
+    /// List the knowledge base, or show which signature fires on which line of a log.
+    Signatures(cmd::signatures::CmdArgs),
+    /// Measure the analyzer on a directory of labeled logs and print a confusion table.
+    Eval(cmd::eval::CmdArgs),
+    /// Benchmark the analyzer on a generated log.
+    Bench(cmd::bench::CmdArgs),
+    /// Run a command, retrying it only when its failure is transient.
+    Run(cmd::run::CmdArgs),
+    /// Print the safety assessment of one command without running it.
+    Assess(cmd::assess::CmdArgs),
+    /// Run an Ansible playbook and heal the hosts it fails on.
+    Ansible(cmd::ansible::CmdArgs),
+    /// List the hosts and facts pipeguard knows.
+    Hosts(cmd::hosts::CmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +43,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Analyze(a) => cmd::analyze::run(a),
+        Command::Signatures(a) => cmd::signatures::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Assess(a) => cmd::assess::run(a),
+        Command::Ansible(a) => cmd::ansible::run(a),
+        Command::Hosts(a) => cmd::hosts::run(a),
     };
     match result {
         Ok(code) => code,

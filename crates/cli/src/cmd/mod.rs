@@ -1,4 +1,11 @@
-//! One module per subcommand; each exposes `XArgs` (clap) and `run(XArgs) -> Result<ExitCode>`.
+//! One module per subcommand; each exposes its clap `Args` struct and `run(args) -> Result<ExitCode>`.
 
 pub mod analyze;
+pub mod ansible;
+pub mod assess;
+pub mod bench;
+pub mod eval;
+pub mod hosts;
+pub mod run;
 pub mod serve;
+pub mod signatures;
