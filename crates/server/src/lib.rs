@@ -1,15 +1,138 @@
-//! The pipeguard service.
-pub mod config {
-    pub struct Config;
-    impl Config {
-        pub fn load(_p: Option<&std::path::Path>) -> anyhow::Result<Config> {
-            Ok(Config)
-        }
+//! The pipeguard service: webhook intake, the healing worker and the API, on one axum server.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod intake;
+pub mod telemetry;
+pub mod worker;
+
+use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use config::Config;
+use pipeguard_core::{Analyzer, Policy};
+use pipeguard_platforms::github::{Github, GithubConfig};
+use pipeguard_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Everything a request handler or the worker needs, shared.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub analyzer: Analyzer,
+    pub policy: Policy,
+    pub github: Github,
+    pub started_at_ms: i64,
+    /// Rung by intake so the worker picks new work at once instead of at its next poll.
+    pub worker_wake: tokio::sync::Notify,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub async fn new(config: Config) -> Result<Shared> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("cannot open database {}", config.database_url))?;
+        let github = Github::new(GithubConfig {
+            api_url: config.github.api_url.clone(),
+            token: config.github.token.clone(),
+            http_tries: 3,
+            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
+        });
+        Ok(Arc::new(AppState {
+            policy: config.healing.policy(),
+            analyzer: Analyzer::builtin(),
+            store,
+            github,
+            started_at_ms: pipeguard_store::now_ms(),
+            worker_wake: tokio::sync::Notify::new(),
+            config,
+        }))
     }
 }
-pub mod telemetry {
-    pub fn init() {}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/webhooks/github", post(intake::github))
+        .route("/pipeline/webhook", post(intake::generic))
+        .route("/pipeline/status", get(api::status))
+        .route("/pipeline/healing/history", get(api::history))
+        .route("/pipeline/test/trigger", post(api::test_trigger))
+        .route("/api/v1/sessions", get(api::list_sessions))
+        .route("/api/v1/sessions/{id}", get(api::get_session))
+        .route("/api/v1/sessions/{id}/approve", post(api::approve))
+        .route("/api/v1/sessions/{id}/reject", post(api::reject))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
 }
-pub async fn run(_c: config::Config) -> anyhow::Result<()> {
+
+/// Serves until SIGINT/SIGTERM: stops taking requests, lets the worker finish its job, exits.
+pub async fn run(config: Config) -> Result<()> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    serve(config, listener, rx).await
+}
+
+/// Runs the server and worker on `listener` until `shutdown` turns true.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    if config.github.webhook_secret.is_none() {
+        tracing::warn!(
+            "PIPEGUARD_GITHUB_WEBHOOK_SECRET is not set: GitHub deliveries are accepted unsigned"
+        );
+    }
+    if config.github.token.is_none() {
+        tracing::warn!("PIPEGUARD_GITHUB_TOKEN is not set: logs of private repositories cannot be read and nothing can be re-run");
+    }
+    let state = AppState::new(config).await?;
+    let worker = tokio::spawn(worker::run(state.clone(), shutdown.clone()));
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "pipeguard listening");
+    let mut rx = shutdown.clone();
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|v| *v).await;
+        })
+        .await?;
+    worker.await.context("worker panicked")?;
+    state.store.close().await;
+    tracing::info!("pipeguard stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
 }

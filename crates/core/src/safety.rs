@@ -1,1 +1,0 @@
-//! Safety assessment of commands before anything runs them.

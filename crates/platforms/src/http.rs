@@ -1,0 +1,53 @@
+//! Shared HTTP client behaviour: bounded retries with backoff on transient answers.
+
+use crate::PlatformError;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use std::time::Duration;
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("pipeguard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client builds")
+}
+
+fn transient(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Sends the request built by `make`, retrying transient failures up to `tries` times with
+/// doubling delays from `base`. Non-success answers become [`PlatformError`]s.
+pub async fn send(
+    what: &str,
+    tries: u32,
+    base: Duration,
+    make: impl Fn() -> RequestBuilder,
+) -> Result<Response, PlatformError> {
+    let mut delay = base;
+    let mut last = String::new();
+    for i in 0..tries.max(1) {
+        if i > 0 {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        match make().send().await {
+            Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) if transient(r.status()) => {
+                last = format!("{what}: HTTP {}", r.status());
+            }
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                let body: String = body.chars().take(300).collect();
+                return Err(PlatformError::Permanent(format!(
+                    "{what}: HTTP {status}: {body}"
+                )));
+            }
+            Err(e) => last = format!("{what}: {e}"),
+        }
+        tracing::warn!(attempt = i + 1, "{last}");
+    }
+    Err(PlatformError::Transient(last))
+}

@@ -1,0 +1,582 @@
+//! The healing worker: takes jobs from the durable queue and moves sessions through
+//! analyze → plan → gate → act → verify. Every step is idempotent, because a job whose worker
+//! died is taken again.
+
+use crate::Shared;
+use pipeguard_core::analysis::{Diagnosis, Hints};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::policy::{Capabilities, Decision};
+use pipeguard_core::Category;
+use pipeguard_platforms::{Ci, PlatformError, RunState};
+use pipeguard_store::{now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why a job did not finish.
+enum JobError {
+    /// Try again later (platform 5xx, timeouts, run still in progress).
+    Later(String, Duration),
+    /// The session cannot go on; it is marked with the reason.
+    Fatal(String),
+}
+
+impl From<pipeguard_store::StoreError> for JobError {
+    fn from(e: pipeguard_store::StoreError) -> Self {
+        JobError::Later(format!("store: {e}"), Duration::from_secs(5))
+    }
+}
+
+impl From<PlatformError> for JobError {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(10)),
+            other => JobError::Fatal(other.to_string()),
+        }
+    }
+}
+
+pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
+    let lease = st.config.worker.lease_seconds as i64 * 1000;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let job = match st.store.claim(lease).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("cannot claim work: {e}");
+                None
+            }
+        };
+        let Some(job) = job else {
+            // Sleep until the next due job, a wake-up from intake, or shutdown.
+            let wait = match st.store.next_due().await {
+                Ok(Some(t)) => (t - now_ms()).clamp(10, 1000) as u64,
+                _ => 1000,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {},
+                _ = st.worker_wake.notified() => {},
+                _ = shutdown.changed() => {},
+            }
+            continue;
+        };
+        handle(&st, job).await;
+    }
+}
+
+async fn handle(st: &Shared, job: Job) {
+    tracing::debug!(job = job.id, kind = %job.kind, session = %job.session_id, "job");
+    let result = match job.kind.as_str() {
+        "analyze" => analyze(st, &job).await,
+        "execute" => execute(st, &job).await,
+        "outcome" => outcome_job(st, &job).await,
+        "verify" => verify(st, &job).await,
+        other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
+    };
+    let done = match result {
+        Ok(()) => st.store.finish_job(job.id).await,
+        Err(JobError::Later(msg, delay)) if job.tries < st.config.worker.max_job_tries as i64 => {
+            tracing::warn!(session = %job.session_id, "{msg}; trying again in {delay:?}");
+            st.store
+                .retry_job(job.id, &msg, now_ms() + delay.as_millis() as i64)
+                .await
+        }
+        Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) => {
+            tracing::error!(session = %job.session_id, "{} failed: {msg}", job.kind);
+            let reason = format!("{}: {msg}", job.kind);
+            let _ = st
+                .store
+                .update_session(
+                    &job.session_id,
+                    Transition {
+                        from: &OPEN,
+                        to: S::Failed,
+                        message: &reason,
+                    },
+                    SessionUpdate {
+                        reason: Some(reason.clone()),
+                        finished_at: Some(now_ms()),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            st.store.fail_job(job.id, &msg).await
+        }
+    };
+    if let Err(e) = done {
+        tracing::error!("cannot record job {}: {e}", job.id);
+    }
+}
+
+const OPEN: [S; 6] = [
+    S::Received,
+    S::Analyzing,
+    S::Planned,
+    S::AwaitingApproval,
+    S::Executing,
+    S::Verifying,
+];
+
+fn ci_for<'a>(st: &'a Shared, platform: &str) -> Option<&'a dyn Ci> {
+    match Platform::parse(platform) {
+        Some(Platform::Github) => Some(&st.github),
+        _ => None,
+    }
+}
+
+async fn load(st: &Shared, id: &str) -> Result<SessionRecord, JobError> {
+    st.store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| JobError::Fatal(format!("session {id} vanished")))
+}
+
+/// A failed job with its own diagnosis.
+struct JobDiagnosis {
+    job: FailedJob,
+    diagnosis: Diagnosis,
+}
+
+/// Chooses the session-level diagnosis: a job that needs a human wins, since the run cannot
+/// go green without one; otherwise the least confident transient job speaks for the run.
+fn combine(jobs: &[JobDiagnosis]) -> Option<&Diagnosis> {
+    jobs.iter()
+        .map(|j| &j.diagnosis)
+        .find(|d| !d.transient)
+        .or_else(|| {
+            jobs.iter()
+                .map(|j| &j.diagnosis)
+                .min_by(|a, b| a.confidence.total_cmp(&b.confidence))
+        })
+}
+
+async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if !matches!(s.status, S::Received | S::Analyzing) {
+        return Ok(());
+    }
+    if s.status == S::Received {
+        st.store
+            .transition(
+                &s.id,
+                Transition {
+                    from: &[S::Received],
+                    to: S::Analyzing,
+                    message: "fetching logs",
+                },
+            )
+            .await?;
+    }
+    let ev = &s.event;
+    let ci = ci_for(st, &s.platform);
+    let diagnosed: Vec<JobDiagnosis> = match (ci, &ev.log) {
+        (_, Some(log)) => vec![JobDiagnosis {
+            job: ev.jobs.first().cloned().unwrap_or_default(),
+            diagnosis: st.analyzer.analyze(log.as_bytes()),
+        }],
+        (Some(ci), None) => {
+            // A job can fail while others still run; re-runs are only possible once the run is done.
+            if let RunState::InProgress { attempt } = ci.run_state(ev).await? {
+                if attempt as i64 == s.current_attempt {
+                    let waited = now_ms() - s.created_at;
+                    if waited > st.config.worker.wait_limit_seconds as i64 * 1000 {
+                        return Err(JobError::Fatal("the run did not complete in time".into()));
+                    }
+                    return requeue(st, job, "run still in progress", Duration::from_secs(15))
+                        .await;
+                }
+            }
+            let logs = ci.failed_logs(ev).await?;
+            logs.into_iter()
+                .map(|l| JobDiagnosis {
+                    diagnosis: st.analyzer.analyze_with(
+                        &l.log,
+                        &Hints {
+                            exit_code: None,
+                            platform_reason: l.job.platform_reason.clone(),
+                        },
+                    ),
+                    job: l.job,
+                })
+                .collect()
+        }
+        (None, None) => vec![],
+    };
+    let Some(diag) = combine(&diagnosed).cloned() else {
+        let reason = "no failed job or log found for this run attempt".to_string();
+        st.store
+            .update_session(
+                &s.id,
+                Transition {
+                    from: &[S::Analyzing],
+                    to: S::Escalated,
+                    message: &reason,
+                },
+                SessionUpdate {
+                    reason: Some(reason.clone()),
+                    category: Some(Category::Unknown.to_string()),
+                    finished_at: Some(now_ms()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        return Ok(());
+    };
+    let transient_jobs: Vec<FailedJob> = diagnosed
+        .iter()
+        .filter(|d| d.diagnosis.transient)
+        .map(|d| d.job.clone())
+        .collect();
+    let genuine: Vec<&JobDiagnosis> = diagnosed
+        .iter()
+        .filter(|d| !d.diagnosis.transient)
+        .collect();
+    let caps = ci
+        .map(|c| c.capabilities(ev))
+        .unwrap_or_else(Capabilities::default);
+    let mut plan_event = ev.clone();
+    plan_event.jobs = diagnosed.iter().map(|d| d.job.clone()).collect();
+    // Plan for what can be healed; genuine failures are reported beside it.
+    let plan_diag = if genuine.is_empty() || transient_jobs.is_empty() {
+        diag.clone()
+    } else {
+        diagnosed
+            .iter()
+            .find(|d| d.diagnosis.transient)
+            .map(|d| d.diagnosis.clone())
+            .unwrap_or(diag.clone())
+    };
+    plan_event
+        .jobs
+        .retain(|j| transient_jobs.is_empty() || transient_jobs.iter().any(|t| t.id == j.id));
+    let mut plan = st
+        .policy
+        .plan(&plan_diag, &plan_event, &caps, s.heal_attempts as u32);
+    let mixed = !genuine.is_empty() && !transient_jobs.is_empty();
+    if mixed {
+        plan.reason = format!(
+            "{}; job(s) {} need a human",
+            plan.reason,
+            genuine
+                .iter()
+                .map(|g| format!("{} ({})", g.job.name, g.diagnosis.category))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let per_job: Vec<Value> = diagnosed
+        .iter()
+        .map(|d| json!({"job": d.job, "diagnosis": d.diagnosis}))
+        .collect();
+    let mut diagnosis_json = serde_json::to_value(&diag).unwrap_or(Value::Null);
+    diagnosis_json["jobs"] = json!(per_job);
+    let plan_json = json!({
+        "plan": plan,
+        "jobs": transient_jobs,
+        "all_failed": genuine.is_empty(),
+        "mixed": mixed,
+    });
+    let (to, message) = match plan.decision {
+        Decision::Act => (S::Planned, "plan ready"),
+        Decision::AwaitApproval => (S::AwaitingApproval, "waiting for a human to approve"),
+        Decision::Escalate => (S::Escalated, "escalated to a human"),
+        Decision::Skip => (S::Skipped, "nothing to heal"),
+    };
+    let terminal = to.is_terminal();
+    let moved = st
+        .store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Analyzing],
+                to,
+                message,
+            },
+            SessionUpdate {
+                category: Some(diag.category.to_string()),
+                confidence: Some(diag.confidence),
+                fingerprint: Some(diag.fingerprint.clone()),
+                strategy: Some(plan.strategy.as_str().to_string()),
+                transient: Some(diag.transient),
+                diagnosis: Some(diagnosis_json),
+                plan: Some(plan_json),
+                reason: Some(plan.reason.clone()),
+                finished_at: terminal.then(now_ms),
+                ..Default::default()
+            },
+        )
+        .await?;
+    tracing::info!(session = %s.id, category = %diag.category, decision = ?plan.decision, "{}", plan.reason);
+    if moved && plan.decision == Decision::Act {
+        let delay = plan
+            .steps
+            .iter()
+            .map(|x| x.delay_seconds)
+            .max()
+            .unwrap_or(0);
+        st.store
+            .enqueue(&s.id, "execute", &json!({}), now_ms() + delay as i64 * 1000)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn requeue(st: &Shared, job: &Job, why: &str, after: Duration) -> Result<(), JobError> {
+    // A fresh job, so waiting does not use up the tries meant for errors.
+    st.store
+        .enqueue(
+            &job.session_id,
+            &job.kind,
+            &job.payload,
+            now_ms() + after.as_millis() as i64,
+        )
+        .await?;
+    tracing::debug!(session = %job.session_id, "{why}");
+    Ok(())
+}
+
+async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if s.status != S::Planned && s.status != S::Executing {
+        return Ok(());
+    }
+    let Some(ci) = ci_for(st, &s.platform) else {
+        return Err(JobError::Fatal(format!(
+            "no executor for platform {}",
+            s.platform
+        )));
+    };
+    let plan = s.plan.clone().unwrap_or(Value::Null);
+    let jobs: Vec<FailedJob> = serde_json::from_value(plan["jobs"].clone()).unwrap_or_default();
+    let all_failed = plan["all_failed"].as_bool().unwrap_or(true);
+    let mixed = plan["mixed"].as_bool().unwrap_or(false);
+    let attempt = s.heal_attempts + 1;
+    if !st
+        .store
+        .claim_action(&s.id, attempt, "run", "retry")
+        .await?
+    {
+        // Already called for this heal attempt (a crashed worker's job taken again).
+        return Ok(());
+    }
+    st.store
+        .transition(
+            &s.id,
+            Transition {
+                from: &[S::Planned],
+                to: S::Executing,
+                message: "re-running",
+            },
+        )
+        .await?;
+    match ci.retry(&s.event, &jobs, all_failed).await {
+        Ok(detail) => {
+            st.store
+                .finish_action(&s.id, attempt, "run", "done", &detail)
+                .await?;
+            let (to, message) = if mixed {
+                (
+                    S::Escalated,
+                    "transient jobs re-run; the others need a human",
+                )
+            } else {
+                (S::Verifying, "re-run requested; waiting for the outcome")
+            };
+            st.store
+                .update_session(
+                    &s.id,
+                    Transition {
+                        from: &[S::Executing],
+                        to,
+                        message,
+                    },
+                    SessionUpdate {
+                        heal_attempts: Some(attempt),
+                        finished_at: mixed.then(now_ms),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if !mixed {
+                let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
+                st.store
+                    .enqueue(&s.id, "verify", &json!({}), now_ms() + poll)
+                    .await?;
+            }
+            tracing::info!(session = %s.id, attempt, "{detail}");
+            Ok(())
+        }
+        Err(e) => {
+            let transient = matches!(e, PlatformError::Transient(_));
+            st.store
+                .finish_action(
+                    &s.id,
+                    attempt,
+                    "run",
+                    if transient { "error" } else { "refused" },
+                    &e.to_string(),
+                )
+                .await?;
+            if transient {
+                // Let the next try call again: the platform did not take this one.
+                st.store.release_action(&s.id, attempt, "run").await?;
+                st.store
+                    .transition(
+                        &s.id,
+                        Transition {
+                            from: &[S::Executing],
+                            to: S::Planned,
+                            message: "platform error; will retry",
+                        },
+                    )
+                    .await?;
+                return Err(e.into());
+            }
+            let reason = format!("re-run refused: {e}");
+            st.store
+                .update_session(
+                    &s.id,
+                    Transition {
+                        from: &[S::Executing],
+                        to: S::Escalated,
+                        message: &reason,
+                    },
+                    SessionUpdate {
+                        reason: Some(reason.clone()),
+                        finished_at: Some(now_ms()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+async fn outcome_job(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let p = &job.payload;
+    let attempt = p["attempt"].as_i64().unwrap_or(0);
+    let success = p["success"].as_bool().unwrap_or(false);
+    let finished = p["finished_at_ms"].as_i64();
+    let event: Option<FailureEvent> = serde_json::from_value(p["event"].clone()).ok();
+    outcome(st, &job.session_id, attempt, success, finished, event).await
+}
+
+/// Closes or continues a session once the re-run attempt finished.
+async fn outcome(
+    st: &Shared,
+    id: &str,
+    attempt: i64,
+    success: bool,
+    finished_at: Option<i64>,
+    event: Option<FailureEvent>,
+) -> Result<(), JobError> {
+    let s = load(st, id).await?;
+    if !matches!(s.status, S::Verifying | S::Executing) || attempt <= s.current_attempt {
+        return Ok(());
+    }
+    let now = now_ms();
+    if success {
+        let ttg = finished_at.unwrap_or(now) - s.failed_at;
+        let msg = format!("attempt {attempt} succeeded");
+        st.store
+            .update_session(
+                id,
+                Transition {
+                    from: &[S::Verifying, S::Executing],
+                    to: S::Healed,
+                    message: &msg,
+                },
+                SessionUpdate {
+                    current_attempt: Some(attempt),
+                    finished_at: Some(finished_at.unwrap_or(now)),
+                    time_to_green_ms: Some(ttg.max(0)),
+                    reason: Some(format!(
+                        "healed by {} on attempt {attempt}",
+                        s.strategy.as_deref().unwrap_or("retry")
+                    )),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        tracing::info!(session = %id, attempt, "healed");
+        return Ok(());
+    }
+    let mut ev = event.unwrap_or_else(|| s.event.clone());
+    ev.attempt = attempt as u32;
+    ev.jobs.clear();
+    if s.heal_attempts >= st.policy.max_attempts as i64 {
+        let reason = format!("still failing after {} heal attempt(s)", s.heal_attempts);
+        st.store
+            .update_session(
+                id,
+                Transition {
+                    from: &[S::Verifying, S::Executing],
+                    to: S::Failed,
+                    message: &reason,
+                },
+                SessionUpdate {
+                    current_attempt: Some(attempt),
+                    reason: Some(reason.clone()),
+                    finished_at: Some(now),
+                    event: Some(ev),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        return Ok(());
+    }
+    // Diagnose the new attempt afresh: the second failure may have another cause.
+    let msg = format!("attempt {attempt} failed; diagnosing it");
+    let moved = st
+        .store
+        .update_session(
+            id,
+            Transition {
+                from: &[S::Verifying, S::Executing],
+                to: S::Analyzing,
+                message: &msg,
+            },
+            SessionUpdate {
+                current_attempt: Some(attempt),
+                event: Some(ev),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if moved {
+        st.store.enqueue(id, "analyze", &Value::Null, now).await?;
+    }
+    Ok(())
+}
+
+/// Polls the platform for the outcome of a re-run, for when no webhook reports it.
+async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if s.status != S::Verifying {
+        return Ok(());
+    }
+    let Some(ci) = ci_for(st, &s.platform) else {
+        return Ok(());
+    };
+    match ci.run_state(&s.event).await? {
+        RunState::Completed {
+            attempt,
+            success,
+            finished_at_ms,
+        } if attempt as i64 > s.current_attempt => {
+            outcome(st, &s.id, attempt as i64, success, finished_at_ms, None).await
+        }
+        _ => {
+            if now_ms() - s.updated_at > st.config.worker.wait_limit_seconds as i64 * 1000 {
+                return Err(JobError::Fatal(
+                    "no outcome of the re-run arrived in time".into(),
+                ));
+            }
+            let poll = Duration::from_secs(st.config.worker.verify_poll_seconds.max(1));
+            requeue(st, job, "re-run not finished", poll).await
+        }
+    }
+}

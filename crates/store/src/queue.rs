@@ -1,0 +1,153 @@
+//! The durable job queue. Intake enqueues in the same transaction that stores the event, so
+//! accepted work survives a crash; a worker that dies leaves a lease that expires and the job
+//! is taken again.
+
+use crate::{now_ms, Backend, Result, Store};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub session_id: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// How many times this job has been claimed, this one included.
+    pub tries: i64,
+}
+
+pub(crate) async fn enqueue_in(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &str,
+    kind: &str,
+    payload: &serde_json::Value,
+    run_at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (session_id, kind, payload, run_at, status, tries, created_at) \
+         VALUES ($1, $2, $3, $4, 'queued', 0, $5)",
+    )
+    .bind(session_id)
+    .bind(kind)
+    .bind(payload.to_string())
+    .bind(run_at)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn enqueue(
+        &self,
+        session_id: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        run_at: i64,
+    ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        enqueue_in(&mut conn, session_id, kind, payload, run_at).await
+    }
+
+    /// Takes the next due job, leasing it for `lease_ms`.
+    pub async fn claim(&self, lease_ms: i64) -> Result<Option<Job>> {
+        let now = now_ms();
+        let pick = match self.backend {
+            Backend::Sqlite => {
+                "SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $1) \
+                 OR (status = 'running' AND locked_until < $1) ORDER BY run_at, id LIMIT 1"
+            }
+            Backend::Postgres => {
+                "SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $1) \
+                 OR (status = 'running' AND locked_until < $1) ORDER BY run_at, id LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query(pick).bind(now).fetch_optional(&mut *tx).await? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let id: i64 = row.try_get("id")?;
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'running', locked_until = $1, tries = tries + 1 \
+             WHERE id = $2 RETURNING id, session_id, kind, payload, tries",
+        )
+        .bind(now + lease_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let payload: String = row.try_get("payload")?;
+        Ok(Some(Job {
+            id: row.try_get("id")?,
+            session_id: row.try_get("session_id")?,
+            kind: row.try_get("kind")?,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            tries: row.try_get("tries")?,
+        }))
+    }
+
+    pub async fn finish_job(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'done', locked_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a job back to run again at `run_at` (transient error), keeping the error for humans.
+    pub async fn retry_job(&self, id: i64, error: &str, run_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = $1, locked_until = NULL, last_error = $2 \
+             WHERE id = $3",
+        )
+        .bind(run_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Hands a claimed job back untouched (shutdown), without counting the try.
+    pub async fn release_job(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', locked_until = NULL, tries = tries - 1 WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn fail_job(&self, id: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'failed', locked_until = NULL, last_error = $1 WHERE id = $2",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Jobs waiting or running.
+    pub async fn queue_depth(&self) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status IN ('queued', 'running')")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Earliest time a queued job becomes due, so an idle worker knows how long to sleep.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN status = 'queued' THEN run_at ELSE locked_until END) AS t \
+             FROM jobs WHERE status IN ('queued', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?)
+    }
+}
