@@ -146,7 +146,7 @@ pub fn parse_webhook(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                     "workflow_run concluded {conclusion:?}"
                 )));
             }
-            Ok(Parsed::Failure(FailureEvent {
+            Ok(Parsed::Failure(Box::new(FailureEvent {
                 platform: Some(Platform::Github),
                 repository: p.repository.full_name,
                 run_id: r.id.to_string(),
@@ -160,7 +160,7 @@ pub fn parse_webhook(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 ),
                 finished_at_ms: parse_time_ms(r.updated_at.as_deref()),
                 ..Default::default()
-            }))
+            })))
         }
         "workflow_job" => {
             let p: JobPayload = serde_json::from_value(value).map_err(shape)?;
@@ -172,7 +172,7 @@ pub fn parse_webhook(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                     p.action
                 )));
             }
-            Ok(Parsed::Failure(FailureEvent {
+            Ok(Parsed::Failure(Box::new(FailureEvent {
                 platform: Some(Platform::Github),
                 repository: p.repository.full_name,
                 run_id: j.run_id.to_string(),
@@ -189,7 +189,7 @@ pub fn parse_webhook(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 started_at_ms: parse_time_ms(j.started_at.as_deref()),
                 finished_at_ms: parse_time_ms(j.completed_at.as_deref()),
                 ..Default::default()
-            }))
+            })))
         }
         other => Ok(Parsed::Ignored(format!("event {other:?} is not handled"))),
     }

@@ -17,7 +17,7 @@ pub enum Parsed {
     Ping,
     /// Valid, but nothing to heal (a success of an unrelated run, a queued job…).
     Ignored(String),
-    Failure(FailureEvent),
+    Failure(Box<FailureEvent>),
     Success {
         repository: String,
         run_id: String,

@@ -164,6 +164,9 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_VERIFY_POLL_SECONDS") {
             self.worker.verify_poll_seconds = num("PIPEGUARD_VERIFY_POLL_SECONDS", v)?;
         }
+        if let Some(v) = nonempty("PIPEGUARD_WORKER_LEASE_SECONDS") {
+            self.worker.lease_seconds = num("PIPEGUARD_WORKER_LEASE_SECONDS", v)?;
+        }
         if let Some(v) = nonempty("PIPEGUARD_HTTP_BACKOFF_MS") {
             self.worker.http_backoff_ms = num("PIPEGUARD_HTTP_BACKOFF_MS", v)?;
         }

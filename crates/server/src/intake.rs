@@ -79,7 +79,7 @@ pub async fn github(
                 .await?;
             return Ok((StatusCode::OK, Json(body)).into_response());
         }
-        Parsed::Failure(ev) => Intake::Failure(ev),
+        Parsed::Failure(ev) => Intake::Failure(*ev),
         Parsed::Success {
             repository,
             run_id,

@@ -102,6 +102,14 @@ pub async fn serve(
         tracing::warn!("PIPEGUARD_GITHUB_TOKEN is not set: logs of private repositories cannot be read and nothing can be re-run");
     }
     let state = AppState::new(config).await?;
+    if state.store.backend() == pipeguard_store::Backend::Sqlite {
+        // An embedded database has exactly one worker: this one. Work a killed process had
+        // claimed is taken again now instead of after its lease.
+        let n = state.store.requeue_running().await?;
+        if n > 0 {
+            tracing::info!(jobs = n, "resuming work interrupted by the last stop");
+        }
+    }
     let worker = tokio::spawn(worker::run(state.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "pipeguard listening");

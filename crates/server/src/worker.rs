@@ -5,7 +5,7 @@
 use crate::Shared;
 use pipeguard_core::analysis::{Diagnosis, Hints};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
-use pipeguard_core::policy::{Capabilities, Decision};
+use pipeguard_core::policy::Decision;
 use pipeguard_core::Category;
 use pipeguard_platforms::{Ci, PlatformError, RunState};
 use pipeguard_store::{now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition};
@@ -233,9 +233,7 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         .iter()
         .filter(|d| !d.diagnosis.transient)
         .collect();
-    let caps = ci
-        .map(|c| c.capabilities(ev))
-        .unwrap_or_else(Capabilities::default);
+    let caps = ci.map(|c| c.capabilities(ev)).unwrap_or_default();
     let mut plan_event = ev.clone();
     plan_event.jobs = diagnosed.iter().map(|d| d.job.clone()).collect();
     // Plan for what can be healed; genuine failures are reported beside it.

@@ -120,6 +120,16 @@ impl Store {
         Ok(())
     }
 
+    /// Puts every running job back in the queue; only for a backend with a single worker.
+    pub async fn requeue_running(&self) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET status = 'queued', locked_until = NULL WHERE status = 'running'",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     pub async fn fail_job(&self, id: i64, error: &str) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET status = 'failed', locked_until = NULL, last_error = $1 WHERE id = $2",

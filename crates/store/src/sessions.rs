@@ -146,6 +146,7 @@ impl SessionRecord {
 
 /// What a delivery says happened to a run.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per delivery, moved once
 pub enum Intake {
     /// A run attempt failed.
     Failure(FailureEvent),

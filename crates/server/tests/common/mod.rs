@@ -1,0 +1,247 @@
+//! Test harness: the app on a random port with a fresh SQLite database and a mock GitHub API.
+#![allow(dead_code)]
+
+use hmac::{Hmac, Mac};
+use pipeguard_server::config::Config;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::Duration;
+use tokio::sync::watch;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const SECRET: &str = "test-secret";
+pub const REPO: &str = "octo-org/octo-repo";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub github: MockServer,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+    shutdown: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub fn config(github: &MockServer, db_url: &str) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: db_url.to_string(),
+        max_body_bytes: 1024 * 1024,
+        ..Default::default()
+    };
+    c.github.webhook_secret = Some(SECRET.into());
+    c.github.token = Some("ghs_testtoken".into());
+    c.github.api_url = github.uri();
+    c.healing.backoff_seconds = 0;
+    c.worker.http_backoff_ms = 10;
+    c
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let github = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
+        let mut cfg = config(&github, &db_url);
+        tweak(&mut cfg);
+        let (base, shutdown, handle) = spawn(cfg).await;
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            github,
+            db_url,
+            dir,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub async fn stop(self) -> (MockServer, tempfile::TempDir, String) {
+        let _ = self.shutdown.send(true);
+        self.handle.await.unwrap().unwrap();
+        (self.github, self.dir, self.db_url)
+    }
+
+    pub async fn post_github(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let raw = body.to_string();
+        self.http
+            .post(format!("{}/webhooks/github", self.base))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(raw.as_bytes()))
+            .body(raw)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, p: &str) -> Value {
+        self.http
+            .get(format!("{}{p}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls a session until `pred` holds, or panics with its last state.
+    pub async fn wait_session(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            last = self.get(&format!("/api/v1/sessions/{id}")).await;
+            if pred(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("session never reached the expected state: {last:#}");
+    }
+
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_session(id, |s| s["status"] == status).await
+    }
+}
+
+pub async fn spawn(
+    cfg: Config,
+) -> (
+    String,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(pipeguard_server::serve(cfg, listener, rx));
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (base, tx, handle)
+}
+
+pub fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A `workflow_run` delivery shaped like GitHub's (octokit's payload examples).
+pub fn workflow_run(run_id: u64, attempt: u32, conclusion: &str, name: &str) -> Value {
+    json!({
+        "action": "completed",
+        "workflow_run": {
+            "id": run_id, "name": name, "run_attempt": attempt, "run_number": 163,
+            "status": "completed", "conclusion": conclusion, "event": "push",
+            "head_branch": "main", "head_sha": "3484a3fb816e0859fd6e1cea078d76385ff50625",
+            "html_url": format!("https://github.com/{REPO}/actions/runs/{run_id}"),
+            "created_at": "2026-11-23T10:00:00Z", "run_started_at": "2026-11-23T10:00:05Z",
+            "updated_at": if attempt == 1 { "2026-11-23T10:04:00Z" } else { "2026-11-23T10:09:00Z" },
+            "jobs_url": format!("https://api.github.com/repos/{REPO}/actions/runs/{run_id}/jobs"),
+            "rerun_url": format!("https://api.github.com/repos/{REPO}/actions/runs/{run_id}/rerun"),
+        },
+        "repository": {"id": 186853002, "name": "octo-repo", "full_name": REPO, "private": false},
+        "sender": {"login": "octocat", "id": 1}
+    })
+}
+
+pub fn workflow_job(run_id: u64, job_id: u64, attempt: u32, name: &str) -> Value {
+    json!({
+        "action": "completed",
+        "workflow_job": {
+            "id": job_id, "run_id": run_id, "run_attempt": attempt, "name": name,
+            "status": "completed", "conclusion": "failure", "workflow_name": "CI",
+            "head_sha": "3484a3fb816e0859fd6e1cea078d76385ff50625", "head_branch": "main",
+            "started_at": "2026-11-23T10:00:10Z", "completed_at": "2026-11-23T10:03:50Z",
+            "labels": ["ubuntu-latest"], "steps": []
+        },
+        "repository": {"id": 186853002, "name": "octo-repo", "full_name": REPO},
+        "sender": {"login": "octocat", "id": 1}
+    })
+}
+
+/// Mounts the read side of the Actions API for one run attempt: the run, its jobs and logs.
+/// `jobs` = (job id, name, conclusion, log).
+pub async fn mount_run(
+    gh: &MockServer,
+    run_id: u64,
+    attempt: u32,
+    jobs: &[(u64, &str, &str, &str)],
+) {
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs/{run_id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": run_id, "status": "completed", "conclusion": "failure", "run_attempt": attempt,
+            "updated_at": "2026-11-23T10:04:00Z"
+        })))
+        .mount(gh)
+        .await;
+    let list: Vec<Value> = jobs
+        .iter()
+        .map(|(id, name, conclusion, _)| json!({"id": id, "run_id": run_id, "run_attempt": attempt, "name": name, "status": "completed", "conclusion": conclusion}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/{REPO}/actions/runs/{run_id}/attempts/{attempt}/jobs"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"total_count": list.len(), "jobs": list})),
+        )
+        .mount(gh)
+        .await;
+    for (id, _, _, log) in jobs {
+        // As documented: 302 to a short-lived download URL on another path.
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/actions/jobs/{id}/logs")))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("Location", format!("{}/blob/logs/{id}.txt", gh.uri())),
+            )
+            .mount(gh)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/blob/logs/{id}.txt")))
+            .respond_with(ResponseTemplate::new(200).set_body_string(*log))
+            .mount(gh)
+            .await;
+    }
+}
+
+pub const TRANSIENT_LOG: &str = "2026-11-23T10:01:00.0000000Z ##[group]Run cargo fetch\n\
+2026-11-23T10:01:01.0000000Z     Updating crates.io index\n\
+2026-11-23T10:01:31.0000000Z error: failed to download from `https://static.crates.io/crates/serde/serde-1.0.0.crate`\n\
+2026-11-23T10:01:31.0000000Z Caused by:\n\
+2026-11-23T10:01:31.0000000Z   [56] Failure when receiving data from the peer (Connection reset by peer)\n\
+2026-11-23T10:01:32.0000000Z ##[error]Process completed with exit code 101.\n";
+
+pub const COMPILE_LOG: &str = "2026-11-23T10:01:00.0000000Z ##[group]Run cargo build --locked\n\
+2026-11-23T10:01:20.0000000Z    Compiling app v0.1.0 (/home/runner/work/app)\n\
+2026-11-23T10:01:21.0000000Z error[E0308]: mismatched types\n\
+2026-11-23T10:01:21.0000000Z  --> src/main.rs:4:18\n\
+2026-11-23T10:01:21.0000000Z   |\n\
+2026-11-23T10:01:21.0000000Z 4 |     let x: u32 = \"five\";\n\
+2026-11-23T10:01:21.0000000Z   |            ---   ^^^^^^ expected `u32`, found `&str`\n\
+2026-11-23T10:01:21.0000000Z error: could not compile `app` (bin \"app\") due to 1 previous error\n\
+2026-11-23T10:01:22.0000000Z ##[error]Process completed with exit code 101.\n";
