@@ -1,11 +1,27 @@
 //! Log analysis: one streaming pass over a log, a category from the taxonomy, the evidence
-//! lines that explain it, and a fingerprint that groups recurring failures.
+//! lines that explain it, the failing tests, and a fingerprint that groups recurring failures.
+//!
+//! The knowledge base (`kb.toml`) is data: signatures map the tools' own messages to categories.
+//! `scan` finds candidate lines at grep speed, `decide` weighs them, `redact` and `fingerprint`
+//! make the result safe to store and easy to group.
+
+mod clean;
+mod decide;
+pub mod eval;
+pub mod fingerprint;
+pub mod kb;
+pub mod redact;
+mod scan;
+pub mod tests_names;
 
 use crate::category::Category;
 use crate::policy::Strategy;
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
+
+pub use clean::strip_ansi;
+pub use decide::{ACT_CONFIDENCE, MAX_EVIDENCE};
+pub use kb::{KbError, SigKind, Signature, UserSignature, BUILTIN_KB};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
@@ -42,124 +58,102 @@ pub struct Hints {
     pub platform_reason: Option<String>,
 }
 
-struct Sig {
-    id: String,
-    category: Category,
-    re: Regex,
+/// One signature's match on one line, for `pipeguard signatures test`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureHit {
+    pub line: usize,
+    pub signature: String,
+    pub category: Category,
+    pub kind: SigKind,
+    pub weight: f64,
+    pub text: String,
 }
 
+/// The rule-based analyzer. Cheap to share: compile once, analyze many logs.
 pub struct Analyzer {
-    sigs: Vec<Sig>,
+    kb: kb::CompiledKb,
 }
 
 impl Analyzer {
+    /// The built-in knowledge base.
     pub fn builtin() -> Analyzer {
-        let table: &[(&str, Category, &str)] = &[
-            (
-                "rust-compile-error",
-                Category::CompilationError,
-                r"^error(\[E\d+\])?: ",
-            ),
-            (
-                "test-assertion",
-                Category::TestFailure,
-                r"(?i)assertion.*failed|^FAILED |test result: FAILED",
-            ),
-            (
-                "conn-reset",
-                Category::Network,
-                r"(?i)connection (reset|refused)|could not resolve host|temporary failure in name resolution",
-            ),
-            (
-                "http-5xx",
-                Category::ServiceUnavailable,
-                r"(?i)\b(502 bad gateway|503 service unavailable|504 gateway time-?out)\b",
-            ),
-            (
-                "rate-limit",
-                Category::RateLimited,
-                r"(?i)rate limit|429 too many requests",
-            ),
-            (
-                "oom",
-                Category::OutOfMemory,
-                r"(?i)out of memory|oomkilled|cannot allocate memory",
-            ),
-            (
-                "disk-full",
-                Category::DiskFull,
-                r"(?i)no space left on device",
-            ),
-            ("timeout", Category::Timeout, r"(?i)timed out|timeout"),
-        ];
-        Analyzer {
-            sigs: table
-                .iter()
-                .map(|(id, c, p)| Sig {
-                    id: id.to_string(),
-                    category: *c,
-                    re: Regex::new(p).expect("built-in signature compiles"),
-                })
-                .collect(),
-        }
+        Self::with_user_signatures(Vec::new()).expect("the built-in knowledge base compiles")
+    }
+
+    /// The built-in knowledge base plus the user's signatures, which take precedence.
+    pub fn with_user_signatures(user: Vec<UserSignature>) -> Result<Analyzer, KbError> {
+        let builtin = kb::parse_kb(BUILTIN_KB)?;
+        Ok(Analyzer {
+            kb: kb::CompiledKb::compile(builtin, user)?,
+        })
+    }
+
+    /// All signatures, user ones first.
+    pub fn signatures(&self) -> &[Signature] {
+        &self.kb.sigs
     }
 
     pub fn analyze(&self, log: &[u8]) -> Diagnosis {
         self.analyze_with(log, &Hints::default())
     }
 
-    pub fn analyze_reader<R: Read>(&self, mut r: R) -> io::Result<Diagnosis> {
-        let mut buf = Vec::new();
-        r.read_to_end(&mut buf)?;
-        Ok(self.analyze(&buf))
+    pub fn analyze_with(&self, log: &[u8], hints: &Hints) -> Diagnosis {
+        self.analyze_reader_with(log, hints)
+            .expect("reading from memory cannot fail")
     }
 
-    pub fn analyze_with(&self, log: &[u8], _hints: &Hints) -> Diagnosis {
-        let text = String::from_utf8_lossy(log);
-        let mut best: Option<(usize, &Sig, &str)> = None;
-        for (i, line) in text.split('\n').enumerate() {
-            for s in &self.sigs {
-                if s.re.is_match(line) {
-                    best = Some((i + 1, s, line));
-                    break;
-                }
-            }
+    /// Streaming analysis with bounded memory: the log is read in chunks, never whole.
+    pub fn analyze_reader<R: Read>(&self, r: R) -> io::Result<Diagnosis> {
+        self.analyze_reader_with(r, &Hints::default())
+    }
+
+    pub fn analyze_reader_with<R: Read>(&self, r: R, hints: &Hints) -> io::Result<Diagnosis> {
+        self.analyze_reader_progress(r, hints, |_| {})
+    }
+
+    /// As `analyze_reader_with`, calling `progress` with the bytes read so far.
+    pub fn analyze_reader_progress<R: Read>(
+        &self,
+        r: R,
+        hints: &Hints,
+        progress: impl FnMut(u64),
+    ) -> io::Result<Diagnosis> {
+        let scan = scan::Scanner::new(&self.kb).run(r, progress)?;
+        Ok(decide::decide(&self.kb, &scan, hints, "rules"))
+    }
+
+    /// Every signature match of a log (first and last ones kept per signature when there are
+    /// many), in line order: which signature fired on which line and why.
+    pub fn explain<R: Read>(&self, r: R) -> io::Result<Vec<SignatureHit>> {
+        let scan = scan::Scanner::new(&self.kb).run(r, |_| {})?;
+        let mut seen = std::collections::BTreeMap::new();
+        for c in scan
+            .first
+            .iter()
+            .chain(scan.recent.iter())
+            .chain(scan.last_per_sig.iter().flatten())
+        {
+            seen.entry(c.line).or_insert_with(|| c.clone());
         }
-        match best {
-            Some((n, s, line)) => {
-                let strategy = if s.category.is_transient() {
-                    Strategy::default_for(s.category)
-                } else {
-                    Strategy::Escalate
-                };
-                Diagnosis {
+        let mut hits = Vec::new();
+        for c in seen.values() {
+            for &i in &c.sigs {
+                let s = &self.kb.sigs[i];
+                hits.push(SignatureHit {
+                    line: c.line,
+                    signature: s.id.clone(),
                     category: s.category,
-                    confidence: 0.8,
-                    transient: s.category.is_transient(),
-                    evidence: vec![Evidence {
-                        line: n,
-                        text: line.trim_end_matches('\r').to_string(),
-                    }],
-                    fingerprint: format!("{}:{}", s.category, s.id),
-                    strategy,
-                    failing_tests: vec![],
-                    analyzer: "rules".into(),
-                    signature: Some(s.id.clone()),
-                    summary: line.trim().to_string(),
-                }
+                    kind: s.kind,
+                    weight: s.weight,
+                    text: redact::redact(&c.text),
+                });
             }
-            None => Diagnosis {
-                category: Category::Unknown,
-                confidence: 0.1,
-                transient: false,
-                evidence: vec![],
-                fingerprint: "unknown".into(),
-                strategy: Strategy::Escalate,
-                failing_tests: vec![],
-                analyzer: "rules".into(),
-                signature: None,
-                summary: String::new(),
-            },
         }
+        Ok(hits)
+    }
+
+    /// The union of all patterns, as the prefilter sees it (for benchmarks against grep).
+    pub fn patterns(&self) -> Vec<String> {
+        self.kb.sigs.iter().map(|s| s.pattern.clone()).collect()
     }
 }

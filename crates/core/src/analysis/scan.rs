@@ -1,0 +1,329 @@
+//! The hot loop: one streaming pass over a log in large chunks cut at line boundaries. A single
+//! combined regex finds candidate lines; only those are cleaned and run through the signature
+//! set. Memory stays bounded whatever the log's size: the current chunk, a few context lines and
+//! a capped set of candidate matches.
+
+use super::clean::{clean_line, strip_ansi_into, truncate};
+use super::kb::{CompiledKb, SigKind};
+use memchr::{memchr, memchr_iter, memrchr};
+use std::collections::{HashSet, VecDeque};
+use std::io::{self, Read};
+use std::rc::Rc;
+
+/// Bytes read per chunk.
+pub const CHUNK: usize = 1 << 20;
+/// A line longer than this is cut (a minified bundle, a binary dump).
+const MAX_LINE: usize = 64 << 10;
+/// Characters kept of a stored line.
+const KEEP_CHARS: usize = 500;
+/// Context kept around each candidate.
+pub const BEFORE: usize = 3;
+pub const AFTER: usize = 10;
+/// Candidate caps: the first ones (root causes come first) and the most recent ones (the failure
+/// is usually near the end).
+const FIRST_CAP: usize = 64;
+const RECENT_CAP: usize = 512;
+const TAIL_LINES: usize = 30;
+const MAX_TESTS: usize = 500;
+
+/// A line that matched at least one signature.
+#[derive(Debug, Clone)]
+pub struct Cand {
+    pub line: usize,
+    pub text: String,
+    pub sigs: Vec<usize>,
+    /// Captured exit code or test name, per capturing signature.
+    pub capture: Option<String>,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    after_missing: usize,
+}
+
+/// Everything the decision needs, gathered in one pass.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub first: Vec<Rc<Cand>>,
+    pub recent: VecDeque<Rc<Cand>>,
+    /// For each signature, its last occurrence (so a strong early match survives noise).
+    pub last_per_sig: Vec<Option<Rc<Cand>>>,
+    /// Terminal failure lines (first ones kept).
+    pub exits: Vec<Rc<Cand>>,
+    pub tests: Vec<String>,
+    pub total_lines: usize,
+    pub bytes: u64,
+    /// The last lines of the log, with their line numbers.
+    pub tail: VecDeque<(usize, String)>,
+}
+
+pub struct Scanner<'k> {
+    kb: &'k CompiledKb,
+    scan: Scan,
+    /// Lines (newlines) fully consumed before the current chunk.
+    lines_before: usize,
+    /// The last few raw lines of the previous chunk (ANSI-free), for before-context.
+    prev_tail: VecDeque<Vec<u8>>,
+    pending: Vec<Cand>,
+    tests_seen: HashSet<String>,
+    scratch: Vec<u8>,
+    /// Per-line scratch for the set matches.
+    matches: Vec<usize>,
+}
+
+impl<'k> Scanner<'k> {
+    pub fn new(kb: &'k CompiledKb) -> Self {
+        Scanner {
+            kb,
+            scan: Scan {
+                last_per_sig: vec![None; kb.sigs.len()],
+                ..Scan::default()
+            },
+            lines_before: 0,
+            prev_tail: VecDeque::new(),
+            pending: Vec::new(),
+            tests_seen: HashSet::new(),
+            scratch: Vec::new(),
+            matches: Vec::new(),
+        }
+    }
+
+    /// Read the whole stream, chunk by chunk.
+    pub fn run<R: Read>(mut self, mut r: R, mut progress: impl FnMut(u64)) -> io::Result<Scan> {
+        let mut buf: Vec<u8> = vec![0; CHUNK + MAX_LINE];
+        let mut filled = 0usize;
+        loop {
+            let n = match r.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            filled += n;
+            self.scan.bytes += n as u64;
+            progress(self.scan.bytes);
+            let eof = n == 0;
+            if !eof && filled < CHUNK {
+                continue;
+            }
+            // Cut at the last newline; at EOF (or a line longer than the buffer) take it all.
+            let cut = if eof {
+                filled
+            } else {
+                match memrchr(b'\n', &buf[..filled]) {
+                    Some(i) => i + 1,
+                    None if filled >= buf.len() => filled,
+                    None => {
+                        buf.resize(buf.len() + MAX_LINE, 0);
+                        continue;
+                    }
+                }
+            };
+            if cut > 0 {
+                self.chunk(&buf[..cut]);
+            }
+            buf.copy_within(cut..filled, 0);
+            filled -= cut;
+            if eof {
+                break;
+            }
+        }
+        Ok(self.finish())
+    }
+
+    fn chunk(&mut self, raw: &[u8]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let data: &[u8] = if memchr(0x1b, raw).is_some() {
+            strip_ansi_into(raw, &mut scratch);
+            &scratch
+        } else {
+            raw
+        };
+        self.fill_pending(data);
+
+        let kb = self.kb;
+        let mut pos = 0usize;
+        let mut counted = 0usize;
+        let mut line_no = self.lines_before;
+        while pos < data.len() {
+            let Some(m) = kb.prefilter.find_at(data, pos) else {
+                break;
+            };
+            let ls = memrchr(b'\n', &data[..m.start()]).map_or(0, |i| i + 1);
+            let le = memchr(b'\n', &data[m.start()..]).map_or(data.len(), |i| m.start() + i);
+            line_no += memchr_iter(b'\n', &data[counted..ls]).count();
+            counted = ls;
+            self.on_line(line_no + 1, data, ls, le);
+            pos = le + 1;
+        }
+        line_no += memchr_iter(b'\n', &data[counted..]).count();
+        self.lines_before = line_no;
+
+        // Remember the last lines for the next chunk's before-context and the log's tail.
+        let mut end = data.len();
+        if end > 0 && data[end - 1] == b'\n' {
+            end -= 1;
+        }
+        let mut tail: Vec<&[u8]> = Vec::new();
+        let mut e = end;
+        while tail.len() < TAIL_LINES {
+            let s = memrchr(b'\n', &data[..e]).map_or(0, |i| i + 1);
+            tail.push(&data[s..e]);
+            if s == 0 {
+                break;
+            }
+            e = s - 1;
+        }
+        tail.reverse();
+        // Chunks end at a newline (or at the end of the log), so every tail line is complete.
+        let ends_nl = data.last() == Some(&b'\n');
+        let last_line_no = if ends_nl { line_no } else { line_no + 1 };
+        let first_no = last_line_no + 1 - tail.len();
+        for (k, l) in tail.iter().enumerate() {
+            if self.prev_tail.len() == BEFORE {
+                self.prev_tail.pop_front();
+            }
+            self.prev_tail.push_back(l[..l.len().min(MAX_LINE)].to_vec());
+            let text = truncate(clean_line(l), KEEP_CHARS);
+            if self.scan.tail.len() == TAIL_LINES {
+                self.scan.tail.pop_front();
+            }
+            self.scan.tail.push_back((first_no + k, text));
+        }
+        self.scratch = scratch;
+    }
+
+    fn fill_pending(&mut self, data: &[u8]) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut lines = Vec::new();
+        let need = self.pending.iter().map(|c| c.after_missing).max().unwrap_or(0);
+        let mut s = 0;
+        while lines.len() < need && s < data.len() {
+            let e = memchr(b'\n', &data[s..]).map_or(data.len(), |i| s + i);
+            lines.push(truncate(clean_line(&data[s..e]), KEEP_CHARS));
+            s = e + 1;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for mut c in pending {
+            let take = c.after_missing.min(lines.len());
+            c.after.extend(lines[..take].iter().cloned());
+            c.after_missing -= take;
+            if c.after_missing == 0 || lines.len() < need {
+                c.after_missing = 0;
+                self.store(c);
+            } else {
+                self.pending.push(c);
+            }
+        }
+    }
+
+    fn on_line(&mut self, line_no: usize, data: &[u8], ls: usize, le: usize) {
+        let raw = &data[ls..le.min(ls + MAX_LINE)];
+        let text = clean_line(raw);
+        if text.is_empty() {
+            return;
+        }
+        let kb = self.kb;
+        self.matches.clear();
+        self.matches.extend(kb.set.matches(text.as_bytes()).into_iter());
+        if self.matches.is_empty() {
+            return;
+        }
+        // User signatures take precedence; a noise match silences the line.
+        if self.matches.iter().any(|&i| kb.sigs[i].user) {
+            self.matches.retain(|&i| kb.sigs[i].user);
+        } else if self
+            .matches
+            .iter()
+            .any(|&i| kb.sigs[i].kind == SigKind::Noise)
+        {
+            return;
+        }
+        let mut capture = None;
+        for &i in &self.matches {
+            let kind = kb.sigs[i].kind;
+            if kind == SigKind::Test || kind == SigKind::Exit {
+                if let Some(c) = kb.capture(i, &text) {
+                    if kind == SigKind::Test
+                        && self.scan.tests.len() < MAX_TESTS
+                        && self.tests_seen.insert(c.clone())
+                    {
+                        self.scan.tests.push(c.clone());
+                    }
+                    capture.get_or_insert(c);
+                }
+            }
+        }
+        // Before-context: from this chunk, then from the previous chunk's tail.
+        let mut before = Vec::with_capacity(BEFORE);
+        let mut e = ls;
+        while before.len() < BEFORE && e > 0 {
+            let s = memrchr(b'\n', &data[..e - 1]).map_or(0, |i| i + 1);
+            before.push(truncate(clean_line(&data[s..e - 1]), KEEP_CHARS));
+            e = s;
+        }
+        if before.len() < BEFORE && e == 0 {
+            for l in self.prev_tail.iter().rev() {
+                if before.len() == BEFORE || line_no <= before.len() + 1 {
+                    break;
+                }
+                before.push(truncate(clean_line(l), KEEP_CHARS));
+            }
+        }
+        before.reverse();
+        // After-context: what this chunk holds; the rest comes from the next chunk.
+        let mut after = Vec::with_capacity(AFTER);
+        let mut s = le + 1;
+        while after.len() < AFTER && s < data.len() {
+            let e = memchr(b'\n', &data[s..]).map_or(data.len(), |i| s + i);
+            after.push(truncate(clean_line(&data[s..e]), KEEP_CHARS));
+            s = e + 1;
+        }
+        let after_missing = AFTER - after.len();
+        let cand = Cand {
+            line: line_no,
+            text: truncate(text, KEEP_CHARS),
+            sigs: self.matches.clone(),
+            capture,
+            before,
+            after,
+            after_missing,
+        };
+        if after_missing > 0 {
+            self.pending.push(cand);
+        } else {
+            self.store(cand);
+        }
+    }
+
+    fn store(&mut self, c: Cand) {
+        let kb = self.kb;
+        let c = Rc::new(c);
+        for &i in &c.sigs {
+            self.scan.last_per_sig[i] = Some(c.clone());
+        }
+        if c.sigs.iter().any(|&i| kb.sigs[i].kind == SigKind::Exit) && self.scan.exits.len() < 64
+        {
+            self.scan.exits.push(c.clone());
+        }
+        if self.scan.first.len() < FIRST_CAP {
+            self.scan.first.push(c.clone());
+        }
+        if self.scan.recent.len() == RECENT_CAP {
+            self.scan.recent.pop_front();
+        }
+        self.scan.recent.push_back(c);
+    }
+
+    fn finish(mut self) -> Scan {
+        for mut c in std::mem::take(&mut self.pending) {
+            c.after_missing = 0;
+            self.store(c);
+        }
+        // Store order can differ from line order (pending context); the decision wants lines.
+        self.scan.first.sort_by_key(|c| c.line);
+        self.scan.recent.make_contiguous().sort_by_key(|c| c.line);
+        self.scan.exits.sort_by_key(|c| c.line);
+        self.scan.total_lines = self.scan.tail.back().map_or(self.lines_before, |t| t.0);
+        self.scan
+    }
+}
