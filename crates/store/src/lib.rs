@@ -7,6 +7,7 @@
 
 mod queue;
 mod sessions;
+pub mod hosts;
 
 pub use queue::Job;
 pub use sessions::{
