@@ -32,6 +32,7 @@ async fn transient_failure_is_rerun_exactly_once_despite_duplicate_deliveries() 
     rerun_failed(42).expect(1).mount(&app.github).await;
 
     let run = workflow_run(42, 1, "failure", "CI");
+    let received = std::time::Instant::now();
     let r = app.post_github("workflow_run", "d-1", &run).await;
     assert_eq!(r.status(), 202);
     let first: serde_json::Value = r.json().await.unwrap();
@@ -53,6 +54,10 @@ async fn transient_failure_is_rerun_exactly_once_despite_duplicate_deliveries() 
     assert_eq!(job["session_id"], id.as_str());
 
     let s = app.wait_status(&id, "verifying").await;
+    eprintln!(
+        "webhook receipt to re-run call: {:?} (backoff 0, polled every 50 ms)",
+        received.elapsed()
+    );
     assert_eq!(s["category"], "network");
     assert_eq!(s["heal_attempts"], 1);
     assert!(s["evidence"]
