@@ -4,6 +4,7 @@
 //! sent it; what a platform cannot do is stated by its [`Capabilities`].
 
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod signature;
 
