@@ -115,6 +115,12 @@ const SCRIPTS: &[(&str, Risk)] = &[
     ("eval 'rm -rf /'", Refused),
     ("echo / | xargs rm -rf", High),
     ("find / -delete", Refused),
+    ("find /tmp -delete", Refused),
+    (
+        "find /tmp -xdev -mindepth 1 -type f -atime +7 -delete",
+        Medium,
+    ),
+    ("find / -mindepth 1 -delete", Refused),
     ("find / -exec rm {} \\;", Refused),
     ("busybox rm -rf /", Refused),
     ("mkfs.ext4 /dev/sda1", Refused),

@@ -1976,6 +1976,16 @@ impl Ctx {
             .collect();
         let starts: Vec<&Arg> = if starts.is_empty() { vec![] } else { starts };
         if a.contains(&"-delete") {
+            let below_only = a
+                .windows(2)
+                .any(|w| w[0] == "-mindepth" && w[1].parse::<u32>().is_ok_and(|d| d >= 1));
+            let temp_dirs = !starts.is_empty()
+                && starts
+                    .iter()
+                    .all(|x| matches!(normalize(x.s()).as_str(), "/tmp" | "/var/tmp"));
+            if below_only && temp_dirs {
+                return Some((Risk::Medium, "find deletes temporary files".into()));
+            }
             if starts.is_empty() {
                 return Some((Risk::High, "find -delete in the current directory".into()));
             }
