@@ -13,6 +13,7 @@ pub struct Config {
     /// Largest webhook body accepted, in bytes (GitHub caps deliveries at 25 MB).
     pub max_body_bytes: usize,
     pub github: GithubSection,
+    pub gitlab: GitlabSection,
     pub healing: HealingSection,
     pub worker: WorkerSection,
 }
@@ -23,6 +24,25 @@ pub struct GithubSection {
     pub webhook_secret: Option<String>,
     pub token: Option<String>,
     pub api_url: String,
+}
+
+/// GitLab CI (gitlab.com or self-managed: `api_url` is the instance root).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitlabSection {
+    pub webhook_secret: Option<String>,
+    pub token: Option<String>,
+    pub api_url: String,
+}
+
+impl Default for GitlabSection {
+    fn default() -> Self {
+        GitlabSection {
+            webhook_secret: None,
+            token: None,
+            api_url: "https://gitlab.com".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +76,7 @@ impl Default for Config {
             database_url: "sqlite://pipeguard.db".into(),
             max_body_bytes: 25 * 1024 * 1024,
             github: GithubSection::default(),
+            gitlab: GitlabSection::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
         }
@@ -151,6 +172,15 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_GITHUB_API_URL") {
             self.github.api_url = v;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_GITLAB_WEBHOOK_SECRET") {
+            self.gitlab.webhook_secret = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_GITLAB_TOKEN") {
+            self.gitlab.token = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_GITLAB_API_URL") {
+            self.gitlab.api_url = v;
         }
         if let Some(v) = nonempty("PIPEGUARD_HEALING_BACKOFF_SECONDS") {
             self.healing.backoff_seconds = num("PIPEGUARD_HEALING_BACKOFF_SECONDS", v)?;

@@ -15,14 +15,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
 }
 
-fn require_json(h: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(h: &HeaderMap) -> Result<(), ApiError> {
     match header(h, "content-type") {
         Some(ct) if ct.to_ascii_lowercase().starts_with("application/json") => Ok(()),
         Some(ct) => Err(ApiError::new(
@@ -38,7 +38,7 @@ fn require_json(h: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn answer(r: IntakeResult) -> Response {
+pub(crate) fn answer(r: IntakeResult) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::ACCEPTED);
     (status, Json(r.body)).into_response()
 }

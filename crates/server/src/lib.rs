@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod intake;
+pub mod intake_platforms;
 pub mod telemetry;
 pub mod worker;
 
@@ -14,6 +15,7 @@ use axum::Router;
 use config::Config;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_platforms::github::{Github, GithubConfig};
+use pipeguard_platforms::gitlab::{Gitlab, GitlabConfig};
 use pipeguard_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ pub struct AppState {
     pub analyzer: Analyzer,
     pub policy: Policy,
     pub github: Github,
+    pub gitlab: Gitlab,
     pub started_at_ms: i64,
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
     pub worker_wake: tokio::sync::Notify,
@@ -45,11 +48,18 @@ impl AppState {
             http_tries: 3,
             http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
         });
+        let gitlab = Gitlab::new(GitlabConfig {
+            api_url: config.gitlab.api_url.clone(),
+            token: config.gitlab.token.clone(),
+            http_tries: 3,
+            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
+        });
         Ok(Arc::new(AppState {
             policy: config.healing.policy(),
             analyzer: Analyzer::builtin(),
             store,
             github,
+            gitlab,
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
             config,
@@ -61,6 +71,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/webhooks/github", post(intake::github))
+        .route("/webhooks/gitlab", post(intake_platforms::gitlab))
         .route("/pipeline/webhook", post(intake::generic))
         .route("/pipeline/status", get(api::status))
         .route("/pipeline/healing/history", get(api::history))
@@ -101,6 +112,7 @@ pub async fn serve(
     if config.github.token.is_none() {
         tracing::warn!("PIPEGUARD_GITHUB_TOKEN is not set: logs of private repositories cannot be read and nothing can be re-run");
     }
+    intake_platforms::warn_unverified(&config);
     let state = AppState::new(config).await?;
     if state.store.backend() == pipeguard_store::Backend::Sqlite {
         // An embedded database has exactly one worker: this one. Work a killed process had

@@ -7,7 +7,7 @@ use pipeguard_core::analysis::{Diagnosis, Hints};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Decision;
 use pipeguard_core::Category;
-use pipeguard_platforms::{Ci, PlatformError, RunState};
+use pipeguard_platforms::{Ci, JobLog, PlatformError, RunState};
 use pipeguard_store::{now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -62,11 +62,20 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         };
-        handle(&st, job).await;
+        // A panic in one job (a bug) must not stop the worker: it fails that job only.
+        let (id, session) = (job.id, job.session_id.clone());
+        if let Err(e) = tokio::spawn(handle(st.clone(), job)).await {
+            tracing::error!(job = id, session = %session, "job panicked: {e}");
+            let _ = st
+                .store
+                .fail_job(id, "internal error: the job panicked")
+                .await;
+        }
     }
 }
 
-async fn handle(st: &Shared, job: Job) {
+async fn handle(st: Shared, job: Job) {
+    let st = &st;
     tracing::debug!(job = job.id, kind = %job.kind, session = %job.session_id, "job");
     let result = match job.kind.as_str() {
         "analyze" => analyze(st, &job).await,
@@ -122,6 +131,7 @@ const OPEN: [S; 6] = [
 fn ci_for<'a>(st: &'a Shared, platform: &str) -> Option<&'a dyn Ci> {
     match Platform::parse(platform) {
         Some(Platform::Github) => Some(&st.github),
+        Some(Platform::Gitlab) => Some(&st.gitlab),
         _ => None,
     }
 }
@@ -171,10 +181,10 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     }
     let ev = &s.event;
     let ci = ci_for(st, &s.platform);
-    let diagnosed: Vec<JobDiagnosis> = match (ci, &ev.log) {
-        (_, Some(log)) => vec![JobDiagnosis {
+    let logs: Vec<JobLog> = match (ci, &ev.log) {
+        (_, Some(log)) => vec![JobLog {
             job: ev.jobs.first().cloned().unwrap_or_default(),
-            diagnosis: st.analyzer.analyze(log.as_bytes()),
+            log: log.clone().into_bytes(),
         }],
         (Some(ci), None) => {
             // A job can fail while others still run; re-runs are only possible once the run is done.
@@ -188,22 +198,28 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
                         .await;
                 }
             }
-            let logs = ci.failed_logs(ev).await?;
-            logs.into_iter()
-                .map(|l| JobDiagnosis {
-                    diagnosis: st.analyzer.analyze_with(
-                        &l.log,
-                        &Hints {
-                            exit_code: None,
-                            platform_reason: l.job.platform_reason.clone(),
-                        },
-                    ),
-                    job: l.job,
-                })
-                .collect()
+            ci.failed_logs(ev).await?
         }
         (None, None) => vec![],
     };
+    // Scanning a large log is CPU work: keep it off the async threads serving webhooks.
+    let shared = st.clone();
+    let diagnosed: Vec<JobDiagnosis> = tokio::task::spawn_blocking(move || {
+        logs.into_iter()
+            .map(|l| JobDiagnosis {
+                diagnosis: shared.analyzer.analyze_with(
+                    &l.log,
+                    &Hints {
+                        exit_code: None,
+                        platform_reason: l.job.platform_reason.clone(),
+                    },
+                ),
+                job: l.job,
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| JobError::Fatal(format!("analysis failed: {e}")))?;
     let Some(diag) = combine(&diagnosed).cloned() else {
         let reason = "no failed job or log found for this run attempt".to_string();
         st.store

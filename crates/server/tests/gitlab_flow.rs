@@ -1,0 +1,372 @@
+//! End-to-end healing of GitLab CI pipelines against a mock of the GitLab REST API v4.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const GL_SECRET: &str = "gl-webhook-token";
+const GL_TOKEN: &str = "glpat-test";
+const PROJECT: &str = "grp/sub/proj";
+/// The project path as the API wants it in URLs.
+const API: &str = "/api/v4/projects/grp%2Fsub%2Fproj";
+
+async fn start() -> TestApp {
+    TestApp::start_with(|c| {
+        c.gitlab.webhook_secret = Some(GL_SECRET.into());
+        c.gitlab.token = Some(GL_TOKEN.into());
+        c.gitlab.api_url = c.github.api_url.clone();
+    })
+    .await
+}
+
+async fn post(
+    app: &TestApp,
+    event: &str,
+    uuid: &str,
+    token: &str,
+    body: &str,
+) -> reqwest::Response {
+    app.http
+        .post(format!("{}/webhooks/gitlab", app.base))
+        .header("content-type", "application/json")
+        .header("x-gitlab-event", event)
+        .header("x-gitlab-event-uuid", uuid)
+        .header("x-gitlab-token", token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A Pipeline Hook shaped like GitLab's documented example. `builds` = (id, name, stage, status, reason).
+fn pipeline_hook(id: u64, status: &str, builds: &[(u64, &str, &str, &str, &str)]) -> Value {
+    let builds: Vec<Value> = builds
+        .iter()
+        .map(|(bid, name, stage, st, reason)| {
+            json!({"id": bid, "stage": stage, "name": name, "status": st,
+                   "created_at": "2026-11-23 10:00:00 UTC", "allow_failure": false,
+                   "failure_reason": if *st == "failed" { json!(reason) } else { Value::Null },
+                   "environment": if *stage == "deploy" { json!({"name": "production", "action": "start"}) } else { Value::Null }})
+        })
+        .collect();
+    json!({
+        "object_kind": "pipeline",
+        "object_attributes": {"id": id, "iid": 12, "ref": "main", "tag": false,
+            "sha": "bcbb5ec396a2c0f828686f14fac9b80b780504f2", "source": "push",
+            "status": status, "detailed_status": status, "stages": ["build", "test", "deploy"],
+            "created_at": "2026-11-23 10:00:00 UTC", "finished_at": "2026-11-23 10:04:00 UTC",
+            "duration": 240, "url": format!("https://gitlab.example.com/{PROJECT}/-/pipelines/{id}")},
+        "user": {"id": 1, "name": "Admin", "username": "root"},
+        "project": {"id": 77, "name": "proj", "path_with_namespace": PROJECT,
+            "web_url": format!("https://gitlab.example.com/{PROJECT}"), "default_branch": "main"},
+        "builds": builds
+    })
+}
+
+fn job_hook(pipeline: u64, job: u64, name: &str, reason: &str) -> Value {
+    json!({
+        "object_kind": "build", "ref": "main", "tag": false,
+        "sha": "bcbb5ec396a2c0f828686f14fac9b80b780504f2",
+        "build_id": job, "build_name": name, "build_stage": "test", "build_status": "failed",
+        "build_created_at": "2026-11-23 10:00:00 UTC", "build_started_at": "2026-11-23 10:00:05 UTC",
+        "build_finished_at": "2026-11-23 10:03:50 UTC", "build_allow_failure": false,
+        "build_failure_reason": reason, "retries_count": 0, "pipeline_id": pipeline,
+        "project_id": 77, "project_name": "grp / sub / proj",
+        "project": {"id": 77, "path_with_namespace": PROJECT},
+        "repository": {"name": "proj", "homepage": format!("https://gitlab.example.com/{PROJECT}")}
+    })
+}
+
+/// Mounts the read side of the API for one pipeline. `jobs` = (id, name, status, reason, trace).
+async fn mount_pipeline(mock: &MockServer, id: u64, jobs: &[(u64, &str, &str, &str, &str)]) {
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/pipelines/{id}")))
+        .and(header("private-token", GL_TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": id, "status": "failed", "ref": "main", "finished_at": "2026-11-23T10:04:00.000Z"
+        })))
+        .mount(mock)
+        .await;
+    let list = |only_failed: bool| -> Vec<Value> {
+        jobs.iter()
+            .filter(|j| !only_failed || j.2 == "failed")
+            .map(|(jid, name, st, reason, _)| {
+                json!({"id": jid, "name": name, "stage": "test",
+                "status": st, "allow_failure": false,
+                "failure_reason": if *st == "failed" { json!(reason) } else { Value::Null }})
+            })
+            .collect()
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/pipelines/{id}/jobs")))
+        .and(query_param("scope[]", "failed"))
+        .and(header("private-token", GL_TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(true)))
+        .mount(mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/pipelines/{id}/jobs")))
+        .and(query_param("include_retried", "true"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(false)))
+        .mount(mock)
+        .await;
+    for (jid, _, st, _, trace) in jobs {
+        if *st == "failed" {
+            Mock::given(method("GET"))
+                .and(path(format!("{API}/jobs/{jid}/trace")))
+                .and(header("private-token", GL_TOKEN))
+                .respond_with(ResponseTemplate::new(200).set_body_string(*trace))
+                .mount(mock)
+                .await;
+        }
+    }
+}
+
+fn retry_pipeline(id: u64) -> Mock {
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/pipelines/{id}/retry")))
+        .and(header("private-token", GL_TOKEN))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": id, "status": "pending"})),
+        )
+}
+
+fn session_id(v: &Value) -> String {
+    v["session_id"].as_str().expect("a session id").to_string()
+}
+
+#[tokio::test]
+async fn transient_failure_retries_the_pipeline_once_despite_duplicates() {
+    let app = start().await;
+    mount_pipeline(
+        &app.github,
+        100,
+        &[
+            (501, "test", "failed", "script_failure", TRANSIENT_LOG),
+            (500, "build", "success", "", ""),
+        ],
+    )
+    .await;
+    retry_pipeline(100).expect(1).mount(&app.github).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/jobs/501/retry")))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&app.github)
+        .await;
+
+    let hook = pipeline_hook(
+        100,
+        "failed",
+        &[(501, "test", "test", "failed", "script_failure")],
+    )
+    .to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-1", GL_SECRET, &hook).await;
+    assert_eq!(r.status(), 202);
+    let first: Value = r.json().await.unwrap();
+    let id = session_id(&first);
+    let again: Value = post(&app, "Pipeline Hook", "uuid-1", GL_SECRET, &hook)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, first, "a redelivery gets the same answer");
+    let job = job_hook(100, 501, "test", "script_failure").to_string();
+    let j: Value = post(&app, "Job Hook", "uuid-2", GL_SECRET, &job)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        j["session_id"],
+        id.as_str(),
+        "the job and pipeline hooks are one session"
+    );
+
+    let s = app.wait_status(&id, "verifying").await;
+    assert_eq!(s["platform"], "gitlab");
+    assert_eq!(s["repository"], PROJECT);
+    assert_eq!(s["category"], "network");
+    assert!(s["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["text"].as_str().unwrap().contains("Connection reset")));
+    assert_eq!(
+        app.get("/pipeline/healing/history").await["total_sessions"],
+        1
+    );
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn only_the_transient_job_is_retried_when_another_needs_a_human() {
+    let app = start().await;
+    mount_pipeline(
+        &app.github,
+        101,
+        &[
+            (601, "fetch", "failed", "script_failure", TRANSIENT_LOG),
+            (602, "compile", "failed", "script_failure", COMPILE_LOG),
+        ],
+    )
+    .await;
+    retry_pipeline(101).expect(0).mount(&app.github).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/jobs/601/retry")))
+        .and(header("private-token", GL_TOKEN))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 603})))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/jobs/602/retry")))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&app.github)
+        .await;
+    let hook = pipeline_hook(
+        101,
+        "failed",
+        &[
+            (601, "fetch", "test", "failed", "script_failure"),
+            (602, "compile", "test", "failed", "script_failure"),
+        ],
+    )
+    .to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-m", GL_SECRET, &hook).await;
+    let id = session_id(&r.json().await.unwrap());
+    let s = app.wait_status(&id, "escalated").await;
+    assert!(s["reason"].as_str().unwrap().contains("compile"), "{s:#}");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn genuine_failure_is_escalated_and_never_retried() {
+    let app = start().await;
+    mount_pipeline(
+        &app.github,
+        102,
+        &[(701, "build", "failed", "script_failure", COMPILE_LOG)],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&app.github)
+        .await;
+    let hook = pipeline_hook(
+        102,
+        "failed",
+        &[(701, "build", "build", "failed", "script_failure")],
+    )
+    .to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-g", GL_SECRET, &hook).await;
+    assert_eq!(r.status(), 202);
+    let id = session_id(&r.json().await.unwrap());
+    let s = app.wait_status(&id, "escalated").await;
+    assert_eq!(s["category"], "compilation_error");
+    assert!(s["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["text"].as_str().unwrap().contains("error[E0308]")));
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_is_401_and_malformed_is_400_and_nothing_is_stored() {
+    let app = start().await;
+    let hook = pipeline_hook(
+        103,
+        "failed",
+        &[(801, "test", "test", "failed", "script_failure")],
+    )
+    .to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-b1", "wrong-token", &hook).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
+    let r = app
+        .http
+        .post(format!("{}/webhooks/gitlab", app.base))
+        .header("content-type", "application/json")
+        .header("x-gitlab-event", "Pipeline Hook")
+        .body(hook.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no token at all");
+
+    for bad in ["{not json", "[]", r#"{"object_attributes": {"id": 1}}"#] {
+        let r = post(&app, "Pipeline Hook", "uuid-b2", GL_SECRET, bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request");
+    }
+    let r = post(
+        &app,
+        "Job Hook",
+        "uuid-b3",
+        GL_SECRET,
+        r#"{"build_status": "failed"}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        app.get("/pipeline/healing/history").await["total_sessions"],
+        0
+    );
+    // The uuid of a rejected delivery is not burnt: the corrected one is accepted.
+    let r = post(&app, "Pipeline Hook", "uuid-b2", GL_SECRET, &hook).await;
+    assert_eq!(r.status(), 202);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_later_successful_pipeline_hook_closes_the_session_as_healed() {
+    let app = start().await;
+    mount_pipeline(
+        &app.github,
+        104,
+        &[(
+            901,
+            "test",
+            "failed",
+            "runner_system_failure",
+            TRANSIENT_LOG,
+        )],
+    )
+    .await;
+    retry_pipeline(104).expect(1).mount(&app.github).await;
+    let failed = pipeline_hook(
+        104,
+        "failed",
+        &[(901, "test", "test", "failed", "runner_system_failure")],
+    )
+    .to_string();
+    let id = session_id(
+        &post(&app, "Pipeline Hook", "uuid-s1", GL_SECRET, &failed)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    app.wait_status(&id, "verifying").await;
+
+    let ok = pipeline_hook(104, "success", &[(902, "test", "test", "success", "")]).to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-s2", GL_SECRET, &ok).await;
+    assert_eq!(r.status(), 202);
+    let s = app.wait_status(&id, "healed").await;
+    assert!(s["time_to_green_ms"].as_i64().is_some(), "{s:#}");
+    // A success of a pipeline nobody is healing is ignored.
+    let other = pipeline_hook(999, "success", &[]).to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-s3", GL_SECRET, &other).await;
+    assert_eq!(r.status(), 200);
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
