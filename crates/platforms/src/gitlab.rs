@@ -289,7 +289,7 @@ struct ApiPipeline {
 }
 
 /// Project paths go into API URLs URL-encoded (`group%2Fproject`), as the API docs require.
-fn encode_project(path: &str) -> String {
+pub(crate) fn encode_component(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
         match b {
@@ -311,7 +311,7 @@ impl Gitlab {
     }
 
     fn project_api(&self, ev: &FailureEvent) -> String {
-        format!("/api/v4/projects/{}", encode_project(&ev.repository))
+        format!("/api/v4/projects/{}", encode_component(&ev.repository))
     }
 
     async fn call(
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn project_paths_are_encoded() {
-        assert_eq!(encode_project("grp/sub/my.proj"), "grp%2Fsub%2Fmy.proj");
+        assert_eq!(encode_component("grp/sub/my.proj"), "grp%2Fsub%2Fmy.proj");
     }
 
     #[test]

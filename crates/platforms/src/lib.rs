@@ -5,6 +5,7 @@
 
 pub mod github;
 pub mod gitlab;
+pub mod jenkins;
 pub mod http;
 pub mod signature;
 
