@@ -2,7 +2,11 @@
 
 use crate::PlatformError;
 use reqwest::{RequestBuilder, Response, StatusCode};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Failed platform API calls (each failed try), for `pipeguard_platform_api_errors_total`.
+pub static API_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -38,6 +42,7 @@ pub async fn send(
                 last = format!("{what}: HTTP {}", r.status());
             }
             Ok(r) => {
+                API_ERRORS.fetch_add(1, Ordering::Relaxed);
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
                 let body: String = body.chars().take(300).collect();
@@ -47,6 +52,7 @@ pub async fn send(
             }
             Err(e) => last = format!("{what}: {e}"),
         }
+        API_ERRORS.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(attempt = i + 1, "{last}");
     }
     Err(PlatformError::Transient(last))

@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod intake;
 pub mod intake_platforms;
+pub mod metrics;
 pub mod telemetry;
 pub mod worker;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     pub started_at_ms: i64,
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
     pub worker_wake: tokio::sync::Notify,
+    pub metrics: metrics::Metrics,
 }
 
 pub type Shared = Arc<AppState>;
@@ -62,6 +64,7 @@ impl AppState {
             gitlab,
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
+            metrics: metrics::Metrics::default(),
             config,
         }))
     }
@@ -76,11 +79,17 @@ pub fn router(state: Shared) -> Router {
         .route("/pipeline/status", get(api::status))
         .route("/pipeline/healing/history", get(api::history))
         .route("/pipeline/test/trigger", post(api::test_trigger))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/stats", get(metrics::stats))
         .route("/api/v1/sessions", get(api::list_sessions))
         .route("/api/v1/sessions/{id}", get(api::get_session))
         .route("/api/v1/sessions/{id}/approve", post(api::approve))
         .route("/api/v1/sessions/{id}/reject", post(api::reject))
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_webhooks,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }

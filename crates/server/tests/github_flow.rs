@@ -150,6 +150,32 @@ async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
     assert_eq!(s["run_attempt"], 2);
     let status = app.get("/pipeline/status").await;
     assert_eq!(status["pipeline_healing"]["healing_success_rate"], 1.0);
+
+    let stats = app.get("/api/v1/stats").await;
+    assert_eq!(stats["time_to_green_ms"]["median"], 300_000);
+    assert_eq!(stats["by_category"][0]["category"], "network");
+    assert_eq!(stats["by_category"][0]["healing_success_rate"], 1.0);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("openmetrics"));
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "pipeguard_sessions_total{platform=\"github\",category=\"network\",outcome=\"healed\"} 1",
+        "pipeguard_webhooks_received_total{platform=\"github\",status=\"202\"} 2",
+        "pipeguard_time_to_green_seconds_count 1",
+        "pipeguard_time_to_green_seconds_bucket{le=\"300.0\"} 1",
+        "pipeguard_time_to_green_seconds_bucket{le=\"60.0\"} 0",
+        "pipeguard_queue_depth ",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
     let (gh, _dir, _) = app.stop().await;
     gh.verify().await;
 }

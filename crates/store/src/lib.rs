@@ -5,14 +5,16 @@
 //! Only integer, real and text columns are used so both behave the same; JSON is stored as text
 //! and times as epoch milliseconds.
 
+pub mod hosts;
 mod queue;
 mod sessions;
-pub mod hosts;
+mod stats;
 
 pub use queue::Job;
 pub use sessions::{
     ActionRecord, Intake, IntakeResult, SessionRecord, SessionStatus, SessionUpdate, Transition,
 };
+pub use stats::{FingerprintCount, OutcomeCount};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};

@@ -1,0 +1,210 @@
+//! `/metrics` (Prometheus / OpenMetrics text) and `/api/v1/stats`.
+//!
+//! Session figures come from the database at scrape time, so every replica reports the same
+//! totals; only webhook deliveries and platform API errors are counted in the process.
+
+use crate::error::ApiError;
+use crate::Shared;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub platform: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    platform: String,
+    category: String,
+    outcome: String,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub webhooks: Family<WebhookLabels, Counter>,
+}
+
+/// Counts every delivery to `/webhooks/{platform}` by the status it was answered with.
+pub async fn count_webhooks(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let platform = req
+        .uri()
+        .path()
+        .strip_prefix("/webhooks/")
+        .map(str::to_string);
+    let resp = next.run(req).await;
+    if let Some(platform) = platform {
+        st.metrics
+            .webhooks
+            .get_or_create(&WebhookLabels {
+                platform,
+                status: resp.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    resp
+}
+
+/// Buckets for time to green, in seconds: one minute to one day.
+const TTG_BUCKETS: [f64; 10] = [
+    60.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
+
+pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
+    let mut reg = Registry::default();
+    reg.register(
+        "pipeguard_webhooks_received",
+        "Webhook deliveries received, by platform and answer status",
+        st.metrics.webhooks.clone(),
+    );
+    let sessions = Family::<SessionLabels, Counter>::default();
+    for o in st.store.outcome_counts().await? {
+        sessions
+            .get_or_create(&SessionLabels {
+                platform: o.platform,
+                category: o.category,
+                outcome: o.status,
+            })
+            .inc_by(o.count as u64);
+    }
+    reg.register(
+        "pipeguard_sessions",
+        "Healing sessions by platform, diagnosed category and current outcome",
+        sessions,
+    );
+    let ttg = Histogram::new(TTG_BUCKETS);
+    for ms in st.store.times_to_green(100_000).await? {
+        ttg.observe(ms as f64 / 1000.0);
+    }
+    reg.register_with_unit(
+        "pipeguard_time_to_green",
+        "Time from a run's failure to its healed attempt's success",
+        prometheus_client::registry::Unit::Seconds,
+        ttg,
+    );
+    let depth: Gauge = Gauge::default();
+    depth.set(st.store.queue_depth().await?);
+    reg.register(
+        "pipeguard_queue_depth",
+        "Jobs waiting or running in the healing queue",
+        depth,
+    );
+    let api_errors: Counter = Counter::default();
+    api_errors.inc_by(pipeguard_platforms::http::API_ERRORS.load(Ordering::Relaxed));
+    reg.register(
+        "pipeguard_platform_api_errors",
+        "Failed calls to CI platform APIs (each failed try)",
+        api_errors,
+    );
+    let mut text = String::new();
+    encode(&mut text, &reg)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        Body::from(text),
+    )
+        .into_response())
+}
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+#[derive(Default)]
+struct Tally {
+    sessions: i64,
+    healed: i64,
+    failed: i64,
+    escalated: i64,
+}
+
+impl Tally {
+    fn add(&mut self, status: &str, n: i64) {
+        self.sessions += n;
+        match status {
+            "healed" => self.healed += n,
+            "failed" => self.failed += n,
+            "escalated" => self.escalated += n,
+            _ => {}
+        }
+    }
+
+    fn json(&self, key: &str, name: &str) -> Value {
+        let acted = self.healed + self.failed;
+        json!({
+            key: name,
+            "sessions": self.sessions,
+            "healed": self.healed,
+            "failed": self.failed,
+            "escalated": self.escalated,
+            "healing_success_rate": if acted == 0 { Value::Null } else { json!(self.healed as f64 / acted as f64) },
+        })
+    }
+}
+
+pub async fn stats(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let outcomes = st.store.outcome_counts().await?;
+    let mut by_category: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut by_platform: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut total = Tally::default();
+    for o in &outcomes {
+        by_category
+            .entry(o.category.clone())
+            .or_default()
+            .add(&o.status, o.count);
+        by_platform
+            .entry(o.platform.clone())
+            .or_default()
+            .add(&o.status, o.count);
+        total.add(&o.status, o.count);
+    }
+    let mut ttg = st.store.times_to_green(100_000).await?;
+    ttg.sort_unstable();
+    Ok(Json(json!({
+        "total": total.json("scope", "all"),
+        "by_category": by_category.iter().map(|(k, t)| t.json("category", k)).collect::<Vec<_>>(),
+        "by_platform": by_platform.iter().map(|(k, t)| t.json("platform", k)).collect::<Vec<_>>(),
+        "time_to_green_ms": {
+            "count": ttg.len(),
+            "median": percentile(&ttg, 0.5),
+            "p90": percentile(&ttg, 0.9),
+        },
+        "escalations": total.escalated,
+        "top_fingerprints": st.store.top_fingerprints(10).await?,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=10).collect();
+        assert_eq!(percentile(&v, 0.5), Some(5));
+        assert_eq!(percentile(&v, 0.9), Some(9));
+        assert_eq!(percentile(&[7], 0.9), Some(7));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}

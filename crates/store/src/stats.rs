@@ -1,0 +1,81 @@
+//! Aggregates for analytics and metrics, computed in the database so every replica agrees.
+
+use crate::{opt_str, Result, Store};
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutcomeCount {
+    pub platform: String,
+    pub category: String,
+    pub status: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FingerprintCount {
+    pub fingerprint: String,
+    pub category: String,
+    pub sessions: i64,
+    pub healed: i64,
+}
+
+impl Store {
+    /// Sessions per (platform, category, status).
+    pub async fn outcome_counts(&self) -> Result<Vec<OutcomeCount>> {
+        let rows = sqlx::query(
+            "SELECT platform, COALESCE(category, 'unknown') AS category, status, COUNT(*) AS n \
+             FROM sessions GROUP BY platform, COALESCE(category, 'unknown'), status \
+             ORDER BY platform, category, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutcomeCount {
+                    platform: r.try_get("platform")?,
+                    category: r.try_get("category")?,
+                    status: r.try_get("status")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Times to green of healed sessions, in milliseconds, newest `limit` first.
+    pub async fn times_to_green(&self, limit: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT time_to_green_ms FROM sessions WHERE status = 'healed' \
+             AND time_to_green_ms IS NOT NULL ORDER BY finished_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<i64, _>("time_to_green_ms")?))
+            .collect()
+    }
+
+    /// The most frequent failure fingerprints and how often they were healed.
+    pub async fn top_fingerprints(&self, limit: i64) -> Result<Vec<FingerprintCount>> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, MAX(category) AS category, COUNT(*) AS n, \
+             SUM(CASE WHEN status = 'healed' THEN 1 ELSE 0 END) AS healed \
+             FROM sessions WHERE fingerprint IS NOT NULL GROUP BY fingerprint \
+             ORDER BY n DESC, fingerprint LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FingerprintCount {
+                    fingerprint: r.try_get("fingerprint")?,
+                    category: opt_str(r, "category")?.unwrap_or_default(),
+                    sessions: r.try_get("n")?,
+                    healed: r.try_get("healed")?,
+                })
+            })
+            .collect()
+    }
+}
