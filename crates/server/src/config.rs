@@ -14,6 +14,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub github: GithubSection,
     pub gitlab: GitlabSection,
+    pub jenkins: JenkinsSection,
     pub healing: HealingSection,
     pub worker: WorkerSection,
 }
@@ -43,6 +44,16 @@ impl Default for GitlabSection {
             api_url: "https://gitlab.com".into(),
         }
     }
+}
+
+/// Jenkins: `api_url` is the Jenkins root; `user` + `token` are a user and its API token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JenkinsSection {
+    pub webhook_secret: Option<String>,
+    pub user: Option<String>,
+    pub token: Option<String>,
+    pub api_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +88,7 @@ impl Default for Config {
             max_body_bytes: 25 * 1024 * 1024,
             github: GithubSection::default(),
             gitlab: GitlabSection::default(),
+            jenkins: JenkinsSection::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
         }
@@ -181,6 +193,18 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_GITLAB_API_URL") {
             self.gitlab.api_url = v;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_JENKINS_WEBHOOK_SECRET") {
+            self.jenkins.webhook_secret = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_JENKINS_USER") {
+            self.jenkins.user = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_JENKINS_TOKEN") {
+            self.jenkins.token = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_JENKINS_API_URL") {
+            self.jenkins.api_url = v;
         }
         if let Some(v) = nonempty("PIPEGUARD_HEALING_BACKOFF_SECONDS") {
             self.healing.backoff_seconds = num("PIPEGUARD_HEALING_BACKOFF_SECONDS", v)?;

@@ -7,12 +7,12 @@ use crate::error::ApiError;
 use crate::intake::{answer, header, require_json};
 use crate::Shared;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pipeguard_core::event::Platform;
-use pipeguard_platforms::{gitlab, signature, ParseError, Parsed};
+use pipeguard_platforms::{gitlab, jenkins, signature, ParseError, Parsed};
 use pipeguard_store::Intake;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -22,6 +22,11 @@ pub fn warn_unverified(config: &Config) {
     if config.gitlab.webhook_secret.is_none() {
         tracing::warn!(
             "PIPEGUARD_GITLAB_WEBHOOK_SECRET is not set: GitLab deliveries are accepted without a token"
+        );
+    }
+    if config.jenkins.webhook_secret.is_none() {
+        tracing::warn!(
+            "PIPEGUARD_JENKINS_WEBHOOK_SECRET is not set: Jenkins deliveries are accepted without a token"
         );
     }
 }
@@ -109,4 +114,72 @@ pub async fn gitlab(
     }
     let parsed = gitlab::parse_webhook(event, &body).map_err(bad)?;
     store_parsed(&st, Platform::Gitlab, &delivery, parsed).await
+}
+
+/// One query parameter, percent-decoded (`+` is a space, as in forms).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            let b = v.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                    (b'%', Some(x)) => {
+                        out.push(x);
+                        i += 3;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    })
+}
+
+/// `POST /webhooks/jenkins`: the Notification plugin's JSON or `{job, build, url, status}`.
+/// Jenkins signs nothing, so the shared secret comes as `X-Pipeguard-Token` or `?token=`.
+pub async fn jenkins(
+    State(st): State<Shared>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let from_query = query_param(query.as_deref(), "token");
+    check_token(
+        st.config.jenkins.webhook_secret.as_deref(),
+        header(&headers, "x-pipeguard-token").or(from_query.as_deref()),
+        "X-Pipeguard-Token (or ?token=)",
+    )?;
+    require_json(&headers)?;
+    // The delivery key is in the body (job + build + phase), so parse before the replay check.
+    let d = jenkins::parse_webhook(&body).map_err(bad)?;
+    if let Some(r) = st.store.find_delivery(Platform::Jenkins, &d.key).await? {
+        return Ok(answer(r));
+    }
+    store_parsed(&st, Platform::Jenkins, &d.key, d.parsed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(
+            query_param(Some("a=1&token=s%2B3+x"), "token").as_deref(),
+            Some("s+3 x")
+        );
+        assert_eq!(query_param(Some("token"), "token").as_deref(), Some(""));
+        assert_eq!(query_param(Some("a=%zz"), "a").as_deref(), Some("%zz"));
+        assert_eq!(query_param(None, "token"), None);
+    }
 }

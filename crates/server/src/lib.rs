@@ -17,6 +17,7 @@ use config::Config;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_platforms::github::{Github, GithubConfig};
 use pipeguard_platforms::gitlab::{Gitlab, GitlabConfig};
+use pipeguard_platforms::jenkins::{Jenkins, JenkinsConfig};
 use pipeguard_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub policy: Policy,
     pub github: Github,
     pub gitlab: Gitlab,
+    pub jenkins: Jenkins,
     pub started_at_ms: i64,
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
     pub worker_wake: tokio::sync::Notify,
@@ -56,12 +58,20 @@ impl AppState {
             http_tries: 3,
             http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
         });
+        let jenkins = Jenkins::new(JenkinsConfig {
+            api_url: config.jenkins.api_url.clone(),
+            user: config.jenkins.user.clone(),
+            token: config.jenkins.token.clone(),
+            http_tries: 3,
+            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
+        });
         Ok(Arc::new(AppState {
             policy: config.healing.policy(),
             analyzer: Analyzer::builtin(),
             store,
             github,
             gitlab,
+            jenkins,
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
             metrics: metrics::Metrics::default(),
@@ -75,6 +85,7 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/webhooks/github", post(intake::github))
         .route("/webhooks/gitlab", post(intake_platforms::gitlab))
+        .route("/webhooks/jenkins", post(intake_platforms::jenkins))
         .route("/pipeline/webhook", post(intake::generic))
         .route("/pipeline/status", get(api::status))
         .route("/pipeline/healing/history", get(api::history))

@@ -132,6 +132,7 @@ fn ci_for<'a>(st: &'a Shared, platform: &str) -> Option<&'a dyn Ci> {
     match Platform::parse(platform) {
         Some(Platform::Github) => Some(&st.github),
         Some(Platform::Gitlab) => Some(&st.gitlab),
+        Some(Platform::Jenkins) => Some(&st.jenkins),
         _ => None,
     }
 }
