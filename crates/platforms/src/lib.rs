@@ -3,10 +3,12 @@
 //! Every platform implements [`Ci`], so the worker heals a run the same way whichever system
 //! sent it; what a platform cannot do is stated by its [`Capabilities`].
 
+pub mod buildbot;
+pub mod circleci;
 pub mod github;
 pub mod gitlab;
-pub mod jenkins;
 pub mod http;
+pub mod jenkins;
 pub mod signature;
 
 use async_trait::async_trait;
