@@ -5,6 +5,7 @@
 
 pub mod buildbot;
 pub mod circleci;
+pub mod buildbot;
 pub mod github;
 pub mod gitlab;
 pub mod http;
