@@ -347,6 +347,33 @@ fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<P
         }
     }
 
+    // ansible-core reports a program it could not execute only by errno in `rc`.
+    if matches!(module, "command" | "shell") && text.contains("Error executing command") {
+        if let Some(a0) = argv0.as_deref() {
+            let ev = first(text);
+            match f.rc {
+                Some(13) => {
+                    return Some(permissions(
+                        a0,
+                        "a+x",
+                        "the program the task runs is not executable",
+                        ev,
+                    ))
+                }
+                Some(2) if !a0.contains('/') => return Some(missing_package(a0, facts, ev)),
+                Some(2) => {
+                    return Some((
+                        "missing_program",
+                        format!("the program {a0} does not exist on the host; which package provides it is not known"),
+                        Action::Escalate,
+                        ev,
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+
     // Permissions.
     let too_open = regex!(r"Permissions (\d{3,4}) for '([^']+)' are too open");
     if let Some(c) = too_open.captures(text) {

@@ -4,9 +4,15 @@
 use crate::plan::{Decision, Phase};
 use pipeguard_core::safety::{risk_name, shell};
 
-/// A YAML scalar that Ansible will neither template nor reinterpret.
+/// A YAML scalar that Ansible will not template: marked `!unsafe` when it contains
+/// template syntax (Ansible's `!unsafe` cannot carry every string, a lone `!` for one).
 fn unsafe_str(s: &str) -> String {
-    format!("!unsafe {}", serde_json::Value::String(s.to_string()))
+    let q = serde_json::Value::String(s.to_string()).to_string();
+    if s.contains('{') || s.contains('%') {
+        format!("!unsafe {q}")
+    } else {
+        q
+    }
 }
 
 fn quoted(s: &str) -> String {
@@ -96,6 +102,7 @@ mod tests {
 
     #[test]
     fn playbook_lists_every_command_unsafe_and_commented() {
+        assert_eq!(unsafe_str("!"), "\"!\"");
         let f = TaskFailure {
             host: "web1".into(),
             task: "write config".into(),
@@ -107,7 +114,7 @@ mod tests {
         let y = render("s1", 1, &[(&d, Some("local".into()))]);
         assert!(y.contains("hosts: \"web1\""));
         assert!(y.contains("connection: \"local\""));
-        assert!(y.contains("- !unsafe \"mkdir\""));
+        assert!(y.contains("- \"mkdir\""));
         assert!(y.contains("- !unsafe \"/srv/{{ app }}/conf\""), "{y}");
         assert!(y.contains("# fix: mkdir -p '/srv/{{ app }}/conf' (risk low"));
         assert!(y.contains("# rollback: rmdir"));

@@ -19,6 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+/// Failure kinds whose fix commands depend on the host's facts.
+const NEEDS_FACTS: [&str; 4] = [
+    "missing_package",
+    "stale_package_cache",
+    "service_stopped",
+    "disk_full",
+];
+
 /// How much of ansible-playbook's stderr is kept to explain failures outside any task.
 const STDERR_TAIL: usize = 64 * 1024;
 
@@ -434,7 +442,17 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             });
             break out.code;
         }
-        gather_missing_facts(&ansible, &dir, round, &failures, &mut facts, &mut session)?;
+        // Facts are gathered only where the fix depends on the host (package or service
+        // manager); a plain retry or an escalation needs none.
+        let need_facts: Vec<TaskFailure> = failures
+            .iter()
+            .filter(|f| {
+                !facts.contains_key(&f.host)
+                    && NEEDS_FACTS.contains(&classify(f, None, &analyzer).kind.as_str())
+            })
+            .cloned()
+            .collect();
+        gather_missing_facts(&ansible, &dir, round, &need_facts, &mut facts, &mut session)?;
         store_facts(&args, &facts);
 
         let decisions: Vec<Decision> = failures
