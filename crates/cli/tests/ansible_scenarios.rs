@@ -520,3 +520,66 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("PIPEGUARD_ANSIBLE_PLAYBOOK"));
 }
+
+#[test]
+fn callback_plugin_posts_failed_tasks_to_the_server() {
+    use std::io::{Read, Write};
+    let s = Scenario::new(require_ansible!());
+    s.local_inventory();
+    s.write(
+        "site.yml",
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: release gate\n      ansible.builtin.fail:\n        msg: the release gate is closed\n",
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read the headers, then as many body bytes as Content-Length says.
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            req.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&req).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if req.len() >= end + 4 + len || n == 0 {
+                    break;
+                }
+            }
+        }
+        conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&req).to_string()
+    });
+    let out = s
+        .command(&["ansible", "site.yml", "-i", "inventory.ini"])
+        .env("PIPEGUARD_URL", format!("http://127.0.0.1:{port}"))
+        .env("PIPEGUARD_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let req = server.join().unwrap();
+    assert!(req.starts_with("POST /webhooks/ansible HTTP/1.1"), "{req}");
+    assert!(req.contains("Authorization: Bearer s3cret"), "{req}");
+    let body = &req[req.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["host"], "localhost");
+    assert_eq!(v["task"], "release gate");
+    assert_eq!(v["module"], "ansible.builtin.fail");
+    assert_eq!(v["msg"], "the release gate is closed");
+    assert_eq!(v["unreachable"], false);
+    assert!(v["playbook"].as_str().unwrap().ends_with("site.yml"));
+    for k in ["stdout", "stderr", "rc"] {
+        assert!(v.get(k).is_some(), "{k} missing from {v}");
+    }
+}
