@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod category;
 pub mod event;
+pub mod learning;
 pub mod policy;
 pub mod safety;
 

@@ -6,6 +6,7 @@ use crate::Shared;
 use pipeguard_core::analysis::{Diagnosis, Hints};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Decision;
+use pipeguard_core::learning::{self, Learned};
 use pipeguard_core::Category;
 use pipeguard_platforms::{Ci, JobLog, PlatformError, RunState};
 use pipeguard_store::{now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition};
@@ -269,6 +270,17 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     let mut plan = st
         .policy
         .plan(&plan_diag, &plan_event, &caps, s.heal_attempts as u32);
+    if plan.strategy.acts() {
+        // Outcomes of earlier sessions with the same failure can overrule the built-in choice.
+        let learned = Learned {
+            fingerprint: st
+                .store
+                .fingerprint_stats(&plan_diag.fingerprint, plan.strategy.as_str())
+                .await?,
+            ..Default::default()
+        };
+        plan = learning::apply(plan, &learned);
+    }
     let mixed = !genuine.is_empty() && !transient_jobs.is_empty();
     if mixed {
         plan.reason = format!(

@@ -381,3 +381,65 @@ async fn persistent_platform_errors_fail_the_session_with_the_reason() {
     assert!(s["reason"].as_str().unwrap().contains("503"), "{s}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failure_whose_retries_never_heal_stops_being_retried() {
+    let app = TestApp::start_with(|c| c.healing.max_attempts = 1).await;
+    for run in [60u64, 61, 62] {
+        mount_run(
+            &app.github,
+            run,
+            1,
+            &[(run * 10, "test", "failure", TRANSIENT_LOG)],
+        )
+        .await;
+        rerun_failed(run).expect(1).mount(&app.github).await;
+        let r = app
+            .post_github(
+                "workflow_run",
+                &format!("l-{run}"),
+                &workflow_run(run, 1, "failure", "CI"),
+            )
+            .await;
+        let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        app.wait_status(&id, "verifying").await;
+        app.post_github(
+            "workflow_run",
+            &format!("l-{run}-2"),
+            &workflow_run(run, 2, "failure", "CI"),
+        )
+        .await;
+        app.wait_status(&id, "failed").await;
+    }
+    // The same failure a fourth time: learning says retrying it wastes compute.
+    mount_run(
+        &app.github,
+        63,
+        1,
+        &[(630, "test", "failure", TRANSIENT_LOG)],
+    )
+    .await;
+    rerun_failed(63).expect(0).mount(&app.github).await;
+    let r = app
+        .post_github(
+            "workflow_run",
+            "l-63",
+            &workflow_run(63, 1, "failure", "CI"),
+        )
+        .await;
+    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = app.wait_status(&id, "escalated").await;
+    assert!(
+        s["reason"].as_str().unwrap().starts_with("learning:"),
+        "{s}"
+    );
+    assert_eq!(s["category"], "network");
+    let (gh, _dir, _) = app.stop().await;
+    gh.verify().await;
+}

@@ -1,0 +1,141 @@
+//! Learning from outcomes: how often a strategy healed a failure fingerprint, as a Beta
+//! posterior whose prior is the built-in policy's belief that transient failures heal.
+
+use crate::policy::{Decision, HealPlan, PlanStep, Risk, StepKind, Strategy};
+use serde::{Deserialize, Serialize};
+
+/// Outcomes of one arm (a strategy on a fingerprint, or on a category).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArmStats {
+    pub healed: u32,
+    pub failed: u32,
+}
+
+impl ArmStats {
+    pub fn trials(&self) -> u32 {
+        self.healed + self.failed
+    }
+
+    /// Posterior mean of the heal rate under a Beta(`prior_healed`, `prior_failed`) prior.
+    pub fn posterior_mean(&self, prior: (f64, f64)) -> f64 {
+        (self.healed as f64 + prior.0) / (self.trials() as f64 + prior.0 + prior.1)
+    }
+}
+
+/// What was learned about the failure at hand.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Learned {
+    pub fingerprint: ArmStats,
+    pub category: ArmStats,
+}
+
+/// The built-in belief: a transient diagnosis heals on retry about two times in three, held
+/// weakly (1.5 pseudo-observations) so three straight failures outweigh it.
+pub const PRIOR: (f64, f64) = (1.0, 0.5);
+/// Below this posterior heal rate a strategy is not worth its compute.
+pub const MIN_HEAL_RATE: f64 = 0.25;
+/// Evidence needed before learning overrides the built-in policy.
+pub const MIN_TRIALS: u32 = 3;
+
+/// Adjusts a plan with what outcomes taught: a fingerprint whose heals keep failing is
+/// escalated instead of retried again. The reason says when learning changed the choice.
+pub fn apply(plan: HealPlan, learned: &Learned) -> HealPlan {
+    if !matches!(plan.decision, Decision::Act | Decision::AwaitApproval) {
+        return plan;
+    }
+    let fp = learned.fingerprint;
+    let rate = fp.posterior_mean(PRIOR);
+    if fp.trials() >= MIN_TRIALS && rate < MIN_HEAL_RATE {
+        let reason = format!(
+            "learning: {} healed {} of {} times for this failure fingerprint (estimated heal rate {:.2} < {:.2}); escalating instead of spending more compute",
+            plan.strategy.as_str(),
+            fp.healed,
+            fp.trials(),
+            rate,
+            MIN_HEAL_RATE
+        );
+        return HealPlan {
+            decision: Decision::Escalate,
+            strategy: Strategy::Escalate,
+            steps: vec![PlanStep {
+                kind: StepKind::Escalate,
+                strategy: Strategy::Escalate,
+                risk: Risk::Low,
+                reason: reason.clone(),
+                delay_seconds: 0,
+            }],
+            reason,
+        };
+    }
+    let mut plan = plan;
+    if fp.trials() >= MIN_TRIALS {
+        plan.reason = format!(
+            "{}; learning: healed {} of {} times before (estimated heal rate {rate:.2})",
+            plan.reason,
+            fp.healed,
+            fp.trials()
+        );
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act() -> HealPlan {
+        HealPlan {
+            decision: Decision::Act,
+            strategy: Strategy::Retry,
+            steps: vec![],
+            reason: "network is transient: retry".into(),
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_that_never_heals_is_escalated() {
+        let learned = Learned {
+            fingerprint: ArmStats {
+                healed: 0,
+                failed: 3,
+            },
+            ..Default::default()
+        };
+        let p = apply(act(), &learned);
+        assert_eq!(p.decision, Decision::Escalate);
+        assert!(p.reason.starts_with("learning:"), "{}", p.reason);
+    }
+
+    #[test]
+    fn too_little_evidence_or_good_record_keeps_the_plan() {
+        let few = Learned {
+            fingerprint: ArmStats {
+                healed: 0,
+                failed: 2,
+            },
+            ..Default::default()
+        };
+        assert_eq!(apply(act(), &few), act());
+        let good = Learned {
+            fingerprint: ArmStats {
+                healed: 4,
+                failed: 1,
+            },
+            ..Default::default()
+        };
+        let p = apply(act(), &good);
+        assert_eq!(p.decision, Decision::Act);
+        assert!(p.reason.contains("healed 4 of 5"), "{}", p.reason);
+    }
+
+    #[test]
+    fn posterior_moves_from_the_prior_with_evidence() {
+        let none = ArmStats::default();
+        assert!((none.posterior_mean(PRIOR) - 2.0 / 3.0).abs() < 1e-9);
+        let bad = ArmStats {
+            healed: 0,
+            failed: 9,
+        };
+        assert!(bad.posterior_mean(PRIOR) < 0.2);
+    }
+}
