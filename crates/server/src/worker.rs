@@ -5,8 +5,8 @@
 use crate::Shared;
 use pipeguard_core::analysis::{Diagnosis, Hints};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
-use pipeguard_core::policy::Decision;
 use pipeguard_core::learning::{self, Learned};
+use pipeguard_core::policy::Decision;
 use pipeguard_core::Category;
 use pipeguard_platforms::{Ci, JobLog, PlatformError, RunState};
 use pipeguard_store::{now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition};
