@@ -15,6 +15,7 @@ pub struct Config {
     pub github: GithubSection,
     pub gitlab: GitlabSection,
     pub jenkins: JenkinsSection,
+    pub circleci: CircleciSection,
     pub healing: HealingSection,
     pub worker: WorkerSection,
 }
@@ -56,6 +57,25 @@ pub struct JenkinsSection {
     pub api_url: String,
 }
 
+/// CircleCI (cloud or server: `api_url` is the host the v1.1 and v2 APIs live on).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircleciSection {
+    pub webhook_secret: Option<String>,
+    pub token: Option<String>,
+    pub api_url: String,
+}
+
+impl Default for CircleciSection {
+    fn default() -> Self {
+        CircleciSection {
+            webhook_secret: None,
+            token: None,
+            api_url: "https://circleci.com".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealingSection {
@@ -89,6 +109,7 @@ impl Default for Config {
             github: GithubSection::default(),
             gitlab: GitlabSection::default(),
             jenkins: JenkinsSection::default(),
+            circleci: CircleciSection::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
         }
@@ -206,6 +227,15 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_JENKINS_API_URL") {
             self.jenkins.api_url = v;
         }
+        if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_WEBHOOK_SECRET") {
+            self.circleci.webhook_secret = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_TOKEN") {
+            self.circleci.token = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_API_URL") {
+            self.circleci.api_url = v;
+        }
         if let Some(v) = nonempty("PIPEGUARD_HEALING_BACKOFF_SECONDS") {
             self.healing.backoff_seconds = num("PIPEGUARD_HEALING_BACKOFF_SECONDS", v)?;
         }
@@ -250,6 +280,32 @@ mod tests {
         assert_eq!(cfg.healing.backoff_seconds, 7);
         assert_eq!(cfg.github.api_url, "http://127.0.0.1:1");
         assert_eq!(cfg.database_url, "sqlite://pipeguard.db");
+    }
+
+    #[test]
+    fn platform_sections_from_file_and_environment() {
+        let mut cfg: Config = toml::from_str(
+            "[gitlab]\napi_url = \"https://gitlab.example.com\"\n[jenkins]\nuser = \"bot\"\n\
+             [circleci]\ntoken = \"file-token\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.gitlab.api_url, "https://gitlab.example.com");
+        assert_eq!(cfg.circleci.api_url, "https://circleci.com");
+        cfg.apply_env(|k| match k {
+            "PIPEGUARD_GITLAB_TOKEN" => Some("glpat".into()),
+            "PIPEGUARD_JENKINS_API_URL" => Some("https://ci.example.com/".into()),
+            "PIPEGUARD_JENKINS_TOKEN" => Some("jt".into()),
+            "PIPEGUARD_CIRCLECI_TOKEN" => Some("env-token".into()),
+            "PIPEGUARD_CIRCLECI_WEBHOOK_SECRET" => Some("cs".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.gitlab.token.as_deref(), Some("glpat"));
+        assert_eq!(cfg.jenkins.user.as_deref(), Some("bot"));
+        assert_eq!(cfg.jenkins.api_url, "https://ci.example.com/");
+        assert_eq!(cfg.circleci.token.as_deref(), Some("env-token"));
+        assert_eq!(cfg.circleci.webhook_secret.as_deref(), Some("cs"));
+        assert!(toml::from_str::<Config>("[jenkins]\npassword = \"x\"").is_err());
     }
 
     #[test]

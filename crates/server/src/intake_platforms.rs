@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pipeguard_core::event::Platform;
-use pipeguard_platforms::{gitlab, jenkins, signature, ParseError, Parsed};
+use pipeguard_platforms::{circleci, gitlab, jenkins, signature, ParseError, Parsed};
 use pipeguard_store::Intake;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -27,6 +27,11 @@ pub fn warn_unverified(config: &Config) {
     if config.jenkins.webhook_secret.is_none() {
         tracing::warn!(
             "PIPEGUARD_JENKINS_WEBHOOK_SECRET is not set: Jenkins deliveries are accepted without a token"
+        );
+    }
+    if config.circleci.webhook_secret.is_none() {
+        tracing::warn!(
+            "PIPEGUARD_CIRCLECI_WEBHOOK_SECRET is not set: CircleCI deliveries are accepted unsigned"
         );
     }
 }
@@ -166,6 +171,31 @@ pub async fn jenkins(
         return Ok(answer(r));
     }
     store_parsed(&st, Platform::Jenkins, &d.key, d.parsed).await
+}
+
+/// `POST /webhooks/circleci`: `workflow-completed` and `job-completed`, signed with
+/// `circleci-signature: v1=<hex HMAC-SHA256 of the body>`.
+pub async fn circleci(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = &st.config.circleci.webhook_secret {
+        let sig = header(&headers, "circleci-signature")
+            .ok_or_else(|| ApiError::unauthorized("missing circleci-signature"))?;
+        if !circleci::verify_signature(secret.as_bytes(), &body, sig) {
+            return Err(ApiError::unauthorized(
+                "circleci-signature does not match the body",
+            ));
+        }
+    }
+    require_json(&headers)?;
+    // The documented deduplication key is the payload's `id`, so parse first.
+    let d = circleci::parse_webhook(&body).map_err(bad)?;
+    if let Some(r) = st.store.find_delivery(Platform::Circleci, &d.id).await? {
+        return Ok(answer(r));
+    }
+    store_parsed(&st, Platform::Circleci, &d.id, d.parsed).await
 }
 
 #[cfg(test)]

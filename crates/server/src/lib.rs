@@ -16,6 +16,7 @@ use axum::Router;
 use config::Config;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_platforms::github::{Github, GithubConfig};
+use pipeguard_platforms::circleci::{Circleci, CircleciConfig};
 use pipeguard_platforms::gitlab::{Gitlab, GitlabConfig};
 use pipeguard_platforms::jenkins::{Jenkins, JenkinsConfig};
 use pipeguard_store::Store;
@@ -33,6 +34,7 @@ pub struct AppState {
     pub github: Github,
     pub gitlab: Gitlab,
     pub jenkins: Jenkins,
+    pub circleci: Circleci,
     pub started_at_ms: i64,
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
     pub worker_wake: tokio::sync::Notify,
@@ -65,6 +67,12 @@ impl AppState {
             http_tries: 3,
             http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
         });
+        let circleci = Circleci::new(CircleciConfig {
+            api_url: config.circleci.api_url.clone(),
+            token: config.circleci.token.clone(),
+            http_tries: 3,
+            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
+        });
         Ok(Arc::new(AppState {
             policy: config.healing.policy(),
             analyzer: Analyzer::builtin(),
@@ -72,6 +80,7 @@ impl AppState {
             github,
             gitlab,
             jenkins,
+            circleci,
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
             metrics: metrics::Metrics::default(),
@@ -86,6 +95,7 @@ pub fn router(state: Shared) -> Router {
         .route("/webhooks/github", post(intake::github))
         .route("/webhooks/gitlab", post(intake_platforms::gitlab))
         .route("/webhooks/jenkins", post(intake_platforms::jenkins))
+        .route("/webhooks/circleci", post(intake_platforms::circleci))
         .route("/pipeline/webhook", post(intake::generic))
         .route("/pipeline/status", get(api::status))
         .route("/pipeline/healing/history", get(api::history))

@@ -1,0 +1,292 @@
+//! End-to-end healing of CircleCI workflows against a mock of CircleCI's v1.1 and v2 APIs.
+//! Payloads follow the documented outbound webhook shape (no licensed captures exist).
+
+mod common;
+
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const C_SECRET: &str = "circle-signing-secret";
+const C_TOKEN: &str = "circle-api-token";
+const SLUG: &str = "gh/acme/api";
+
+async fn start() -> TestApp {
+    TestApp::start_with(|c| {
+        c.circleci.webhook_secret = Some(C_SECRET.into());
+        c.circleci.token = Some(C_TOKEN.into());
+        c.circleci.api_url = c.github.api_url.clone();
+    })
+    .await
+}
+
+fn sign(secret: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post(app: &TestApp, signature: Option<String>, body: &str) -> reqwest::Response {
+    let mut r = app
+        .http
+        .post(format!("{}/webhooks/circleci", app.base))
+        .header("content-type", "application/json")
+        .header("circleci-event-type", "workflow-completed")
+        .body(body.to_string());
+    if let Some(s) = signature {
+        r = r.header("circleci-signature", s);
+    }
+    r.send().await.unwrap()
+}
+
+async fn post_signed(app: &TestApp, body: &str) -> reqwest::Response {
+    post(app, Some(sign(C_SECRET, body)), body).await
+}
+
+/// A delivery shaped like CircleCI's documented `workflow-completed` / `job-completed`.
+fn delivery(id: &str, kind: &str, pipeline: &str, workflow: &str, status: &str) -> String {
+    let mut v = json!({
+        "id": id, "type": kind, "happened_at": "2026-11-23T10:04:00.000Z",
+        "webhook": {"id": "cf8c4fdd-0587-4da1-b4ca-4846e9640af9", "name": "pipeguard"},
+        "project": {"id": "84996744-a854-4f5e-aea3-04e2851dc1d2", "name": "api", "slug": SLUG},
+        "organization": {"id": "f22b6566-597d-46d5-ba74-99ef5bb3d85c", "name": "acme"},
+        "workflow": {"id": workflow, "name": "build-test", "status": status,
+                     "created_at": "2026-11-23T10:00:00.000Z", "stopped_at": "2026-11-23T10:04:00.000Z",
+                     "url": format!("https://app.circleci.com/pipelines/github/acme/api/130/workflows/{workflow}")},
+        "pipeline": {"id": pipeline, "number": 130, "created_at": "2026-11-23T09:59:59.000Z",
+                     "trigger": {"type": "webhook"},
+                     "vcs": {"provider_name": "github", "origin_repository_url": "https://github.com/acme/api",
+                             "target_repository_url": "https://github.com/acme/api",
+                             "revision": "1dc6aa69bc8b9b4a7a5e8d1e1d8e2c2c4b5a6f70", "branch": "main"}}
+    });
+    if kind == "job-completed" {
+        v["job"] = json!({"id": "job-uuid-test", "name": "test", "number": 136, "status": status,
+                          "started_at": "2026-11-23T10:00:05.000Z", "stopped_at": "2026-11-23T10:03:50.000Z"});
+    }
+    v.to_string()
+}
+
+/// Mounts the pipeline's workflows, the workflow's jobs and each failed job's step output.
+/// `jobs` = (job uuid, number, name, status, log).
+async fn mount_workflow(
+    mock: &MockServer,
+    pipeline: &str,
+    workflow: &str,
+    jobs: &[(&str, u64, &str, &str, &str)],
+) {
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v2/pipeline/{pipeline}/workflow")))
+        .and(header("circle-token", C_TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [{"id": workflow, "name": "build-test", "status": "failed",
+                       "pipeline_id": pipeline, "pipeline_number": 130, "project_slug": SLUG,
+                       "created_at": "2026-11-23T10:00:00Z", "stopped_at": "2026-11-23T10:04:00Z"},
+                      {"id": "other-wf", "name": "nightly", "status": "success",
+                       "created_at": "2026-11-23T10:00:00Z"}],
+            "next_page_token": null
+        })))
+        .mount(mock)
+        .await;
+    let items: Vec<Value> = jobs
+        .iter()
+        .map(|(id, n, name, st, _)| json!({"id": id, "job_number": n, "name": name, "status": st, "type": "build", "project_slug": SLUG}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v2/workflow/{workflow}/job")))
+        .and(header("circle-token", C_TOKEN))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"items": items, "next_page_token": null})),
+        )
+        .mount(mock)
+        .await;
+    for (_, n, _, st, log) in jobs {
+        if *st != "failed" {
+            continue;
+        }
+        Mock::given(method("GET"))
+            .and(path(format!("/api/v1.1/project/github/acme/api/{n}")))
+            .and(header("circle-token", C_TOKEN))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "build_num": n, "status": "failed",
+                "steps": [
+                    {"name": "Spin up environment", "actions": [{"name": "Spin up environment", "status": "success",
+                        "failed": null, "has_output": true, "output_url": format!("{}/output/{n}/0", mock.uri())}]},
+                    {"name": "cargo test", "actions": [{"name": "cargo test", "status": "failed", "failed": true,
+                        "exit_code": 101, "has_output": true, "output_url": format!("{}/output/{n}/1", mock.uri())}]}
+                ]
+            })))
+            .mount(mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/output/{n}/1")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!([{"message": log, "time": "2026-11-23T10:03:49Z", "type": "out", "truncated": false}]),
+            ))
+            .mount(mock)
+            .await;
+        // The successful step's output is not needed: it must not be downloaded.
+        Mock::given(method("GET"))
+            .and(path(format!("/output/{n}/0")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .expect(0)
+            .mount(mock)
+            .await;
+    }
+}
+
+fn session_id(v: &Value) -> String {
+    v["session_id"].as_str().expect("a session id").to_string()
+}
+
+#[tokio::test]
+async fn transient_failure_reruns_the_workflow_from_failed_once() {
+    let app = start().await;
+    mount_workflow(
+        &app.github,
+        "pipe-1",
+        "wf-1",
+        &[
+            ("job-uuid-test", 136, "test", "failed", TRANSIENT_LOG),
+            ("job-uuid-lint", 135, "lint", "success", ""),
+        ],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/workflow/wf-1/rerun"))
+        .and(header("circle-token", C_TOKEN))
+        .and(body_json(json!({"from_failed": true})))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"workflow_id": "wf-2"})))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+
+    let wf = delivery("evt-1", "workflow-completed", "pipe-1", "wf-1", "failed");
+    let r = post_signed(&app, &wf).await;
+    assert_eq!(r.status(), 202);
+    let first: Value = r.json().await.unwrap();
+    let id = session_id(&first);
+    let again: Value = post_signed(&app, &wf).await.json().await.unwrap();
+    assert_eq!(again, first, "a redelivery gets the same answer");
+    let job = delivery("evt-2", "job-completed", "pipe-1", "wf-1", "failed");
+    let j: Value = post_signed(&app, &job).await.json().await.unwrap();
+    assert_eq!(
+        j["session_id"],
+        id.as_str(),
+        "job and workflow deliveries are one session"
+    );
+
+    let s = app.wait_status(&id, "verifying").await;
+    assert_eq!(s["platform"], "circleci");
+    assert_eq!(s["repository"], SLUG);
+    assert_eq!(s["category"], "network");
+    assert!(s["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["text"].as_str().unwrap().contains("Connection reset")));
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn genuine_failure_is_escalated_and_never_rerun() {
+    let app = start().await;
+    mount_workflow(
+        &app.github,
+        "pipe-2",
+        "wf-3",
+        &[("job-uuid-b", 140, "build", "failed", COMPILE_LOG)],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(0)
+        .mount(&app.github)
+        .await;
+    let r = post_signed(
+        &app,
+        &delivery("evt-3", "workflow-completed", "pipe-2", "wf-3", "failed"),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let id = session_id(&r.json().await.unwrap());
+    let s = app.wait_status(&id, "escalated").await;
+    assert_eq!(s["category"], "compilation_error");
+    assert!(s["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["text"].as_str().unwrap().contains("error[E0308]")));
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn bad_signature_is_401_and_malformed_is_400_and_nothing_is_stored() {
+    let app = start().await;
+    let body = delivery("evt-4", "workflow-completed", "pipe-3", "wf-4", "failed");
+    assert_eq!(post(&app, None, &body).await.status(), 401, "unsigned");
+    assert_eq!(
+        post(&app, Some(sign("other-secret", &body)), &body)
+            .await
+            .status(),
+        401
+    );
+    let tampered = body.replace("pipe-3", "pipe-9");
+    let r = post(&app, Some(sign(C_SECRET, &body)), &tampered).await;
+    assert_eq!(r.status(), 401, "signature of another body");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
+    for bad in [
+        "{nope",
+        "[]",
+        r#"{"id": "x", "type": "workflow-completed"}"#,
+    ] {
+        let r = post_signed(&app, bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request");
+    }
+    assert_eq!(
+        app.get("/pipeline/healing/history").await["total_sessions"],
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_successful_rerun_closes_the_session_as_healed() {
+    let app = start().await;
+    mount_workflow(
+        &app.github,
+        "pipe-5",
+        "wf-5",
+        &[("job-uuid-t", 150, "test", "failed", TRANSIENT_LOG)],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/workflow/wf-5/rerun"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"workflow_id": "wf-6"})))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let r = post_signed(
+        &app,
+        &delivery("evt-5", "workflow-completed", "pipe-5", "wf-5", "failed"),
+    )
+    .await;
+    let id = session_id(&r.json().await.unwrap());
+    app.wait_status(&id, "verifying").await;
+    // The rerun is a new workflow with the same name in the same pipeline.
+    let r = post_signed(
+        &app,
+        &delivery("evt-6", "workflow-completed", "pipe-5", "wf-6", "success"),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    app.wait_status(&id, "healed").await;
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
