@@ -15,6 +15,7 @@ pub struct Config {
     pub github: GithubSection,
     pub gitlab: GitlabSection,
     pub jenkins: JenkinsSection,
+    pub buildbot: BuildbotSection,
     pub circleci: CircleciSection,
     pub healing: HealingSection,
     pub worker: WorkerSection,
@@ -55,6 +56,28 @@ pub struct JenkinsSection {
     pub user: Option<String>,
     pub token: Option<String>,
     pub api_url: String,
+}
+
+/// Buildbot: `api_url` is the master's web root (`c['buildbotURL']`); `user` + `password` a
+/// user of its `www` auth when the API is not open to anonymous users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildbotSection {
+    pub webhook_secret: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub api_url: String,
+}
+
+impl Default for BuildbotSection {
+    fn default() -> Self {
+        BuildbotSection {
+            webhook_secret: None,
+            user: None,
+            password: None,
+            api_url: "http://127.0.0.1:8010".into(),
+        }
+    }
 }
 
 /// CircleCI (cloud or server: `api_url` is the host the v1.1 and v2 APIs live on).
@@ -109,6 +132,7 @@ impl Default for Config {
             github: GithubSection::default(),
             gitlab: GitlabSection::default(),
             jenkins: JenkinsSection::default(),
+            buildbot: BuildbotSection::default(),
             circleci: CircleciSection::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
@@ -226,6 +250,18 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_JENKINS_API_URL") {
             self.jenkins.api_url = v;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_WEBHOOK_SECRET") {
+            self.buildbot.webhook_secret = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_USER") {
+            self.buildbot.user = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_PASSWORD") {
+            self.buildbot.password = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_API_URL") {
+            self.buildbot.api_url = v;
         }
         if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_WEBHOOK_SECRET") {
             self.circleci.webhook_secret = Some(v);

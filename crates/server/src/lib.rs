@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod intake;
+pub mod intake_buildbot;
 pub mod intake_platforms;
 pub mod metrics;
 pub mod telemetry;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use config::Config;
 use pipeguard_core::{Analyzer, Policy};
+use pipeguard_platforms::buildbot::{Buildbot, BuildbotConfig};
 use pipeguard_platforms::github::{Github, GithubConfig};
 use pipeguard_platforms::circleci::{Circleci, CircleciConfig};
 use pipeguard_platforms::gitlab::{Gitlab, GitlabConfig};
@@ -34,6 +36,7 @@ pub struct AppState {
     pub github: Github,
     pub gitlab: Gitlab,
     pub jenkins: Jenkins,
+    pub buildbot: Buildbot,
     pub circleci: Circleci,
     pub started_at_ms: i64,
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
@@ -73,6 +76,13 @@ impl AppState {
             http_tries: 3,
             http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
         });
+        let buildbot = Buildbot::new(BuildbotConfig {
+            api_url: config.buildbot.api_url.clone(),
+            user: config.buildbot.user.clone(),
+            password: config.buildbot.password.clone(),
+            http_tries: 3,
+            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
+        });
         Ok(Arc::new(AppState {
             policy: config.healing.policy(),
             analyzer: Analyzer::builtin(),
@@ -80,6 +90,7 @@ impl AppState {
             github,
             gitlab,
             jenkins,
+            buildbot,
             circleci,
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
@@ -95,6 +106,7 @@ pub fn router(state: Shared) -> Router {
         .route("/webhooks/github", post(intake::github))
         .route("/webhooks/gitlab", post(intake_platforms::gitlab))
         .route("/webhooks/jenkins", post(intake_platforms::jenkins))
+        .route("/webhooks/buildbot", post(intake_buildbot::buildbot))
         .route("/webhooks/circleci", post(intake_platforms::circleci))
         .route("/pipeline/webhook", post(intake::generic))
         .route("/pipeline/status", get(api::status))
@@ -143,6 +155,11 @@ pub async fn serve(
         tracing::warn!("PIPEGUARD_GITHUB_TOKEN is not set: logs of private repositories cannot be read and nothing can be re-run");
     }
     intake_platforms::warn_unverified(&config);
+    if config.buildbot.webhook_secret.is_none() {
+        tracing::warn!(
+            "PIPEGUARD_BUILDBOT_WEBHOOK_SECRET is not set: Buildbot deliveries are accepted without credentials"
+        );
+    }
     let state = AppState::new(config).await?;
     if state.store.backend() == pipeguard_store::Backend::Sqlite {
         // An embedded database has exactly one worker: this one. Work a killed process had

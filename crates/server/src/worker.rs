@@ -134,6 +134,7 @@ fn ci_for<'a>(st: &'a Shared, platform: &str) -> Option<&'a dyn Ci> {
         Some(Platform::Github) => Some(&st.github),
         Some(Platform::Gitlab) => Some(&st.gitlab),
         Some(Platform::Jenkins) => Some(&st.jenkins),
+        Some(Platform::Buildbot) => Some(&st.buildbot),
         Some(Platform::Circleci) => Some(&st.circleci),
         _ => None,
     }

@@ -76,7 +76,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "{:<24} {:<22} {:<8} {:<10} {:<8} {:>8} {:>10}",
+                "{:<24} {:<22} {:<8} {:<12} {:<8} {:>8} {:>10}",
                 "HOST", "OS", "PKG", "SERVICE", "ARCH", "MEM MB", "FREE DISK"
             );
             for h in &hosts {
@@ -89,7 +89,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                     h.distribution_version.as_deref().unwrap_or("")
                 );
                 println!(
-                    "{:<24} {:<22} {:<8} {:<10} {:<8} {:>8} {:>10}",
+                    "{:<24} {:<22} {:<8} {:<12} {:<8} {:>8} {:>10}",
                     h.name,
                     os.trim(),
                     or_dash(&h.pkg_mgr),
