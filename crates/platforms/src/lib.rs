@@ -5,7 +5,6 @@
 
 pub mod buildbot;
 pub mod circleci;
-pub mod buildbot;
 pub mod github;
 pub mod gitlab;
 pub mod http;
