@@ -28,6 +28,8 @@ enum Command {
     Eval(cmd::eval::CmdArgs),
     /// Benchmark the analyzer on a generated log.
     Bench(cmd::bench::CmdArgs),
+    /// Healing analytics of a running server: success rates, time to green, top failures.
+    Report(cmd::report::ReportArgs),
     /// Run a command, retrying it only when its failure is transient.
     Run(cmd::run::CmdArgs),
     /// Print the safety assessment of one command without running it.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Signatures(a) => cmd::signatures::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Assess(a) => cmd::assess::run(a),
         Command::Ansible(a) => cmd::ansible::run(a),

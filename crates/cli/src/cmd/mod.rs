@@ -6,6 +6,7 @@ pub mod assess;
 pub mod bench;
 pub mod eval;
 pub mod hosts;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod signatures;
