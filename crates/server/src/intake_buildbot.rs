@@ -82,3 +82,28 @@ pub async fn buildbot(
     st.worker_wake.notify_one();
     Ok(answer(r))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn secret_comes_as_basic_auth_password_or_token_header() {
+        // "buildbot:s3cret" and "buildbot:nope".
+        let good = with("authorization", "Basic YnVpbGRib3Q6czNjcmV0");
+        let bad = with("authorization", "Basic YnVpbGRib3Q6bm9wZQ==");
+        assert!(verify(Some("s3cret"), &good).is_ok());
+        assert!(verify(Some("s3cret"), &with("x-pipeguard-token", "s3cret")).is_ok());
+        assert!(verify(Some("s3cret"), &bad).is_err());
+        assert!(verify(Some("s3cret"), &with("x-pipeguard-token", "s3cre")).is_err());
+        assert!(verify(Some("s3cret"), &HeaderMap::new()).is_err());
+        assert!(verify(None, &HeaderMap::new()).is_ok());
+    }
+}

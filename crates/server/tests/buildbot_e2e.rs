@@ -416,3 +416,74 @@ async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escal
     let _ = shutdown.send(true);
     handle.await.unwrap().unwrap();
 }
+
+/// The intake contract without a Buildbot: credentials, content type, malformed bodies.
+#[tokio::test]
+async fn buildbot_intake_rejects_bad_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("pipeguard.db").display()),
+        ..Default::default()
+    };
+    cfg.buildbot.webhook_secret = Some(SECRET.into());
+    // Nothing listens here: a stored failure would fail to fetch logs, not reach anyone.
+    cfg.buildbot.api_url = format!("http://127.0.0.1:{}", free_port());
+    let (base, shutdown, handle) = common::spawn(cfg).await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/webhooks/buildbot");
+    let started = json!({"buildid": 5, "number": 5, "builderid": 1, "complete": false,
+        "results": null, "builder": {"name": "b"}});
+    let post = |body: String, auth: Option<&'static str>, ct: &'static str| {
+        let mut r = http.post(&url).header("content-type", ct).body(body);
+        if let Some(p) = auth {
+            r = r.basic_auth("buildbot", Some(p));
+        }
+        r.send()
+    };
+    let r = post(started.to_string(), None, "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post(started.to_string(), Some("wrong"), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post("{nope".into(), Some(SECRET), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request");
+    let r = post(started.to_string(), Some(SECRET), "text/plain")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = post(
+        "{\"complete\": true, \"buildid\": 5}".into(),
+        Some(SECRET),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post(started.to_string(), Some(SECRET), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ignored");
+    let sessions: Value = http
+        .get(format!("{base}/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions["sessions"],
+        json!([]),
+        "nothing was stored as a session"
+    );
+    let _ = shutdown.send(true);
+    handle.await.unwrap().unwrap();
+}
