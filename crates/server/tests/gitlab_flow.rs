@@ -370,3 +370,74 @@ async fn a_later_successful_pipeline_hook_closes_the_session_as_healed() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+#[tokio::test]
+async fn a_failed_job_with_a_production_environment_waits_for_approval() {
+    let app = start().await;
+    // Only the webhook knows the environment (the jobs API does not list it); the name and
+    // the API's stage say nothing about deploying.
+    mount_pipeline(
+        &app.github,
+        105,
+        &[(951, "rollout", "failed", "script_failure", TRANSIENT_LOG)],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&app.github)
+        .await;
+    let hook = pipeline_hook(
+        105,
+        "failed",
+        &[(951, "rollout", "deploy", "failed", "script_failure")],
+    )
+    .to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-e1", GL_SECRET, &hook).await;
+    let id = session_id(&r.json().await.unwrap());
+    let s = app.wait_status(&id, "awaiting_approval").await;
+    assert_eq!(s["category"], "network");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn without_a_configured_secret_deliveries_are_accepted() {
+    let app = TestApp::start_with(|c| {
+        c.gitlab.webhook_secret = None;
+        c.gitlab.token = Some(GL_TOKEN.into());
+        c.gitlab.api_url = c.github.api_url.clone();
+    })
+    .await;
+    mount_pipeline(
+        &app.github,
+        106,
+        &[(961, "build", "failed", "script_failure", COMPILE_LOG)],
+    )
+    .await;
+    let hook = pipeline_hook(
+        106,
+        "failed",
+        &[(961, "build", "build", "failed", "script_failure")],
+    )
+    .to_string();
+    let r = app
+        .http
+        .post(format!("{}/webhooks/gitlab", app.base))
+        .header("content-type", "application/json")
+        .header("x-gitlab-event", "Pipeline Hook")
+        .body(hook.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let first: Value = r.json().await.unwrap();
+    // Without X-Gitlab-Event-UUID the body identifies the delivery: the same body replays.
+    let again: Value = post(&app, "Pipeline Hook", "", "ignored", &hook)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, first, "a replay, not a second delivery");
+    app.stop().await;
+}
