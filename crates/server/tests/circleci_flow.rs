@@ -290,3 +290,35 @@ async fn a_successful_rerun_closes_the_session_as_healed() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+#[tokio::test]
+async fn only_the_transient_job_is_rerun_when_another_needs_a_human() {
+    let app = start().await;
+    mount_workflow(
+        &app.github,
+        "pipe-7",
+        "wf-7",
+        &[
+            ("job-uuid-fetch", 160, "fetch", "failed", TRANSIENT_LOG),
+            ("job-uuid-build", 161, "build", "failed", COMPILE_LOG),
+        ],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/workflow/wf-7/rerun"))
+        .and(body_json(json!({"jobs": ["job-uuid-fetch"]})))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"workflow_id": "wf-8"})))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let r = post_signed(
+        &app,
+        &delivery("evt-7", "workflow-completed", "pipe-7", "wf-7", "failed"),
+    )
+    .await;
+    let id = session_id(&r.json().await.unwrap());
+    let s = app.wait_status(&id, "escalated").await;
+    assert!(s["reason"].as_str().unwrap().contains("build"), "{s:#}");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}

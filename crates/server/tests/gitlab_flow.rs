@@ -441,3 +441,62 @@ async fn without_a_configured_secret_deliveries_are_accepted() {
     assert_eq!(again, first, "a replay, not a second delivery");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn without_a_webhook_the_outcome_is_polled_from_the_pipeline_api() {
+    let app = TestApp::start_with(|c| {
+        c.gitlab.webhook_secret = Some(GL_SECRET.into());
+        c.gitlab.token = Some(GL_TOKEN.into());
+        c.gitlab.api_url = c.github.api_url.clone();
+        c.worker.verify_poll_seconds = 1;
+    })
+    .await;
+    // The first look (before healing) sees the failed pipeline; the poll after the retry
+    // sees it green.
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/pipelines/107")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": 107, "status": "failed"})),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/pipelines/107")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": 107, "status": "success", "finished_at": "2026-11-23T10:09:00.000Z"}),
+        ))
+        .mount(&app.github)
+        .await;
+    mount_pipeline(
+        &app.github,
+        107,
+        &[(
+            971,
+            "test",
+            "failed",
+            "stuck_or_timeout_failure",
+            TRANSIENT_LOG,
+        )],
+    )
+    .await;
+    retry_pipeline(107).expect(1).mount(&app.github).await;
+    let hook = pipeline_hook(
+        107,
+        "failed",
+        &[(971, "test", "test", "failed", "stuck_or_timeout_failure")],
+    )
+    .to_string();
+    let id = session_id(
+        &post(&app, "Pipeline Hook", "uuid-p1", GL_SECRET, &hook)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let s = app.wait_status(&id, "healed").await;
+    assert!(s["time_to_green_ms"].as_i64().unwrap() > 0, "{s:#}");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}

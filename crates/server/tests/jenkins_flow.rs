@@ -255,3 +255,33 @@ async fn the_next_successful_build_closes_the_session_as_healed() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+#[tokio::test]
+async fn a_deploy_job_waits_for_approval_instead_of_being_rebuilt() {
+    let app = start().await;
+    mount_build(
+        &app.github,
+        "release/deploy-prod",
+        9,
+        TRANSIENT_LOG,
+        json!([]),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&app.github)
+        .await;
+    let r = post(
+        &app,
+        Some(J_SECRET),
+        "",
+        &notification("release/deploy-prod", 9, "COMPLETED", "FAILURE"),
+    )
+    .await;
+    let id = session_id(&r.json().await.unwrap());
+    let s = app.wait_status(&id, "awaiting_approval").await;
+    assert_eq!(s["category"], "network");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
