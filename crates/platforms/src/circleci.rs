@@ -450,6 +450,34 @@ impl Ci for Circleci {
     }
 }
 
+impl Circleci {
+    /// Triggers a new pipeline on the event's branch with pipeline `parameters` (a resource
+    /// class, a cache-key version): the scaling and cache strategies' building block.
+    pub async fn new_pipeline(
+        &self,
+        ev: &FailureEvent,
+        parameters: &serde_json::Map<String, Value>,
+    ) -> Result<String, PlatformError> {
+        if self.cfg.token.is_none() {
+            return Err(PlatformError::NotConfigured(
+                "PIPEGUARD_CIRCLECI_TOKEN is not set".into(),
+            ));
+        }
+        let branch = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failure names no branch to trigger a pipeline on".into())
+        })?;
+        let body = json!({"branch": branch, "parameters": parameters});
+        let url = self.url(&format!("/api/v2/project/{}/pipeline", ev.repository));
+        let r: Value = self
+            .call("trigger pipeline", reqwest::Method::POST, &url, Some(&body))
+            .await?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        Ok(format!("POST {url} -> pipeline {}", r["number"]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +573,40 @@ mod tests {
         assert_eq!(v1_project("gh/acme/api"), "github/acme/api");
         assert_eq!(v1_project("bb/acme/api"), "bitbucket/acme/api");
         assert_eq!(v1_project("circleci/x/y"), "circleci/x/y");
+    }
+
+    #[tokio::test]
+    async fn new_pipeline_with_parameters() {
+        use wiremock::matchers::{body_json, header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v2/project/gh/acme/api/pipeline"))
+            .and(header("circle-token", "ct"))
+            .and(body_json(
+                json!({"branch": "main", "parameters": {"resource_class": "large"}}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(json!({"id": "p", "number": 131})),
+            )
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let c = Circleci::new(CircleciConfig {
+            api_url: mock.uri(),
+            token: Some("ct".into()),
+            http_tries: 1,
+            http_backoff: Duration::from_millis(1),
+        });
+        let ev = FailureEvent {
+            repository: "gh/acme/api".into(),
+            branch: Some("main".into()),
+            ..Default::default()
+        };
+        let mut params = serde_json::Map::new();
+        params.insert("resource_class".into(), json!("large"));
+        let done = c.new_pipeline(&ev, &params).await.unwrap();
+        assert!(done.ends_with("pipeline 131"), "{done}");
+        mock.verify().await;
     }
 }

@@ -480,6 +480,61 @@ impl Ci for Gitlab {
     }
 }
 
+impl Gitlab {
+    /// Starts a new pipeline on the event's ref with `variables` (a bigger runner tag,
+    /// `GIT_STRATEGY=clone`, a bumped cache-key variable): scaling, reset and cache strategies.
+    pub async fn new_pipeline(
+        &self,
+        ev: &FailureEvent,
+        variables: &[(String, String)],
+    ) -> Result<String, PlatformError> {
+        if self.cfg.token.is_none() {
+            return Err(PlatformError::NotConfigured(
+                "PIPEGUARD_GITLAB_TOKEN is not set".into(),
+            ));
+        }
+        let git_ref = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failure names no ref to start a pipeline on".into())
+        })?;
+        let body = serde_json::json!({
+            "ref": git_ref,
+            "variables": variables
+                .iter()
+                .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                .collect::<Vec<_>>(),
+        });
+        let url = format!(
+            "{}{}/pipeline",
+            self.cfg.api_url.trim_end_matches('/'),
+            self.project_api(ev)
+        );
+        let r: Value = send(
+            "create pipeline",
+            self.cfg.http_tries,
+            self.cfg.http_backoff,
+            || {
+                self.http
+                    .post(&url)
+                    .header("PRIVATE-TOKEN", self.cfg.token.as_deref().unwrap_or(""))
+                    .json(&body)
+            },
+        )
+        .await?
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+        Ok(format!("POST {url} -> pipeline {}", r["id"]))
+    }
+
+    /// Cancels the event's pipeline (jobs still running in it).
+    pub async fn cancel(&self, ev: &FailureEvent) -> Result<String, PlatformError> {
+        let path = format!("{}/pipelines/{}/cancel", self.project_api(ev), ev.run_id);
+        self.call("cancel pipeline", reqwest::Method::POST, &path)
+            .await?;
+        Ok(format!("POST {path}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,5 +664,52 @@ mod tests {
         assert_eq!(ev.repository, "jsmithy2/release-tools-fake");
         assert_eq!(ev.attempt, 2);
         assert_eq!(ev.jobs[0].environment.as_deref(), Some("production"));
+    }
+
+    #[tokio::test]
+    async fn new_pipeline_on_the_ref_with_variables_and_cancel() {
+        use wiremock::matchers::{body_json, header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/pipeline"))
+            .and(header("private-token", "tok"))
+            .and(body_json(
+                json!({"ref": "main", "variables": [{"key": "RUNNER_TAG", "value": "xlarge"}]}),
+            ))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 77})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/cancel"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 5})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let g = Gitlab::new(GitlabConfig {
+            api_url: mock.uri(),
+            token: Some("tok".into()),
+            http_tries: 1,
+            http_backoff: Duration::from_millis(1),
+        });
+        let ev = FailureEvent {
+            repository: "g/p".into(),
+            run_id: "5".into(),
+            branch: Some("main".into()),
+            ..Default::default()
+        };
+        let done = g
+            .new_pipeline(&ev, &[("RUNNER_TAG".into(), "xlarge".into())])
+            .await
+            .unwrap();
+        assert!(done.ends_with("pipeline 77"), "{done}");
+        g.cancel(&ev).await.unwrap();
+        let no_ref = FailureEvent { branch: None, ..ev };
+        assert!(matches!(
+            g.new_pipeline(&no_ref, &[]).await,
+            Err(PlatformError::Permanent(_))
+        ));
+        mock.verify().await;
     }
 }

@@ -384,13 +384,33 @@ impl Ci for Jenkins {
         _jobs: &[FailedJob],
         _all_failed: bool,
     ) -> Result<String, PlatformError> {
+        // Jenkins rebuilds a whole build: there is no per-stage re-run in the remote API.
+        self.rebuild_with(ev, &[]).await
+    }
+}
+
+impl Jenkins {
+    /// Rebuilds the event's job with the failed build's parameters, `overrides` replacing or
+    /// adding some (a bigger agent label, a workspace-wipe flag…): the building block of
+    /// scaling and environment-reset strategies.
+    pub async fn rebuild_with(
+        &self,
+        ev: &FailureEvent,
+        overrides: &[(String, String)],
+    ) -> Result<String, PlatformError> {
         if self.cfg.user.is_none() || self.cfg.token.is_none() {
             return Err(PlatformError::NotConfigured(
                 "PIPEGUARD_JENKINS_USER and PIPEGUARD_JENKINS_TOKEN are needed to rebuild".into(),
             ));
         }
         let job = self.job_url(ev)?;
-        let params = self.parameters(ev).await?;
+        let mut params = self.parameters(ev).await?;
+        for (k, v) in overrides {
+            match params.iter_mut().find(|(name, _)| name == k) {
+                Some(p) => p.1 = v.clone(),
+                None => params.push((k.clone(), v.clone())),
+            }
+        }
         let crumb = self.crumb().await?;
         let (url, body) = if params.is_empty() {
             (format!("{job}build"), String::new())
@@ -511,5 +531,50 @@ mod tests {
     #[test]
     fn form_encoding() {
         assert_eq!(form(&[("A B".into(), "x&y=z".into())]), "A%20B=x%26y%3Dz");
+    }
+
+    #[tokio::test]
+    async fn rebuild_with_overrides_merges_parameters() {
+        use wiremock::matchers::{body_string, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/job/f/job/app/3/api/json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"actions": [
+                {"parameters": [{"name": "LABEL", "value": "small"}, {"name": "DEBUG", "value": false}]}
+            ]})))
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/job/f/job/app/buildWithParameters"))
+            .and(body_string("LABEL=large&DEBUG=false&WIPE=true"))
+            .respond_with(ResponseTemplate::new(201))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let j = Jenkins::new(JenkinsConfig {
+            api_url: mock.uri(),
+            user: Some("u".into()),
+            token: Some("t".into()),
+            http_tries: 1,
+            http_backoff: Duration::from_millis(1),
+        });
+        let ev = FailureEvent {
+            repository: "f/app".into(),
+            attempt: 3,
+            ..Default::default()
+        };
+        let done = j
+            .rebuild_with(
+                &ev,
+                &[
+                    ("LABEL".into(), "large".into()),
+                    ("WIPE".into(), "true".into()),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(done.contains("3 parameter(s)"), "{done}");
+        mock.verify().await;
     }
 }
