@@ -239,7 +239,12 @@ pub fn parse_webhook(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 platform: Some(Platform::Gitlab),
                 repository,
                 run_id: j.pipeline_id.to_string(),
-                attempt: 1 + j.retries_count.unwrap_or(0),
+                // Stays below OUTCOME_ATTEMPT whatever a sender claims.
+                attempt: j
+                    .retries_count
+                    .unwrap_or(0)
+                    .saturating_add(1)
+                    .min(OUTCOME_ATTEMPT - 1),
                 workflow: j.r#ref.clone().unwrap_or_default(),
                 head_sha: j.sha,
                 branch: j.r#ref,

@@ -99,7 +99,7 @@ struct Simple {
 
 fn outcome(
     repo: String,
-    number: u64,
+    number: u32,
     status: &str,
     url: Option<String>,
     head_sha: Option<String>,
@@ -110,7 +110,7 @@ fn outcome(
         "SUCCESS" => Parsed::Success {
             repository: repo.clone(),
             run_id: repo,
-            attempt: number as u32,
+            attempt: number,
             finished_at_ms: times.1,
         },
         // FAILED is what the plugin's own help page shows; Jenkins itself says FAILURE.
@@ -118,7 +118,7 @@ fn outcome(
             platform: Some(Platform::Jenkins),
             repository: repo.clone(),
             run_id: repo.clone(),
-            attempt: number as u32,
+            attempt: number,
             workflow: repo.clone(),
             head_sha,
             branch,
@@ -137,6 +137,11 @@ fn outcome(
     }
 }
 
+/// Build numbers are attempts; one that does not fit is not a real Jenkins build.
+fn build_number(n: u64) -> Result<u32, ParseError> {
+    u32::try_from(n).map_err(|_| ParseError::Shape(format!("build number {n} is out of range")))
+}
+
 /// Parses a delivery: the Notification plugin's JSON or the generic form.
 pub fn parse_webhook(body: &[u8]) -> Result<Delivery, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
@@ -151,6 +156,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<Delivery, ParseError> {
             .or(n.name.clone())
             .ok_or_else(|| ParseError::Shape("notification: no job path in url".into()))?;
         let b = n.build;
+        let number = build_number(b.number)?;
         let key = format!("{repo}#{}#{}", b.number, b.phase);
         let status = b.status.clone().unwrap_or_default();
         // QUEUED and STARTED say nothing about the result; COMPLETED and FINALIZED do.
@@ -164,7 +170,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<Delivery, ParseError> {
             let (sha, branch) = b.scm.map(|s| (s.commit, s.branch)).unwrap_or_default();
             outcome(
                 repo,
-                b.number,
+                number,
                 &status,
                 b.full_url,
                 sha,
@@ -185,6 +191,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<Delivery, ParseError> {
         _ => None,
     }
     .ok_or_else(|| ParseError::Shape("build must be a build number".into()))?;
+    let number = build_number(number)?;
     let repo = job_path(&s.job).ok_or_else(|| ParseError::Shape("job is empty".into()))?;
     let key = format!("{repo}#{number}#{}", s.status.to_ascii_uppercase());
     let parsed = outcome(repo, number, &s.status, s.url, None, None, (None, None));
@@ -335,7 +342,7 @@ impl Ci for Jenkins {
             self.job_url(ev)?
         );
         let b: ApiBuild = self.get_json("last build", &url).await?;
-        let attempt = b.number as u32;
+        let attempt = u32::try_from(b.number).unwrap_or(u32::MAX);
         if b.building || b.result.is_none() {
             return Ok(RunState::InProgress { attempt });
         }
@@ -503,6 +510,7 @@ mod tests {
         };
         assert_eq!((ev.repository.as_str(), ev.attempt), ("folder/app", 7));
         assert!(parse_webhook(br#"{"job":"x","build":[1],"status":"FAILURE"}"#).is_err());
+        assert!(parse_webhook(br#"{"job":"x","build":99999999999,"status":"FAILURE"}"#).is_err());
     }
 
     #[test]
