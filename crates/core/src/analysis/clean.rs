@@ -200,16 +200,24 @@ mod tests {
         );
         assert_eq!(clean_line(&ansi_free), "Resolving secrets");
         assert_eq!(clean_line(b"section_end:1657042002:step_script\r"), "");
-        assert_eq!(clean_line(b"progress 10%\rprogress 100%\r\n"), "progress 100%");
+        assert_eq!(
+            clean_line(b"progress 10%\rprogress 100%\r\n"),
+            "progress 100%"
+        );
     }
 
     #[test]
     fn github_timestamps_are_removed() {
         assert_eq!(
-            clean_line(b"2024-01-01T00:00:00.0000000Z ##[error]Process completed with exit code 1."),
+            clean_line(
+                b"2024-01-01T00:00:00.0000000Z ##[error]Process completed with exit code 1."
+            ),
             "##[error]Process completed with exit code 1."
         );
-        assert_eq!(clean_line(b"2024-01-01 not a stamp"), "2024-01-01 not a stamp");
+        assert_eq!(
+            clean_line(b"2024-01-01 not a stamp"),
+            "2024-01-01 not a stamp"
+        );
     }
 
     #[test]

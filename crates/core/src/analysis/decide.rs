@@ -31,7 +31,8 @@ struct Scored {
 }
 
 fn is_warning(text: &str) -> bool {
-    let t = text.trim_start_matches(|c: char| c == '[' || c == '#' || c == ':' || c.is_whitespace());
+    let t =
+        text.trim_start_matches(|c: char| c == '[' || c == '#' || c == ':' || c.is_whitespace());
     let lower: String = t.chars().take(12).collect::<String>().to_ascii_lowercase();
     lower.starts_with("warning")
         || lower.starts_with("warn ")
@@ -202,7 +203,12 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
     let mut cat_score: Vec<(Category, f64)> = best
         .iter()
         .map(|(c, s)| {
-            let extra = support.get(c).copied().unwrap_or(0).saturating_sub(1).min(3) as f64;
+            let extra = support
+                .get(c)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(1)
+                .min(3) as f64;
             (*c, (s.score + 0.03 * extra).min(0.99))
         })
         .collect();
@@ -215,7 +221,14 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         .as_deref()
         .and_then(platform_reason_category)
     {
-        side = Some((cat, w, format!("platform reason: {}", hints.platform_reason.as_deref().unwrap_or(""))));
+        side = Some((
+            cat,
+            w,
+            format!(
+                "platform reason: {}",
+                hints.platform_reason.as_deref().unwrap_or("")
+            ),
+        ));
     } else if let Some(code) = code {
         let by_code = match code {
             137 => Some((Category::OutOfMemory, 0.45)),
@@ -238,18 +251,26 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
     // User signatures take precedence over everything built in.
     let user_pick = user_scored
         .iter()
-        .max_by(|a, b| a.score.total_cmp(&b.score).then(a.cand.line.cmp(&b.cand.line)))
+        .max_by(|a, b| {
+            a.score
+                .total_cmp(&b.score)
+                .then(a.cand.line.cmp(&b.cand.line))
+        })
         .cloned();
 
-    let (category, top_score, decisive): (Category, f64, Option<Scored>) = if let Some(u) = user_pick
-    {
-        (kb.sigs[u.sig].category, u.score.max(0.7), Some(u))
-    } else {
-        match cat_score.first() {
-            Some(&(cat, s)) if s >= MIN_SCORE => (cat, s, best.get(&cat).cloned()),
-            _ => (Category::Unknown, cat_score.first().map_or(0.1, |x| x.1).min(0.29), None),
-        }
-    };
+    let (category, top_score, decisive): (Category, f64, Option<Scored>) =
+        if let Some(u) = user_pick {
+            (kb.sigs[u.sig].category, u.score.max(0.7), Some(u))
+        } else {
+            match cat_score.first() {
+                Some(&(cat, s)) if s >= MIN_SCORE => (cat, s, best.get(&cat).cloned()),
+                _ => (
+                    Category::Unknown,
+                    cat_score.first().map_or(0.1, |x| x.1).min(0.29),
+                    None,
+                ),
+            }
+        };
 
     // Confidence: the winner's score, lowered by the strongest evidence for the other group
     // (a transient-looking line does not excuse a compile error, nor the reverse).
@@ -340,7 +361,13 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         }
         if ev.lines.is_empty() {
             // Not even an error-looking line: the last lines before the end.
-            for (n, t) in scan.tail.iter().rev().filter(|(_, t)| !t.trim().is_empty()).take(5) {
+            for (n, t) in scan
+                .tail
+                .iter()
+                .rev()
+                .filter(|(_, t)| !t.trim().is_empty())
+                .take(5)
+            {
                 ev.add(*n, t);
             }
         }

@@ -111,7 +111,10 @@ mod tests {
             line: 3,
             text: "error:   could not compile `x`".into(),
         }];
-        assert!(evidence_hits_chunk(&ev, "\x1b[31merror: could not compile `x`\x1b[0m\nnext"));
+        assert!(evidence_hits_chunk(
+            &ev,
+            "\x1b[31merror: could not compile `x`\x1b[0m\nnext"
+        ));
         assert!(!evidence_hits_chunk(&ev, "something else entirely"));
         assert_eq!(norm("2024-01-01T00:00:00.0000000Z  a  b"), "a b");
     }

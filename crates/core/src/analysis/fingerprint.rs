@@ -149,10 +149,26 @@ mod tests {
 
     #[test]
     fn different_failures_differ() {
-        let a = fingerprint("test_failure", "rust-panic", &["thread 'tests::parse' panicked at 'bad input'"]);
-        let b = fingerprint("test_failure", "rust-panic", &["thread 'tests::render' panicked at 'bad input'"]);
-        let c = fingerprint("compilation_error", "rust-error-code", &["error[E0425]: cannot find value `x` in this scope"]);
-        let d = fingerprint("compilation_error", "rust-error-code", &["error[E0308]: mismatched types"]);
+        let a = fingerprint(
+            "test_failure",
+            "rust-panic",
+            &["thread 'tests::parse' panicked at 'bad input'"],
+        );
+        let b = fingerprint(
+            "test_failure",
+            "rust-panic",
+            &["thread 'tests::render' panicked at 'bad input'"],
+        );
+        let c = fingerprint(
+            "compilation_error",
+            "rust-error-code",
+            &["error[E0425]: cannot find value `x` in this scope"],
+        );
+        let d = fingerprint(
+            "compilation_error",
+            "rust-error-code",
+            &["error[E0308]: mismatched types"],
+        );
         assert_ne!(a, b);
         assert_ne!(c, d);
         assert_ne!(a, c);

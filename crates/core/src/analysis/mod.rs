@@ -10,6 +10,7 @@ mod decide;
 pub mod eval;
 pub mod fingerprint;
 pub mod kb;
+mod literals;
 pub mod redact;
 mod scan;
 pub mod tests_names;
@@ -152,7 +153,7 @@ impl Analyzer {
         Ok(hits)
     }
 
-    /// The union of all patterns, as the prefilter sees it (for benchmarks against grep).
+    /// All patterns (for benchmarks against grep).
     pub fn patterns(&self) -> Vec<String> {
         self.kb.sigs.iter().map(|s| s.pattern.clone()).collect()
     }

@@ -1,6 +1,6 @@
-//! The hot loop: one streaming pass over a log in large chunks cut at line boundaries. A single
-//! combined regex finds candidate lines; only those are cleaned and run through the signature
-//! set. Memory stays bounded whatever the log's size: the current chunk, a few context lines and
+//! The hot loop: one streaming pass over a log in large chunks cut at line boundaries. One
+//! Aho-Corasick automaton of the signatures' literals finds candidate lines; only those are
+//! cleaned and checked against the signatures whose literals they contain. Memory stays bounded whatever the log's size: the current chunk, a few context lines and
 //! a capped set of candidate matches.
 
 use super::clean::{clean_line, strip_ansi_into, truncate};
@@ -142,12 +142,18 @@ impl<'k> Scanner<'k> {
         let mut pos = 0usize;
         let mut counted = 0usize;
         let mut line_no = self.lines_before;
+        let every_line = !kb.always.is_empty();
         while pos < data.len() {
-            let Some(m) = kb.prefilter.find_at(data, pos) else {
-                break;
+            let hit = if every_line {
+                pos
+            } else {
+                match kb.next_hit(data, pos) {
+                    Some(h) => h,
+                    None => break,
+                }
             };
-            let ls = memrchr(b'\n', &data[..m.start()]).map_or(0, |i| i + 1);
-            let le = memchr(b'\n', &data[m.start()..]).map_or(data.len(), |i| m.start() + i);
+            let ls = memrchr(b'\n', &data[..hit]).map_or(0, |i| i + 1);
+            let le = memchr(b'\n', &data[hit..]).map_or(data.len(), |i| hit + i);
             line_no += memchr_iter(b'\n', &data[counted..ls]).count();
             counted = ls;
             self.on_line(line_no + 1, data, ls, le);
@@ -180,7 +186,8 @@ impl<'k> Scanner<'k> {
             if self.prev_tail.len() == BEFORE {
                 self.prev_tail.pop_front();
             }
-            self.prev_tail.push_back(l[..l.len().min(MAX_LINE)].to_vec());
+            self.prev_tail
+                .push_back(l[..l.len().min(MAX_LINE)].to_vec());
             let text = truncate(clean_line(l), KEEP_CHARS);
             if self.scan.tail.len() == TAIL_LINES {
                 self.scan.tail.pop_front();
@@ -195,7 +202,12 @@ impl<'k> Scanner<'k> {
             return;
         }
         let mut lines = Vec::new();
-        let need = self.pending.iter().map(|c| c.after_missing).max().unwrap_or(0);
+        let need = self
+            .pending
+            .iter()
+            .map(|c| c.after_missing)
+            .max()
+            .unwrap_or(0);
         let mut s = 0;
         while lines.len() < need && s < data.len() {
             let e = memchr(b'\n', &data[s..]).map_or(data.len(), |i| s + i);
@@ -223,8 +235,7 @@ impl<'k> Scanner<'k> {
             return;
         }
         let kb = self.kb;
-        self.matches.clear();
-        self.matches.extend(kb.set.matches(text.as_bytes()).into_iter());
+        kb.matches(text.as_bytes(), &mut self.matches);
         if self.matches.is_empty() {
             return;
         }
@@ -301,8 +312,7 @@ impl<'k> Scanner<'k> {
         for &i in &c.sigs {
             self.scan.last_per_sig[i] = Some(c.clone());
         }
-        if c.sigs.iter().any(|&i| kb.sigs[i].kind == SigKind::Exit) && self.scan.exits.len() < 64
-        {
+        if c.sigs.iter().any(|&i| kb.sigs[i].kind == SigKind::Exit) && self.scan.exits.len() < 64 {
             self.scan.exits.push(c.clone());
         }
         if self.scan.first.len() < FIRST_CAP {

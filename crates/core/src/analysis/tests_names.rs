@@ -89,7 +89,10 @@ mod tests {
   <testcase name="errs &amp; dies"><error type="E"/></testcase>
   <testcase classname="pkg.BarTest" name="skipped"><skipped/></testcase>
 </testsuite></testsuites>"#;
-        assert_eq!(junit_failures(xml), vec!["pkg.FooTest.fails", "errs & dies"]);
+        assert_eq!(
+            junit_failures(xml),
+            vec!["pkg.FooTest.fails", "errs & dies"]
+        );
     }
 
     #[test]
