@@ -583,3 +583,35 @@ fn callback_plugin_posts_failed_tasks_to_the_server() {
         assert!(v.get(k).is_some(), "{k} missing from {v}");
     }
 }
+
+#[test]
+fn high_risk_fix_is_not_run_without_approval() {
+    let s = Scenario::new(require_ansible!());
+    s.local_inventory();
+    let server = s.script(
+        "bin/start-server.sh",
+        "echo 'Error: listen tcp 127.0.0.1:18081: bind: address already in use' >&2; exit 1",
+    );
+    s.write(
+        "site.yml",
+        &format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: start the app server\n      ansible.builtin.command:\n        argv: [\"{}\"]\n",
+            server.display()
+        ),
+    );
+    let before = s.snapshot();
+    let out = s.ansible(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(s.snapshot(), before);
+    let session = s.session_json();
+    let e = &session["escalations"][0];
+    assert_eq!(e["kind"], "port_in_use");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--approve-high-risk"),
+        "{session}"
+    );
+    assert!(!s.session().join("heal-1.yml").exists());
+}
