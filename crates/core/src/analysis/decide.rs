@@ -42,6 +42,20 @@ fn is_warning(text: &str) -> bool {
         || lower.starts_with("warning]")
 }
 
+/// A command echoed by the shell (`$ cmd`, `+ cmd` under `set -x`) or a diff line: it names
+/// what ran, not what went wrong.
+fn is_echo(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with("$ ")
+        || t.starts_with("+ ")
+        || t.starts_with("++")
+        || (t.starts_with('+') && t[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '('))
+        || t.starts_with("> ")
+}
+
+/// Lines a wrapper may sit from the specific cause that explains it.
+const EXPLAIN_WINDOW: usize = 40;
+
 /// The exit code a terminal line reports, if any.
 fn exit_code(c: &Cand) -> Option<i32> {
     c.capture.as_deref().and_then(|s| s.parse().ok())
@@ -167,7 +181,13 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
     let mut scored: Vec<Scored> = Vec::new();
     let mut user_scored: Vec<Scored> = Vec::new();
     for c in &cands {
-        let warn = if is_warning(&c.text) { 0.5 } else { 1.0 };
+        let warn = if is_warning(&c.text) {
+            0.5
+        } else if is_echo(&c.text) {
+            0.3
+        } else {
+            1.0
+        };
         for &i in &c.sigs {
             let s = &kb.sigs[i];
             if !matches!(s.kind, SigKind::Cause | SigKind::Test) || s.category == Category::Unknown
@@ -184,6 +204,25 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
                 user_scored.push(sc.clone());
             }
             scored.push(sc);
+        }
+    }
+
+    // A wrapper next to a specific cause of another category is explained by it.
+    let causes: Vec<(usize, Category)> = scored
+        .iter()
+        .filter(|s| !kb.sigs[s.sig].wrapper && kb.sigs[s.sig].weight >= 0.55)
+        .map(|s| (s.cand.line, kb.sigs[s.sig].category))
+        .collect();
+    for s in scored.iter_mut() {
+        let sig = &kb.sigs[s.sig];
+        if sig.wrapper
+            && causes.iter().any(|&(l, c)| {
+                c != sig.category
+                    && l + EXPLAIN_WINDOW >= s.cand.line
+                    && l <= s.cand.line + EXPLAIN_WINDOW / 4
+            })
+        {
+            s.score *= 0.3;
         }
     }
 
@@ -312,21 +351,30 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
     let mut key_lines: Vec<String> = Vec::new();
     if let Some(d) = &decisive {
         // The root: the earliest strong match of the same category in the failing step.
-        let floor = d.score * 0.6;
+        let dw = kb.sigs[d.sig].weight;
         let root = scored
             .iter()
             .filter(|s| {
                 kb.sigs[s.sig].category == category
                     && s.cand.line < d.cand.line
                     && d.cand.line - s.cand.line <= 3000
-                    && s.score >= floor
+                    && kb.sigs[s.sig].weight >= dw * 0.75
+                    && !is_echo(&s.cand.text)
+                    && !kb.sigs[s.sig].wrapper
             })
             .min_by_key(|s| s.cand.line);
         if let Some(r) = root {
             ev.block(&r.cand, 8);
             key_lines.push(r.cand.text.clone());
         }
-        ev.block(&d.cand, 8);
+        if kb.sigs[d.sig].details_after {
+            ev.add(d.cand.line, &d.cand.text);
+            for (k, t) in d.cand.after.iter().enumerate().take(8) {
+                ev.add(d.cand.line + 1 + k, t);
+            }
+        } else {
+            ev.block(&d.cand, 8);
+        }
         key_lines.push(d.cand.text.clone());
         // Other strong lines of the same cause between root and decisive, one line each.
         let lo = root.map_or(d.cand.line, |r| r.cand.line);
@@ -334,7 +382,8 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
             if kb.sigs[s.sig].category == category
                 && s.cand.line > lo
                 && s.cand.line < d.cand.line
-                && s.score >= d.score * 0.8
+                && kb.sigs[s.sig].weight >= dw * 0.9
+                && !is_echo(&s.cand.text)
             {
                 ev.add(s.cand.line, &s.cand.text);
             }
@@ -351,13 +400,23 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
                     .filter(|&&i| kb.sigs[i].kind != SigKind::Exit)
                     .map(|&i| kb.sigs[i].weight)
                     .fold(0.0, f64::max);
-                (w > 0.0).then_some((c, w * position_factor(c.line, anchor_line)))
+                let d = (anchor_line - c.line) as f64;
+                let echo = if is_echo(&c.text) { 0.3 } else { 1.0 };
+                (w > 0.0).then_some((c, w * echo * (-d / 150.0).exp()))
             })
             .collect();
         hints_near.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.line.cmp(&a.0.line)));
         for (c, _) in hints_near.iter().take(3) {
             ev.block(c, 4);
             key_lines.push(c.text.clone());
+        }
+        // The failing command's last words: the line just before its exit line.
+        if let Some(exit) = scan.exits.iter().find(|c| c.line == anchor_line) {
+            if let Some(prev) = exit.before.iter().rev().find(|t| !t.trim().is_empty()) {
+                let back =
+                    exit.before.len() - exit.before.iter().rposition(|t| t == prev).unwrap_or(0);
+                ev.add(anchor_line - back, prev);
+            }
         }
         if ev.lines.is_empty() {
             // Not even an error-looking line: the last lines before the end.

@@ -48,6 +48,13 @@ pub struct Signature {
     pub ecosystem: String,
     #[serde(default)]
     pub examples: Vec<String>,
+    /// A summary that only says a step failed (`could not compile`, `make: *** Error`): when a
+    /// specific cause of another kind sits next to it, that cause explains it.
+    #[serde(default)]
+    pub wrapper: bool,
+    /// The details of the failure follow this line (mocha's `N failing`).
+    #[serde(default)]
+    pub details_after: bool,
     /// Added by the user's configuration (takes precedence over built-ins).
     #[serde(default, skip_deserializing)]
     pub user: bool,
@@ -115,6 +122,8 @@ impl UserSignature {
             description: self.description.unwrap_or_default(),
             ecosystem: "user".into(),
             examples: vec![],
+            wrapper: false,
+            details_after: false,
             user: true,
         }
     }
