@@ -17,8 +17,16 @@ pub struct Config {
     pub jenkins: JenkinsSection,
     pub buildbot: BuildbotSection,
     pub circleci: CircleciSection,
+    pub ansible: AnsibleSection,
     pub healing: HealingSection,
     pub worker: WorkerSection,
+}
+
+/// The Ansible callback plugin's bearer token (`PIPEGUARD_TOKEN` on the Ansible side).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnsibleSection {
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +141,7 @@ impl Default for Config {
             gitlab: GitlabSection::default(),
             jenkins: JenkinsSection::default(),
             buildbot: BuildbotSection::default(),
+            ansible: AnsibleSection::default(),
             circleci: CircleciSection::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
@@ -250,6 +259,9 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_JENKINS_API_URL") {
             self.jenkins.api_url = v;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_ANSIBLE_WEBHOOK_SECRET") {
+            self.ansible.webhook_secret = Some(v);
         }
         if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_WEBHOOK_SECRET") {
             self.buildbot.webhook_secret = Some(v);

@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod intake;
+pub mod intake_ansible;
 pub mod intake_buildbot;
 pub mod intake_platforms;
 pub mod metrics;
@@ -107,6 +108,7 @@ pub fn router(state: Shared) -> Router {
         .route("/webhooks/gitlab", post(intake_platforms::gitlab))
         .route("/webhooks/jenkins", post(intake_platforms::jenkins))
         .route("/webhooks/buildbot", post(intake_buildbot::buildbot))
+        .route("/webhooks/ansible", post(intake_ansible::ansible))
         .route("/webhooks/circleci", post(intake_platforms::circleci))
         .route("/pipeline/webhook", post(intake::generic))
         .route("/pipeline/status", get(api::status))

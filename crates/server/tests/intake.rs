@@ -224,3 +224,63 @@ async fn accepted_work_survives_a_restart_and_runs_once() {
     gh.verify().await;
     drop(dir);
 }
+
+#[tokio::test]
+async fn ansible_callback_reports_are_authenticated_and_diagnosed() {
+    let app = TestApp::start_with(|c| c.ansible.webhook_secret = Some("tok".into())).await;
+    // The shape contrib/ansible/callback_plugins/pipeguard.py posts for a failed task.
+    let report = json!({
+        "playbook": "site.yml", "host": "web-1", "task": "Fetch release", "module": "ansible.builtin.get_url",
+        "msg": "Request failed: <urlopen error [Errno 104] Connection reset by peer>",
+        "stdout": "", "stderr": "", "rc": 100, "unreachable": false
+    });
+    let post = |token: Option<&'static str>, body: serde_json::Value| {
+        let mut req = app
+            .http
+            .post(format!("{}/webhooks/ansible", app.base))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(post(None, report.clone()).await.unwrap().status(), 401);
+    assert_eq!(
+        post(Some("nope"), report.clone()).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        post(Some("tok"), json!({"host": "web-1"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.get("/pipeline/healing/history").await["total_sessions"],
+        0
+    );
+
+    let r = post(Some("tok"), report.clone()).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The same report again is the same session.
+    let again: serde_json::Value = post(Some("tok"), report)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["session_id"], id.as_str());
+    let s = app.wait_session(&id, |s| s["category"].is_string()).await;
+    assert_eq!(s["platform"], "ansible");
+    assert_eq!(s["category"], "network", "{s}");
+    assert!(s["evidence"].as_array().unwrap().iter().any(|e| e["text"]
+        .as_str()
+        .unwrap()
+        .contains("Connection reset by peer")));
+    app.stop().await;
+}
