@@ -378,14 +378,18 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         key_lines.push(d.cand.text.clone());
         // Other strong lines of the same cause between root and decisive, one line each.
         let lo = root.map_or(d.cand.line, |r| r.cand.line);
+        let mut extra = 0;
         for s in &scored {
-            if kb.sigs[s.sig].category == category
+            if extra < 8
+                && kb.sigs[s.sig].category == category
                 && s.cand.line > lo
                 && s.cand.line < d.cand.line
-                && kb.sigs[s.sig].weight >= dw * 0.9
+                && kb.sigs[s.sig].weight >= 0.5
                 && !is_echo(&s.cand.text)
+                && !ev.lines.contains_key(&s.cand.line)
             {
                 ev.add(s.cand.line, &s.cand.text);
+                extra += 1;
             }
         }
     } else {
