@@ -266,25 +266,28 @@ fn measure(args: &CmdArgs, path: &PathBuf, bytes: u64, dir: &std::path::Path) ->
     let pat_path = dir.join(format!("pipeguard-bench-{}.patterns", std::process::id()));
     std::fs::write(&pat_path, patterns.join("\n") + "\n")?;
     let mut grep_best = f64::MAX;
+    let mut grep_count = String::new();
     for _ in 0..args.runs.max(1) {
         let t = Instant::now();
-        let st = Command::new("grep")
+        let out = Command::new("grep")
             .args(["-E", "-i", "-c", "-f"])
             .arg(&pat_path)
             .arg(path)
             .env("LC_ALL", "C")
-            .stdout(Stdio::null())
-            .status()?;
-        if st.code() == Some(2) {
-            anyhow::bail!("grep failed on the translated patterns");
+            .stderr(Stdio::inherit())
+            .output()?;
+        if out.status.code() != Some(0) && out.status.code() != Some(1) {
+            anyhow::bail!("grep failed on the translated patterns: {}", out.status);
         }
         grep_best = grep_best.min(t.elapsed().as_secs_f64());
+        grep_count = String::from_utf8_lossy(&out.stdout).trim().to_string();
     }
     let _ = std::fs::remove_file(&pat_path);
     println!(
-        "grep -E -i -f ({} of {} patterns): {:.2} s  →  {:.0} MB/s",
+        "grep -E -i -c -f ({} of {} patterns, {} matching lines): {:.2} s  →  {:.0} MB/s",
         patterns.len(),
         analyzer.patterns().len(),
+        grep_count,
         grep_best,
         mb / grep_best
     );

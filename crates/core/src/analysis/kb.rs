@@ -133,8 +133,11 @@ impl UserSignature {
 pub struct CompiledKb {
     pub sigs: Vec<Signature>,
     /// The shortest of the signatures' required literals (one that contains another adds
-    /// nothing), ASCII case ignored: finds candidate lines in bulk.
+    /// nothing), ASCII case ignored: finds candidate lines in bulk. A small automaton that is
+    /// quick to build serves short logs; big logs pay once for the faster DFA.
     prefilter: AhoCorasick,
+    prefilter_dfa: OnceLock<AhoCorasick>,
+    prefilter_lits: Vec<Vec<u8>>,
     /// All required literals: names the signatures a candidate line may match.
     mapper: AhoCorasick,
     /// For each mapper pattern, the signatures that require it.
@@ -216,11 +219,12 @@ impl CompiledKb {
                 kept.push(l);
             }
         }
+        let prefilter_lits: Vec<Vec<u8>> = kept.into_iter().cloned().collect();
         let prefilter = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&kept)
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .build(&prefilter_lits)
             .expect("literal automaton builds");
         let mapper = AhoCorasick::builder()
             .ascii_case_insensitive(true)
@@ -231,6 +235,8 @@ impl CompiledKb {
         Ok(CompiledKb {
             sigs,
             prefilter,
+            prefilter_dfa: OnceLock::new(),
+            prefilter_lits,
             mapper,
             lit_sigs,
             always,
@@ -245,10 +251,21 @@ impl CompiledKb {
         })
     }
 
-    /// Offset of the next literal hit in `hay` at or after `from`.
-    pub fn next_hit(&self, hay: &[u8], from: usize) -> Option<usize> {
-        self.prefilter
-            .find(Input::new(hay).span(from..hay.len()))
+    /// Offset of the next literal hit in `hay` at or after `from`; `big` selects the DFA.
+    pub fn next_hit(&self, hay: &[u8], from: usize, big: bool) -> Option<usize> {
+        let ac = if big {
+            self.prefilter_dfa.get_or_init(|| {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&self.prefilter_lits)
+                    .expect("literal automaton builds")
+            })
+        } else {
+            &self.prefilter
+        };
+        ac.find(Input::new(hay).span(from..hay.len()))
             .map(|m| m.start())
     }
 
@@ -325,7 +342,9 @@ mod tests {
                 if !found.contains(&i) {
                     bad.push(format!("{} does not match its example {ex:?}", s.id));
                 }
-                if kb.next_hit(ex.as_bytes(), 0).is_none() {
+                if kb.next_hit(ex.as_bytes(), 0, false).is_none()
+                    || kb.next_hit(ex.as_bytes(), 0, true).is_none()
+                {
                     bad.push(format!("prefilter misses {ex:?}"));
                 }
             }

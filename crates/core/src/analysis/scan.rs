@@ -25,6 +25,8 @@ const FIRST_CAP: usize = 64;
 const RECENT_CAP: usize = 512;
 const TAIL_LINES: usize = 30;
 const MAX_TESTS: usize = 500;
+/// Bytes after which the scan switches to the prefilter's DFA.
+const BIG_LOG: u64 = 4 << 20;
 
 /// A line that matched at least one signature.
 #[derive(Debug, Clone)]
@@ -143,11 +145,13 @@ impl<'k> Scanner<'k> {
         let mut counted = 0usize;
         let mut line_no = self.lines_before;
         let every_line = !kb.always.is_empty();
+        // Past a few MB the faster automaton pays for its construction.
+        let big = self.scan.bytes > BIG_LOG;
         while pos < data.len() {
             let hit = if every_line {
                 pos
             } else {
-                match kb.next_hit(data, pos) {
+                match kb.next_hit(data, pos, big) {
                     Some(h) => h,
                     None => break,
                 }
