@@ -1,0 +1,92 @@
+//! `pipeguard analyze` and `pipeguard signatures` as a user runs them.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pipeguard"))
+}
+
+#[test]
+fn analyze_prints_json_with_the_contract_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("job.log");
+    std::fs::write(
+        &log,
+        "Getting source\nfatal: unable to access 'https://gitlab.com/a/b.git/': Could not resolve host: gitlab.com\nERROR: Job failed: exit code 1\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["analyze", "--format", "json"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["category"], "network");
+    assert_eq!(v["transient"], true);
+    assert_eq!(v["strategy"], "retry");
+    assert_eq!(v["evidence"][0]["line"], 2);
+    assert!(v["confidence"].as_f64().unwrap() >= 0.5);
+    assert_eq!(v["fingerprint"].as_str().unwrap().len(), 16);
+    assert!(v["failing_tests"].is_array());
+}
+
+#[test]
+fn analyze_reads_stdin_and_prints_text() {
+    let mut child = bin()
+        .args(["analyze", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"--- FAIL: TestParse (0.01s)\nFAIL\tgithub.com/a/b\t0.02s\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("category:    test_failure"), "{text}");
+    assert!(text.contains("TestParse"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour when not on a terminal");
+}
+
+#[test]
+fn analyze_reports_a_missing_file_clearly() {
+    let out = bin()
+        .args(["analyze", "/nonexistent/job.log"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open /nonexistent/job.log"), "{err}");
+}
+
+#[test]
+fn signatures_test_names_the_signature_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("job.log");
+    let cfg = dir.path().join("pipeguard.toml");
+    std::fs::write(&log, "ok\nWidgetPoolExhausted: no widgets\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[[signatures]]\nid = \"widget-pool\"\npattern = 'WidgetPoolExhausted'\ncategory = \"infrastructure\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["signatures", "test"])
+        .arg(&log)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("      2 | widget-pool"), "{text}");
+    assert!(text.contains("decision: infrastructure"), "{text}");
+    let list = bin().args(["signatures", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("gitlab-system-failure"));
+}
