@@ -138,10 +138,6 @@ async fn mount_workflow(
     }
 }
 
-fn session_id(v: &Value) -> String {
-    v["session_id"].as_str().expect("a session id").to_string()
-}
-
 #[tokio::test]
 async fn transient_failure_reruns_the_workflow_from_failed_once() {
     let app = start().await;
@@ -168,7 +164,7 @@ async fn transient_failure_reruns_the_workflow_from_failed_once() {
     let r = post_signed(&app, &wf).await;
     assert_eq!(r.status(), 202);
     let first: Value = r.json().await.unwrap();
-    let id = session_id(&first);
+    let id = session_id_in(&first);
     let again: Value = post_signed(&app, &wf).await.json().await.unwrap();
     assert_eq!(again, first, "a redelivery gets the same answer");
     let job = delivery("evt-2", "job-completed", "pipe-1", "wf-1", "failed");
@@ -213,7 +209,7 @@ async fn genuine_failure_is_escalated_and_never_rerun() {
     )
     .await;
     assert_eq!(r.status(), 202);
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
     assert!(s["evidence"]
@@ -277,7 +273,7 @@ async fn a_successful_rerun_closes_the_session_as_healed() {
         &delivery("evt-5", "workflow-completed", "pipe-5", "wf-5", "failed"),
     )
     .await;
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     app.wait_status(&id, "verifying").await;
     // The rerun is a new workflow with the same name in the same pipeline.
     let r = post_signed(
@@ -316,7 +312,7 @@ async fn only_the_transient_job_is_rerun_when_another_needs_a_human() {
         &delivery("evt-7", "workflow-completed", "pipe-7", "wf-7", "failed"),
     )
     .await;
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "escalated").await;
     assert!(s["reason"].as_str().unwrap().contains("build"), "{s:#}");
     let (mock, _dir, _) = app.stop().await;

@@ -91,10 +91,7 @@ async fn genuine_failure_is_escalated_with_evidence_and_never_rerun() {
         )
         .await;
     assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
     let evidence = s["evidence"].as_array().unwrap();
@@ -130,10 +127,7 @@ async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
             &workflow_run(44, 1, "failure", "CI"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     app.wait_status(&id, "verifying").await;
 
     let r = app
@@ -198,10 +192,7 @@ async fn failure_again_retries_until_the_limit_then_fails() {
             &workflow_run(45, 1, "failure", "CI"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     app.wait_status(&id, "verifying").await;
     app.post_github(
         "workflow_run",
@@ -251,10 +242,7 @@ async fn only_the_transient_jobs_are_rerun_when_others_are_genuine() {
             &workflow_run(46, 1, "failure", "CI"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
     assert!(
@@ -289,10 +277,7 @@ async fn deploy_workflows_wait_for_approval_before_any_rerun() {
             &workflow_run(47, 1, "failure", "Deploy"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     app.wait_status(&id, "awaiting_approval").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
@@ -349,10 +334,7 @@ async fn platform_errors_are_retried_with_backoff() {
             &workflow_run(48, 1, "failure", "CI"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     app.wait_status(&id, "verifying").await;
     let (gh, _dir, _) = app.stop().await;
     gh.verify().await;
@@ -373,10 +355,7 @@ async fn persistent_platform_errors_fail_the_session_with_the_reason() {
             &workflow_run(49, 1, "failure", "CI"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     let s = app.wait_status(&id, "failed").await;
     assert!(s["reason"].as_str().unwrap().contains("503"), "{s}");
     app.stop().await;
@@ -401,10 +380,7 @@ async fn a_failure_whose_retries_never_heal_stops_being_retried() {
                 &workflow_run(run, 1, "failure", "CI"),
             )
             .await;
-        let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = session_id(r).await;
         app.wait_status(&id, "verifying").await;
         app.post_github(
             "workflow_run",
@@ -430,10 +406,7 @@ async fn a_failure_whose_retries_never_heal_stops_being_retried() {
             &workflow_run(63, 1, "failure", "CI"),
         )
         .await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     let s = app.wait_status(&id, "escalated").await;
     assert!(
         s["reason"].as_str().unwrap().starts_with("learning:"),

@@ -134,10 +134,6 @@ fn retry_pipeline(id: u64) -> Mock {
         )
 }
 
-fn session_id(v: &Value) -> String {
-    v["session_id"].as_str().expect("a session id").to_string()
-}
-
 #[tokio::test]
 async fn transient_failure_retries_the_pipeline_once_despite_duplicates() {
     let app = start().await;
@@ -167,7 +163,7 @@ async fn transient_failure_retries_the_pipeline_once_despite_duplicates() {
     let r = post(&app, "Pipeline Hook", "uuid-1", GL_SECRET, &hook).await;
     assert_eq!(r.status(), 202);
     let first: Value = r.json().await.unwrap();
-    let id = session_id(&first);
+    let id = session_id_in(&first);
     let again: Value = post(&app, "Pipeline Hook", "uuid-1", GL_SECRET, &hook)
         .await
         .json()
@@ -239,7 +235,7 @@ async fn only_the_transient_job_is_retried_when_another_needs_a_human() {
     )
     .to_string();
     let r = post(&app, "Pipeline Hook", "uuid-m", GL_SECRET, &hook).await;
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "escalated").await;
     assert!(s["reason"].as_str().unwrap().contains("compile"), "{s:#}");
     let (mock, _dir, _) = app.stop().await;
@@ -268,7 +264,7 @@ async fn genuine_failure_is_escalated_and_never_retried() {
     .to_string();
     let r = post(&app, "Pipeline Hook", "uuid-g", GL_SECRET, &hook).await;
     assert_eq!(r.status(), 202);
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
     assert!(s["evidence"]
@@ -349,7 +345,7 @@ async fn a_later_successful_pipeline_hook_closes_the_session_as_healed() {
         &[(901, "test", "test", "failed", "runner_system_failure")],
     )
     .to_string();
-    let id = session_id(
+    let id = session_id_in(
         &post(&app, "Pipeline Hook", "uuid-s1", GL_SECRET, &failed)
             .await
             .json()
@@ -394,7 +390,7 @@ async fn a_failed_job_with_a_production_environment_waits_for_approval() {
     )
     .to_string();
     let r = post(&app, "Pipeline Hook", "uuid-e1", GL_SECRET, &hook).await;
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "awaiting_approval").await;
     assert_eq!(s["category"], "network");
     let (mock, _dir, _) = app.stop().await;
@@ -488,7 +484,7 @@ async fn without_a_webhook_the_outcome_is_polled_from_the_pipeline_api() {
         &[(971, "test", "test", "failed", "stuck_or_timeout_failure")],
     )
     .to_string();
-    let id = session_id(
+    let id = session_id_in(
         &post(&app, "Pipeline Hook", "uuid-p1", GL_SECRET, &hook)
             .await
             .json()

@@ -128,10 +128,7 @@ async fn generic_webhook_and_test_trigger() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
 
@@ -187,10 +184,7 @@ async fn accepted_work_survives_a_restart_and_runs_once() {
         .post_github("workflow_run", "r-1", &workflow_run(53, 1, "failure", "CI"))
         .await;
     assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     let (gh, dir, db) = app.stop().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .and(wiremock::matchers::path(format!(
@@ -263,10 +257,7 @@ async fn ansible_callback_reports_are_authenticated_and_diagnosed() {
 
     let r = post(Some("tok"), report.clone()).await.unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(r).await;
     // The same report again is the same session.
     let again: serde_json::Value = post(Some("tok"), report)
         .await

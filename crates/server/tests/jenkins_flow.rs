@@ -93,10 +93,6 @@ async fn mount_build(mock: &MockServer, job: &str, number: u64, log: &str, param
         .await;
 }
 
-fn session_id(v: &Value) -> String {
-    v["session_id"].as_str().expect("a session id").to_string()
-}
-
 #[tokio::test]
 async fn transient_failure_is_rebuilt_once_with_its_parameters_and_crumb() {
     let app = start().await;
@@ -131,7 +127,7 @@ async fn transient_failure_is_rebuilt_once_with_its_parameters_and_crumb() {
     let r = post(&app, Some(J_SECRET), "", &completed).await;
     assert_eq!(r.status(), 202);
     let first: Value = r.json().await.unwrap();
-    let id = session_id(&first);
+    let id = session_id_in(&first);
     let again: Value = post(&app, Some(J_SECRET), "", &completed)
         .await
         .json()
@@ -175,7 +171,7 @@ async fn genuine_failure_is_escalated_and_never_rebuilt() {
     let body = json!({"job": "app", "build": 5, "url": "https://ci/jenkins/job/app/5/", "status": "FAILURE"});
     let r = post(&app, None, &format!("?token={J_SECRET}"), &body.to_string()).await;
     assert_eq!(r.status(), 202);
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
     assert!(s["evidence"]
@@ -237,7 +233,7 @@ async fn the_next_successful_build_closes_the_session_as_healed() {
         &notification("solo", 41, "FINALIZED", "FAILURE"),
     )
     .await;
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     app.wait_status(&id, "verifying").await;
     let r = post(
         &app,
@@ -279,7 +275,7 @@ async fn a_deploy_job_waits_for_approval_instead_of_being_rebuilt() {
         &notification("release/deploy-prod", 9, "COMPLETED", "FAILURE"),
     )
     .await;
-    let id = session_id(&r.json().await.unwrap());
+    let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "awaiting_approval").await;
     assert_eq!(s["category"], "network");
     let (mock, _dir, _) = app.stop().await;

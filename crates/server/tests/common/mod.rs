@@ -141,6 +141,19 @@ pub async fn spawn(
     (base, tx, handle)
 }
 
+/// The session id in an intake answer's body.
+pub fn session_id_in(body: &Value) -> String {
+    body["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session_id in {body}"))
+        .to_string()
+}
+
+/// The session id of an intake answer.
+pub async fn session_id(r: reqwest::Response) -> String {
+    session_id_in(&r.json().await.unwrap())
+}
+
 pub fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
