@@ -5,16 +5,20 @@
 //! Only integer, real and text columns are used so both behave the same; JSON is stored as text
 //! and times as epoch milliseconds.
 
+mod flaky;
 pub mod hosts;
 mod queue;
 mod sessions;
 mod stats;
+mod verdicts;
 
+pub use flaky::{Observation, QuarantineEntry, TestStats};
 pub use queue::Job;
 pub use sessions::{
     ActionRecord, Intake, IntakeResult, SessionRecord, SessionStatus, SessionUpdate, Transition,
 };
 pub use stats::{FingerprintCount, OutcomeCount};
+pub use verdicts::{ConfusionCell, VerdictRecord};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};

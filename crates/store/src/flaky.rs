@@ -1,0 +1,229 @@
+//! Per-test failure statistics per repository, and the quarantine list.
+//!
+//! A test is flaky when it failed and then passed on the same commit without a code change
+//! (the definition Trunk, BuildPulse and Datadog use). Each finished session contributes one
+//! observation per failing test it named: flaky when a re-run of the same commit went green,
+//! a plain failure otherwise.
+
+use crate::{now_ms, Result, Store};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestStats {
+    pub repository: String,
+    pub test: String,
+    /// Finished sessions in which this test failed.
+    pub runs: i64,
+    /// Of those, failures that stayed failures (the session failed or was escalated).
+    pub failures: i64,
+    /// Of those, failures that passed on a re-run of the same commit.
+    pub flaky_failures: i64,
+    /// `flaky_failures / runs`.
+    pub flakiness_rate: f64,
+    /// Time its failures cost, summed (see `Observation::time_lost_ms`).
+    pub time_lost_ms: i64,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    pub quarantined: bool,
+}
+
+impl TestStats {
+    fn from_row(r: &AnyRow) -> Result<TestStats> {
+        let runs: i64 = r.try_get("runs")?;
+        let flaky: i64 = r.try_get("flaky_failures")?;
+        Ok(TestStats {
+            repository: r.try_get("repository")?,
+            test: r.try_get("test")?,
+            runs,
+            failures: r.try_get("failures")?,
+            flaky_failures: flaky,
+            flakiness_rate: if runs > 0 {
+                flaky as f64 / runs as f64
+            } else {
+                0.0
+            },
+            time_lost_ms: r.try_get("time_lost_ms")?,
+            first_seen_at: r.try_get("first_seen_at")?,
+            last_seen_at: r.try_get("last_seen_at")?,
+            quarantined: r.try_get::<i64, _>("quarantined")? != 0,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    pub repository: String,
+    pub test: String,
+    pub reason: String,
+    pub added_at: i64,
+}
+
+/// What one finished session says about the tests it saw failing.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub session_id: &'a str,
+    pub repository: &'a str,
+    pub tests: &'a [String],
+    /// True when a re-run of the same commit passed.
+    pub flaky: bool,
+    /// Time the failure cost, as the caller defines it.
+    pub time_lost_ms: i64,
+}
+
+const STATS_SELECT: &str = "SELECT s.repository, s.test, s.runs, s.failures, s.flaky_failures, \
+     s.time_lost_ms, s.first_seen_at, s.last_seen_at, \
+     CASE WHEN q.test IS NULL THEN 0 ELSE 1 END AS quarantined \
+     FROM test_stats s LEFT JOIN quarantine q ON q.repository = s.repository AND q.test = s.test";
+
+impl Store {
+    /// Records a finished session's failing tests. A session already recorded changes nothing,
+    /// so a job taken again after a crash does not count twice. Returns the tests newly counted.
+    pub async fn record_test_outcomes(&self, o: &Observation<'_>) -> Result<usize> {
+        if o.tests.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let flaky = i64::from(o.flaky);
+        let lost = o.time_lost_ms.max(0);
+        let mut tx = self.begin_write().await?;
+        let mut counted = 0;
+        for test in o.tests {
+            let fresh = sqlx::query(
+                "INSERT INTO test_observations (session_id, test, repository, flaky, \
+                 time_lost_ms, observed_at) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
+            )
+            .bind(o.session_id)
+            .bind(test.as_str())
+            .bind(o.repository)
+            .bind(flaky)
+            .bind(lost)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO test_stats (repository, test, runs, failures, flaky_failures, \
+                 time_lost_ms, first_seen_at, last_seen_at) VALUES ($1,$2,1,$3,$4,$5,$6,$6) \
+                 ON CONFLICT (repository, test) DO UPDATE SET runs = test_stats.runs + 1, \
+                 failures = test_stats.failures + excluded.failures, \
+                 flaky_failures = test_stats.flaky_failures + excluded.flaky_failures, \
+                 time_lost_ms = test_stats.time_lost_ms + excluded.time_lost_ms, \
+                 last_seen_at = excluded.last_seen_at",
+            )
+            .bind(o.repository)
+            .bind(test.as_str())
+            .bind(1 - flaky)
+            .bind(flaky)
+            .bind(lost)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            counted += 1;
+        }
+        tx.commit().await?;
+        Ok(counted)
+    }
+
+    /// Statistics of the named tests of one repository (those ever seen failing).
+    pub async fn tests_stats(&self, repository: &str, tests: &[String]) -> Result<Vec<TestStats>> {
+        let mut out = Vec::new();
+        for test in tests {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{STATS_SELECT} WHERE s.repository = $1 AND s.test = $2"
+            )))
+            .bind(repository)
+            .bind(test.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                out.push(TestStats::from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tests that were flaky at least once, most costly first: ranked by the time their
+    /// failures cost, then by how often they failed. `repository` empty means all.
+    pub async fn flaky_tests(&self, repository: &str, limit: i64) -> Result<Vec<TestStats>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{STATS_SELECT} WHERE s.flaky_failures > 0 AND ($1 = '' OR s.repository = $1) \
+             ORDER BY s.time_lost_ms DESC, s.runs DESC, s.repository, s.test LIMIT $2"
+        )))
+        .bind(repository)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TestStats::from_row).collect()
+    }
+
+    /// Tests that are known flaky (at least one flaky failure), across repositories.
+    pub async fn flaky_test_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM test_stats WHERE flaky_failures > 0")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Adds (or updates the reason of) a quarantined test.
+    pub async fn quarantine_add(
+        &self,
+        repository: &str,
+        test: &str,
+        reason: &str,
+    ) -> Result<QuarantineEntry> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO quarantine (repository, test, reason, added_at) VALUES ($1,$2,$3,$4) \
+             ON CONFLICT (repository, test) DO UPDATE SET reason = excluded.reason",
+        )
+        .bind(repository)
+        .bind(test)
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let r = sqlx::query("SELECT * FROM quarantine WHERE repository = $1 AND test = $2")
+            .bind(repository)
+            .bind(test)
+            .fetch_one(&self.pool)
+            .await?;
+        quarantine_row(&r)
+    }
+
+    /// Removes a test from quarantine; false when it was not there.
+    pub async fn quarantine_remove(&self, repository: &str, test: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM quarantine WHERE repository = $1 AND test = $2")
+            .bind(repository)
+            .bind(test)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// The quarantine list; `repository` empty means all.
+    pub async fn quarantine_list(&self, repository: &str) -> Result<Vec<QuarantineEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM quarantine WHERE ($1 = '' OR repository = $1) \
+             ORDER BY repository, test",
+        )
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(quarantine_row).collect()
+    }
+}
+
+fn quarantine_row(r: &AnyRow) -> Result<QuarantineEntry> {
+    Ok(QuarantineEntry {
+        repository: r.try_get("repository")?,
+        test: r.try_get("test")?,
+        reason: r.try_get("reason")?,
+        added_at: r.try_get("added_at")?,
+    })
+}

@@ -1,0 +1,171 @@
+//! Flaky-test statistics, quarantine and verdicts on SQLite and PostgreSQL (fresh database).
+
+use pipeguard_store::{Observation, Store, VerdictRecord};
+use sqlx::Connection;
+
+fn tests(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+async fn exercise(store: &Store) {
+    let t = tests(&["tests::a", "tests::b"]);
+    let obs = |id: &'static str, repo: &'static str, flaky: bool, lost: i64| Observation {
+        session_id: id,
+        repository: repo,
+        tests: &t,
+        flaky,
+        time_lost_ms: lost,
+    };
+    assert_eq!(
+        store
+            .record_test_outcomes(&obs("s1", "o/r", true, 60_000))
+            .await
+            .unwrap(),
+        2
+    );
+    // The same session again (a job taken twice) counts nothing.
+    assert_eq!(
+        store
+            .record_test_outcomes(&obs("s1", "o/r", true, 60_000))
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .record_test_outcomes(&obs("s2", "o/r", false, 30_000))
+        .await
+        .unwrap();
+    store
+        .record_test_outcomes(&obs("s3", "other/repo", true, 1_000))
+        .await
+        .unwrap();
+    let only_b = tests(&["tests::b"]);
+    store
+        .record_test_outcomes(&Observation {
+            session_id: "s4",
+            repository: "o/r",
+            tests: &only_b,
+            flaky: true,
+            time_lost_ms: 120_000,
+        })
+        .await
+        .unwrap();
+
+    let all = store.flaky_tests("o/r", 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    // Ranked by time lost: b lost 60+30+120 s, a 60+30 s.
+    assert_eq!(all[0].test, "tests::b");
+    assert_eq!(
+        (all[0].runs, all[0].failures, all[0].flaky_failures),
+        (3, 1, 2)
+    );
+    assert_eq!(all[0].time_lost_ms, 210_000);
+    assert!((all[0].flakiness_rate - 2.0 / 3.0).abs() < 1e-9);
+    assert!(all[0].first_seen_at <= all[0].last_seen_at);
+    assert!(!all[0].quarantined);
+    assert_eq!(store.flaky_tests("", 10).await.unwrap().len(), 4);
+    assert_eq!(store.flaky_tests("", 1).await.unwrap().len(), 1);
+    assert_eq!(store.flaky_test_count().await.unwrap(), 4);
+    let some = store
+        .tests_stats("o/r", &tests(&["tests::a", "never::seen"]))
+        .await
+        .unwrap();
+    assert_eq!(some.len(), 1);
+    assert_eq!(some[0].runs, 2);
+
+    // Quarantine: add, update the reason, list, show in the stats, remove.
+    store
+        .quarantine_add("o/r", "tests::a", "times out on arm")
+        .await
+        .unwrap();
+    let q = store
+        .quarantine_add("o/r", "tests::a", "times out on arm runners")
+        .await
+        .unwrap();
+    assert_eq!(q.reason, "times out on arm runners");
+    assert_eq!(store.quarantine_list("").await.unwrap().len(), 1);
+    assert!(store.quarantine_list("x/y").await.unwrap().is_empty());
+    let a = store
+        .tests_stats("o/r", &tests(&["tests::a"]))
+        .await
+        .unwrap();
+    assert!(a[0].quarantined);
+    assert!(store.quarantine_remove("o/r", "tests::a").await.unwrap());
+    assert!(!store.quarantine_remove("o/r", "tests::a").await.unwrap());
+
+    // Verdicts: the latest per session wins; the confusion counts compare with the diagnosis.
+    let v = |id: &str, human: &str, diagnosed: &str| VerdictRecord {
+        session_id: id.into(),
+        category: human.into(),
+        diagnosed_category: Some(diagnosed.into()),
+        diagnosed_by: Some("rules".into()),
+        note: "checked the runner".into(),
+        evidence: "upstream went away".into(),
+        created_at: 0,
+    };
+    store
+        .put_verdict(&v("s1", "timeout", "unknown"))
+        .await
+        .unwrap();
+    let stored = store
+        .put_verdict(&v("s1", "network", "unknown"))
+        .await
+        .unwrap();
+    assert_eq!(stored.category, "network");
+    assert!(stored.created_at > 0);
+    store
+        .put_verdict(&v("s2", "network", "network"))
+        .await
+        .unwrap();
+    assert_eq!(store.verdicts(10).await.unwrap().len(), 2);
+    assert_eq!(
+        store.verdict("s1").await.unwrap().unwrap().note,
+        "checked the runner"
+    );
+    assert!(store.verdict("nope").await.unwrap().is_none());
+    let confusion = store.verdict_confusion().await.unwrap();
+    assert_eq!(confusion.len(), 2);
+    assert!(confusion
+        .iter()
+        .any(|c| c.diagnosed == "unknown" && c.human == "network" && c.count == 1));
+}
+
+#[tokio::test]
+async fn sqlite_flaky_and_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    exercise(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_flaky_and_verdicts() {
+    let admin = std::env::var("PIPEGUARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").is_err() => {
+            eprintln!("skipping: PostgreSQL not reachable at {admin}: {e}");
+            return;
+        }
+        Err(e) => panic!("PostgreSQL not reachable at {admin}: {e}"),
+    };
+    let name = format!("pipeguard_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => unreachable!(),
+    };
+    let store = Store::connect(&url).await.unwrap();
+    exercise(&store).await;
+    store.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
