@@ -17,7 +17,7 @@ pub use queue::Job;
 pub use sessions::{
     ActionRecord, Intake, IntakeResult, SessionRecord, SessionStatus, SessionUpdate, Transition,
 };
-pub use stats::{FingerprintCount, OutcomeCount};
+pub use stats::{FingerprintCount, OutcomeCount, SessionFacts};
 pub use verdicts::{ConfusionCell, VerdictRecord};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -20,6 +20,20 @@ pub struct FingerprintCount {
     pub healed: i64,
 }
 
+/// What analytics need of one session, read once per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFacts {
+    pub platform: String,
+    pub status: String,
+    pub heal_attempts: i64,
+    pub failed_at: i64,
+    pub finished_at: Option<i64>,
+    /// Hosts the failure happened on (Ansible and generic webhooks name them).
+    pub hosts: Vec<String>,
+    /// Wall-clock duration of the failed attempt, when the platform reported start and end.
+    pub run_ms: Option<i64>,
+}
+
 impl Store {
     /// Sessions per (platform, category, status).
     pub async fn outcome_counts(&self) -> Result<Vec<OutcomeCount>> {
@@ -81,6 +95,44 @@ impl Store {
 }
 
 impl Store {
+    /// Facts of the newest `limit` sessions, for the per-host, retry, hand-off and compute
+    /// figures of `/api/v1/stats`. Hosts and run times live in the stored event (JSON), which
+    /// is read here rather than in SQL so both backends agree.
+    pub async fn session_facts(&self, limit: i64) -> Result<Vec<SessionFacts>> {
+        let rows = sqlx::query(
+            "SELECT platform, status, heal_attempts, failed_at, finished_at, event FROM sessions \
+             ORDER BY created_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let event: String = r.try_get("event")?;
+                let ev: serde_json::Value = serde_json::from_str(&event).unwrap_or_default();
+                let hosts = ev["target_hosts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h.as_str().map(str::to_string))
+                    .collect();
+                let run_ms = match (ev["started_at_ms"].as_i64(), ev["finished_at_ms"].as_i64()) {
+                    (Some(a), Some(b)) if b >= a => Some(b - a),
+                    _ => None,
+                };
+                Ok(SessionFacts {
+                    platform: r.try_get("platform")?,
+                    status: r.try_get("status")?,
+                    heal_attempts: r.try_get("heal_attempts")?,
+                    failed_at: r.try_get("failed_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    hosts,
+                    run_ms,
+                })
+            })
+            .collect()
+    }
+
     /// Heal outcomes of `strategy` on earlier sessions with this fingerprint.
     pub async fn fingerprint_stats(
         &self,
