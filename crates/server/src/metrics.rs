@@ -103,6 +103,13 @@ pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
         "Jobs waiting or running in the healing queue",
         depth,
     );
+    let flaky: Gauge = Gauge::default();
+    flaky.set(st.store.flaky_test_count().await?);
+    reg.register(
+        "pipeguard_flaky_tests",
+        "Tests that failed and then passed on the same commit at least once",
+        flaky,
+    );
     let api_errors: Counter = Counter::default();
     api_errors.inc_by(pipeguard_platforms::http::API_ERRORS.load(Ordering::Relaxed));
     reg.register(
@@ -121,6 +128,17 @@ pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
         Body::from(text),
     )
         .into_response())
+}
+
+/// Sessions read for the per-host, retry, hand-off and compute figures.
+const FACTS_LIMIT: i64 = 100_000;
+
+fn rate(part: i64, whole: i64) -> Value {
+    if whole == 0 {
+        Value::Null
+    } else {
+        json!(part as f64 / whole as f64)
+    }
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
@@ -181,7 +199,59 @@ pub async fn stats(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     }
     let mut ttg = st.store.times_to_green(100_000).await?;
     ttg.sort_unstable();
+    let facts = st.store.session_facts(FACTS_LIMIT).await?;
+    let mut by_host: BTreeMap<String, Tally> = BTreeMap::new();
+    for f in &facts {
+        for h in &f.hosts {
+            by_host.entry(h.clone()).or_default().add(&f.status, 1);
+        }
+    }
+    let retried: Vec<_> = facts.iter().filter(|f| f.heal_attempts > 0).collect();
+    let retried_healed = retried.iter().filter(|f| f.status == "healed").count();
+    // Failed or escalated: from the failure until pipeguard handed it over. The human's own
+    // time to green is not seen, so it is not called that.
+    let mut handoff: Vec<i64> = facts
+        .iter()
+        .filter(|f| f.status == "failed" || f.status == "escalated")
+        .filter_map(|f| f.finished_at.map(|end| (end - f.failed_at).max(0)))
+        .collect();
+    handoff.sort_unstable();
+    // Each re-run is assumed to take as long as the failed attempt did: webhooks do not report
+    // the runner minutes of a re-run, so this is an estimate.
+    let heal_ms: i64 = retried
+        .iter()
+        .filter_map(|f| f.run_ms.map(|ms| ms * f.heal_attempts))
+        .sum();
+    let confusion = st.store.verdict_confusion().await?;
+    let verdicts: i64 = confusion.iter().map(|c| c.count).sum();
+    let agreed: i64 = confusion
+        .iter()
+        .filter(|c| c.diagnosed == c.human)
+        .map(|c| c.count)
+        .sum();
     Ok(Json(json!({
+        "by_host": by_host.iter().map(|(k, t)| t.json("host", k)).collect::<Vec<_>>(),
+        "retry": {
+            "sessions": retried.len(),
+            "healed": retried_healed,
+            "success_rate": rate(retried_healed as i64, retried.len() as i64),
+        },
+        "time_to_handoff_ms": {
+            "count": handoff.len(),
+            "median": percentile(&handoff, 0.5),
+            "p90": percentile(&handoff, 0.9),
+        },
+        "heal_compute_minutes": {
+            "estimated": heal_ms as f64 / 60_000.0,
+            "sessions_with_run_times": retried.iter().filter(|f| f.run_ms.is_some()).count(),
+        },
+        "verdicts": {
+            "count": verdicts,
+            "agreed": agreed,
+            "agreement_rate": rate(agreed, verdicts),
+            "confusion": confusion,
+        },
+        "flaky_tests": st.store.flaky_test_count().await?,
         "total": total.json("scope", "all"),
         "by_category": by_category.iter().map(|(k, t)| t.json("category", k)).collect::<Vec<_>>(),
         "by_platform": by_platform.iter().map(|(k, t)| t.json("platform", k)).collect::<Vec<_>>(),

@@ -258,3 +258,47 @@ pub const COMPILE_LOG: &str = "2026-11-23T10:01:00.0000000Z ##[group]Run cargo b
 2026-11-23T10:01:21.0000000Z   |            ---   ^^^^^^ expected `u32`, found `&str`\n\
 2026-11-23T10:01:21.0000000Z error: could not compile `app` (bin \"app\") due to 1 previous error\n\
 2026-11-23T10:01:22.0000000Z ##[error]Process completed with exit code 101.\n";
+
+/// Calls the app's API with an optional raw body (sent as JSON); the status and the answer,
+/// `Null` when the answer is not JSON.
+pub async fn api_call(
+    app: &TestApp,
+    method: reqwest::Method,
+    p: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = app.http.request(method, format!("{}{p}", app.base));
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A `cargo test` log in which one test fails its assertion.
+pub fn failing_test_log(test: &str) -> String {
+    let t = "2026-11-23T10:01:00.0000000Z";
+    format!(
+        "{t} ##[group]Run cargo test\n{t} running 2 tests\n{t} test api::lists ... ok\n\
+         {t} test {test} ... FAILED\n{t} \n{t} failures:\n{t} \n{t} ---- {test} stdout ----\n\
+         {t} thread '{test}' panicked at 'assertion failed: done', src/api.rs:9:9\n{t} \n\
+         {t} failures:\n{t}     {test}\n{t} \n\
+         {t} test result: FAILED. 1 passed; 1 failed; 0 ignored\n\
+         {t} error: test failed, to rerun pass `--lib`\n\
+         {t} ##[error]Process completed with exit code 101.\n"
+    )
+}
+
+/// The app's `/metrics` exposition.
+pub async fn metrics_text(app: &TestApp) -> String {
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    r.text().await.unwrap()
+}

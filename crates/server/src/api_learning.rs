@@ -1,0 +1,200 @@
+//! The API of what pipeguard learns: flaky tests, the quarantine list and human verdicts.
+//!
+//! - `GET /api/v1/flaky-tests?repository=&limit=`: tests that were flaky at least once, ranked
+//!   by the time their failures cost.
+//! - `GET /api/v1/quarantine?repository=`, `POST /api/v1/quarantine` `{repository, test,
+//!   reason}` (201), `DELETE /api/v1/quarantine?repository=R&test=T` (200, or 404 when not
+//!   quarantined). Repository and test names hold `/` and `::`, so they travel in the query or
+//!   body rather than in path segments.
+//! - `POST /api/v1/sessions/{id}/verdict` `{category, note?}`: 201 with the stored verdict.
+
+use crate::error::ApiError;
+use crate::Shared;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use pipeguard_core::Category;
+use pipeguard_store::{TestStats, VerdictRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlakyQuery {
+    #[serde(default)]
+    repository: String,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+pub fn flaky_json(s: &TestStats) -> Value {
+    json!({
+        "test": s.test,
+        "repository": s.repository,
+        "runs": s.runs,
+        "failures": s.failures,
+        "flaky_failures": s.flaky_failures,
+        "flakiness_rate": s.flakiness_rate,
+        "time_lost_seconds": s.time_lost_ms as f64 / 1000.0,
+        "first_seen": s.first_seen_at,
+        "last_seen": s.last_seen_at,
+        "quarantined": s.quarantined,
+        "known_flaky": crate::flaky::is_known_flaky(s),
+    })
+}
+
+pub async fn flaky_tests(
+    State(st): State<Shared>,
+    q: Result<Query<FlakyQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    if !(1..=500).contains(&q.limit) {
+        return Err(ApiError::bad_request("limit must be 1..=500"));
+    }
+    let tests = st.store.flaky_tests(&q.repository, q.limit).await?;
+    Ok(Json(
+        json!({"flaky_tests": tests.iter().map(flaky_json).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoQuery {
+    #[serde(default)]
+    repository: String,
+}
+
+pub async fn quarantine_list(
+    State(st): State<Shared>,
+    q: Result<Query<RepoQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    Ok(Json(
+        json!({"quarantine": st.store.quarantine_list(&q.repository).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineRequest {
+    repository: String,
+    test: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn required(name: &str, v: &str) -> Result<(), ApiError> {
+    if v.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("{name} must not be empty")));
+    }
+    Ok(())
+}
+
+pub async fn quarantine_add(
+    State(st): State<Shared>,
+    b: Result<Json<QuarantineRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let r = body(b)?;
+    required("repository", &r.repository)?;
+    required("test", &r.test)?;
+    let entry = st
+        .store
+        .quarantine_add(r.repository.trim(), r.test.trim(), r.reason.trim())
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(entry))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineKey {
+    #[serde(default)]
+    repository: String,
+    #[serde(default)]
+    test: String,
+}
+
+pub async fn quarantine_remove(
+    State(st): State<Shared>,
+    q: Result<Query<QuarantineKey>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let k = query(q)?;
+    required("repository", &k.repository)?;
+    required("test", &k.test)?;
+    if !st.store.quarantine_remove(&k.repository, &k.test).await? {
+        return Err(ApiError::not_found(format!(
+            "{} is not quarantined in {}",
+            k.test, k.repository
+        )));
+    }
+    Ok(Json(
+        json!({"repository": k.repository, "test": k.test, "removed": true}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictRequest {
+    category: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// A human's category for a session. It trains the learned classifier and counts in the
+/// knowledge base's agreement figures; the session itself is not changed.
+pub async fn verdict(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    b: Result<Json<VerdictRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let r = body(b)?;
+    let category: Category = r.category.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "unknown category {:?}; one of: {}",
+            r.category,
+            Category::ALL.map(|c| c.as_str()).join(", ")
+        ))
+    })?;
+    let s = st
+        .store
+        .get_session(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+    let diagnosis = s.diagnosis.clone().unwrap_or(Value::Null);
+    let stored = st
+        .store
+        .put_verdict(&VerdictRecord {
+            session_id: s.id.clone(),
+            category: category.to_string(),
+            diagnosed_category: s.category.clone(),
+            diagnosed_by: diagnosis["analyzer"].as_str().map(str::to_string),
+            note: r.note.trim().to_string(),
+            evidence: crate::learned::evidence_text_json(&diagnosis),
+            created_at: 0,
+        })
+        .await?;
+    let said = s.category.as_deref().unwrap_or("nothing");
+    st.store
+        .note(
+            &s.id,
+            s.status,
+            &format!("verdict: a human says {category} (pipeguard said {said})"),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(stored))))
+}
