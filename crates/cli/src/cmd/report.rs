@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
+    #[value(alias = "table")]
     Text,
     Json,
 }
@@ -14,24 +15,49 @@ pub enum Format {
 #[derive(Args)]
 pub struct ReportArgs {
     /// Base URL of the pipeguard server.
-    #[arg(long, env = "PIPEGUARD_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        visible_alias = "server",
+        env = "PIPEGUARD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
-pub fn run(args: ReportArgs) -> Result<ExitCode> {
-    let url = format!("{}/api/v1/stats", args.url.trim_end_matches('/'));
+/// Calls the server's API: `body` is sent as JSON. An answer outside 2xx is an error carrying
+/// the server's own message, so the user sees why.
+pub fn call(method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let stats: Value = rt.block_on(async {
-        let r = reqwest::get(&url)
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().request(method, url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req
+            .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
-        anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
-        r.json().await.context("the server's answer is not JSON")
-    })?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        let v: Option<Value> = serde_json::from_str(&text).ok();
+        if !status.is_success() {
+            let why = v
+                .as_ref()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            anyhow::bail!("{url} answered {status}: {why}");
+        }
+        v.context("the server's answer is not JSON")
+    })
+}
+
+pub fn run(args: ReportArgs) -> Result<ExitCode> {
+    let url = format!("{}/api/v1/stats", args.url.trim_end_matches('/'));
+    let stats = call(reqwest::Method::GET, &url, None)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
         Format::Text => print!("{}", render(&stats)),
@@ -90,14 +116,51 @@ fn render(s: &Value) -> String {
         "platform",
         s["by_platform"].as_array().unwrap_or(&empty),
     );
+    if let Some(hosts) = s["by_host"].as_array().filter(|a| !a.is_empty()) {
+        out += "\n";
+        out += &table("By host", "host", hosts);
+    }
     let t = &s["time_to_green_ms"];
+    let h = &s["time_to_handoff_ms"];
+    let r = &s["retry"];
     out += &format!(
-        "\nTime to green (healed sessions: {}): median {}, p90 {}\nEscalations: {}\n",
+        "\nTime to green (healed sessions: {}): median {}, p90 {}\n\
+         Time to hand-off (failed or escalated: {}): median {}, p90 {}\n\
+         Retry success: {} of {} sessions re-run ({})\n\
+         Compute spent on heals: {} min (estimated)\nEscalations: {}\nFlaky tests: {}\n",
         cell(&t["count"]),
         duration(&t["median"]),
         duration(&t["p90"]),
-        cell(&s["escalations"])
+        cell(&h["count"]),
+        duration(&h["median"]),
+        duration(&h["p90"]),
+        cell(&r["healed"]),
+        cell(&r["sessions"]),
+        cell(&r["success_rate"]),
+        s["heal_compute_minutes"]["estimated"]
+            .as_f64()
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "-".into()),
+        cell(&s["escalations"]),
+        cell(&s["flaky_tests"])
     );
+    let v = &s["verdicts"];
+    if v["count"].as_i64().unwrap_or(0) > 0 {
+        out += &format!(
+            "\nHuman verdicts: {}, pipeguard agreed on {} ({})\n",
+            cell(&v["count"]),
+            cell(&v["agreed"]),
+            cell(&v["agreement_rate"])
+        );
+        for c in v["confusion"].as_array().into_iter().flatten() {
+            out += &format!(
+                "  said {:<22} human {:<22} {:>4}\n",
+                cell(&c["diagnosed"]),
+                cell(&c["human"]),
+                cell(&c["count"])
+            );
+        }
+    }
     if let Some(fps) = s["top_fingerprints"].as_array().filter(|a| !a.is_empty()) {
         out += "\nTop fingerprints\n";
         for f in fps {
@@ -131,5 +194,38 @@ mod tests {
         assert!(text.contains("67%"), "{text}");
         assert!(text.contains("median 5m00s, p90 4.5s"), "{text}");
         assert!(text.contains("ab12"), "{text}");
+        // Fields of older servers may be missing: shown as "-", never a panic.
+        assert!(text.contains("Retry success: - of - sessions"), "{text}");
+    }
+
+    #[test]
+    fn renders_hosts_retries_handoff_compute_and_verdicts() {
+        let s = serde_json::json!({
+            "by_category": [], "by_platform": [],
+            "by_host": [{"host": "web-1", "sessions": 2, "healed": 1, "failed": 1, "escalated": 0, "healing_success_rate": 0.5}],
+            "retry": {"sessions": 4, "healed": 3, "success_rate": 0.75},
+            "time_to_green_ms": {"count": 0, "median": null, "p90": null},
+            "time_to_handoff_ms": {"count": 2, "median": 90000, "p90": 120000},
+            "heal_compute_minutes": {"estimated": 12.34, "sessions_with_run_times": 4},
+            "escalations": 1,
+            "flaky_tests": 2,
+            "verdicts": {"count": 4, "agreed": 1, "agreement_rate": 0.25,
+                         "confusion": [{"diagnosed": "unknown", "human": "network", "count": 3}]},
+            "top_fingerprints": []
+        });
+        let text = render(&s);
+        for want in [
+            "By host",
+            "web-1",
+            "50%",
+            "Retry success: 3 of 4 sessions re-run (75%)",
+            "Time to hand-off (failed or escalated: 2): median 1m30s, p90 2m00s",
+            "Compute spent on heals: 12.3 min",
+            "Flaky tests: 2",
+            "Human verdicts: 4, pipeguard agreed on 1 (25%)",
+            "said unknown",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 }
