@@ -1,0 +1,205 @@
+//! `pipeguard simulate` as a user runs it: generate a trace, replay it, read the report.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pipeguard"))
+}
+
+fn generate(n: usize, seed: u64) -> Vec<u8> {
+    let out = bin()
+        .args([
+            "simulate",
+            "--generate",
+            &n.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn replay(trace: &Path, extra: &[&str]) -> Output {
+    bin()
+        .args(["simulate", "--format", "json", "--trace"])
+        .arg(trace)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn arm<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["arm"] == name)
+        .unwrap()
+}
+
+#[test]
+fn the_generator_is_deterministic_per_seed() {
+    let a = generate(200, 9);
+    assert_eq!(a, generate(200, 9));
+    assert_ne!(a, generate(200, 10));
+    let text = String::from_utf8(a).unwrap();
+    assert_eq!(text.lines().count(), 200);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for field in [
+        "id",
+        "repository",
+        "job",
+        "category",
+        "log",
+        "duration_minutes",
+        "fix_minutes",
+    ] {
+        assert!(!first[field].is_null(), "{field} missing in {first}");
+    }
+}
+
+#[test]
+fn pipeguard_beats_both_baselines_on_a_generated_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    let out = bin()
+        .args(["simulate", "--generate", "600", "--seed", "5", "--out"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = replay(&trace, &["--window", "100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["runs"], 600);
+    let (p, naive, none) = (
+        arm(&r, "pipeguard"),
+        arm(&r, "retry_twice"),
+        arm(&r, "no_healing"),
+    );
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    assert!(
+        f(p, "wasted_minutes") < f(naive, "wasted_minutes"),
+        "{p} {naive}"
+    );
+    assert!(f(p, "success_rate") > f(none, "success_rate"));
+    assert!(f(p, "false_heals") < f(naive, "false_heals"));
+    assert!(f(p, "mean_time_to_green_minutes") < f(none, "mean_time_to_green_minutes"));
+    assert_eq!(
+        f(p, "unapproved_deploy_reruns"),
+        0.0,
+        "a deploy is never re-run unapproved"
+    );
+    assert!(f(naive, "unapproved_deploy_reruns") > 0.0);
+    assert_eq!(r["learning_curve"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn learning_stops_spending_compute_on_a_failure_that_never_heals() {
+    // One repository's integration tests fail the same transient-looking way, and no re-run
+    // ever fixes them: a service that never starts.
+    let log = "Error: connect ECONNREFUSED 127.0.0.1:6379\\n    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1595:16)\\n##[error]Process completed with exit code 1.";
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("chronic.jsonl");
+    let lines: Vec<String> = (1..=20)
+        .map(|i| {
+            format!(
+                r#"{{"id":"r{i}","repository":"acme/web","job":"integration-tests","category":"configuration_error","log":"{log}","duration_minutes":10,"fix_minutes":120}}"#
+            )
+        })
+        .collect();
+    std::fs::write(&trace, lines.join("\n")).unwrap();
+    let out = replay(&trace, &["--window", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let curve = r["learning_curve"].as_array().unwrap();
+    let wasted = |i: usize| curve[i]["pipeguard_wasted_minutes"].as_f64().unwrap();
+    assert!(wasted(0) > 0.0, "the first sessions retry: {curve:?}");
+    assert!(wasted(3) < wasted(0), "{curve:?}");
+    assert_eq!(curve[3]["pipeguard_learned_escalations"], 5);
+    assert!(
+        curve[3]["static_wasted_minutes"].as_f64().unwrap() > wasted(3),
+        "without learning the waste goes on"
+    );
+}
+
+#[test]
+fn a_bad_trace_line_is_an_error_with_its_line_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("bad.jsonl");
+    let mut text = String::from_utf8(generate(3, 1)).unwrap();
+    text.push_str("{\"id\": \"x\", \"category\": \"bogus\"}\n");
+    std::fs::write(&trace, text).unwrap();
+    let out = replay(&trace, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("pipeguard: error:"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+
+    let out = replay(&dir.path().join("missing.jsonl"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.jsonl"));
+}
+
+#[test]
+fn the_table_shows_every_arm_and_the_learning_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(&trace, generate(120, 2)).unwrap();
+    let out = bin()
+        .args(["simulate", "--window", "50", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "no_healing",
+        "retry_twice",
+        "pipeguard",
+        "wasted compute",
+        "false heals",
+        "learning curve",
+        "101-120",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+}
+
+#[test]
+fn a_stricter_policy_file_changes_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(&trace, generate(300, 4)).unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[healing]\nmax_attempts = 0\n").unwrap();
+    let out = replay(&trace, &["--policy", policy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        arm(&r, "pipeguard")["reruns"],
+        0,
+        "no attempt allowed, no re-run"
+    );
+    assert_eq!(arm(&r, "pipeguard")["healed"], 0);
+}
