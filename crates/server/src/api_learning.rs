@@ -188,6 +188,9 @@ pub async fn verdict(
             created_at: 0,
         })
         .await?;
+    if category == Category::FlakyTest {
+        crate::flaky::human_says_flaky(&st, &s).await?;
+    }
     let said = s.category.as_deref().unwrap_or("nothing");
     st.store
         .note(

@@ -3,7 +3,8 @@
 //! A test is flaky when it failed and then passed on the same commit without a code change.
 //! pipeguard sees exactly that when a session is `healed`: a re-run of the same run (same
 //! commit) went green, so every test its diagnosis named failing was a flaky failure. When a
-//! session ends `failed` or `escalated`, its failing tests count as plain failures.
+//! session ends `failed` or `escalated`, its failing tests count as plain failures, until a
+//! human's `flaky_test` verdict on it says otherwise.
 //!
 //! Time lost by one failure: for a healed session its time to green (failure → green run);
 //! for a failed or escalated one the failed run's duration when the platform reported its
@@ -93,6 +94,23 @@ pub async fn record_outcome(st: &Shared, session_id: &str) {
     if let Err(e) = st.store.record_test_outcomes(&obs).await {
         tracing::warn!(session = %session_id, "flaky statistics not recorded: {e}");
     }
+}
+
+/// A human's `flaky_test` verdict: the session's failing tests count as flaky failures (those
+/// already counted as failures are turned into flaky ones).
+pub async fn human_says_flaky(st: &Shared, s: &SessionRecord) -> pipeguard_store::Result<()> {
+    let tests = failing_tests(s.diagnosis.as_ref().unwrap_or(&Value::Null));
+    st.store
+        .record_test_outcomes(&Observation {
+            session_id: &s.id,
+            repository: &s.repository,
+            tests: &tests,
+            flaky: true,
+            time_lost_ms: time_lost_ms(s),
+        })
+        .await?;
+    st.store.mark_flaky(&s.id).await?;
+    Ok(())
 }
 
 /// Turns a genuine test failure into a flaky-test diagnosis when every failing test it names is

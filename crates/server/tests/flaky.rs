@@ -140,7 +140,7 @@ async fn quarantined_then_known_flaky_tests_are_retried_at_once_and_counted() {
 }
 
 #[tokio::test]
-async fn a_stable_tests_failure_is_still_escalated_and_counted_as_a_failure() {
+async fn a_stable_tests_failure_is_escalated_until_a_human_calls_it_flaky() {
     let app = TestApp::start().await;
     let id = failing_run(&app, 75, "api::checksum_matches", 0).await;
     let s = app.wait_status(&id, "escalated").await;
@@ -161,6 +161,35 @@ async fn a_stable_tests_failure_is_still_escalated_and_counted_as_a_failure() {
     .await;
     let id = failing_run(&app, 76, "api::checksum_matches", 0).await;
     app.wait_status(&id, "escalated").await;
+    // A human re-ran it and it passed: their flaky_test verdict makes it flaky in 1 of 2 runs,
+    // so its next failure is retried.
+    let (code, v) = api_call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/sessions/{id}/verdict"),
+        Some(r#"{"category": "flaky_test", "note": "passed when re-run by hand"}"#),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let list = flaky_list(&app, "").await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (
+            list[0]["runs"].as_i64(),
+            list[0]["failures"].as_i64(),
+            list[0]["flaky_failures"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    let id = failing_run(&app, 77, "api::checksum_matches", 1).await;
+    let s = app.wait_status(&id, "verifying").await;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("api::checksum_matches (flaky in 1 of 2 failing runs)"),
+        "{s}"
+    );
     let (gh, _dir, _) = app.stop().await;
     gh.verify().await;
 }

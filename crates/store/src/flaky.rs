@@ -129,6 +129,39 @@ impl Store {
         Ok(counted)
     }
 
+    /// Turns a session's failure observations into flaky ones, when a human says the failure
+    /// was flaky (e.g. after re-running it by hand). Returns the tests changed.
+    pub async fn mark_flaky(&self, session_id: &str) -> Result<usize> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT test, repository FROM test_observations WHERE session_id = $1 AND flaky = 0",
+        )
+        .bind(session_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let test: String = r.try_get("test")?;
+            let repository: String = r.try_get("repository")?;
+            sqlx::query(
+                "UPDATE test_observations SET flaky = 1 WHERE session_id = $1 AND test = $2",
+            )
+            .bind(session_id)
+            .bind(&test)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE test_stats SET failures = failures - 1, \
+                 flaky_failures = flaky_failures + 1 WHERE repository = $1 AND test = $2",
+            )
+            .bind(&repository)
+            .bind(&test)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
     /// Statistics of the named tests of one repository (those ever seen failing).
     pub async fn tests_stats(&self, repository: &str, tests: &[String]) -> Result<Vec<TestStats>> {
         let mut out = Vec::new();

@@ -51,16 +51,23 @@ async fn exercise(store: &Store) {
         .await
         .unwrap();
 
+    // A human says s2's failure was flaky too: its failures become flaky ones, once.
+    assert_eq!(store.mark_flaky("s2").await.unwrap(), 2);
+    assert_eq!(store.mark_flaky("s2").await.unwrap(), 0);
+    store
+        .record_test_outcomes(&obs("s5", "o/r", false, 0))
+        .await
+        .unwrap();
     let all = store.flaky_tests("o/r", 10).await.unwrap();
     assert_eq!(all.len(), 2);
     // Ranked by time lost: b lost 60+30+120 s, a 60+30 s.
     assert_eq!(all[0].test, "tests::b");
     assert_eq!(
         (all[0].runs, all[0].failures, all[0].flaky_failures),
-        (3, 1, 2)
+        (4, 1, 3)
     );
     assert_eq!(all[0].time_lost_ms, 210_000);
-    assert!((all[0].flakiness_rate - 2.0 / 3.0).abs() < 1e-9);
+    assert!((all[0].flakiness_rate - 3.0 / 4.0).abs() < 1e-9);
     assert!(all[0].first_seen_at <= all[0].last_seen_at);
     assert!(!all[0].quarantined);
     assert_eq!(store.flaky_tests("", 10).await.unwrap().len(), 4);
@@ -71,7 +78,7 @@ async fn exercise(store: &Store) {
         .await
         .unwrap();
     assert_eq!(some.len(), 1);
-    assert_eq!(some[0].runs, 2);
+    assert_eq!((some[0].runs, some[0].failures), (3, 1));
 
     // Quarantine: add, update the reason, list, show in the stats, remove.
     store
