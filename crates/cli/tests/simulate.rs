@@ -152,6 +152,13 @@ fn a_bad_trace_line_is_an_error_with_its_line_number() {
     assert!(err.starts_with("pipeguard: error:"), "{err}");
     assert!(err.contains("line 4"), "{err}");
 
+    let out = replay(&trace, &["--seed", "3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--seed only goes with --generate"
+    );
+
     let out = replay(&dir.path().join("missing.jsonl"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.jsonl"));

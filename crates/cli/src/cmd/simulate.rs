@@ -27,11 +27,11 @@ pub struct CmdArgs {
     /// Write a generated trace of N runs instead of replaying one.
     #[arg(long, value_name = "N")]
     generate: Option<usize>,
-    /// Seed of the generator: the same seed gives the same bytes.
-    #[arg(long, default_value_t = 1, requires = "generate")]
-    seed: u64,
+    /// Seed of the generator (default 1): the same seed gives the same bytes.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Where the generated trace goes (default: stdout).
-    #[arg(long, requires = "generate")]
+    #[arg(long)]
     out: Option<PathBuf>,
     /// Candidate policy (TOML, as the server's `[healing]` section); default: built-in policy.
     #[arg(long)]
@@ -44,11 +44,14 @@ pub struct CmdArgs {
 }
 
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
+    if args.generate.is_none() && (args.seed.is_some() || args.out.is_some()) {
+        bail!("--seed and --out go with --generate");
+    }
     if let Some(n) = args.generate {
         if n == 0 {
             bail!("--generate needs at least one run");
         }
-        let text = simulate::to_jsonl(&simulate::generate(n, args.seed));
+        let text = simulate::to_jsonl(&simulate::generate(n, args.seed.unwrap_or(1)));
         match &args.out {
             Some(p) => {
                 std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?
