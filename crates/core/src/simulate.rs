@@ -115,7 +115,14 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceRun>, TraceError> {
             line: i + 1,
             message,
         };
-        let run: TraceRun = serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
+        let run: TraceRun = serde_json::from_str(line).map_err(|e| {
+            // serde's own position counts lines of the one-line document: keep the column.
+            let msg = e.to_string();
+            let msg = msg
+                .rsplit_once(" at line ")
+                .map_or(msg.as_str(), |(m, _)| m);
+            err(format!("column {}: {msg}", e.column()))
+        })?;
         run.validate().map_err(err)?;
         runs.push(run);
     }
@@ -655,6 +662,10 @@ mod tests {
         let e = parse_trace(&text).unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         assert!(e.message.contains("missing field"), "{e}");
+        assert!(
+            !e.message.contains("line 1"),
+            "one position, the trace's: {e}"
+        );
         let mut bad = run(2, Category::Network, RESET, Some(0));
         bad.reruns_to_pass = Some(0);
         let e = parse_trace(&to_jsonl(&[bad])).unwrap_err();
