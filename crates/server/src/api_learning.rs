@@ -136,14 +136,14 @@ pub async fn quarantine_remove(
     let k = query(q)?;
     required("repository", &k.repository)?;
     required("test", &k.test)?;
-    if !st.store.quarantine_remove(&k.repository, &k.test).await? {
+    let (repository, test) = (k.repository.trim(), k.test.trim());
+    if !st.store.quarantine_remove(repository, test).await? {
         return Err(ApiError::not_found(format!(
-            "{} is not quarantined in {}",
-            k.test, k.repository
+            "{test} is not quarantined in {repository}"
         )));
     }
     Ok(Json(
-        json!({"repository": k.repository, "test": k.test, "removed": true}),
+        json!({"repository": repository, "test": test, "removed": true}),
     ))
 }
 
