@@ -34,6 +34,11 @@ struct SessionLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    agreed: String,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     pub webhooks: Family<WebhookLabels, Counter>,
@@ -109,6 +114,19 @@ pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
         "pipeguard_flaky_tests",
         "Tests that failed and then passed on the same commit at least once",
         flaky,
+    );
+    let verdicts = Family::<VerdictLabels, Counter>::default();
+    for c in st.store.verdict_confusion().await? {
+        verdicts
+            .get_or_create(&VerdictLabels {
+                agreed: (c.diagnosed == c.human).to_string(),
+            })
+            .inc_by(c.count as u64);
+    }
+    reg.register(
+        "pipeguard_human_verdicts",
+        "Human verdicts on diagnoses, by whether pipeguard's category agreed",
+        verdicts,
     );
     let api_errors: Counter = Counter::default();
     api_errors.inc_by(pipeguard_platforms::http::API_ERRORS.load(Ordering::Relaxed));

@@ -73,6 +73,14 @@ async fn every_dashboard_metric_is_exported() {
         .await;
     let id = session_id(r).await;
     app.wait_status(&id, "escalated").await;
+    let (code, _) = api_call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/sessions/{id}/verdict"),
+        Some(r#"{"category": "compilation_error"}"#),
+    )
+    .await;
+    assert_eq!(code, 201);
     let text = metrics_text(&app).await;
     let have = exported(&text);
     let mut queried = BTreeSet::new();
@@ -99,6 +107,8 @@ async fn every_dashboard_metric_is_exported() {
         "pipeguard_webhooks_received_total",
         "pipeguard_queue_depth",
         "pipeguard_platform_api_errors_total",
+        "pipeguard_flaky_tests",
+        "pipeguard_human_verdicts_total",
     ] {
         assert!(queried.contains(m), "no panel shows {m}");
     }
