@@ -7,7 +7,7 @@
 
 use crate::gitlab::parse_time_ms;
 use crate::http::{client, send};
-use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, RunState};
+use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, Rerun, RunState};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -188,6 +188,8 @@ pub struct Circleci {
 #[derive(Deserialize)]
 struct Page<T> {
     items: Vec<T>,
+    #[serde(default)]
+    next_page_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -288,18 +290,41 @@ impl Circleci {
             .map_err(|e| PlatformError::Transient(format!("{what}: unreadable answer: {e}")))
     }
 
+    /// Every item of a paginated v2 list, following `next_page_token` (bounded).
+    async fn get_all<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+    ) -> Result<Vec<T>, PlatformError> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..50 {
+            let page_url = match &token {
+                Some(t) => format!("{url}?page-token={}", crate::gitlab::encode_component(t)),
+                None => url.to_string(),
+            };
+            let page: Page<T> = self.get_json(what, &page_url).await?;
+            items.extend(page.items);
+            token = page.next_page_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
     /// The workflows of the event's pipeline with the event's name, oldest first.
     async fn workflows(&self, ev: &FailureEvent) -> Result<Vec<ApiWorkflow>, PlatformError> {
         let (pipeline, name) = ev.run_id.split_once('/').ok_or_else(|| {
             PlatformError::Permanent(format!("run id {:?} is not pipeline/workflow", ev.run_id))
         })?;
-        let page: Page<ApiWorkflow> = self
-            .get_json(
+        let all: Vec<ApiWorkflow> = self
+            .get_all(
                 "list workflows",
                 &self.url(&format!("/api/v2/pipeline/{pipeline}/workflow")),
             )
             .await?;
-        let mut w: Vec<ApiWorkflow> = page.items.into_iter().filter(|w| w.name == name).collect();
+        let mut w: Vec<ApiWorkflow> = all.into_iter().filter(|w| w.name == name).collect();
         w.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(w)
     }
@@ -396,14 +421,14 @@ impl Ci for Circleci {
 
     async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
         let (w, _) = self.latest(ev).await?;
-        let jobs: Page<ApiJob> = self
-            .get_json(
+        let jobs: Vec<ApiJob> = self
+            .get_all(
                 "list workflow jobs",
                 &self.url(&format!("/api/v2/workflow/{}/job", w.id)),
             )
             .await?;
         let mut out = Vec::new();
-        for j in jobs.items.into_iter().filter(|j| failed_status(&j.status)) {
+        for j in jobs.into_iter().filter(|j| failed_status(&j.status)) {
             let log = match j.job_number {
                 Some(n) => self.job_output(ev, n).await?,
                 None => Vec::new(),
@@ -448,6 +473,19 @@ impl Ci for Circleci {
             .await?;
         Ok(format!("POST {url} {body}"))
     }
+    fn can_rerun_with(&self) -> bool {
+        self.cfg.token.is_some()
+    }
+
+    /// A workflow rerun keeps its pipeline parameters, so a new pipeline carries them.
+    async fn rerun_with(
+        &self,
+        ev: &FailureEvent,
+        _workflow: Option<&str>,
+        inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        self.new_pipeline(ev, &typed_parameters(inputs)).await
+    }
 }
 
 impl Circleci {
@@ -457,7 +495,7 @@ impl Circleci {
         &self,
         ev: &FailureEvent,
         parameters: &serde_json::Map<String, Value>,
-    ) -> Result<String, PlatformError> {
+    ) -> Result<Rerun, PlatformError> {
         if self.cfg.token.is_none() {
             return Err(PlatformError::NotConfigured(
                 "PIPEGUARD_CIRCLECI_TOKEN is not set".into(),
@@ -474,8 +512,32 @@ impl Circleci {
             .json()
             .await
             .unwrap_or(Value::Null);
-        Ok(format!("POST {url} -> pipeline {}", r["number"]))
+        // Runs are keyed by pipeline and workflow name, as webhooks name them.
+        let new_run_id = r["id"].as_str().map(|id| format!("{id}/{}", ev.workflow));
+        Ok(Rerun {
+            detail: format!("POST {url} -> pipeline {}", r["number"]),
+            new_run_id,
+        })
     }
+}
+
+/// Pipeline parameters are typed: `true`/`false` and integers are sent as such, so a
+/// boolean or integer parameter accepts them.
+pub fn typed_parameters(inputs: &[(String, String)]) -> serde_json::Map<String, Value> {
+    inputs
+        .iter()
+        .map(|(k, v)| {
+            let value = match v.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::String(v.clone())),
+            };
+            (k.clone(), value)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -576,6 +638,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn workflow_jobs_are_read_across_pages() {
+        use wiremock::matchers::{method, path, query_param};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v2/pipeline/p1/workflow"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "items": [{"id": "w1", "name": "build", "status": "failed"}],
+                "next_page_token": null
+            })))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v2/workflow/w1/job"))
+            .and(query_param("page-token", "next+1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "items": [{"id": "j2", "name": "late", "status": "failed"}],
+                "next_page_token": null
+            })))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v2/workflow/w1/job"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "items": [{"id": "j1", "name": "early", "status": "success"}],
+                "next_page_token": "next+1"
+            })))
+            .mount(&mock)
+            .await;
+        let c = Circleci::new(CircleciConfig {
+            api_url: mock.uri(),
+            token: Some("ct".into()),
+            http_tries: 1,
+            http_backoff: Duration::from_millis(1),
+        });
+        let ev = FailureEvent {
+            repository: "gh/acme/api".into(),
+            run_id: "p1/build".into(),
+            ..Default::default()
+        };
+        let logs = c.failed_logs(&ev).await.unwrap();
+        let names: Vec<&str> = logs.iter().map(|l| l.job.name.as_str()).collect();
+        assert_eq!(names, ["late"]);
+    }
+
+    #[tokio::test]
     async fn new_pipeline_with_parameters() {
         use wiremock::matchers::{body_json, header, method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -600,13 +708,15 @@ mod tests {
         });
         let ev = FailureEvent {
             repository: "gh/acme/api".into(),
+            workflow: "build".into(),
             branch: Some("main".into()),
             ..Default::default()
         };
         let mut params = serde_json::Map::new();
         params.insert("resource_class".into(), json!("large"));
         let done = c.new_pipeline(&ev, &params).await.unwrap();
-        assert!(done.ends_with("pipeline 131"), "{done}");
+        assert_eq!(done.new_run_id.as_deref(), Some("p/build"));
+        assert!(done.detail.ends_with("pipeline 131"), "{}", done.detail);
         mock.verify().await;
     }
 }

@@ -1,7 +1,7 @@
 //! GitHub Actions: `workflow_run` / `workflow_job` webhooks and the Actions REST API.
 
-use crate::http::{client, send};
-use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, RunState};
+use crate::http::{client, read_tail, send, LOG_TAIL_BYTES};
+use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, Rerun, RunState};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -333,11 +333,7 @@ impl Ci for Github {
                 .call("download job log", reqwest::Method::GET, &path)
                 .await
             {
-                Ok(r) => r
-                    .bytes()
-                    .await
-                    .map_err(|e| PlatformError::Transient(format!("download job log: {e}")))?
-                    .to_vec(),
+                Ok(r) => read_tail(r, LOG_TAIL_BYTES, "download job log").await?,
                 // Logs expire (90 days by default): diagnose without them rather than fail.
                 Err(PlatformError::Permanent(e)) => {
                     tracing::warn!(job = j.id, "log unavailable: {e}");
@@ -399,6 +395,127 @@ impl Ci for Github {
         }
         Ok(done.join("; "))
     }
+
+    fn can_rerun_with(&self) -> bool {
+        self.cfg.token.is_some()
+    }
+
+    /// A workflow-dispatch run on the failed run's branch with `inputs` (the workflow must
+    /// declare them under `on.workflow_dispatch.inputs`, e.g. a `runner` input used in
+    /// `runs-on`). `return_run_details` makes GitHub answer with the new run's id.
+    async fn rerun_with(
+        &self,
+        ev: &FailureEvent,
+        workflow: Option<&str>,
+        inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        if self.cfg.token.is_none() {
+            return Err(PlatformError::NotConfigured(
+                "PIPEGUARD_GITHUB_TOKEN is not set; dispatching needs a token with actions:write"
+                    .into(),
+            ));
+        }
+        let workflow = workflow.ok_or_else(|| {
+            PlatformError::NotConfigured(
+                "no workflow file is configured for this repository (repos.*.scale.workflow)"
+                    .into(),
+            )
+        })?;
+        let git_ref = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failed run names no branch to dispatch on".into())
+        })?;
+        let path = format!(
+            "/repos/{}/actions/workflows/{}/dispatches",
+            ev.repository,
+            crate::gitlab::encode_component(workflow)
+        );
+        let inputs: serde_json::Map<String, Value> = inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let body =
+            serde_json::json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
+        let r = send(
+            "dispatch workflow",
+            self.cfg.http_tries,
+            self.cfg.http_backoff,
+            || self.req(reqwest::Method::POST, &path).json(&body),
+        )
+        .await?;
+        // Older GitHub Enterprise Server versions answer 204 without the run's id.
+        let details: Value = r.json().await.unwrap_or(Value::Null);
+        let new_run_id = details["workflow_run_id"].as_u64().map(|id| id.to_string());
+        Ok(Rerun {
+            detail: format!("POST {path} {body}"),
+            new_run_id,
+        })
+    }
+
+    fn can_clear_caches(&self) -> bool {
+        self.cfg.token.is_some()
+    }
+
+    /// Lists the Actions caches of the run's branch (optionally by key prefix, as the API
+    /// matches `key`) and deletes each by id.
+    async fn clear_caches(
+        &self,
+        ev: &FailureEvent,
+        key_prefix: Option<&str>,
+    ) -> Result<String, PlatformError> {
+        if self.cfg.token.is_none() {
+            return Err(PlatformError::NotConfigured(
+                "PIPEGUARD_GITHUB_TOKEN is not set; deleting caches needs actions:write".into(),
+            ));
+        }
+        let mut query = String::from("per_page=100");
+        if let Some(b) = &ev.branch {
+            query.push_str(&format!(
+                "&ref={}",
+                crate::gitlab::encode_component(&format!("refs/heads/{b}"))
+            ));
+        }
+        if let Some(k) = key_prefix.filter(|k| !k.is_empty()) {
+            query.push_str(&format!("&key={}", crate::gitlab::encode_component(k)));
+        }
+        let page: CachesPage = self
+            .get_json(
+                "list caches",
+                &format!("/repos/{}/actions/caches?{query}", ev.repository),
+            )
+            .await?;
+        let mut deleted = Vec::new();
+        for c in page.actions_caches {
+            let path = format!("/repos/{}/actions/caches/{}", ev.repository, c.id);
+            match self
+                .call("delete cache", reqwest::Method::DELETE, &path)
+                .await
+            {
+                Ok(_) => deleted.push(c.key),
+                // Deleted meanwhile (another run, a person): what was asked for holds.
+                Err(PlatformError::Permanent(e)) if e.contains("404") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(format!(
+            "deleted {} cache(s) of {}: {}",
+            deleted.len(),
+            ev.branch.as_deref().unwrap_or("the repository"),
+            deleted.join(", ")
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct CachesPage {
+    #[serde(default)]
+    actions_caches: Vec<ApiCache>,
+}
+
+#[derive(Deserialize)]
+struct ApiCache {
+    id: u64,
+    #[serde(default)]
+    key: String,
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! pipeline that reports `success` is the outcome of whatever attempt came before, so it is
 //! reported with [`OUTCOME_ATTEMPT`], above every real attempt.
 
-use crate::http::{client, send};
-use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, RunState};
+use crate::http::{client, read_tail, send, LOG_TAIL_BYTES};
+use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, Rerun, RunState};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -348,11 +348,41 @@ impl Gitlab {
             .map_err(|e| PlatformError::Transient(format!("{what}: unreadable answer: {e}")))
     }
 
+    /// Every item of a paginated list, following `X-Next-Page` (bounded: 20 pages of 100).
+    async fn get_all<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<Vec<T>, PlatformError> {
+        let mut items = Vec::new();
+        let mut page = 1u32;
+        for _ in 0..20 {
+            let r = self
+                .call(what, reqwest::Method::GET, &format!("{path}&page={page}"))
+                .await?;
+            let next = r
+                .headers()
+                .get("x-next-page")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            let batch: Vec<T> = r
+                .json()
+                .await
+                .map_err(|e| PlatformError::Transient(format!("{what}: unreadable answer: {e}")))?;
+            items.extend(batch);
+            match next {
+                Some(n) if n > page => page = n,
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
     /// Which attempt the pipeline is on: how often its most-run job ran (retried jobs are
     /// listed only with `include_retried`).
     async fn attempt(&self, ev: &FailureEvent) -> Result<u32, PlatformError> {
         let jobs: Vec<ApiJob> = self
-            .get_json(
+            .get_all(
                 "list pipeline jobs",
                 &format!(
                     "{}/pipelines/{}/jobs?include_retried=true&per_page=100",
@@ -410,7 +440,7 @@ impl Ci for Gitlab {
 
     async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
         let jobs: Vec<ApiJob> = self
-            .get_json(
+            .get_all(
                 "list failed jobs",
                 &format!(
                     "{}/pipelines/{}/jobs?scope[]=failed&per_page=100",
@@ -426,11 +456,7 @@ impl Ci for Gitlab {
         {
             let path = format!("{}/jobs/{}/trace", self.project_api(ev), j.id);
             let log = match self.call("job trace", reqwest::Method::GET, &path).await {
-                Ok(r) => r
-                    .bytes()
-                    .await
-                    .map_err(|e| PlatformError::Transient(format!("job trace: {e}")))?
-                    .to_vec(),
+                Ok(r) => read_tail(r, LOG_TAIL_BYTES, "job trace").await?,
                 // Traces can be erased or expired: diagnose on GitLab's failure_reason alone.
                 Err(PlatformError::Permanent(e)) => {
                     tracing::warn!(job = j.id, "trace unavailable: {e}");
@@ -483,6 +509,19 @@ impl Ci for Gitlab {
         }
         Ok(done.join("; "))
     }
+    fn can_rerun_with(&self) -> bool {
+        self.cfg.token.is_some()
+    }
+
+    /// A retry cannot change variables, so a new pipeline on the same ref carries them.
+    async fn rerun_with(
+        &self,
+        ev: &FailureEvent,
+        _workflow: Option<&str>,
+        inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        self.new_pipeline(ev, inputs).await
+    }
 }
 
 impl Gitlab {
@@ -492,7 +531,7 @@ impl Gitlab {
         &self,
         ev: &FailureEvent,
         variables: &[(String, String)],
-    ) -> Result<String, PlatformError> {
+    ) -> Result<Rerun, PlatformError> {
         if self.cfg.token.is_none() {
             return Err(PlatformError::NotConfigured(
                 "PIPEGUARD_GITLAB_TOKEN is not set".into(),
@@ -528,7 +567,14 @@ impl Gitlab {
         .json()
         .await
         .unwrap_or(Value::Null);
-        Ok(format!("POST {url} -> pipeline {}", r["id"]))
+        let id = r["id"].as_u64().map(|id| id.to_string());
+        Ok(Rerun {
+            detail: format!(
+                "POST {url} -> pipeline {}",
+                id.as_deref().unwrap_or("(no id)")
+            ),
+            new_run_id: id,
+        })
     }
 
     /// Cancels the event's pipeline (jobs still running in it).
@@ -672,6 +718,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn failed_jobs_are_read_across_pages() {
+        use wiremock::matchers::{method, path, query_param};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        let job = |id: u64, name: &str| {
+            serde_json::json!({"id": id, "name": name, "stage": "test", "status": "failed",
+                               "allow_failure": false, "failure_reason": "script_failure"})
+        };
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/jobs"))
+            .and(query_param("page", "1"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-next-page", "2")
+                    .set_body_json(serde_json::json!([job(1, "a")])),
+            )
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/jobs"))
+            .and(query_param("page", "2"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-next-page", "")
+                    .set_body_json(serde_json::json!([job(2, "b")])),
+            )
+            .mount(&mock)
+            .await;
+        for id in [1, 2] {
+            Mock::given(method("GET"))
+                .and(path(format!("/api/v4/projects/g%2Fp/jobs/{id}/trace")))
+                .respond_with(ResponseTemplate::new(200).set_body_string("log"))
+                .mount(&mock)
+                .await;
+        }
+        let g = Gitlab::new(GitlabConfig {
+            api_url: mock.uri(),
+            token: Some("tok".into()),
+            http_tries: 1,
+            http_backoff: Duration::from_millis(1),
+        });
+        let ev = FailureEvent {
+            repository: "g/p".into(),
+            run_id: "5".into(),
+            ..Default::default()
+        };
+        let names: Vec<String> = g
+            .failed_logs(&ev)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.job.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[tokio::test]
     async fn new_pipeline_on_the_ref_with_variables_and_cancel() {
         use wiremock::matchers::{body_json, header, method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -708,7 +811,8 @@ mod tests {
             .new_pipeline(&ev, &[("RUNNER_TAG".into(), "xlarge".into())])
             .await
             .unwrap();
-        assert!(done.ends_with("pipeline 77"), "{done}");
+        assert_eq!(done.new_run_id.as_deref(), Some("77"));
+        assert!(done.detail.ends_with("pipeline 77"), "{}", done.detail);
         g.cancel(&ev).await.unwrap();
         let no_ref = FailureEvent { branch: None, ..ev };
         assert!(matches!(

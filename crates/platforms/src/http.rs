@@ -57,3 +57,53 @@ pub async fn send(
     }
     Err(PlatformError::Transient(last))
 }
+
+/// Longest log tail kept per job: failures explain themselves at the end, and a runaway log
+/// must not exhaust memory.
+pub const LOG_TAIL_BYTES: usize = 32 * 1024 * 1024;
+
+/// Reads a body as it streams in, keeping at most its last `limit` bytes.
+pub async fn read_tail(
+    mut r: Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, PlatformError> {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .map_err(|e| PlatformError::Transient(format!("{what}: {e}")))?
+    {
+        buf.extend_from_slice(&chunk);
+        // Trim in large steps so the copy is amortised.
+        if buf.len() > limit.saturating_mul(2) {
+            buf.drain(..buf.len() - limit);
+        }
+    }
+    if buf.len() > limit {
+        buf.drain(..buf.len() - limit);
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_the_tail_of_a_long_body_is_kept() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body.clone()))
+            .mount(&mock)
+            .await;
+        let r = client().get(mock.uri()).send().await.unwrap();
+        let tail = read_tail(r, 1000, "log").await.unwrap();
+        assert_eq!(tail, body[body.len() - 1000..]);
+        let r = client().get(mock.uri()).send().await.unwrap();
+        assert_eq!(read_tail(r, 1 << 20, "log").await.unwrap(), body);
+    }
+}

@@ -6,8 +6,8 @@
 //! outcome of the heal.
 
 use crate::gitlab::encode_component;
-use crate::http::{client, send};
-use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, RunState};
+use crate::http::{client, read_tail, send, LOG_TAIL_BYTES};
+use crate::{Ci, JobLog, ParseError, Parsed, PlatformError, Rerun, RunState};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -363,11 +363,7 @@ impl Ci for Jenkins {
         )
         .await
         {
-            Ok(r) => r
-                .bytes()
-                .await
-                .map_err(|e| PlatformError::Transient(format!("console text: {e}")))?
-                .to_vec(),
+            Ok(r) => read_tail(r, LOG_TAIL_BYTES, "console text").await?,
             // Builds get discarded by log rotation: diagnose without the log.
             Err(PlatformError::Permanent(e)) => {
                 tracing::warn!(build = ev.attempt, "console unavailable: {e}");
@@ -393,6 +389,22 @@ impl Ci for Jenkins {
     ) -> Result<String, PlatformError> {
         // Jenkins rebuilds a whole build: there is no per-stage re-run in the remote API.
         self.rebuild_with(ev, &[]).await
+    }
+    fn can_rerun_with(&self) -> bool {
+        self.cfg.user.is_some() && self.cfg.token.is_some()
+    }
+
+    /// The rebuild is the job's next build, which the run's next attempt already stands for.
+    async fn rerun_with(
+        &self,
+        ev: &FailureEvent,
+        _workflow: Option<&str>,
+        inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        Ok(Rerun {
+            detail: self.rebuild_with(ev, inputs).await?,
+            new_run_id: None,
+        })
     }
 }
 

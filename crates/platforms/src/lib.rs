@@ -84,4 +84,53 @@ pub trait Ci: Send + Sync {
         jobs: &[FailedJob],
         all_failed: bool,
     ) -> Result<String, PlatformError>;
+
+    /// Whether the platform can start the failed work again with changed inputs (a bigger
+    /// runner, a bumped cache key, a clean workspace).
+    fn can_rerun_with(&self) -> bool {
+        false
+    }
+
+    /// Starts the failed work again with `inputs` (GitHub workflow-dispatch inputs, GitLab
+    /// pipeline variables, CircleCI pipeline parameters, Jenkins build parameters). `workflow`
+    /// names the workflow file where the platform needs one (GitHub).
+    async fn rerun_with(
+        &self,
+        _event: &FailureEvent,
+        _workflow: Option<&str>,
+        _inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} cannot start a run with changed inputs",
+            self.platform().as_str()
+        )))
+    }
+
+    /// Whether the platform has an API to delete its caches.
+    fn can_clear_caches(&self) -> bool {
+        false
+    }
+
+    /// Deletes the caches the event's ref restores (those whose key starts with `key_prefix`
+    /// when given). Returns a description of what was deleted.
+    async fn clear_caches(
+        &self,
+        _event: &FailureEvent,
+        _key_prefix: Option<&str>,
+    ) -> Result<String, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} has no cache API",
+            self.platform().as_str()
+        )))
+    }
+}
+
+/// A run started again with changed inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rerun {
+    /// The call made, for the session's record.
+    pub detail: String,
+    /// The id of the new run when the platform made one (its outcome then tells the heal's),
+    /// `None` when the new work is the next attempt of the same run.
+    pub new_run_id: Option<String>,
 }
