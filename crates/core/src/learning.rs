@@ -36,6 +36,8 @@ pub const PRIOR: (f64, f64) = (1.0, 0.5);
 pub const MIN_HEAL_RATE: f64 = 0.25;
 /// Evidence needed before learning overrides the built-in policy.
 pub const MIN_TRIALS: u32 = 3;
+/// A category mixes many different failures, so its record must be longer to count.
+pub const MIN_CATEGORY_TRIALS: u32 = 10;
 
 /// Adjusts a plan with what outcomes taught: a fingerprint whose heals keep failing is
 /// escalated instead of retried again. The reason says when learning changed the choice.
@@ -54,18 +56,21 @@ pub fn apply(plan: HealPlan, learned: &Learned) -> HealPlan {
             rate,
             MIN_HEAL_RATE
         );
-        return HealPlan {
-            decision: Decision::Escalate,
-            strategy: Strategy::Escalate,
-            steps: vec![PlanStep {
-                kind: StepKind::Escalate,
-                strategy: Strategy::Escalate,
-                risk: Risk::Low,
-                reason: reason.clone(),
-                delay_seconds: 0,
-            }],
-            reason,
-        };
+        return escalated(reason);
+    }
+    // A failure not seen often enough is judged by its category's record in the repository.
+    let cat = learned.category;
+    let cat_rate = cat.posterior_mean(PRIOR);
+    if fp.trials() < MIN_TRIALS && cat.trials() >= MIN_CATEGORY_TRIALS && cat_rate < MIN_HEAL_RATE {
+        let reason = format!(
+            "learning: {} healed {} of {} failures of this category in this repository (estimated heal rate {:.2} < {:.2}); escalating instead of spending more compute",
+            plan.strategy.as_str(),
+            cat.healed,
+            cat.trials(),
+            cat_rate,
+            MIN_HEAL_RATE
+        );
+        return escalated(reason);
     }
     let mut plan = plan;
     if fp.trials() >= MIN_TRIALS {
@@ -77,6 +82,21 @@ pub fn apply(plan: HealPlan, learned: &Learned) -> HealPlan {
         );
     }
     plan
+}
+
+fn escalated(reason: String) -> HealPlan {
+    HealPlan {
+        decision: Decision::Escalate,
+        strategy: Strategy::Escalate,
+        steps: vec![PlanStep {
+            kind: StepKind::Escalate,
+            strategy: Strategy::Escalate,
+            risk: Risk::Low,
+            reason: reason.clone(),
+            delay_seconds: 0,
+        }],
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +146,41 @@ mod tests {
         let p = apply(act(), &good);
         assert_eq!(p.decision, Decision::Act);
         assert!(p.reason.contains("healed 4 of 5"), "{}", p.reason);
+    }
+
+    #[test]
+    fn a_category_that_rarely_heals_speaks_for_new_fingerprints_only_with_enough_evidence() {
+        let poor = ArmStats {
+            healed: 1,
+            failed: 11,
+        };
+        let p = apply(
+            act(),
+            &Learned {
+                category: poor,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.decision, Decision::Escalate);
+        assert!(p.reason.contains("of this category"), "{}", p.reason);
+        // Too short a record, or a fingerprint with its own good record, keeps the plan.
+        let short = ArmStats {
+            healed: 0,
+            failed: 5,
+        };
+        let keep = Learned {
+            category: short,
+            ..Default::default()
+        };
+        assert_eq!(apply(act(), &keep).decision, Decision::Act);
+        let own = Learned {
+            fingerprint: ArmStats {
+                healed: 3,
+                failed: 0,
+            },
+            category: poor,
+        };
+        assert_eq!(apply(act(), &own).decision, Decision::Act);
     }
 
     #[test]

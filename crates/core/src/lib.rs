@@ -6,10 +6,12 @@
 
 pub mod analysis;
 pub mod category;
+pub mod classifier;
 pub mod event;
 pub mod learning;
 pub mod policy;
 pub mod safety;
+pub mod simulate;
 
 pub use analysis::{Analyzer, Diagnosis, Evidence};
 pub use category::Category;

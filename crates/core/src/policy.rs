@@ -160,6 +160,9 @@ pub struct Capabilities {
     pub clear_cache: bool,
     pub reset_environment: bool,
     pub heal_host: bool,
+    /// Strategies already carried out for this run. Scaling, clearing caches and resetting
+    /// change the environment, so each is done at most once per run.
+    pub used: Vec<Strategy>,
 }
 
 impl Capabilities {
@@ -173,6 +176,24 @@ impl Capabilities {
             Strategy::Escalate | Strategy::None => true,
         }
     }
+
+    /// What to do instead when `s` is not available: a clean workspace also clears local
+    /// caches and files a previous build left with the wrong owner.
+    fn alternative(&self, s: Strategy) -> Option<Strategy> {
+        let alt = match s {
+            Strategy::HealHost | Strategy::ClearCache => Strategy::ResetEnvironment,
+            _ => return None,
+        };
+        (self.supports(alt) && !self.used.contains(&alt)).then_some(alt)
+    }
+}
+
+/// Strategies that change the environment rather than only re-running.
+fn changes_environment(s: Strategy) -> bool {
+    matches!(
+        s,
+        Strategy::ScaleResources | Strategy::ClearCache | Strategy::ResetEnvironment
+    )
 }
 
 impl Policy {
@@ -224,7 +245,31 @@ impl Policy {
             ));
         }
         let mut strategy = diagnosis.strategy;
+        // A job that ran out of time may need a bigger runner, when one is configured.
+        if category == Category::Timeout
+            && strategy == Strategy::Retry
+            && caps.scale_resources
+            && !caps.used.contains(&Strategy::ScaleResources)
+        {
+            strategy = Strategy::ScaleResources;
+        }
+        if changes_environment(strategy) && caps.used.contains(&strategy) {
+            return escalate(format!(
+                "{category} persisted after {} (done once for this run); a human should look",
+                strategy.as_str()
+            ));
+        }
         let mut fallback_note = String::new();
+        if !caps.supports(strategy) {
+            if let Some(alt) = caps.alternative(strategy) {
+                fallback_note = format!(
+                    " ({} is not available here, so {})",
+                    strategy.as_str(),
+                    alt.as_str()
+                );
+                strategy = alt;
+            }
+        }
         if !caps.supports(strategy) {
             if caps.retry && strategy != Strategy::Retry {
                 fallback_note = format!(
@@ -333,5 +378,113 @@ fn escalate(reason: String) -> HealPlan {
             delay_seconds: 0,
         }],
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Diagnosis;
+
+    fn diag(category: Category) -> Diagnosis {
+        Diagnosis {
+            category,
+            confidence: 0.9,
+            transient: category.is_transient(),
+            evidence: vec![],
+            fingerprint: "fp".into(),
+            strategy: Strategy::default_for(category),
+            failing_tests: vec![],
+            analyzer: "test".into(),
+            signature: None,
+            summary: String::new(),
+        }
+    }
+
+    fn caps(f: impl FnOnce(&mut Capabilities)) -> Capabilities {
+        let mut c = Capabilities {
+            retry: true,
+            ..Default::default()
+        };
+        f(&mut c);
+        c
+    }
+
+    fn plan(c: Category, caps: &Capabilities) -> HealPlan {
+        Policy::default().plan(&diag(c), &FailureEvent::default(), caps, 0)
+    }
+
+    #[test]
+    fn scaling_happens_once_per_run_then_escalates() {
+        let first = plan(Category::OutOfMemory, &caps(|c| c.scale_resources = true));
+        assert_eq!(
+            (first.decision, first.strategy),
+            (Decision::Act, Strategy::ScaleResources)
+        );
+        let again = plan(
+            Category::OutOfMemory,
+            &caps(|c| {
+                c.scale_resources = true;
+                c.used = vec![Strategy::ScaleResources];
+            }),
+        );
+        assert_eq!(again.decision, Decision::Escalate);
+        assert!(again.reason.contains("done once"), "{}", again.reason);
+    }
+
+    #[test]
+    fn a_timeout_gets_a_bigger_runner_only_when_one_is_configured() {
+        assert_eq!(
+            plan(Category::Timeout, &caps(|_| {})).strategy,
+            Strategy::Retry
+        );
+        assert_eq!(
+            plan(Category::Timeout, &caps(|c| c.scale_resources = true)).strategy,
+            Strategy::ScaleResources
+        );
+    }
+
+    #[test]
+    fn a_clean_workspace_stands_in_for_missing_cache_and_host_fixes() {
+        let p = plan(
+            Category::CacheCorruption,
+            &caps(|c| c.reset_environment = true),
+        );
+        assert_eq!(p.strategy, Strategy::ResetEnvironment);
+        assert!(
+            p.reason.contains("clear_cache is not available"),
+            "{}",
+            p.reason
+        );
+        let p = plan(
+            Category::PermissionDenied,
+            &caps(|c| c.reset_environment = true),
+        );
+        assert_eq!(p.strategy, Strategy::ResetEnvironment);
+        // Without either, a plain retry, said so.
+        let p = plan(Category::CacheCorruption, &caps(|_| {}));
+        assert_eq!(p.strategy, Strategy::Retry);
+        // A cache already cleared once does not get cleared again.
+        let p = plan(
+            Category::CacheCorruption,
+            &caps(|c| {
+                c.clear_cache = true;
+                c.used = vec![Strategy::ClearCache];
+            }),
+        );
+        assert_eq!(p.decision, Decision::Escalate);
+    }
+
+    #[test]
+    fn genuine_failures_are_never_scaled_or_retried() {
+        let p = plan(
+            Category::CompilationError,
+            &caps(|c| {
+                c.scale_resources = true;
+                c.clear_cache = true;
+                c.reset_environment = true;
+            }),
+        );
+        assert_eq!(p.decision, Decision::Escalate);
     }
 }

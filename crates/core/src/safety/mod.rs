@@ -1092,6 +1092,11 @@ impl Ctx {
                 }
             }
             "chmod" | "chown" | "chgrp" | "setfacl" | "chattr" => self.permissions(name, args, a),
+            // A playbook's tasks change hosts and are not assessed here one by one.
+            "ansible-playbook" | "ansible" => Some((
+                Risk::Medium,
+                format!("{name} runs tasks that change the hosts it targets"),
+            )),
             "shutdown" | "reboot" | "halt" | "poweroff" | "kexec" => {
                 if name == "shutdown" && has("-c") {
                     return Some((Risk::Low, "cancels a scheduled shutdown".into()));
@@ -1724,8 +1729,6 @@ impl Ctx {
             | "tsc"
             | "pytest"
             | "tox"
-            | "ansible-playbook"
-            | "ansible"
             | "logger"
             | "nc-z"
             | "trap"
