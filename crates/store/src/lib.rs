@@ -7,6 +7,7 @@
 
 mod flaky;
 pub mod hosts;
+mod learning;
 mod queue;
 mod sessions;
 mod stats;

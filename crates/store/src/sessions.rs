@@ -198,9 +198,10 @@ impl Store {
                 ..
             } => (repository.clone(), run_id.clone(), *attempt),
         };
-        let latest = sqlx::query(
-            "SELECT * FROM sessions WHERE platform = $1 AND repository = $2 AND run_id = $3 \
-             ORDER BY first_attempt DESC LIMIT 1",
+        // A run a heal started belongs to that heal's session.
+        let linked = sqlx::query(
+            "SELECT s.* FROM run_links l JOIN sessions s ON s.id = l.session_id \
+             WHERE l.platform = $1 AND l.repository = $2 AND l.run_id = $3",
         )
         .bind(platform.as_str())
         .bind(&repository)
@@ -209,10 +210,36 @@ impl Store {
         .await?
         .map(|r| SessionRecord::from_row(&r))
         .transpose()?;
+        let is_linked = linked.is_some();
+        let latest = match linked {
+            Some(s) => Some(s),
+            None => sqlx::query(
+                "SELECT * FROM sessions WHERE platform = $1 AND repository = $2 AND run_id = $3 \
+                 ORDER BY first_attempt DESC LIMIT 1",
+            )
+            .bind(platform.as_str())
+            .bind(&repository)
+            .bind(&run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| SessionRecord::from_row(&r))
+            .transpose()?,
+        };
         let attempt = attempt as i64;
+        // The newest attempt the session has seen of this run; a run it stopped following
+        // has nothing new to say.
+        let seen = |s: &SessionRecord| {
+            if s.event.run_id == run_id {
+                s.event.attempt as i64
+            } else if is_linked {
+                i64::MAX
+            } else {
+                s.current_attempt
+            }
+        };
         let (status, body, session_id) = match (&intake, latest) {
             // An attempt this session already covers: the twin delivery of the same failure.
-            (_, Some(s)) if attempt <= s.current_attempt => (
+            (_, Some(s)) if attempt <= seen(&s) => (
                 202,
                 json!({"session_id": s.id, "status": s.status, "duplicate": true}),
                 Some(s.id),
@@ -247,6 +274,12 @@ impl Store {
                     Some(s.id),
                 )
             }
+            // A run a heal started, once its session is closed: never a new heal of its own.
+            (_, Some(s)) if is_linked => (
+                202,
+                json!({"session_id": s.id, "status": s.status, "duplicate": true}),
+                Some(s.id),
+            ),
             (Intake::Failure(ev), _) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let inserted = sqlx::query(
@@ -468,6 +501,37 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// Makes the session follow a run its heal started: the run's deliveries become the
+    /// session's outcome, and `event` (the new run, no attempt seen yet) is what the worker
+    /// verifies and diagnoses next. One transaction, so no delivery falls between the two.
+    pub async fn follow_run(
+        &self,
+        session_id: &str,
+        platform: Platform,
+        event: &FailureEvent,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO run_links (platform, repository, run_id, session_id, created_at) \
+             VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+        )
+        .bind(platform.as_str())
+        .bind(&event.repository)
+        .bind(&event.run_id)
+        .bind(session_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE sessions SET event = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(event).unwrap_or_default())
+            .bind(now_ms())
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records that heal `attempt` calls the platform for `target`. False when it was already
