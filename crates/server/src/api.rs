@@ -94,6 +94,8 @@ fn session_json(s: &SessionRecord) -> Value {
         "repository": s.repository,
         "run": s.run_id,
         "run_attempt": s.current_attempt,
+        // The run being verified: a heal can start a new one (a bigger runner).
+        "current_run": s.event.run_id,
         "first_attempt": s.first_attempt,
         "workflow": s.workflow,
         "head_sha": s.head_sha,
@@ -158,6 +160,7 @@ pub async fn get_session(
     v["plan"] = s.plan.clone().unwrap_or(Value::Null);
     v["actions"] = json!(st.store.actions(&id).await?);
     v["timeline"] = json!(st.store.session_log(&id).await?);
+    v["verdict"] = json!(st.store.verdict(&id).await?);
     Ok(Json(v))
 }
 
@@ -311,6 +314,7 @@ pub async fn test_trigger(
         clear_cache: true,
         reset_environment: true,
         heal_host: req.host.is_some(),
+        ..Default::default()
     };
     let plan = st.policy.plan(&diagnosis, &event, &caps, 0);
     Ok(Json(

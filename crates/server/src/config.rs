@@ -20,6 +20,12 @@ pub struct Config {
     pub ansible: AnsibleSection,
     pub healing: HealingSection,
     pub worker: WorkerSection,
+    /// Per-repository credentials, policy overrides and strategy mappings.
+    pub repos: Vec<crate::tenants::RepoConfig>,
+    /// User-defined fixes run before a re-run.
+    pub strategies: Vec<crate::tenants::CustomStrategy>,
+    /// Channels told when a session needs people.
+    pub notify: Vec<crate::tenants::NotifyConfig>,
 }
 
 /// The Ansible callback plugin's bearer token (`PIPEGUARD_TOKEN` on the Ansible side).
@@ -145,6 +151,9 @@ impl Default for Config {
             circleci: CircleciSection::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
+            repos: vec![],
+            strategies: vec![],
+            notify: vec![],
         }
     }
 }
@@ -213,6 +222,7 @@ impl Config {
             None => Config::default(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        crate::tenants::validate(&cfg.repos, &cfg.strategies, &cfg.notify)?;
         Ok(cfg)
     }
 
@@ -354,6 +364,60 @@ mod tests {
         assert_eq!(cfg.circleci.token.as_deref(), Some("env-token"));
         assert_eq!(cfg.circleci.webhook_secret.as_deref(), Some("cs"));
         assert!(toml::from_str::<Config>("[jenkins]\npassword = \"x\"").is_err());
+    }
+
+    #[test]
+    fn repositories_strategies_and_channels_from_toml() {
+        let text = r#"
+[[repos]]
+platform = "github"
+name = "octo/app"
+token = "ghp_repo"
+[repos.healing]
+max_attempts = 1
+[repos.scale]
+workflow = "ci.yml"
+inputs = { runner = "ubuntu-latest-16-cores" }
+[repos.cache]
+key_prefix = "npm-"
+
+[[repos]]
+platform = "gitlab"
+name = "grp/*"
+reset = { inputs = { GIT_CLEAN_FLAGS = "-ffdx" } }
+
+[[strategies]]
+name = "restart-mirror"
+categories = ["dependency_download"]
+http = { url = "https://ops.example.com/mirror/restart", body = '{"repo":"{{repository}}"}' }
+
+[[notify]]
+kind = "slack"
+url = "https://hooks.slack.com/services/T/B/X"
+"#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        crate::tenants::validate(&cfg.repos, &cfg.strategies, &cfg.notify).unwrap();
+        assert_eq!(cfg.repos.len(), 2);
+        let base = cfg.healing.policy();
+        assert_eq!(cfg.repos[0].policy(&base).max_attempts, 1);
+        assert_eq!(cfg.repos[1].policy(&base).max_attempts, base.max_attempts);
+        assert_eq!(
+            cfg.repos[0].scale.as_ref().unwrap().inputs["runner"],
+            "ubuntu-latest-16-cores"
+        );
+        assert_eq!(
+            cfg.notify[0].on,
+            ["escalated", "failed", "awaiting_approval"]
+        );
+        // A misspelt key inside a repository is an error, not silently ignored.
+        assert!(toml::from_str::<Config>(
+            "[[repos]]
+platform = \"github\"
+name = \"a/b\"
+tokn = \"x\"
+"
+        )
+        .is_err());
     }
 
     #[test]

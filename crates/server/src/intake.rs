@@ -38,6 +38,15 @@ pub(crate) fn require_json(h: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The repository a delivery says it is about, read before verification only to choose
+/// the secret that must verify it (a repository can have its own).
+pub(crate) fn claimed_repo(body: &[u8], pointers: &[&str]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    pointers
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(Value::as_str).map(String::from))
+}
+
 pub(crate) fn answer(r: IntakeResult) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::ACCEPTED);
     (status, Json(r.body)).into_response()
@@ -48,8 +57,26 @@ pub async fn github(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // GitHub can also send `application/x-www-form-urlencoded` with the JSON in `payload`;
+    // the signature covers the raw form body.
+    let form = header(&headers, "content-type")
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let json_body: Bytes = if form {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("form body is not UTF-8"))?;
+        crate::intake_platforms::query_param(Some(text), "payload")
+            .ok_or_else(|| ApiError::bad_request("form body has no payload field"))?
+            .into()
+    } else {
+        body.clone()
+    };
     // Authenticity first: an unsigned or forged delivery learns nothing and stores nothing.
-    if let Some(secret) = &st.config.github.webhook_secret {
+    let claimed = claimed_repo(&json_body, &["/repository/full_name"]);
+    if let Some(secret) = st.webhook_secret(
+        Platform::Github,
+        claimed.as_deref(),
+        st.config.github.webhook_secret.as_deref(),
+    ) {
         let sig = header(&headers, "x-hub-signature-256")
             .ok_or_else(|| ApiError::unauthorized("missing X-Hub-Signature-256"))?;
         if !signature::verify_hmac_sha256(secret.as_bytes(), &body, sig, "sha256=") {
@@ -58,7 +85,9 @@ pub async fn github(
             ));
         }
     }
-    require_json(&headers)?;
+    if !form {
+        require_json(&headers)?;
+    }
     let event = header(&headers, "x-github-event")
         .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Event header"))?;
     let delivery = header(&headers, "x-github-delivery")
@@ -66,8 +95,8 @@ pub async fn github(
     if let Some(r) = st.store.find_delivery(Platform::Github, delivery).await? {
         return Ok(answer(r));
     }
-    let parsed =
-        github::parse_webhook(event, &body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let parsed = github::parse_webhook(event, &json_body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let intake = match parsed {
         Parsed::Ping => {
             return Ok((StatusCode::OK, Json(json!({"status": "pong"}))).into_response())

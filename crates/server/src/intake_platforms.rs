@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::intake::{answer, header, require_json};
+use crate::intake::{answer, claimed_repo, header, require_json};
 use crate::Shared;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -102,8 +102,13 @@ pub async fn gitlab(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let claimed = claimed_repo(&body, &["/project/path_with_namespace"]);
     check_token(
-        st.config.gitlab.webhook_secret.as_deref(),
+        st.webhook_secret(
+            Platform::Gitlab,
+            claimed.as_deref(),
+            st.config.gitlab.webhook_secret.as_deref(),
+        ),
         header(&headers, "x-gitlab-token"),
         "X-Gitlab-Token",
     )?;
@@ -122,7 +127,7 @@ pub async fn gitlab(
 }
 
 /// One query parameter, percent-decoded (`+` is a space, as in forms).
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| {
@@ -159,8 +164,19 @@ pub async fn jenkins(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let from_query = query_param(query.as_deref(), "token");
+    let claimed = jenkins::parse_webhook(&body)
+        .ok()
+        .and_then(|d| match d.parsed {
+            Parsed::Failure(ev) => Some(ev.repository),
+            Parsed::Success { repository, .. } => Some(repository),
+            _ => None,
+        });
     check_token(
-        st.config.jenkins.webhook_secret.as_deref(),
+        st.webhook_secret(
+            Platform::Jenkins,
+            claimed.as_deref(),
+            st.config.jenkins.webhook_secret.as_deref(),
+        ),
         header(&headers, "x-pipeguard-token").or(from_query.as_deref()),
         "X-Pipeguard-Token (or ?token=)",
     )?;
@@ -180,7 +196,12 @@ pub async fn circleci(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if let Some(secret) = &st.config.circleci.webhook_secret {
+    let claimed = claimed_repo(&body, &["/project/slug"]);
+    if let Some(secret) = st.webhook_secret(
+        Platform::Circleci,
+        claimed.as_deref(),
+        st.config.circleci.webhook_secret.as_deref(),
+    ) {
         let sig = header(&headers, "circleci-signature")
             .ok_or_else(|| ApiError::unauthorized("missing circleci-signature"))?;
         if !circleci::verify_signature(secret.as_bytes(), &body, sig) {

@@ -1,14 +1,20 @@
 //! The pipeguard service: webhook intake, the healing worker and the API, on one axum server.
 
 pub mod api;
+pub mod api_learning;
 pub mod config;
 pub mod error;
+pub mod flaky;
 pub mod intake;
 pub mod intake_ansible;
 pub mod intake_buildbot;
 pub mod intake_platforms;
+pub mod learned;
 pub mod metrics;
+pub mod notify;
+pub mod strategies;
 pub mod telemetry;
+pub mod tenants;
 pub mod worker;
 
 use anyhow::{Context, Result};
@@ -16,15 +22,18 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use config::Config;
+use pipeguard_core::event::Platform;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_platforms::buildbot::{Buildbot, BuildbotConfig};
 use pipeguard_platforms::circleci::{Circleci, CircleciConfig};
 use pipeguard_platforms::github::{Github, GithubConfig};
 use pipeguard_platforms::gitlab::{Gitlab, GitlabConfig};
 use pipeguard_platforms::jenkins::{Jenkins, JenkinsConfig};
+use pipeguard_platforms::Ci;
 use pipeguard_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
+use tenants::RepoConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -39,6 +48,9 @@ pub struct AppState {
     pub jenkins: Jenkins,
     pub buildbot: Buildbot,
     pub circleci: Circleci,
+    /// One per `config.repos` entry, same order.
+    pub tenants: Vec<Tenant>,
+    pub notifier: notify::Notifier,
     pub started_at_ms: i64,
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
     pub worker_wake: tokio::sync::Notify,
@@ -52,53 +64,172 @@ impl AppState {
         let store = Store::connect(&config.database_url)
             .await
             .with_context(|| format!("cannot open database {}", config.database_url))?;
-        let github = Github::new(GithubConfig {
-            api_url: config.github.api_url.clone(),
-            token: config.github.token.clone(),
-            http_tries: 3,
-            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
-        });
-        let gitlab = Gitlab::new(GitlabConfig {
-            api_url: config.gitlab.api_url.clone(),
-            token: config.gitlab.token.clone(),
-            http_tries: 3,
-            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
-        });
-        let jenkins = Jenkins::new(JenkinsConfig {
-            api_url: config.jenkins.api_url.clone(),
-            user: config.jenkins.user.clone(),
-            token: config.jenkins.token.clone(),
-            http_tries: 3,
-            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
-        });
-        let circleci = Circleci::new(CircleciConfig {
-            api_url: config.circleci.api_url.clone(),
-            token: config.circleci.token.clone(),
-            http_tries: 3,
-            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
-        });
-        let buildbot = Buildbot::new(BuildbotConfig {
-            api_url: config.buildbot.api_url.clone(),
-            user: config.buildbot.user.clone(),
-            password: config.buildbot.password.clone(),
-            http_tries: 3,
-            http_backoff: Duration::from_millis(config.worker.http_backoff_ms),
-        });
+        let policy = config.healing.policy();
+        let tenants = config
+            .repos
+            .iter()
+            .map(|r| Tenant {
+                ci: r
+                    .platform()
+                    .filter(|_| r.token.is_some() || r.api_url.is_some() || r.user.is_some())
+                    .and_then(|p| make_ci(p, &config, Some(r))),
+                policy: r.policy(&policy),
+            })
+            .collect();
         Ok(Arc::new(AppState {
-            policy: config.healing.policy(),
+            policy,
             analyzer: Analyzer::builtin(),
             store,
-            github,
-            gitlab,
-            jenkins,
-            buildbot,
-            circleci,
+            github: github_client(&config, None),
+            gitlab: gitlab_client(&config, None),
+            jenkins: jenkins_client(&config, None),
+            buildbot: buildbot_client(&config, None),
+            circleci: circleci_client(&config, None),
+            tenants,
+            notifier: notify::Notifier::new(),
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
             metrics: metrics::Metrics::default(),
             config,
         }))
     }
+
+    /// The configured entry for a repository, with its index into `tenants`.
+    pub fn repo(&self, platform: Platform, repository: &str) -> Option<(usize, &RepoConfig)> {
+        tenants::find_repo(&self.config.repos, platform, repository)
+    }
+
+    /// The policy for a repository: the global one with the repository's overrides.
+    pub fn policy_for(&self, platform: Platform, repository: &str) -> &Policy {
+        match self.repo(platform, repository) {
+            Some((i, _)) => &self.tenants[i].policy,
+            None => &self.policy,
+        }
+    }
+
+    /// The platform client that acts for a repository: its own credentials when it has some.
+    pub fn ci(&self, platform: Platform, repository: &str) -> Option<&dyn Ci> {
+        if let Some(ci) = self
+            .repo(platform, repository)
+            .and_then(|(i, _)| self.tenants[i].ci.as_deref())
+        {
+            return Some(ci);
+        }
+        match platform {
+            Platform::Github => Some(&self.github),
+            Platform::Gitlab => Some(&self.gitlab),
+            Platform::Jenkins => Some(&self.jenkins),
+            Platform::Buildbot => Some(&self.buildbot),
+            Platform::Circleci => Some(&self.circleci),
+            _ => None,
+        }
+    }
+
+    /// The secret a delivery about `repository` must prove: the repository's own when it
+    /// has one, else the platform's.
+    pub fn webhook_secret<'a>(
+        &'a self,
+        platform: Platform,
+        repository: Option<&str>,
+        global: Option<&'a str>,
+    ) -> Option<&'a str> {
+        repository
+            .and_then(|r| self.repo(platform, r))
+            .and_then(|(_, r)| r.webhook_secret.as_deref())
+            .or(global)
+    }
+}
+
+/// A configured repository's own client and policy.
+pub struct Tenant {
+    pub ci: Option<Box<dyn Ci>>,
+    pub policy: Policy,
+}
+
+fn backoff(config: &Config) -> Duration {
+    Duration::from_millis(config.worker.http_backoff_ms)
+}
+
+fn github_client(config: &Config, over: Option<&RepoConfig>) -> Github {
+    Github::new(GithubConfig {
+        api_url: over
+            .and_then(|r| r.api_url.clone())
+            .unwrap_or_else(|| config.github.api_url.clone()),
+        token: over
+            .and_then(|r| r.token.clone())
+            .or_else(|| config.github.token.clone()),
+        http_tries: 3,
+        http_backoff: backoff(config),
+    })
+}
+
+fn gitlab_client(config: &Config, over: Option<&RepoConfig>) -> Gitlab {
+    Gitlab::new(GitlabConfig {
+        api_url: over
+            .and_then(|r| r.api_url.clone())
+            .unwrap_or_else(|| config.gitlab.api_url.clone()),
+        token: over
+            .and_then(|r| r.token.clone())
+            .or_else(|| config.gitlab.token.clone()),
+        http_tries: 3,
+        http_backoff: backoff(config),
+    })
+}
+
+fn jenkins_client(config: &Config, over: Option<&RepoConfig>) -> Jenkins {
+    Jenkins::new(JenkinsConfig {
+        api_url: over
+            .and_then(|r| r.api_url.clone())
+            .unwrap_or_else(|| config.jenkins.api_url.clone()),
+        user: over
+            .and_then(|r| r.user.clone())
+            .or_else(|| config.jenkins.user.clone()),
+        token: over
+            .and_then(|r| r.token.clone())
+            .or_else(|| config.jenkins.token.clone()),
+        http_tries: 3,
+        http_backoff: backoff(config),
+    })
+}
+
+fn circleci_client(config: &Config, over: Option<&RepoConfig>) -> Circleci {
+    Circleci::new(CircleciConfig {
+        api_url: over
+            .and_then(|r| r.api_url.clone())
+            .unwrap_or_else(|| config.circleci.api_url.clone()),
+        token: over
+            .and_then(|r| r.token.clone())
+            .or_else(|| config.circleci.token.clone()),
+        http_tries: 3,
+        http_backoff: backoff(config),
+    })
+}
+
+fn buildbot_client(config: &Config, over: Option<&RepoConfig>) -> Buildbot {
+    Buildbot::new(BuildbotConfig {
+        api_url: over
+            .and_then(|r| r.api_url.clone())
+            .unwrap_or_else(|| config.buildbot.api_url.clone()),
+        user: over
+            .and_then(|r| r.user.clone())
+            .or_else(|| config.buildbot.user.clone()),
+        password: over
+            .and_then(|r| r.token.clone())
+            .or_else(|| config.buildbot.password.clone()),
+        http_tries: 3,
+        http_backoff: backoff(config),
+    })
+}
+
+fn make_ci(platform: Platform, config: &Config, over: Option<&RepoConfig>) -> Option<Box<dyn Ci>> {
+    Some(match platform {
+        Platform::Github => Box::new(github_client(config, over)),
+        Platform::Gitlab => Box::new(gitlab_client(config, over)),
+        Platform::Jenkins => Box::new(jenkins_client(config, over)),
+        Platform::Circleci => Box::new(circleci_client(config, over)),
+        Platform::Buildbot => Box::new(buildbot_client(config, over)),
+        _ => return None,
+    })
 }
 
 pub fn router(state: Shared) -> Router {
@@ -120,6 +251,14 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/sessions/{id}", get(api::get_session))
         .route("/api/v1/sessions/{id}/approve", post(api::approve))
         .route("/api/v1/sessions/{id}/reject", post(api::reject))
+        .route("/api/v1/sessions/{id}/verdict", post(api_learning::verdict))
+        .route("/api/v1/flaky-tests", get(api_learning::flaky_tests))
+        .route(
+            "/api/v1/quarantine",
+            get(api_learning::quarantine_list)
+                .post(api_learning::quarantine_add)
+                .delete(api_learning::quarantine_remove),
+        )
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

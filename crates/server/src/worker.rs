@@ -2,11 +2,12 @@
 //! analyze → plan → gate → act → verify. Every step is idempotent, because a job whose worker
 //! died is taken again.
 
+use crate::strategies;
 use crate::Shared;
 use pipeguard_core::analysis::{Diagnosis, Hints};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::learning::{self, Learned};
-use pipeguard_core::policy::Decision;
+use pipeguard_core::policy::{Capabilities, Decision, Strategy};
 use pipeguard_core::Category;
 use pipeguard_platforms::{Ci, JobLog, PlatformError, RunState};
 use pipeguard_store::{now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition};
@@ -83,6 +84,7 @@ async fn handle(st: Shared, job: Job) {
         "execute" => execute(st, &job).await,
         "outcome" => outcome_job(st, &job).await,
         "verify" => verify(st, &job).await,
+        "notify" => notify(st, &job).await,
         other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
     };
     let done = match result {
@@ -92,6 +94,11 @@ async fn handle(st: Shared, job: Job) {
             st.store
                 .retry_job(job.id, &msg, now_ms() + delay.as_millis() as i64)
                 .await
+        }
+        // A channel that stays down loses that message; the session is not at fault.
+        Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) if job.kind == "notify" => {
+            tracing::error!(session = %job.session_id, "notification failed: {msg}");
+            st.store.fail_job(job.id, &msg).await
         }
         Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) => {
             tracing::error!(session = %job.session_id, "{} failed: {msg}", job.kind);
@@ -118,6 +125,61 @@ async fn handle(st: Shared, job: Job) {
     if let Err(e) = done {
         tracing::error!("cannot record job {}: {e}", job.id);
     }
+    if job.kind != "notify" && !st.config.notify.is_empty() {
+        if let Err(e) = queue_notifications(st, &job.session_id).await {
+            tracing::error!(session = %job.session_id, "cannot queue notifications: {e}");
+        }
+    }
+}
+
+/// Queues one message per interested channel when the session reached a status people
+/// must hear about, once per status (the action record makes it idempotent).
+async fn queue_notifications(st: &Shared, id: &str) -> Result<(), pipeguard_store::StoreError> {
+    let Some(s) = st.store.get_session(id).await? else {
+        return Ok(());
+    };
+    let status = s.status.as_str();
+    let channels: Vec<usize> = (0..st.config.notify.len())
+        .filter(|&i| st.config.notify[i].wants(status, &s.repository))
+        .collect();
+    if channels.is_empty()
+        || !st
+            .store
+            .claim_action(id, 0, &format!("notify:{status}"), "notify")
+            .await?
+    {
+        return Ok(());
+    }
+    for i in channels {
+        st.store
+            .enqueue(
+                id,
+                "notify",
+                &json!({"channel": i, "status": status}),
+                now_ms(),
+            )
+            .await?;
+    }
+    st.store
+        .finish_action(id, 0, &format!("notify:{status}"), "done", "queued")
+        .await?;
+    Ok(())
+}
+
+async fn notify(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    let Some(ch) = job.payload["channel"]
+        .as_u64()
+        .and_then(|i| st.config.notify.get(i as usize))
+    else {
+        return Ok(());
+    };
+    st.notifier.send(ch, &s).await.map_err(|e| match e {
+        PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
+        other => JobError::Fatal(other.to_string()),
+    })?;
+    tracing::info!(session = %s.id, channel = %ch.kind, "notified");
+    Ok(())
 }
 
 const OPEN: [S; 6] = [
@@ -129,15 +191,8 @@ const OPEN: [S; 6] = [
     S::Verifying,
 ];
 
-fn ci_for<'a>(st: &'a Shared, platform: &str) -> Option<&'a dyn Ci> {
-    match Platform::parse(platform) {
-        Some(Platform::Github) => Some(&st.github),
-        Some(Platform::Gitlab) => Some(&st.gitlab),
-        Some(Platform::Jenkins) => Some(&st.jenkins),
-        Some(Platform::Buildbot) => Some(&st.buildbot),
-        Some(Platform::Circleci) => Some(&st.circleci),
-        _ => None,
-    }
+fn ci_for<'a>(st: &'a Shared, s: &SessionRecord) -> Option<&'a dyn Ci> {
+    st.ci(Platform::parse(&s.platform)?, &s.repository)
 }
 
 async fn load(st: &Shared, id: &str) -> Result<SessionRecord, JobError> {
@@ -184,7 +239,7 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
             .await?;
     }
     let ev = &s.event;
-    let ci = ci_for(st, &s.platform);
+    let ci = ci_for(st, &s);
     let logs: Vec<JobLog> = match (ci, &ev.log) {
         (_, Some(log)) => vec![JobLog {
             job: ev.jobs.first().cloned().unwrap_or_default(),
@@ -193,7 +248,7 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         (Some(ci), None) => {
             // A job can fail while others still run; re-runs are only possible once the run is done.
             if let RunState::InProgress { attempt } = ci.run_state(ev).await? {
-                if attempt as i64 == s.current_attempt {
+                if attempt == s.event.attempt {
                     let waited = now_ms() - s.created_at;
                     if waited > st.config.worker.wait_limit_seconds as i64 * 1000 {
                         return Err(JobError::Fatal("the run did not complete in time".into()));
@@ -224,6 +279,13 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     })
     .await
     .map_err(|e| JobError::Fatal(format!("analysis failed: {e}")))?;
+    let mut diagnosed = diagnosed;
+    crate::learned::refine(
+        st,
+        &s.repository,
+        diagnosed.iter_mut().map(|d| &mut d.diagnosis),
+    )
+    .await;
     let Some(diag) = combine(&diagnosed).cloned() else {
         let reason = "no failed job or log found for this run attempt".to_string();
         st.store
@@ -253,7 +315,8 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         .iter()
         .filter(|d| !d.diagnosis.transient)
         .collect();
-    let caps = ci.map(|c| c.capabilities(ev)).unwrap_or_default();
+    let policy = st.policy_for(platform_of(&s), &s.repository).clone();
+    let caps = capabilities(st, &s, ci).await?;
     let mut plan_event = ev.clone();
     plan_event.jobs = diagnosed.iter().map(|d| d.job.clone()).collect();
     // Plan for what can be healed; genuine failures are reported beside it.
@@ -269,9 +332,7 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     plan_event
         .jobs
         .retain(|j| transient_jobs.is_empty() || transient_jobs.iter().any(|t| t.id == j.id));
-    let mut plan = st
-        .policy
-        .plan(&plan_diag, &plan_event, &caps, s.heal_attempts as u32);
+    let mut plan = policy.plan(&plan_diag, &plan_event, &caps, s.heal_attempts as u32);
     if plan.strategy.acts() {
         // Outcomes of earlier sessions with the same failure can overrule the built-in choice.
         let learned = Learned {
@@ -279,10 +340,20 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
                 .store
                 .fingerprint_stats(&plan_diag.fingerprint, plan.strategy.as_str())
                 .await?,
-            ..Default::default()
+            category: st
+                .store
+                .category_stats(
+                    &s.platform,
+                    &s.repository,
+                    &plan_diag.category.to_string(),
+                    plan.strategy.as_str(),
+                )
+                .await?,
         };
         plan = learning::apply(plan, &learned);
     }
+    crate::flaky::adjust_plan(&plan_diag, &mut plan);
+    strategies::add_fixes(st, &s, plan_diag.category, &mut plan);
     let mixed = !genuine.is_empty() && !transient_jobs.is_empty();
     if mixed {
         plan.reason = format!(
@@ -338,6 +409,7 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         )
         .await?;
     tracing::info!(session = %s.id, category = %diag.category, decision = ?plan.decision, "{}", plan.reason);
+    crate::flaky::record_outcome(st, &s.id).await;
     if moved && plan.decision == Decision::Act {
         let delay = plan
             .steps
@@ -371,7 +443,7 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
     if s.status != S::Planned && s.status != S::Executing {
         return Ok(());
     }
-    let Some(ci) = ci_for(st, &s.platform) else {
+    let Some(ci) = ci_for(st, &s) else {
         return Err(JobError::Fatal(format!(
             "no executor for platform {}",
             s.platform
@@ -382,9 +454,14 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
     let all_failed = plan["all_failed"].as_bool().unwrap_or(true);
     let mixed = plan["mixed"].as_bool().unwrap_or(false);
     let attempt = s.heal_attempts + 1;
+    let strategy = s
+        .strategy
+        .as_deref()
+        .and_then(Strategy::parse)
+        .unwrap_or(Strategy::Retry);
     if !st
         .store
-        .claim_action(&s.id, attempt, "run", "retry")
+        .claim_action(&s.id, attempt, "run", strategy.as_str())
         .await?
     {
         // Already called for this heal attempt (a crashed worker's job taken again).
@@ -400,8 +477,24 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
             },
         )
         .await?;
-    match ci.retry(&s.event, &jobs, all_failed).await {
-        Ok(detail) => {
+    let acted = match strategies::run_fixes(st, &s, attempt).await {
+        Ok(()) => strategies::act(st, &s, ci, strategy, &jobs, all_failed).await,
+        Err(e) => Err(e),
+    };
+    match acted {
+        Ok(strategies::Acted { detail, new_run }) => {
+            if let Some(run_id) = new_run {
+                // From now on the session verifies and diagnoses the run the heal started.
+                let mut next = s.event.clone();
+                next.run_id = run_id;
+                next.attempt = 0;
+                next.jobs.clear();
+                next.url = None;
+                next.log = None;
+                next.started_at_ms = Some(now_ms());
+                next.finished_at_ms = None;
+                st.store.follow_run(&s.id, platform_of(&s), &next).await?;
+            }
             st.store
                 .finish_action(&s.id, attempt, "run", "done", &detail)
                 .await?;
@@ -503,9 +596,15 @@ async fn outcome(
     event: Option<FailureEvent>,
 ) -> Result<(), JobError> {
     let s = load(st, id).await?;
-    if !matches!(s.status, S::Verifying | S::Executing) || attempt <= s.current_attempt {
+    if !matches!(s.status, S::Verifying | S::Executing) || attempt <= s.event.attempt as i64 {
         return Ok(());
     }
+    // A run the heal started counts its own attempts; the session counts on from its own.
+    let session_attempt = if s.event.run_id == s.run_id {
+        attempt
+    } else {
+        s.current_attempt + 1
+    };
     let now = now_ms();
     if success {
         let ttg = finished_at.unwrap_or(now) - s.failed_at;
@@ -519,7 +618,7 @@ async fn outcome(
                     message: &msg,
                 },
                 SessionUpdate {
-                    current_attempt: Some(attempt),
+                    current_attempt: Some(session_attempt),
                     finished_at: Some(finished_at.unwrap_or(now)),
                     time_to_green_ms: Some(ttg.max(0)),
                     reason: Some(format!(
@@ -530,13 +629,14 @@ async fn outcome(
                 },
             )
             .await?;
+        crate::flaky::record_outcome(st, id).await;
         tracing::info!(session = %id, attempt, "healed");
         return Ok(());
     }
     let mut ev = event.unwrap_or_else(|| s.event.clone());
     ev.attempt = attempt as u32;
     ev.jobs.clear();
-    if s.heal_attempts >= st.policy.max_attempts as i64 {
+    if s.heal_attempts >= st.policy_for(platform_of(&s), &s.repository).max_attempts as i64 {
         let reason = format!("still failing after {} heal attempt(s)", s.heal_attempts);
         st.store
             .update_session(
@@ -547,7 +647,7 @@ async fn outcome(
                     message: &reason,
                 },
                 SessionUpdate {
-                    current_attempt: Some(attempt),
+                    current_attempt: Some(session_attempt),
                     reason: Some(reason.clone()),
                     finished_at: Some(now),
                     event: Some(ev),
@@ -555,6 +655,7 @@ async fn outcome(
                 },
             )
             .await?;
+        crate::flaky::record_outcome(st, id).await;
         return Ok(());
     }
     // Diagnose the new attempt afresh: the second failure may have another cause.
@@ -587,7 +688,7 @@ async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
     if s.status != S::Verifying {
         return Ok(());
     }
-    let Some(ci) = ci_for(st, &s.platform) else {
+    let Some(ci) = ci_for(st, &s) else {
         return Ok(());
     };
     match ci.run_state(&s.event).await? {
@@ -595,7 +696,7 @@ async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
             attempt,
             success,
             finished_at_ms,
-        } if attempt as i64 > s.current_attempt => {
+        } if attempt > s.event.attempt => {
             outcome(st, &s.id, attempt as i64, success, finished_at_ms, None).await
         }
         _ => {
@@ -608,4 +709,31 @@ async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
             requeue(st, job, "re-run not finished", poll).await
         }
     }
+}
+
+fn platform_of(s: &SessionRecord) -> Platform {
+    Platform::parse(&s.platform).unwrap_or(Platform::Generic)
+}
+
+/// What can be done for this session: the platform's own abilities, widened by what the
+/// repository's configuration maps (a bigger runner, a cache-key variable, a reset), less
+/// what this run already had.
+async fn capabilities(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: Option<&dyn Ci>,
+) -> Result<Capabilities, JobError> {
+    let mut caps = ci.map(|c| c.capabilities(&s.event)).unwrap_or_default();
+    if let Some(ci) = ci {
+        strategies::widen(st, s, ci, &mut caps);
+    }
+    caps.used = st
+        .store
+        .actions(&s.id)
+        .await?
+        .into_iter()
+        .filter(|a| a.target == "run" && a.status == "done")
+        .filter_map(|a| Strategy::parse(&a.kind))
+        .collect();
+    Ok(caps)
 }

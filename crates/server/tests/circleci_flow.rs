@@ -318,3 +318,82 @@ async fn only_the_transient_job_is_rerun_when_another_needs_a_human() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+#[tokio::test]
+async fn a_corrupt_cache_triggers_a_pipeline_with_a_fresh_cache_key_and_its_failure_escalates() {
+    let app = TestApp::start_with(|c| {
+        c.circleci.webhook_secret = Some(C_SECRET.into());
+        c.circleci.token = Some(C_TOKEN.into());
+        c.circleci.api_url = c.github.api_url.clone();
+        let mut r = pipeguard_server::tenants::RepoConfig {
+            platform: "circleci".into(),
+            name: SLUG.into(),
+            // A per-repository webhook secret replaces the platform's.
+            webhook_secret: Some("repo-secret".into()),
+            ..Default::default()
+        };
+        r.cache.variable = Some("cache-version".into());
+        c.repos.push(r);
+    })
+    .await;
+    let log = "npm ci\nnpm ERR! code EINTEGRITY\nnpm ERR! sha512-abc integrity checksum failed when using sha512\nExited with code exit status 1\n";
+    mount_workflow(
+        &app.github,
+        "pipe-c1",
+        "wf-c1",
+        &[("job-uuid-test", 140, "test", "failed", log)],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/api/v2/project/{SLUG}/pipeline")))
+        .and(header("circle-token", C_TOKEN))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"branch": "main"}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": "pipe-c2", "number": 131, "state": "created"})),
+        )
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let wf = delivery("evt-c1", "workflow-completed", "pipe-c1", "wf-c1", "failed");
+    // Signed with the platform's secret: this repository has its own.
+    assert_eq!(post_signed(&app, &wf).await.status(), 401);
+    let r = post(&app, Some(sign("repo-secret", &wf)), &wf).await;
+    assert_eq!(r.status(), 202);
+    let id = session_id(r).await;
+    let s = app.wait_status(&id, "verifying").await;
+    assert_eq!(s["strategy"], "clear_cache", "{s:#}");
+    assert_eq!(s["current_run"], "pipe-c2/build-test");
+    let got = app.github.received_requests().await.unwrap();
+    let trigger = got
+        .iter()
+        .find(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/pipeline"))
+        .unwrap();
+    let body: Value = serde_json::from_slice(&trigger.body).unwrap();
+    let key = body["parameters"]["cache-version"].as_str().unwrap();
+    assert!(key.starts_with("pipeguard-"), "{body}");
+
+    // The new pipeline fails the same way: the cache was already cleared once.
+    mount_workflow(
+        &app.github,
+        "pipe-c2",
+        "wf-c2",
+        &[("job-uuid-test", 141, "test", "failed", log)],
+    )
+    .await;
+    let wf2 = delivery("evt-c2", "workflow-completed", "pipe-c2", "wf-c2", "failed");
+    let r = post(&app, Some(sign("repo-secret", &wf2)), &wf2).await;
+    assert_eq!(r.status(), 202);
+    let s = app.wait_status(&id, "escalated").await;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("clear_cache (done once"),
+        "{s:#}"
+    );
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}

@@ -496,3 +496,119 @@ async fn without_a_webhook_the_outcome_is_polled_from_the_pipeline_api() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+const OOM_TRACE: &str = "$ ./gradlew test\n> Task :compileJava\n\
+Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n\
+ERROR: Job failed: exit code 137\n";
+
+const CORRUPT_CHECKOUT_TRACE: &str = "Fetching changes with git depth set to 20...\n\
+Reinitialized existing Git repository in /builds/grp/sub/proj/.git/\n\
+fatal: loose object 1234abcd5678 (stored in .git/objects/12/34abcd5678) is corrupt\n\
+ERROR: Job failed: exit code 1\n";
+
+fn new_pipeline(id: u64, variables: Value) -> Mock {
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/pipeline")))
+        .and(header("private-token", GL_TOKEN))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"ref": "main", "variables": variables}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": id, "status": "created"})),
+        )
+}
+
+#[tokio::test]
+async fn out_of_memory_starts_a_pipeline_on_a_bigger_runner_whose_success_heals() {
+    let app = TestApp::start_with(|c| {
+        c.gitlab.webhook_secret = Some(GL_SECRET.into());
+        c.gitlab.token = Some(GL_TOKEN.into());
+        c.gitlab.api_url = c.github.api_url.clone();
+        c.repos.push(pipeguard_server::tenants::RepoConfig {
+            platform: "gitlab".into(),
+            name: "grp/*".into(),
+            scale: Some(pipeguard_server::tenants::Trigger {
+                inputs: [("RUNNER_TAG".to_string(), "saas-linux-xlarge".to_string())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    })
+    .await;
+    mount_pipeline(
+        &app.github,
+        120,
+        &[(920, "test", "failed", "script_failure", OOM_TRACE)],
+    )
+    .await;
+    new_pipeline(
+        121,
+        json!([{"key": "RUNNER_TAG", "value": "saas-linux-xlarge"}]),
+    )
+    .expect(1)
+    .mount(&app.github)
+    .await;
+    retry_pipeline(120).expect(0).mount(&app.github).await;
+    let failed = pipeline_hook(
+        120,
+        "failed",
+        &[(920, "test", "test", "failed", "script_failure")],
+    )
+    .to_string();
+    let id = session_id_in(
+        &post(&app, "Pipeline Hook", "uuid-oom-1", GL_SECRET, &failed)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let s = app.wait_status(&id, "verifying").await;
+    assert_eq!(s["category"], "out_of_memory", "{s:#}");
+    assert_eq!(s["current_run"], "121");
+    let ok = pipeline_hook(121, "success", &[(930, "test", "test", "success", "")]).to_string();
+    let r = post(&app, "Pipeline Hook", "uuid-oom-2", GL_SECRET, &ok).await;
+    assert_eq!(r.status(), 202);
+    app.wait_status(&id, "healed").await;
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_checkout_reruns_on_a_fresh_clone() {
+    let app = start().await;
+    mount_pipeline(
+        &app.github,
+        130,
+        &[(
+            940,
+            "install",
+            "failed",
+            "script_failure",
+            CORRUPT_CHECKOUT_TRACE,
+        )],
+    )
+    .await;
+    new_pipeline(131, json!([{"key": "GIT_STRATEGY", "value": "clone"}]))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let failed = pipeline_hook(
+        130,
+        "failed",
+        &[(940, "install", "test", "failed", "script_failure")],
+    )
+    .to_string();
+    let id = session_id_in(
+        &post(&app, "Pipeline Hook", "uuid-ac-1", GL_SECRET, &failed)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let s = app.wait_status(&id, "verifying").await;
+    // No cache variable is configured, so a fresh clone stands in for clearing caches.
+    assert_eq!(s["category"], "cache_corruption", "{s:#}");
+    assert_eq!(s["strategy"], "reset_environment", "{s:#}");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}

@@ -96,11 +96,19 @@ async fn malformed_wrong_type_and_oversized_bodies_are_rejected_cleanly() {
     assert_eq!(r.status(), 400);
     let r = send(
         workflow_run(52, 1, "failure", "CI").to_string(),
-        "application/x-www-form-urlencoded",
+        "text/plain",
     )
     .await
     .unwrap();
     assert_eq!(r.status(), 415);
+    // A form body without GitHub's `payload` field.
+    let r = send(
+        workflow_run(52, 1, "failure", "CI").to_string(),
+        "application/x-www-form-urlencoded",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let r = send(big, "application/json").await.unwrap();
     assert_eq!(r.status(), 413);
@@ -273,5 +281,45 @@ async fn ansible_callback_reports_are_authenticated_and_diagnosed() {
         .as_str()
         .unwrap()
         .contains("Connection reset by peer")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn form_encoded_deliveries_are_verified_over_the_form_and_parsed_from_payload() {
+    let app = TestApp::start().await;
+    mount_run(
+        &app.github,
+        61,
+        1,
+        &[(6101, "test", "failure", COMPILE_LOG)],
+    )
+    .await;
+    let json = workflow_run(61, 1, "failure", "CI").to_string();
+    let encoded: String = json
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let form = format!("payload={encoded}");
+    let post = |sig: String| {
+        app.http
+            .post(format!("{}/webhooks/github", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-github-event", "workflow_run")
+            .header("x-github-delivery", "form-1")
+            .header("x-hub-signature-256", sig)
+            .body(form.clone())
+            .send()
+    };
+    // Signed over the decoded JSON instead of the form body: not what GitHub signs.
+    let r = post(sign(json.as_bytes())).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post(sign(form.as_bytes())).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = session_id(r).await;
+    let s = app.wait_status(&id, "escalated").await;
+    assert_eq!(s["category"], "compilation_error");
     app.stop().await;
 }

@@ -281,3 +281,63 @@ async fn a_deploy_job_waits_for_approval_instead_of_being_rebuilt() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+#[tokio::test]
+async fn a_corrupt_cache_rebuilds_on_a_wiped_workspace_with_the_configured_parameter() {
+    let app = TestApp::start_with(|c| {
+        c.jenkins.webhook_secret = Some(J_SECRET.into());
+        c.jenkins.user = Some("pg".into());
+        c.jenkins.token = Some("jt-token".into());
+        c.jenkins.api_url = format!("{}/jenkins/", c.github.api_url);
+        c.repos.push(pipeguard_server::tenants::RepoConfig {
+            platform: "jenkins".into(),
+            name: "team/api".into(),
+            reset: Some(pipeguard_server::tenants::Trigger {
+                inputs: [("WIPE_WORKSPACE".to_string(), "true".to_string())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    })
+    .await;
+    let log = "[Pipeline] sh\n+ ./gradlew build\n\
+               java.util.zip.ZipException: invalid LOC header (bad signature)\n\
+               FAILURE: Build failed with an exception.\nFinished: FAILURE\n";
+    mount_build(
+        &app.github,
+        "team/api",
+        30,
+        log,
+        json!([{"_class": "hudson.model.StringParameterValue", "name": "TARGET", "value": "staging"}]),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/jenkins/crumbIssuer/api/json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"crumb": "c0ffee", "crumbRequestField": "Jenkins-Crumb"})),
+        )
+        .mount(&app.github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/jenkins/job/team/job/api/buildWithParameters"))
+        .and(body_string("TARGET=staging&WIPE_WORKSPACE=true"))
+        .and(header("jenkins-crumb", "c0ffee"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let r = post(
+        &app,
+        Some(J_SECRET),
+        "",
+        &notification("team/api", 30, "COMPLETED", "FAILURE"),
+    )
+    .await;
+    let id = session_id(r).await;
+    let s = app.wait_status(&id, "verifying").await;
+    assert_eq!(s["category"], "cache_corruption", "{s:#}");
+    assert_eq!(s["strategy"], "reset_environment", "{s:#}");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}

@@ -1,0 +1,135 @@
+//! Telling people: when a session is escalated, failed or waits for approval, each
+//! configured channel gets the evidence. Sending runs as a queued job, so a channel that is
+//! down is tried again and a restart loses nothing.
+
+use crate::tenants::NotifyConfig;
+use hmac::{Hmac, Mac};
+use pipeguard_platforms::http::{client, send};
+use pipeguard_platforms::PlatformError;
+use pipeguard_store::SessionRecord;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::Duration;
+
+pub struct Notifier {
+    http: reqwest::Client,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Notifier::new()
+    }
+}
+
+/// The evidence lines of a session's diagnosis, as stored.
+fn evidence(s: &SessionRecord) -> Vec<String> {
+    s.diagnosis
+        .as_ref()
+        .and_then(|d| d["evidence"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["text"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The generic webhook body: the session's facts and the evidence.
+pub fn generic_payload(s: &SessionRecord) -> Value {
+    json!({
+        "event": format!("session.{}", s.status),
+        "session": {
+            "id": s.id,
+            "platform": s.platform,
+            "repository": s.repository,
+            "run_id": s.run_id,
+            "workflow": s.workflow,
+            "head_sha": s.head_sha,
+            "url": s.event.url,
+            "status": s.status,
+            "category": s.category,
+            "confidence": s.confidence,
+            "strategy": s.strategy,
+            "heal_attempts": s.heal_attempts,
+            "reason": s.reason,
+            "evidence": evidence(s),
+        },
+        "api": format!("/api/v1/sessions/{}", s.id),
+    })
+}
+
+/// A Slack incoming-webhook body (`text` for notifications, `blocks` for the message).
+pub fn slack_payload(s: &SessionRecord) -> Value {
+    let what = match s.status.as_str() {
+        "awaiting_approval" => "waits for approval",
+        "failed" => "could not be healed",
+        _ => "needs a human",
+    };
+    let run = match &s.event.url {
+        Some(u) => format!("<{u}|{} run {}>", s.workflow, s.run_id),
+        None => format!("{} run {}", s.workflow, s.run_id),
+    };
+    let headline = format!("pipeguard: {} {run} on {} {what}", s.repository, s.platform);
+    let mut detail = format!(
+        "*{}* ({})\n{}",
+        s.category.as_deref().unwrap_or("unknown"),
+        s.confidence
+            .map(|c| format!("confidence {c:.2}"))
+            .unwrap_or_default(),
+        s.reason.as_deref().unwrap_or("")
+    );
+    let ev = evidence(s);
+    if !ev.is_empty() {
+        // Slack caps a section's text at 3000 characters.
+        let lines: String = ev.join("\n").chars().take(2500).collect();
+        detail.push_str(&format!("\n```{lines}```"));
+    }
+    json!({
+        "text": headline,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": detail}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("session `{}`", s.id)}]},
+        ],
+    })
+}
+
+impl Notifier {
+    pub fn new() -> Notifier {
+        Notifier { http: client() }
+    }
+
+    /// The shared client, also used for custom strategies' HTTP calls.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends one session's news to one channel.
+    pub async fn send(&self, ch: &NotifyConfig, s: &SessionRecord) -> Result<(), PlatformError> {
+        let body = if ch.kind == "slack" {
+            slack_payload(s)
+        } else {
+            generic_payload(s)
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let signature = ch.secret.as_ref().map(|secret| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes any key length");
+            mac.update(&bytes);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        });
+        send("notify", 3, Duration::from_millis(500), || {
+            let mut b = self
+                .http
+                .post(&ch.url)
+                .header("Content-Type", "application/json")
+                .body(bytes.clone());
+            if let Some(sig) = &signature {
+                b = b.header("X-Pipeguard-Signature-256", sig);
+            }
+            b
+        })
+        .await
+        .map(|_| ())
+    }
+}

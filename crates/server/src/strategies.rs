@@ -1,0 +1,374 @@
+//! Carrying out the strategies beyond a plain retry: a bigger runner, fresh caches, a clean
+//! workspace, and user-defined fixes. What each platform allows is decided by its API
+//! (`Ci::can_rerun_with`, `Ci::can_clear_caches`) and the repository's configuration.
+
+use crate::tenants::{render, CustomStrategy, RepoConfig, Trigger};
+use crate::Shared;
+use pipeguard_core::event::FailedJob;
+use pipeguard_core::event::Platform;
+use pipeguard_core::policy::{
+    Capabilities, Decision, HealPlan, PlanStep, Risk, StepKind, Strategy,
+};
+use pipeguard_core::{safety, Category};
+use pipeguard_platforms::{Ci, PlatformError};
+use pipeguard_store::SessionRecord;
+use std::time::Duration;
+
+/// Longest a fix command may run before it is killed and the heal escalated.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a strategy did on the platform.
+pub struct Acted {
+    pub detail: String,
+    /// A new run the heal started, whose outcome is the heal's.
+    pub new_run: Option<String>,
+}
+
+fn repo<'a>(st: &'a Shared, s: &SessionRecord) -> Option<&'a RepoConfig> {
+    st.repo(Platform::parse(&s.platform)?, &s.repository)
+        .map(|(_, r)| r)
+}
+
+fn has_inputs(t: Option<&Trigger>) -> bool {
+    t.is_some_and(|t| !t.inputs.is_empty())
+}
+
+fn reset_command(r: Option<&RepoConfig>) -> Option<&Vec<String>> {
+    r.and_then(|r| r.reset.as_ref())
+        .and_then(|t| t.command.as_ref())
+}
+
+/// Adds what the repository's configuration makes possible to the platform's abilities.
+pub fn widen(st: &Shared, s: &SessionRecord, ci: &dyn Ci, caps: &mut Capabilities) {
+    let r = repo(st, s);
+    let rerun = ci.can_rerun_with();
+    let gitlab = ci.platform() == Platform::Gitlab;
+    caps.scale_resources |= rerun && has_inputs(r.and_then(|r| r.scale.as_ref()));
+    caps.clear_cache |=
+        ci.can_clear_caches() || (rerun && r.and_then(|r| r.cache.variable.as_ref()).is_some());
+    // GitLab can always ask for a fresh clone; elsewhere a reset must be configured.
+    caps.reset_environment |= (caps.retry && reset_command(r).is_some())
+        || (rerun && (gitlab || has_inputs(r.and_then(|r| r.reset.as_ref()))));
+}
+
+/// A command fix's argv for this session, templated element by element (never through a
+/// shell, so a branch name cannot become code).
+fn argv(cmd: &[String], s: &SessionRecord, category: &str) -> Vec<String> {
+    cmd.iter()
+        .map(|a| render(a, &s.event, category, &s.id, false))
+        .collect()
+}
+
+/// The user-defined fixes that apply to this session's failure.
+fn custom<'a>(st: &'a Shared, s: &SessionRecord, category: Category) -> Vec<&'a CustomStrategy> {
+    st.config
+        .strategies
+        .iter()
+        .filter(|c| c.applies(category, &s.repository))
+        .collect()
+}
+
+/// Puts the fixes that run before the re-run into the plan, each with its safety risk. A
+/// high-risk command makes the plan wait for approval; a refused one escalates it.
+pub fn add_fixes(st: &Shared, s: &SessionRecord, category: Category, plan: &mut HealPlan) {
+    if !matches!(plan.decision, Decision::Act | Decision::AwaitApproval) {
+        return;
+    }
+    let cat = category.to_string();
+    let mut fixes: Vec<(String, Risk, String)> = Vec::new();
+    for c in custom(st, s, category) {
+        match (&c.http, &c.command) {
+            (Some(h), _) => fixes.push((
+                c.name.clone(),
+                Risk::Low,
+                format!("{} {}", h.method.to_ascii_uppercase(), h.url),
+            )),
+            (None, Some(cmd)) => {
+                let argv = argv(cmd, s, &cat);
+                let a = safety::assess(&argv);
+                fixes.push((
+                    c.name.clone(),
+                    a.level,
+                    format!("{} ({})", argv.join(" "), a.reason),
+                ));
+            }
+            (None, None) => {}
+        }
+    }
+    if plan.strategy == Strategy::ResetEnvironment {
+        if let Some(cmd) = reset_command(repo(st, s)) {
+            let argv = argv(cmd, s, &cat);
+            let a = safety::assess(&argv);
+            fixes.push((
+                "reset".into(),
+                a.level,
+                format!("{} ({})", argv.join(" "), a.reason),
+            ));
+        }
+    }
+    for (name, risk, what) in fixes {
+        if risk == Risk::Refused {
+            let reason = format!("fix {name} refused by the safety assessment: {what}");
+            *plan = HealPlan {
+                decision: Decision::Escalate,
+                strategy: Strategy::Escalate,
+                steps: vec![PlanStep {
+                    kind: StepKind::Escalate,
+                    strategy: Strategy::Escalate,
+                    risk,
+                    reason: reason.clone(),
+                    delay_seconds: 0,
+                }],
+                reason,
+            };
+            return;
+        }
+        if risk >= Risk::High && plan.decision == Decision::Act {
+            plan.decision = Decision::AwaitApproval;
+            plan.reason = format!(
+                "{}; fix {name} is high-risk, so a human must approve",
+                plan.reason
+            );
+        }
+        let at = plan
+            .steps
+            .iter()
+            .position(|p| p.kind == StepKind::Retry)
+            .unwrap_or(plan.steps.len());
+        plan.steps.insert(
+            at,
+            PlanStep {
+                kind: StepKind::Fix,
+                strategy: plan.strategy,
+                risk,
+                reason: format!("{name}: {what}"),
+                delay_seconds: 0,
+            },
+        );
+    }
+}
+
+/// Runs a command fix with a time limit; its output's tail explains a failure.
+async fn run_command(argv: &[String]) -> Result<String, PlatformError> {
+    let a = safety::assess(argv);
+    if a.level == Risk::Refused {
+        return Err(PlatformError::Permanent(format!(
+            "refused by the safety assessment: {}",
+            a.reason
+        )));
+    }
+    let out = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| PlatformError::Permanent(format!("{} timed out", argv[0])))?
+    .map_err(|e| PlatformError::Permanent(format!("cannot run {}: {e}", argv[0])))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let tail: String = text
+        .lines()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if out.status.success() {
+        Ok(format!("{} exited 0", argv.join(" ")))
+    } else {
+        Err(PlatformError::Permanent(format!(
+            "{} failed ({}): {tail}",
+            argv.join(" "),
+            out.status
+        )))
+    }
+}
+
+async fn run_http(
+    st: &Shared,
+    c: &CustomStrategy,
+    s: &SessionRecord,
+) -> Result<String, PlatformError> {
+    let Some(h) = &c.http else {
+        return Ok(String::new());
+    };
+    let cat = s.category.clone().unwrap_or_default();
+    let url = render(&h.url, &s.event, &cat, &s.id, false);
+    let body = h
+        .body
+        .as_ref()
+        .map(|b| render(b, &s.event, &cat, &s.id, true));
+    let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
+        .map_err(|e| PlatformError::Permanent(format!("bad method: {e}")))?;
+    pipeguard_platforms::http::send(&c.name, 3, Duration::from_millis(500), || {
+        let mut b = st.notifier.http().request(method.clone(), &url);
+        for (k, v) in &h.headers {
+            b = b.header(k, v);
+        }
+        if let Some(body) = &body {
+            b = b
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+        }
+        b
+    })
+    .await?;
+    Ok(format!("{method} {url}"))
+}
+
+/// How a fix is carried out.
+enum FixCall<'a> {
+    Http(&'a CustomStrategy),
+    Command(Vec<String>),
+}
+
+/// Runs the plan's custom fixes once per heal attempt, before the re-run.
+pub async fn run_fixes(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(), PlatformError> {
+    let store_err =
+        |e: pipeguard_store::StoreError| PlatformError::Transient(format!("store: {e}"));
+    let category: Category = s
+        .category
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(Category::Unknown);
+    let cat = category.to_string();
+    let mut fixes: Vec<(String, FixCall)> = custom(st, s, category)
+        .into_iter()
+        .map(|c| {
+            let call = match &c.command {
+                Some(cmd) => FixCall::Command(argv(cmd, s, &cat)),
+                None => FixCall::Http(c),
+            };
+            (c.name.clone(), call)
+        })
+        .collect();
+    if s.strategy.as_deref() == Some(Strategy::ResetEnvironment.as_str()) {
+        if let Some(cmd) = reset_command(repo(st, s)) {
+            fixes.push(("reset".into(), FixCall::Command(argv(cmd, s, &cat))));
+        }
+    }
+    for (name, call) in fixes {
+        let target = format!("fix:{name}");
+        if !st
+            .store
+            .claim_action(&s.id, attempt, &target, "fix")
+            .await
+            .map_err(store_err)?
+        {
+            continue;
+        }
+        let result = match call {
+            FixCall::Command(argv) => run_command(&argv).await,
+            FixCall::Http(c) => run_http(st, c, s).await,
+        };
+        match result {
+            Ok(detail) => st
+                .store
+                .finish_action(&s.id, attempt, &target, "done", &detail)
+                .await
+                .map_err(store_err)?,
+            Err(e) => {
+                st.store
+                    .finish_action(&s.id, attempt, &target, "error", &e.to_string())
+                    .await
+                    .map_err(store_err)?;
+                if matches!(e, PlatformError::Transient(_)) {
+                    st.store
+                        .release_action(&s.id, attempt, &target)
+                        .await
+                        .map_err(store_err)?;
+                }
+                return Err(match e {
+                    PlatformError::Transient(m) => {
+                        PlatformError::Transient(format!("fix {name}: {m}"))
+                    }
+                    other => PlatformError::Permanent(format!("fix {name}: {other}")),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carries out `strategy` on the platform.
+pub async fn act(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: &dyn Ci,
+    strategy: Strategy,
+    jobs: &[FailedJob],
+    all_failed: bool,
+) -> Result<Acted, PlatformError> {
+    let r = repo(st, s);
+    let retry = || async {
+        ci.retry(&s.event, jobs, all_failed)
+            .await
+            .map(|detail| Acted {
+                detail,
+                new_run: None,
+            })
+    };
+    let rerun = |workflow: Option<String>, inputs: Vec<(String, String)>| async move {
+        ci.rerun_with(&s.event, workflow.as_deref(), &inputs)
+            .await
+            .map(|r| Acted {
+                detail: r.detail,
+                new_run: r.new_run_id,
+            })
+    };
+    let inputs = |t: Option<&Trigger>| -> Vec<(String, String)> {
+        t.map(|t| {
+            t.inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    match strategy {
+        Strategy::ScaleResources => {
+            let scale = r.and_then(|r| r.scale.as_ref());
+            rerun(scale.and_then(|t| t.workflow.clone()), inputs(scale)).await
+        }
+        Strategy::ClearCache if ci.can_clear_caches() => {
+            let prefix = r.and_then(|r| r.cache.key_prefix.as_deref());
+            let cleared = ci.clear_caches(&s.event, prefix).await?;
+            let done = retry().await?;
+            Ok(Acted {
+                detail: format!("{cleared}; {}", done.detail),
+                new_run: done.new_run,
+            })
+        }
+        Strategy::ClearCache => {
+            let variable = r
+                .and_then(|r| r.cache.variable.clone())
+                .ok_or_else(|| PlatformError::NotConfigured("no cache variable".into()))?;
+            // A value no earlier run used gives the jobs an empty cache.
+            let fresh = format!(
+                "pipeguard-{}-{}",
+                &s.id[..8.min(s.id.len())],
+                s.heal_attempts + 1
+            );
+            let workflow = r
+                .and_then(|r| r.scale.as_ref().or(r.reset.as_ref()))
+                .and_then(|t| t.workflow.clone());
+            rerun(workflow, vec![(variable, fresh)]).await
+        }
+        Strategy::ResetEnvironment if reset_command(r).is_some() => retry().await,
+        Strategy::ResetEnvironment => {
+            let reset = r.and_then(|r| r.reset.as_ref());
+            let mut vars = inputs(reset);
+            if ci.platform() == Platform::Gitlab && !vars.iter().any(|(k, _)| k == "GIT_STRATEGY") {
+                vars.push(("GIT_STRATEGY".into(), "clone".into()));
+            }
+            rerun(reset.and_then(|t| t.workflow.clone()), vars).await
+        }
+        _ => retry().await,
+    }
+}
