@@ -38,6 +38,14 @@ enum Command {
     Ansible(cmd::ansible::CmdArgs),
     /// List the hosts and facts pipeguard knows.
     Hosts(cmd::hosts::CmdArgs),
+    /// Flaky tests seen by a server, most costly first; `flaky quarantine add|remove|list`.
+    Flaky(cmd::flaky::CmdArgs),
+    /// Tell a server what a session's failure really was (trains its learned classifier).
+    Verdict(cmd::verdict::CmdArgs),
+    /// Replay a trace of failed runs through pipeguard and two baselines, or generate one.
+    Simulate(cmd::simulate::CmdArgs),
+    /// Re-decide the stored sessions with a candidate policy and show what would change.
+    Backtest(cmd::backtest::CmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +61,10 @@ fn main() -> ExitCode {
         Command::Assess(a) => cmd::assess::run(a),
         Command::Ansible(a) => cmd::ansible::run(a),
         Command::Hosts(a) => cmd::hosts::run(a),
+        Command::Flaky(a) => cmd::flaky::run(a),
+        Command::Verdict(a) => cmd::verdict::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Backtest(a) => cmd::backtest::run(a),
     };
     match result {
         Ok(code) => code,

@@ -3,10 +3,14 @@
 pub mod analyze;
 pub mod ansible;
 pub mod assess;
+pub mod backtest;
 pub mod bench;
 pub mod eval;
+pub mod flaky;
 pub mod hosts;
 pub mod report;
 pub mod run;
 pub mod serve;
 pub mod signatures;
+pub mod simulate;
+pub mod verdict;
