@@ -149,7 +149,8 @@ pub fn to_jsonl(runs: &[TraceRun]) -> String {
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub policy: Policy,
-    /// What the executor can do; today's platform clients only re-run.
+    /// What the executor can do: re-run, and (as for a repository with a `scale` mapping on a
+    /// platform with a cache API or cache-key variable) scale and clear caches.
     pub caps: Capabilities,
     /// Minutes a deploy waits for a person to approve its re-run.
     pub approval_minutes: f64,
@@ -165,6 +166,8 @@ impl Default for SimConfig {
             policy: Policy::default(),
             caps: Capabilities {
                 retry: true,
+                scale_resources: true,
+                clear_cache: true,
                 ..Default::default()
             },
             approval_minutes: 30.0,
@@ -428,19 +431,24 @@ fn replay_pipeguard(
     learn: bool,
 ) -> Vec<Outcome> {
     let mut stats: HashMap<(String, Strategy), ArmStats> = HashMap::new();
+    // The repository's record per category, as the worker's `category_stats`.
+    let mut by_category: HashMap<(String, Category, Strategy), ArmStats> = HashMap::new();
     runs.iter()
         .zip(diagnoses)
         .map(|(run, diag)| {
             let ev = event(run);
             let mut o = Outcome::default();
             let mut attempts = 0u32;
+            // Scaling and cache clearing happen once per run, as in the worker.
+            let mut caps = cfg.caps.clone();
             loop {
-                let mut plan = cfg.policy.plan(diag, &ev, &cfg.caps, attempts);
+                let mut plan = cfg.policy.plan(diag, &ev, &caps, attempts);
                 if learn && plan.strategy.acts() {
                     let key = (diag.fingerprint.clone(), plan.strategy);
+                    let cat_key = (run.repository.clone(), diag.category, plan.strategy);
                     let learned = Learned {
                         fingerprint: stats.get(&key).copied().unwrap_or_default(),
-                        ..Default::default()
+                        category: by_category.get(&cat_key).copied().unwrap_or_default(),
                     };
                     plan = learning::apply(plan, &learned);
                 }
@@ -461,14 +469,20 @@ fn replay_pipeguard(
                         o.time_to_green += delay_minutes;
                         let passed = run.attempt_passes(plan.strategy, attempts);
                         o.rerun(run, passed);
+                        if plan.strategy != Strategy::Retry {
+                            caps.used.push(plan.strategy);
+                        }
                         let key = (diag.fingerprint.clone(), plan.strategy);
+                        let cat_key = (run.repository.clone(), diag.category, plan.strategy);
                         if passed {
                             stats.entry(key).or_default().healed += 1;
+                            by_category.entry(cat_key).or_default().healed += 1;
                             break;
                         }
                         // The worker marks the session failed once the budget is spent.
                         if attempts >= cfg.policy.max_attempts {
                             stats.entry(key).or_default().failed += 1;
+                            by_category.entry(cat_key).or_default().failed += 1;
                             o.hand_to_person(run);
                             break;
                         }
@@ -631,6 +645,32 @@ mod tests {
         let curve = &r.learning_curve;
         assert!(curve[1].pipeguard_wasted_minutes < curve[0].pipeguard_wasted_minutes);
         assert_eq!(curve[1].pipeguard_wasted_minutes, 0.0);
+    }
+
+    #[test]
+    fn out_of_memory_is_scaled_once_and_heals_where_a_plain_rerun_would_not() {
+        let oom = "   Compiling app v0.1.0\nerror: could not compile `app` (lib)\nCaused by:\n  process didn't exit successfully: `rustc --crate-name app` (signal: 9, SIGKILL: kill)\n";
+        let mut scaled = run(1, Category::OutOfMemory, oom, None);
+        scaled.remedy_passes = Some(true);
+        let mut hopeless = run(2, Category::OutOfMemory, oom, None);
+        hopeless.remedy_passes = Some(false);
+        let runs = vec![scaled, hopeless];
+        let r = simulate(&runs, &Analyzer::builtin(), &SimConfig::default());
+        let p = r.arm(Arm::Pipeguard);
+        assert_eq!(p.healed, 1, "the bigger runner heals the first");
+        assert_eq!(
+            p.reruns, 2,
+            "one scaled run each; the second is not scaled again"
+        );
+        let retry_only = SimConfig {
+            caps: Capabilities {
+                retry: true,
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        };
+        let r = simulate(&runs, &Analyzer::builtin(), &retry_only);
+        assert_eq!(r.arm(Arm::Pipeguard).healed, 0);
     }
 
     #[test]
