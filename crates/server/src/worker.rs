@@ -85,6 +85,7 @@ async fn handle(st: Shared, job: Job) {
         "outcome" => outcome_job(st, &job).await,
         "verify" => verify(st, &job).await,
         "notify" => notify(st, &job).await,
+        "passed_later" => passed_later(st, &job).await,
         other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
     };
     let done = match result {
@@ -736,4 +737,23 @@ async fn capabilities(
         .filter_map(|a| Strategy::parse(&a.kind))
         .collect();
     Ok(caps)
+}
+
+/// A run handed to people passed on a later attempt of the same commit: by definition its
+/// failing tests are flaky, which the next failure of those tests will benefit from.
+async fn passed_later(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if !matches!(s.status, S::Escalated | S::Failed) {
+        return Ok(());
+    }
+    crate::flaky::human_says_flaky(st, &s).await?;
+    let attempt = job.payload["attempt"].as_i64().unwrap_or(0);
+    st.store
+        .note(
+            &s.id,
+            s.status,
+            &format!("attempt {attempt} passed on the same commit: its failing tests were flaky"),
+        )
+        .await?;
+    Ok(())
 }

@@ -237,3 +237,56 @@ async fn bad_flaky_and_quarantine_requests_are_json_4xx() {
         .is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_escalated_run_that_passes_when_re_run_by_a_person_makes_its_tests_flaky() {
+    let app = TestApp::start().await;
+    let test = "api::tests::races_the_clock";
+    let id = failing_run(&app, 70, test, 0).await;
+    app.wait_status(&id, "escalated").await;
+    let before = flaky_list(&app, &format!("?repository={REPO}")).await;
+    assert!(
+        before.iter().all(|t| t["flaky_failures"] == 0),
+        "{before:#?}"
+    );
+    // Someone re-runs it by hand and it passes on the same commit.
+    let r = app
+        .post_github(
+            "workflow_run",
+            "f-70-ok",
+            &workflow_run(70, 2, "success", "CI"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "passed_later", "{body}");
+    let mut flaky = Vec::new();
+    for _ in 0..100 {
+        flaky = flaky_list(&app, &format!("?repository={REPO}")).await;
+        if flaky
+            .iter()
+            .any(|t| t["test"] == test && t["flaky_failures"] == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        flaky
+            .iter()
+            .any(|t| t["test"] == test && t["flaky_failures"] == 1),
+        "{flaky:#?}"
+    );
+    let s = app.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(
+        s["status"], "escalated",
+        "the session stays as it was: {s:#}"
+    );
+    assert!(
+        s["timeline"]
+            .to_string()
+            .contains("passed on the same commit"),
+        "{s:#}"
+    );
+    app.stop().await;
+}

@@ -274,6 +274,25 @@ impl Store {
                     Some(s.id),
                 )
             }
+            // A run pipeguard handed to people went green on a later attempt of the same run
+            // (same commit): its failing tests were flaky.
+            (Intake::Success { .. }, Some(s))
+                if matches!(s.status, SessionStatus::Escalated | SessionStatus::Failed) =>
+            {
+                enqueue_in(
+                    &mut tx,
+                    &s.id,
+                    "passed_later",
+                    &json!({"attempt": attempt}),
+                    now,
+                )
+                .await?;
+                (
+                    202,
+                    json!({"session_id": s.id, "status": "passed_later"}),
+                    Some(s.id),
+                )
+            }
             // A run a heal started, once its session is closed: never a new heal of its own.
             (_, Some(s)) if is_linked => (
                 202,
