@@ -1,7 +1,7 @@
 //! Learning from outcomes: how often a strategy healed a failure fingerprint, as a Beta
 //! posterior whose prior is the built-in policy's belief that transient failures heal.
 
-use crate::policy::{Decision, HealPlan, PlanStep, Risk, StepKind, Strategy};
+use crate::policy::{Decision, HealPlan};
 use serde::{Deserialize, Serialize};
 
 /// Outcomes of one arm (a strategy on a fingerprint, or on a category).
@@ -56,7 +56,7 @@ pub fn apply(plan: HealPlan, learned: &Learned) -> HealPlan {
             rate,
             MIN_HEAL_RATE
         );
-        return escalated(reason);
+        return HealPlan::escalated(reason);
     }
     // A failure not seen often enough is judged by its category's record in the repository.
     let cat = learned.category;
@@ -70,7 +70,7 @@ pub fn apply(plan: HealPlan, learned: &Learned) -> HealPlan {
             cat_rate,
             MIN_HEAL_RATE
         );
-        return escalated(reason);
+        return HealPlan::escalated(reason);
     }
     let mut plan = plan;
     if fp.trials() >= MIN_TRIALS {
@@ -84,24 +84,10 @@ pub fn apply(plan: HealPlan, learned: &Learned) -> HealPlan {
     plan
 }
 
-fn escalated(reason: String) -> HealPlan {
-    HealPlan {
-        decision: Decision::Escalate,
-        strategy: Strategy::Escalate,
-        steps: vec![PlanStep {
-            kind: StepKind::Escalate,
-            strategy: Strategy::Escalate,
-            risk: Risk::Low,
-            reason: reason.clone(),
-            delay_seconds: 0,
-        }],
-        reason,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Strategy;
 
     fn act() -> HealPlan {
         HealPlan {

@@ -125,6 +125,24 @@ pub struct HealPlan {
     pub reason: String,
 }
 
+impl HealPlan {
+    /// A plan that hands the failure to a human with `reason`.
+    pub fn escalated(reason: String) -> HealPlan {
+        HealPlan {
+            decision: Decision::Escalate,
+            strategy: Strategy::Escalate,
+            steps: vec![PlanStep {
+                kind: StepKind::Escalate,
+                strategy: Strategy::Escalate,
+                risk: Risk::Low,
+                reason: reason.clone(),
+                delay_seconds: 0,
+            }],
+            reason,
+        }
+    }
+}
+
 /// Settings the plan depends on; built from configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -367,18 +385,7 @@ impl Policy {
 }
 
 fn escalate(reason: String) -> HealPlan {
-    HealPlan {
-        decision: Decision::Escalate,
-        strategy: Strategy::Escalate,
-        steps: vec![PlanStep {
-            kind: StepKind::Escalate,
-            strategy: Strategy::Escalate,
-            risk: Risk::Low,
-            reason: reason.clone(),
-            delay_seconds: 0,
-        }],
-        reason,
-    }
+    HealPlan::escalated(reason)
 }
 
 #[cfg(test)]

@@ -109,18 +109,8 @@ pub fn add_fixes(st: &Shared, s: &SessionRecord, category: Category, plan: &mut 
     for (name, risk, what) in fixes {
         if risk == Risk::Refused {
             let reason = format!("fix {name} refused by the safety assessment: {what}");
-            *plan = HealPlan {
-                decision: Decision::Escalate,
-                strategy: Strategy::Escalate,
-                steps: vec![PlanStep {
-                    kind: StepKind::Escalate,
-                    strategy: Strategy::Escalate,
-                    risk,
-                    reason: reason.clone(),
-                    delay_seconds: 0,
-                }],
-                reason,
-            };
+            *plan = HealPlan::escalated(reason);
+            plan.steps[0].risk = risk;
             return;
         }
         if risk >= Risk::High && plan.decision == Decision::Act {
