@@ -41,17 +41,31 @@ fn rerun_failed(run: u64) -> Mock {
         .respond_with(ResponseTemplate::new(201))
 }
 
-#[tokio::test]
-async fn out_of_memory_dispatches_a_bigger_runner_once_then_escalates() {
+/// An app whose repository scales by dispatching `ci.yml` with a `runner` input, and a run
+/// `run` that ran out of memory.
+async fn scaling_app(runner: &str, run: u64) -> TestApp {
+    let runner = runner.to_string();
     let app = TestApp::start_with(|c| {
         c.repos.push(repo(Some(Trigger {
             workflow: Some("ci.yml".into()),
-            inputs: [("runner".to_string(), "ubuntu-latest-16-cores".to_string())].into(),
+            inputs: [("runner".to_string(), runner)].into(),
             command: None,
         })))
     })
     .await;
-    mount_run(&app.github, 500, 1, &[(5001, "build", "failure", OOM_LOG)]).await;
+    mount_run(
+        &app.github,
+        run,
+        1,
+        &[(run * 10 + 1, "build", "failure", OOM_LOG)],
+    )
+    .await;
+    app
+}
+
+#[tokio::test]
+async fn out_of_memory_dispatches_a_bigger_runner_once_then_escalates() {
+    let app = scaling_app("ubuntu-latest-16-cores", 500).await;
     Mock::given(method("POST"))
         .and(path(format!(
             "/repos/{REPO}/actions/workflows/ci.yml/dispatches"
@@ -119,15 +133,7 @@ async fn out_of_memory_dispatches_a_bigger_runner_once_then_escalates() {
 
 #[tokio::test]
 async fn the_run_a_scale_started_closes_the_session_when_it_passes() {
-    let app = TestApp::start_with(|c| {
-        c.repos.push(repo(Some(Trigger {
-            workflow: Some("ci.yml".into()),
-            inputs: [("runner".to_string(), "large".to_string())].into(),
-            command: None,
-        })))
-    })
-    .await;
-    mount_run(&app.github, 510, 1, &[(5101, "build", "failure", OOM_LOG)]).await;
+    let app = scaling_app("large", 510).await;
     Mock::given(method("POST"))
         .and(path(format!(
             "/repos/{REPO}/actions/workflows/ci.yml/dispatches"

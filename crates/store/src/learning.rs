@@ -1,9 +1,42 @@
-//! Outcome records the policy learns from, beyond one fingerprint's.
+//! Outcome records the policy learns from: how often a strategy healed a failure
+//! fingerprint, or a category of failures in one repository.
 
 use crate::{Result, Store};
+use pipeguard_core::learning::ArmStats;
 use sqlx::Row;
 
+/// Healed and failed sessions among those `filter` selects (`$1`… bound to `binds`).
+async fn arm_stats(store: &Store, filter: &str, binds: &[&str]) -> Result<ArmStats> {
+    let sql = format!(
+        "SELECT SUM(CASE WHEN status = 'healed' THEN 1 ELSE 0 END) AS healed, \
+         SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed \
+         FROM sessions WHERE {filter}"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = q.bind(*b);
+    }
+    let row = q.fetch_one(store.pool()).await?;
+    let get = |c: &str| -> Result<u32> {
+        Ok(row.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u32)
+    };
+    Ok(ArmStats {
+        healed: get("healed")?,
+        failed: get("failed")?,
+    })
+}
+
 impl Store {
+    /// Heal outcomes of `strategy` on earlier sessions with this fingerprint.
+    pub async fn fingerprint_stats(&self, fingerprint: &str, strategy: &str) -> Result<ArmStats> {
+        arm_stats(
+            self,
+            "fingerprint = $1 AND strategy = $2",
+            &[fingerprint, strategy],
+        )
+        .await
+    }
+
     /// How often `strategy` healed failures of `category` in one repository: the evidence for
     /// a failure whose own fingerprint has too short a record.
     pub async fn category_stats(
@@ -12,25 +45,12 @@ impl Store {
         repository: &str,
         category: &str,
         strategy: &str,
-    ) -> Result<pipeguard_core::learning::ArmStats> {
-        let row = sqlx::query(
-            "SELECT SUM(CASE WHEN status = 'healed' THEN 1 ELSE 0 END) AS healed, \
-             SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed \
-             FROM sessions WHERE platform = $1 AND repository = $2 AND category = $3 \
-             AND strategy = $4",
+    ) -> Result<ArmStats> {
+        arm_stats(
+            self,
+            "platform = $1 AND repository = $2 AND category = $3 AND strategy = $4",
+            &[platform, repository, category, strategy],
         )
-        .bind(platform)
-        .bind(repository)
-        .bind(category)
-        .bind(strategy)
-        .fetch_one(self.pool())
-        .await?;
-        let get = |c: &str| -> Result<u32> {
-            Ok(row.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u32)
-        };
-        Ok(pipeguard_core::learning::ArmStats {
-            healed: get("healed")?,
-            failed: get("failed")?,
-        })
+        .await
     }
 }

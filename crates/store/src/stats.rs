@@ -132,28 +132,4 @@ impl Store {
             })
             .collect()
     }
-
-    /// Heal outcomes of `strategy` on earlier sessions with this fingerprint.
-    pub async fn fingerprint_stats(
-        &self,
-        fingerprint: &str,
-        strategy: &str,
-    ) -> Result<pipeguard_core::learning::ArmStats> {
-        let row = sqlx::query(
-            "SELECT SUM(CASE WHEN status = 'healed' THEN 1 ELSE 0 END) AS healed, \
-             SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed \
-             FROM sessions WHERE fingerprint = $1 AND strategy = $2",
-        )
-        .bind(fingerprint)
-        .bind(strategy)
-        .fetch_one(&self.pool)
-        .await?;
-        let get = |c: &str| -> Result<u32> {
-            Ok(row.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u32)
-        };
-        Ok(pipeguard_core::learning::ArmStats {
-            healed: get("healed")?,
-            failed: get("failed")?,
-        })
-    }
 }

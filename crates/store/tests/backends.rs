@@ -1,8 +1,9 @@
 //! The same store behaviour on SQLite and on PostgreSQL (a fresh database per run).
 
+mod common;
+
 use pipeguard_core::event::{FailureEvent, Platform};
 use pipeguard_store::{Intake, SessionStatus, Store, Transition};
-use sqlx::Connection;
 
 fn failure(run: &str, attempt: u32) -> Intake {
     Intake::Failure(FailureEvent {
@@ -86,14 +87,73 @@ async fn exercise(store: &Store) {
     let s = store.get_session(&id).await.unwrap().unwrap();
     assert_eq!(s.status, SessionStatus::Verifying);
     assert_eq!(store.list_sessions(10, 0).await.unwrap().len(), 1);
+    store.finish_job(job.id).await.unwrap();
+
+    // A run the heal started reports to this session: its failure is an outcome, not a heal
+    // of its own, and the session follows that run from now on.
+    let mut next = s.event.clone();
+    next.run_id = "2".into();
+    next.attempt = 0;
+    store
+        .follow_run(&id, Platform::Github, &next)
+        .await
+        .unwrap();
+    let linked = store
+        .intake(Platform::Github, "d4", failure("2", 1))
+        .await
+        .unwrap();
+    assert_eq!(linked.session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(linked.body["status"], "outcome");
+    let job = store.claim(60_000).await.unwrap().unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.session_id.as_str()),
+        ("outcome", id.as_str())
+    );
+    store.finish_job(job.id).await.unwrap();
+    assert_eq!(
+        store.get_session(&id).await.unwrap().unwrap().event.run_id,
+        "2"
+    );
+    assert_eq!(store.list_sessions(10, 0).await.unwrap().len(), 1);
+
+    // Outcome records: by fingerprint, and by category within a repository.
+    store
+        .update_session(
+            &id,
+            t(&[SessionStatus::Verifying], SessionStatus::Failed),
+            pipeguard_store::SessionUpdate {
+                category: Some("network".into()),
+                fingerprint: Some("fp1".into()),
+                strategy: Some("retry".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let fp = store.fingerprint_stats("fp1", "retry").await.unwrap();
+    assert_eq!((fp.healed, fp.failed), (0, 1));
+    let cat = store
+        .category_stats("github", "o/r", "network", "retry")
+        .await
+        .unwrap();
+    assert_eq!((cat.healed, cat.failed), (0, 1));
+    let other = store
+        .category_stats("github", "o/other", "network", "retry")
+        .await
+        .unwrap();
+    assert_eq!(other.trials(), 0);
+    // Once the session is closed, its linked run never starts a heal of its own.
+    let late = store
+        .intake(Platform::Github, "d5", failure("2", 2))
+        .await
+        .unwrap();
+    assert_eq!(late.session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(store.list_sessions(10, 0).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn sqlite_store_behaves() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap();
+    let (store, _dir) = common::sqlite().await;
     exercise(&store).await;
 }
 
@@ -125,32 +185,9 @@ async fn bad_urls_are_clear_errors() {
 
 #[tokio::test]
 async fn postgres_store_behaves() {
-    let admin = std::env::var("PIPEGUARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
-        Ok(c) => c,
-        // CI has PostgreSQL running, so there its absence is a failure, not a skip.
-        Err(e) if std::env::var("CI").is_err() => {
-            eprintln!("skipping: PostgreSQL not reachable at {admin}: {e}");
-            return;
-        }
-        Err(e) => panic!("PostgreSQL not reachable at {admin}: {e}"),
+    let Some(pg) = common::FreshPostgres::create().await else {
+        return;
     };
-    let name = format!("pipeguard_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => unreachable!(),
-    };
-    let store = Store::connect(&url).await.unwrap();
-    exercise(&store).await;
-    store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    exercise(&pg.store).await;
+    pg.drop_database().await;
 }

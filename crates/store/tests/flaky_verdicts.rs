@@ -1,7 +1,8 @@
 //! Flaky-test statistics, quarantine and verdicts on SQLite and PostgreSQL (fresh database).
 
+mod common;
+
 use pipeguard_store::{Observation, Store, VerdictRecord};
-use sqlx::Connection;
 
 fn tests(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -139,40 +140,15 @@ async fn exercise(store: &Store) {
 
 #[tokio::test]
 async fn sqlite_flaky_and_verdicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap();
+    let (store, _dir) = common::sqlite().await;
     exercise(&store).await;
 }
 
 #[tokio::test]
 async fn postgres_flaky_and_verdicts() {
-    let admin = std::env::var("PIPEGUARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").is_err() => {
-            eprintln!("skipping: PostgreSQL not reachable at {admin}: {e}");
-            return;
-        }
-        Err(e) => panic!("PostgreSQL not reachable at {admin}: {e}"),
+    let Some(pg) = common::FreshPostgres::create().await else {
+        return;
     };
-    let name = format!("pipeguard_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => unreachable!(),
-    };
-    let store = Store::connect(&url).await.unwrap();
-    exercise(&store).await;
-    store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    exercise(&pg.store).await;
+    pg.drop_database().await;
 }
