@@ -202,7 +202,7 @@ impl Capabilities {
             Strategy::HealHost | Strategy::ClearCache => Strategy::ResetEnvironment,
             _ => return None,
         };
-        (self.supports(alt) && !self.used.contains(&alt)).then_some(alt)
+        self.supports(alt).then_some(alt)
     }
 }
 
@@ -280,6 +280,12 @@ impl Policy {
         let mut fallback_note = String::new();
         if !caps.supports(strategy) {
             if let Some(alt) = caps.alternative(strategy) {
+                if caps.used.contains(&alt) {
+                    return escalate(format!(
+                        "{category} persisted after {} (done once for this run); a human should look",
+                        alt.as_str()
+                    ));
+                }
                 fallback_note = format!(
                     " ({} is not available here, so {})",
                     strategy.as_str(),
@@ -471,6 +477,15 @@ mod tests {
         // Without either, a plain retry, said so.
         let p = plan(Category::CacheCorruption, &caps(|_| {}));
         assert_eq!(p.strategy, Strategy::Retry);
+        // Nor is a workspace reset twice when it stands in for clearing caches.
+        let p = plan(
+            Category::CacheCorruption,
+            &caps(|c| {
+                c.reset_environment = true;
+                c.used = vec![Strategy::ResetEnvironment];
+            }),
+        );
+        assert_eq!(p.decision, Decision::Escalate);
         // A cache already cleared once does not get cleared again.
         let p = plan(
             Category::CacheCorruption,

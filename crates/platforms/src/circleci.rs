@@ -506,12 +506,17 @@ impl Circleci {
         })?;
         let body = json!({"branch": branch, "parameters": parameters});
         let url = self.url(&format!("/api/v2/project/{}/pipeline", ev.repository));
-        let r: Value = self
-            .call("trigger pipeline", reqwest::Method::POST, &url, Some(&body))
-            .await?
-            .json()
-            .await
-            .unwrap_or(Value::Null);
+        // Not repeated: a lost answer may hide a pipeline that started.
+        let r: Value = send("trigger pipeline", 1, self.cfg.http_backoff, || {
+            self.http
+                .post(&url)
+                .header("Circle-Token", self.cfg.token.as_deref().unwrap_or(""))
+                .json(&body)
+        })
+        .await?
+        .json()
+        .await
+        .unwrap_or(Value::Null);
         // Runs are keyed by pipeline and workflow name, as webhooks name them.
         let new_run_id = r["id"].as_str().map(|id| format!("{id}/{}", ev.workflow));
         Ok(Rerun {

@@ -437,7 +437,8 @@ impl Ci for Github {
             serde_json::json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
         let r = send(
             "dispatch workflow",
-            self.cfg.http_tries,
+            // Not repeated: a lost answer may hide a run that started.
+            1,
             self.cfg.http_backoff,
             || self.req(reqwest::Method::POST, &path).json(&body),
         )
@@ -467,24 +468,36 @@ impl Ci for Github {
                 "PIPEGUARD_GITHUB_TOKEN is not set; deleting caches needs actions:write".into(),
             ));
         }
-        let mut query = String::from("per_page=100");
-        if let Some(b) = &ev.branch {
-            query.push_str(&format!(
-                "&ref={}",
-                crate::gitlab::encode_component(&format!("refs/heads/{b}"))
-            ));
-        }
+        // Without a branch the whole repository's caches would match: refuse instead.
+        let branch = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failed run names no branch whose caches to clear".into())
+        })?;
+        let mut query = format!(
+            "per_page=100&ref={}",
+            crate::gitlab::encode_component(&format!("refs/heads/{branch}"))
+        );
         if let Some(k) = key_prefix.filter(|k| !k.is_empty()) {
             query.push_str(&format!("&key={}", crate::gitlab::encode_component(k)));
         }
-        let page: CachesPage = self
-            .get_json(
-                "list caches",
-                &format!("/repos/{}/actions/caches?{query}", ev.repository),
-            )
-            .await?;
+        let mut caches = Vec::new();
+        for page in 1..=10 {
+            let p: CachesPage = self
+                .get_json(
+                    "list caches",
+                    &format!(
+                        "/repos/{}/actions/caches?{query}&page={page}",
+                        ev.repository
+                    ),
+                )
+                .await?;
+            let n = p.actions_caches.len();
+            caches.extend(p.actions_caches);
+            if n < 100 {
+                break;
+            }
+        }
         let mut deleted = Vec::new();
-        for c in page.actions_caches {
+        for c in caches {
             let path = format!("/repos/{}/actions/caches/{}", ev.repository, c.id);
             match self
                 .call("delete cache", reqwest::Method::DELETE, &path)
@@ -497,9 +510,8 @@ impl Ci for Github {
             }
         }
         Ok(format!(
-            "deleted {} cache(s) of {}: {}",
+            "deleted {} cache(s) of {branch}: {}",
             deleted.len(),
-            ev.branch.as_deref().unwrap_or("the repository"),
             deleted.join(", ")
         ))
     }

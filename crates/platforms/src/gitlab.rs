@@ -554,7 +554,8 @@ impl Gitlab {
         );
         let r: Value = send(
             "create pipeline",
-            self.cfg.http_tries,
+            // Not repeated: a lost answer may hide a run that started.
+            1,
             self.cfg.http_backoff,
             || {
                 self.http

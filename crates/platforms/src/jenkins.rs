@@ -394,6 +394,10 @@ impl Ci for Jenkins {
         self.cfg.user.is_some() && self.cfg.token.is_some()
     }
 
+    fn rerun_starts_new_run(&self) -> bool {
+        false
+    }
+
     /// The rebuild is the job's next build, which the run's next attempt already stands for.
     async fn rerun_with(
         &self,

@@ -106,6 +106,12 @@ pub trait Ci: Send + Sync {
         )))
     }
 
+    /// Whether `rerun_with` starts a new run (with its own id) rather than the next attempt
+    /// of the same one.
+    fn rerun_starts_new_run(&self) -> bool {
+        true
+    }
+
     /// Whether the platform has an API to delete its caches.
     fn can_clear_caches(&self) -> bool {
         false

@@ -36,6 +36,15 @@ pub fn warn_unverified(config: &Config) {
     }
 }
 
+/// The repository a parsed delivery is about.
+fn repo_of(p: &Parsed) -> Option<String> {
+    match p {
+        Parsed::Failure(ev) => Some(ev.repository.clone()),
+        Parsed::Success { repository, .. } => Some(repository.clone()),
+        _ => None,
+    }
+}
+
 fn bad(e: ParseError) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
@@ -102,7 +111,12 @@ pub async fn gitlab(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let claimed = claimed_repo(&body, &["/project/path_with_namespace"]);
+    // The repository the parser will act on chooses the secret (a Job Hook may name it only
+    // in `repository.homepage`).
+    let claimed = header(&headers, "x-gitlab-event")
+        .and_then(|event| gitlab::parse_webhook(event, &body).ok())
+        .and_then(|p| repo_of(&p))
+        .or_else(|| claimed_repo(&body, &["/project/path_with_namespace"]));
     check_token(
         st.webhook_secret(
             Platform::Gitlab,
@@ -166,11 +180,7 @@ pub async fn jenkins(
     let from_query = query_param(query.as_deref(), "token");
     let claimed = jenkins::parse_webhook(&body)
         .ok()
-        .and_then(|d| match d.parsed {
-            Parsed::Failure(ev) => Some(ev.repository),
-            Parsed::Success { repository, .. } => Some(repository),
-            _ => None,
-        });
+        .and_then(|d| repo_of(&d.parsed));
     check_token(
         st.webhook_secret(
             Platform::Jenkins,

@@ -34,10 +34,11 @@ fn evidence(s: &SessionRecord) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The generic webhook body: the session's facts and the evidence.
-pub fn generic_payload(s: &SessionRecord) -> Value {
+/// The generic webhook body: the session's facts and the evidence. `status` is the one the
+/// message was queued for (the session may have moved on since).
+pub fn generic_payload(s: &SessionRecord, status: &str) -> Value {
     json!({
-        "event": format!("session.{}", s.status),
+        "event": format!("session.{status}"),
         "session": {
             "id": s.id,
             "platform": s.platform,
@@ -46,7 +47,7 @@ pub fn generic_payload(s: &SessionRecord) -> Value {
             "workflow": s.workflow,
             "head_sha": s.head_sha,
             "url": s.event.url,
-            "status": s.status,
+            "status": status,
             "category": s.category,
             "confidence": s.confidence,
             "strategy": s.strategy,
@@ -59,8 +60,8 @@ pub fn generic_payload(s: &SessionRecord) -> Value {
 }
 
 /// A Slack incoming-webhook body (`text` for notifications, `blocks` for the message).
-pub fn slack_payload(s: &SessionRecord) -> Value {
-    let what = match s.status.as_str() {
+pub fn slack_payload(s: &SessionRecord, status: &str) -> Value {
+    let what = match status {
         "awaiting_approval" => "waits for approval",
         "failed" => "could not be healed",
         _ => "needs a human",
@@ -76,12 +77,12 @@ pub fn slack_payload(s: &SessionRecord) -> Value {
         s.confidence
             .map(|c| format!("confidence {c:.2}"))
             .unwrap_or_default(),
-        s.reason.as_deref().unwrap_or("")
+        slack_escape(s.reason.as_deref().unwrap_or(""))
     );
     let ev = evidence(s);
     if !ev.is_empty() {
         // Slack caps a section's text at 3000 characters.
-        let lines: String = ev.join("\n").chars().take(2500).collect();
+        let lines: String = slack_escape(&ev.join("\n")).chars().take(2500).collect();
         detail.push_str(&format!("\n```{lines}```"));
     }
     json!({
@@ -92,6 +93,15 @@ pub fn slack_payload(s: &SessionRecord) -> Value {
             {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("session `{}`", s.id)}]},
         ],
     })
+}
+
+/// Log text is untrusted: Slack's control characters are escaped, and a code fence inside it
+/// cannot close the block it is shown in.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace("```", "`\u{200b}``")
 }
 
 impl Notifier {
@@ -105,11 +115,16 @@ impl Notifier {
     }
 
     /// Sends one session's news to one channel.
-    pub async fn send(&self, ch: &NotifyConfig, s: &SessionRecord) -> Result<(), PlatformError> {
+    pub async fn send(
+        &self,
+        ch: &NotifyConfig,
+        s: &SessionRecord,
+        status: &str,
+    ) -> Result<(), PlatformError> {
         let body = if ch.kind == "slack" {
-            slack_payload(s)
+            slack_payload(s, status)
         } else {
-            generic_payload(s)
+            generic_payload(s, status)
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let signature = ch.secret.as_ref().map(|secret| {

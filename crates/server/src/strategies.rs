@@ -2,7 +2,7 @@
 //! workspace, and user-defined fixes. What each platform allows is decided by its API
 //! (`Ci::can_rerun_with`, `Ci::can_clear_caches`) and the repository's configuration.
 
-use crate::tenants::{render, CustomStrategy, RepoConfig, Trigger};
+use crate::tenants::{render, CustomStrategy, Encoding, RepoConfig, Trigger};
 use crate::Shared;
 use pipeguard_core::event::FailedJob;
 use pipeguard_core::event::Platform;
@@ -22,6 +22,20 @@ pub struct Acted {
     pub detail: String,
     /// A new run the heal started, whose outcome is the heal's.
     pub new_run: Option<String>,
+    /// The call starts a new run, so one must be followed.
+    pub expects_new_run: bool,
+}
+
+/// Whether carrying out `strategy` starts a new run (rather than a new attempt of this one).
+pub fn starts_new_run(st: &Shared, s: &SessionRecord, ci: &dyn Ci, strategy: Strategy) -> bool {
+    let r = repo(st, s);
+    let reruns_with = match strategy {
+        Strategy::ScaleResources => true,
+        Strategy::ClearCache => !ci.can_clear_caches(),
+        Strategy::ResetEnvironment => reset_command(r).is_none(),
+        _ => false,
+    };
+    reruns_with && ci.rerun_starts_new_run()
 }
 
 fn repo<'a>(st: &'a Shared, s: &SessionRecord) -> Option<&'a RepoConfig> {
@@ -52,11 +66,31 @@ pub fn widen(st: &Shared, s: &SessionRecord, ci: &dyn Ci, caps: &mut Capabilitie
 }
 
 /// A command fix's argv for this session, templated element by element (never through a
-/// shell, so a branch name cannot become code).
-fn argv(cmd: &[String], s: &SessionRecord, category: &str) -> Vec<String> {
+/// shell, so a branch name cannot become code). A value that would turn an argument into an
+/// option (a branch named `--force`) makes the command refused.
+fn argv(cmd: &[String], s: &SessionRecord, category: &str) -> Result<Vec<String>, String> {
     cmd.iter()
-        .map(|a| render(a, &s.event, category, &s.id, false))
+        .map(|a| {
+            let v = render(a, &s.event, category, &s.id, Encoding::Raw);
+            if v.starts_with('-') && !a.starts_with('-') {
+                return Err(format!(
+                    "the value filled into {a:?} would make it an option ({v:?})"
+                ));
+            }
+            Ok(v)
+        })
         .collect()
+}
+
+/// The risk of a command fix for this session, and what it runs.
+fn assess_fix(cmd: &[String], s: &SessionRecord, category: &str) -> (Risk, String) {
+    match argv(cmd, s, category) {
+        Ok(argv) => {
+            let a = safety::assess(&argv);
+            (a.level, format!("{} ({})", argv.join(" "), a.reason))
+        }
+        Err(why) => (Risk::Refused, why),
+    }
 }
 
 /// The user-defined fixes that apply to this session's failure.
@@ -84,26 +118,16 @@ pub fn add_fixes(st: &Shared, s: &SessionRecord, category: Category, plan: &mut 
                 format!("{} {}", h.method.to_ascii_uppercase(), h.url),
             )),
             (None, Some(cmd)) => {
-                let argv = argv(cmd, s, &cat);
-                let a = safety::assess(&argv);
-                fixes.push((
-                    c.name.clone(),
-                    a.level,
-                    format!("{} ({})", argv.join(" "), a.reason),
-                ));
+                let (risk, what) = assess_fix(cmd, s, &cat);
+                fixes.push((c.name.clone(), risk, what));
             }
             (None, None) => {}
         }
     }
     if plan.strategy == Strategy::ResetEnvironment {
         if let Some(cmd) = reset_command(repo(st, s)) {
-            let argv = argv(cmd, s, &cat);
-            let a = safety::assess(&argv);
-            fixes.push((
-                "reset".into(),
-                a.level,
-                format!("{} ({})", argv.join(" "), a.reason),
-            ));
+            let (risk, what) = assess_fix(cmd, s, &cat);
+            fixes.push(("reset".into(), risk, what));
         }
     }
     for (name, risk, what) in fixes {
@@ -189,11 +213,11 @@ async fn run_http(
         return Ok(String::new());
     };
     let cat = s.category.clone().unwrap_or_default();
-    let url = render(&h.url, &s.event, &cat, &s.id, false);
+    let url = render(&h.url, &s.event, &cat, &s.id, Encoding::Url);
     let body = h
         .body
         .as_ref()
-        .map(|b| render(b, &s.event, &cat, &s.id, true));
+        .map(|b| render(b, &s.event, &cat, &s.id, Encoding::Json));
     let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
         .map_err(|e| PlatformError::Permanent(format!("bad method: {e}")))?;
     pipeguard_platforms::http::send(&c.name, 3, Duration::from_millis(500), || {
@@ -215,16 +239,16 @@ async fn run_http(
 /// How a fix is carried out.
 enum FixCall<'a> {
     Http(&'a CustomStrategy),
-    Command(Vec<String>),
+    Command(Result<Vec<String>, String>),
 }
 
 /// Runs the plan's custom fixes once per heal attempt, before the re-run.
 pub async fn run_fixes(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(), PlatformError> {
     let store_err =
         |e: pipeguard_store::StoreError| PlatformError::Transient(format!("store: {e}"));
-    let category: Category = s
-        .category
-        .as_deref()
+    let planned = s.plan.as_ref().and_then(|p| p["category"].as_str());
+    let category: Category = planned
+        .or(s.category.as_deref())
         .and_then(|c| c.parse().ok())
         .unwrap_or(Category::Unknown);
     let cat = category.to_string();
@@ -254,7 +278,8 @@ pub async fn run_fixes(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(
             continue;
         }
         let result = match call {
-            FixCall::Command(argv) => run_command(&argv).await,
+            FixCall::Command(Ok(argv)) => run_command(&argv).await,
+            FixCall::Command(Err(why)) => Err(PlatformError::Permanent(why)),
             FixCall::Http(c) => run_http(st, c, s).await,
         };
         match result {
@@ -302,6 +327,7 @@ pub async fn act(
             .map(|detail| Acted {
                 detail,
                 new_run: None,
+                expects_new_run: false,
             })
     };
     let rerun = |workflow: Option<String>, inputs: Vec<(String, String)>| async move {
@@ -310,6 +336,7 @@ pub async fn act(
             .map(|r| Acted {
                 detail: r.detail,
                 new_run: r.new_run_id,
+                expects_new_run: ci.rerun_starts_new_run(),
             })
     };
     let inputs = |t: Option<&Trigger>| -> Vec<(String, String)> {
@@ -332,7 +359,7 @@ pub async fn act(
             let done = retry().await?;
             Ok(Acted {
                 detail: format!("{cleared}; {}", done.detail),
-                new_run: done.new_run,
+                ..done
             })
         }
         Strategy::ClearCache => {

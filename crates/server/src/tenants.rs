@@ -126,8 +126,10 @@ impl Default for NotifyConfig {
     }
 }
 
-/// `pattern` is a name or a prefix ending in `*`.
+/// `pattern` is a name or a prefix ending in `*`; case does not matter, as platforms resolve
+/// `Octo/App` and `octo/app` to the same repository.
 pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_lowercase(), name.to_lowercase());
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),
         None => pattern == name,
@@ -192,13 +194,24 @@ impl NotifyConfig {
     }
 }
 
-/// Fills `{{name}}` placeholders; `escape` JSON-escapes the values (for bodies).
+/// How placeholder values are written into a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As they are (one argument of a command, never a shell line).
+    Raw,
+    /// Inside a JSON string.
+    Json,
+    /// Percent-encoded, for a URL.
+    Url,
+}
+
+/// Fills `{{name}}` placeholders with the event's values, encoded for where they go.
 pub fn render(
     template: &str,
     ev: &FailureEvent,
     category: &str,
     session_id: &str,
-    escape: bool,
+    encoding: Encoding,
 ) -> String {
     let vars = [
         ("repository", ev.repository.as_str()),
@@ -211,11 +224,21 @@ pub fn render(
     ];
     let mut out = template.to_string();
     for (k, v) in vars {
-        let value = if escape {
-            let quoted = serde_json::Value::String(v.to_string()).to_string();
-            quoted[1..quoted.len() - 1].to_string()
-        } else {
-            v.to_string()
+        let value = match encoding {
+            Encoding::Json => {
+                let quoted = serde_json::Value::String(v.to_string()).to_string();
+                quoted[1..quoted.len() - 1].to_string()
+            }
+            Encoding::Url => v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect(),
+            Encoding::Raw => v.to_string(),
         };
         out = out.replace(&format!("{{{{{k}}}}}"), &value);
     }
@@ -243,6 +266,16 @@ pub fn validate(
         for t in [&r.scale, &r.reset].into_iter().flatten() {
             if let Some(cmd) = &t.command {
                 check_command(&format!("repos {:?}", r.name), cmd)?;
+            }
+            // GitHub starts the new run by dispatching a workflow, which must be named.
+            if r.platform() == Some(Platform::Github)
+                && !t.inputs.is_empty()
+                && t.workflow.is_none()
+            {
+                bail!(
+                    "repos {:?}: inputs need the workflow file to dispatch (workflow = \"ci.yml\")",
+                    r.name
+                );
             }
         }
     }
@@ -337,6 +370,10 @@ mod tests {
             2
         );
         assert!(find_repo(&repos, Platform::Jenkins, "octo/app").is_none());
+        assert_eq!(
+            find_repo(&repos, Platform::Github, "Octo/App").unwrap().0,
+            1
+        );
     }
 
     #[test]
@@ -360,11 +397,16 @@ mod tests {
             &ev,
             "network",
             "s1",
-            true,
+            Encoding::Json,
         );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["ref"], "fix\"quote");
-        assert_eq!(render("{{branch}}", &ev, "", "", false), "fix\"quote");
+        assert_eq!(
+            render("{{branch}}", &ev, "", "", Encoding::Raw),
+            "fix\"quote"
+        );
+        let url = render("https://x/r?b={{branch}}", &ev, "", "", Encoding::Url);
+        assert_eq!(url, "https://x/r?b=fix%22quote");
     }
 
     #[test]
@@ -395,5 +437,11 @@ mod tests {
         };
         assert!(validate(&[], &[], &[n]).is_err());
         assert!(validate(&[repo("github", "a/*")], &[], &[]).is_ok());
+        let mut no_workflow = repo("github", "a/b");
+        no_workflow.scale = Some(Trigger {
+            inputs: [("runner".to_string(), "large".to_string())].into(),
+            ..Default::default()
+        });
+        assert!(validate(&[no_workflow], &[], &[]).is_err());
     }
 }

@@ -152,14 +152,22 @@ async fn queue_notifications(st: &Shared, id: &str) -> Result<(), pipeguard_stor
         return Ok(());
     }
     for i in channels {
-        st.store
+        if let Err(e) = st
+            .store
             .enqueue(
                 id,
                 "notify",
                 &json!({"channel": i, "status": status}),
                 now_ms(),
             )
-            .await?;
+            .await
+        {
+            // Let the next job queue them again rather than lose them.
+            st.store
+                .release_action(id, 0, &format!("notify:{status}"))
+                .await?;
+            return Err(e);
+        }
     }
     st.store
         .finish_action(id, 0, &format!("notify:{status}"), "done", "queued")
@@ -175,10 +183,14 @@ async fn notify(st: &Shared, job: &Job) -> Result<(), JobError> {
     else {
         return Ok(());
     };
-    st.notifier.send(ch, &s).await.map_err(|e| match e {
-        PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
-        other => JobError::Fatal(other.to_string()),
-    })?;
+    let status = job.payload["status"].as_str().unwrap_or(s.status.as_str());
+    st.notifier
+        .send(ch, &s, status)
+        .await
+        .map_err(|e| match e {
+            PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
+            other => JobError::Fatal(other.to_string()),
+        })?;
     tracing::info!(session = %s.id, channel = %ch.kind, "notified");
     Ok(())
 }
@@ -250,7 +262,8 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
             // A job can fail while others still run; re-runs are only possible once the run is done.
             if let RunState::InProgress { attempt } = ci.run_state(ev).await? {
                 if attempt == s.event.attempt {
-                    let waited = now_ms() - s.created_at;
+                    // From when the session began following this run.
+                    let waited = now_ms() - s.created_at.max(ev.started_at_ms.unwrap_or(0));
                     if waited > st.config.worker.wait_limit_seconds as i64 * 1000 {
                         return Err(JobError::Fatal("the run did not complete in time".into()));
                     }
@@ -375,6 +388,8 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     diagnosis_json["jobs"] = json!(per_job);
     let plan_json = json!({
         "plan": plan,
+        // What the plan heals (in a mixed run, the transient jobs' cause): its fixes run.
+        "category": plan_diag.category,
         "jobs": transient_jobs,
         "all_failed": genuine.is_empty(),
         "mixed": mixed,
@@ -399,7 +414,10 @@ async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
                 category: Some(diag.category.to_string()),
                 confidence: Some(diag.confidence),
                 fingerprint: Some(diag.fingerprint.clone()),
-                strategy: Some(plan.strategy.as_str().to_string()),
+                // An escalation after a heal keeps the strategy that was tried, so learning
+                // counts it against that strategy.
+                strategy: (plan.decision != Decision::Escalate || s.heal_attempts == 0)
+                    .then(|| plan.strategy.as_str().to_string()),
                 transient: Some(diag.transient),
                 diagnosis: Some(diagnosis_json),
                 plan: Some(plan_json),
@@ -465,8 +483,8 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
         .claim_action(&s.id, attempt, "run", strategy.as_str())
         .await?
     {
-        // Already called for this heal attempt (a crashed worker's job taken again).
-        return Ok(());
+        // Already called for this heal attempt: a crashed worker's job taken again.
+        return resume_interrupted(st, &s, attempt, mixed).await;
     }
     st.store
         .transition(
@@ -483,7 +501,22 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
         Err(e) => Err(e),
     };
     match acted {
-        Ok(strategies::Acted { detail, new_run }) => {
+        Ok(strategies::Acted {
+            detail,
+            new_run,
+            expects_new_run,
+        }) => {
+            if expects_new_run && new_run.is_none() {
+                st.store
+                    .finish_action(&s.id, attempt, "run", "done", &detail)
+                    .await?;
+                return escalate_executing(
+                    st,
+                    &s,
+                    "a new run was started but the platform gave no id to follow it; a human should watch it",
+                )
+                .await;
+            }
             if let Some(run_id) = new_run {
                 // From now on the session verifies and diagnoses the run the heal started.
                 let mut next = s.event.clone();
@@ -542,6 +575,15 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
                     &e.to_string(),
                 )
                 .await?;
+            // A call that may have started a run is not repeated blindly: it could start two.
+            if transient && strategies::starts_new_run(st, &s, ci, strategy) {
+                return escalate_executing(
+                    st,
+                    &s,
+                    &format!("the platform did not confirm the new run ({e}); a human should check whether it started"),
+                )
+                .await;
+            }
             if transient {
                 // Let the next try call again: the platform did not take this one.
                 st.store.release_action(&s.id, attempt, "run").await?;
@@ -671,7 +713,7 @@ async fn outcome(
                 message: &msg,
             },
             SessionUpdate {
-                current_attempt: Some(attempt),
+                current_attempt: Some(session_attempt),
                 event: Some(ev),
                 ..Default::default()
             },
@@ -728,14 +770,24 @@ async fn capabilities(
     if let Some(ci) = ci {
         strategies::widen(st, s, ci, &mut caps);
     }
-    caps.used = st
+    let mut used: Vec<String> = st
         .store
         .actions(&s.id)
         .await?
         .into_iter()
         .filter(|a| a.target == "run" && a.status == "done")
-        .filter_map(|a| Strategy::parse(&a.kind))
+        .map(|a| a.kind)
         .collect();
+    // A run the heal started, or a sibling workflow of it, is the same commit: it must not
+    // scale or clear again (that is how a heal could loop).
+    if let Some(sha) = s.head_sha.as_deref().filter(|x| !x.is_empty()) {
+        used.extend(
+            st.store
+                .strategies_used_on_commit(&s.platform, &s.repository, sha)
+                .await?,
+        );
+    }
+    caps.used = used.iter().filter_map(|k| Strategy::parse(k)).collect();
     Ok(caps)
 }
 
@@ -756,4 +808,83 @@ async fn passed_later(st: &Shared, job: &Job) -> Result<(), JobError> {
         )
         .await?;
     Ok(())
+}
+
+async fn escalate_executing(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
+    st.store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Planned, S::Executing],
+                to: S::Escalated,
+                message: reason,
+            },
+            SessionUpdate {
+                reason: Some(reason.to_string()),
+                finished_at: Some(now_ms()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The heal attempt's platform call was claimed before: either it finished and the process
+/// stopped before moving the session on (finish the move), or it was interrupted mid-call and
+/// nobody knows whether the platform acted (a human must look; calling again could act twice).
+async fn resume_interrupted(
+    st: &Shared,
+    s: &SessionRecord,
+    attempt: i64,
+    mixed: bool,
+) -> Result<(), JobError> {
+    if !matches!(s.status, S::Planned | S::Executing) {
+        return Ok(());
+    }
+    let action = st
+        .store
+        .actions(&s.id)
+        .await?
+        .into_iter()
+        .find(|a| a.attempt == attempt && a.target == "run");
+    match action.map(|a| a.status) {
+        Some(status) if status == "done" => {
+            let (to, message) = if mixed {
+                (S::Escalated, "transient jobs re-run; the others need a human")
+            } else {
+                (S::Verifying, "re-run requested; waiting for the outcome")
+            };
+            let moved = st
+                .store
+                .update_session(
+                    &s.id,
+                    Transition {
+                        from: &[S::Planned, S::Executing],
+                        to,
+                        message,
+                    },
+                    SessionUpdate {
+                        heal_attempts: Some(attempt),
+                        finished_at: mixed.then(now_ms),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if moved && !mixed {
+                let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
+                st.store
+                    .enqueue(&s.id, "verify", &json!({}), now_ms() + poll)
+                    .await?;
+            }
+            Ok(())
+        }
+        _ => {
+            escalate_executing(
+                st,
+                s,
+                "a platform call was interrupted (the process stopped during it); check whether it ran before re-running by hand",
+            )
+            .await
+        }
+    }
 }

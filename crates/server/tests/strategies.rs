@@ -121,6 +121,8 @@ async fn out_of_memory_dispatches_a_bigger_runner_once_then_escalates() {
         reason.contains("scale_resources (done once for this run)"),
         "{reason}"
     );
+    // The record keeps the strategy that was tried, so learning counts this against it.
+    assert_eq!(s["strategy"], "scale_resources", "{s:#}");
     let sessions = app.get("/api/v1/sessions").await;
     assert_eq!(
         sessions["sessions"].as_array().map(Vec::len),
@@ -474,6 +476,65 @@ async fn a_command_fix_runs_without_a_shell_before_the_rerun() {
         .find(|a| a["target"] == "fix:touch-marker")
         .unwrap();
     assert_eq!(fix["status"], "done", "{s:#}");
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn a_dispatch_without_a_run_id_to_follow_is_escalated_not_repeated() {
+    let app = scaling_app("large", 570).await;
+    // GitHub Enterprise Server versions without `return_run_details` answer 204.
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/repos/{REPO}/actions/workflows/ci.yml/dispatches"
+        )))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let id = session_id(
+        app.post_github(
+            "workflow_run",
+            "d-204-1",
+            &workflow_run(570, 1, "failure", "CI"),
+        )
+        .await,
+    )
+    .await;
+    let s = app.wait_status(&id, "escalated").await;
+    assert!(
+        s["reason"].as_str().unwrap().contains("no id to follow"),
+        "{s:#}"
+    );
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn a_dispatch_the_platform_did_not_confirm_is_not_sent_twice() {
+    let app = scaling_app("large", 580).await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/repos/{REPO}/actions/workflows/ci.yml/dispatches"
+        )))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(1)
+        .mount(&app.github)
+        .await;
+    let id = session_id(
+        app.post_github(
+            "workflow_run",
+            "d-502-1",
+            &workflow_run(580, 1, "failure", "CI"),
+        )
+        .await,
+    )
+    .await;
+    let s = app.wait_status(&id, "escalated").await;
+    assert!(
+        s["reason"].as_str().unwrap().contains("did not confirm"),
+        "{s:#}"
+    );
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

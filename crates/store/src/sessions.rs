@@ -201,11 +201,12 @@ impl Store {
         // A run a heal started belongs to that heal's session.
         let linked = sqlx::query(
             "SELECT s.* FROM run_links l JOIN sessions s ON s.id = l.session_id \
-             WHERE l.platform = $1 AND l.repository = $2 AND l.run_id = $3",
+             WHERE l.platform = $1 AND l.repository = $2 AND l.run_id IN ($3, $4)",
         )
         .bind(platform.as_str())
         .bind(&repository)
         .bind(&run_id)
+        .bind(link_key(platform, &run_id))
         .fetch_optional(&mut *tx)
         .await?
         .map(|r| SessionRecord::from_row(&r))
@@ -226,13 +227,14 @@ impl Store {
             .transpose()?,
         };
         let attempt = attempt as i64;
-        // The newest attempt the session has seen of this run; a run it stopped following
-        // has nothing new to say.
+        // The newest attempt the session has seen of this run. A run it does not follow (the
+        // original once a heal started another, or a sibling of the run it follows) has
+        // nothing new to say.
         let seen = |s: &SessionRecord| {
-            if s.event.run_id == run_id {
-                s.event.attempt as i64
-            } else if is_linked {
+            if s.event.run_id != run_id {
                 i64::MAX
+            } else if s.event.run_id != s.run_id {
+                s.event.attempt as i64
             } else {
                 s.current_attempt
             }
@@ -277,7 +279,8 @@ impl Store {
             // A run pipeguard handed to people went green on a later attempt of the same run
             // (same commit): its failing tests were flaky.
             (Intake::Success { .. }, Some(s))
-                if matches!(s.status, SessionStatus::Escalated | SessionStatus::Failed) =>
+                if s.run_id == run_id
+                    && matches!(s.status, SessionStatus::Escalated | SessionStatus::Failed) =>
             {
                 enqueue_in(
                     &mut tx,
@@ -538,7 +541,7 @@ impl Store {
         )
         .bind(platform.as_str())
         .bind(&event.repository)
-        .bind(&event.run_id)
+        .bind(link_key(platform, &event.run_id))
         .bind(session_id)
         .bind(now_ms())
         .execute(&mut *tx)
@@ -684,6 +687,15 @@ pub struct SessionUpdate {
     pub finished_at: Option<i64>,
     pub time_to_green_ms: Option<i64>,
     pub event: Option<FailureEvent>,
+}
+
+/// What links a run to a session: a CircleCI run is one workflow of a pipeline, and a new
+/// pipeline runs all its workflows, so the pipeline is linked; elsewhere the run itself.
+fn link_key(platform: Platform, run_id: &str) -> String {
+    match (platform, run_id.split_once('/')) {
+        (Platform::Circleci, Some((pipeline, _))) => pipeline.to_string(),
+        _ => run_id.to_string(),
+    }
 }
 
 async fn log_in(
