@@ -441,6 +441,9 @@ fn replay_pipeguard(
             let mut attempts = 0u32;
             // Scaling and cache clearing happen once per run, as in the worker.
             let mut caps = cfg.caps.clone();
+            // The strategy last carried out: an escalation after it counts against it, as the
+            // store's outcome records do.
+            let mut tried: Option<Strategy> = None;
             loop {
                 let mut plan = cfg.policy.plan(diag, &ev, &caps, attempts);
                 if learn && plan.strategy.acts() {
@@ -472,6 +475,7 @@ fn replay_pipeguard(
                         if plan.strategy != Strategy::Retry {
                             caps.used.push(plan.strategy);
                         }
+                        tried = Some(plan.strategy);
                         let key = (diag.fingerprint.clone(), plan.strategy);
                         let cat_key = (run.repository.clone(), diag.category, plan.strategy);
                         if passed {
@@ -488,6 +492,12 @@ fn replay_pipeguard(
                         }
                     }
                     Decision::Escalate | Decision::Skip => {
+                        if let Some(t) = tried {
+                            let key = (diag.fingerprint.clone(), t);
+                            stats.entry(key).or_default().failed += 1;
+                            let cat_key = (run.repository.clone(), diag.category, t);
+                            by_category.entry(cat_key).or_default().failed += 1;
+                        }
                         o.escalated = true;
                         o.learned_escalation = plan.reason.starts_with("learning:");
                         o.hand_to_person(run);
