@@ -532,35 +532,7 @@ async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
             st.store
                 .finish_action(&s.id, attempt, "run", "done", &detail)
                 .await?;
-            let (to, message) = if mixed {
-                (
-                    S::Escalated,
-                    "transient jobs re-run; the others need a human",
-                )
-            } else {
-                (S::Verifying, "re-run requested; waiting for the outcome")
-            };
-            st.store
-                .update_session(
-                    &s.id,
-                    Transition {
-                        from: &[S::Executing],
-                        to,
-                        message,
-                    },
-                    SessionUpdate {
-                        heal_attempts: Some(attempt),
-                        finished_at: mixed.then(now_ms),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            if !mixed {
-                let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
-                st.store
-                    .enqueue(&s.id, "verify", &json!({}), now_ms() + poll)
-                    .await?;
-            }
+            called(st, &s, attempt, mixed).await?;
             tracing::info!(session = %s.id, attempt, "{detail}");
             Ok(())
         }
@@ -810,6 +782,42 @@ async fn passed_later(st: &Shared, job: &Job) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Moves a session on once its heal attempt's platform call is done: to verifying (with a
+/// poll of the outcome), or escalated when the run's other jobs need a human.
+async fn called(st: &Shared, s: &SessionRecord, attempt: i64, mixed: bool) -> Result<(), JobError> {
+    let (to, message) = if mixed {
+        (
+            S::Escalated,
+            "transient jobs re-run; the others need a human",
+        )
+    } else {
+        (S::Verifying, "re-run requested; waiting for the outcome")
+    };
+    let moved = st
+        .store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Planned, S::Executing],
+                to,
+                message,
+            },
+            SessionUpdate {
+                heal_attempts: Some(attempt),
+                finished_at: mixed.then(now_ms),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if moved && !mixed {
+        let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
+        st.store
+            .enqueue(&s.id, "verify", &json!({}), now_ms() + poll)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn escalate_executing(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
     st.store
         .update_session(
@@ -848,36 +856,7 @@ async fn resume_interrupted(
         .into_iter()
         .find(|a| a.attempt == attempt && a.target == "run");
     match action.map(|a| a.status) {
-        Some(status) if status == "done" => {
-            let (to, message) = if mixed {
-                (S::Escalated, "transient jobs re-run; the others need a human")
-            } else {
-                (S::Verifying, "re-run requested; waiting for the outcome")
-            };
-            let moved = st
-                .store
-                .update_session(
-                    &s.id,
-                    Transition {
-                        from: &[S::Planned, S::Executing],
-                        to,
-                        message,
-                    },
-                    SessionUpdate {
-                        heal_attempts: Some(attempt),
-                        finished_at: mixed.then(now_ms),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            if moved && !mixed {
-                let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
-                st.store
-                    .enqueue(&s.id, "verify", &json!({}), now_ms() + poll)
-                    .await?;
-            }
-            Ok(())
-        }
+        Some(status) if status == "done" => called(st, s, attempt, mixed).await,
         _ => {
             escalate_executing(
                 st,

@@ -480,61 +480,42 @@ async fn a_command_fix_runs_without_a_shell_before_the_rerun() {
     mock.verify().await;
 }
 
-#[tokio::test]
-async fn a_dispatch_without_a_run_id_to_follow_is_escalated_not_repeated() {
-    let app = scaling_app("large", 570).await;
-    // GitHub Enterprise Server versions without `return_run_details` answer 204.
+/// Scales run `run` against a dispatch endpoint answering `status` (sent exactly once) and
+/// returns the reason the session was escalated with.
+async fn escalated_after_dispatch_answers(status: u16, run: u64) -> String {
+    let app = scaling_app("large", run).await;
     Mock::given(method("POST"))
         .and(path(format!(
             "/repos/{REPO}/actions/workflows/ci.yml/dispatches"
         )))
-        .respond_with(ResponseTemplate::new(204))
+        .respond_with(ResponseTemplate::new(status))
         .expect(1)
         .mount(&app.github)
         .await;
     let id = session_id(
         app.post_github(
             "workflow_run",
-            "d-204-1",
-            &workflow_run(570, 1, "failure", "CI"),
+            &format!("d-{run}"),
+            &workflow_run(run, 1, "failure", "CI"),
         )
         .await,
     )
     .await;
     let s = app.wait_status(&id, "escalated").await;
-    assert!(
-        s["reason"].as_str().unwrap().contains("no id to follow"),
-        "{s:#}"
-    );
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
+    s["reason"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_dispatch_without_a_run_id_to_follow_is_escalated_not_repeated() {
+    // GitHub Enterprise Server versions without `return_run_details` answer 204.
+    let reason = escalated_after_dispatch_answers(204, 570).await;
+    assert!(reason.contains("no id to follow"), "{reason}");
 }
 
 #[tokio::test]
 async fn a_dispatch_the_platform_did_not_confirm_is_not_sent_twice() {
-    let app = scaling_app("large", 580).await;
-    Mock::given(method("POST"))
-        .and(path(format!(
-            "/repos/{REPO}/actions/workflows/ci.yml/dispatches"
-        )))
-        .respond_with(ResponseTemplate::new(502))
-        .expect(1)
-        .mount(&app.github)
-        .await;
-    let id = session_id(
-        app.post_github(
-            "workflow_run",
-            "d-502-1",
-            &workflow_run(580, 1, "failure", "CI"),
-        )
-        .await,
-    )
-    .await;
-    let s = app.wait_status(&id, "escalated").await;
-    assert!(
-        s["reason"].as_str().unwrap().contains("did not confirm"),
-        "{s:#}"
-    );
-    let (mock, _dir, _) = app.stop().await;
-    mock.verify().await;
+    let reason = escalated_after_dispatch_answers(502, 580).await;
+    assert!(reason.contains("did not confirm"), "{reason}");
 }
