@@ -293,8 +293,9 @@ struct ApiPipeline {
     updated_at: Option<String>,
 }
 
-/// Project paths go into API URLs URL-encoded (`group%2Fproject`), as the API docs require.
-pub(crate) fn encode_component(path: &str) -> String {
+/// Percent-encodes everything but RFC 3986's unreserved characters: project paths go into
+/// API URLs this way (`group%2Fproject`), as the API docs require, and so do query values.
+pub fn encode_component(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
         match b {

@@ -229,15 +229,7 @@ pub fn render(
                 let quoted = serde_json::Value::String(v.to_string()).to_string();
                 quoted[1..quoted.len() - 1].to_string()
             }
-            Encoding::Url => v
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect(),
+            Encoding::Url => pipeguard_platforms::gitlab::encode_component(v),
             Encoding::Raw => v.to_string(),
         };
         out = out.replace(&format!("{{{{{k}}}}}"), &value);

@@ -295,14 +295,10 @@ async fn form_encoded_deliveries_are_verified_over_the_form_and_parsed_from_payl
     )
     .await;
     let json = workflow_run(61, 1, "failure", "CI").to_string();
-    let encoded: String = json
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let form = format!("payload={encoded}");
+    let form = format!(
+        "payload={}",
+        pipeguard_platforms::gitlab::encode_component(&json)
+    );
     let post = |sig: String| {
         app.http
             .post(format!("{}/webhooks/github", app.base))
