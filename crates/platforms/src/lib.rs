@@ -1,19 +1,32 @@
-//! CI platforms: verifying and parsing their webhooks, fetching logs, acting through their APIs.
+//! CI platforms, one module each: its webhook side (verify, delivery id, parse into a
+//! `FailureEvent`), its API side ([`Ci`]: logs, run state, retry, re-run with inputs) and its
+//! configuration section. The [`registry`] is the one place that lists them.
 //!
-//! Every platform implements [`Ci`], so the worker heals a run the same way whichever system
-//! sent it; what a platform cannot do is stated by its [`Capabilities`].
+//! Adding a platform: a module here (a folder when large) that implements [`Module`] and
+//! [`Ci`], one line in [`registry::MODULES`], and a variant of `pipeguard_core::Platform`.
 
+pub mod ansible;
+pub mod api;
+pub mod breaker;
 pub mod buildbot;
 pub mod circleci;
+pub mod generic;
 pub mod github;
 pub mod gitlab;
-pub mod http;
 pub mod jenkins;
-pub mod signature;
+pub mod registry;
+pub mod settings;
+pub mod webhook;
 
+use api::HttpOptions;
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
+use settings::{Section, SectionSpec};
+use std::time::Duration;
+use webhook::{Delivery, WebhookRequest};
+
+pub use registry::Registry;
 
 /// What a delivery meant, once verified and parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,24 +43,57 @@ pub enum Parsed {
     },
 }
 
+impl Parsed {
+    /// The repository the delivery is about.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            Parsed::Failure(ev) => Some(&ev.repository),
+            Parsed::Success { repository, .. } => Some(repository),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("body is not valid JSON: {0}")]
     Json(String),
     #[error("payload does not have the documented shape: {0}")]
     Shape(String),
+    #[error("{0}")]
+    Header(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    /// Worth trying again later: 5xx, 429, timeouts, connection errors.
+    /// Worth trying again later: 5xx, timeouts, connection errors.
     #[error("transient platform error: {0}")]
     Transient(String),
-    /// Will not change by retrying: 4xx, expired logs, runs too old to re-run.
+    /// The platform asked to wait (429/503 with `Retry-After`, an exhausted rate limit) or
+    /// its circuit is open: try again after `retry_after`.
+    #[error("platform busy: {message} (retry after {retry_after:?})")]
+    Busy {
+        message: String,
+        retry_after: Duration,
+    },
+    /// The platform answered no (a 4xx other than a rate limit): retrying will not change it.
+    #[error("platform refused: {message}")]
+    Refused { status: u16, message: String },
+    /// Will not change by retrying: expired logs, runs too old to re-run.
     #[error("platform refused: {0}")]
     Permanent(String),
     #[error("not configured: {0}")]
     NotConfigured(String),
+}
+
+impl PlatformError {
+    /// Worth calling again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PlatformError::Transient(_) | PlatformError::Busy { .. }
+        )
+    }
 }
 
 /// The log of one failed job.
@@ -66,6 +112,57 @@ pub enum RunState {
         success: bool,
         finished_at_ms: Option<i64>,
     },
+}
+
+/// A run started again with changed inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rerun {
+    /// The call made, for the session's record.
+    pub detail: String,
+    /// The id of the new run when the platform made one (its outcome then tells the heal's),
+    /// `None` when the new work is the next attempt of the same run.
+    pub new_run_id: Option<String>,
+}
+
+/// A platform: its webhook side, its configuration and how to build its API client.
+pub trait Module: Send + Sync {
+    fn platform(&self) -> Platform;
+    fn section(&self) -> SectionSpec;
+
+    /// Whether deliveries may come with this content type (JSON everywhere; GitHub also
+    /// sends forms).
+    fn accepts(&self, content_type: &str) -> bool {
+        content_type
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    }
+
+    /// Whether the request carries the platform's credential at all; checked on the headers
+    /// alone, so an unsigned request is refused before its body is read.
+    fn presents_credential(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        query: Option<&str>,
+    ) -> bool;
+
+    /// Checks that the delivery comes from the platform that knows `secret`.
+    fn verify(&self, req: &WebhookRequest, secret: &str) -> Result<(), String>;
+
+    /// The delivery's id and meaning.
+    fn parse(&self, req: &WebhookRequest) -> Result<Delivery, ParseError>;
+
+    /// Whether a repository name is one the platform could have sent: names go into API URLs,
+    /// so one that could steer them is refused before anything is stored.
+    fn valid_repository(&self, name: &str) -> bool;
+
+    /// What ties a run that a heal started to its session. A new CircleCI pipeline runs all
+    /// its workflows, so there the pipeline is linked; elsewhere the run itself.
+    fn run_link(&self, run_id: &str) -> String {
+        run_id.to_string()
+    }
+
+    /// The API client for `section`; `None` for sources pipeguard never calls back.
+    fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>>;
 }
 
 #[async_trait]
@@ -112,6 +209,12 @@ pub trait Ci: Send + Sync {
         true
     }
 
+    /// Inputs that make a re-run start from a clean workspace on their own (GitLab's
+    /// `GIT_STRATEGY=clone`); empty when a reset must be configured per repository.
+    fn clean_workspace_inputs(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Whether the platform has an API to delete its caches.
     fn can_clear_caches(&self) -> bool {
         false
@@ -131,12 +234,31 @@ pub trait Ci: Send + Sync {
     }
 }
 
-/// A run started again with changed inputs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rerun {
-    /// The call made, for the session's record.
-    pub detail: String,
-    /// The id of the new run when the platform made one (its outcome then tells the heal's),
-    /// `None` when the new work is the next attempt of the same run.
-    pub new_run_id: Option<String>,
+/// The attempt number a platform without run attempts reports for a successful outcome
+/// (GitLab pipelines, CircleCI workflows): later than any failed attempt.
+pub const OUTCOME_ATTEMPT: u32 = 1_000_000;
+
+/// Epoch milliseconds of an RFC 3339 time, or of GitLab's webhook form
+/// `2016-08-12 15:23:28 UTC`.
+pub fn parse_time_ms(s: Option<&str>) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    use time::{OffsetDateTime, PrimitiveDateTime};
+    let s = s?.trim();
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
+        let fmt = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+        PrimitiveDateTime::parse(s, fmt)
+            .ok()
+            .map(|p| p.assume_utc())
+    })?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// The error of a call that needs a credential the section lacks.
+pub fn require(present: bool, what: &str) -> Result<(), PlatformError> {
+    if present {
+        Ok(())
+    } else {
+        Err(PlatformError::NotConfigured(what.to_string()))
+    }
 }

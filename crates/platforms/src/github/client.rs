@@ -1,0 +1,289 @@
+//! The Actions REST API: run state, failed jobs' logs, re-runs, workflow dispatch, caches.
+
+use super::webhook::{failed_conclusion, parse_time_ms, Run};
+use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
+use crate::settings::Section;
+use crate::webhook::{slug_char, valid_path};
+use crate::{require, Ci, JobLog, PlatformError, Rerun, RunState};
+use async_trait::async_trait;
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::policy::Capabilities;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+/// GitHub refuses re-runs of runs older than this.
+const RERUN_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+/// GitHub caps the number of attempts of one workflow run.
+pub const MAX_RUN_ATTEMPTS: u32 = 50;
+
+const NO_TOKEN: &str =
+    "PIPEGUARD_GITHUB_TOKEN is not set; re-runs, dispatches and cache deletion need a token with actions:write";
+
+pub struct GithubClient {
+    api: ApiClient,
+}
+
+#[derive(Deserialize)]
+struct ApiJob {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    conclusion: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiCache {
+    id: u64,
+    #[serde(default)]
+    key: String,
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// `/repos/{owner}/{repo}`, each part checked and encoded: a name never steers the URL.
+fn repo_path(ev: &FailureEvent) -> Result<String, PlatformError> {
+    if !valid_path(&ev.repository, 2..=2, slug_char) {
+        return Err(PlatformError::Permanent(format!(
+            "{:?} is not a GitHub owner/repository name",
+            ev.repository
+        )));
+    }
+    let (owner, repo) = ev.repository.split_once('/').unwrap_or_default();
+    Ok(format!("/repos/{}/{}", encode(owner), encode(repo)))
+}
+
+impl GithubClient {
+    pub fn new(s: &Section, http: &HttpOptions) -> GithubClient {
+        let auth = s.token.clone().map(Auth::Bearer).unwrap_or(Auth::None);
+        GithubClient {
+            api: ApiClient::new(&s.api_url, auth, http.clone())
+                .with_header("Accept", "application/vnd.github+json")
+                .with_header("X-GitHub-Api-Version", "2022-11-28"),
+        }
+    }
+
+    fn run_path(&self, ev: &FailureEvent) -> Result<String, PlatformError> {
+        Ok(format!(
+            "{}/actions/runs/{}",
+            repo_path(ev)?,
+            encode(&ev.run_id)
+        ))
+    }
+
+    /// The failed jobs of one run attempt, across pages.
+    async fn failed_jobs(&self, ev: &FailureEvent) -> Result<Vec<ApiJob>, PlatformError> {
+        let path = format!("{}/attempts/{}/jobs", self.run_path(ev)?, ev.attempt);
+        let jobs: Vec<ApiJob> = self
+            .api
+            .get_all(
+                "list jobs",
+                &path,
+                Paging::PageNumber {
+                    items: Some("jobs"),
+                    total: Some("total_count"),
+                    per_page: 100,
+                },
+            )
+            .await?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| j.conclusion.as_deref().is_some_and(failed_conclusion))
+            .collect())
+    }
+
+    fn check_rerun_limits(&self, ev: &FailureEvent) -> Result<(), PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        if ev
+            .started_at_ms
+            .is_some_and(|started| now_ms() - started > RERUN_WINDOW_MS)
+        {
+            return Err(PlatformError::Permanent(
+                "GitHub re-runs only runs started within the last 30 days".into(),
+            ));
+        }
+        if ev.attempt >= MAX_RUN_ATTEMPTS {
+            return Err(PlatformError::Permanent(format!(
+                "the run reached GitHub's limit of {MAX_RUN_ATTEMPTS} attempts"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ci for GithubClient {
+    fn platform(&self) -> Platform {
+        Platform::Github
+    }
+
+    fn capabilities(&self, _event: &FailureEvent) -> Capabilities {
+        Capabilities {
+            retry: self.api.has_credentials(),
+            ..Default::default()
+        }
+    }
+
+    async fn run_state(&self, ev: &FailureEvent) -> Result<RunState, PlatformError> {
+        let run: Run = self.api.get_json("get run", &self.run_path(ev)?).await?;
+        let attempt = run.run_attempt.unwrap_or(1);
+        if run.status.as_deref() != Some("completed") {
+            return Ok(RunState::InProgress { attempt });
+        }
+        Ok(RunState::Completed {
+            attempt,
+            success: run.conclusion.as_deref() == Some("success"),
+            finished_at_ms: parse_time_ms(run.updated_at.as_deref()),
+        })
+    }
+
+    async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
+        let mut out = Vec::new();
+        for j in self.failed_jobs(ev).await? {
+            // 302 to a short-lived download URL; reqwest follows it and drops the
+            // Authorization header when the redirect leaves the API host.
+            let path = format!("{}/actions/jobs/{}/logs", repo_path(ev)?, j.id);
+            let log = self.api.log_tail("download job log", &path).await?;
+            out.push(JobLog {
+                job: FailedJob {
+                    id: j.id.to_string(),
+                    name: j.name,
+                    ..Default::default()
+                },
+                log: log.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn retry(
+        &self,
+        ev: &FailureEvent,
+        jobs: &[FailedJob],
+        all_failed: bool,
+    ) -> Result<String, PlatformError> {
+        self.check_rerun_limits(ev)?;
+        if all_failed || jobs.is_empty() {
+            let path = format!("{}/rerun-failed-jobs", self.run_path(ev)?);
+            self.api
+                .call("re-run failed jobs", Method::POST, &path, None)
+                .await?;
+            return Ok(format!("POST {path}"));
+        }
+        let mut done = Vec::new();
+        for j in jobs {
+            let path = format!("{}/actions/jobs/{}/rerun", repo_path(ev)?, encode(&j.id));
+            self.api
+                .call("re-run job", Method::POST, &path, None)
+                .await?;
+            done.push(format!("POST {path}"));
+        }
+        Ok(done.join("; "))
+    }
+
+    fn can_rerun_with(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// A workflow-dispatch run on the failed run's branch with `inputs` (the workflow must
+    /// declare them under `on.workflow_dispatch.inputs`, e.g. a `runner` input used in
+    /// `runs-on`). `return_run_details` makes GitHub answer with the new run's id.
+    async fn rerun_with(
+        &self,
+        ev: &FailureEvent,
+        workflow: Option<&str>,
+        inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        let workflow = workflow.ok_or_else(|| {
+            PlatformError::NotConfigured(
+                "no workflow file is configured for this repository (repos.*.scale.workflow)"
+                    .into(),
+            )
+        })?;
+        let git_ref = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failed run names no branch to dispatch on".into())
+        })?;
+        let path = format!(
+            "{}/actions/workflows/{}/dispatches",
+            repo_path(ev)?,
+            encode(workflow)
+        );
+        let inputs: serde_json::Map<String, Value> = inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let body = json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
+        let r = self
+            .api
+            .call_once("dispatch workflow", Method::POST, &path, Some(&body))
+            .await?;
+        // Older GitHub Enterprise Server versions answer 204 without the run's id.
+        let details: Value = r.json().await.unwrap_or(Value::Null);
+        let new_run_id = details["workflow_run_id"].as_u64().map(|id| id.to_string());
+        Ok(Rerun {
+            detail: format!("POST {path} {body}"),
+            new_run_id,
+        })
+    }
+
+    fn can_clear_caches(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// Lists the Actions caches of the run's branch (optionally by key prefix, as the API
+    /// matches `key`) and deletes each by id.
+    async fn clear_caches(
+        &self,
+        ev: &FailureEvent,
+        key_prefix: Option<&str>,
+    ) -> Result<String, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        // Without a branch the whole repository's caches would match: refuse instead.
+        let branch = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failed run names no branch whose caches to clear".into())
+        })?;
+        let mut path = format!(
+            "{}/actions/caches?ref={}",
+            repo_path(ev)?,
+            encode(&format!("refs/heads/{branch}"))
+        );
+        if let Some(k) = key_prefix.filter(|k| !k.is_empty()) {
+            path.push_str(&format!("&key={}", encode(k)));
+        }
+        let caches: Vec<ApiCache> = self
+            .api
+            .get_all(
+                "list caches",
+                &path,
+                Paging::PageNumber {
+                    items: Some("actions_caches"),
+                    total: Some("total_count"),
+                    per_page: 100,
+                },
+            )
+            .await?;
+        let mut deleted = Vec::new();
+        for c in caches {
+            let path = format!("{}/actions/caches/{}", repo_path(ev)?, c.id);
+            match self
+                .api
+                .call("delete cache", Method::DELETE, &path, None)
+                .await
+            {
+                Ok(_) => deleted.push(c.key),
+                // Deleted meanwhile (another run, a person): what was asked for holds.
+                Err(PlatformError::Refused { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(format!(
+            "deleted {} cache(s) of {branch}: {}",
+            deleted.len(),
+            deleted.join(", ")
+        ))
+    }
+}

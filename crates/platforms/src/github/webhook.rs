@@ -1,0 +1,256 @@
+//! GitHub's `workflow_run` and `workflow_job` deliveries.
+
+use crate::{ParseError, Parsed};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use crate::parse_time_ms;
+
+pub(super) fn failed_conclusion(c: &str) -> bool {
+    matches!(c, "failure" | "timed_out" | "startup_failure")
+}
+
+#[derive(Deserialize)]
+struct Repo {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct RunPayload {
+    action: String,
+    workflow_run: Run,
+    repository: Repo,
+}
+
+/// A workflow run as webhooks and the REST API describe it.
+#[derive(Deserialize)]
+pub(super) struct Run {
+    pub(super) id: u64,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) run_attempt: Option<u32>,
+    #[serde(default)]
+    pub(super) status: Option<String>,
+    #[serde(default)]
+    pub(super) conclusion: Option<String>,
+    #[serde(default)]
+    pub(super) head_sha: Option<String>,
+    #[serde(default)]
+    pub(super) head_branch: Option<String>,
+    #[serde(default)]
+    pub(super) html_url: Option<String>,
+    #[serde(default)]
+    pub(super) created_at: Option<String>,
+    #[serde(default)]
+    pub(super) run_started_at: Option<String>,
+    #[serde(default)]
+    pub(super) updated_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobPayload {
+    action: String,
+    workflow_job: Job,
+    repository: Repo,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    id: u64,
+    run_id: u64,
+    #[serde(default)]
+    run_attempt: Option<u32>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    workflow_name: Option<String>,
+    #[serde(default)]
+    head_sha: Option<String>,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    completed_at: Option<String>,
+}
+
+/// Parses one delivery given its `X-GitHub-Event` name.
+pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
+    let shape = |e: serde_json::Error| ParseError::Shape(format!("{event}: {e}"));
+    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ParseError::Shape("expected a JSON object".into()));
+    }
+    match event {
+        "ping" => Ok(Parsed::Ping),
+        "workflow_run" => {
+            let p: RunPayload = serde_json::from_value(value).map_err(shape)?;
+            let r = p.workflow_run;
+            let attempt = r.run_attempt.unwrap_or(1);
+            let conclusion = r.conclusion.as_deref().unwrap_or("");
+            if p.action != "completed" || r.status.as_deref().is_some_and(|s| s != "completed") {
+                return Ok(Parsed::Ignored(format!(
+                    "workflow_run {} is not a completion",
+                    p.action
+                )));
+            }
+            if conclusion == "success" {
+                return Ok(Parsed::Success {
+                    repository: p.repository.full_name,
+                    run_id: r.id.to_string(),
+                    attempt,
+                    finished_at_ms: parse_time_ms(r.updated_at.as_deref()),
+                });
+            }
+            if !failed_conclusion(conclusion) {
+                return Ok(Parsed::Ignored(format!(
+                    "workflow_run concluded {conclusion:?}"
+                )));
+            }
+            Ok(Parsed::Failure(Box::new(FailureEvent {
+                platform: Some(Platform::Github),
+                repository: p.repository.full_name,
+                run_id: r.id.to_string(),
+                attempt,
+                workflow: r.name.unwrap_or_default(),
+                head_sha: r.head_sha,
+                branch: r.head_branch,
+                url: r.html_url,
+                started_at_ms: parse_time_ms(
+                    r.run_started_at.as_deref().or(r.created_at.as_deref()),
+                ),
+                finished_at_ms: parse_time_ms(r.updated_at.as_deref()),
+                ..Default::default()
+            })))
+        }
+        "workflow_job" => {
+            let p: JobPayload = serde_json::from_value(value).map_err(shape)?;
+            let j = p.workflow_job;
+            let conclusion = j.conclusion.as_deref().unwrap_or("");
+            if p.action != "completed" || !failed_conclusion(conclusion) {
+                return Ok(Parsed::Ignored(format!(
+                    "workflow_job {} concluded {conclusion:?}; the run's completion tells outcomes",
+                    p.action
+                )));
+            }
+            Ok(Parsed::Failure(Box::new(FailureEvent {
+                platform: Some(Platform::Github),
+                repository: p.repository.full_name,
+                run_id: j.run_id.to_string(),
+                attempt: j.run_attempt.unwrap_or(1),
+                workflow: j.workflow_name.unwrap_or_default(),
+                head_sha: j.head_sha,
+                branch: j.head_branch,
+                url: j.html_url,
+                jobs: vec![FailedJob {
+                    id: j.id.to_string(),
+                    name: j.name,
+                    ..Default::default()
+                }],
+                started_at_ms: parse_time_ms(j.started_at.as_deref()),
+                finished_at_ms: parse_time_ms(j.completed_at.as_deref()),
+                ..Default::default()
+            })))
+        }
+        other => Ok(Parsed::Ignored(format!("event {other:?} is not handled"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_payload(conclusion: &str, attempt: u32) -> Vec<u8> {
+        serde_json::json!({
+            "action": "completed",
+            "workflow_run": {"id": 42, "name": "CI", "run_attempt": attempt, "status": "completed",
+                "conclusion": conclusion, "head_sha": "abc", "head_branch": "main",
+                "run_started_at": "2026-11-20T10:00:00Z", "updated_at": "2026-11-20T10:05:00Z"},
+            "repository": {"full_name": "octo/repo"}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn failed_run_becomes_failure_event() {
+        let Parsed::Failure(ev) = parse_event("workflow_run", &run_payload("failure", 2)).unwrap()
+        else {
+            panic!("expected a failure")
+        };
+        assert_eq!(
+            (ev.repository.as_str(), ev.run_id.as_str(), ev.attempt),
+            ("octo/repo", "42", 2)
+        );
+        assert_eq!(
+            ev.finished_at_ms.unwrap() - ev.started_at_ms.unwrap(),
+            300_000
+        );
+    }
+
+    #[test]
+    fn success_and_cancel_and_other_events() {
+        assert!(matches!(
+            parse_event("workflow_run", &run_payload("success", 3)).unwrap(),
+            Parsed::Success { attempt: 3, .. }
+        ));
+        assert!(matches!(
+            parse_event("workflow_run", &run_payload("cancelled", 1)).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        assert!(matches!(
+            parse_event("push", b"{}").unwrap(),
+            Parsed::Ignored(_)
+        ));
+        assert_eq!(
+            parse_event("ping", b"{\"zen\":\"x\"}").unwrap(),
+            Parsed::Ping
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        assert!(matches!(
+            parse_event("workflow_run", b"{not json"),
+            Err(ParseError::Json(_))
+        ));
+        assert!(matches!(
+            parse_event("workflow_run", b"{\"action\":\"completed\"}"),
+            Err(ParseError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_event("workflow_run", b"[]"),
+            Err(ParseError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn octokit_examples_parse_when_shared_fixtures_exist() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/github/octokit-webhooks");
+        if !dir.exists() {
+            eprintln!("skipping: {} not present", dir.display());
+            return;
+        }
+        let job = std::fs::read(
+            dir.join("workflow_job/completed.failure.with-organization.payload.json"),
+        )
+        .unwrap();
+        let Parsed::Failure(ev) = parse_event("workflow_job", &job).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ev.jobs[0].name, "linters");
+        assert_eq!(ev.run_id, "2202229078");
+        let run = std::fs::read(dir.join("workflow_run/completed.payload.json")).unwrap();
+        assert!(matches!(
+            parse_event("workflow_run", &run).unwrap(),
+            Parsed::Success { .. }
+        ));
+    }
+}

@@ -1,0 +1,367 @@
+//! The REST API v4: pipelines, their jobs and traces, retries and new pipelines.
+
+use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
+use crate::settings::Section;
+use crate::webhook::{slug_char, valid_path};
+use crate::{parse_time_ms, require, Ci, JobLog, PlatformError, Rerun, RunState, OUTCOME_ATTEMPT};
+use async_trait::async_trait;
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::policy::Capabilities;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+const NO_TOKEN: &str =
+    "PIPEGUARD_GITLAB_TOKEN is not set; retries and new pipelines need a token with the api scope";
+
+pub struct GitlabClient {
+    api: ApiClient,
+}
+
+#[derive(Deserialize)]
+struct ApiJob {
+    id: u64,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    allow_failure: bool,
+    #[serde(default)]
+    failure_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiPipeline {
+    status: String,
+    #[serde(default)]
+    finished_at: Option<String>,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+/// `/api/v4/projects/group%2Fproject`, as the API takes project paths.
+fn project_api(ev: &FailureEvent) -> Result<String, PlatformError> {
+    if !valid_path(&ev.repository, 2..=20, slug_char) {
+        return Err(PlatformError::Permanent(format!(
+            "{:?} is not a GitLab project path",
+            ev.repository
+        )));
+    }
+    Ok(format!("/api/v4/projects/{}", encode(&ev.repository)))
+}
+
+fn pipeline_api(ev: &FailureEvent) -> Result<String, PlatformError> {
+    Ok(format!(
+        "{}/pipelines/{}",
+        project_api(ev)?,
+        encode(&ev.run_id)
+    ))
+}
+
+impl GitlabClient {
+    pub fn new(s: &Section, http: &HttpOptions) -> GitlabClient {
+        let auth = s
+            .token
+            .clone()
+            .map(|t| Auth::Header("PRIVATE-TOKEN", t))
+            .unwrap_or(Auth::None);
+        GitlabClient {
+            api: ApiClient::new(&s.api_url, auth, http.clone()),
+        }
+    }
+
+    async fn jobs(&self, ev: &FailureEvent, query: &str) -> Result<Vec<ApiJob>, PlatformError> {
+        let path = format!("{}/jobs?{query}", pipeline_api(ev)?);
+        self.api
+            .get_all("list pipeline jobs", &path, Paging::NextPageHeader)
+            .await
+    }
+
+    /// Which attempt the pipeline is on: how often its most-run job ran (retried jobs are
+    /// listed only with `include_retried`).
+    async fn attempt(&self, ev: &FailureEvent) -> Result<u32, PlatformError> {
+        let jobs = self.jobs(ev, "include_retried=true&per_page=100").await?;
+        let mut runs: HashMap<&str, u32> = HashMap::new();
+        for j in &jobs {
+            *runs.entry(j.name.as_str()).or_default() += 1;
+        }
+        Ok(runs.values().copied().max().unwrap_or(1).max(1))
+    }
+
+    /// Starts a new pipeline on the event's ref with `variables` (a bigger runner tag,
+    /// `GIT_STRATEGY=clone`, a bumped cache-key variable): scaling, reset and cache strategies.
+    pub async fn new_pipeline(
+        &self,
+        ev: &FailureEvent,
+        variables: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        let git_ref = ev.branch.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("the failure names no ref to start a pipeline on".into())
+        })?;
+        let body = json!({
+            "ref": git_ref,
+            "variables": variables
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect::<Vec<_>>(),
+        });
+        let path = format!("{}/pipeline", project_api(ev)?);
+        let r: Value = self
+            .api
+            .call_once("create pipeline", Method::POST, &path, Some(&body))
+            .await?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let id = r["id"].as_u64().map(|id| id.to_string());
+        Ok(Rerun {
+            detail: format!(
+                "POST {} -> pipeline {}",
+                self.api.url(&path),
+                id.as_deref().unwrap_or("(no id)")
+            ),
+            new_run_id: id,
+        })
+    }
+
+    /// Cancels the event's pipeline (jobs still running in it).
+    pub async fn cancel(&self, ev: &FailureEvent) -> Result<String, PlatformError> {
+        let path = format!("{}/cancel", pipeline_api(ev)?);
+        self.api
+            .call("cancel pipeline", Method::POST, &path, None)
+            .await?;
+        Ok(format!("POST {path}"))
+    }
+}
+
+#[async_trait]
+impl Ci for GitlabClient {
+    fn platform(&self) -> Platform {
+        Platform::Gitlab
+    }
+
+    fn capabilities(&self, _event: &FailureEvent) -> Capabilities {
+        Capabilities {
+            retry: self.api.has_credentials(),
+            ..Default::default()
+        }
+    }
+
+    async fn run_state(&self, ev: &FailureEvent) -> Result<RunState, PlatformError> {
+        let p: ApiPipeline = self
+            .api
+            .get_json("get pipeline", &pipeline_api(ev)?)
+            .await?;
+        let finished = parse_time_ms(p.finished_at.as_deref().or(p.updated_at.as_deref()));
+        match p.status.as_str() {
+            "success" => Ok(RunState::Completed {
+                attempt: OUTCOME_ATTEMPT,
+                success: true,
+                finished_at_ms: finished,
+            }),
+            "failed" | "canceled" | "skipped" => Ok(RunState::Completed {
+                attempt: self.attempt(ev).await?,
+                success: false,
+                finished_at_ms: finished,
+            }),
+            // created, pending, running, manual, scheduled…: not finished yet.
+            _ => Ok(RunState::InProgress {
+                attempt: self.attempt(ev).await?,
+            }),
+        }
+    }
+
+    async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
+        let jobs = self.jobs(ev, "scope[]=failed&per_page=100").await?;
+        let mut out = Vec::new();
+        for j in jobs
+            .into_iter()
+            .filter(|j| j.status == "failed" && !j.allow_failure)
+        {
+            // Traces can be erased or expired: diagnose on GitLab's failure_reason alone.
+            let path = format!("{}/jobs/{}/trace", project_api(ev)?, j.id);
+            let log = self.api.log_tail("job trace", &path).await?;
+            // The webhook knows the environment (the jobs API does not): keep it.
+            let environment = ev
+                .jobs
+                .iter()
+                .find(|k| k.id == j.id.to_string() || k.name == j.name)
+                .and_then(|k| k.environment.clone());
+            out.push(JobLog {
+                job: FailedJob {
+                    id: j.id.to_string(),
+                    name: j.name,
+                    stage: j.stage,
+                    environment,
+                    platform_reason: j.failure_reason,
+                },
+                log: log.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn retry(
+        &self,
+        ev: &FailureEvent,
+        jobs: &[FailedJob],
+        all_failed: bool,
+    ) -> Result<String, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        if all_failed || jobs.is_empty() {
+            let path = format!("{}/retry", pipeline_api(ev)?);
+            self.api
+                .call("retry pipeline", Method::POST, &path, None)
+                .await?;
+            return Ok(format!("POST {path}"));
+        }
+        let mut done = Vec::new();
+        for j in jobs {
+            let path = format!("{}/jobs/{}/retry", project_api(ev)?, encode(&j.id));
+            self.api
+                .call("retry job", Method::POST, &path, None)
+                .await?;
+            done.push(format!("POST {path}"));
+        }
+        Ok(done.join("; "))
+    }
+
+    fn can_rerun_with(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// A retry cannot change variables, so a new pipeline on the same ref carries them.
+    async fn rerun_with(
+        &self,
+        ev: &FailureEvent,
+        _workflow: Option<&str>,
+        inputs: &[(String, String)],
+    ) -> Result<Rerun, PlatformError> {
+        self.new_pipeline(ev, inputs).await
+    }
+
+    fn clean_workspace_inputs(&self) -> Vec<(String, String)> {
+        vec![("GIT_STRATEGY".into(), "clone".into())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client(uri: &str) -> GitlabClient {
+        GitlabClient::new(
+            &Section {
+                api_url: uri.to_string(),
+                token: Some("tok".into()),
+                ..Default::default()
+            },
+            &HttpOptions {
+                tries: 1,
+                backoff: Duration::from_millis(1),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn failed_jobs_are_read_across_pages() {
+        use wiremock::matchers::{method, path, query_param};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        let job = |id: u64, name: &str| {
+            json!({"id": id, "name": name, "stage": "test", "status": "failed",
+                               "allow_failure": false, "failure_reason": "script_failure"})
+        };
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/jobs"))
+            .and(query_param("page", "1"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-next-page", "2")
+                    .set_body_json(json!([job(1, "a")])),
+            )
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/jobs"))
+            .and(query_param("page", "2"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-next-page", "")
+                    .set_body_json(json!([job(2, "b")])),
+            )
+            .mount(&mock)
+            .await;
+        for id in [1, 2] {
+            Mock::given(method("GET"))
+                .and(path(format!("/api/v4/projects/g%2Fp/jobs/{id}/trace")))
+                .respond_with(ResponseTemplate::new(200).set_body_string("log"))
+                .mount(&mock)
+                .await;
+        }
+        let g = client(&mock.uri());
+        let ev = FailureEvent {
+            repository: "g/p".into(),
+            run_id: "5".into(),
+            ..Default::default()
+        };
+        let names: Vec<String> = g
+            .failed_logs(&ev)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.job.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn new_pipeline_on_the_ref_with_variables_and_cancel() {
+        use wiremock::matchers::{body_json, header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/pipeline"))
+            .and(header("private-token", "tok"))
+            .and(body_json(
+                json!({"ref": "main", "variables": [{"key": "RUNNER_TAG", "value": "xlarge"}]}),
+            ))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 77})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/cancel"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 5})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let g = client(&mock.uri());
+        let ev = FailureEvent {
+            repository: "g/p".into(),
+            run_id: "5".into(),
+            branch: Some("main".into()),
+            ..Default::default()
+        };
+        let done = g
+            .new_pipeline(&ev, &[("RUNNER_TAG".into(), "xlarge".into())])
+            .await
+            .unwrap();
+        assert_eq!(done.new_run_id.as_deref(), Some("77"));
+        assert!(done.detail.ends_with("pipeline 77"), "{}", done.detail);
+        g.cancel(&ev).await.unwrap();
+        let no_ref = FailureEvent { branch: None, ..ev };
+        assert!(matches!(
+            g.new_pipeline(&no_ref, &[]).await,
+            Err(PlatformError::Permanent(_))
+        ));
+        mock.verify().await;
+    }
+}

@@ -1,0 +1,342 @@
+//! GitLab's Pipeline Hook and Job Hook deliveries.
+
+use crate::{parse_time_ms, ParseError, Parsed, OUTCOME_ATTEMPT};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+struct Project {
+    #[serde(default)]
+    path_with_namespace: Option<String>,
+    #[serde(default)]
+    web_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Env {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PipelineAttrs {
+    id: u64,
+    #[serde(default)]
+    r#ref: Option<String>,
+    #[serde(default)]
+    sha: Option<String>,
+    status: String,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    finished_at: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Build {
+    id: u64,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    allow_failure: bool,
+    #[serde(default)]
+    failure_reason: Option<String>,
+    #[serde(default)]
+    environment: Option<Env>,
+}
+
+#[derive(Deserialize)]
+struct PipelinePayload {
+    object_attributes: PipelineAttrs,
+    project: Project,
+    #[serde(default)]
+    builds: Vec<Build>,
+}
+
+#[derive(Deserialize)]
+struct JobRepo {
+    #[serde(default)]
+    homepage: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobPayload {
+    build_id: u64,
+    #[serde(default)]
+    build_name: String,
+    #[serde(default)]
+    build_stage: Option<String>,
+    build_status: String,
+    #[serde(default)]
+    build_allow_failure: bool,
+    #[serde(default)]
+    build_failure_reason: Option<String>,
+    #[serde(default)]
+    build_started_at: Option<String>,
+    #[serde(default)]
+    build_finished_at: Option<String>,
+    #[serde(default)]
+    retries_count: Option<u32>,
+    pipeline_id: u64,
+    #[serde(default)]
+    r#ref: Option<String>,
+    #[serde(default)]
+    sha: Option<String>,
+    #[serde(default)]
+    project: Option<Project>,
+    #[serde(default)]
+    repository: Option<JobRepo>,
+    #[serde(default)]
+    environment: Option<Env>,
+}
+
+/// `https://gitlab.example.com/group/sub/project` → `group/sub/project`.
+fn path_from_url(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let (_, path) = rest.split_once('/')?;
+    let path = path.trim_matches('/');
+    (!path.is_empty()).then(|| path.to_string())
+}
+
+fn project_path(p: Option<&Project>, homepage: Option<&str>) -> Option<String> {
+    p.and_then(|p| {
+        p.path_with_namespace
+            .clone()
+            .or_else(|| p.web_url.as_deref().and_then(path_from_url))
+    })
+    .or_else(|| homepage.and_then(path_from_url))
+}
+
+/// Parses one delivery given its `X-Gitlab-Event` name.
+pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
+    let shape = |e: serde_json::Error| ParseError::Shape(format!("{event}: {e}"));
+    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ParseError::Shape("expected a JSON object".into()));
+    }
+    match event {
+        "Pipeline Hook" => {
+            let p: PipelinePayload = serde_json::from_value(value).map_err(shape)?;
+            let a = p.object_attributes;
+            let repository = project_path(Some(&p.project), None).ok_or_else(|| {
+                ParseError::Shape("Pipeline Hook: project.path_with_namespace is missing".into())
+            })?;
+            match a.status.as_str() {
+                "success" => Ok(Parsed::Success {
+                    repository,
+                    run_id: a.id.to_string(),
+                    attempt: OUTCOME_ATTEMPT,
+                    finished_at_ms: parse_time_ms(a.finished_at.as_deref()),
+                }),
+                "failed" => {
+                    // Jobs allowed to fail did not fail the pipeline: not ours to heal.
+                    let jobs = p
+                        .builds
+                        .into_iter()
+                        .filter(|b| b.status == "failed" && !b.allow_failure)
+                        .map(|b| FailedJob {
+                            id: b.id.to_string(),
+                            name: b.name,
+                            stage: b.stage,
+                            environment: b.environment.and_then(|e| e.name),
+                            platform_reason: b.failure_reason,
+                        })
+                        .collect();
+                    Ok(Parsed::Failure(Box::new(FailureEvent {
+                        platform: Some(Platform::Gitlab),
+                        repository,
+                        run_id: a.id.to_string(),
+                        attempt: 1,
+                        workflow: a.r#ref.clone().unwrap_or_default(),
+                        head_sha: a.sha,
+                        branch: a.r#ref,
+                        url: a.url,
+                        jobs,
+                        started_at_ms: parse_time_ms(a.created_at.as_deref()),
+                        finished_at_ms: parse_time_ms(a.finished_at.as_deref()),
+                        ..Default::default()
+                    })))
+                }
+                other => Ok(Parsed::Ignored(format!("pipeline status {other:?}"))),
+            }
+        }
+        "Job Hook" | "Build Hook" => {
+            let j: JobPayload = serde_json::from_value(value).map_err(shape)?;
+            if j.build_status != "failed" || j.build_allow_failure {
+                return Ok(Parsed::Ignored(format!(
+                    "job status {:?}{}; the Pipeline Hook tells outcomes",
+                    j.build_status,
+                    if j.build_allow_failure {
+                        " (allowed to fail)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            let repository = project_path(
+                j.project.as_ref(),
+                j.repository.as_ref().and_then(|r| r.homepage.as_deref()),
+            )
+            .ok_or_else(|| {
+                ParseError::Shape("Job Hook: no project path (project or repository)".into())
+            })?;
+            Ok(Parsed::Failure(Box::new(FailureEvent {
+                platform: Some(Platform::Gitlab),
+                repository,
+                run_id: j.pipeline_id.to_string(),
+                // Stays below OUTCOME_ATTEMPT whatever a sender claims.
+                attempt: j
+                    .retries_count
+                    .unwrap_or(0)
+                    .saturating_add(1)
+                    .min(OUTCOME_ATTEMPT - 1),
+                workflow: j.r#ref.clone().unwrap_or_default(),
+                head_sha: j.sha,
+                branch: j.r#ref,
+                jobs: vec![FailedJob {
+                    id: j.build_id.to_string(),
+                    name: j.build_name,
+                    stage: j.build_stage,
+                    environment: j.environment.and_then(|e| e.name),
+                    platform_reason: j.build_failure_reason,
+                }],
+                started_at_ms: parse_time_ms(j.build_started_at.as_deref()),
+                finished_at_ms: parse_time_ms(j.build_finished_at.as_deref()),
+                ..Default::default()
+            })))
+        }
+        other => Ok(Parsed::Ignored(format!("event {other:?} is not handled"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pipeline(status: &str) -> Vec<u8> {
+        json!({
+            "object_kind": "pipeline",
+            "object_attributes": {"id": 31, "ref": "main", "sha": "bcbb5ec", "status": status,
+                "created_at": "2016-08-12 15:23:28 UTC", "finished_at": "2016-08-12 15:26:29 UTC"},
+            "project": {"id": 1, "path_with_namespace": "gitlab-org/gitlab-test"},
+            "builds": [
+                {"id": 380, "stage": "deploy", "name": "production", "status": "failed",
+                 "allow_failure": false, "failure_reason": "script_failure",
+                 "environment": {"name": "production", "action": "start"}},
+                {"id": 377, "stage": "test", "name": "lint", "status": "failed",
+                 "allow_failure": true, "failure_reason": "script_failure"},
+                {"id": 376, "stage": "build", "name": "build", "status": "success"}
+            ]
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn failed_pipeline_keeps_reason_stage_and_environment() {
+        let Parsed::Failure(ev) = parse_event("Pipeline Hook", &pipeline("failed")).unwrap() else {
+            panic!("expected a failure")
+        };
+        assert_eq!(ev.repository, "gitlab-org/gitlab-test");
+        assert_eq!((ev.run_id.as_str(), ev.attempt), ("31", 1));
+        assert_eq!(ev.jobs.len(), 1, "allow_failure jobs are not failures");
+        let j = &ev.jobs[0];
+        assert_eq!(j.platform_reason.as_deref(), Some("script_failure"));
+        assert_eq!(j.stage.as_deref(), Some("deploy"));
+        assert_eq!(j.environment.as_deref(), Some("production"));
+        assert_eq!(
+            ev.finished_at_ms.unwrap() - ev.started_at_ms.unwrap(),
+            181_000
+        );
+    }
+
+    #[test]
+    fn success_is_an_outcome_and_running_is_ignored() {
+        assert!(matches!(
+            parse_event("Pipeline Hook", &pipeline("success")).unwrap(),
+            Parsed::Success { attempt: OUTCOME_ATTEMPT, ref run_id, .. } if run_id == "31"
+        ));
+        assert!(matches!(
+            parse_event("Pipeline Hook", &pipeline("running")).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        assert!(matches!(
+            parse_event("Push Hook", b"{}").unwrap(),
+            Parsed::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn failed_job_hook_counts_retries_as_attempts() {
+        let body = json!({
+            "object_kind": "build", "build_id": 9, "build_name": "test", "build_stage": "test",
+            "build_status": "failed", "build_failure_reason": "runner_system_failure",
+            "retries_count": 1, "pipeline_id": 31, "ref": "main",
+            "repository": {"homepage": "https://gitlab.example.com/grp/sub/proj"}
+        });
+        let Parsed::Failure(ev) = parse_event("Job Hook", body.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(ev.repository, "grp/sub/proj");
+        assert_eq!(ev.attempt, 2);
+        assert_eq!(
+            ev.jobs[0].platform_reason.as_deref(),
+            Some("runner_system_failure")
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        assert!(matches!(
+            parse_event("Pipeline Hook", b"{nope"),
+            Err(ParseError::Json(_))
+        ));
+        assert!(matches!(
+            parse_event("Pipeline Hook", b"{\"object_attributes\":{}}"),
+            Err(ParseError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_event("Job Hook", b"[1]"),
+            Err(ParseError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn shared_fixtures_parse_when_present() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/gitlab/go-gitlab");
+        if !dir.exists() {
+            eprintln!("skipping: {} not present", dir.display());
+            return;
+        }
+        let p = std::fs::read(dir.join("pipeline.json")).unwrap();
+        assert!(matches!(
+            parse_event("Pipeline Hook", &p).unwrap(),
+            Parsed::Success { ref repository, .. } if repository == "gitlab-org/gitlab-test"
+        ));
+        // A successful job is not an outcome of the pipeline.
+        let j = std::fs::read(dir.join("job.json")).unwrap();
+        assert!(matches!(
+            parse_event("Job Hook", &j).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        // Flip the documented job to a failure: the project path comes from the homepage.
+        let mut v: Value = serde_json::from_slice(&j).unwrap();
+        v["build_status"] = json!("failed");
+        let Parsed::Failure(ev) = parse_event("Job Hook", v.to_string().as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ev.repository, "jsmithy2/release-tools-fake");
+        assert_eq!(ev.attempt, 2);
+        assert_eq!(ev.jobs[0].environment.as_deref(), Some("production"));
+    }
+}
