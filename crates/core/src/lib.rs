@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod category;
 pub mod classifier;
 pub mod event;
+pub mod heal;
 pub mod learning;
 pub mod policy;
 pub mod safety;
