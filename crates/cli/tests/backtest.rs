@@ -1,6 +1,7 @@
 //! `pipeguard backtest` on a SQLite database filled through the store, as the worker fills it.
 
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::heal::StoredPlan;
 use pipeguard_core::policy::Capabilities;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_store::{Intake, SessionStatus, SessionUpdate, Store, Transition};
@@ -30,12 +31,15 @@ async fn session(store: &Store, run: &str, log: &str, status: SessionStatus, hea
         .intake(
             Platform::Gitlab,
             &format!("d-{run}"),
+            run,
             Intake::Failure(event.clone()),
         )
         .await
         .unwrap()
-        .session_id
-        .unwrap();
+        .outcome
+        .session_id()
+        .unwrap()
+        .to_string();
     let diag = Analyzer::builtin().analyze(log.as_bytes());
     let caps = Capabilities {
         retry: true,
@@ -59,7 +63,13 @@ async fn session(store: &Store, run: &str, log: &str, status: SessionStatus, hea
                 strategy: Some(plan.strategy.as_str().into()),
                 transient: Some(diag.transient),
                 diagnosis: Some(diagnosis),
-                plan: Some(json!({"plan": plan, "jobs": [], "all_failed": true, "mixed": false})),
+                plan: Some(StoredPlan {
+                    category: diag.category,
+                    plan: plan.clone(),
+                    jobs: vec![],
+                    all_failed: true,
+                    mixed: false,
+                }),
                 reason: Some(plan.reason.clone()),
                 heal_attempts: Some(heal_attempts),
                 ..Default::default()

@@ -2,42 +2,47 @@
 //! fingerprint, or a category of failures in one repository.
 
 use crate::{Result, Store};
-use pipeguard_core::learning::ArmStats;
+use pipeguard_core::learning::{ArmStats, Learned};
 use sqlx::Row;
+use std::collections::BTreeMap;
 
-/// Healed and failed sessions among those `filter` selects (`$1`… bound to `binds`). A session
-/// escalated after a heal whose next attempt failed again counts as failed: the strategy did
-/// not heal it.
-async fn arm_stats(store: &Store, filter: &str, binds: &[&str]) -> Result<ArmStats> {
+/// Healed and failed sessions among those `filter` selects (`$1`… bound to `binds`), per
+/// strategy. A session escalated after a heal whose next attempt failed again counts as
+/// failed: the strategy did not heal it.
+async fn arm_stats(
+    store: &Store,
+    filter: &str,
+    binds: &[&str],
+) -> Result<BTreeMap<String, ArmStats>> {
     let sql = format!(
-        "SELECT SUM(CASE WHEN status = 'healed' THEN 1 ELSE 0 END) AS healed, \
+        "SELECT strategy, SUM(CASE WHEN status = 'healed' THEN 1 ELSE 0 END) AS healed, \
          SUM(CASE WHEN status = 'failed' OR (status = 'escalated' AND heal_attempts > 0 \
          AND current_attempt > first_attempt) THEN 1 ELSE 0 END) AS failed \
-         FROM sessions WHERE {filter}"
+         FROM sessions WHERE {filter} AND strategy IS NOT NULL GROUP BY strategy"
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for b in binds {
         q = q.bind(*b);
     }
-    let row = q.fetch_one(store.pool()).await?;
-    let get = |c: &str| -> Result<u32> {
-        Ok(row.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u32)
-    };
-    Ok(ArmStats {
-        healed: get("healed")?,
-        failed: get("failed")?,
-    })
+    let mut out = BTreeMap::new();
+    for row in q.fetch_all(store.pool()).await? {
+        let get = |c: &str| -> Result<u32> {
+            Ok(row.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u32)
+        };
+        let stats = ArmStats {
+            healed: get("healed")?,
+            failed: get("failed")?,
+        };
+        out.insert(row.try_get::<String, _>("strategy")?, stats);
+    }
+    Ok(out)
 }
 
 impl Store {
     /// Heal outcomes of `strategy` on earlier sessions with this fingerprint.
     pub async fn fingerprint_stats(&self, fingerprint: &str, strategy: &str) -> Result<ArmStats> {
-        arm_stats(
-            self,
-            "fingerprint = $1 AND strategy = $2",
-            &[fingerprint, strategy],
-        )
-        .await
+        let all = arm_stats(self, "fingerprint = $1", &[fingerprint]).await?;
+        Ok(all.get(strategy).copied().unwrap_or_default())
     }
 
     /// How often `strategy` healed failures of `category` in one repository: the evidence for
@@ -49,12 +54,44 @@ impl Store {
         category: &str,
         strategy: &str,
     ) -> Result<ArmStats> {
-        arm_stats(
+        let all = arm_stats(
             self,
-            "platform = $1 AND repository = $2 AND category = $3 AND strategy = $4",
-            &[platform, repository, category, strategy],
+            "platform = $1 AND repository = $2 AND category = $3",
+            &[platform, repository, category],
         )
-        .await
+        .await?;
+        Ok(all.get(strategy).copied().unwrap_or_default())
+    }
+
+    /// What every strategy's record says about a failure: on its fingerprint, and on its
+    /// category in its repository. Two queries whatever the number of strategies.
+    pub async fn learned(
+        &self,
+        fingerprint: &str,
+        platform: &str,
+        repository: &str,
+        category: &str,
+    ) -> Result<Vec<(String, Learned)>> {
+        let fp = arm_stats(self, "fingerprint = $1", &[fingerprint]).await?;
+        let cat = arm_stats(
+            self,
+            "platform = $1 AND repository = $2 AND category = $3",
+            &[platform, repository, category],
+        )
+        .await?;
+        let mut strategies: Vec<&String> = fp.keys().chain(cat.keys()).collect();
+        strategies.sort();
+        strategies.dedup();
+        Ok(strategies
+            .into_iter()
+            .map(|s| {
+                let learned = Learned {
+                    fingerprint: fp.get(s).copied().unwrap_or_default(),
+                    category: cat.get(s).copied().unwrap_or_default(),
+                };
+                (s.clone(), learned)
+            })
+            .collect())
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod flaky;
 pub mod hosts;
+mod intake;
 mod learning;
 mod queue;
 mod sessions;
@@ -14,10 +15,9 @@ mod stats;
 mod verdicts;
 
 pub use flaky::{Observation, QuarantineEntry, TestStats};
-pub use queue::Job;
-pub use sessions::{
-    ActionRecord, Intake, IntakeResult, SessionRecord, SessionStatus, SessionUpdate, Transition,
-};
+pub use intake::{Intake, IntakeOutcome, IntakeResult};
+pub use queue::{Job, Task};
+pub use sessions::{ActionRecord, SessionRecord, SessionStatus, SessionUpdate, Transition};
 pub use stats::{FingerprintCount, OutcomeCount, SessionFacts};
 pub use verdicts::{ConfusionCell, VerdictRecord};
 

@@ -2,15 +2,70 @@
 //! accepted work survives a crash; a worker that dies leaves a lease that expires and the job
 //! is taken again.
 
-use crate::{now_ms, Backend, Result, Store};
+use crate::{now_ms, Backend, Result, Store, StoreError};
+use pipeguard_core::event::FailureEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::Row;
+
+/// What a queued job asks the worker to do for its session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// Fetch the logs, diagnose, plan.
+    Analyze,
+    /// Carry out the stored plan.
+    Execute {
+        #[serde(default)]
+        approved: bool,
+    },
+    /// A later attempt of the run being healed finished.
+    Outcome {
+        attempt: i64,
+        success: bool,
+        #[serde(default)]
+        finished_at_ms: Option<i64>,
+        /// The failure the delivery described, when it failed.
+        #[serde(default)]
+        event: Option<Box<FailureEvent>>,
+    },
+    /// Ask the platform whether the re-run finished (no webhook said so).
+    Verify,
+    /// Tell one configured channel about the session's status.
+    Notify { channel: usize, status: String },
+    /// A run handed to people passed on a later attempt of the same commit.
+    PassedLater { attempt: i64 },
+}
+
+impl Task {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Analyze => "analyze",
+            Task::Execute { .. } => "execute",
+            Task::Outcome { .. } => "outcome",
+            Task::Verify => "verify",
+            Task::Notify { .. } => "notify",
+            Task::PassedLater { .. } => "passed_later",
+        }
+    }
+
+    /// The task stored as `kind` and `payload` columns. Rows written before tasks were typed
+    /// have the kind only in its column: it is put back into the payload.
+    fn from_columns(kind: &str, payload: &str) -> Result<Task> {
+        let mut v: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+        if !v.is_object() {
+            v = Value::Object(Default::default());
+        }
+        v["kind"] = Value::String(kind.to_string());
+        serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("job {kind}: {e}")))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
     pub session_id: String,
-    pub kind: String,
-    pub payload: serde_json::Value,
+    pub task: Task,
     /// How many times this job has been claimed, this one included.
     pub tries: i64,
 }
@@ -18,17 +73,17 @@ pub struct Job {
 pub(crate) async fn enqueue_in(
     conn: &mut sqlx::AnyConnection,
     session_id: &str,
-    kind: &str,
-    payload: &serde_json::Value,
+    task: &Task,
     run_at: i64,
 ) -> Result<()> {
+    let payload = serde_json::to_string(task).unwrap_or_default();
     sqlx::query(
         "INSERT INTO jobs (session_id, kind, payload, run_at, status, tries, created_at) \
          VALUES ($1, $2, $3, $4, 'queued', 0, $5)",
     )
     .bind(session_id)
-    .bind(kind)
-    .bind(payload.to_string())
+    .bind(task.kind())
+    .bind(payload)
     .bind(run_at)
     .bind(now_ms())
     .execute(conn)
@@ -37,15 +92,9 @@ pub(crate) async fn enqueue_in(
 }
 
 impl Store {
-    pub async fn enqueue(
-        &self,
-        session_id: &str,
-        kind: &str,
-        payload: &serde_json::Value,
-        run_at: i64,
-    ) -> Result<()> {
+    pub async fn enqueue(&self, session_id: &str, task: &Task, run_at: i64) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        enqueue_in(&mut conn, session_id, kind, payload, run_at).await
+        enqueue_in(&mut conn, session_id, task, run_at).await
     }
 
     /// Takes the next due job, leasing it for `lease_ms`.
@@ -78,11 +127,20 @@ impl Store {
         .await?;
         tx.commit().await?;
         let payload: String = row.try_get("payload")?;
+        let kind: String = row.try_get("kind")?;
+        let id: i64 = row.try_get("id")?;
+        let task = match Task::from_columns(&kind, &payload) {
+            Ok(t) => t,
+            Err(e) => {
+                // A job no worker can read would be claimed forever: set it aside.
+                self.fail_job(id, &e.to_string()).await?;
+                return Err(e);
+            }
+        };
         Ok(Some(Job {
-            id: row.try_get("id")?,
+            id,
             session_id: row.try_get("session_id")?,
-            kind: row.try_get("kind")?,
-            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            task,
             tries: row.try_get("tries")?,
         }))
     }

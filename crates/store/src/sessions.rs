@@ -1,8 +1,9 @@
-//! Healing sessions and intake: storing a delivery, its session and its first job atomically.
+//! Healing sessions: their records, conditional status changes, the platform calls made for
+//! them and their timelines.
 
-use crate::queue::enqueue_in;
 use crate::{now_ms, opt_str, parse_col, Result, Store, StoreError};
 use pipeguard_core::event::{FailureEvent, Platform};
+use pipeguard_core::heal::StoredPlan;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
@@ -96,7 +97,7 @@ pub struct SessionRecord {
     pub fingerprint: Option<String>,
     pub strategy: Option<String>,
     pub diagnosis: Option<Value>,
-    pub plan: Option<Value>,
+    pub plan: Option<StoredPlan>,
     pub reason: Option<String>,
     pub event: FailureEvent,
     pub workflow: String,
@@ -113,7 +114,7 @@ fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {
 }
 
 impl SessionRecord {
-    fn from_row(row: &AnyRow) -> Result<SessionRecord> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<SessionRecord> {
         let event: String = row.try_get("event")?;
         Ok(SessionRecord {
             id: row.try_get("id")?,
@@ -129,7 +130,7 @@ impl SessionRecord {
             fingerprint: opt_str(row, "fingerprint")?,
             strategy: opt_str(row, "strategy")?,
             diagnosis: json_col(row, "diagnosis")?,
-            plan: json_col(row, "plan")?,
+            plan: json_col(row, "plan")?.and_then(|v| serde_json::from_value(v).ok()),
             reason: opt_str(row, "reason")?,
             event: serde_json::from_str(&event)
                 .map_err(|e| StoreError::Corrupt(format!("session event: {e}")))?,
@@ -144,30 +145,6 @@ impl SessionRecord {
     }
 }
 
-/// What a delivery says happened to a run.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)] // built once per delivery, moved once
-pub enum Intake {
-    /// A run attempt failed.
-    Failure(FailureEvent),
-    /// A run attempt finished successfully.
-    Success {
-        repository: String,
-        run_id: String,
-        attempt: u32,
-        finished_at_ms: Option<i64>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntakeResult {
-    pub status: u16,
-    pub body: Value,
-    pub session_id: Option<String>,
-    /// True when this delivery id was seen before and the stored answer is replayed.
-    pub replay: bool,
-}
-
 /// A conditional status change: applied only when the session is in one of `from`.
 pub struct Transition<'a> {
     pub from: &'a [SessionStatus],
@@ -176,265 +153,6 @@ pub struct Transition<'a> {
 }
 
 impl Store {
-    /// Stores one verified delivery and what it implies, atomically, and returns the answer to
-    /// give. The same `delivery_id` again returns the first answer and changes nothing.
-    pub async fn intake(
-        &self,
-        platform: Platform,
-        delivery_id: &str,
-        intake: Intake,
-    ) -> Result<IntakeResult> {
-        if let Some(r) = self.find_delivery(platform, delivery_id).await? {
-            return Ok(r);
-        }
-        let mut tx = self.begin_write().await?;
-        let now = now_ms();
-        let (repository, run_id, attempt) = match &intake {
-            Intake::Failure(ev) => (ev.repository.clone(), ev.run_id.clone(), ev.attempt),
-            Intake::Success {
-                repository,
-                run_id,
-                attempt,
-                ..
-            } => (repository.clone(), run_id.clone(), *attempt),
-        };
-        // A run a heal started belongs to that heal's session.
-        let linked = sqlx::query(
-            "SELECT s.* FROM run_links l JOIN sessions s ON s.id = l.session_id \
-             WHERE l.platform = $1 AND l.repository = $2 AND l.run_id IN ($3, $4)",
-        )
-        .bind(platform.as_str())
-        .bind(&repository)
-        .bind(&run_id)
-        .bind(link_key(platform, &run_id))
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| SessionRecord::from_row(&r))
-        .transpose()?;
-        let is_linked = linked.is_some();
-        let latest = match linked {
-            Some(s) => Some(s),
-            None => sqlx::query(
-                "SELECT * FROM sessions WHERE platform = $1 AND repository = $2 AND run_id = $3 \
-                 ORDER BY first_attempt DESC LIMIT 1",
-            )
-            .bind(platform.as_str())
-            .bind(&repository)
-            .bind(&run_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| SessionRecord::from_row(&r))
-            .transpose()?,
-        };
-        let attempt = attempt as i64;
-        // The newest attempt the session has seen of this run. A run it does not follow (the
-        // original once a heal started another, or a sibling of the run it follows) has
-        // nothing new to say.
-        let seen = |s: &SessionRecord| {
-            if s.event.run_id != run_id {
-                i64::MAX
-            } else if s.event.run_id != s.run_id {
-                s.event.attempt as i64
-            } else {
-                s.current_attempt
-            }
-        };
-        let (status, body, session_id) = match (&intake, latest) {
-            // An attempt this session already covers: the twin delivery of the same failure.
-            (_, Some(s)) if attempt <= seen(&s) => (
-                202,
-                json!({"session_id": s.id, "status": s.status, "duplicate": true}),
-                Some(s.id),
-            ),
-            // A later attempt of a run being healed: the outcome of our heal.
-            (_, Some(s))
-                if matches!(
-                    s.status,
-                    SessionStatus::Executing | SessionStatus::Verifying
-                ) =>
-            {
-                let success = matches!(intake, Intake::Success { .. });
-                let finished = match &intake {
-                    Intake::Success { finished_at_ms, .. } => *finished_at_ms,
-                    Intake::Failure(ev) => ev.finished_at_ms,
-                };
-                let event = match &intake {
-                    Intake::Failure(ev) => serde_json::to_value(ev).unwrap_or(Value::Null),
-                    Intake::Success { .. } => Value::Null,
-                };
-                enqueue_in(
-                    &mut tx,
-                    &s.id,
-                    "outcome",
-                    &json!({"attempt": attempt, "success": success, "finished_at_ms": finished, "event": event}),
-                    now,
-                )
-                .await?;
-                (
-                    202,
-                    json!({"session_id": s.id, "status": "outcome"}),
-                    Some(s.id),
-                )
-            }
-            // A run pipeguard handed to people went green on a later attempt of the same run
-            // (same commit): its failing tests were flaky.
-            (Intake::Success { .. }, Some(s))
-                if s.run_id == run_id
-                    && matches!(s.status, SessionStatus::Escalated | SessionStatus::Failed) =>
-            {
-                enqueue_in(
-                    &mut tx,
-                    &s.id,
-                    "passed_later",
-                    &json!({"attempt": attempt}),
-                    now,
-                )
-                .await?;
-                (
-                    202,
-                    json!({"session_id": s.id, "status": "passed_later"}),
-                    Some(s.id),
-                )
-            }
-            // A run a heal started, once its session is closed: never a new heal of its own.
-            (_, Some(s)) if is_linked => (
-                202,
-                json!({"session_id": s.id, "status": s.status, "duplicate": true}),
-                Some(s.id),
-            ),
-            (Intake::Failure(ev), _) => {
-                let id = uuid::Uuid::new_v4().to_string();
-                let inserted = sqlx::query(
-                    "INSERT INTO sessions (id, platform, repository, run_id, first_attempt, \
-                     current_attempt, heal_attempts, status, event, workflow, head_sha, failed_at, \
-                     created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$5,0,'received',$6,$7,$8,$9,$10,$10) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&id)
-                .bind(platform.as_str())
-                .bind(&repository)
-                .bind(&run_id)
-                .bind(attempt)
-                .bind(serde_json::to_string(ev).unwrap_or_default())
-                .bind(&ev.workflow)
-                .bind(ev.head_sha.as_deref())
-                .bind(ev.finished_at_ms.unwrap_or(now))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 1 {
-                    enqueue_in(&mut tx, &id, "analyze", &Value::Null, now).await?;
-                    log_in(&mut tx, &id, SessionStatus::Received, "failure received").await?;
-                    (
-                        202,
-                        json!({"session_id": id, "status": "received"}),
-                        Some(id),
-                    )
-                } else {
-                    let row = sqlx::query(
-                        "SELECT id FROM sessions WHERE platform = $1 AND repository = $2 AND \
-                         run_id = $3 AND first_attempt = $4",
-                    )
-                    .bind(platform.as_str())
-                    .bind(&repository)
-                    .bind(&run_id)
-                    .bind(attempt)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let id: String = row.try_get("id")?;
-                    (202, json!({"session_id": id, "duplicate": true}), Some(id))
-                }
-            }
-            (Intake::Success { .. }, _) => (
-                200,
-                json!({"status": "ignored", "reason": "success of a run pipeguard is not healing"}),
-                None,
-            ),
-        };
-        let stored = sqlx::query(
-            "INSERT INTO deliveries (platform, delivery_id, session_id, status_code, response, \
-             received_at) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
-        )
-        .bind(platform.as_str())
-        .bind(delivery_id)
-        .bind(session_id.as_deref())
-        .bind(status as i64)
-        .bind(body.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if stored == 0 {
-            // The same delivery raced in on another connection and won: replay its answer.
-            tx.rollback().await?;
-            if let Some(r) = self.find_delivery(platform, delivery_id).await? {
-                return Ok(r);
-            }
-        } else {
-            tx.commit().await?;
-        }
-        Ok(IntakeResult {
-            status,
-            body,
-            session_id,
-            replay: false,
-        })
-    }
-
-    /// Records a delivery that created nothing (ignored events), so replays answer the same.
-    pub async fn record_ignored(
-        &self,
-        platform: Platform,
-        delivery_id: &str,
-        status: u16,
-        body: &Value,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO deliveries (platform, delivery_id, session_id, status_code, response, \
-             received_at) VALUES ($1,$2,NULL,$3,$4,$5) ON CONFLICT DO NOTHING",
-        )
-        .bind(platform.as_str())
-        .bind(delivery_id)
-        .bind(status as i64)
-        .bind(body.to_string())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn find_delivery(
-        &self,
-        platform: Platform,
-        delivery_id: &str,
-    ) -> Result<Option<IntakeResult>> {
-        let row = sqlx::query(
-            "SELECT session_id, status_code, response FROM deliveries \
-             WHERE platform = $1 AND delivery_id = $2",
-        )
-        .bind(platform.as_str())
-        .bind(delivery_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let response: String = row.try_get("response")?;
-        let status: i64 = row.try_get("status_code")?;
-        Ok(Some(IntakeResult {
-            status: status as u16,
-            body: serde_json::from_str(&response).unwrap_or(Value::Null),
-            session_id: opt_str(&row, "session_id")?,
-            replay: true,
-        }))
-    }
-
-    pub async fn count_deliveries(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM deliveries")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
-
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>> {
         sqlx::query("SELECT * FROM sessions WHERE id = $1")
             .bind(id)
@@ -504,7 +222,10 @@ impl Store {
             .bind(u.strategy)
             .bind(u.transient.map(|b| b as i64))
             .bind(u.diagnosis.map(|v| v.to_string()))
-            .bind(u.plan.map(|v| v.to_string()))
+            .bind(
+                u.plan
+                    .map(|p| serde_json::to_string(&p).unwrap_or_default()),
+            )
             .bind(u.reason)
             .bind(u.current_attempt)
             .bind(u.heal_attempts)
@@ -532,6 +253,7 @@ impl Store {
         &self,
         session_id: &str,
         platform: Platform,
+        run_link: &str,
         event: &FailureEvent,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -541,7 +263,7 @@ impl Store {
         )
         .bind(platform.as_str())
         .bind(&event.repository)
-        .bind(link_key(platform, &event.run_id))
+        .bind(run_link)
         .bind(session_id)
         .bind(now_ms())
         .execute(&mut *tx)
@@ -680,7 +402,7 @@ pub struct SessionUpdate {
     pub strategy: Option<String>,
     pub transient: Option<bool>,
     pub diagnosis: Option<Value>,
-    pub plan: Option<Value>,
+    pub plan: Option<StoredPlan>,
     pub reason: Option<String>,
     pub current_attempt: Option<i64>,
     pub heal_attempts: Option<i64>,
@@ -689,16 +411,7 @@ pub struct SessionUpdate {
     pub event: Option<FailureEvent>,
 }
 
-/// What links a run to a session: a CircleCI run is one workflow of a pipeline, and a new
-/// pipeline runs all its workflows, so the pipeline is linked; elsewhere the run itself.
-fn link_key(platform: Platform, run_id: &str) -> String {
-    match (platform, run_id.split_once('/')) {
-        (Platform::Circleci, Some((pipeline, _))) => pipeline.to_string(),
-        _ => run_id.to_string(),
-    }
-}
-
-async fn log_in(
+pub(crate) async fn log_in(
     conn: &mut sqlx::AnyConnection,
     session_id: &str,
     status: SessionStatus,

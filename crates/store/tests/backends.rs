@@ -3,7 +3,7 @@
 mod common;
 
 use pipeguard_core::event::{FailureEvent, Platform};
-use pipeguard_store::{Intake, SessionStatus, Store, Transition};
+use pipeguard_store::{Intake, IntakeOutcome, SessionStatus, Store, Task, Transition};
 
 fn failure(run: &str, attempt: u32) -> Intake {
     Intake::Failure(FailureEvent {
@@ -18,29 +18,36 @@ fn failure(run: &str, attempt: u32) -> Intake {
 async fn exercise(store: &Store) {
     // A failure creates one session and one job; its twins do not.
     let a = store
-        .intake(Platform::Github, "d1", failure("1", 1))
+        .intake(Platform::Github, "d1", "1", failure("1", 1))
         .await
         .unwrap();
-    assert_eq!(a.status, 202);
-    let id = a.session_id.clone().unwrap();
+    let IntakeOutcome::Created { session_id: id } = a.outcome.clone() else {
+        panic!("expected a new session, got {a:?}")
+    };
     let replay = store
-        .intake(Platform::Github, "d1", failure("1", 1))
+        .intake(Platform::Github, "d1", "1", failure("1", 1))
         .await
         .unwrap();
     assert!(replay.replay);
-    assert_eq!(replay.body, a.body);
+    assert_eq!(replay.outcome, a.outcome);
     let twin = store
-        .intake(Platform::Github, "d2", failure("1", 1))
+        .intake(Platform::Github, "d2", "1", failure("1", 1))
         .await
         .unwrap();
-    assert_eq!(twin.session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        twin.outcome,
+        IntakeOutcome::Duplicate {
+            session_id: id.clone(),
+            status: Some(SessionStatus::Received)
+        }
+    );
     assert_eq!(store.queue_depth().await.unwrap(), 1);
 
     // The queue hands a job to one claimer only.
     let job = store.claim(60_000).await.unwrap().expect("a due job");
     assert_eq!(
-        (job.kind.as_str(), job.session_id.as_str()),
-        ("analyze", id.as_str())
+        (&job.task, job.session_id.as_str()),
+        (&Task::Analyze, id.as_str())
     );
     assert!(store.claim(60_000).await.unwrap().is_none());
     store.finish_job(job.id).await.unwrap();
@@ -73,14 +80,28 @@ async fn exercise(store: &Store) {
 
     // The next attempt's result is an outcome of this session, not a new one.
     let next = store
-        .intake(Platform::Github, "d3", failure("1", 2))
+        .intake(Platform::Github, "d3", "1", failure("1", 2))
         .await
         .unwrap();
-    assert_eq!(next.session_id.as_deref(), Some(id.as_str()));
-    assert_eq!(next.body["status"], "outcome");
+    assert_eq!(
+        next.outcome,
+        IntakeOutcome::Outcome {
+            session_id: id.clone()
+        }
+    );
     let job = store.claim(60_000).await.unwrap().unwrap();
-    assert_eq!(job.kind, "outcome");
-    assert_eq!(job.payload["attempt"], 2);
+    assert!(
+        matches!(
+            job.task,
+            Task::Outcome {
+                attempt: 2,
+                success: false,
+                ..
+            }
+        ),
+        "{:?}",
+        job.task
+    );
     // A lease that expired is taken again (a crashed worker).
     let again = store.claim(-1).await.unwrap();
     assert!(again.is_none(), "lease still valid");
@@ -95,20 +116,22 @@ async fn exercise(store: &Store) {
     next.run_id = "2".into();
     next.attempt = 0;
     store
-        .follow_run(&id, Platform::Github, &next)
+        .follow_run(&id, Platform::Github, "2", &next)
         .await
         .unwrap();
     let linked = store
-        .intake(Platform::Github, "d4", failure("2", 1))
+        .intake(Platform::Github, "d4", "2", failure("2", 1))
         .await
         .unwrap();
-    assert_eq!(linked.session_id.as_deref(), Some(id.as_str()));
-    assert_eq!(linked.body["status"], "outcome");
-    let job = store.claim(60_000).await.unwrap().unwrap();
     assert_eq!(
-        (job.kind.as_str(), job.session_id.as_str()),
-        ("outcome", id.as_str())
+        linked.outcome,
+        IntakeOutcome::Outcome {
+            session_id: id.clone()
+        }
     );
+    let job = store.claim(60_000).await.unwrap().unwrap();
+    assert!(matches!(job.task, Task::Outcome { .. }));
+    assert_eq!(job.session_id, id);
     store.finish_job(job.id).await.unwrap();
     assert_eq!(
         store.get_session(&id).await.unwrap().unwrap().event.run_id,
@@ -144,10 +167,11 @@ async fn exercise(store: &Store) {
     assert_eq!(other.trials(), 0);
     // Once the session is closed, its linked run never starts a heal of its own.
     let late = store
-        .intake(Platform::Github, "d5", failure("2", 2))
+        .intake(Platform::Github, "d5", "2", failure("2", 2))
         .await
         .unwrap();
-    assert_eq!(late.session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(late.outcome.session_id(), Some(id.as_str()));
+    assert!(matches!(late.outcome, IntakeOutcome::Duplicate { .. }));
     assert_eq!(store.list_sessions(10, 0).await.unwrap().len(), 1);
 }
 
@@ -164,7 +188,7 @@ async fn expired_leases_are_claimed_again() {
         .await
         .unwrap();
     store
-        .intake(Platform::Github, "d1", failure("9", 1))
+        .intake(Platform::Github, "d1", "9", failure("9", 1))
         .await
         .unwrap();
     let first = store.claim(-1).await.unwrap().unwrap();

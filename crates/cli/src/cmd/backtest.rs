@@ -199,9 +199,7 @@ fn backtest(mut sessions: Vec<SessionRecord>, policy: &Policy) -> Backtest {
         let (Some(diagnosis), Some(plan)) = (&s.diagnosis, &s.plan) else {
             continue;
         };
-        let Ok(old) = serde_json::from_value::<HealPlan>(plan["plan"].clone()) else {
-            continue;
-        };
+        let old: HealPlan = plan.plan.clone();
         let Some((diag, event)) = planning_input(s, diagnosis) else {
             continue;
         };

@@ -1,0 +1,363 @@
+//! Intake: storing a delivery, what it implies for its run's session and the session's next
+//! job, atomically. The answer is an [`IntakeOutcome`]; the server decides what HTTP says.
+
+use crate::queue::{enqueue_in, Task};
+use crate::sessions::{log_in, SessionRecord, SessionStatus};
+use crate::{now_ms, Result, Store};
+use pipeguard_core::event::{FailureEvent, Platform};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+/// What a delivery says happened to a run.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per delivery, moved once
+pub enum Intake {
+    /// A run attempt failed.
+    Failure(FailureEvent),
+    /// A run attempt finished successfully.
+    Success {
+        repository: String,
+        run_id: String,
+        attempt: u32,
+        finished_at_ms: Option<i64>,
+    },
+}
+
+impl Intake {
+    fn key(&self) -> (&str, &str, i64) {
+        match self {
+            Intake::Failure(ev) => (&ev.repository, &ev.run_id, ev.attempt as i64),
+            Intake::Success {
+                repository,
+                run_id,
+                attempt,
+                ..
+            } => (repository, run_id, *attempt as i64),
+        }
+    }
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IntakeOutcome {
+    /// A new healing session.
+    Created { session_id: String },
+    /// Its failure is one a session already covers (a twin delivery, a job of the same
+    /// attempt, a run a closed heal started).
+    Duplicate {
+        session_id: String,
+        #[serde(default)]
+        status: Option<SessionStatus>,
+    },
+    /// The outcome of a heal in progress.
+    Outcome { session_id: String },
+    /// A run handed to people passed on a later attempt.
+    PassedLater { session_id: String },
+    /// Nothing to heal.
+    Ignored { reason: String },
+    /// An answer stored by a version that kept HTTP bodies.
+    Recorded { status: u16, body: Value },
+}
+
+impl IntakeOutcome {
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            IntakeOutcome::Created { session_id }
+            | IntakeOutcome::Duplicate { session_id, .. }
+            | IntakeOutcome::Outcome { session_id }
+            | IntakeOutcome::PassedLater { session_id } => Some(session_id),
+            IntakeOutcome::Recorded { body, .. } => body["session_id"].as_str(),
+            IntakeOutcome::Ignored { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeResult {
+    pub outcome: IntakeOutcome,
+    /// True when this delivery id was seen before and the stored outcome is replayed.
+    pub replay: bool,
+}
+
+/// What a delivery means for the session of its run, decided from the session alone.
+enum Route<'a> {
+    Duplicate(&'a SessionRecord),
+    Outcome(&'a SessionRecord),
+    PassedLater(&'a SessionRecord),
+    New(&'a FailureEvent),
+    Ignore,
+}
+
+fn route<'a>(
+    intake: &'a Intake,
+    latest: Option<&'a SessionRecord>,
+    linked: bool,
+    run_id: &str,
+    attempt: i64,
+) -> Route<'a> {
+    // The newest attempt the session has seen of this run. A run it does not follow (the
+    // original once a heal started another, or a sibling of the run it follows) has
+    // nothing new to say.
+    let seen = |s: &SessionRecord| {
+        if s.event.run_id != run_id {
+            i64::MAX
+        } else if s.event.run_id != s.run_id {
+            s.event.attempt as i64
+        } else {
+            s.current_attempt
+        }
+    };
+    match (intake, latest) {
+        (_, Some(s)) if attempt <= seen(s) => Route::Duplicate(s),
+        (_, Some(s))
+            if matches!(
+                s.status,
+                SessionStatus::Executing | SessionStatus::Verifying
+            ) =>
+        {
+            Route::Outcome(s)
+        }
+        // Same run, same commit: its failing tests were flaky.
+        (Intake::Success { .. }, Some(s))
+            if s.run_id == run_id
+                && matches!(s.status, SessionStatus::Escalated | SessionStatus::Failed) =>
+        {
+            Route::PassedLater(s)
+        }
+        // A run a heal started, once its session is closed: never a new heal of its own.
+        (_, Some(s)) if linked => Route::Duplicate(s),
+        (Intake::Failure(ev), _) => Route::New(ev),
+        (Intake::Success { .. }, _) => Route::Ignore,
+    }
+}
+
+impl Store {
+    /// Stores one verified delivery and what it implies, atomically. The same `delivery_id`
+    /// again returns the first outcome and changes nothing. `run_link` is what ties a run a
+    /// heal started to its session (the platform says: the run, or its pipeline).
+    pub async fn intake(
+        &self,
+        platform: Platform,
+        delivery_id: &str,
+        run_link: &str,
+        intake: Intake,
+    ) -> Result<IntakeResult> {
+        if let Some(r) = self.find_delivery(platform, delivery_id).await? {
+            return Ok(r);
+        }
+        let mut tx = self.begin_write().await?;
+        let (repository, run_id, attempt) = intake.key();
+        let (latest, linked) = related(&mut tx, platform, repository, run_id, run_link).await?;
+        let outcome = match route(&intake, latest.as_ref(), linked, run_id, attempt) {
+            Route::Duplicate(s) => IntakeOutcome::Duplicate {
+                session_id: s.id.clone(),
+                status: Some(s.status),
+            },
+            Route::Outcome(s) => {
+                enqueue_in(&mut tx, &s.id, &outcome_task(&intake, attempt), now_ms()).await?;
+                IntakeOutcome::Outcome {
+                    session_id: s.id.clone(),
+                }
+            }
+            Route::PassedLater(s) => {
+                enqueue_in(&mut tx, &s.id, &Task::PassedLater { attempt }, now_ms()).await?;
+                IntakeOutcome::PassedLater {
+                    session_id: s.id.clone(),
+                }
+            }
+            Route::New(ev) => create_session(&mut tx, platform, ev).await?,
+            Route::Ignore => IntakeOutcome::Ignored {
+                reason: "success of a run pipeguard is not healing".into(),
+            },
+        };
+        if insert_delivery(&mut tx, platform, delivery_id, &outcome).await? {
+            tx.commit().await?;
+        } else {
+            // The same delivery raced in on another connection and won: replay its outcome.
+            tx.rollback().await?;
+            if let Some(r) = self.find_delivery(platform, delivery_id).await? {
+                return Ok(r);
+            }
+        }
+        Ok(IntakeResult {
+            outcome,
+            replay: false,
+        })
+    }
+
+    /// Records a delivery that created nothing (ignored events), so replays answer the same.
+    pub async fn record_ignored(
+        &self,
+        platform: Platform,
+        delivery_id: &str,
+        reason: &str,
+    ) -> Result<IntakeOutcome> {
+        let outcome = IntakeOutcome::Ignored {
+            reason: reason.to_string(),
+        };
+        let mut conn = self.pool.acquire().await?;
+        insert_delivery(&mut conn, platform, delivery_id, &outcome).await?;
+        Ok(outcome)
+    }
+
+    pub async fn find_delivery(
+        &self,
+        platform: Platform,
+        delivery_id: &str,
+    ) -> Result<Option<IntakeResult>> {
+        let row = sqlx::query(
+            "SELECT status_code, response FROM deliveries \
+             WHERE platform = $1 AND delivery_id = $2",
+        )
+        .bind(platform.as_str())
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let response: String = row.try_get("response")?;
+        let outcome = match serde_json::from_str(&response) {
+            Ok(o) => o,
+            Err(_) => IntakeOutcome::Recorded {
+                status: row.try_get::<i64, _>("status_code")? as u16,
+                body: serde_json::from_str(&response).unwrap_or(Value::Null),
+            },
+        };
+        Ok(Some(IntakeResult {
+            outcome,
+            replay: true,
+        }))
+    }
+
+    pub async fn count_deliveries(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM deliveries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+fn outcome_task(intake: &Intake, attempt: i64) -> Task {
+    match intake {
+        Intake::Success { finished_at_ms, .. } => Task::Outcome {
+            attempt,
+            success: true,
+            finished_at_ms: *finished_at_ms,
+            event: None,
+        },
+        Intake::Failure(ev) => Task::Outcome {
+            attempt,
+            success: false,
+            finished_at_ms: ev.finished_at_ms,
+            event: Some(Box::new(ev.clone())),
+        },
+    }
+}
+
+/// The session a delivery's run belongs to: the one a heal linked the run (or its pipeline)
+/// to, else the newest session of the run. True when it came through a link.
+async fn related(
+    conn: &mut sqlx::AnyConnection,
+    platform: Platform,
+    repository: &str,
+    run_id: &str,
+    run_link: &str,
+) -> Result<(Option<SessionRecord>, bool)> {
+    let linked = sqlx::query(
+        "SELECT s.* FROM run_links l JOIN sessions s ON s.id = l.session_id \
+         WHERE l.platform = $1 AND l.repository = $2 AND l.run_id IN ($3, $4)",
+    )
+    .bind(platform.as_str())
+    .bind(repository)
+    .bind(run_id)
+    .bind(run_link)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = linked {
+        return Ok((Some(SessionRecord::from_row(&row)?), true));
+    }
+    let latest = sqlx::query(
+        "SELECT * FROM sessions WHERE platform = $1 AND repository = $2 AND run_id = $3 \
+         ORDER BY first_attempt DESC LIMIT 1",
+    )
+    .bind(platform.as_str())
+    .bind(repository)
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| SessionRecord::from_row(&r))
+    .transpose()?;
+    Ok((latest, false))
+}
+
+/// A new session for a failure, with its first job; a session another delivery of the same
+/// attempt created first is answered as a duplicate.
+async fn create_session(
+    conn: &mut sqlx::AnyConnection,
+    platform: Platform,
+    ev: &FailureEvent,
+) -> Result<IntakeOutcome> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO sessions (id, platform, repository, run_id, first_attempt, \
+         current_attempt, heal_attempts, status, event, workflow, head_sha, failed_at, \
+         created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$5,0,'received',$6,$7,$8,$9,$10,$10) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&id)
+    .bind(platform.as_str())
+    .bind(&ev.repository)
+    .bind(&ev.run_id)
+    .bind(ev.attempt as i64)
+    .bind(serde_json::to_string(ev).unwrap_or_default())
+    .bind(&ev.workflow)
+    .bind(ev.head_sha.as_deref())
+    .bind(ev.finished_at_ms.unwrap_or(now))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        enqueue_in(conn, &id, &Task::Analyze, now).await?;
+        log_in(conn, &id, SessionStatus::Received, "failure received").await?;
+        return Ok(IntakeOutcome::Created { session_id: id });
+    }
+    let row = sqlx::query(
+        "SELECT id FROM sessions WHERE platform = $1 AND repository = $2 AND \
+         run_id = $3 AND first_attempt = $4",
+    )
+    .bind(platform.as_str())
+    .bind(&ev.repository)
+    .bind(&ev.run_id)
+    .bind(ev.attempt as i64)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(IntakeOutcome::Duplicate {
+        session_id: row.try_get("id")?,
+        status: None,
+    })
+}
+
+/// False when the delivery was stored already (a concurrent twin won).
+async fn insert_delivery(
+    conn: &mut sqlx::AnyConnection,
+    platform: Platform,
+    delivery_id: &str,
+    outcome: &IntakeOutcome,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO deliveries (platform, delivery_id, session_id, status_code, response, \
+         received_at) VALUES ($1,$2,$3,0,$4,$5) ON CONFLICT DO NOTHING",
+    )
+    .bind(platform.as_str())
+    .bind(delivery_id)
+    .bind(outcome.session_id())
+    .bind(serde_json::to_string(outcome).unwrap_or_default())
+    .bind(now_ms())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
