@@ -1,7 +1,9 @@
 //! Configuration: an optional TOML file, overridden by `PIPEGUARD_*` environment variables.
 
 use anyhow::{Context, Result};
+use pipeguard_core::analysis::UserSignature;
 use pipeguard_core::policy::Policy;
+use pipeguard_platforms::registry::Sections;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -12,12 +14,9 @@ pub struct Config {
     pub database_url: String,
     /// Largest webhook body accepted, in bytes (GitHub caps deliveries at 25 MB).
     pub max_body_bytes: usize,
-    pub github: GithubSection,
-    pub gitlab: GitlabSection,
-    pub jenkins: JenkinsSection,
-    pub buildbot: BuildbotSection,
-    pub circleci: CircleciSection,
-    pub ansible: AnsibleSection,
+    /// Each platform's `[github]`, `[gitlab]`… section, read by the platform's own spec.
+    #[serde(skip)]
+    pub platforms: Sections,
     pub healing: HealingSection,
     pub worker: WorkerSection,
     /// Per-repository credentials, policy overrides and strategy mappings.
@@ -26,91 +25,8 @@ pub struct Config {
     pub strategies: Vec<crate::tenants::CustomStrategy>,
     /// Channels told when a session needs people.
     pub notify: Vec<crate::tenants::NotifyConfig>,
-}
-
-/// The Ansible callback plugin's bearer token (`PIPEGUARD_TOKEN` on the Ansible side).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AnsibleSection {
-    pub webhook_secret: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GithubSection {
-    pub webhook_secret: Option<String>,
-    pub token: Option<String>,
-    pub api_url: String,
-}
-
-/// GitLab CI (gitlab.com or self-managed: `api_url` is the instance root).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GitlabSection {
-    pub webhook_secret: Option<String>,
-    pub token: Option<String>,
-    pub api_url: String,
-}
-
-impl Default for GitlabSection {
-    fn default() -> Self {
-        GitlabSection {
-            webhook_secret: None,
-            token: None,
-            api_url: "https://gitlab.com".into(),
-        }
-    }
-}
-
-/// Jenkins: `api_url` is the Jenkins root; `user` + `token` are a user and its API token.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JenkinsSection {
-    pub webhook_secret: Option<String>,
-    pub user: Option<String>,
-    pub token: Option<String>,
-    pub api_url: String,
-}
-
-/// Buildbot: `api_url` is the master's web root (`c['buildbotURL']`); `user` + `password` a
-/// user of its `www` auth when the API is not open to anonymous users.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BuildbotSection {
-    pub webhook_secret: Option<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub api_url: String,
-}
-
-impl Default for BuildbotSection {
-    fn default() -> Self {
-        BuildbotSection {
-            webhook_secret: None,
-            user: None,
-            password: None,
-            api_url: "http://127.0.0.1:8010".into(),
-        }
-    }
-}
-
-/// CircleCI (cloud or server: `api_url` is the host the v1.1 and v2 APIs live on).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CircleciSection {
-    pub webhook_secret: Option<String>,
-    pub token: Option<String>,
-    pub api_url: String,
-}
-
-impl Default for CircleciSection {
-    fn default() -> Self {
-        CircleciSection {
-            webhook_secret: None,
-            token: None,
-            api_url: "https://circleci.com".into(),
-        }
-    }
+    /// User signatures, ahead of the built-in knowledge base.
+    pub signatures: Vec<UserSignature>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,27 +59,13 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database_url: "sqlite://pipeguard.db".into(),
             max_body_bytes: 25 * 1024 * 1024,
-            github: GithubSection::default(),
-            gitlab: GitlabSection::default(),
-            jenkins: JenkinsSection::default(),
-            buildbot: BuildbotSection::default(),
-            ansible: AnsibleSection::default(),
-            circleci: CircleciSection::default(),
+            platforms: Sections::default(),
             healing: HealingSection::default(),
             worker: WorkerSection::default(),
             repos: vec![],
             strategies: vec![],
             notify: vec![],
-        }
-    }
-}
-
-impl Default for GithubSection {
-    fn default() -> Self {
-        GithubSection {
-            webhook_secret: None,
-            token: None,
-            api_url: "https://api.github.com".into(),
+            signatures: vec![],
         }
     }
 }
@@ -216,13 +118,37 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read configuration {}", p.display()))?;
-                toml::from_str(&text)
+                Config::from_toml(&text)
                     .with_context(|| format!("invalid configuration {}", p.display()))?
             }
             None => Config::default(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
         crate::tenants::validate(&cfg.repos, &cfg.strategies, &cfg.notify)?;
+        Ok(cfg)
+    }
+
+    /// A platform's section.
+    pub fn platform(&self, p: pipeguard_core::Platform) -> &pipeguard_platforms::settings::Section {
+        self.platforms.get(p)
+    }
+
+    pub fn platform_mut(
+        &mut self,
+        p: pipeguard_core::Platform,
+    ) -> &mut pipeguard_platforms::settings::Section {
+        self.platforms.get_mut(p)
+    }
+
+    /// The configuration a TOML text describes: the platform tables go to their platform's
+    /// section spec, the rest to `Config`; unknown keys are errors in both.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let table: toml::Table = toml::from_str(text)?;
+        let (platforms, rest): (Vec<_>, Vec<_>) =
+            table.into_iter().partition(|(k, _)| Sections::is_key(k));
+        let mut cfg: Config = toml::Value::Table(rest.into_iter().collect()).try_into()?;
+        cfg.platforms =
+            Sections::from_tables(platforms.into_iter().collect()).map_err(anyhow::Error::msg)?;
         Ok(cfg)
     }
 
@@ -240,60 +166,9 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_DATABASE_URL") {
             self.database_url = v;
         }
-        if let Some(v) = nonempty("PIPEGUARD_GITHUB_WEBHOOK_SECRET") {
-            self.github.webhook_secret = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_GITHUB_TOKEN") {
-            self.github.token = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_GITHUB_API_URL") {
-            self.github.api_url = v;
-        }
-        if let Some(v) = nonempty("PIPEGUARD_GITLAB_WEBHOOK_SECRET") {
-            self.gitlab.webhook_secret = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_GITLAB_TOKEN") {
-            self.gitlab.token = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_GITLAB_API_URL") {
-            self.gitlab.api_url = v;
-        }
-        if let Some(v) = nonempty("PIPEGUARD_JENKINS_WEBHOOK_SECRET") {
-            self.jenkins.webhook_secret = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_JENKINS_USER") {
-            self.jenkins.user = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_JENKINS_TOKEN") {
-            self.jenkins.token = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_JENKINS_API_URL") {
-            self.jenkins.api_url = v;
-        }
-        if let Some(v) = nonempty("PIPEGUARD_ANSIBLE_WEBHOOK_SECRET") {
-            self.ansible.webhook_secret = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_WEBHOOK_SECRET") {
-            self.buildbot.webhook_secret = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_USER") {
-            self.buildbot.user = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_PASSWORD") {
-            self.buildbot.password = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_BUILDBOT_API_URL") {
-            self.buildbot.api_url = v;
-        }
-        if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_WEBHOOK_SECRET") {
-            self.circleci.webhook_secret = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_TOKEN") {
-            self.circleci.token = Some(v);
-        }
-        if let Some(v) = nonempty("PIPEGUARD_CIRCLECI_API_URL") {
-            self.circleci.api_url = v;
-        }
+        self.platforms
+            .apply_env(&|k| get(k))
+            .map_err(anyhow::Error::msg)?;
         if let Some(v) = nonempty("PIPEGUARD_HEALING_BACKOFF_SECONDS") {
             self.healing.backoff_seconds = num("PIPEGUARD_HEALING_BACKOFF_SECONDS", v)?;
         }
@@ -319,10 +194,11 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeguard_core::event::Platform;
 
     #[test]
     fn environment_overrides_file_values() {
-        let mut cfg: Config = toml::from_str(
+        let mut cfg = Config::from_toml(
             "listen = \"0.0.0.0:9000\"\n[healing]\nmax_attempts = 5\nbackoff_seconds = 7\n",
         )
         .unwrap();
@@ -336,19 +212,26 @@ mod tests {
         assert_eq!(cfg.listen, "0.0.0.0:9000");
         assert_eq!(cfg.healing.max_attempts, 1);
         assert_eq!(cfg.healing.backoff_seconds, 7);
-        assert_eq!(cfg.github.api_url, "http://127.0.0.1:1");
+        assert_eq!(
+            cfg.platforms.get(Platform::Github).api_url,
+            "http://127.0.0.1:1"
+        );
         assert_eq!(cfg.database_url, "sqlite://pipeguard.db");
     }
 
     #[test]
     fn platform_sections_from_file_and_environment() {
-        let mut cfg: Config = toml::from_str(
+        let mut cfg = Config::from_toml(
             "[gitlab]\napi_url = \"https://gitlab.example.com\"\n[jenkins]\nuser = \"bot\"\n\
              [circleci]\ntoken = \"file-token\"\n",
         )
         .unwrap();
-        assert_eq!(cfg.gitlab.api_url, "https://gitlab.example.com");
-        assert_eq!(cfg.circleci.api_url, "https://circleci.com");
+        let p = |cfg: &Config, x| cfg.platforms.get(x).clone();
+        assert_eq!(
+            p(&cfg, Platform::Gitlab).api_url,
+            "https://gitlab.example.com"
+        );
+        assert_eq!(p(&cfg, Platform::Circleci).api_url, "https://circleci.com");
         cfg.apply_env(|k| match k {
             "PIPEGUARD_GITLAB_TOKEN" => Some("glpat".into()),
             "PIPEGUARD_JENKINS_API_URL" => Some("https://ci.example.com/".into()),
@@ -358,12 +241,21 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(cfg.gitlab.token.as_deref(), Some("glpat"));
-        assert_eq!(cfg.jenkins.user.as_deref(), Some("bot"));
-        assert_eq!(cfg.jenkins.api_url, "https://ci.example.com/");
-        assert_eq!(cfg.circleci.token.as_deref(), Some("env-token"));
-        assert_eq!(cfg.circleci.webhook_secret.as_deref(), Some("cs"));
-        assert!(toml::from_str::<Config>("[jenkins]\npassword = \"x\"").is_err());
+        assert_eq!(p(&cfg, Platform::Gitlab).token.as_deref(), Some("glpat"));
+        assert_eq!(p(&cfg, Platform::Jenkins).user.as_deref(), Some("bot"));
+        assert_eq!(
+            p(&cfg, Platform::Jenkins).api_url,
+            "https://ci.example.com/"
+        );
+        assert_eq!(
+            p(&cfg, Platform::Circleci).token.as_deref(),
+            Some("env-token")
+        );
+        assert_eq!(
+            p(&cfg, Platform::Circleci).webhook_secret.as_deref(),
+            Some("cs")
+        );
+        assert!(Config::from_toml("[jenkins]\npassword = \"x\"").is_err());
     }
 
     #[test]
@@ -395,7 +287,7 @@ http = { url = "https://ops.example.com/mirror/restart", body = '{"repo":"{{repo
 kind = "slack"
 url = "https://hooks.slack.com/services/T/B/X"
 "#;
-        let cfg: Config = toml::from_str(text).unwrap();
+        let cfg = Config::from_toml(text).unwrap();
         crate::tenants::validate(&cfg.repos, &cfg.strategies, &cfg.notify).unwrap();
         assert_eq!(cfg.repos.len(), 2);
         let base = cfg.healing.policy();
@@ -410,7 +302,7 @@ url = "https://hooks.slack.com/services/T/B/X"
             ["escalated", "failed", "awaiting_approval"]
         );
         // A misspelt key inside a repository is an error, not silently ignored.
-        assert!(toml::from_str::<Config>(
+        assert!(Config::from_toml(
             "[[repos]]
 platform = \"github\"
 name = \"a/b\"
@@ -429,6 +321,6 @@ tokn = \"x\"
         assert!(err
             .to_string()
             .contains("PIPEGUARD_HEALING_BACKOFF_SECONDS"));
-        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        assert!(Config::from_toml("lisen = \"x\"").is_err());
     }
 }

@@ -11,28 +11,24 @@
 //! start and end (the compute it burnt), else 0. A test's impact is the sum over its failures,
 //! i.e. failures × mean time lost, and `/api/v1/flaky-tests` ranks by it.
 //!
-//! Policy: a genuine `test_failure` whose failing tests are all quarantined or known flaky
-//! (flakiness rate ≥ `MIN_FLAKINESS_RATE` over ≥ `MIN_RUNS` observed failures) becomes a
-//! transient `flaky_test` diagnosis and is retried at once. A failure of any other test stays
-//! escalated.
+//! Policy (pure, in `pipeguard_core::heal`): a genuine `test_failure` whose failing tests are
+//! all quarantined or known flaky becomes a transient `flaky_test` diagnosis and is retried at
+//! once. A failure of any other test stays escalated.
 
 use crate::Shared;
-use pipeguard_core::policy::{Decision, HealPlan, StepKind};
-use pipeguard_core::{Category, Diagnosis, Strategy};
+use pipeguard_core::heal::TestRecord;
 use pipeguard_store::{Observation, SessionRecord, SessionStatus, TestStats};
 use serde_json::Value;
 
-/// Flakiness rate from which a test counts as known flaky.
-pub const MIN_FLAKINESS_RATE: f64 = 0.25;
-/// Observed failures needed before the rate is trusted.
-pub const MIN_RUNS: i64 = 2;
-/// Confidence given to a diagnosis turned flaky by history or quarantine.
-pub const KNOWN_FLAKY_CONFIDENCE: f64 = 0.9;
-/// How a known-flaky diagnosis's summary starts; `adjust_plan` recognises it by this.
-const KNOWN_FLAKY: &str = "known flaky: ";
-
 pub fn is_known_flaky(s: &TestStats) -> bool {
-    s.quarantined || (s.runs >= MIN_RUNS && s.flakiness_rate >= MIN_FLAKINESS_RATE)
+    TestRecord {
+        test: s.test.clone(),
+        runs: s.runs,
+        flaky_failures: s.flaky_failures,
+        flakiness_rate: s.flakiness_rate,
+        quarantined: s.quarantined.then(String::new),
+    }
+    .known_flaky()
 }
 
 /// Every failing test a session's diagnosis named, over all its jobs, without repeats.
@@ -113,57 +109,33 @@ pub async fn human_says_flaky(st: &Shared, s: &SessionRecord) -> pipeguard_store
     Ok(())
 }
 
-/// Turns a genuine test failure into a flaky-test diagnosis when every failing test it names is
-/// quarantined or known flaky in `repository`.
-pub async fn apply_known_flaky(
+/// The records of `tests` in `repository`, as the pure planning step reads them.
+pub async fn records(
     st: &Shared,
     repository: &str,
-    d: &mut Diagnosis,
-) -> pipeguard_store::Result<()> {
-    if d.category != Category::TestFailure || d.failing_tests.is_empty() {
-        return Ok(());
+    tests: &[String],
+) -> pipeguard_store::Result<Vec<TestRecord>> {
+    if tests.is_empty() {
+        return Ok(Vec::new());
     }
     let quarantine = st.store.quarantine_list(repository).await?;
-    let stats = st.store.tests_stats(repository, &d.failing_tests).await?;
-    let mut why = Vec::new();
-    for test in &d.failing_tests {
-        if let Some(q) = quarantine.iter().find(|q| &q.test == test) {
-            why.push(format!("{test} (quarantined: {})", q.reason));
-        } else if let Some(s) = stats.iter().find(|s| &s.test == test && is_known_flaky(s)) {
-            why.push(format!(
-                "{test} (flaky in {} of {} failing runs)",
-                s.flaky_failures, s.runs
-            ));
-        } else {
-            // One test never seen flaky is enough to need a human.
-            return Ok(());
-        }
-    }
-    d.category = Category::FlakyTest;
-    d.transient = true;
-    d.strategy = Strategy::Retry;
-    d.confidence = KNOWN_FLAKY_CONFIDENCE;
-    d.summary = format!("{KNOWN_FLAKY}{}", why.join(", "));
-    Ok(())
-}
-
-/// Makes the plan of a known-flaky or learned diagnosis say why, and retries known-flaky
-/// tests at once: waiting does not make a flaky test pass.
-pub fn adjust_plan(d: &Diagnosis, plan: &mut HealPlan) {
-    if plan.decision != Decision::Act && plan.decision != Decision::AwaitApproval {
-        return;
-    }
-    if d.summary.starts_with(KNOWN_FLAKY) {
-        for step in plan.steps.iter_mut() {
-            if step.kind == StepKind::Retry {
-                step.delay_seconds = 0;
-                step.reason = format!("{}; no backoff for a known flaky test", step.reason);
+    let stats = st.store.tests_stats(repository, tests).await?;
+    Ok(tests
+        .iter()
+        .map(|t| {
+            let s = stats.iter().find(|s| &s.test == t);
+            TestRecord {
+                test: t.clone(),
+                runs: s.map(|s| s.runs).unwrap_or(0),
+                flaky_failures: s.map(|s| s.flaky_failures).unwrap_or(0),
+                flakiness_rate: s.map(|s| s.flakiness_rate).unwrap_or(0.0),
+                quarantined: quarantine
+                    .iter()
+                    .find(|q| &q.test == t)
+                    .map(|q| q.reason.clone()),
             }
-        }
-        plan.reason = format!("{}: retry at once", d.summary);
-    } else if d.analyzer == crate::learned::ANALYZER {
-        plan.reason = format!("{}; {}", plan.reason, d.summary);
-    }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
         verdicts,
     );
     let api_errors: Counter = Counter::default();
-    api_errors.inc_by(pipeguard_platforms::http::API_ERRORS.load(Ordering::Relaxed));
+    api_errors.inc_by(pipeguard_platforms::api::API_ERRORS.load(Ordering::Relaxed));
     reg.register(
         "pipeguard_platform_api_errors",
         "Failed calls to CI platform APIs (each failed try)",

@@ -4,12 +4,11 @@
 
 use crate::tenants::NotifyConfig;
 use hmac::{Hmac, Mac};
-use pipeguard_platforms::http::{client, send};
+use pipeguard_platforms::api::{client, send, HttpOptions};
 use pipeguard_platforms::PlatformError;
 use pipeguard_store::SessionRecord;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::time::Duration;
 
 pub struct Notifier {
     http: reqwest::Client,
@@ -133,7 +132,7 @@ impl Notifier {
             mac.update(&bytes);
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         });
-        send("notify", 3, Duration::from_millis(500), || {
+        send("notify", &ch.url, &HttpOptions::default(), || {
             let mut b = self
                 .http
                 .post(&ch.url)

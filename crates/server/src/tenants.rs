@@ -229,7 +229,7 @@ pub fn render(
                 let quoted = serde_json::Value::String(v.to_string()).to_string();
                 quoted[1..quoted.len() - 1].to_string()
             }
-            Encoding::Url => pipeguard_platforms::gitlab::encode_component(v),
+            Encoding::Url => pipeguard_platforms::api::encode(v),
             Encoding::Raw => v.to_string(),
         };
         out = out.replace(&format!("{{{{{k}}}}}"), &value);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use pipeguard_core::event::Platform;
 use pipeguard_server::config::Config;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -223,8 +224,8 @@ async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escal
     cfg.worker.http_backoff_ms = 50;
     // Far beyond the test: the outcome must come from Buildbot's webhook, not from polling.
     cfg.worker.verify_poll_seconds = 600;
-    cfg.buildbot.api_url = api.base.clone();
-    cfg.buildbot.webhook_secret = Some(SECRET.into());
+    cfg.platform_mut(Platform::Buildbot).api_url = api.base.clone();
+    cfg.platform_mut(Platform::Buildbot).webhook_secret = Some(SECRET.into());
     let (base, shutdown, handle) = common::spawn(cfg).await;
 
     let bin = venv_bin();
@@ -426,9 +427,9 @@ async fn buildbot_intake_rejects_bad_deliveries() {
         database_url: format!("sqlite://{}", dir.path().join("pipeguard.db").display()),
         ..Default::default()
     };
-    cfg.buildbot.webhook_secret = Some(SECRET.into());
+    cfg.platform_mut(Platform::Buildbot).webhook_secret = Some(SECRET.into());
     // Nothing listens here: a stored failure would fail to fetch logs, not reach anyone.
-    cfg.buildbot.api_url = format!("http://127.0.0.1:{}", free_port());
+    cfg.platform_mut(Platform::Buildbot).api_url = format!("http://127.0.0.1:{}", free_port());
     let (base, shutdown, handle) = common::spawn(cfg).await;
     let http = reqwest::Client::new();
     let url = format!("{base}/webhooks/buildbot");

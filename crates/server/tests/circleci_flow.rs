@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use hmac::{Hmac, Mac};
+use pipeguard_core::event::Platform;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use wiremock::matchers::{body_json, header, method, path};
@@ -16,9 +17,9 @@ const SLUG: &str = "gh/acme/api";
 
 async fn start() -> TestApp {
     TestApp::start_with(|c| {
-        c.circleci.webhook_secret = Some(C_SECRET.into());
-        c.circleci.token = Some(C_TOKEN.into());
-        c.circleci.api_url = c.github.api_url.clone();
+        c.platform_mut(Platform::Circleci).webhook_secret = Some(C_SECRET.into());
+        c.platform_mut(Platform::Circleci).token = Some(C_TOKEN.into());
+        c.platform_mut(Platform::Circleci).api_url = c.platform(Platform::Github).api_url.clone();
     })
     .await
 }
@@ -322,9 +323,9 @@ async fn only_the_transient_job_is_rerun_when_another_needs_a_human() {
 #[tokio::test]
 async fn a_corrupt_cache_triggers_a_pipeline_with_a_fresh_cache_key_and_its_failure_escalates() {
     let app = TestApp::start_with(|c| {
-        c.circleci.webhook_secret = Some(C_SECRET.into());
-        c.circleci.token = Some(C_TOKEN.into());
-        c.circleci.api_url = c.github.api_url.clone();
+        c.platform_mut(Platform::Circleci).webhook_secret = Some(C_SECRET.into());
+        c.platform_mut(Platform::Circleci).token = Some(C_TOKEN.into());
+        c.platform_mut(Platform::Circleci).api_url = c.platform(Platform::Github).api_url.clone();
         let mut r = pipeguard_server::tenants::RepoConfig {
             platform: "circleci".into(),
             name: SLUG.into(),

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use pipeguard_core::event::Platform;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -15,9 +16,9 @@ const API: &str = "/api/v4/projects/grp%2Fsub%2Fproj";
 
 async fn start() -> TestApp {
     TestApp::start_with(|c| {
-        c.gitlab.webhook_secret = Some(GL_SECRET.into());
-        c.gitlab.token = Some(GL_TOKEN.into());
-        c.gitlab.api_url = c.github.api_url.clone();
+        c.platform_mut(Platform::Gitlab).webhook_secret = Some(GL_SECRET.into());
+        c.platform_mut(Platform::Gitlab).token = Some(GL_TOKEN.into());
+        c.platform_mut(Platform::Gitlab).api_url = c.platform(Platform::Github).api_url.clone();
     })
     .await
 }
@@ -400,9 +401,9 @@ async fn a_failed_job_with_a_production_environment_waits_for_approval() {
 #[tokio::test]
 async fn without_a_configured_secret_deliveries_are_accepted() {
     let app = TestApp::start_with(|c| {
-        c.gitlab.webhook_secret = None;
-        c.gitlab.token = Some(GL_TOKEN.into());
-        c.gitlab.api_url = c.github.api_url.clone();
+        c.platform_mut(Platform::Gitlab).webhook_secret = None;
+        c.platform_mut(Platform::Gitlab).token = Some(GL_TOKEN.into());
+        c.platform_mut(Platform::Gitlab).api_url = c.platform(Platform::Github).api_url.clone();
     })
     .await;
     mount_pipeline(
@@ -441,9 +442,9 @@ async fn without_a_configured_secret_deliveries_are_accepted() {
 #[tokio::test]
 async fn without_a_webhook_the_outcome_is_polled_from_the_pipeline_api() {
     let app = TestApp::start_with(|c| {
-        c.gitlab.webhook_secret = Some(GL_SECRET.into());
-        c.gitlab.token = Some(GL_TOKEN.into());
-        c.gitlab.api_url = c.github.api_url.clone();
+        c.platform_mut(Platform::Gitlab).webhook_secret = Some(GL_SECRET.into());
+        c.platform_mut(Platform::Gitlab).token = Some(GL_TOKEN.into());
+        c.platform_mut(Platform::Gitlab).api_url = c.platform(Platform::Github).api_url.clone();
         c.worker.verify_poll_seconds = 1;
     })
     .await;
@@ -521,9 +522,9 @@ fn new_pipeline(id: u64, variables: Value) -> Mock {
 #[tokio::test]
 async fn out_of_memory_starts_a_pipeline_on_a_bigger_runner_whose_success_heals() {
     let app = TestApp::start_with(|c| {
-        c.gitlab.webhook_secret = Some(GL_SECRET.into());
-        c.gitlab.token = Some(GL_TOKEN.into());
-        c.gitlab.api_url = c.github.api_url.clone();
+        c.platform_mut(Platform::Gitlab).webhook_secret = Some(GL_SECRET.into());
+        c.platform_mut(Platform::Gitlab).token = Some(GL_TOKEN.into());
+        c.platform_mut(Platform::Gitlab).api_url = c.platform(Platform::Github).api_url.clone();
         c.repos.push(pipeguard_server::tenants::RepoConfig {
             platform: "gitlab".into(),
             name: "grp/*".into(),

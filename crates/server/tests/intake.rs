@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use pipeguard_core::event::Platform;
 use serde_json::json;
 
 #[tokio::test]
@@ -229,7 +230,10 @@ async fn accepted_work_survives_a_restart_and_runs_once() {
 
 #[tokio::test]
 async fn ansible_callback_reports_are_authenticated_and_diagnosed() {
-    let app = TestApp::start_with(|c| c.ansible.webhook_secret = Some("tok".into())).await;
+    let app = TestApp::start_with(|c| {
+        c.platform_mut(Platform::Ansible).webhook_secret = Some("tok".into())
+    })
+    .await;
     // The shape contrib/ansible/callback_plugins/pipeguard.py posts for a failed task.
     let report = json!({
         "playbook": "site.yml", "host": "web-1", "task": "Fetch release", "module": "ansible.builtin.get_url",
@@ -295,10 +299,7 @@ async fn form_encoded_deliveries_are_verified_over_the_form_and_parsed_from_payl
     )
     .await;
     let json = workflow_run(61, 1, "failure", "CI").to_string();
-    let form = format!(
-        "payload={}",
-        pipeguard_platforms::gitlab::encode_component(&json)
-    );
+    let form = format!("payload={}", pipeguard_platforms::api::encode(&json));
     let post = |sig: String| {
         app.http
             .post(format!("{}/webhooks/github", app.base))

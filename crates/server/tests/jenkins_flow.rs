@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use pipeguard_core::event::Platform;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_string, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -13,11 +14,12 @@ const BASIC: &str = "Basic cGc6anQtdG9rZW4=";
 
 async fn start() -> TestApp {
     TestApp::start_with(|c| {
-        c.jenkins.webhook_secret = Some(J_SECRET.into());
-        c.jenkins.user = Some("pg".into());
-        c.jenkins.token = Some("jt-token".into());
+        c.platform_mut(Platform::Jenkins).webhook_secret = Some(J_SECRET.into());
+        c.platform_mut(Platform::Jenkins).user = Some("pg".into());
+        c.platform_mut(Platform::Jenkins).token = Some("jt-token".into());
         // A Jenkins served under a context path, as many are.
-        c.jenkins.api_url = format!("{}/jenkins/", c.github.api_url);
+        c.platform_mut(Platform::Jenkins).api_url =
+            format!("{}/jenkins/", c.platform(Platform::Github).api_url);
     })
     .await
 }
@@ -285,10 +287,11 @@ async fn a_deploy_job_waits_for_approval_instead_of_being_rebuilt() {
 #[tokio::test]
 async fn a_corrupt_cache_rebuilds_on_a_wiped_workspace_with_the_configured_parameter() {
     let app = TestApp::start_with(|c| {
-        c.jenkins.webhook_secret = Some(J_SECRET.into());
-        c.jenkins.user = Some("pg".into());
-        c.jenkins.token = Some("jt-token".into());
-        c.jenkins.api_url = format!("{}/jenkins/", c.github.api_url);
+        c.platform_mut(Platform::Jenkins).webhook_secret = Some(J_SECRET.into());
+        c.platform_mut(Platform::Jenkins).user = Some("pg".into());
+        c.platform_mut(Platform::Jenkins).token = Some("jt-token".into());
+        c.platform_mut(Platform::Jenkins).api_url =
+            format!("{}/jenkins/", c.platform(Platform::Github).api_url);
         c.repos.push(pipeguard_server::tenants::RepoConfig {
             platform: "jenkins".into(),
             name: "team/api".into(),

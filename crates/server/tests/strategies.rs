@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use hmac::{Hmac, Mac};
+use pipeguard_core::event::Platform;
 use pipeguard_server::tenants::{CustomStrategy, HttpCall, NotifyConfig, RepoConfig, Trigger};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -262,7 +263,10 @@ async fn a_repository_acts_with_its_own_token_and_runs_its_custom_fix_first() {
             name: "restart-mirror".into(),
             categories: vec!["network".into(), "dependency_download".into()],
             http: Some(HttpCall {
-                url: format!("{}/ops/restart-mirror", c.github.api_url),
+                url: format!(
+                    "{}/ops/restart-mirror",
+                    c.platform(Platform::Github).api_url
+                ),
                 body: Some(r#"{"repository":"{{repository}}","branch":"{{branch}}"}"#.into()),
                 ..Default::default()
             }),
@@ -330,18 +334,21 @@ async fn escalations_reach_slack_and_a_signed_generic_webhook_once() {
     let app = TestApp::start_with(|c| {
         c.notify.push(NotifyConfig {
             kind: "slack".into(),
-            url: format!("{}/slack/T000/B000/XXX", c.github.api_url),
+            url: format!(
+                "{}/slack/T000/B000/XXX",
+                c.platform(Platform::Github).api_url
+            ),
             ..Default::default()
         });
         c.notify.push(NotifyConfig {
             kind: "webhook".into(),
-            url: format!("{}/hooks/pipeguard", c.github.api_url),
+            url: format!("{}/hooks/pipeguard", c.platform(Platform::Github).api_url),
             secret: Some("notify-secret".into()),
             ..Default::default()
         });
         // A channel for another repository hears nothing.
         c.notify.push(NotifyConfig {
-            url: format!("{}/hooks/other", c.github.api_url),
+            url: format!("{}/hooks/other", c.platform(Platform::Github).api_url),
             repos: vec!["someone/else".into()],
             ..Default::default()
         });

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use hmac::{Hmac, Mac};
+use pipeguard_core::event::Platform;
 use pipeguard_server::config::Config;
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -30,9 +31,9 @@ pub fn config(github: &MockServer, db_url: &str) -> Config {
         max_body_bytes: 1024 * 1024,
         ..Default::default()
     };
-    c.github.webhook_secret = Some(SECRET.into());
-    c.github.token = Some("ghs_testtoken".into());
-    c.github.api_url = github.uri();
+    c.platform_mut(Platform::Github).webhook_secret = Some(SECRET.into());
+    c.platform_mut(Platform::Github).token = Some("ghs_testtoken".into());
+    c.platform_mut(Platform::Github).api_url = github.uri();
     c.healing.backoff_seconds = 0;
     c.worker.http_backoff_ms = 10;
     c

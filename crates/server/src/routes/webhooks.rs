@@ -1,0 +1,161 @@
+//! One intake path for every platform: `POST /webhooks/{platform}` (and the seed's
+//! `POST /pipeline/webhook`, the generic source). Verify → parse → check names → replay →
+//! store with the session and its first job → answer. Nothing slow happens here; the worker
+//! takes the stored work from the queue.
+
+use crate::error::ApiError;
+use crate::Shared;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pipeguard_core::event::Platform;
+use pipeguard_platforms::registry;
+use pipeguard_platforms::webhook::{header, WebhookRequest};
+use pipeguard_platforms::{Module, Parsed};
+use pipeguard_store::{Intake, IntakeOutcome};
+use serde_json::json;
+
+/// `POST /webhooks/{platform}`.
+pub async fn receive(
+    State(st): State<Shared>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let module = registry::by_key(&key)
+        .ok_or_else(|| ApiError::not_found(format!("no platform {key:?}")))?;
+    intake(&st, module, query.as_deref(), &headers, body).await
+}
+
+/// `POST /pipeline/webhook`: the generic failure report.
+pub async fn generic(
+    State(st): State<Shared>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let module = registry::module(Platform::Generic).expect("the generic source is registered");
+    intake(&st, module, query.as_deref(), &headers, body).await
+}
+
+async fn intake(
+    st: &Shared,
+    module: &dyn Module,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let platform = module.platform();
+    // No credential at all while one is required: refused before the body is read.
+    if st.guards(platform) && !module.presents_credential(headers, query) {
+        return Err(ApiError::unauthorized(format!(
+            "this {platform} delivery carries no credential"
+        )));
+    }
+    let body = crate::routes::read_body(body, st.config.max_body_bytes).await?;
+    let req = WebhookRequest {
+        headers,
+        query,
+        body: &body,
+    };
+    // The repository the delivery names chooses the secret (a repository can have its
+    // own); the body is parsed before verification only to find it.
+    let claimed = module.parse(&req).ok();
+    let claimed = claimed.as_ref().and_then(|d| d.parsed.repository());
+    if let Some(secret) = st.webhook_secret(platform, claimed) {
+        module
+            .verify(&req, secret)
+            .map_err(ApiError::unauthorized)?;
+    }
+    let content_type = header(headers, "content-type").unwrap_or("");
+    if !module.accepts(content_type) {
+        return Err(crate::routes::unsupported_media_type(content_type));
+    }
+    let delivery = module
+        .parse(&req)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(name) = delivery.parsed.repository() {
+        if !module.valid_repository(name) {
+            return Err(ApiError::bad_request(format!(
+                "{name:?} is not a valid {platform} repository name"
+            )));
+        }
+    }
+    if let Some(r) = st.store.find_delivery(platform, &delivery.id).await? {
+        return Ok(answer(r.outcome));
+    }
+    let intake = match delivery.parsed {
+        Parsed::Ping => {
+            return Ok((StatusCode::OK, Json(json!({"status": "pong"}))).into_response())
+        }
+        Parsed::Ignored(reason) => {
+            let o = st
+                .store
+                .record_ignored(platform, &delivery.id, &reason)
+                .await?;
+            return Ok(answer(o));
+        }
+        Parsed::Failure(ev) => Intake::Failure(*ev),
+        Parsed::Success {
+            repository,
+            run_id,
+            attempt,
+            finished_at_ms,
+        } => Intake::Success {
+            repository,
+            run_id,
+            attempt,
+            finished_at_ms,
+        },
+    };
+    let run_id = match &intake {
+        Intake::Failure(ev) => ev.run_id.clone(),
+        Intake::Success { run_id, .. } => run_id.clone(),
+    };
+    let r = st
+        .store
+        .intake(platform, &delivery.id, &module.run_link(&run_id), intake)
+        .await?;
+    if let Some(id) = r.outcome.session_id() {
+        tracing::info!(%platform, delivery = %delivery.id, session = %id, "delivery stored");
+    }
+    st.worker_wake.notify_one();
+    Ok(answer(r.outcome))
+}
+
+/// What HTTP says about a delivery's outcome.
+pub fn answer(o: IntakeOutcome) -> Response {
+    let (status, body) = match o {
+        IntakeOutcome::Created { session_id } => (
+            StatusCode::ACCEPTED,
+            json!({"session_id": session_id, "status": "received"}),
+        ),
+        IntakeOutcome::Duplicate { session_id, status } => {
+            let mut b = json!({"session_id": session_id, "duplicate": true});
+            if let Some(s) = status {
+                b["status"] = json!(s);
+            }
+            (StatusCode::ACCEPTED, b)
+        }
+        IntakeOutcome::Outcome { session_id } => (
+            StatusCode::ACCEPTED,
+            json!({"session_id": session_id, "status": "outcome"}),
+        ),
+        IntakeOutcome::PassedLater { session_id } => (
+            StatusCode::ACCEPTED,
+            json!({"session_id": session_id, "status": "passed_later"}),
+        ),
+        IntakeOutcome::Ignored { reason } => (
+            StatusCode::OK,
+            json!({"status": "ignored", "reason": reason}),
+        ),
+        IntakeOutcome::Recorded { status, body } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
+            body,
+        ),
+    };
+    (status, Json(body)).into_response()
+}

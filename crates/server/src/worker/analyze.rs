@@ -1,0 +1,291 @@
+//! The analyze job: fetch the failed jobs' logs → diagnose → gather what was learned →
+//! refine and plan (pure, in core) → persist, and queue the execution.
+
+use super::{ci_for, load, platform_of, requeue, JobError};
+use crate::Shared;
+use pipeguard_core::analysis::Hints;
+use pipeguard_core::heal::{self, Facts, JobDiagnosis, Knowledge, StoredPlan};
+use pipeguard_core::policy::{Capabilities, Decision, Strategy};
+use pipeguard_core::{Category, Diagnosis};
+use pipeguard_platforms::{Ci, JobLog, RunState};
+use pipeguard_store::{
+    now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tracing::Instrument;
+
+pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if !matches!(s.status, S::Received | S::Analyzing) {
+        return Ok(());
+    }
+    if s.status == S::Received {
+        st.store
+            .transition(
+                &s.id,
+                Transition {
+                    from: &[S::Received],
+                    to: S::Analyzing,
+                    message: "fetching logs",
+                },
+            )
+            .await?;
+    }
+    let ci = ci_for(st, &s);
+    let Some(logs) = fetch(st, &s, ci)
+        .instrument(tracing::info_span!("fetch"))
+        .await?
+    else {
+        return requeue(st, job, "run still in progress", Duration::from_secs(15)).await;
+    };
+    let mut jobs = diagnose(st, logs)
+        .instrument(tracing::info_span!("diagnose"))
+        .await?;
+    refine(st, &s, &mut jobs)
+        .instrument(tracing::info_span!("refine"))
+        .await;
+    let Some(choice) = heal::choose(&jobs) else {
+        let reason = "no failed job or log found for this run attempt";
+        return escalate_unknown(st, &s, reason).await;
+    };
+    let facts = gather(st, &s, ci, choice.heal)
+        .instrument(tracing::info_span!("gather"))
+        .await?;
+    let run_diagnosis = choice.run.clone();
+    let plan = heal::plan(&jobs, &s.event, &facts).expect("a run with a diagnosis has a plan");
+    persist(st, &s, &run_diagnosis, &jobs, plan)
+        .instrument(tracing::info_span!("persist"))
+        .await
+}
+
+/// The failed jobs' logs; `None` while the run is still in progress (a job can fail while
+/// others run, and re-runs are only possible once the run is done).
+async fn fetch(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: Option<&dyn Ci>,
+) -> Result<Option<Vec<JobLog>>, JobError> {
+    let ev = &s.event;
+    match (ci, &ev.log) {
+        (_, Some(log)) => Ok(Some(vec![JobLog {
+            job: ev.jobs.first().cloned().unwrap_or_default(),
+            log: log.clone().into_bytes(),
+        }])),
+        (Some(ci), None) => {
+            if let RunState::InProgress { attempt } = ci.run_state(ev).await? {
+                if attempt == ev.attempt {
+                    // From when the session began following this run.
+                    let waited = now_ms() - s.created_at.max(ev.started_at_ms.unwrap_or(0));
+                    if waited > st.config.worker.wait_limit_seconds as i64 * 1000 {
+                        return Err(JobError::Fatal("the run did not complete in time".into()));
+                    }
+                    return Ok(None);
+                }
+            }
+            Ok(Some(ci.failed_logs(ev).await?))
+        }
+        (None, None) => Ok(Some(vec![])),
+    }
+}
+
+/// Each log through the analyzer, off the async threads that serve webhooks: scanning a
+/// large log is CPU work.
+async fn diagnose(st: &Shared, logs: Vec<JobLog>) -> Result<Vec<JobDiagnosis>, JobError> {
+    let shared = st.clone();
+    tokio::task::spawn_blocking(move || {
+        logs.into_iter()
+            .map(|l| JobDiagnosis {
+                diagnosis: shared.analyzer.analyze_with(
+                    &l.log,
+                    &Hints {
+                        exit_code: None,
+                        platform_reason: l.job.platform_reason.clone(),
+                    },
+                ),
+                job: l.job,
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| JobError::Fatal(format!("analysis failed: {e}")))
+}
+
+/// What people taught (verdicts, quarantine, flaky history) applied to each diagnosis. Errors
+/// leave the diagnoses as the knowledge base made them: learning must never stop healing.
+async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
+    let min_confidence = st.policy.min_confidence;
+    let classifier = if jobs
+        .iter()
+        .any(|j| heal::unsure(&j.diagnosis, min_confidence))
+    {
+        crate::learned::trained(st)
+            .await
+            .inspect_err(|e| tracing::warn!("learned classifier unavailable: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    let tests: Vec<String> = jobs
+        .iter()
+        .flat_map(|j| j.diagnosis.failing_tests.iter().cloned())
+        .collect();
+    let records = crate::flaky::records(st, &s.repository, &tests)
+        .await
+        .inspect_err(|e| tracing::warn!("flaky-test history unavailable: {e}"))
+        .unwrap_or_default();
+    let knowledge = Knowledge {
+        classifier: classifier.as_ref(),
+        min_confidence,
+        tests: &records,
+    };
+    for j in jobs.iter_mut() {
+        heal::refine(&mut j.diagnosis, &knowledge);
+    }
+}
+
+/// Everything the plan depends on: the repository's policy, what the platform and the
+/// configuration allow, what outcomes taught about this failure, and the configured fixes.
+async fn gather<'a>(
+    st: &'a Shared,
+    s: &SessionRecord,
+    ci: Option<&dyn Ci>,
+    heal: &Diagnosis,
+) -> Result<Facts<'a>, JobError> {
+    let learned = st
+        .store
+        .learned(
+            &heal.fingerprint,
+            &s.platform,
+            &s.repository,
+            &heal.category.to_string(),
+        )
+        .await?
+        .into_iter()
+        .filter_map(|(k, l)| Some((Strategy::parse(&k)?, l)))
+        .collect();
+    Ok(Facts {
+        policy: st.policy_for(platform_of(s), &s.repository),
+        capabilities: capabilities(st, s, ci).await?,
+        attempts_done: s.heal_attempts as u32,
+        learned,
+        fixes: super::fixes::planned(st, s, heal.category),
+    })
+}
+
+/// What can be done for this session: the platform's own abilities, widened by what the
+/// repository's configuration maps (a bigger runner, a cache-key variable, a reset), less
+/// what this run (or its commit) already had.
+async fn capabilities(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: Option<&dyn Ci>,
+) -> Result<Capabilities, JobError> {
+    let mut caps = ci.map(|c| c.capabilities(&s.event)).unwrap_or_default();
+    if let Some(ci) = ci {
+        super::fixes::widen(st, s, ci, &mut caps);
+    }
+    let mut used: Vec<String> = st
+        .store
+        .actions(&s.id)
+        .await?
+        .into_iter()
+        .filter(|a| a.target == "run" && a.status == "done")
+        .map(|a| a.kind)
+        .collect();
+    // A run the heal started, or a sibling workflow of it, is the same commit: it must not
+    // scale or clear again (that is how a heal could loop).
+    if let Some(sha) = s.head_sha.as_deref().filter(|x| !x.is_empty()) {
+        used.extend(
+            st.store
+                .strategies_used_on_commit(&s.platform, &s.repository, sha)
+                .await?,
+        );
+    }
+    caps.used = used.iter().filter_map(|k| Strategy::parse(k)).collect();
+    Ok(caps)
+}
+
+async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
+    st.store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Analyzing],
+                to: S::Escalated,
+                message: reason,
+            },
+            SessionUpdate {
+                reason: Some(reason.to_string()),
+                category: Some(Category::Unknown.to_string()),
+                finished_at: Some(now_ms()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Stores the diagnosis and plan, moves the session to what the plan decided, and queues the
+/// execution after the plan's backoff.
+async fn persist(
+    st: &Shared,
+    s: &SessionRecord,
+    diag: &Diagnosis,
+    jobs: &[JobDiagnosis],
+    stored: StoredPlan,
+) -> Result<(), JobError> {
+    let plan = &stored.plan;
+    let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
+    diagnosis_json["jobs"] = json!(jobs);
+    let (to, message) = match plan.decision {
+        Decision::Act => (S::Planned, "plan ready"),
+        Decision::AwaitApproval => (S::AwaitingApproval, "waiting for a human to approve"),
+        Decision::Escalate => (S::Escalated, "escalated to a human"),
+        Decision::Skip => (S::Skipped, "nothing to heal"),
+    };
+    let delay = plan
+        .steps
+        .iter()
+        .map(|x| x.delay_seconds)
+        .max()
+        .unwrap_or(0);
+    let moved = st
+        .store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Analyzing],
+                to,
+                message,
+            },
+            SessionUpdate {
+                category: Some(diag.category.to_string()),
+                confidence: Some(diag.confidence),
+                fingerprint: Some(diag.fingerprint.clone()),
+                // An escalation after a heal keeps the strategy that was tried, so learning
+                // counts it against that strategy.
+                strategy: (plan.decision != Decision::Escalate || s.heal_attempts == 0)
+                    .then(|| plan.strategy.as_str().to_string()),
+                transient: Some(diag.transient),
+                diagnosis: Some(diagnosis_json),
+                reason: Some(plan.reason.clone()),
+                finished_at: to.is_terminal().then(now_ms),
+                plan: Some(stored.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    tracing::info!(category = %diag.category, decision = ?plan.decision, "{}", plan.reason);
+    crate::flaky::record_outcome(st, &s.id).await;
+    if moved && to == S::Planned {
+        st.store
+            .enqueue(
+                &s.id,
+                &Task::Execute { approved: false },
+                now_ms() + delay as i64 * 1000,
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! Carrying out the strategies beyond a plain retry: a bigger runner, fresh caches, a clean
+//! workspace, and user-defined fixes. What each platform allows is decided by its API
+//! (`Ci::can_rerun_with`, `Ci::can_clear_caches`, `Ci::clean_workspace_inputs`) and the
+//! repository's configuration.
+
+use crate::tenants::{render, CustomStrategy, Encoding, RepoConfig, Trigger};
+use crate::Shared;
+use pipeguard_core::event::FailedJob;
+use pipeguard_core::event::Platform;
+use pipeguard_core::heal::Fix;
+use pipeguard_core::policy::{Capabilities, Risk, Strategy};
+use pipeguard_core::{safety, Category};
+use pipeguard_platforms::api::{send, HttpOptions};
+use pipeguard_platforms::{Ci, PlatformError};
+use pipeguard_store::SessionRecord;
+use std::time::Duration;
+
+/// Longest a fix command may run before it is killed and the heal escalated.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a strategy did on the platform.
+pub struct Acted {
+    pub detail: String,
+    /// A new run the heal started, whose outcome is the heal's.
+    pub new_run: Option<String>,
+    /// The call starts a new run, so one must be followed.
+    pub expects_new_run: bool,
+}
+
+/// Whether carrying out `strategy` starts a new run (rather than a new attempt of this one).
+pub fn starts_new_run(st: &Shared, s: &SessionRecord, ci: &dyn Ci, strategy: Strategy) -> bool {
+    let r = repo(st, s);
+    let reruns_with = match strategy {
+        Strategy::ScaleResources => true,
+        Strategy::ClearCache => !ci.can_clear_caches(),
+        Strategy::ResetEnvironment => reset_command(r).is_none(),
+        _ => false,
+    };
+    reruns_with && ci.rerun_starts_new_run()
+}
+
+fn repo<'a>(st: &'a Shared, s: &SessionRecord) -> Option<&'a RepoConfig> {
+    st.repo(Platform::parse(&s.platform)?, &s.repository)
+        .map(|(_, r)| r)
+}
+
+fn has_inputs(t: Option<&Trigger>) -> bool {
+    t.is_some_and(|t| !t.inputs.is_empty())
+}
+
+fn reset_command(r: Option<&RepoConfig>) -> Option<&Vec<String>> {
+    r.and_then(|r| r.reset.as_ref())
+        .and_then(|t| t.command.as_ref())
+}
+
+/// Adds what the repository's configuration makes possible to the platform's abilities.
+pub fn widen(st: &Shared, s: &SessionRecord, ci: &dyn Ci, caps: &mut Capabilities) {
+    let r = repo(st, s);
+    let rerun = ci.can_rerun_with();
+    let clean = !ci.clean_workspace_inputs().is_empty();
+    caps.scale_resources |= rerun && has_inputs(r.and_then(|r| r.scale.as_ref()));
+    caps.clear_cache |=
+        ci.can_clear_caches() || (rerun && r.and_then(|r| r.cache.variable.as_ref()).is_some());
+    // Some platforms can ask for a clean workspace on their own; elsewhere a reset must be
+    // configured.
+    caps.reset_environment |= (caps.retry && reset_command(r).is_some())
+        || (rerun && (clean || has_inputs(r.and_then(|r| r.reset.as_ref()))));
+}
+
+/// A command fix's argv for this session, templated element by element (never through a
+/// shell, so a branch name cannot become code). A value that would turn an argument into an
+/// option (a branch named `--force`) makes the command refused.
+fn argv(cmd: &[String], s: &SessionRecord, category: &str) -> Result<Vec<String>, String> {
+    cmd.iter()
+        .map(|a| {
+            let v = render(a, &s.event, category, &s.id, Encoding::Raw);
+            if v.starts_with('-') && !a.starts_with('-') {
+                return Err(format!(
+                    "the value filled into {a:?} would make it an option ({v:?})"
+                ));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// The risk of a command fix for this session, and what it runs.
+fn assess_fix(cmd: &[String], s: &SessionRecord, category: &str) -> (Risk, String) {
+    match argv(cmd, s, category) {
+        Ok(argv) => {
+            let a = safety::assess(&argv);
+            (a.level, format!("{} ({})", argv.join(" "), a.reason))
+        }
+        Err(why) => (Risk::Refused, why),
+    }
+}
+
+/// The user-defined fixes that apply to this session's failure.
+fn custom<'a>(st: &'a Shared, s: &SessionRecord, category: Category) -> Vec<&'a CustomStrategy> {
+    st.config
+        .strategies
+        .iter()
+        .filter(|c| c.applies(category, &s.repository))
+        .collect()
+}
+
+/// The fixes that may run before the re-run of a failure of `category`, each with its safety
+/// risk: the user-defined ones for the category, and the repository's reset command (which
+/// belongs to the reset strategy). The plan decides which run and what their risk implies.
+pub fn planned(st: &Shared, s: &SessionRecord, category: Category) -> Vec<Fix> {
+    let cat = category.to_string();
+    let mut fixes = Vec::new();
+    for c in custom(st, s, category) {
+        let (risk, what) = match (&c.http, &c.command) {
+            (Some(h), _) => (
+                Risk::Low,
+                format!("{} {}", h.method.to_ascii_uppercase(), h.url),
+            ),
+            (None, Some(cmd)) => assess_fix(cmd, s, &cat),
+            (None, None) => continue,
+        };
+        fixes.push(Fix {
+            name: c.name.clone(),
+            risk,
+            what,
+            strategy: None,
+        });
+    }
+    if let Some(cmd) = reset_command(repo(st, s)) {
+        let (risk, what) = assess_fix(cmd, s, &cat);
+        fixes.push(Fix {
+            name: "reset".into(),
+            risk,
+            what,
+            strategy: Some(Strategy::ResetEnvironment),
+        });
+    }
+    fixes
+}
+
+/// Runs a command fix with a time limit; its output's tail explains a failure.
+async fn run_command(argv: &[String]) -> Result<String, PlatformError> {
+    let a = safety::assess(argv);
+    if a.level == Risk::Refused {
+        return Err(PlatformError::Permanent(format!(
+            "refused by the safety assessment: {}",
+            a.reason
+        )));
+    }
+    let out = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| PlatformError::Permanent(format!("{} timed out", argv[0])))?
+    .map_err(|e| PlatformError::Permanent(format!("cannot run {}: {e}", argv[0])))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let tail: String = text
+        .lines()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if out.status.success() {
+        Ok(format!("{} exited 0", argv.join(" ")))
+    } else {
+        Err(PlatformError::Permanent(format!(
+            "{} failed ({}): {tail}",
+            argv.join(" "),
+            out.status
+        )))
+    }
+}
+
+async fn run_http(
+    st: &Shared,
+    c: &CustomStrategy,
+    s: &SessionRecord,
+) -> Result<String, PlatformError> {
+    let Some(h) = &c.http else {
+        return Ok(String::new());
+    };
+    let cat = s.category.clone().unwrap_or_default();
+    let url = render(&h.url, &s.event, &cat, &s.id, Encoding::Url);
+    let body = h
+        .body
+        .as_ref()
+        .map(|b| render(b, &s.event, &cat, &s.id, Encoding::Json));
+    let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
+        .map_err(|e| PlatformError::Permanent(format!("bad method: {e}")))?;
+    send(&c.name, &url, &HttpOptions::default(), || {
+        let mut b = st.notifier.http().request(method.clone(), &url);
+        for (k, v) in &h.headers {
+            b = b.header(k, v);
+        }
+        if let Some(body) = &body {
+            b = b
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+        }
+        b
+    })
+    .await?;
+    Ok(format!("{method} {url}"))
+}
+
+/// How a fix is carried out.
+enum FixCall<'a> {
+    Http(&'a CustomStrategy),
+    Command(Result<Vec<String>, String>),
+}
+
+/// Runs the plan's custom fixes once per heal attempt, before the re-run.
+pub async fn run_fixes(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(), PlatformError> {
+    let store_err =
+        |e: pipeguard_store::StoreError| PlatformError::Transient(format!("store: {e}"));
+    let category: Category = match &s.plan {
+        Some(p) => p.category,
+        None => s
+            .category
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(Category::Unknown),
+    };
+    let cat = category.to_string();
+    let mut fixes: Vec<(String, FixCall)> = custom(st, s, category)
+        .into_iter()
+        .map(|c| {
+            let call = match &c.command {
+                Some(cmd) => FixCall::Command(argv(cmd, s, &cat)),
+                None => FixCall::Http(c),
+            };
+            (c.name.clone(), call)
+        })
+        .collect();
+    if s.strategy.as_deref() == Some(Strategy::ResetEnvironment.as_str()) {
+        if let Some(cmd) = reset_command(repo(st, s)) {
+            fixes.push(("reset".into(), FixCall::Command(argv(cmd, s, &cat))));
+        }
+    }
+    for (name, call) in fixes {
+        let target = format!("fix:{name}");
+        if !st
+            .store
+            .claim_action(&s.id, attempt, &target, "fix")
+            .await
+            .map_err(store_err)?
+        {
+            continue;
+        }
+        let result = match call {
+            FixCall::Command(Ok(argv)) => run_command(&argv).await,
+            FixCall::Command(Err(why)) => Err(PlatformError::Permanent(why)),
+            FixCall::Http(c) => run_http(st, c, s).await,
+        };
+        match result {
+            Ok(detail) => st
+                .store
+                .finish_action(&s.id, attempt, &target, "done", &detail)
+                .await
+                .map_err(store_err)?,
+            Err(e) => {
+                st.store
+                    .finish_action(&s.id, attempt, &target, "error", &e.to_string())
+                    .await
+                    .map_err(store_err)?;
+                if matches!(e, PlatformError::Transient(_)) {
+                    st.store
+                        .release_action(&s.id, attempt, &target)
+                        .await
+                        .map_err(store_err)?;
+                }
+                return Err(match e {
+                    PlatformError::Transient(m) => {
+                        PlatformError::Transient(format!("fix {name}: {m}"))
+                    }
+                    other => PlatformError::Permanent(format!("fix {name}: {other}")),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carries out `strategy` on the platform.
+pub async fn act(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: &dyn Ci,
+    strategy: Strategy,
+    jobs: &[FailedJob],
+    all_failed: bool,
+) -> Result<Acted, PlatformError> {
+    let r = repo(st, s);
+    let retry = || async {
+        ci.retry(&s.event, jobs, all_failed)
+            .await
+            .map(|detail| Acted {
+                detail,
+                new_run: None,
+                expects_new_run: false,
+            })
+    };
+    let rerun = |workflow: Option<String>, inputs: Vec<(String, String)>| async move {
+        ci.rerun_with(&s.event, workflow.as_deref(), &inputs)
+            .await
+            .map(|r| Acted {
+                detail: r.detail,
+                new_run: r.new_run_id,
+                expects_new_run: ci.rerun_starts_new_run(),
+            })
+    };
+    let inputs = |t: Option<&Trigger>| -> Vec<(String, String)> {
+        t.map(|t| {
+            t.inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    match strategy {
+        Strategy::ScaleResources => {
+            let scale = r.and_then(|r| r.scale.as_ref());
+            rerun(scale.and_then(|t| t.workflow.clone()), inputs(scale)).await
+        }
+        Strategy::ClearCache if ci.can_clear_caches() => {
+            let prefix = r.and_then(|r| r.cache.key_prefix.as_deref());
+            let cleared = ci.clear_caches(&s.event, prefix).await?;
+            let done = retry().await?;
+            Ok(Acted {
+                detail: format!("{cleared}; {}", done.detail),
+                ..done
+            })
+        }
+        Strategy::ClearCache => {
+            let variable = r
+                .and_then(|r| r.cache.variable.clone())
+                .ok_or_else(|| PlatformError::NotConfigured("no cache variable".into()))?;
+            // A value no earlier run used gives the jobs an empty cache.
+            let fresh = format!(
+                "pipeguard-{}-{}",
+                &s.id[..8.min(s.id.len())],
+                s.heal_attempts + 1
+            );
+            let workflow = r
+                .and_then(|r| r.scale.as_ref().or(r.reset.as_ref()))
+                .and_then(|t| t.workflow.clone());
+            rerun(workflow, vec![(variable, fresh)]).await
+        }
+        Strategy::ResetEnvironment if reset_command(r).is_some() => retry().await,
+        Strategy::ResetEnvironment => {
+            let reset = r.and_then(|r| r.reset.as_ref());
+            let mut vars = inputs(reset);
+            for (k, v) in ci.clean_workspace_inputs() {
+                if !vars.iter().any(|(name, _)| *name == k) {
+                    vars.push((k, v));
+                }
+            }
+            rerun(reset.and_then(|t| t.workflow.clone()), vars).await
+        }
+        _ => retry().await,
+    }
+}

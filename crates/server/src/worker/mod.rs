@@ -1,0 +1,204 @@
+//! The healing worker: takes jobs from the durable queue and moves sessions through
+//! analyze → plan → gate → act → verify. Every step is idempotent, because a job whose worker
+//! died is taken again.
+
+mod analyze;
+mod execute;
+mod fixes;
+mod notify;
+mod outcome;
+
+use crate::Shared;
+use pipeguard_core::event::Platform;
+use pipeguard_platforms::{Ci, PlatformError};
+use pipeguard_store::{
+    now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
+};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// Why a job did not finish.
+enum JobError {
+    /// Try again later (platform 5xx, rate limits, timeouts, run still in progress).
+    Later(String, Duration),
+    /// The session cannot go on; it is marked with the reason.
+    Fatal(String),
+}
+
+impl From<pipeguard_store::StoreError> for JobError {
+    fn from(e: pipeguard_store::StoreError) -> Self {
+        JobError::Later(format!("store: {e}"), Duration::from_secs(5))
+    }
+}
+
+impl From<PlatformError> for JobError {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(10)),
+            PlatformError::Busy {
+                message,
+                retry_after,
+            } => JobError::Later(message, retry_after),
+            other => JobError::Fatal(other.to_string()),
+        }
+    }
+}
+
+/// Sessions still being worked on.
+const OPEN: [S; 6] = [
+    S::Received,
+    S::Analyzing,
+    S::Planned,
+    S::AwaitingApproval,
+    S::Executing,
+    S::Verifying,
+];
+
+pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
+    let lease = st.config.worker.lease_seconds as i64 * 1000;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let job = match st.store.claim(lease).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("cannot claim work: {e}");
+                None
+            }
+        };
+        let Some(job) = job else {
+            // Sleep until the next due job, a wake-up from intake, or shutdown.
+            let wait = match st.store.next_due().await {
+                Ok(Some(t)) => (t - now_ms()).clamp(10, 1000) as u64,
+                _ => 1000,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {},
+                _ = st.worker_wake.notified() => {},
+                _ = shutdown.changed() => {},
+            }
+            continue;
+        };
+        // A panic in one job (a bug) must not stop the worker: it fails that job only.
+        let (id, session) = (job.id, job.session_id.clone());
+        let span = tracing::info_span!("job", id, kind = job.task.kind(), session = %session);
+        if let Err(e) = tokio::spawn(handle(st.clone(), job).instrument(span)).await {
+            tracing::error!(job = id, session = %session, "job panicked: {e}");
+            let _ = st
+                .store
+                .fail_job(id, "internal error: the job panicked")
+                .await;
+        }
+    }
+}
+
+async fn dispatch(st: &Shared, job: &Job) -> Result<(), JobError> {
+    match &job.task {
+        Task::Analyze => analyze::analyze(st, job).await,
+        Task::Execute { .. } => execute::execute(st, job).await,
+        Task::Outcome {
+            attempt,
+            success,
+            finished_at_ms,
+            event,
+        } => {
+            let event = event.as_deref().cloned();
+            outcome::outcome(
+                st,
+                &job.session_id,
+                *attempt,
+                *success,
+                *finished_at_ms,
+                event,
+            )
+            .await
+        }
+        Task::Verify => outcome::verify(st, job).await,
+        Task::Notify { channel, status } => notify::send(st, job, *channel, status).await,
+        Task::PassedLater { attempt } => outcome::passed_later(st, job, *attempt).await,
+    }
+}
+
+async fn handle(st: Shared, job: Job) {
+    let st = &st;
+    let notify_job = matches!(job.task, Task::Notify { .. });
+    let done = match dispatch(st, &job).await {
+        Ok(()) => st.store.finish_job(job.id).await,
+        Err(JobError::Later(msg, delay)) if job.tries < st.config.worker.max_job_tries as i64 => {
+            tracing::warn!("{msg}; trying again in {delay:?}");
+            st.store
+                .retry_job(job.id, &msg, now_ms() + delay.as_millis() as i64)
+                .await
+        }
+        // A channel that stays down loses that message; the session is not at fault.
+        Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) if notify_job => {
+            tracing::error!("notification failed: {msg}");
+            st.store.fail_job(job.id, &msg).await
+        }
+        Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) => {
+            tracing::error!("{} failed: {msg}", job.task.kind());
+            let reason = format!("{}: {msg}", job.task.kind());
+            let _ = close(st, &job.session_id, &OPEN, S::Failed, &reason).await;
+            st.store.fail_job(job.id, &msg).await
+        }
+    };
+    if let Err(e) = done {
+        tracing::error!("cannot record job {}: {e}", job.id);
+    }
+    if !notify_job && !st.config.notify.is_empty() {
+        if let Err(e) = notify::queue(st, &job.session_id).await {
+            tracing::error!("cannot queue notifications: {e}");
+        }
+    }
+}
+
+fn platform_of(s: &SessionRecord) -> Platform {
+    Platform::parse(&s.platform).unwrap_or(Platform::Generic)
+}
+
+fn ci_for<'a>(st: &'a Shared, s: &SessionRecord) -> Option<&'a dyn Ci> {
+    st.ci(Platform::parse(&s.platform)?, &s.repository)
+}
+
+async fn load(st: &Shared, id: &str) -> Result<SessionRecord, JobError> {
+    st.store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| JobError::Fatal(format!("session {id} vanished")))
+}
+
+/// Ends a session in `to` (escalated, failed) with `reason`, when it is in one of `from`.
+async fn close(st: &Shared, id: &str, from: &[S], to: S, reason: &str) -> Result<bool, JobError> {
+    Ok(st
+        .store
+        .update_session(
+            id,
+            Transition {
+                from,
+                to,
+                message: reason,
+            },
+            SessionUpdate {
+                reason: Some(reason.to_string()),
+                finished_at: Some(now_ms()),
+                ..Default::default()
+            },
+        )
+        .await?)
+}
+
+/// Runs the job's task again after `after`, as a fresh job so that waiting does not use up
+/// the tries meant for errors.
+async fn requeue(st: &Shared, job: &Job, why: &str, after: Duration) -> Result<(), JobError> {
+    st.store
+        .enqueue(
+            &job.session_id,
+            &job.task,
+            now_ms() + after.as_millis() as i64,
+        )
+        .await?;
+    tracing::debug!("{why}");
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Outcomes of heals: a later attempt's delivery or a poll of the platform closes the session
+//! (healed, failed) or diagnoses the new failure; a run handed to people that passed later
+//! makes its failing tests flaky.
+
+use super::{ci_for, load, platform_of, requeue, JobError};
+use crate::Shared;
+use pipeguard_core::event::FailureEvent;
+use pipeguard_platforms::RunState;
+use pipeguard_store::{now_ms, Job, SessionStatus as S, SessionUpdate, Task, Transition};
+use std::time::Duration;
+
+/// Closes or continues a session once the re-run attempt finished.
+pub(super) async fn outcome(
+    st: &Shared,
+    id: &str,
+    attempt: i64,
+    success: bool,
+    finished_at: Option<i64>,
+    event: Option<FailureEvent>,
+) -> Result<(), JobError> {
+    let s = load(st, id).await?;
+    if !matches!(s.status, S::Verifying | S::Executing) || attempt <= s.event.attempt as i64 {
+        return Ok(());
+    }
+    // A run the heal started counts its own attempts; the session counts on from its own.
+    let session_attempt = if s.event.run_id == s.run_id {
+        attempt
+    } else {
+        s.current_attempt + 1
+    };
+    let now = now_ms();
+    if success {
+        let ttg = finished_at.unwrap_or(now) - s.failed_at;
+        let msg = format!("attempt {attempt} succeeded");
+        st.store
+            .update_session(
+                id,
+                Transition {
+                    from: &[S::Verifying, S::Executing],
+                    to: S::Healed,
+                    message: &msg,
+                },
+                SessionUpdate {
+                    current_attempt: Some(session_attempt),
+                    finished_at: Some(finished_at.unwrap_or(now)),
+                    time_to_green_ms: Some(ttg.max(0)),
+                    reason: Some(format!(
+                        "healed by {} on attempt {attempt}",
+                        s.strategy.as_deref().unwrap_or("retry")
+                    )),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        crate::flaky::record_outcome(st, id).await;
+        tracing::info!(session = %id, attempt, "healed");
+        return Ok(());
+    }
+    let mut ev = event.unwrap_or_else(|| s.event.clone());
+    ev.attempt = attempt as u32;
+    ev.jobs.clear();
+    if s.heal_attempts >= st.policy_for(platform_of(&s), &s.repository).max_attempts as i64 {
+        let reason = format!("still failing after {} heal attempt(s)", s.heal_attempts);
+        st.store
+            .update_session(
+                id,
+                Transition {
+                    from: &[S::Verifying, S::Executing],
+                    to: S::Failed,
+                    message: &reason,
+                },
+                SessionUpdate {
+                    current_attempt: Some(session_attempt),
+                    reason: Some(reason.clone()),
+                    finished_at: Some(now),
+                    event: Some(ev),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        crate::flaky::record_outcome(st, id).await;
+        return Ok(());
+    }
+    // Diagnose the new attempt afresh: the second failure may have another cause.
+    let msg = format!("attempt {attempt} failed; diagnosing it");
+    let moved = st
+        .store
+        .update_session(
+            id,
+            Transition {
+                from: &[S::Verifying, S::Executing],
+                to: S::Analyzing,
+                message: &msg,
+            },
+            SessionUpdate {
+                current_attempt: Some(session_attempt),
+                event: Some(ev),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if moved {
+        st.store.enqueue(id, &Task::Analyze, now).await?;
+    }
+    Ok(())
+}
+
+/// Polls the platform for the outcome of a re-run, for when no webhook reports it.
+pub(super) async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if s.status != S::Verifying {
+        return Ok(());
+    }
+    let Some(ci) = ci_for(st, &s) else {
+        return Ok(());
+    };
+    match ci.run_state(&s.event).await? {
+        RunState::Completed {
+            attempt,
+            success,
+            finished_at_ms,
+        } if attempt > s.event.attempt => {
+            outcome(st, &s.id, attempt as i64, success, finished_at_ms, None).await
+        }
+        _ => {
+            if now_ms() - s.updated_at > st.config.worker.wait_limit_seconds as i64 * 1000 {
+                return Err(JobError::Fatal(
+                    "no outcome of the re-run arrived in time".into(),
+                ));
+            }
+            let poll = Duration::from_secs(st.config.worker.verify_poll_seconds.max(1));
+            requeue(st, job, "re-run not finished", poll).await
+        }
+    }
+}
+
+/// A run handed to people passed on a later attempt of the same commit: by definition its
+/// failing tests are flaky, which the next failure of those tests will benefit from.
+pub(super) async fn passed_later(st: &Shared, job: &Job, attempt: i64) -> Result<(), JobError> {
+    let s = load(st, &job.session_id).await?;
+    if !matches!(s.status, S::Escalated | S::Failed) {
+        return Ok(());
+    }
+    crate::flaky::human_says_flaky(st, &s).await?;
+    st.store
+        .note(
+            &s.id,
+            s.status,
+            &format!("attempt {attempt} passed on the same commit: its failing tests were flaky"),
+        )
+        .await?;
+    Ok(())
+}
