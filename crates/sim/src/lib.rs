@@ -9,6 +9,7 @@
 
 mod core;
 pub mod github;
+pub mod gitlab;
 
 pub use crate::core::graph::End;
 pub use crate::core::scenario::{JobSpec, Outcome, RunSpec, SpecError};

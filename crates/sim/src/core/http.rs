@@ -4,6 +4,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// `(name, value)` pairs of a query string or form body, percent-decoded, in order.
@@ -75,6 +76,23 @@ pub fn rfc3339_s(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// `2024-01-02T03:04:05.678Z` (GitLab API, CircleCI).
+pub fn rfc3339_ms(t: OffsetDateTime) -> String {
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(fmt)
+        .unwrap_or_default()
+}
+
+/// `2024-01-02 03:04:05 UTC` (GitLab webhooks).
+pub fn gitlab_hook_time(t: OffsetDateTime) -> String {
+    let fmt = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(fmt)
+        .unwrap_or_default()
+}
+
 pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s.trim(), &Rfc3339).ok()
 }
@@ -87,6 +105,7 @@ mod tests {
     fn pages_and_params() {
         let q = pairs(Some("per_page=2&page=2&scope%5B%5D=failed&scope[]=success"));
         assert_eq!(page_params(&q, 30, 100), (2, 2));
+        assert_eq!(param(&q, "scope[]"), Some("failed"));
         assert_eq!(page(&[1, 2, 3, 4, 5], 2, 2), [3, 4]);
         assert!(page(&[1, 2], 3, 2).is_empty());
         let big = pairs(Some("per_page=1000"));
@@ -104,5 +123,7 @@ mod tests {
     fn time_formats() {
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_000_000).unwrap();
         assert_eq!(rfc3339_s(t), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_ms(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(gitlab_hook_time(t), "2023-11-14 22:13:20 UTC");
     }
 }
