@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -70,6 +71,21 @@ pub fn bearer(h: &HeaderMap) -> Option<&str> {
     matches!(scheme.to_ascii_lowercase().as_str(), "bearer" | "token").then(|| token.trim())
 }
 
+/// `Authorization: Basic base64(user:secret)` → `(user, secret)`.
+pub fn basic(h: &HeaderMap) -> Option<(String, String)> {
+    let v = header(h, "authorization")?.trim();
+    let (scheme, b64) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
 /// `2024-01-02T03:04:05Z` (GitHub).
 pub fn rfc3339_s(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
@@ -91,6 +107,10 @@ pub fn gitlab_hook_time(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(fmt)
         .unwrap_or_default()
+}
+
+pub fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
@@ -117,6 +137,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer abc".parse().unwrap());
         assert_eq!(bearer(&h), Some("abc"));
+        h.insert("authorization", "Basic dTpwOnE=".parse().unwrap());
+        assert_eq!(basic(&h), Some(("u".into(), "p:q".into())));
     }
 
     #[test]
@@ -125,5 +147,6 @@ mod tests {
         assert_eq!(rfc3339_s(t), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339_ms(t), "2023-11-14T22:13:20.123Z");
         assert_eq!(gitlab_hook_time(t), "2023-11-14 22:13:20 UTC");
+        assert_eq!(epoch_ms(t), 1_700_000_000_123);
     }
 }
