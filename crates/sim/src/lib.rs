@@ -7,6 +7,7 @@
 //! platform's own webhook deliveries. `docs/platform-semantics.md` says which documented
 //! behaviour each one follows.
 
+pub mod circleci;
 mod core;
 pub mod github;
 pub mod gitlab;
