@@ -236,13 +236,14 @@ async fn runs_older_than_thirty_days_are_not_re_run() {
         .started_ago(std::time::Duration::from_secs(31 * 24 * 3600));
     let run = sim.start_run(spec).await.unwrap();
     sim.wait_run(run, WAIT).await.unwrap();
-    let (s, _) = post(
+    let (s, body) = post(
         &sim,
         &format!("/repos/octo/app/actions/runs/{run}/rerun-failed-jobs"),
         json!({}),
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("created over a month ago"), "{body}");
 }
 
 fn scale_workflow() -> RunSpec {
@@ -513,5 +514,38 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
     assert_eq!(
         sim.run(run).await.unwrap().latest().status,
         Status::Completed
+    );
+}
+
+#[tokio::test]
+async fn injected_faults_refuse_a_call_or_lose_its_answer() {
+    let sim = sim(GithubConfig::default()).await;
+    let spec = RunSpec::new("octo/app", "ci.yml").job(JobSpec::new("t").fails("flake").passes());
+    let run = sim.start_run(spec).await.unwrap();
+    sim.wait_run(run, WAIT).await.unwrap();
+    let path = format!("/repos/octo/app/actions/runs/{run}/rerun-failed-jobs");
+    sim.inject(pipeguard_sim::Fault::refuse("rerun-failed-jobs", 503))
+        .await;
+    let (s, _) = post(&sim, &path, json!({})).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        sim.run(run).await.unwrap().attempts.len(),
+        1,
+        "refused: nothing started"
+    );
+    sim.inject(pipeguard_sim::Fault::lose_answer("rerun-failed-jobs", 502).method("POST"))
+        .await;
+    let (s, _) = post(&sim, &path, json!({})).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        sim.run(run).await.unwrap().attempts.len(),
+        2,
+        "the answer was lost, the re-run started"
+    );
+    let (s, _) = post(&sim, &path, json!({})).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "faults are used up; the attempt is running"
     );
 }

@@ -77,7 +77,7 @@ async fn github_client_reads_logs_through_the_redirect_and_sees_the_run_complete
     ));
 }
 
-/// Divergence 1: the client re-runs transient jobs one by one, but GitHub refuses the second
+/// Divergence: the client re-runs transient jobs one by one, but GitHub refuses the second
 /// re-run while the attempt the first one started is in progress.
 #[tokio::test]
 async fn github_client_second_per_job_rerun_is_refused_while_the_first_runs() {
@@ -112,7 +112,7 @@ async fn github_client_second_per_job_rerun_is_refused_while_the_first_runs() {
     );
 }
 
-/// Divergence 2: on a server that answers 204, the client gets no run id (and escalates),
+/// Divergence: on a server that answers 204, the client gets no run id (and escalates),
 /// though the run can be found by listing the workflow's runs; a server that refuses the
 /// unknown key makes the dispatch fail.
 #[tokio::test]
@@ -163,6 +163,41 @@ async fn github_client_dispatch_without_run_details() {
     );
 }
 
+/// Divergence: re-run calls are repeated after a 5xx. When GitHub started the attempt but
+/// the answer was lost, the repeat is refused (the attempt is running) and the client reports
+/// a failure although the re-run is under way.
+#[tokio::test]
+async fn github_client_repeats_a_rerun_whose_answer_was_lost() {
+    let sim = github_sim(pipeguard_sim::github::DispatchMode::RunDetails).await;
+    let spec =
+        RunSpec::new("octo/app", "ci.yml").job(JobSpec::new("t").fails("ETIMEDOUT").passes());
+    let run = sim.start_run(spec).await.unwrap();
+    sim.wait_run(run, WAIT).await.unwrap();
+    let ev = failures(&sim, gh_parse)
+        .await
+        .into_iter()
+        .find(|e| e.jobs.is_empty())
+        .unwrap();
+    sim.inject(pipeguard_sim::Fault::lose_answer("rerun-failed-jobs", 502))
+        .await;
+    let client = github::Github::new(github::GithubConfig {
+        api_url: sim.base_url(),
+        token: Some(TOKEN.into()),
+        http_tries: 3,
+        http_backoff: FAST,
+    });
+    let err = client.retry(&ev, &[], true).await.unwrap_err();
+    assert!(
+        matches!(&err, PlatformError::Permanent(m) if m.contains("already running")),
+        "{err}"
+    );
+    assert_eq!(
+        sim.run(run).await.unwrap().attempts.len(),
+        2,
+        "yet attempt 2 runs"
+    );
+}
+
 fn jenkins_client(sim: &pipeguard_sim::jenkins::JenkinsSim, secret: &str) -> jenkins::Jenkins {
     jenkins::Jenkins::new(jenkins::JenkinsConfig {
         api_url: sim.base_url(),
@@ -177,7 +212,7 @@ fn jk_parse(d: &Delivery) -> Option<Parsed> {
     jenkins::parse_webhook(&d.body).ok().map(|x| x.parsed)
 }
 
-/// Divergence 3: the client follows `lastBuild`, which can be a build someone else started;
+/// Divergence: the client follows `lastBuild`, which can be a build someone else started;
 /// the build it queued is the queue item's `executable.number`.
 #[tokio::test]
 async fn jenkins_client_follows_last_build_which_may_not_be_its_own() {
@@ -214,7 +249,7 @@ async fn jenkins_client_follows_last_build_which_may_not_be_its_own() {
     assert_eq!(build.number, 3);
 }
 
-/// Divergence 4: overrides the job does not declare are dropped by Jenkins, yet the client
+/// Divergence: overrides the job does not declare are dropped by Jenkins, yet the client
 /// reports them as sent.
 #[tokio::test]
 async fn jenkins_client_overrides_not_declared_are_dropped() {
@@ -244,7 +279,7 @@ async fn jenkins_client_overrides_not_declared_are_dropped() {
     assert_eq!(item.parameters["LABEL"], "large");
 }
 
-/// Divergence 5: the crumb is bound to the web session; the client keeps no cookie, so with
+/// Divergence: the crumb is bound to the web session; the client keeps no cookie, so with
 /// a password (not an API token) its POST is refused.
 #[tokio::test]
 async fn jenkins_client_with_a_password_loses_the_crumbs_session() {

@@ -4,8 +4,9 @@
 use super::webhook::{Delivery, Outbox, SentDelivery, WebhookTarget};
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,12 +64,65 @@ impl RecordedRequest {
 #[error("timed out after {0:?} waiting for the simulator")]
 pub struct Timeout(pub Duration);
 
+/// A failure to inject: the next `times` requests whose path contains `path` (and whose method
+/// is `method`, when set) are answered `status`, either instead of being handled or after being
+/// handled (an answer lost on the way back: the platform acted, the client cannot know).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub path: String,
+    pub method: Option<String>,
+    pub status: u16,
+    pub times: usize,
+    pub after_handling: bool,
+}
+
+impl Fault {
+    /// Answered `status` without being handled.
+    pub fn refuse(path: impl Into<String>, status: u16) -> Fault {
+        Fault {
+            path: path.into(),
+            method: None,
+            status,
+            times: 1,
+            after_handling: false,
+        }
+    }
+
+    /// Handled, then answered `status`.
+    pub fn lose_answer(path: impl Into<String>, status: u16) -> Fault {
+        Fault {
+            after_handling: true,
+            ..Fault::refuse(path, status)
+        }
+    }
+
+    pub fn times(mut self, n: usize) -> Fault {
+        self.times = n;
+        self
+    }
+
+    pub fn method(mut self, m: impl Into<String>) -> Fault {
+        self.method = Some(m.into());
+        self
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.times > 0
+            && path.contains(&self.path)
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+    }
+}
+
 pub(crate) struct Shared<S> {
     pub(crate) state: Mutex<S>,
     /// Wakes the clock after a request changed the state.
     pub(crate) poke: Notify,
     pub(crate) outbox: Outbox,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
+    faults: Mutex<Vec<Fault>>,
 }
 
 impl<S> Shared<S> {
@@ -107,6 +161,7 @@ pub(crate) async fn start<S: Model>(
         poke: Notify::new(),
         outbox: Outbox::start(webhook),
         requests: Mutex::new(Vec::new()),
+        faults: Mutex::new(Vec::new()),
     });
     let app = routes(shared.clone())
         .layer(middleware::from_fn_with_state(shared.clone(), record::<S>))
@@ -142,7 +197,8 @@ async fn drive<S: Model>(shared: Arc<Shared<S>>) {
     }
 }
 
-/// Keeps every request (method, path, headers, body) for the tests to inspect.
+/// Keeps every request (method, path, headers, body) for the tests to inspect, and applies
+/// injected faults.
 async fn record<S: Send + 'static>(
     State(shared): State<Arc<Shared<S>>>,
     req: Request,
@@ -162,8 +218,32 @@ async fn record<S: Send + 'static>(
             .collect(),
         body: bytes.to_vec(),
     });
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let fault = {
+        let mut faults = shared.faults.lock().await;
+        let found = faults
+            .iter_mut()
+            .find(|f| f.matches(parts.method.as_str(), parts.uri.path()));
+        found.map(|f| {
+            f.times -= 1;
+            f.clone()
+        })
+    };
+    let failed = |f: &Fault| {
+        let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        (status, "injected fault").into_response()
+    };
+    match fault {
+        Some(f) if !f.after_handling => failed(&f),
+        Some(f) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            failed(&f)
+        }
+        None => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+    }
 }
 
 impl<S: Model> Sim<S> {
@@ -185,6 +265,11 @@ impl<S: Model> Sim<S> {
     pub async fn deliveries(&self) -> Vec<SentDelivery> {
         self.shared.outbox.drained().await;
         self.shared.outbox.sent.lock().await.clone()
+    }
+
+    /// Makes matching requests fail (see [`Fault`]).
+    pub async fn inject(&self, fault: Fault) {
+        self.shared.faults.lock().await.push(fault);
     }
 
     /// Reads the state.

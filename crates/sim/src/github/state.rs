@@ -312,7 +312,7 @@ impl GithubState {
         if OffsetDateTime::now_utc() - run.created_at > RERUN_WINDOW {
             return Err(Refusal::new(
                 403,
-                "This workflow run was created over a month ago and cannot be re-run",
+                "Unable to retry this workflow run because it was created over a month ago",
             ));
         }
         let spec = &self.scripts[run.script].spec;
