@@ -16,4 +16,4 @@ pub mod jenkins;
 pub use crate::core::graph::End;
 pub use crate::core::scenario::{JobSpec, Outcome, RunSpec, SpecError};
 pub use crate::core::sim::{Fault, Model, RecordedRequest, Sim, Timeout};
-pub use crate::core::webhook::{hmac_hex, Delivery, SentDelivery, WebhookTarget};
+pub use crate::core::webhook::{hmac_hex, Delivery, SentDelivery, Signing, WebhookTarget};

@@ -288,21 +288,24 @@ async fn notifications_carry_the_token_and_parse_as_pipeguard_expects() {
     };
     assert_eq!((ev.repository.as_str(), ev.attempt), ("team/api", 1));
 
+    // A simulator may start before its receiver: the target is set later, the token in the URL.
     let rx2 = Receiver::start().await;
     let in_query = JenkinsConfig {
         token_in_query: true,
         ..JenkinsConfig::default()
     };
-    let sim2 = JenkinsSim::start(
-        in_query
-            .credentials(USER, API_TOKEN)
-            .webhook(&rx2.url, "a b"),
-    )
-    .await
-    .unwrap();
+    let sim2 = JenkinsSim::start(in_query.credentials(USER, API_TOKEN))
+        .await
+        .unwrap();
+    sim2.set_webhook(Some(pipeguard_sim::WebhookTarget::new(&rx2.url, "a b")))
+        .await;
     sim2.start_run(job()).await.unwrap();
     rx2.wait(|g| !g.is_empty()).await;
     let sent = sim2.deliveries().await;
     assert_eq!(sent[0].delivery.header("x-pipeguard-token"), None);
+    assert_eq!(
+        sent[0].url.as_deref(),
+        Some(format!("{}?token=a+b", rx2.url).as_str())
+    );
     assert_eq!(sent[0].status, Some(202));
 }

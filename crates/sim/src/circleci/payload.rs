@@ -3,7 +3,7 @@
 
 use super::state::{CircleciState, Job, Pipeline, Workflow};
 use crate::core::http::rfc3339_ms;
-use crate::core::webhook::{hmac_hex, Delivery};
+use crate::core::webhook::{Delivery, Signing};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -147,29 +147,25 @@ fn common(st: &CircleciState, w: &Workflow, kind: &str) -> Value {
     })
 }
 
-fn delivery(st: &CircleciState, kind: &str, body: Value) -> Delivery {
-    let body = body.to_string().into_bytes();
-    let mut headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("User-Agent".to_string(), "CircleCI-Webhook/1.0".to_string()),
-        ("circleci-event-type".to_string(), kind.to_string()),
-    ];
-    if let Some(t) = &st.config.webhook {
-        headers.push((
-            "circleci-signature".to_string(),
-            format!("v1={}", hmac_hex(&t.secret, &body)),
-        ));
-    }
+fn delivery(kind: &str, body: Value) -> Delivery {
     Delivery {
         event: kind.to_string(),
-        headers,
-        body,
+        headers: vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("User-Agent".to_string(), "CircleCI-Webhook/1.0".to_string()),
+            ("circleci-event-type".to_string(), kind.to_string()),
+        ],
+        body: body.to_string().into_bytes(),
+        signing: Signing::Hmac {
+            header: "circleci-signature",
+            prefix: "v1=",
+        },
     }
 }
 
 pub(crate) fn workflow_completed(st: &CircleciState, wf: &str) -> Delivery {
     let body = common(st, &st.workflows[wf], "workflow-completed");
-    delivery(st, "workflow-completed", body)
+    delivery("workflow-completed", body)
 }
 
 pub(crate) fn job_completed(st: &CircleciState, wf: &str, job: &str) -> Delivery {
@@ -178,5 +174,5 @@ pub(crate) fn job_completed(st: &CircleciState, wf: &str, job: &str) -> Delivery
     body["job"] = json!({"id": j.id, "name": j.name, "number": j.job_number,
                          "started_at": j.started_at.map(rfc3339_ms),
                          "stopped_at": j.stopped_at.map(rfc3339_ms), "status": j.status()});
-    delivery(st, "job-completed", body)
+    delivery("job-completed", body)
 }

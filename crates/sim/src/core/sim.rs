@@ -267,6 +267,12 @@ impl<S: Model> Sim<S> {
         self.shared.outbox.sent.lock().await.clone()
     }
 
+    /// Sends later deliveries to `target` (`None`: only record them). Lets a simulator start
+    /// before the pipeguard it reports to.
+    pub async fn set_webhook(&self, target: Option<WebhookTarget>) {
+        self.shared.outbox.set_target(target).await;
+    }
+
     /// Makes matching requests fail (see [`Fault`]).
     pub async fn inject(&self, fault: Fault) {
         self.shared.faults.lock().await.push(fault);

@@ -25,13 +25,28 @@ impl WebhookTarget {
     }
 }
 
-/// One delivery as built by a platform.
+/// How a platform proves a delivery comes from it, with the target's secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signing {
+    /// `<header>: <prefix><hex HMAC-SHA256 of the body>` (GitHub, CircleCI).
+    Hmac {
+        header: &'static str,
+        prefix: &'static str,
+    },
+    /// The secret itself in a header (GitLab, Jenkins through pipeguard's header).
+    Token { header: &'static str },
+    /// The secret in the URL's query (Jenkins' Notification plugin cannot set headers).
+    Query { param: &'static str },
+}
+
+/// One delivery as built by a platform; the outbox signs it with the target's secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// The event name (`workflow_job`, `Pipeline Hook`, `job-completed`, `COMPLETED`…).
     pub event: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub signing: Signing,
 }
 
 impl Delivery {
@@ -50,7 +65,10 @@ impl Delivery {
 /// A delivery and what became of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentDelivery {
+    /// As sent: signed when there was a target.
     pub delivery: Delivery,
+    /// Where it went.
+    pub url: Option<String>,
     /// The receiver's HTTP status; `None` when it was not sent (no target, or an error).
     pub status: Option<u16>,
     pub error: Option<String>,
@@ -65,6 +83,7 @@ pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
 
 pub(crate) struct Outbox {
     tx: mpsc::UnboundedSender<Delivery>,
+    target: Arc<Mutex<Option<WebhookTarget>>>,
     pub(crate) sent: Arc<Mutex<Vec<SentDelivery>>>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
@@ -77,22 +96,35 @@ impl Outbox {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let pending = Arc::new(AtomicUsize::new(0));
         let drained = Arc::new(Notify::new());
+        let target = Arc::new(Mutex::new(target));
         let (log, count, done) = (sent.clone(), pending.clone(), drained.clone());
+        let to = target.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("HTTP client builds");
             while let Some(d) = rx.recv().await {
-                let (status, error) = match &target {
-                    None => (None, Some("no webhook target configured".to_string())),
-                    Some(t) => post(&http, &t.url, &d).await,
+                let target = to.lock().await.clone();
+                let sent = match target {
+                    None => SentDelivery {
+                        delivery: d,
+                        url: None,
+                        status: None,
+                        error: Some("no webhook target configured".to_string()),
+                    },
+                    Some(t) => {
+                        let (url, d) = sign(&t, d);
+                        let (status, error) = post(&http, &url, &d).await;
+                        SentDelivery {
+                            delivery: d,
+                            url: Some(url),
+                            status,
+                            error,
+                        }
+                    }
                 };
-                log.lock().await.push(SentDelivery {
-                    delivery: d,
-                    status,
-                    error,
-                });
+                log.lock().await.push(sent);
                 if count.fetch_sub(1, Ordering::SeqCst) == 1 {
                     done.notify_waiters();
                 }
@@ -100,10 +132,16 @@ impl Outbox {
         });
         Outbox {
             tx,
+            target,
             sent,
             pending,
             drained,
         }
+    }
+
+    /// Where later deliveries go (`None`: recorded only).
+    pub(crate) async fn set_target(&self, target: Option<WebhookTarget>) {
+        *self.target.lock().await = target;
     }
 
     pub(crate) fn send(&self, deliveries: Vec<Delivery>) {
@@ -126,6 +164,24 @@ impl Outbox {
     }
 }
 
+/// The URL to post to and the delivery with the target's secret applied.
+fn sign(t: &WebhookTarget, mut d: Delivery) -> (String, Delivery) {
+    let mut url = t.url.clone();
+    match d.signing {
+        Signing::Hmac { header, prefix } => {
+            let sig = format!("{prefix}{}", hmac_hex(&t.secret, &d.body));
+            d.headers.push((header.to_string(), sig));
+        }
+        Signing::Token { header } => d.headers.push((header.to_string(), t.secret.clone())),
+        Signing::Query { param } => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let value: String = form_urlencoded::byte_serialize(t.secret.as_bytes()).collect();
+            url = format!("{url}{sep}{param}={value}");
+        }
+    }
+    (url, d)
+}
+
 async fn post(http: &reqwest::Client, url: &str, d: &Delivery) -> (Option<u16>, Option<String>) {
     let mut req = http.post(url).body(d.body.clone());
     for (k, v) in &d.headers {
@@ -143,6 +199,33 @@ async fn post(http: &reqwest::Client, url: &str, d: &Delivery) -> (Option<u16>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_signing_uses_the_secret_its_way() {
+        let t = WebhookTarget::new("http://127.0.0.1:9/hook?x=1", "s e");
+        let d = |signing| Delivery {
+            event: "e".into(),
+            headers: vec![],
+            body: b"Hello, World!".to_vec(),
+            signing,
+        };
+        let (_, hm) = sign(
+            &t,
+            d(Signing::Hmac {
+                header: "sig",
+                prefix: "v1=",
+            }),
+        );
+        assert_eq!(
+            hm.header("sig"),
+            Some(format!("v1={}", hmac_hex("s e", b"Hello, World!")).as_str())
+        );
+        let (_, tok) = sign(&t, d(Signing::Token { header: "x-token" }));
+        assert_eq!(tok.header("X-Token"), Some("s e"));
+        let (url, q) = sign(&t, d(Signing::Query { param: "token" }));
+        assert_eq!(url, "http://127.0.0.1:9/hook?x=1&token=s+e");
+        assert!(q.headers.is_empty());
+    }
 
     #[test]
     fn hmac_matches_githubs_documented_vector() {

@@ -3,7 +3,7 @@
 
 use super::state::{Attempt, GithubState, Job, Run};
 use crate::core::http::rfc3339_s;
-use crate::core::webhook::{hmac_hex, Delivery};
+use crate::core::webhook::{Delivery, Signing};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -103,10 +103,10 @@ pub(crate) fn job_json(st: &GithubState, job: &Job) -> Value {
     })
 }
 
-/// Signs and frames one delivery as GitHub's webhook sender does.
-fn delivery(st: &GithubState, event: &str, body: Value) -> Delivery {
+/// Frames one delivery as GitHub's webhook sender does (the outbox signs it).
+fn delivery(event: &str, body: Value) -> Delivery {
     let body = body.to_string().into_bytes();
-    let mut headers = vec![
+    let headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),
         (
             "User-Agent".to_string(),
@@ -119,16 +119,14 @@ fn delivery(st: &GithubState, event: &str, body: Value) -> Delivery {
         ),
         ("X-GitHub-Hook-ID".to_string(), "1".to_string()),
     ];
-    if let Some(t) = &st.config.webhook {
-        headers.push((
-            "X-Hub-Signature-256".to_string(),
-            format!("sha256={}", hmac_hex(&t.secret, &body)),
-        ));
-    }
     Delivery {
         event: event.to_string(),
         headers,
         body,
+        signing: Signing::Hmac {
+            header: "X-Hub-Signature-256",
+            prefix: "sha256=",
+        },
     }
 }
 
@@ -144,7 +142,7 @@ pub(crate) fn run_delivery(st: &GithubState, run_id: u64, action: &str) -> Deliv
         "repository": repo_json(st, &run.repo),
         "sender": {"login": "octocat", "id": 1},
     });
-    delivery(st, "workflow_run", body)
+    delivery("workflow_run", body)
 }
 
 /// `workflow_job` (`in_progress` or `completed`).
@@ -157,7 +155,7 @@ pub(crate) fn job_delivery(st: &GithubState, job_id: u64, action: &str) -> Deliv
         "repository": repo_json(st, &run.repo),
         "sender": {"login": "octocat", "id": 1},
     });
-    delivery(st, "workflow_job", body)
+    delivery("workflow_job", body)
 }
 
 /// The job's log as the blob storage serves it: each line stamped, as the runner writes them.

@@ -3,7 +3,7 @@
 
 use super::state::{GitlabState, Job, Pipeline};
 use crate::core::http::{gitlab_hook_time, rfc3339_ms};
-use crate::core::webhook::Delivery;
+use crate::core::webhook::{Delivery, Signing};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -81,7 +81,7 @@ fn environment(j: &Job) -> Value {
 }
 
 fn delivery(st: &GitlabState, event: &str, body: Value) -> Delivery {
-    let mut headers = vec![
+    let headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),
         ("User-Agent".to_string(), "GitLab/17.5.0".to_string()),
         ("X-Gitlab-Event".to_string(), event.to_string()),
@@ -99,13 +99,13 @@ fn delivery(st: &GitlabState, event: &str, body: Value) -> Delivery {
             uuid::Uuid::new_v4().to_string(),
         ),
     ];
-    if let Some(t) = &st.config.webhook {
-        headers.push(("X-Gitlab-Token".to_string(), t.secret.clone()));
-    }
     Delivery {
         event: event.to_string(),
         headers,
         body: body.to_string().into_bytes(),
+        signing: Signing::Token {
+            header: "X-Gitlab-Token",
+        },
     }
 }
 

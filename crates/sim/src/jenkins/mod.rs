@@ -66,12 +66,7 @@ pub type JenkinsSim = Sim<JenkinsState>;
 
 impl Sim<JenkinsState> {
     pub async fn start(config: JenkinsConfig) -> std::io::Result<JenkinsSim> {
-        let mut webhook = config.webhook.clone();
-        if let (Some(t), true) = (&mut webhook, config.token_in_query) {
-            let sep = if t.url.contains('?') { '&' } else { '?' };
-            let token: String = form_urlencoded::byte_serialize(t.secret.as_bytes()).collect();
-            t.url = format!("{}{sep}token={token}", t.url);
-        }
+        let webhook = config.webhook.clone();
         start(webhook, |base| JenkinsState::new(config, base), api::routes).await
     }
 

@@ -4,7 +4,7 @@
 use super::state::{Build, JenkinsState, QueueItem};
 use crate::core::graph::{End, Phase};
 use crate::core::http::epoch_ms;
-use crate::core::webhook::Delivery;
+use crate::core::webhook::{Delivery, Signing};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -128,15 +128,17 @@ pub(crate) fn notification(st: &JenkinsState, key: &(String, u64), phase: &str) 
             "artifacts": {},
         },
     });
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    if let Some(t) = &st.config.webhook {
-        if !st.config.token_in_query {
-            headers.push(("X-Pipeguard-Token".to_string(), t.secret.clone()));
+    let signing = if st.config.token_in_query {
+        Signing::Query { param: "token" }
+    } else {
+        Signing::Token {
+            header: "X-Pipeguard-Token",
         }
-    }
+    };
     Delivery {
         event: phase.to_string(),
-        headers,
+        headers: vec![("Content-Type".to_string(), "application/json".to_string())],
         body: body.to_string().into_bytes(),
+        signing,
     }
 }
