@@ -12,6 +12,7 @@ mod core;
 pub mod github;
 pub mod gitlab;
 pub mod jenkins;
+pub mod logs;
 
 pub use crate::core::graph::End;
 pub use crate::core::scenario::{JobSpec, Outcome, RunSpec, SpecError};
