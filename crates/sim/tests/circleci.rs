@@ -38,7 +38,9 @@ fn workflow() -> RunSpec {
             JobSpec::new("test")
                 .needs(&["build"])
                 .fails("Error: getaddrinfo EAI_AGAIN registry.npmjs.org")
-                .passes(),
+                .passes()
+                // Long enough for the next call to meet the rerun still running.
+                .duration_ms(300),
         )
         .job(JobSpec::new("deploy").needs(&["test"]))
         .job(JobSpec::new("lint"))

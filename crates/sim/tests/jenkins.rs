@@ -72,7 +72,7 @@ fn job() -> RunSpec {
 #[tokio::test]
 async fn a_queue_item_shows_its_build_once_it_left_the_queue() {
     let sim = sim(JenkinsConfig {
-        quiet_period: Duration::from_millis(150),
+        quiet_period: Duration::from_millis(400),
         ..Default::default()
     })
     .await;

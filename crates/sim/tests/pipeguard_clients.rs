@@ -169,9 +169,15 @@ async fn github_client_dispatch_without_run_details() {
 #[tokio::test]
 async fn github_client_repeats_a_rerun_whose_answer_was_lost() {
     let sim = github_sim(pipeguard_sim::github::DispatchMode::RunDetails).await;
-    let spec =
-        RunSpec::new("octo/app", "ci.yml").job(JobSpec::new("t").fails("ETIMEDOUT").passes());
-    let run = sim.start_run(spec).await.unwrap();
+    // The job lasts long enough for the client's repeats to meet the running attempt.
+    let job = JobSpec::new("t")
+        .fails("ETIMEDOUT")
+        .passes()
+        .duration_ms(500);
+    let run = sim
+        .start_run(RunSpec::new("octo/app", "ci.yml").job(job))
+        .await
+        .unwrap();
     sim.wait_run(run, WAIT).await.unwrap();
     let ev = failures(&sim, gh_parse)
         .await
