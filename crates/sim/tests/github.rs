@@ -482,6 +482,7 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
         events,
         [
             "workflow_run:requested",
+            "workflow_run:in_progress",
             "workflow_job:in_progress",
             "workflow_job:completed",
             "workflow_run:completed"
@@ -495,7 +496,8 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
         (ev.run_id.clone(), ev.attempt, ev.repository.as_str()),
         (run.to_string(), 1, "octo/app")
     );
-    let job = &got[2];
+    assert_eq!(got[0].json()["workflow_run"]["status"], "queued");
+    let job = &got[3];
     let Parsed::Failure(jev) = gh_parser::parse_webhook("workflow_job", &job.body).unwrap() else {
         panic!("a failed job is a failure for pipeguard")
     };
@@ -507,9 +509,9 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
         json!({}),
     )
     .await;
-    let got = rx.wait(|g| g.len() == 8).await;
+    let got = rx.wait(|g| g.len() == 10).await;
     assert!(matches!(
-        gh_parser::parse_webhook("workflow_run", &got[7].body).unwrap(),
+        gh_parser::parse_webhook("workflow_run", &got[9].body).unwrap(),
         Parsed::Success { attempt: 2, .. }
     ));
     assert!(sim.deliveries().await.iter().all(|d| d.status == Some(202)));

@@ -130,7 +130,7 @@ fn delivery(event: &str, body: Value) -> Delivery {
     }
 }
 
-/// `workflow_run` for the run's latest attempt (`requested` or `completed`).
+/// `workflow_run` for the run's latest attempt (`requested`, `in_progress`, `completed`).
 pub(crate) fn run_delivery(st: &GithubState, run_id: u64, action: &str) -> Delivery {
     let run = &st.runs[&run_id];
     let wf = st.workflow(&run.repo, &run.workflow);

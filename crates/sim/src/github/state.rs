@@ -405,11 +405,13 @@ impl GithubState {
         let run = &self.runs[&run_id];
         let (job_ids, script) = (run.latest().jobs.clone(), run.script);
         if !run.latest().announced {
-            let a = self.attempt_mut(run_id);
-            a.announced = true;
-            a.status = Status::InProgress;
+            // `requested` while queued, then `in_progress` as the jobs start.
+            self.attempt_mut(run_id).announced = true;
             adv.deliveries
                 .push(payload::run_delivery(self, run_id, "requested"));
+            self.attempt_mut(run_id).status = Status::InProgress;
+            adv.deliveries
+                .push(payload::run_delivery(self, run_id, "in_progress"));
         }
         let index: HashMap<&str, usize> = job_ids
             .iter()
