@@ -1,0 +1,93 @@
+//! GitLab CI: pipelines whose jobs run by stage or `needs`, job retries that make new job ids,
+//! pipeline retries that keep the pipeline id, new pipelines with variables, traces, and
+//! Pipeline Hook / Job Hook deliveries with `X-Gitlab-Token`.
+
+mod api;
+mod payload;
+mod state;
+
+pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal};
+
+use crate::core::scenario::{RunSpec, SpecError};
+use crate::core::sim::{start, Sim, Timeout};
+use crate::core::webhook::WebhookTarget;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct GitlabConfig {
+    /// The token the API expects as `PRIVATE-TOKEN`.
+    pub token: String,
+    /// Deliveries carry the target's secret as `X-Gitlab-Token`.
+    pub webhook: Option<WebhookTarget>,
+}
+
+impl Default for GitlabConfig {
+    fn default() -> Self {
+        GitlabConfig {
+            token: "sim-gitlab-token".into(),
+            webhook: None,
+        }
+    }
+}
+
+impl GitlabConfig {
+    pub fn token(mut self, t: impl Into<String>) -> Self {
+        self.token = t.into();
+        self
+    }
+
+    pub fn webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.webhook = Some(WebhookTarget::new(url, secret));
+        self
+    }
+}
+
+pub type GitlabSim = Sim<GitlabState>;
+
+impl Sim<GitlabState> {
+    pub async fn start(config: GitlabConfig) -> std::io::Result<GitlabSim> {
+        let webhook = config.webhook.clone();
+        start(webhook, |base| GitlabState::new(config, base), api::routes).await
+    }
+
+    /// Starts a `push` pipeline of `spec` on `spec.branch` (`spec.repo` is the project path);
+    /// returns the pipeline id. The spec becomes the project's definition: retries and new
+    /// pipelines continue its script.
+    pub async fn start_run(&self, spec: RunSpec) -> Result<u64, SpecError> {
+        spec.validate()?;
+        Ok(self
+            .update(|st| {
+                let branch = spec.branch.clone();
+                let script = st.define(spec);
+                st.new_pipeline(script, &branch, "push", Vec::new())
+            })
+            .await)
+    }
+
+    pub async fn pipeline(&self, id: u64) -> Option<Pipeline> {
+        self.inspect(|st| st.pipelines.get(&id).cloned()).await
+    }
+
+    /// Every job of the pipeline, retried ones included, oldest first.
+    pub async fn jobs(&self, pipeline: u64) -> Vec<Job> {
+        self.inspect(|st| {
+            let ids = st.pipelines.get(&pipeline).map(|p| p.jobs.clone());
+            ids.unwrap_or_default()
+                .iter()
+                .map(|id| st.jobs[id].clone())
+                .collect()
+        })
+        .await
+    }
+
+    /// Waits until no job of the pipeline is unfinished, and returns the pipeline.
+    pub async fn wait_pipeline(&self, id: u64, timeout: Duration) -> Result<Pipeline, Timeout> {
+        self.wait_until(timeout, |st| {
+            st.pipelines
+                .get(&id)
+                .is_some_and(|p| !matches!(p.status.as_str(), "created" | "running"))
+        })
+        .await?;
+        Ok(self.pipeline(id).await.expect("the pipeline exists"))
+    }
+}
