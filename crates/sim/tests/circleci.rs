@@ -307,7 +307,7 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
         "blocked jobs send nothing"
     );
     let w = got.iter().find(|d| done(d)).unwrap();
-    let Parsed::Failure(ev) = cc_parser::parse_webhook(&w.body).unwrap().parsed else {
+    let Parsed::Failure(ev) = cc_parser::parse_delivery(&w.body).unwrap().parsed else {
         panic!("a failed workflow is a failure for pipeguard")
     };
     assert_eq!(ev.run_id, format!("{pipeline}/build-test"));
@@ -323,7 +323,7 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
     .await;
     let got = rx.wait(|g| g.iter().filter(|d| done(d)).count() == 2).await;
     let last = got.iter().rev().find(|d| done(d)).unwrap();
-    let parsed = cc_parser::parse_webhook(&last.body).unwrap().parsed;
+    let parsed = cc_parser::parse_delivery(&last.body).unwrap().parsed;
     assert!(
         matches!(parsed, Parsed::Success { ref run_id, .. } if *run_id == format!("{pipeline}/build-test"))
     );

@@ -489,7 +489,7 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
         ]
     );
     let done = got.last().unwrap();
-    let Parsed::Failure(ev) = gh_parser::parse_webhook("workflow_run", &done.body).unwrap() else {
+    let Parsed::Failure(ev) = gh_parser::parse_event("workflow_run", &done.body).unwrap() else {
         panic!("a failed run is a failure for pipeguard")
     };
     assert_eq!(
@@ -498,7 +498,7 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
     );
     assert_eq!(got[0].json()["workflow_run"]["status"], "queued");
     let job = &got[3];
-    let Parsed::Failure(jev) = gh_parser::parse_webhook("workflow_job", &job.body).unwrap() else {
+    let Parsed::Failure(jev) = gh_parser::parse_event("workflow_job", &job.body).unwrap() else {
         panic!("a failed job is a failure for pipeguard")
     };
     assert_eq!(jev.jobs[0].name, "test");
@@ -511,7 +511,7 @@ async fn deliveries_are_signed_and_parse_as_pipeguard_expects() {
     .await;
     let got = rx.wait(|g| g.len() == 10).await;
     assert!(matches!(
-        gh_parser::parse_webhook("workflow_run", &got[9].body).unwrap(),
+        gh_parser::parse_event("workflow_run", &got[9].body).unwrap(),
         Parsed::Success { attempt: 2, .. }
     ));
     assert!(sim.deliveries().await.iter().all(|d| d.status == Some(202)));

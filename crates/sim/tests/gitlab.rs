@@ -326,7 +326,7 @@ async fn hooks_carry_the_token_and_parse_as_pipeguard_expects() {
         .all(|d| d.header("x-gitlab-token") == "hook-secret"
             && !d.header("x-gitlab-event-uuid").is_empty()));
     let hook = got.iter().find(|d| failed(d)).unwrap();
-    let Parsed::Failure(ev) = gl_parser::parse_webhook("Pipeline Hook", &hook.body).unwrap() else {
+    let Parsed::Failure(ev) = gl_parser::parse_event("Pipeline Hook", &hook.body).unwrap() else {
         panic!("a failed pipeline is a failure for pipeguard")
     };
     assert_eq!(
@@ -360,7 +360,7 @@ async fn hooks_carry_the_token_and_parse_as_pipeguard_expects() {
     let got = rx.wait(|g| g.iter().any(success)).await;
     let done = got.iter().find(|d| success(d)).unwrap();
     assert!(matches!(
-        gl_parser::parse_webhook("Pipeline Hook", &done.body).unwrap(),
+        gl_parser::parse_event("Pipeline Hook", &done.body).unwrap(),
         Parsed::Success { .. }
     ));
     let env = got

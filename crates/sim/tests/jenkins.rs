@@ -280,10 +280,10 @@ async fn notifications_carry_the_token_and_parse_as_pipeguard_expects() {
         .iter()
         .all(|d| d.header("x-pipeguard-token") == "jk-secret"));
     assert!(matches!(
-        jk_parser::parse_webhook(&got[0].body).unwrap().parsed,
+        jk_parser::parse_delivery(&got[0].body).unwrap().parsed,
         Parsed::Ignored(_)
     ));
-    let Parsed::Failure(ev) = jk_parser::parse_webhook(&got[1].body).unwrap().parsed else {
+    let Parsed::Failure(ev) = jk_parser::parse_delivery(&got[1].body).unwrap().parsed else {
         panic!("a failed build is a failure for pipeguard")
     };
     assert_eq!((ev.repository.as_str(), ev.attempt), ("team/api", 1));

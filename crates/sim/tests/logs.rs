@@ -80,16 +80,23 @@ async fn github_framing() {
     sim.wait_run(run, WAIT).await.unwrap();
     let ev = failure(
         &sim,
-        |d| github::parse_webhook(&d.event, &d.body).ok(),
+        |d| github::parse_event(&d.event, &d.body).ok(),
         |e| e.jobs.is_empty(),
     )
     .await;
-    let client = github::Github::new(github::GithubConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: Duration::from_millis(1),
-    });
+    let client = github::GithubClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: Duration::from_millis(1),
+            ..Default::default()
+        },
+    );
     check(&client.failed_logs(&ev).await.unwrap(), |l| {
         l.job.name.clone()
     });
@@ -105,16 +112,23 @@ async fn gitlab_framing() {
     sim.wait_pipeline(id, WAIT).await.unwrap();
     let ev = failure(
         &sim,
-        |d| gitlab::parse_webhook(&d.event, &d.body).ok(),
+        |d| gitlab::parse_event(&d.event, &d.body).ok(),
         |e| e.url.is_some(),
     )
     .await;
-    let client = gitlab::Gitlab::new(gitlab::GitlabConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: Duration::from_millis(1),
-    });
+    let client = gitlab::GitlabClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: Duration::from_millis(1),
+            ..Default::default()
+        },
+    );
     check(&client.failed_logs(&ev).await.unwrap(), |l| {
         l.job.name.clone()
     });
@@ -133,16 +147,23 @@ async fn circleci_framing() {
     sim.wait_pipeline(&p, WAIT).await.unwrap();
     let ev = failure(
         &sim,
-        |d| circleci::parse_webhook(&d.body).ok().map(|x| x.parsed),
+        |d| circleci::parse_delivery(&d.body).ok().map(|x| x.parsed),
         |e| e.jobs.is_empty(),
     )
     .await;
-    let client = circleci::Circleci::new(circleci::CircleciConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: Duration::from_millis(1),
-    });
+    let client = circleci::CircleciClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: Duration::from_millis(1),
+            ..Default::default()
+        },
+    );
     check(&client.failed_logs(&ev).await.unwrap(), |l| {
         l.job.name.clone()
     });
@@ -159,18 +180,24 @@ async fn jenkins_framing() {
         let item = sim.start_run(job).await.unwrap();
         sim.wait_item(item, WAIT).await.unwrap();
     }
-    let client = jenkins::Jenkins::new(jenkins::JenkinsConfig {
-        api_url: sim.base_url(),
-        user: Some("pipeguard".into()),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: Duration::from_millis(1),
-    });
+    let client = jenkins::JenkinsClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: Some("pipeguard".into()),
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: Duration::from_millis(1),
+            ..Default::default()
+        },
+    );
     let mut logs = Vec::new();
     for s in SAMPLES {
         let ev = failure(
             &sim,
-            |d| jenkins::parse_webhook(&d.body).ok().map(|x| x.parsed),
+            |d| jenkins::parse_delivery(&d.body).ok().map(|x| x.parsed),
             |e| e.repository == s.category,
         )
         .await;

@@ -29,16 +29,23 @@ async fn failures<S: Model>(
 }
 
 fn gh_parse(d: &Delivery) -> Option<Parsed> {
-    github::parse_webhook(&d.event, &d.body).ok()
+    github::parse_event(&d.event, &d.body).ok()
 }
 
-fn github_client(sim: &pipeguard_sim::github::GithubSim) -> github::Github {
-    github::Github::new(github::GithubConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: FAST,
-    })
+fn github_client(sim: &pipeguard_sim::github::GithubSim) -> github::GithubClient {
+    github::GithubClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: FAST,
+            ..Default::default()
+        },
+    )
 }
 
 async fn github_sim(mode: pipeguard_sim::github::DispatchMode) -> pipeguard_sim::github::GithubSim {
@@ -101,7 +108,7 @@ async fn github_client_second_per_job_rerun_is_refused_while_the_first_runs() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PlatformError::Permanent(m) if m.contains("403") && m.contains("This workflow is already running")),
+        matches!(&err, PlatformError::Refused { status: 403, message } if message.contains("This workflow is already running")),
         "{err}"
     );
     let after = sim.wait_run(run, WAIT).await.unwrap();
@@ -158,7 +165,7 @@ async fn github_client_dispatch_without_run_details() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PlatformError::Permanent(m) if m.contains("422")),
+        matches!(&err, PlatformError::Refused { status: 422, .. }),
         "{err}"
     );
 }
@@ -186,15 +193,22 @@ async fn github_client_repeats_a_rerun_whose_answer_was_lost() {
         .unwrap();
     sim.inject(pipeguard_sim::Fault::lose_answer("rerun-failed-jobs", 502))
         .await;
-    let client = github::Github::new(github::GithubConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 3,
-        http_backoff: FAST,
-    });
+    let client = github::GithubClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 3,
+            backoff: FAST,
+            ..Default::default()
+        },
+    );
     let err = client.retry(&ev, &[], true).await.unwrap_err();
     assert!(
-        matches!(&err, PlatformError::Permanent(m) if m.contains("already running")),
+        matches!(&err, PlatformError::Refused { message, .. } if message.contains("already running")),
         "{err}"
     );
     assert_eq!(
@@ -204,18 +218,27 @@ async fn github_client_repeats_a_rerun_whose_answer_was_lost() {
     );
 }
 
-fn jenkins_client(sim: &pipeguard_sim::jenkins::JenkinsSim, secret: &str) -> jenkins::Jenkins {
-    jenkins::Jenkins::new(jenkins::JenkinsConfig {
-        api_url: sim.base_url(),
-        user: Some("pipeguard".into()),
-        token: Some(secret.into()),
-        http_tries: 1,
-        http_backoff: FAST,
-    })
+fn jenkins_client(
+    sim: &pipeguard_sim::jenkins::JenkinsSim,
+    secret: &str,
+) -> jenkins::JenkinsClient {
+    jenkins::JenkinsClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(secret.into()),
+            user: Some("pipeguard".into()),
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: FAST,
+            ..Default::default()
+        },
+    )
 }
 
 fn jk_parse(d: &Delivery) -> Option<Parsed> {
-    jenkins::parse_webhook(&d.body).ok().map(|x| x.parsed)
+    jenkins::parse_delivery(&d.body).ok().map(|x| x.parsed)
 }
 
 /// Divergence: the client follows `lastBuild`, which can be a build someone else started;
@@ -308,7 +331,7 @@ async fn jenkins_client_with_a_password_loses_the_crumbs_session() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PlatformError::Permanent(m) if m.contains("No valid crumb")),
+        matches!(&err, PlatformError::Refused { message, .. } if message.contains("No valid crumb")),
         "{err}"
     );
     jenkins_client(&sim, TOKEN)
@@ -333,17 +356,24 @@ async fn gitlab_client_retries_a_job_and_sees_the_pipeline_succeed() {
         .job(JobSpec::new("deploy").stage("deploy"));
     let id = sim.start_run(spec).await.unwrap();
     sim.wait_pipeline(id, WAIT).await.unwrap();
-    let ev = failures(&sim, |d| gitlab::parse_webhook(&d.event, &d.body).ok())
+    let ev = failures(&sim, |d| gitlab::parse_event(&d.event, &d.body).ok())
         .await
         .into_iter()
         .find(|e| e.attempt == 1 && e.jobs.len() == 1 && e.url.is_some())
         .expect("the Pipeline Hook failure");
-    let client = gitlab::Gitlab::new(gitlab::GitlabConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: FAST,
-    });
+    let client = gitlab::GitlabClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: FAST,
+            ..Default::default()
+        },
+    );
     let logs = client.failed_logs(&ev).await.unwrap();
     assert!(String::from_utf8_lossy(&logs[0].log).contains("i/o timeout"));
     client
@@ -377,18 +407,25 @@ async fn circleci_client_reruns_from_failed_and_follows_the_new_workflow() {
     let pipeline = sim.start_run(spec).await.unwrap();
     sim.wait_pipeline(&pipeline, WAIT).await.unwrap();
     let ev = failures(&sim, |d| {
-        circleci::parse_webhook(&d.body).ok().map(|x| x.parsed)
+        circleci::parse_delivery(&d.body).ok().map(|x| x.parsed)
     })
     .await
     .into_iter()
     .find(|e| e.jobs.is_empty())
     .unwrap();
-    let client = circleci::Circleci::new(circleci::CircleciConfig {
-        api_url: sim.base_url(),
-        token: Some(TOKEN.into()),
-        http_tries: 1,
-        http_backoff: FAST,
-    });
+    let client = circleci::CircleciClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: FAST,
+            ..Default::default()
+        },
+    );
     let logs = client.failed_logs(&ev).await.unwrap();
     assert!(String::from_utf8_lossy(&logs[0].log).contains("ECONNREFUSED"));
     client.retry(&ev, &[], true).await.unwrap();
