@@ -5,6 +5,7 @@
 //! Only integer, real and text columns are used so both behave the same; JSON is stored as text
 //! and times as epoch milliseconds.
 
+mod auth;
 mod flaky;
 pub mod hosts;
 mod intake;
@@ -14,10 +15,13 @@ mod sessions;
 mod stats;
 mod verdicts;
 
+pub use auth::{ApprovalRecord, TokenRecord};
 pub use flaky::{Observation, QuarantineEntry, TestStats};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{Job, Task};
-pub use sessions::{ActionRecord, SessionRecord, SessionStatus, SessionUpdate, Transition};
+pub use sessions::{
+    ActionRecord, SessionFilter, SessionRecord, SessionStatus, SessionUpdate, Transition,
+};
 pub use stats::{FingerprintCount, OutcomeCount, SessionFacts};
 pub use verdicts::{ConfusionCell, VerdictRecord};
 

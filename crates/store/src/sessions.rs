@@ -164,8 +164,41 @@ impl Store {
 
     /// Newest first.
     pub async fn list_sessions(&self, limit: i64, offset: i64) -> Result<Vec<SessionRecord>> {
-        sqlx::query("SELECT * FROM sessions ORDER BY created_at DESC, id LIMIT $1 OFFSET $2")
-            .bind(limit)
+        self.find_sessions(&SessionFilter::default(), limit, offset)
+            .await
+    }
+
+    /// The sessions `f` selects, newest first.
+    pub async fn find_sessions(
+        &self,
+        f: &SessionFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<SessionRecord>> {
+        let fields = [
+            ("repository", f.repository.as_deref()),
+            ("status", f.status.map(SessionStatus::as_str)),
+            ("category", f.category.as_deref()),
+            ("platform", f.platform.as_deref()),
+        ];
+        let mut sql = String::from("SELECT * FROM sessions WHERE 1 = 1");
+        let mut binds = Vec::new();
+        for (col, value) in fields {
+            if let Some(v) = value {
+                binds.push(v);
+                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id LIMIT ${} OFFSET ${}",
+            binds.len() + 1,
+            binds.len() + 2
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        q.bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
             .await?
@@ -382,6 +415,15 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         log_in(&mut conn, session_id, status, message).await
     }
+}
+
+/// Which sessions to list; `None` fields match every session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub repository: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub category: Option<String>,
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
