@@ -11,6 +11,7 @@ pub mod event;
 pub mod learning;
 pub mod policy;
 pub mod safety;
+pub mod secrets;
 pub mod simulate;
 
 pub use analysis::{Analyzer, Diagnosis, Evidence};
