@@ -191,6 +191,12 @@ fn key_markers() -> &'static (Regex, Regex, Regex) {
     })
 }
 
+fn without_eol(raw: &str) -> &str {
+    raw.strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(raw)
+}
+
 /// A host-name pattern from the configuration, e.g. `*.corp.example.com` or `10.*`.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid internal host pattern {0:?}: use letters, digits, '-', '.' and '*' (e.g. \"*.corp.example.com\", \"10.*\")")]
@@ -234,32 +240,45 @@ impl Redactor {
     /// The text with every secret masked; line breaks are kept except inside a private-key
     /// block, which becomes one line.
     pub fn redact(&self, text: &str) -> String {
-        let (begin, end, body) = key_markers();
+        let raws: Vec<&str> = text.split_inclusive('\n').collect();
+        let lines: Vec<&str> = raws.iter().map(|raw| without_eol(raw)).collect();
         let mut out = String::with_capacity(text.len());
+        for (raw, masked) in raws.iter().zip(self.redact_lines(&lines)) {
+            if let Some(m) = masked {
+                out.push_str(&m);
+                out.push_str(&raw[without_eol(raw).len()..]);
+            }
+        }
+        out
+    }
+
+    /// Each line masked, one result per line: `None` for a line swallowed by a private-key
+    /// block that began on an earlier line (its first line shows [`REDACTED_KEY`]).
+    pub fn redact_lines<S: AsRef<str>>(&self, lines: &[S]) -> Vec<Option<String>> {
+        let (begin, end, body) = key_markers();
         let mut in_key = false;
-        for raw in text.split_inclusive('\n') {
-            let line = raw
-                .strip_suffix('\n')
-                .map(|l| l.strip_suffix('\r').unwrap_or(l))
-                .unwrap_or(raw);
-            let eol = &raw[line.len()..];
-            let mut rest = line;
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            let mut rest = line.as_ref();
             if in_key {
                 if let Some(m) = end.find(rest) {
                     rest = &rest[m.end()..];
                     in_key = false;
                     if rest.trim().is_empty() {
+                        out.push(None);
                         continue;
                     }
                 } else if body.is_match(rest) {
+                    out.push(None);
                     continue;
                 } else {
                     in_key = false;
                 }
             }
+            let mut masked = String::new();
             while let Some(b) = begin.find(rest) {
-                out.push_str(&self.redact_line(&rest[..b.start()]));
-                out.push_str(REDACTED_KEY);
+                masked.push_str(&self.redact_line(&rest[..b.start()]));
+                masked.push_str(REDACTED_KEY);
                 match end.find_at(rest, b.end()) {
                     Some(e) => rest = &rest[e.end()..],
                     None => {
@@ -268,8 +287,8 @@ impl Redactor {
                     }
                 }
             }
-            out.push_str(&self.redact_line(rest));
-            out.push_str(eol);
+            masked.push_str(&self.redact_line(rest));
+            out.push(Some(masked));
         }
         out
     }
@@ -400,6 +419,29 @@ mod tests {
         masks(
             r#"{"private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw\n-----END PRIVATE KEY-----\n", "x": 1}"#,
             &["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw"],
+        );
+    }
+
+    #[test]
+    fn lines_keep_their_places() {
+        let out = Redactor::default().redact_lines(&[
+            "key:",
+            "-----BEGIN PRIVATE KEY-----",
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw",
+            "-----END PRIVATE KEY----- loaded",
+            "-----END PRIVATE KEY-----",
+            "token=abcdef123",
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                Some("key:".to_string()),
+                Some(REDACTED_KEY.to_string()),
+                None,
+                Some(" loaded".to_string()),
+                Some("-----END PRIVATE KEY-----".to_string()),
+                Some("token=[REDACTED]".to_string()),
+            ]
         );
     }
 
