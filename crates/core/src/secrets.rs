@@ -47,7 +47,7 @@ const AFTER_LINE_RULES: &[(&str, &str, &str)] = &[
     (
         // The secret access key after its name, also when separated by spaces only.
         "aws_secret_access_key",
-        r#"(?i)(?P<k>\b(?:aws_?)?secret_?access_?key["']?[\s:=]+["']?)[A-Za-z0-9/+=]{40,}"#,
+        r#"(?i)(?P<k>\b(?:aws_?)?secret_?access_?key["']?[\s:=]+["']?)[A-Za-z0-9/+=]{16,}"#,
         "${k}[REDACTED]",
     ),
     (

@@ -308,7 +308,7 @@ impl Analyst {
         e.prompt = sent;
         e.tokens = p.estimated_tokens;
         match result {
-            Err(_) => {
+            Err(_) | Ok(Err(Failure::TimedOut)) => {
                 e.outcome = Outcome::TimedOut;
                 e.reason = format!("llm: timed out after {} s", self.cfg.timeout_seconds);
             }

@@ -47,34 +47,37 @@ fn invalid(msg: impl Into<String>) -> AnswerError {
     AnswerError::Invalid(msg.into())
 }
 
-/// The JSON text inside an answer: without a Markdown fence, and without prose around the
-/// object some models add even when asked not to.
-fn json_text(content: &str) -> &str {
+/// The answer without a Markdown fence around it.
+fn unfenced(content: &str) -> &str {
     let t = content.trim();
-    let t = match t.strip_prefix("```") {
+    match t.strip_prefix("```") {
         Some(rest) => {
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
             rest.trim_end().strip_suffix("```").unwrap_or(rest).trim()
         }
         None => t,
-    };
-    if t.starts_with('{') {
-        return t;
     }
-    match (t.find('{'), t.rfind('}')) {
-        (Some(a), Some(b)) if a < b => &t[a..=b],
-        _ => t,
+}
+
+/// The object inside prose some models add even when asked not to.
+fn embedded_object(text: &str) -> &str {
+    match (text.find('{'), text.rfind('}')) {
+        (Some(a), Some(b)) if a < b => &text[a..=b],
+        _ => text,
     }
 }
 
 /// Parses and validates a model's answer.
 pub fn parse_answer(content: &str) -> Result<Answer, AnswerError> {
-    let text = json_text(content);
+    let text = unfenced(content);
     if text.is_empty() {
         return Err(invalid("empty answer"));
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => serde_json::from_str(embedded_object(text))
+            .map_err(|_| invalid(format!("not JSON ({e})")))?,
+    };
     let Value::Object(obj) = value else {
         return Err(invalid("not a JSON object"));
     };

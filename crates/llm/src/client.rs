@@ -4,7 +4,7 @@
 use crate::answer::wire_schema;
 use crate::config::{LlmConfig, StructuredOutput};
 use crate::prompt::Message;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Largest answer body read.
@@ -22,6 +22,8 @@ pub struct Reply {
 
 #[derive(Debug)]
 pub enum Failure {
+    /// The HTTP client's own deadline passed.
+    TimedOut,
     /// Not reachable, or an HTTP error.
     Unavailable(String),
     /// A 2xx whose body is not a chat completion.
@@ -62,35 +64,43 @@ enum LengthField {
     MaxCompletionTokens,
 }
 
-fn body(
-    cfg: &LlmConfig,
-    messages: &[Message],
+/// The request body; fields in this order, so the stored prompt is the exact text sent.
+#[derive(Serialize)]
+struct Request<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+}
+
+fn body<'a>(
+    cfg: &'a LlmConfig,
+    messages: &'a [Message],
     format: StructuredOutput,
     length: LengthField,
-) -> Value {
-    let mut b = json!({
-        "model": cfg.model.as_deref().unwrap_or_default().trim(),
-        "messages": messages,
-        "stream": false,
-    });
-    match format {
-        StructuredOutput::JsonSchema => {
-            b["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": {"name": "pipeguard_diagnosis", "strict": true, "schema": wire_schema()},
-            })
-        }
-        StructuredOutput::JsonObject => b["response_format"] = json!({"type": "json_object"}),
-        StructuredOutput::None => {}
+) -> Request<'a> {
+    let response_format = match format {
+        StructuredOutput::JsonSchema => Some(json!({
+            "type": "json_schema",
+            "json_schema": {"name": "pipeguard_diagnosis", "strict": true, "schema": wire_schema()},
+        })),
+        StructuredOutput::JsonObject => Some(json!({"type": "json_object"})),
+        StructuredOutput::None => None,
+    };
+    let limit = Some(cfg.max_answer_tokens).filter(|n| *n > 0);
+    Request {
+        model: cfg.model.as_deref().unwrap_or_default().trim(),
+        messages,
+        stream: false,
+        response_format,
+        max_tokens: limit.filter(|_| length == LengthField::MaxTokens),
+        max_completion_tokens: limit.filter(|_| length == LengthField::MaxCompletionTokens),
     }
-    if cfg.max_answer_tokens > 0 {
-        let field = match length {
-            LengthField::MaxTokens => "max_tokens",
-            LengthField::MaxCompletionTokens => "max_completion_tokens",
-        };
-        b[field] = json!(cfg.max_answer_tokens);
-    }
-    b
 }
 
 fn weaker(format: StructuredOutput) -> Option<StructuredOutput> {
@@ -157,7 +167,9 @@ pub async fn chat(
 
 fn unreachable(e: reqwest::Error) -> Failure {
     let e = e.without_url();
-    if e.is_connect() {
+    if e.is_timeout() {
+        Failure::TimedOut
+    } else if e.is_connect() {
         Failure::Unavailable("cannot connect to the endpoint".into())
     } else {
         Failure::Unavailable(e.to_string())
@@ -243,12 +255,14 @@ mod tests {
 
     #[test]
     fn the_body_asks_for_the_schema_and_bounds_the_answer() {
-        let b = body(
-            &cfg(),
+        let c = cfg();
+        let b = serde_json::to_value(body(
+            &c,
             &[],
             StructuredOutput::JsonSchema,
             LengthField::MaxTokens,
-        );
+        ))
+        .unwrap();
         assert_eq!(b["response_format"]["type"], "json_schema");
         assert_eq!(b["response_format"]["json_schema"]["strict"], true);
         assert_eq!(
@@ -257,12 +271,13 @@ mod tests {
         );
         assert_eq!(b["max_tokens"], 1024);
         assert_eq!(b["stream"], false);
-        let b = body(
-            &cfg(),
+        let b = serde_json::to_value(body(
+            &c,
             &[],
             StructuredOutput::None,
             LengthField::MaxCompletionTokens,
-        );
+        ))
+        .unwrap();
         assert!(b.get("response_format").is_none());
         assert!(b.get("max_tokens").is_none());
         assert_eq!(b["max_completion_tokens"], 1024);
