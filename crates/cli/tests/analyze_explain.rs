@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const LOG: &str = "Step 4/9 : RUN ./configure\n\
-frobnicator: widget quota exhausted on shard 7\n\
+const LOG: &str = "Run ./scripts/configure.sh\n\
 curl -H 'Authorization: token ghp_0123456789abcdefghijABCDEFGHIJ012345' https://api.github.com/repos\n\
-The command returned a non-zero code: 3\n";
+frobnicator: widget quota exhausted on shard 7\n\
+NOTE: nothing else to report\n\
+Error: Process completed with exit code 75.\n";
 
 /// The binary with no model settings from the caller's environment, run in `dir` (so no
 /// ./pipeguard.toml leaks in).
@@ -163,6 +164,12 @@ async fn the_explanation_is_printed_under_the_rules_diagnosis() {
     assert!(!sent.contains("ghp_0123456789"), "{sent}");
     assert!(
         sent.contains("host: OS Ubuntu 22.04, package manager apt"),
+        "{sent}"
+    );
+    // The rules picked the last lines; the line that explains the failure came with the tail.
+    assert!(sent.contains("the rules picked line(s) 4, 5"), "{sent}");
+    assert!(
+        sent.contains("|      3: frobnicator: widget quota exhausted on shard 7"),
         "{sent}"
     );
 }

@@ -18,8 +18,11 @@ pub struct HostFacts {
 /// One failure as the model sees it. Every field is redacted before it is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Context {
-    /// The failing step's evidence lines (line numbers as in the log), not the whole log.
+    /// The lines the rules picked as evidence (line numbers as in the log).
     pub evidence: Vec<Evidence>,
+    /// More lines of the failing step (around the evidence, or its last lines), sent after
+    /// the evidence while `max_prompt_tokens` allows; never the whole log.
+    pub context_lines: Vec<Evidence>,
     pub platform: String,
     pub repository: String,
     pub workflow: String,
@@ -39,6 +42,7 @@ impl Default for Context {
     fn default() -> Self {
         Context {
             evidence: Vec::new(),
+            context_lines: Vec::new(),
             platform: String::new(),
             repository: String::new(),
             workflow: String::new(),

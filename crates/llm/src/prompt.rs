@@ -7,6 +7,7 @@ use pipeguard_core::analysis::strip_ansi;
 use pipeguard_core::secrets::Redactor;
 use pipeguard_core::Category;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Longest log line sent, in characters.
 const MAX_LINE_CHARS: usize = 400;
@@ -27,7 +28,8 @@ pub struct Prompt {
     /// Characters / 4 over every message.
     pub estimated_tokens: u64,
     pub evidence_lines_sent: usize,
-    /// Lines left out to stay within `max_prompt_tokens` (the earliest go first).
+    /// Lines left out to stay within `max_prompt_tokens` (lines around the evidence go
+    /// before the evidence, the earliest first).
     pub evidence_lines_dropped: usize,
 }
 
@@ -80,28 +82,86 @@ command is checked by a safety gate; commands that are not harmless wait for a p
     )
 }
 
-/// The evidence block: the latest lines that fit in `budget_chars`, each quoted.
-fn evidence_block(ctx: &Context, redactor: &Redactor, budget_chars: usize) -> (Vec<String>, usize) {
-    let texts: Vec<String> = ctx.evidence.iter().map(|e| clean(&e.text)).collect();
-    let masked = redactor.redact_lines(&texts);
-    let lines: Vec<String> = ctx
-        .evidence
-        .iter()
-        .zip(masked)
-        .filter_map(|(e, m)| m.map(|m| format!("| {:>6}: {}", e.line, cut(&m, MAX_LINE_CHARS))))
-        .collect();
-    let mut kept = Vec::new();
+/// One quoted log line.
+struct Quoted {
+    line: usize,
+    picked: bool,
+    text: String,
+}
+
+/// The log lines to quote: the rules' evidence and the lines around it, one per line
+/// number, redacted run by run (a private key spans consecutive lines only).
+fn quoted_lines(ctx: &Context, redactor: &Redactor) -> Vec<Quoted> {
+    let mut by_line: BTreeMap<usize, (bool, &str)> = BTreeMap::new();
+    for e in &ctx.context_lines {
+        by_line.entry(e.line).or_insert((false, &e.text));
+    }
+    for e in &ctx.evidence {
+        by_line.insert(e.line, (true, &e.text));
+    }
+    let mut out = Vec::with_capacity(by_line.len());
+    let mut run: Vec<(usize, bool, String)> = Vec::new();
+    let flush = |run: &mut Vec<(usize, bool, String)>, out: &mut Vec<Quoted>| {
+        let texts: Vec<&str> = run.iter().map(|(_, _, t)| t.as_str()).collect();
+        for ((line, picked, _), masked) in run.iter().zip(redactor.redact_lines(&texts)) {
+            if let Some(m) = masked {
+                out.push(Quoted {
+                    line: *line,
+                    picked: *picked,
+                    text: format!("| {line:>6}: {}", cut(&m, MAX_LINE_CHARS)),
+                });
+            }
+        }
+        run.clear();
+    };
+    for (line, (picked, text)) in by_line {
+        if run.last().is_some_and(|(prev, _, _)| *prev + 1 != line) {
+            flush(&mut run, &mut out);
+        }
+        run.push((line, picked, clean(text)));
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The quoted lines that fit in `budget_chars`: the rules' evidence first, then the lines
+/// around it, latest first within each; returned in log order with the number left out.
+fn evidence_block(ctx: &Context, redactor: &Redactor, budget_chars: usize) -> (Vec<Quoted>, usize) {
+    let lines = quoted_lines(ctx, redactor);
+    let total = lines.len();
+    let mut order: Vec<usize> = (0..total).collect();
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(lines[i].picked),
+            std::cmp::Reverse(lines[i].line),
+        )
+    });
+    let mut keep = vec![false; total];
     let mut used = 0;
-    for line in lines.iter().rev() {
-        let cost = line.chars().count() + 1;
-        if used + cost > budget_chars && !kept.is_empty() {
-            break;
+    let mut class_full = [false, false];
+    for i in order {
+        let class = usize::from(lines[i].picked);
+        let cost = lines[i].text.chars().count() + 1;
+        if class_full[class] {
+            continue;
+        }
+        if used + cost > budget_chars && used > 0 {
+            class_full[class] = true;
+            continue;
         }
         used += cost;
-        kept.push(cut(line, budget_chars));
+        keep[i] = true;
     }
-    kept.reverse();
-    let dropped = lines.len() - kept.len();
+    let kept: Vec<Quoted> = lines
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(mut q, _)| {
+            q.text = cut(&q.text, budget_chars);
+            q
+        })
+        .collect();
+    let dropped = total - kept.len();
     (kept, dropped)
 }
 
@@ -130,7 +190,7 @@ fn user_message(
     ctx: &Context,
     redactor: &Redactor,
     fence: &str,
-    evidence: &[String],
+    evidence: &[Quoted],
     dropped: usize,
 ) -> String {
     let h = &ctx.host;
@@ -142,7 +202,7 @@ host: OS {}, package manager {}, service manager {}\n\
 pipeguard's rules said: {} (confidence {:.2})\n\
 already tried:{}\n\
 earlier fixes that healed this failure:{}\n\
-evidence: {} line(s) of the failing step, numbered as in the log{}\n\
+log: {} line(s) of the failing step, numbered as in the log{}; the rules picked {}\n\
 {fence}-BEGIN\n",
         field(redactor, &ctx.platform),
         field(redactor, &ctx.repository),
@@ -158,17 +218,32 @@ evidence: {} line(s) of the failing step, numbered as in the log{}\n\
         history(redactor, &ctx.earlier_fixes),
         evidence.len(),
         if dropped > 0 {
-            format!(" ({dropped} earlier line(s) left out)")
+            format!(" ({dropped} line(s) left out to stay short)")
         } else {
             String::new()
         },
+        picked_lines(evidence),
     );
-    for line in evidence {
-        m.push_str(line);
+    for q in evidence {
+        m.push_str(&q.text);
         m.push('\n');
     }
     m.push_str(&format!("{fence}-END\nAnswer with the JSON object only."));
     m
+}
+
+/// "lines 12, 13, 40" (at most 30 numbers), or "no line".
+fn picked_lines(evidence: &[Quoted]) -> String {
+    let picked: Vec<String> = evidence
+        .iter()
+        .filter(|q| q.picked)
+        .map(|q| q.line.to_string())
+        .collect();
+    match picked.len() {
+        0 => "no line".to_string(),
+        n if n > 30 => format!("lines {} and {} more", picked[..30].join(", "), n - 30),
+        _ => format!("line(s) {}", picked.join(", ")),
+    }
 }
 
 /// The messages for one failure. `fence` marks the quoted log and must be unguessable
@@ -276,7 +351,7 @@ mod tests {
         assert!(!user.contains("line 1 "));
         assert_eq!(p.evidence_lines_sent + p.evidence_lines_dropped, 200);
         assert!(user.contains(&format!(
-            "({} earlier line(s) left out)",
+            "({} line(s) left out to stay short)",
             p.evidence_lines_dropped
         )));
         // One huge line is cut rather than sent whole or dropped.
@@ -288,6 +363,37 @@ mod tests {
         );
         assert!(p.messages[1].content.len() < 2_000);
         assert_eq!(p.evidence_lines_sent, 1);
+    }
+
+    #[test]
+    fn the_rules_evidence_goes_first_then_the_latest_lines_around_it() {
+        let mut c = ctx(&[(3, "error: lease renewal rejected by coordinator")]);
+        c.context_lines = (1..=100)
+            .map(|i| Evidence {
+                line: i,
+                text: format!("context {i} {}", "z".repeat(60)),
+            })
+            .collect();
+        let p = build(&c, &Redactor::default(), 300, "F");
+        let user = &p.messages[1].content;
+        let quoted: Vec<&str> = user.lines().filter(|l| l.starts_with("| ")).collect();
+        // Line 3 is the rules' line, not the context text of line 3; it stays although early.
+        assert_eq!(
+            quoted[0],
+            "|      3: error: lease renewal rejected by coordinator"
+        );
+        assert!(quoted[1..].iter().all(|l| l.contains("context")));
+        assert!(quoted.last().unwrap().starts_with("|    100: context 100 "));
+        let numbers: Vec<usize> = quoted
+            .iter()
+            .map(|l| l[1..8].trim().parse().unwrap())
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "log order: {numbers:?}"
+        );
+        assert!(user.contains("the rules picked line(s) 3\n"), "{user}");
+        assert_eq!(p.evidence_lines_sent + p.evidence_lines_dropped, 100);
     }
 
     #[test]
@@ -309,5 +415,14 @@ mod tests {
         }
         assert!(all.contains("|      3: [REDACTED PRIVATE KEY]"), "{all}");
         assert!(!all.contains("|      4:"), "{all}");
+        // Also when the key's lines are context rather than evidence.
+        let mut c2 = ctx(&[(9, "error: could not authenticate")]);
+        c2.context_lines = c.evidence.clone();
+        let p = build(&c2, &red, 2000, "F");
+        let all = serde_json::to_string(&p.messages).unwrap();
+        assert!(
+            !all.contains("MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi"),
+            "{all}"
+        );
     }
 }

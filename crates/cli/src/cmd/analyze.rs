@@ -137,19 +137,30 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         exit_code: args.exit_code,
         platform_reason: args.platform_reason.clone(),
     };
-    let mut diag = match args.file.as_deref() {
-        None | Some("-") => analyzer.analyze_reader_with(io::stdin().lock(), &hints)?,
+    // With --explain the log's last lines go to the model beside the evidence.
+    let tail_bytes = if analyst.is_some() {
+        explain::TAIL_BYTES
+    } else {
+        0
+    };
+    let (mut diag, tail) = match args.file.as_deref() {
+        None | Some("-") => {
+            let mut r = explain::Tail::new(io::stdin().lock(), tail_bytes);
+            let d = analyzer.analyze_reader_with(&mut r, &hints)?;
+            (d, r.lines())
+        }
         Some(path) => {
             let f = File::open(path).with_context(|| format!("cannot open {path}"))?;
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             let mut progress = Progress::new(size);
+            let mut r = explain::Tail::new(f, tail_bytes);
             let d = analyzer.analyze_reader_progress(
-                io::BufReader::with_capacity(1 << 16, f),
+                io::BufReader::with_capacity(1 << 16, &mut r),
                 &hints,
                 |n| progress.update(n),
             )?;
             progress.finish();
-            d
+            (d, r.lines())
         }
     };
     if let Some(path) = &args.junit {
@@ -165,7 +176,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         }
     }
     let explanation = match &analyst {
-        Some(a) => Some(explain::ask(a, &diag, &args)?),
+        Some(a) => Some(explain::ask(a, &diag, tail, &args)?),
         None => None,
     };
     let mut out = io::stdout().lock();
@@ -264,10 +275,88 @@ mod explain {
     use super::{paint, AnalyzeArgs};
     use anyhow::{Context as _, Result};
     use pipeguard_core::safety::risk_name;
-    use pipeguard_core::{Category, Diagnosis, Risk};
+    use pipeguard_core::{Category, Diagnosis, Evidence, Risk};
     use pipeguard_llm::{Analyst, ConfigError, Context, Explanation, HostFacts, LlmConfig};
-    use std::io::{self, Write};
+    use std::io::{self, Read, Write};
     use std::path::Path;
+
+    /// How much of the log's end is kept for the model (it sends what fits its token limit).
+    pub const TAIL_BYTES: usize = 64 * 1024;
+    const TAIL_LINES: usize = 400;
+
+    /// A reader that keeps the last `cap` bytes it passed on and counts lines, so the log's
+    /// last lines can go to the model without reading the log twice.
+    pub struct Tail<R> {
+        inner: R,
+        cap: usize,
+        kept: Vec<u8>,
+        newlines: usize,
+        dropped_bytes: bool,
+    }
+
+    impl<R: Read> Tail<R> {
+        pub fn new(inner: R, cap: usize) -> Self {
+            Tail {
+                inner,
+                cap,
+                kept: Vec::new(),
+                newlines: 0,
+                dropped_bytes: false,
+            }
+        }
+
+        /// The last whole lines read, numbered as the analyzer numbers them.
+        pub fn lines(self) -> Vec<Evidence> {
+            if self.cap == 0 || self.kept.is_empty() {
+                return Vec::new();
+            }
+            let text = String::from_utf8_lossy(&self.kept);
+            let mut text: &str = &text;
+            if self.dropped_bytes {
+                // The first line may have lost its beginning.
+                text = text.split_once('\n').map_or("", |(_, rest)| rest);
+            }
+            let ends_with_newline = text.ends_with('\n');
+            let lines: Vec<&str> = text
+                .strip_suffix('\n')
+                .unwrap_or(text)
+                .split('\n')
+                .collect();
+            let last = if ends_with_newline {
+                self.newlines
+            } else {
+                self.newlines + 1
+            };
+            let first = last + 1 - lines.len();
+            lines
+                .iter()
+                .enumerate()
+                .skip(lines.len().saturating_sub(TAIL_LINES))
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| Evidence {
+                    line: first + i,
+                    text: l.trim_end_matches('\r').to_string(),
+                })
+                .collect()
+        }
+    }
+
+    impl<R: Read> Read for Tail<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            if self.cap > 0 && n > 0 {
+                let got = &buf[..n];
+                self.newlines += got.iter().filter(|&&b| b == b'\n').count();
+                self.kept.extend_from_slice(got);
+                if self.kept.len() > 2 * self.cap {
+                    let cut = self.kept.len() - self.cap;
+                    self.kept.drain(..cut);
+                    self.dropped_bytes = true;
+                }
+            }
+            Ok(n)
+        }
+    }
 
     /// Only the `[llm]` table: the rest of the file belongs to `serve` and `[[signatures]]`.
     #[derive(serde::Deserialize, Default)]
@@ -305,8 +394,14 @@ mod explain {
         }
     }
 
-    pub fn ask(analyst: &Analyst, d: &Diagnosis, args: &AnalyzeArgs) -> Result<Explanation> {
+    pub fn ask(
+        analyst: &Analyst,
+        d: &Diagnosis,
+        tail: Vec<Evidence>,
+        args: &AnalyzeArgs,
+    ) -> Result<Explanation> {
         let mut ctx = Context::from_diagnosis(d);
+        ctx.context_lines = tail;
         ctx.platform = "local".into();
         ctx.job = args.job.clone().unwrap_or_default();
         ctx.step = args.step.clone().unwrap_or_default();
@@ -382,5 +477,39 @@ mod explain {
             writeln!(out, "--- {} ---\n{}", m.role, m.content)?;
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn tail(log: &str, cap: usize) -> Vec<(usize, String)> {
+            let mut t = Tail::new(log.as_bytes(), cap);
+            // Small reads, as a BufReader over a pipe would do.
+            let mut buf = [0u8; 7];
+            while t.read(&mut buf).unwrap() > 0 {}
+            t.lines().into_iter().map(|e| (e.line, e.text)).collect()
+        }
+
+        #[test]
+        fn tail_lines_are_numbered_as_the_analyzer_numbers_them() {
+            let log = "one\ntwo\r\n\nfour\nfive";
+            assert_eq!(
+                tail(log, 1024),
+                [(1, "one"), (2, "two"), (4, "four"), (5, "five")].map(|(n, t)| (n, t.to_string()))
+            );
+            assert_eq!(tail(&format!("{log}\n"), 1024).last().unwrap().0, 5);
+            // Only the end is kept, from a whole line on.
+            let long: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+            let kept = tail(&long, 40);
+            assert_eq!(kept.last().unwrap(), &(100, "line 100".to_string()));
+            assert!(kept.len() < 20 && kept.iter().all(|(n, t)| *t == format!("line {n}")));
+            let d = pipeguard_core::Analyzer::builtin().analyze(long.as_bytes());
+            assert!(!d.evidence.is_empty());
+            for e in d.evidence {
+                assert_eq!(e.text, format!("line {}", e.line));
+            }
+            assert!(tail(&long, 0).is_empty());
+        }
     }
 }
