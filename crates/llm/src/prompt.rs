@@ -171,7 +171,8 @@ fn field(redactor: &Redactor, s: &str) -> String {
     if s.is_empty() {
         "(unknown)".to_string()
     } else {
-        redactor.redact(&cut(s, MAX_FIELD_CHARS))
+        // Redacted before it is cut: a cut secret might no longer look like one.
+        cut(&redactor.redact(s), MAX_FIELD_CHARS)
     }
 }
 
@@ -400,11 +401,19 @@ mod tests {
     fn every_field_is_redacted() {
         let mut c = ctx(&[(3, "-----BEGIN RSA PRIVATE KEY-----"), (4, "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi"), (5, "-----END RSA PRIVATE KEY-----"), (6, "curl -H 'Authorization: token ghp_0123456789abcdefghijABCDEFGHIJ012345' https://api.github.com")]);
         c.job = "deploy to db.corp.example.com as ops@example.org".into();
-        c.tried = vec!["retry with PGPASSWORD=hunter22".into()];
+        c.tried = vec![
+            "retry with PGPASSWORD=hunter22".into(),
+            // A token that a cut at the field limit would split.
+            format!(
+                "{} ghp_0123456789abcdefghijABCDEFGHIJ012345",
+                "x".repeat(MAX_FIELD_CHARS - 9)
+            ),
+        ];
         let red = Redactor::new(&["*.corp.example.com"]).unwrap();
         let p = build(&c, &red, 2000, "F");
         let all = serde_json::to_string(&p.messages).unwrap();
         for s in [
+            "ghp_0123",
             "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi",
             "ghp_0123456789",
             "db.corp.example.com",
