@@ -40,11 +40,17 @@
 //!         ctx.repository = "octo/app".into();
 //!         ctx.job = "build".into();
 //!         ctx.host = HostFacts { os: Some("Ubuntu 22.04".into()), ..HostFacts::default() };
+//!         // Lines around the evidence (e.g. the failed step's last 200 lines), sent while
+//!         // `max_prompt_tokens` allows; numbered as in the log.
+//!         ctx.context_lines = Vec::new();
 //!         ctx.tried = vec!["retry: failed again".into()];
+//!         ctx.earlier_fixes = vec!["clear_cache healed it 3 times".into()];
 //!         let explanation = a.explain(&diagnosis.fingerprint, &ctx).await;
 //!         explanation.apply_to(diagnosis); // only when the rules said `unknown`
 //!         // Store `serde_json::to_value(&explanation)` with the session (it holds the exact
-//!         // prompt sent) and add `explanation.notification_text()` to escalations.
+//!         // prompt sent) and add `explanation.notification_text()` to escalations. A model's
+//!         // command may run only when `runnable`, and waits for approval when
+//!         // `needs_approval`, whatever the policy says.
 //!     }
 //! }
 //! // 4. `/metrics`: `a.metrics()` → `pipeguard_llm_requests_total{outcome}` from
