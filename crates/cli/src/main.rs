@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP service: webhooks, the healing worker and the API.
     Serve(cmd::serve::ServeArgs),
-    /// Diagnose one log file (or `-` for stdin).
+    /// Diagnose one log file (or `-` for stdin); `--explain` also asks the configured model.
     Analyze(cmd::analyze::AnalyzeArgs),
     /// List the knowledge base, or show which signature fires on which line of a log.
     Signatures(cmd::signatures::CmdArgs),

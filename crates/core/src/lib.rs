@@ -12,6 +12,7 @@ pub mod heal;
 pub mod learning;
 pub mod policy;
 pub mod safety;
+pub mod secrets;
 pub mod simulate;
 
 pub use analysis::{Analyzer, Diagnosis, Evidence};

@@ -1,4 +1,5 @@
-//! `pipeguard analyze`: diagnose one log file (or stdin) and print the diagnosis.
+//! `pipeguard analyze`: diagnose one log file (or stdin) and print the diagnosis; with
+//! `--explain`, also the configured model's explanation under it.
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -31,9 +32,32 @@ pub struct AnalyzeArgs {
     /// The CI platform's failure reason (e.g. GitLab's `runner_system_failure`).
     #[arg(long)]
     pub platform_reason: Option<String>,
-    /// TOML file with `[[signatures]]` tables that take precedence over the built-ins.
+    /// TOML file with `[[signatures]]` tables that take precedence over the built-ins, and
+    /// the `[llm]` table `--explain` uses (default: ./pipeguard.toml when it exists).
     #[arg(long)]
     pub config: Option<String>,
+    /// Also ask the configured model (PIPEGUARD_LLM_URL and PIPEGUARD_LLM_MODEL, or `[llm]`)
+    /// to explain the failure; its commands are shown with the safety gate's verdict.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: print the exact (redacted) prompt sent to the model.
+    #[arg(long, requires = "explain")]
+    pub show_prompt: bool,
+    /// With --explain: the host's OS (e.g. "Ubuntu 22.04"), so commands fit it.
+    #[arg(long, requires = "explain")]
+    pub host_os: Option<String>,
+    /// With --explain: the host's package manager (apt, dnf, apk, brew…).
+    #[arg(long, requires = "explain")]
+    pub package_manager: Option<String>,
+    /// With --explain: the host's service manager (systemd, openrc, launchd…).
+    #[arg(long, requires = "explain")]
+    pub service_manager: Option<String>,
+    /// With --explain: the failed job's name.
+    #[arg(long, requires = "explain")]
+    pub job: Option<String>,
+    /// With --explain: the failed step's name.
+    #[arg(long, requires = "explain")]
+    pub step: Option<String>,
 }
 
 /// Progress on stderr for big files, only when stderr is a terminal.
@@ -96,24 +120,47 @@ pub fn load_analyzer(config: Option<&str>) -> Result<Analyzer> {
 }
 
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
+    // A missing or broken model setting is reported before the log is read.
+    let analyst = if args.explain {
+        match explain::analyst(args.config.as_deref()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("pipeguard: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    } else {
+        None
+    };
     let analyzer = load_analyzer(args.config.as_deref())?;
     let hints = Hints {
         exit_code: args.exit_code,
         platform_reason: args.platform_reason.clone(),
     };
-    let mut diag = match args.file.as_deref() {
-        None | Some("-") => analyzer.analyze_reader_with(io::stdin().lock(), &hints)?,
+    // With --explain the log's last lines go to the model beside the evidence.
+    let tail_bytes = if analyst.is_some() {
+        explain::TAIL_BYTES
+    } else {
+        0
+    };
+    let (mut diag, tail) = match args.file.as_deref() {
+        None | Some("-") => {
+            let mut r = explain::Tail::new(io::stdin().lock(), tail_bytes);
+            let d = analyzer.analyze_reader_with(&mut r, &hints)?;
+            (d, r.lines())
+        }
         Some(path) => {
             let f = File::open(path).with_context(|| format!("cannot open {path}"))?;
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             let mut progress = Progress::new(size);
+            let mut r = explain::Tail::new(f, tail_bytes);
             let d = analyzer.analyze_reader_progress(
-                io::BufReader::with_capacity(1 << 16, f),
+                io::BufReader::with_capacity(1 << 16, &mut r),
                 &hints,
                 |n| progress.update(n),
             )?;
             progress.finish();
-            d
+            (d, r.lines())
         }
     };
     if let Some(path) = &args.junit {
@@ -128,10 +175,28 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             }
         }
     }
+    let explanation = match &analyst {
+        Some(a) => Some(explain::ask(a, &diag, tail, &args)?),
+        None => None,
+    };
     let mut out = io::stdout().lock();
-    match args.format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string(&diag)?)?,
-        Format::Text => print_text(&mut out, &diag, color_enabled())?,
+    match (args.format, &explanation) {
+        (Format::Json, None) => writeln!(out, "{}", serde_json::to_string(&diag)?)?,
+        (Format::Json, Some(e)) => {
+            let mut v = serde_json::to_value(&diag)?;
+            v["explanation"] = serde_json::to_value(e)?;
+            writeln!(out, "{}", serde_json::to_string(&v)?)?
+        }
+        (Format::Text, _) => {
+            let color = color_enabled();
+            print_text(&mut out, &diag, color)?;
+            if let Some(e) = &explanation {
+                explain::print_text(&mut out, e, &diag, color)?;
+                if args.show_prompt {
+                    explain::print_prompt(&mut out, e)?;
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -140,7 +205,7 @@ pub fn color_enabled() -> bool {
     io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn paint(on: bool, code: &str, s: &str) -> String {
+pub fn paint(on: bool, code: &str, s: &str) -> String {
     if on {
         format!("\x1b[{code}m{s}\x1b[0m")
     } else {
@@ -203,4 +268,248 @@ pub fn print_text(out: &mut impl Write, d: &Diagnosis, color: bool) -> io::Resul
         prev = Some(e.line);
     }
     Ok(())
+}
+
+/// `--explain`: the model's explanation under the rules' diagnosis.
+mod explain {
+    use super::{paint, AnalyzeArgs};
+    use anyhow::{Context as _, Result};
+    use pipeguard_core::safety::risk_name;
+    use pipeguard_core::{Category, Diagnosis, Evidence, Risk};
+    use pipeguard_llm::{Analyst, ConfigError, Context, Explanation, HostFacts, LlmConfig};
+    use std::io::{self, Read, Write};
+    use std::path::Path;
+
+    /// How much of the log's end is kept for the model (it sends what fits its token limit).
+    pub const TAIL_BYTES: usize = 64 * 1024;
+    const TAIL_LINES: usize = 400;
+
+    /// A reader that keeps the last `cap` bytes it passed on and counts lines, so the log's
+    /// last lines can go to the model without reading the log twice.
+    pub struct Tail<R> {
+        inner: R,
+        cap: usize,
+        kept: Vec<u8>,
+        newlines: usize,
+        dropped_bytes: bool,
+    }
+
+    impl<R: Read> Tail<R> {
+        pub fn new(inner: R, cap: usize) -> Self {
+            Tail {
+                inner,
+                cap,
+                kept: Vec::new(),
+                newlines: 0,
+                dropped_bytes: false,
+            }
+        }
+
+        /// The last whole lines read, numbered as the analyzer numbers them.
+        pub fn lines(self) -> Vec<Evidence> {
+            if self.cap == 0 || self.kept.is_empty() {
+                return Vec::new();
+            }
+            let text = String::from_utf8_lossy(&self.kept);
+            let mut text: &str = &text;
+            if self.dropped_bytes {
+                // The first line may have lost its beginning.
+                text = text.split_once('\n').map_or("", |(_, rest)| rest);
+            }
+            let ends_with_newline = text.ends_with('\n');
+            let lines: Vec<&str> = text
+                .strip_suffix('\n')
+                .unwrap_or(text)
+                .split('\n')
+                .collect();
+            let last = if ends_with_newline {
+                self.newlines
+            } else {
+                self.newlines + 1
+            };
+            let first = last + 1 - lines.len();
+            lines
+                .iter()
+                .enumerate()
+                .skip(lines.len().saturating_sub(TAIL_LINES))
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| Evidence {
+                    line: first + i,
+                    text: l.trim_end_matches('\r').to_string(),
+                })
+                .collect()
+        }
+    }
+
+    impl<R: Read> Read for Tail<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            if self.cap > 0 && n > 0 {
+                let got = &buf[..n];
+                self.newlines += got.iter().filter(|&&b| b == b'\n').count();
+                self.kept.extend_from_slice(got);
+                if self.kept.len() > 2 * self.cap {
+                    let cut = self.kept.len() - self.cap;
+                    self.kept.drain(..cut);
+                    self.dropped_bytes = true;
+                }
+            }
+            Ok(n)
+        }
+    }
+
+    /// Only the `[llm]` table: the rest of the file belongs to `serve` and `[[signatures]]`.
+    #[derive(serde::Deserialize, Default)]
+    struct File {
+        #[serde(default)]
+        llm: LlmConfig,
+    }
+
+    /// The model configured in `--config` (or ./pipeguard.toml) and PIPEGUARD_LLM_*.
+    pub fn analyst(config: Option<&str>) -> Result<Analyst> {
+        let path = config.or_else(|| {
+            Path::new("pipeguard.toml")
+                .exists()
+                .then_some("pipeguard.toml")
+        });
+        let mut cfg = match path {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("cannot read {p}"))?;
+                toml::from_str::<File>(&text)
+                    .with_context(|| format!("[llm] in {p} is not valid"))?
+                    .llm
+            }
+            None => LlmConfig::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        match Analyst::new(cfg) {
+            Ok(a) => Ok(a),
+            Err(ConfigError::NotConfigured) => anyhow::bail!(
+                "--explain needs a model and none is configured: set PIPEGUARD_LLM_URL (e.g. \
+                 http://127.0.0.1:11434/v1) and PIPEGUARD_LLM_MODEL, or url and model under [llm] \
+                 in pipeguard.toml (see docs/llm.md)"
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn ask(
+        analyst: &Analyst,
+        d: &Diagnosis,
+        tail: Vec<Evidence>,
+        args: &AnalyzeArgs,
+    ) -> Result<Explanation> {
+        let mut ctx = Context::from_diagnosis(d);
+        ctx.context_lines = tail;
+        ctx.platform = "local".into();
+        ctx.job = args.job.clone().unwrap_or_default();
+        ctx.step = args.step.clone().unwrap_or_default();
+        ctx.host = HostFacts {
+            os: args.host_os.clone(),
+            package_manager: args.package_manager.clone(),
+            service_manager: args.service_manager.clone(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(rt.block_on(analyst.explain(&d.fingerprint, &ctx)))
+    }
+
+    fn risk_label(risk: Risk, needs_approval: bool, color: bool) -> String {
+        match (risk, needs_approval) {
+            (Risk::Refused, _) => paint(color, "1;31", "refused"),
+            (r, true) => paint(color, "1;33", &format!("{}, needs approval", risk_name(r))),
+            (r, false) => paint(color, "32", risk_name(r)),
+        }
+    }
+
+    pub fn print_text(
+        out: &mut impl Write,
+        e: &Explanation,
+        d: &Diagnosis,
+        color: bool,
+    ) -> io::Result<()> {
+        writeln!(out)?;
+        writeln!(out, "explanation: {} ({})", e.source, e.outcome.as_str())?;
+        let Some(a) = e.answer.as_ref().filter(|_| e.is_usable()) else {
+            return writeln!(out, "  {} — the rules' diagnosis stands", e.reason);
+        };
+        let role = if d.category == Category::Unknown && a.category != Category::Unknown {
+            "decides: the rules said unknown"
+        } else {
+            "advisory: the rules' category stands"
+        };
+        writeln!(
+            out,
+            "  category:   {} (confidence {:.2}; {role})",
+            a.category, a.confidence
+        )?;
+        writeln!(out, "  root cause: {}", a.root_cause)?;
+        if e.commands.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "  commands (each checked by the safety gate):")?;
+        for c in &e.commands {
+            writeln!(
+                out,
+                "    {:<10} [{}] {}",
+                c.purpose.as_str(),
+                risk_label(c.risk, c.needs_approval, color),
+                c.command
+            )?;
+            if !c.runnable || c.needs_approval {
+                writeln!(out, "               {}", paint(color, "2", &c.reason))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn print_prompt(out: &mut impl Write, e: &Explanation) -> io::Result<()> {
+        writeln!(out)?;
+        if e.prompt.is_empty() {
+            return writeln!(out, "prompt: nothing was sent ({})", e.reason);
+        }
+        writeln!(out, "prompt sent:")?;
+        let messages: Vec<pipeguard_llm::Message> =
+            serde_json::from_str(&e.prompt).unwrap_or_default();
+        for m in messages {
+            writeln!(out, "--- {} ---\n{}", m.role, m.content)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn tail(log: &str, cap: usize) -> Vec<(usize, String)> {
+            let mut t = Tail::new(log.as_bytes(), cap);
+            // Small reads, as a BufReader over a pipe would do.
+            let mut buf = [0u8; 7];
+            while t.read(&mut buf).unwrap() > 0 {}
+            t.lines().into_iter().map(|e| (e.line, e.text)).collect()
+        }
+
+        #[test]
+        fn tail_lines_are_numbered_as_the_analyzer_numbers_them() {
+            let log = "one\ntwo\r\n\nfour\nfive";
+            assert_eq!(
+                tail(log, 1024),
+                [(1, "one"), (2, "two"), (4, "four"), (5, "five")].map(|(n, t)| (n, t.to_string()))
+            );
+            assert_eq!(tail(&format!("{log}\n"), 1024).last().unwrap().0, 5);
+            // Only the end is kept, from a whole line on.
+            let long: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+            let kept = tail(&long, 40);
+            assert_eq!(kept.last().unwrap(), &(100, "line 100".to_string()));
+            assert!(kept.len() < 20 && kept.iter().all(|(n, t)| *t == format!("line {n}")));
+            let d = pipeguard_core::Analyzer::builtin().analyze(long.as_bytes());
+            assert!(!d.evidence.is_empty());
+            for e in d.evidence {
+                assert_eq!(e.text, format!("line {}", e.line));
+            }
+            assert!(tail(&long, 0).is_empty());
+        }
+    }
 }
