@@ -46,6 +46,8 @@ enum Command {
     Simulate(cmd::simulate::CmdArgs),
     /// Re-decide the stored sessions with a candidate policy and show what would change.
     Backtest(cmd::backtest::CmdArgs),
+    /// Create, list and revoke API tokens.
+    Token(cmd::token::CmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Verdict(a) => cmd::verdict::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
+        Command::Token(a) => cmd::token::run(a),
     };
     match result {
         Ok(code) => code,

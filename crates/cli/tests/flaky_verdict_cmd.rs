@@ -22,12 +22,15 @@ impl Drop for Server {
     }
 }
 
-fn pipeguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipeguard"))
-        .args(args)
+fn pipeguard_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipeguard"));
+    c.args(args)
         .env_remove("PIPEGUARD_URL")
-        .output()
-        .unwrap()
+        .env_remove("PIPEGUARD_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -72,6 +75,31 @@ async fn flaky_quarantine_verdict_and_report_commands() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(up, "server did not start");
+
+    // Tokens come from the CLI, against the same database.
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let db_env = [("PIPEGUARD_DATABASE_URL", db.as_str())];
+    let created = pipeguard_with(
+        &["token", "create", "--role", "operator", "--name", "cli-op"],
+        &db_env,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let token = stdout(&created).trim().to_string();
+    assert!(token.starts_with("pgt_"), "{token}");
+    let listed = stdout(&pipeguard_with(&["token", "list"], &db_env));
+    assert!(
+        listed.contains("cli-op") && listed.contains("operator"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&token), "a listing never shows the token");
+    let pipeguard = |args: &[&str]| pipeguard_with(args, &[("PIPEGUARD_TOKEN", token.as_str())]);
+    let anonymous = pipeguard_with(&["flaky", "--server", &base], &[]);
+    assert_eq!(anonymous.status.code(), Some(2));
+    assert!(
+        stderr(&anonymous).contains("401") && stderr(&anonymous).contains("PIPEGUARD_TOKEN"),
+        "{}",
+        stderr(&anonymous)
+    );
 
     let o = pipeguard(&["flaky", "--server", &base]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -124,8 +152,14 @@ async fn flaky_quarantine_verdict_and_report_commands() {
     assert!(stderr(&o).contains("is not quarantined"), "{}", stderr(&o));
 
     // A verdict on a real session, then the errors a user can make.
+    let ingest = pipeguard_with(
+        &["token", "create", "--role", "ingest", "--name", "reporter"],
+        &db_env,
+    );
+    let ingest = stdout(&ingest).trim().to_string();
     let r: Value = http
         .post(format!("{base}/pipeline/webhook"))
+        .bearer_auth(&ingest)
         .json(&json!({"source": "ci", "job_name": "nightly", "build_number": 7,
                       "stage": "test", "error_message": "quuxd: spline reticulation came back empty"}))
         .send()
@@ -167,6 +201,15 @@ async fn flaky_quarantine_verdict_and_report_commands() {
     assert_eq!(v["verdicts"]["count"], 1);
     let o = pipeguard(&["report", "--server", &base]);
     assert!(stdout(&o).contains("Human verdicts: 1"), "{}", stdout(&o));
+
+    // A revoked token is refused at once.
+    let revoked = pipeguard_with(&["token", "revoke", "cli-op"], &db_env);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let o = pipeguard(&["flaky", "--server", &base]);
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    assert!(!pipeguard_with(&["token", "revoke", "cli-op"], &db_env)
+        .status
+        .success());
 
     // Nobody listening: a clear error, not a panic.
     let down = format!("http://127.0.0.1:{}", free_port());

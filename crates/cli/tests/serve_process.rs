@@ -39,6 +39,30 @@ fn start(port: u16, db: &str, api: &str) -> Child {
         .unwrap()
 }
 
+/// A client with an admin token made by `pipeguard token create` for the database.
+fn admin_client(db: &str) -> reqwest::Client {
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeguard"))
+        .args(["token", "create", "--role", "admin", "--name", "test"])
+        .env("PIPEGUARD_DATABASE_URL", db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
 async fn wait_healthy(http: &reqwest::Client, base: &str) {
     for _ in 0..300 {
         if http
@@ -98,7 +122,7 @@ async fn sigkill_after_202_then_restart_processes_the_event_once() {
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = admin_client(&db);
     let mut child = start(port, &db, &gh.uri());
     wait_healthy(&http, &base).await;
 

@@ -27,6 +27,73 @@ pub struct Config {
     pub notify: Vec<crate::tenants::NotifyConfig>,
     /// User signatures, ahead of the built-in knowledge base.
     pub signatures: Vec<UserSignature>,
+    pub auth: AuthSection,
+    pub approvals: ApprovalsSection,
+    pub api: ApiSection,
+    pub metrics: MetricsSection,
+    pub tls: TlsSection,
+}
+
+/// How API callers prove who they are: API tokens always; JWTs when `[auth.oidc]` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
+}
+
+/// Human approval of plans that change what is live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// Distinct operators who must approve (2 = four eyes).
+    pub required: u32,
+    /// A plan not approved within this many hours is escalated; older approvals lapse.
+    pub expire_hours: u64,
+}
+
+impl Default for ApprovalsSection {
+    fn default() -> Self {
+        ApprovalsSection {
+            required: 1,
+            expire_hours: 24,
+        }
+    }
+}
+
+/// Bounds on API requests (webhooks have `max_body_bytes`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    pub max_body_bytes: usize,
+    /// Requests per minute from one source address; 0 turns the limit off.
+    pub rate_limit_per_minute: u32,
+    /// Seconds a request may take, body included, before it is cut off.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            max_body_bytes: 64 * 1024,
+            rate_limit_per_minute: 600,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// `/metrics` is open unless a token is set; Prometheus then sends it as a bearer token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    pub token: Option<String>,
+}
+
+/// TLS with rustls: PEM certificate chain and private key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +103,11 @@ pub struct HealingSection {
     pub max_attempts: u32,
     pub side_effect_patterns: Vec<String>,
     pub min_confidence: f64,
+    /// Re-runs pipeguard may start per repository in an hour (0 = no limit): a flood of
+    /// failures cannot become a retry storm.
+    pub budget_per_repository_per_hour: u32,
+    /// Re-runs per hour over all repositories (0 = no limit).
+    pub budget_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +138,11 @@ impl Default for Config {
             strategies: vec![],
             notify: vec![],
             signatures: vec![],
+            auth: AuthSection::default(),
+            approvals: ApprovalsSection::default(),
+            api: ApiSection::default(),
+            metrics: MetricsSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -78,6 +155,8 @@ impl Default for HealingSection {
             max_attempts: p.max_attempts,
             side_effect_patterns: p.side_effect_patterns,
             min_confidence: p.min_confidence,
+            budget_per_repository_per_hour: 30,
+            budget_per_hour: 300,
         }
     }
 }
@@ -106,6 +185,31 @@ impl HealingSection {
 }
 
 impl Config {
+    /// `PIPEGUARD_OIDC_ISSUER`, `_AUDIENCE`, `_JWKS_URL`, `_ROLE_CLAIM` turn on (or override)
+    /// `[auth.oidc]`.
+    fn apply_oidc_env(&mut self, get: &dyn Fn(&str) -> Option<String>) {
+        let vars = ["ISSUER", "AUDIENCE", "JWKS_URL", "ROLE_CLAIM"];
+        if vars
+            .iter()
+            .all(|v| get(&format!("PIPEGUARD_OIDC_{v}")).is_none())
+        {
+            return;
+        }
+        let o = self.auth.oidc.get_or_insert_with(Default::default);
+        if let Some(v) = get("PIPEGUARD_OIDC_ISSUER") {
+            o.issuer = v;
+        }
+        if let Some(v) = get("PIPEGUARD_OIDC_AUDIENCE") {
+            o.audience = v;
+        }
+        if let Some(v) = get("PIPEGUARD_OIDC_JWKS_URL") {
+            o.jwks_url = Some(v);
+        }
+        if let Some(v) = get("PIPEGUARD_OIDC_ROLE_CLAIM") {
+            o.role_claim = v;
+        }
+    }
+
     /// Reads `path`, or `./pipeguard.toml` when it exists, then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let default_path = Path::new("pipeguard.toml");
@@ -125,6 +229,15 @@ impl Config {
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
         crate::tenants::validate(&cfg.repos, &cfg.strategies, &cfg.notify)?;
+        if let Some(o) = &cfg.auth.oidc {
+            o.validate().map_err(anyhow::Error::msg)?;
+        }
+        if cfg.approvals.required == 0 {
+            anyhow::bail!("[approvals] required must be at least 1");
+        }
+        if cfg.tls.cert.is_some() != cfg.tls.key.is_some() {
+            anyhow::bail!("[tls] needs both cert and key");
+        }
         Ok(cfg)
     }
 
@@ -184,6 +297,19 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_WORKER_LEASE_SECONDS") {
             self.worker.lease_seconds = num("PIPEGUARD_WORKER_LEASE_SECONDS", v)?;
         }
+        if let Some(v) = nonempty("PIPEGUARD_METRICS_TOKEN") {
+            self.metrics.token = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_TLS_CERT") {
+            self.tls.cert = Some(v.into());
+        }
+        if let Some(v) = nonempty("PIPEGUARD_TLS_KEY") {
+            self.tls.key = Some(v.into());
+        }
+        if let Some(v) = nonempty("PIPEGUARD_APPROVALS_REQUIRED") {
+            self.approvals.required = num("PIPEGUARD_APPROVALS_REQUIRED", v)?;
+        }
+        self.apply_oidc_env(&nonempty);
         if let Some(v) = nonempty("PIPEGUARD_HTTP_BACKOFF_MS") {
             self.worker.http_backoff_ms = num("PIPEGUARD_HTTP_BACKOFF_MS", v)?;
         }

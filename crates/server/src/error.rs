@@ -46,6 +46,20 @@ impl From<pipeguard_store::StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The error's response with one more header (`WWW-Authenticate`, `Retry-After`).
+    pub fn into_response_with_header(self, name: &'static str, value: &'static str) -> Response {
+        let mut r = self.into_response();
+        r.headers_mut()
+            .insert(name, axum::http::HeaderValue::from_static(value));
+        r
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (

@@ -1,16 +1,21 @@
 //! The pipeguard service: webhook intake, the healing worker and the API, on one axum server.
 
+pub mod approvals;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod flaky;
 pub mod learned;
 pub mod metrics;
 pub mod notify;
+pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tenants;
+pub mod tls;
 pub mod worker;
 
 pub use routes::router;

@@ -69,7 +69,18 @@ const TTG_BUCKETS: [f64; 10] = [
     60.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
 ];
 
-pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(st): State<Shared>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &st.config.metrics.token {
+        let given = pipeguard_platforms::webhook::bearer(&headers).unwrap_or("");
+        if !pipeguard_platforms::webhook::token_eq(token, given) {
+            return Err(ApiError::unauthorized(
+                "/metrics needs the [metrics] token as a bearer credential",
+            ));
+        }
+    }
     let mut reg = Registry::default();
     reg.register(
         "pipeguard_webhooks_received",

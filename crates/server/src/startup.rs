@@ -45,12 +45,43 @@ fn warn_unconfigured(config: &Config) {
     }
 }
 
+/// Refuses to listen beyond this machine while a platform someone configured would accept
+/// deliveries nobody signed: anyone who reaches the port could start heals.
+fn check_exposure(config: &Config) -> Result<()> {
+    if crate::state::is_loopback(&config.listen) {
+        return Ok(());
+    }
+    for m in MODULES {
+        let s = config.platforms.get(m.platform());
+        let configured = s.token.is_some()
+            || s.user.is_some()
+            || s.api_url != m.section().default_api_url
+            || config
+                .repos
+                .iter()
+                .any(|r| r.platform() == Some(m.platform()));
+        if configured && s.webhook_secret.is_none() && !s.allow_unsigned {
+            anyhow::bail!(
+                "{} listens on {} but {} has no webhook secret: set PIPEGUARD_{}_WEBHOOK_SECRET \
+                 (or allow_unsigned = true in [{}] on a trusted network)",
+                "pipeguard",
+                config.listen,
+                m.platform(),
+                m.section().key.to_ascii_uppercase(),
+                m.section().key
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the server and worker on `listener` until `shutdown` turns true.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    check_exposure(&config)?;
     warn_unconfigured(&config);
     let state = AppState::new(config).await?;
     if state.store.backend() == pipeguard_store::Backend::Sqlite {
@@ -61,15 +92,21 @@ pub async fn serve(
             tracing::info!(jobs = n, "resuming work interrupted by the last stop");
         }
     }
+    let tls = match (&state.config.tls.cert, &state.config.tls.key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let worker = tokio::spawn(worker::run(state.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "pipeguard listening");
-    let mut rx = shutdown.clone();
-    axum::serve(listener, routes::router(state.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|v| *v).await;
-        })
-        .await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "pipeguard listening");
+    crate::tls::serve(
+        listener,
+        routes::router(state.clone()),
+        tls,
+        shutdown.clone(),
+    )
+    .await;
     worker.await.context("worker panicked")?;
     state.store.close().await;
     tracing::info!("pipeguard stopped");

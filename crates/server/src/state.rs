@@ -1,7 +1,9 @@
 //! What every request handler and the worker share: configuration, the store, the analyzer,
 //! and the platform registry with each configured repository's own client and policy.
 
+use crate::auth::oidc::OidcValidator;
 use crate::config::Config;
+use crate::ratelimit::SourceLimiter;
 use crate::tenants::{self, RepoConfig};
 use crate::{metrics, notify};
 use anyhow::{Context, Result};
@@ -27,6 +29,11 @@ pub struct AppState {
     /// Rung by intake so the worker picks new work at once instead of at its next poll.
     pub worker_wake: tokio::sync::Notify,
     pub metrics: metrics::Metrics,
+    /// JWT validation when an OIDC provider is configured.
+    pub oidc: Option<OidcValidator>,
+    pub rate_limit: SourceLimiter,
+    /// Listening on a loopback address only: unsigned deliveries are accepted there.
+    pub loopback: bool,
 }
 
 pub type Shared = Arc<AppState>;
@@ -49,6 +56,19 @@ fn tenant_section(base: &Section, r: &RepoConfig) -> Section {
             .or_else(|| base.webhook_secret.clone()),
         allow_unsigned: base.allow_unsigned,
     }
+}
+
+/// Whether `listen` (`host:port`) binds a loopback address only.
+pub fn is_loopback(listen: &str) -> bool {
+    let host = listen
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(listen)
+        .trim_matches(|c| c == '[' || c == ']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl AppState {
@@ -89,6 +109,12 @@ impl AppState {
             started_at_ms: pipeguard_store::now_ms(),
             worker_wake: tokio::sync::Notify::new(),
             metrics: metrics::Metrics::default(),
+            oidc: match &config.auth.oidc {
+                Some(o) => Some(OidcValidator::new(o.clone()).map_err(anyhow::Error::msg)?),
+                None => None,
+            },
+            rate_limit: SourceLimiter::new(config.api.rate_limit_per_minute),
+            loopback: is_loopback(&config.listen),
             config,
         }))
     }

@@ -157,8 +157,12 @@ impl Api {
     }
 }
 
-async fn find_session(base: &str, builder: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let http = reqwest::Client::new();
+async fn find_session(
+    http: &reqwest::Client,
+    base: &str,
+    builder: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = Value::Null;
     while Instant::now() < deadline {
@@ -226,6 +230,7 @@ async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escal
     cfg.worker.verify_poll_seconds = 600;
     cfg.platform_mut(Platform::Buildbot).api_url = api.base.clone();
     cfg.platform_mut(Platform::Buildbot).webhook_secret = Some(SECRET.into());
+    let pg_http = common::admin_client(&cfg.database_url).await;
     let (base, shutdown, handle) = common::spawn(cfg).await;
 
     let bin = venv_bin();
@@ -318,7 +323,7 @@ async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escal
     }
 
     // (a) transient: rebuilt once, the rebuild goes green, healed.
-    let healed = find_session(&base, "fetch-deps", |s| {
+    let healed = find_session(&pg_http, &base, "fetch-deps", |s| {
         s["status"] == "healed" || s["status"] == "escalated" || s["status"] == "failed"
     })
     .await;
@@ -328,11 +333,11 @@ async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escal
     assert_eq!(healed["category"], "network", "{healed:#}");
 
     // (b) genuine: escalated with the compiler's lines as evidence.
-    let escalated = find_session(&base, "compile", |s| s["status"] != "received").await;
+    let escalated = find_session(&pg_http, &base, "compile", |s| s["status"] != "received").await;
     let escalated = if escalated["status"] == "escalated" {
         escalated
     } else {
-        find_session(&base, "compile", |s| s["status"] == "escalated").await
+        find_session(&pg_http, &base, "compile", |s| s["status"] == "escalated").await
     };
     assert_eq!(escalated["category"], "compilation_error", "{escalated:#}");
     let evidence: Vec<&str> = escalated["evidence"]
@@ -430,6 +435,7 @@ async fn buildbot_intake_rejects_bad_deliveries() {
     cfg.platform_mut(Platform::Buildbot).webhook_secret = Some(SECRET.into());
     // Nothing listens here: a stored failure would fail to fetch logs, not reach anyone.
     cfg.platform_mut(Platform::Buildbot).api_url = format!("http://127.0.0.1:{}", free_port());
+    let admin = common::admin_client(&cfg.database_url).await;
     let (base, shutdown, handle) = common::spawn(cfg).await;
     let http = reqwest::Client::new();
     let url = format!("{base}/webhooks/buildbot");
@@ -472,7 +478,7 @@ async fn buildbot_intake_rejects_bad_deliveries() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ignored");
-    let sessions: Value = http
+    let sessions: Value = admin
         .get(format!("{base}/api/v1/sessions"))
         .send()
         .await

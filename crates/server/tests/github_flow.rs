@@ -293,11 +293,16 @@ async fn deploy_workflows_wait_for_approval_before_any_rerun() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    app.wait_status(&id, "verifying").await;
+    let s = app.wait_status(&id, "verifying").await;
+    // The approver is the credential, not the body's `by`.
+    let timeline = s["timeline"].to_string();
+    assert!(timeline.contains("approved by test-admin"), "{timeline}");
+    assert!(!timeline.contains("alice"), "{timeline}");
     // A second approval is a conflict, not a second re-run.
     let r = app
         .http
         .post(format!("{}/api/v1/sessions/{id}/approve", app.base))
+        .json(&json!({}))
         .send()
         .await
         .unwrap();

@@ -194,6 +194,7 @@ async fn accepted_work_survives_a_restart_and_runs_once() {
         .await;
     assert_eq!(r.status(), 202);
     let id = session_id(r).await;
+    let http = app.http.clone();
     let (gh, dir, db) = app.stop().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .and(wiremock::matchers::path(format!(
@@ -204,7 +205,6 @@ async fn accepted_work_survives_a_restart_and_runs_once() {
         .mount(&gh)
         .await;
     let (base, tx, handle) = spawn(config(&gh, &db)).await;
-    let http = reqwest::Client::new();
     let mut status = String::new();
     for _ in 0..200 {
         let s: serde_json::Value = http

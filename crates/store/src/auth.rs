@@ -78,7 +78,9 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let t = TokenRecord::from_row(&row)?;
         let now = now_ms();
-        if t.last_used_at.is_none_or(|at| now - at > LAST_USED_RESOLUTION_MS) {
+        if t.last_used_at
+            .is_none_or(|at| now - at > LAST_USED_RESOLUTION_MS)
+        {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
                 .bind(now)
                 .bind(token_hash)

@@ -119,3 +119,34 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Platform calls that re-ran work (`run` actions) made since `since_ms`, for one
+    /// repository or all: what the healing budget counts.
+    pub async fn reruns_since(
+        &self,
+        since_ms: i64,
+        repository: Option<(&str, &str)>,
+    ) -> Result<i64> {
+        let row =
+            match repository {
+                Some((platform, repo)) => sqlx::query(
+                    "SELECT COUNT(*) AS n FROM actions a JOIN sessions s ON s.id = a.session_id \
+                     WHERE a.target = 'run' AND a.created_at >= $1 AND s.platform = $2 \
+                     AND s.repository = $3",
+                )
+                .bind(since_ms)
+                .bind(platform)
+                .bind(repo)
+                .fetch_one(self.pool())
+                .await?,
+                None => sqlx::query(
+                    "SELECT COUNT(*) AS n FROM actions WHERE target = 'run' AND created_at >= $1",
+                )
+                .bind(since_ms)
+                .fetch_one(self.pool())
+                .await?,
+            };
+        Ok(row.try_get("n")?)
+    }
+}

@@ -13,4 +13,5 @@ pub mod run;
 pub mod serve;
 pub mod signatures;
 pub mod simulate;
+pub mod token;
 pub mod verdict;

@@ -26,14 +26,17 @@ pub struct ReportArgs {
     pub format: Format,
 }
 
-/// Calls the server's API: `body` is sent as JSON. An answer outside 2xx is an error carrying
-/// the server's own message, so the user sees why.
+/// Calls the server's API with the token in `PIPEGUARD_TOKEN`: `body` is sent as JSON. An
+/// answer outside 2xx is an error carrying the server's own message, so the user sees why.
 pub fn call(method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut req = reqwest::Client::new().request(method, url);
+        if let Ok(token) = std::env::var("PIPEGUARD_TOKEN") {
+            req = req.bearer_auth(token.trim());
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -49,6 +52,12 @@ pub fn call(method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<
                 .as_ref()
                 .and_then(|v| v["message"].as_str().map(str::to_string))
                 .unwrap_or(text);
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                anyhow::bail!(
+                    "{url} answered {status}: {why}\n\
+                     set PIPEGUARD_TOKEN to a token from `pipeguard token create`"
+                );
+            }
             anyhow::bail!("{url} answered {status}: {why}");
         }
         v.context("the server's answer is not JSON")

@@ -1,33 +1,39 @@
-//! The HTTP routes: intake, the seed's `/pipeline/*` endpoints, the API and metrics.
+//! The HTTP routes. Open: `/healthz`, the webhooks (each platform proves itself with its own
+//! secret) and `/metrics` (unless `[metrics] token` is set). Everything else needs a bearer
+//! credential with the role `auth::ROUTES` names.
 
+pub mod approvals;
 pub mod learning;
 pub mod sessions;
 pub mod status;
+pub mod tokens;
 pub mod webhooks;
 
 use crate::error::ApiError;
-use crate::{metrics, Shared};
+use crate::{auth, metrics, Shared};
 use axum::body::{Body, Bytes};
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use axum::Router;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
 
-pub fn router(state: Shared) -> Router {
+/// Routes that need a credential; `auth::authorize` checks it against the route's role.
+fn api(st: &Shared) -> Router<Shared> {
     Router::new()
-        .route("/healthz", get(status::healthz))
-        .route("/webhooks/{platform}", post(webhooks::receive))
-        .route("/pipeline/webhook", post(webhooks::generic))
         .route("/pipeline/status", get(status::status))
         .route("/pipeline/healing/history", get(status::history))
         .route("/pipeline/test/trigger", post(status::test_trigger))
-        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/stats", get(metrics::stats))
         .route("/api/v1/sessions", get(sessions::list_sessions))
         .route("/api/v1/sessions/{id}", get(sessions::get_session))
-        .route("/api/v1/sessions/{id}/approve", post(sessions::approve))
-        .route("/api/v1/sessions/{id}/reject", post(sessions::reject))
+        .route("/api/v1/sessions/{id}/approve", post(approvals::approve))
+        .route("/api/v1/sessions/{id}/reject", post(approvals::reject))
         .route("/api/v1/sessions/{id}/verdict", post(learning::verdict))
+        .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/flaky-tests", get(learning::flaky_tests))
         .route(
             "/api/v1/quarantine",
@@ -35,13 +41,97 @@ pub fn router(state: Shared) -> Router {
                 .post(learning::quarantine_add)
                 .delete(learning::quarantine_remove),
         )
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
+        .route("/api/v1/whoami", get(tokens::whoami))
+        .route_layer(from_fn_with_state(st.clone(), auth::authorize))
+        .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes))
+}
+
+pub fn router(st: Shared) -> Router {
+    let timeout = Duration::from_secs(st.config.api.request_timeout_seconds.max(1));
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .route("/webhooks/{platform}", post(webhooks::receive))
+        .route("/pipeline/webhook", post(webhooks::generic))
+        .route("/metrics", get(metrics::metrics))
+        .merge(api(&st))
         .fallback(status::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::count_webhooks,
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(st.clone(), metrics::count_webhooks))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state)
+        .layer(from_fn(json_errors))
+        .layer(from_fn_with_state(st.clone(), security_headers))
+        .with_state(st)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// Every error is `{"error", "message"}` JSON, whatever answered it (the router's 405, the
+/// body limit's 413, an extractor's 415 or 422, the timeout's 408).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = (
+        status,
+        axum::Json(serde_json::json!({"error": code, "message": message})),
+    )
+        .into_response();
+    for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+/// Answers are not cached or sniffed; with TLS, browsers are told to stay on HTTPS.
+async fn security_headers(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    if st.config.tls.cert.is_some() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    resp
 }
 
 /// A request body read up to `limit` bytes; 413 beyond.
@@ -66,4 +156,37 @@ pub fn unsupported_media_type(content_type: &str) -> ApiError {
         "unsupported_media_type",
         message,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every authenticated route is in the role table, so none falls back to admin-only by
+    /// mistake and none is open by omission.
+    #[test]
+    fn every_api_route_has_a_role() {
+        let routes = [
+            ("GET", "/pipeline/status"),
+            ("GET", "/pipeline/healing/history"),
+            ("POST", "/pipeline/test/trigger"),
+            ("GET", "/api/v1/stats"),
+            ("GET", "/api/v1/sessions"),
+            ("GET", "/api/v1/sessions/{id}"),
+            ("POST", "/api/v1/sessions/{id}/approve"),
+            ("POST", "/api/v1/sessions/{id}/reject"),
+            ("POST", "/api/v1/sessions/{id}/verdict"),
+            ("GET", "/api/v1/approvals"),
+            ("GET", "/api/v1/flaky-tests"),
+            ("GET", "/api/v1/quarantine"),
+            ("POST", "/api/v1/quarantine"),
+            ("DELETE", "/api/v1/quarantine"),
+            ("GET", "/api/v1/tokens"),
+            ("POST", "/api/v1/tokens"),
+            ("DELETE", "/api/v1/tokens/{name}"),
+            ("GET", "/api/v1/whoami"),
+        ];
+        let table: Vec<_> = super::auth::table().collect();
+        for r in routes {
+            assert!(table.contains(&r), "{r:?} is not in auth::ROUTES");
+        }
+    }
 }

@@ -5,11 +5,8 @@ use crate::error::ApiError;
 use crate::routes::status::Page;
 use crate::Shared;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::Json;
-use pipeguard_store::{SessionRecord, SessionStatus, Task, Transition};
-use serde::Deserialize;
+use pipeguard_store::SessionRecord;
 use serde_json::{json, Value};
 
 pub fn session_json(s: &SessionRecord) -> Value {
@@ -71,94 +68,4 @@ pub async fn get_session(
     v["timeline"] = json!(st.store.session_log(&id).await?);
     v["verdict"] = json!(st.store.verdict(&id).await?);
     Ok(Json(v))
-}
-
-#[derive(Deserialize, Default)]
-pub struct Verdict {
-    #[serde(default)]
-    by: Option<String>,
-    #[serde(default)]
-    comment: Option<String>,
-}
-
-fn verdict_note(action: &str, v: &Verdict) -> String {
-    let by = v.by.as_deref().unwrap_or("an operator");
-    match v.comment.as_deref() {
-        Some(c) if !c.is_empty() => format!("{action} by {by}: {c}"),
-        _ => format!("{action} by {by}"),
-    }
-}
-
-fn verdict(body: Option<Json<Verdict>>) -> Verdict {
-    body.map(|Json(v)| v).unwrap_or_default()
-}
-
-/// Approves a plan waiting for a human; the worker executes it next.
-pub async fn approve(
-    State(st): State<Shared>,
-    Path(id): Path<String>,
-    body: Option<Json<Verdict>>,
-) -> Result<impl IntoResponse, ApiError> {
-    let v = verdict(body);
-    let note = verdict_note("approved", &v);
-    let moved = st
-        .store
-        .transition(
-            &id,
-            Transition {
-                from: &[SessionStatus::AwaitingApproval],
-                to: SessionStatus::Planned,
-                message: &note,
-            },
-        )
-        .await?;
-    if !moved {
-        return Err(match st.store.get_session(&id).await? {
-            None => ApiError::not_found(format!("no session {id}")),
-            Some(s) => {
-                ApiError::conflict(format!("session is {}, not awaiting_approval", s.status))
-            }
-        });
-    }
-    st.store
-        .enqueue(
-            &id,
-            &Task::Execute { approved: true },
-            pipeguard_store::now_ms(),
-        )
-        .await?;
-    st.worker_wake.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"session_id": id, "status": "planned"})),
-    ))
-}
-
-pub async fn reject(
-    State(st): State<Shared>,
-    Path(id): Path<String>,
-    body: Option<Json<Verdict>>,
-) -> Result<impl IntoResponse, ApiError> {
-    let v = verdict(body);
-    let note = verdict_note("rejected", &v);
-    let moved = st
-        .store
-        .transition(
-            &id,
-            Transition {
-                from: &[SessionStatus::AwaitingApproval],
-                to: SessionStatus::Escalated,
-                message: &note,
-            },
-        )
-        .await?;
-    if !moved {
-        return Err(match st.store.get_session(&id).await? {
-            None => ApiError::not_found(format!("no session {id}")),
-            Some(s) => {
-                ApiError::conflict(format!("session is {}, not awaiting_approval", s.status))
-            }
-        });
-    }
-    Ok(Json(json!({"session_id": id, "status": "escalated"})))
 }

@@ -3,6 +3,7 @@
 //! store with the session and its first job → answer. Nothing slow happens here; the worker
 //! takes the stored work from the queue.
 
+use crate::auth::{self, Role};
 use crate::error::ApiError;
 use crate::Shared;
 use axum::body::Body;
@@ -27,10 +28,11 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let module = registry::by_key(&key)
         .ok_or_else(|| ApiError::not_found(format!("no platform {key:?}")))?;
-    intake(&st, module, query.as_deref(), &headers, body).await
+    intake(&st, module, query.as_deref(), &headers, body, false).await
 }
 
-/// `POST /pipeline/webhook`: the generic failure report.
+/// `POST /pipeline/webhook`: the generic failure report, proven by the generic source's own
+/// webhook secret or by a bearer token with the `ingest` role.
 pub async fn generic(
     State(st): State<Shared>,
     RawQuery(query): RawQuery,
@@ -38,7 +40,39 @@ pub async fn generic(
     body: Body,
 ) -> Result<Response, ApiError> {
     let module = registry::module(Platform::Generic).expect("the generic source is registered");
-    intake(&st, module, query.as_deref(), &headers, body).await
+    let by_secret = st.guards(Platform::Generic) && module.presents_credential(&headers, None);
+    if !by_secret {
+        let who = auth::authenticate(&st, &headers)
+            .await
+            .map_err(ApiError::unauthorized)?;
+        if !who.role.grants(Role::Ingest) {
+            return Err(ApiError::forbidden(format!(
+                "reporting failures needs the ingest role; {} has {}",
+                who.name,
+                who.role.as_str()
+            )));
+        }
+    }
+    intake(&st, module, query.as_deref(), &headers, body, !by_secret).await
+}
+
+/// Refuses deliveries the platform's (or the repository's) secret does not prove. Without a
+/// secret, deliveries are accepted only on a loopback address or with `allow_unsigned`.
+fn check_origin(
+    st: &Shared,
+    module: &dyn Module,
+    req: &WebhookRequest,
+    claimed: Option<&str>,
+) -> Result<(), ApiError> {
+    let platform = module.platform();
+    match st.webhook_secret(platform, claimed) {
+        Some(secret) => module.verify(req, secret).map_err(ApiError::unauthorized),
+        None if st.loopback || st.config.platform(platform).allow_unsigned => Ok(()),
+        None => Err(ApiError::unauthorized(format!(
+            "no webhook secret is configured for {platform}: set PIPEGUARD_{}_WEBHOOK_SECRET",
+            module.section().key.to_ascii_uppercase()
+        ))),
+    }
 }
 
 async fn intake(
@@ -47,10 +81,11 @@ async fn intake(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    authorized: bool,
 ) -> Result<Response, ApiError> {
     let platform = module.platform();
     // No credential at all while one is required: refused before the body is read.
-    if st.guards(platform) && !module.presents_credential(headers, query) {
+    if !authorized && st.guards(platform) && !module.presents_credential(headers, query) {
         return Err(ApiError::unauthorized(format!(
             "this {platform} delivery carries no credential"
         )));
@@ -61,14 +96,12 @@ async fn intake(
         query,
         body: &body,
     };
-    // The repository the delivery names chooses the secret (a repository can have its
-    // own); the body is parsed before verification only to find it.
-    let claimed = module.parse(&req).ok();
-    let claimed = claimed.as_ref().and_then(|d| d.parsed.repository());
-    if let Some(secret) = st.webhook_secret(platform, claimed) {
-        module
-            .verify(&req, secret)
-            .map_err(ApiError::unauthorized)?;
+    if !authorized {
+        // The repository the delivery names chooses the secret (a repository can have its
+        // own); the body is parsed before verification only to find it.
+        let claimed = module.parse(&req).ok();
+        let claimed = claimed.as_ref().and_then(|d| d.parsed.repository());
+        check_origin(st, module, &req, claimed)?;
     }
     let content_type = header(headers, "content-type").unwrap_or("");
     if !module.accepts(content_type) {

@@ -9,6 +9,35 @@ use pipeguard_store::{
     now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
 };
 
+/// Why the healing budget forbids another re-run now, if it does: a flood of failures must
+/// not become a retry storm.
+async fn over_budget(st: &Shared, s: &SessionRecord) -> Result<Option<String>, JobError> {
+    let h = &st.config.healing;
+    let since = now_ms() - 3600 * 1000;
+    if h.budget_per_repository_per_hour > 0 {
+        let n = st
+            .store
+            .reruns_since(since, Some((&s.platform, &s.repository)))
+            .await?;
+        if n >= h.budget_per_repository_per_hour as i64 {
+            return Ok(Some(format!(
+                "healing budget reached: {n} re-runs of {} in the last hour (limit {})",
+                s.repository, h.budget_per_repository_per_hour
+            )));
+        }
+    }
+    if h.budget_per_hour > 0 {
+        let n = st.store.reruns_since(since, None).await?;
+        if n >= h.budget_per_hour as i64 {
+            return Ok(Some(format!(
+                "healing budget reached: {n} re-runs in the last hour over all repositories (limit {})",
+                h.budget_per_hour
+            )));
+        }
+    }
+    Ok(None)
+}
+
 pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
     let s = load(st, &job.session_id).await?;
     if s.status != S::Planned && s.status != S::Executing {
@@ -24,6 +53,12 @@ pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
         Some(p) => (p.jobs.clone(), p.all_failed, p.mixed),
         None => (Vec::new(), true, false),
     };
+    // A job taken again after its call (status executing) already counted against the budget.
+    if s.status == S::Planned {
+        if let Some(why) = over_budget(st, &s).await? {
+            return escalate_executing(st, &s, &why).await;
+        }
+    }
     let attempt = s.heal_attempts + 1;
     let strategy = s
         .strategy

@@ -55,11 +55,19 @@ const OPEN: [S; 6] = [
     S::Verifying,
 ];
 
+/// How often housekeeping runs (lapsed approvals).
+const HOUSEKEEPING: Duration = Duration::from_secs(30);
+
 pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
     let lease = st.config.worker.lease_seconds as i64 * 1000;
+    let mut housekept = std::time::Instant::now() - HOUSEKEEPING;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if housekept.elapsed() >= HOUSEKEEPING {
+            housekept = std::time::Instant::now();
+            housekeeping(&st).await;
         }
         let job = match st.store.claim(lease).await {
             Ok(j) => j,
@@ -91,6 +99,14 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
                 .fail_job(id, "internal error: the job panicked")
                 .await;
         }
+    }
+}
+
+async fn housekeeping(st: &Shared) {
+    match crate::approvals::expire(st).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "escalated plans whose approval lapsed"),
+        Err(e) => tracing::warn!("cannot expire approvals: {e}"),
     }
 }
 

@@ -17,6 +17,8 @@ pub const REPO: &str = "octo-org/octo-repo";
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
+    /// An admin token, sent with every API call of the helpers below.
+    pub token: String,
     pub github: MockServer,
     pub db_url: String,
     pub dir: tempfile::TempDir,
@@ -50,10 +52,12 @@ impl TestApp {
         let db_url = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
         let mut cfg = config(&github, &db_url);
         tweak(&mut cfg);
+        let token = create_token(&db_url, "test-admin", "admin").await;
         let (base, shutdown, handle) = spawn(cfg).await;
         TestApp {
             base,
-            http: reqwest::Client::new(),
+            http: authenticated(&token),
+            token,
             github,
             db_url,
             dir,
@@ -87,9 +91,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A token with `role`, created in the app's database.
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        create_token(&self.db_url, name, role).await
+    }
+
     pub async fn get(&self, p: &str) -> Value {
         self.http
             .get(format!("{}{p}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap()
@@ -114,6 +124,47 @@ impl TestApp {
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {
         self.wait_session(id, |s| s["status"] == status).await
     }
+}
+
+/// A client with a fresh admin token of the database at `db_url`.
+pub async fn admin_client(db_url: &str) -> reqwest::Client {
+    let name = format!("admin-{}", &uuid_like());
+    authenticated(&create_token(db_url, &name, "admin").await)
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A client that sends `token` as its bearer credential with every request.
+pub fn authenticated(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+/// Creates an API token straight in the database, as `pipeguard token create` does.
+pub async fn create_token(db_url: &str, name: &str, role: &str) -> String {
+    let store = pipeguard_store::Store::connect(db_url).await.unwrap();
+    let token = pipeguard_server::auth::tokens::generate();
+    assert!(store
+        .create_token(name, role, &pipeguard_server::auth::tokens::hash(&token))
+        .await
+        .unwrap());
+    store.close().await;
+    token
 }
 
 pub async fn spawn(
@@ -268,7 +319,10 @@ pub async fn api_call(
     p: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = app.http.request(method, format!("{}{p}", app.base));
+    let mut req = app
+        .http
+        .request(method, format!("{}{p}", app.base))
+        .bearer_auth(&app.token);
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -298,6 +352,7 @@ pub async fn metrics_text(app: &TestApp) -> String {
     let r = app
         .http
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.token)
         .send()
         .await
         .unwrap();

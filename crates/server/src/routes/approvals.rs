@@ -1,0 +1,112 @@
+//! `POST /api/v1/sessions/{id}/approve|reject` and `GET /api/v1/approvals`: a person's decision
+//! on a plan that waits, recorded under the credential's identity (never a body field).
+
+use crate::approvals::{self, Decided, DecisionError};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::routes::sessions::session_json;
+use crate::Shared;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use pipeguard_store::{SessionFilter, SessionStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Longest comment kept with a decision.
+const MAX_COMMENT: usize = 2000;
+
+#[derive(Deserialize, Default)]
+pub struct Decision {
+    #[serde(default)]
+    comment: Option<String>,
+    /// Accepted from older clients and ignored: the approver is the credential's identity.
+    #[serde(default)]
+    #[allow(dead_code)]
+    by: Option<String>,
+}
+
+fn decision(body: Result<Json<Decision>, JsonRejection>) -> Result<Decision, ApiError> {
+    let d = match body {
+        Ok(Json(d)) => d,
+        Err(JsonRejection::MissingJsonContentType(_)) => {
+            return Err(crate::routes::unsupported_media_type(""))
+        }
+        Err(e) => return Err(ApiError::bad_request(e.body_text())),
+    };
+    if d.comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_COMMENT)
+    {
+        return Err(ApiError::bad_request(format!(
+            "comment is longer than {MAX_COMMENT} characters"
+        )));
+    }
+    Ok(d)
+}
+
+impl From<DecisionError> for ApiError {
+    fn from(e: DecisionError) -> ApiError {
+        match e {
+            DecisionError::NotFound(_) => ApiError::not_found(e.to_string()),
+            DecisionError::Conflict(m) => ApiError::conflict(m),
+            DecisionError::Store(s) => s.into(),
+        }
+    }
+}
+
+pub async fn approve(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<Decision>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let d = decision(body)?;
+    let body = match approvals::approve(&st, &id, &who, d.comment.as_deref()).await? {
+        Decided::Approved { by } => {
+            json!({"session_id": id, "status": "planned", "approved_by": by})
+        }
+        Decided::Waiting {
+            approvals,
+            required,
+        } => json!({"session_id": id, "status": "awaiting_approval", "approvals": approvals,
+                   "required": required, "approved_by": [who.name]}),
+        Decided::Rejected => unreachable!("approve never rejects"),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+pub async fn reject(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<Decision>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let d = decision(body)?;
+    approvals::reject(&st, &id, &who, d.comment.as_deref()).await?;
+    Ok(Json(
+        json!({"session_id": id, "status": "escalated", "rejected_by": who.name}),
+    ))
+}
+
+/// Plans waiting for people, with the approvals each has and when it lapses.
+pub async fn list(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let filter = SessionFilter {
+        status: Some(SessionStatus::AwaitingApproval),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for s in st.store.find_sessions(&filter, 500, 0).await? {
+        let approvals = approvals::current_approvals(&st, &s).await?;
+        out.push(json!({
+            "session": session_json(&s),
+            "plan": s.plan,
+            "approvals": approvals,
+            "required": st.config.approvals.required,
+            "expires_at": approvals::expires_at(&st, &s),
+        }));
+    }
+    Ok(Json(json!({"approvals": out})))
+}
