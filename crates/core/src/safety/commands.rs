@@ -955,7 +955,7 @@ impl Ctx {
                         .map(String::from)
                 })
             });
-        if let Some(o) = out.filter(|o| o != "-" && o != "/dev/stdout") {
+        if let Some(o) = out.filter(|o| o != "-" && !self.t.paths.is_harmless_device(o)) {
             self.downloaded.push(o.clone());
             let (level, reason) = self.classify_write(&Arg::literal(&o));
             self.add(

@@ -199,6 +199,25 @@ impl Ctx {
                 }
                 c => taint(&c),
             },
+            "dirname" | "basename" if !args.is_empty() => {
+                let p = args
+                    .iter()
+                    .find(|a| !a.starts_with('-'))
+                    .copied()
+                    .unwrap_or("");
+                let t = p.trim_end_matches('/');
+                let out = if name == "basename" {
+                    basename(t).to_string()
+                } else {
+                    match t.rfind('/') {
+                        Some(0) => "/".to_string(),
+                        Some(i) => t[..i].to_string(),
+                        None if p.starts_with('/') => "/".to_string(),
+                        None => ".".to_string(),
+                    }
+                };
+                Content::text(out + "\n")
+            }
             "xargs" if args.is_empty() || args == ["echo"] => match upstream {
                 Content::Text { text, decoded } => Content::Text {
                     text: text.split_whitespace().collect::<Vec<_>>().join(" ") + "\n",

@@ -22,6 +22,12 @@ const MAX_COMMAND_DEPTH: u32 = 48;
 const MAX_STEPS: u32 = 4000;
 /// The most values a loop variable is tried with.
 const MAX_CHOICES: usize = 16;
+/// Loop variables tried value by value in one pipeline; further ones are left unknown.
+const MAX_LOOP_VARS: usize = 2;
+/// Longer scripts are not read (commands pipeguard runs are a few lines).
+const MAX_SCRIPT: usize = 256 * 1024;
+/// Longer variable values are taken as unknown.
+const MAX_VALUE: usize = 64 * 1024;
 
 /// One expanded argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +87,8 @@ pub(super) struct Ctx {
     steps: u32,
     command_depth: u32,
     call_stack: Vec<String>,
+    /// `mentions_download` by script: the same substitution is asked about many times.
+    download_memo: std::cell::RefCell<HashMap<String, bool>>,
 }
 
 /// What a nested scope saves of its parent.
@@ -115,6 +123,7 @@ impl Ctx {
             steps: 0,
             command_depth: 0,
             call_stack: vec![],
+            download_memo: Default::default(),
         }
     }
 
@@ -132,6 +141,14 @@ impl Ctx {
 
     /// Run a script in the current scope.
     pub fn script(&mut self, src: &str) {
+        if src.len() > MAX_SCRIPT {
+            self.add(
+                Risk::High,
+                format!("a script of {} bytes is too long to assess", src.len()),
+                &[Arg::literal(&src.chars().take(80).collect::<String>())],
+            );
+            return;
+        }
         if self.depth > MAX_DEPTH {
             self.add(
                 Risk::High,
@@ -270,6 +287,21 @@ impl Ctx {
             self.pipeline_once(p);
             return;
         };
+        if used.len() > MAX_LOOP_VARS {
+            let saved: Vec<(String, Vec<String>)> = used[MAX_LOOP_VARS..]
+                .iter()
+                .filter_map(|k| self.choices.remove_entry(k))
+                .collect();
+            for (k, _) in &saved {
+                self.vars.insert(k.clone(), vec![DYN.to_string()]);
+            }
+            self.pipeline(p);
+            for (k, v) in saved {
+                self.vars.remove(&k);
+                self.choices.insert(k, v);
+            }
+            return;
+        }
         let values = self.choices.get(var).cloned().unwrap_or_default();
         let saved = self.choices.remove(var);
         for v in values.into_iter().take(MAX_CHOICES) {
@@ -290,6 +322,11 @@ impl Ctx {
                 continue;
             }
             let argv: Vec<Arg> = c.words.iter().flat_map(|w| self.expand_fields(w)).collect();
+            if is_arithmetic(c) {
+                // `(( n++ ))`: expanding it judged any `$(...)` inside; nothing else runs.
+                prev = Some(Content::text(""));
+                continue;
+            }
             self.assignments(c, &argv);
             let input = self.input_for(c, i, prev.take());
             self.redirects(c, &argv);
@@ -336,9 +373,13 @@ impl Ctx {
 
     pub fn set_var(&mut self, name: &str, v: &Arg) {
         self.choices.remove(name);
-        if v.dynamic() {
-            self.vars.remove(name);
-        } else if v.text.contains(ARRAY_SEP) {
+        if v.text.len() > MAX_VALUE {
+            // `x=$x$x` doubled forty times: not worth holding.
+            self.vars.insert(name.to_string(), vec![DYN.to_string()]);
+            return;
+        }
+        // A value with run-time parts keeps them marked (`X=${X:-/}` is `$?/`).
+        if v.text.contains(ARRAY_SEP) {
             let items: Vec<String> = v.text.split(ARRAY_SEP).map(String::from).collect();
             self.vars.insert(name.to_string(), items);
         } else {
@@ -757,6 +798,17 @@ impl Ctx {
 
     /// Whether a script fetches something from the network.
     pub fn mentions_download(&self, script: &str, depth: u32) -> bool {
+        if let Some(m) = self.download_memo.borrow().get(script) {
+            return *m;
+        }
+        let m = self.mentions_download_uncached(script, depth);
+        self.download_memo
+            .borrow_mut()
+            .insert(script.to_string(), m);
+        m
+    }
+
+    fn mentions_download_uncached(&self, script: &str, depth: u32) -> bool {
         let markers = &self.t.interp.download_markers;
         if markers.iter().any(|m| script.contains(m.as_str())) {
             return true;
@@ -823,6 +875,10 @@ fn replace_string(outer: &[Arg], opts: &[String]) -> Option<String> {
         }
     }
     None
+}
+
+fn is_arithmetic(c: &SimpleCommand) -> bool {
+    matches!(c.words.as_slice(), [w] if matches!(w.parts.as_slice(), [shell::Part::Arith(_)]))
 }
 
 /// Whether any word of the pipeline reads the variable `name`.

@@ -148,6 +148,8 @@ struct Lexer<'a> {
     pending_heredocs: Vec<usize>,
     heredocs: Vec<(usize, String)>,
     _src: &'a str,
+    /// A `((` found unclosed: every later one is too, so none is tried again.
+    arith_unclosed: bool,
 }
 
 fn is_name_start(c: char) -> bool {
@@ -167,6 +169,7 @@ impl<'a> Lexer<'a> {
             pending_heredocs: vec![],
             heredocs: vec![],
             _src: src,
+            arith_unclosed: false,
         }
     }
 
@@ -267,12 +270,16 @@ impl<'a> Lexer<'a> {
     /// `((...))` as a command is arithmetic; `((cmd); cmd)` is two subshells, told apart by
     /// what follows the first closing parenthesis.
     fn arithmetic(&mut self) -> Result<bool, ParseError> {
+        if self.arith_unclosed {
+            return Ok(false);
+        }
         let start = self.pos;
         self.pos += 2;
         let inner = match self.balanced(')') {
             Ok(t) => t,
             Err(_) => {
                 self.pos = start;
+                self.arith_unclosed = true;
                 return Ok(false);
             }
         };

@@ -22,7 +22,12 @@
 //!
 //! A `[[tool.inner]]` says where the tool runs another command (`kubectl exec`, `sudo`,
 //! `ssh`): that command is judged as if it ran directly, and the rules see only the
-//! arguments before it.
+//! arguments before it. It starts after `sub` (if given), the tool's options and `skip`
+//! positional words (a pod, a host), or after `--`; `after_dash_dash` only there;
+//! `command_follows` right after the skipped words; `script_options` give it as shell text
+//! (`-c TEXT`); `kind = "script"` joins the remaining words into shell text; `stdin_args`
+//! appends what the standard input holds (`xargs`); `empty_runs_shell` reads a script from
+//! the standard input when no command is given (`ssh HOST`).
 
 use crate::policy::Risk;
 use regex::{Regex, RegexBuilder};
@@ -140,6 +145,8 @@ struct InnerSpec {
     replace_options: Vec<String>,
     #[serde(default)]
     empty_runs_shell: bool,
+    #[serde(default)]
+    command_follows: bool,
 }
 
 /// How the inner command is given.
@@ -290,6 +297,9 @@ pub(super) struct Inner {
     pub stdin_args: bool,
     pub replace_options: Vec<String>,
     pub empty_runs_shell: bool,
+    /// The command starts right after the skipped words, options or not (`docker run IMAGE
+    /// -x`: `-x` is the container's).
+    command_follows: bool,
 }
 
 pub(super) struct Tool {
@@ -458,6 +468,7 @@ impl Tool {
                     stdin_args: i.stdin_args,
                     replace_options: i.replace_options,
                     empty_runs_shell: i.empty_runs_shell,
+                    command_follows: i.command_follows,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -521,6 +532,13 @@ fn script_option(names: &[String], args: &[String], i: usize) -> Option<Option<S
     let a = args[i].as_str();
     if names.iter().any(|s| s == a) {
         return Some(args.get(i + 1).cloned());
+    }
+    // A short cluster ending with the option (`script -qc CMD`).
+    if a.len() > 2 && !a.starts_with("--") {
+        let last = a.chars().last().unwrap_or(' ');
+        if names.iter().any(|s| s.len() == 2 && s.ends_with(last)) {
+            return Some(args.get(i + 1).cloned());
+        }
     }
     names.iter().find_map(|s| {
         let rest = a.strip_prefix(s.as_str())?;
@@ -756,6 +774,9 @@ impl<'a> Entry<'a> {
                 i += 1;
                 continue;
             }
+            if spec.command_follows && spec.skip > 0 && skipped == spec.skip {
+                break;
+            }
             if is_option(a) {
                 i += if opts.takes_value(a) { 2 } else { 1 };
                 continue;
@@ -825,12 +846,20 @@ impl Rule {
             return false;
         }
         if let Some(t) = &self.text {
-            let mut text = v.args.join(" ");
+            let mut parts: Vec<String> = if self.sql {
+                // Options are not SQL (`--query` is no comment).
+                v.args
+                    .iter()
+                    .filter(|a| !a.starts_with('-') || a.contains(char::is_whitespace))
+                    .map(|a| sql_text(a))
+                    .collect()
+            } else {
+                v.args.to_vec()
+            };
             if let Some(s) = v.stdin {
-                text.push('\n');
-                text.push_str(s);
+                parts.push(if self.sql { sql_text(s) } else { s.to_string() });
             }
-            let text = if self.sql { sql_text(&text) } else { text };
+            let text = parts.join("\n");
             if !t.is_match(&text) {
                 return false;
             }
