@@ -126,7 +126,7 @@ impl Ctx {
         }
         match name {
             "eval" => self.eval(argv, input),
-            "source" | "." => self.source(argv),
+            "source" | "." => self.source(argv, input),
             "su" | "runuser" | "sg" => self.su(name, argv, input),
             "env" => self.env(argv, input),
             "trap" => self.trap(argv, input),
@@ -141,7 +141,7 @@ impl Ctx {
             "dd" => self.dd(argv),
             "chmod" | "chown" | "chgrp" | "setfacl" | "chattr" => self.permissions(name, argv),
             "cp" | "mv" | "install" | "ln" | "rsync" | "scp" => self.copy(name, argv, input),
-            "tee" => self.tee(argv),
+            "tee" => self.tee(argv, input),
             "truncate" | "fallocate" => self.truncate(argv),
             "sed" => self.sed(argv),
             "tar" => self.tar(argv, input),
@@ -179,10 +179,10 @@ impl Ctx {
 
     pub(super) fn deletion(&self, targets: &[&Arg], recursive: bool) -> (Risk, String) {
         let paths = &self.t.paths;
-        let mut worst = (Risk::Medium, "deletes files".to_string());
+        let mut worst: Option<(Risk, String)> = None;
         let mut bump = |r: (Risk, String)| {
-            if r.0 > worst.0 {
-                worst = r;
+            if worst.as_ref().is_none_or(|w| r.0 > w.0) {
+                worst = Some(r);
             }
         };
         let what = if recursive {
@@ -191,6 +191,7 @@ impl Ctx {
             "deletes"
         };
         for t in targets {
+            let t = &self.abs_arg(t);
             let p = t.if_empty();
             let home_glob = p
                 .strip_prefix("~/")
@@ -219,6 +220,15 @@ impl Ctx {
                     Risk::Refused,
                     format!("{what} {}", if has_glob(&p) { p.clone() } else { n }),
                 ));
+            } else if let Some(parent) =
+                recursive.then(|| essential_everything(paths, &n)).flatten()
+            {
+                let level = if paths.is_system_path(&parent) {
+                    Risk::Refused
+                } else {
+                    Risk::High
+                };
+                bump((level, format!("{what} everything in {parent}")));
             } else if is_home(&p) || (recursive && home_glob) {
                 bump((Risk::Refused, format!("{what} a home directory ({p})")));
             } else if paths.is_critical_file(&p) || paths.is_block_device(&p) {
@@ -249,16 +259,18 @@ impl Ctx {
                 bump((Risk::Medium, format!("{what} {p}")));
             }
         }
-        worst
+        worst.unwrap_or((Risk::Low, "deletes nothing".to_string()))
     }
 
     fn find(&mut self, argv: &[Arg]) {
         let args = &argv[1..];
         let a = strs(args);
-        let starts: Vec<&Arg> = args
+        let resolved: Vec<Arg> = args
             .iter()
             .take_while(|x| !x.s().starts_with('-') && x.s() != "(" && x.s() != "!")
+            .map(|x| self.abs_arg(x))
             .collect();
+        let starts: Vec<&Arg> = resolved.iter().collect();
         if a.contains(&"-delete") {
             let below_only = a
                 .windows(2)
@@ -342,7 +354,7 @@ impl Ctx {
         }
     }
 
-    fn tee(&mut self, argv: &[Arg]) {
+    fn tee(&mut self, argv: &[Arg], input: &Input) {
         let args = &argv[1..];
         let append = short(args, 'a') || has(args, "--append");
         let targets: Vec<Arg> = operands(args).into_iter().cloned().collect();
@@ -351,6 +363,10 @@ impl Ctx {
                 continue;
             }
             self.write_target(t, !append, argv);
+            if let (Input::Given(content), false) = (input, t.dynamic()) {
+                let key = normalize(&self.abs(&t.text));
+                self.files.insert(key, content.clone());
+            }
         }
         if targets.is_empty() {
             self.add(Risk::Low, "tee copies its input", argv);
@@ -567,6 +583,7 @@ impl Ctx {
             format!("{name} {spec_s} changes permissions or ownership"),
         );
         for t in targets {
+            let t = &self.abs_arg(t);
             let p = t.if_empty();
             let n = normalize(&p);
             let r = if recursive && (paths.is_root_or_top(&p) || is_home(&p)) {
@@ -824,7 +841,7 @@ impl Ctx {
         };
         if name == "mv" {
             for s in &sources {
-                let p = s.if_empty();
+                let p = self.abs(&s.if_empty());
                 if paths.is_root_or_top(&p) || is_home(&p) || paths.is_critical_file(&p) {
                     self.add(
                         Risk::Refused,
@@ -864,6 +881,12 @@ impl Ctx {
             self.add(Risk::Medium, format!("{name} changes files"), argv);
             return;
         };
+        if let [src] = sources.as_slice() {
+            if let Some(content) = self.file_content(&src.text) {
+                let key = normalize(&self.abs(&d.text));
+                self.files.insert(key, content);
+            }
+        }
         if d.s().contains(':') && name != "ln" && !d.s().starts_with('/') {
             self.add(Risk::Medium, format!("{name} copies to another host"), argv);
             return;
@@ -883,7 +906,20 @@ impl Ctx {
     /// A file the command writes, truncating it or not.
     pub(super) fn write_target(&mut self, t: &Arg, truncates: bool, argv: &[Arg]) {
         let paths = &self.t.paths;
+        let t = &self.abs_arg(t);
         let p = t.if_empty();
+        if p.starts_with("/dev/tcp/") || p.starts_with("/dev/udp/") {
+            let shell = argv.first().is_some_and(|a| {
+                let n = basename(a.s());
+                self.t.interp.shells.iter().any(|s| s == n)
+            });
+            if shell {
+                self.add(Risk::Refused, "connects a shell to a remote host", argv);
+            } else {
+                self.add(Risk::Low, "opens a network connection", argv);
+            }
+            return;
+        }
         if paths.is_harmless_device(&p) && !t.dynamic() {
             return;
         }
@@ -916,6 +952,7 @@ impl Ctx {
 
     pub(super) fn classify_write(&self, t: &Arg) -> (Risk, String) {
         let paths = &self.t.paths;
+        let t = &self.abs_arg(t);
         let p = t.if_empty();
         if paths.is_block_device(&p) {
             (Risk::Refused, format!(" onto the device {p}"))
@@ -955,6 +992,25 @@ impl Ctx {
                         .map(String::from)
                 })
             });
+        let remote_name = name == "wget"
+            || a.iter().any(|s| {
+                matches!(*s, "-O" | "--remote-name" | "--remote-name-all")
+                    || (name == "curl"
+                        && s.starts_with('-')
+                        && !s.starts_with("--")
+                        && s.contains('O'))
+            });
+        let out = out.or_else(|| {
+            remote_name
+                .then(|| {
+                    a.iter()
+                        .rev()
+                        .find(|s| s.contains("://"))
+                        .map(|u| basename(u.split(['?', '#']).next().unwrap_or(u)).to_string())
+                        .filter(|b| !b.is_empty())
+                })
+                .flatten()
+        });
         if let Some(o) = out.filter(|o| o != "-" && !self.t.paths.is_harmless_device(o)) {
             self.downloaded.push(o.clone());
             let (level, reason) = self.classify_write(&Arg::literal(&o));
@@ -965,6 +1021,15 @@ impl Ctx {
             );
         }
     }
+}
+
+/// The essential directory whose whole content `n` (`/var/log/*`) names, if any.
+fn essential_everything(paths: &super::tables::Paths, n: &str) -> Option<String> {
+    let (parent, last) = n.rsplit_once('/')?;
+    (!last.is_empty()
+        && last.chars().all(|c| "*?".contains(c))
+        && paths.essential.iter().any(|e| e == parent))
+    .then(|| parent.to_string())
 }
 
 /// The shell command a sed program runs (`e CMD`, or an `s///e` flag: empty then), if any.

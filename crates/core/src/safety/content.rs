@@ -199,6 +199,11 @@ impl Ctx {
                 }
                 c => taint(&c),
             },
+            "pwd" => match &self.cwd {
+                Some(c) => Content::text(format!("{c}\n")),
+                None => Content::Unknown,
+            },
+            n if self.is_interpreter(n) => self.interpreter_output(n, &args, upstream),
             "dirname" | "basename" if !args.is_empty() => {
                 let p = args
                     .iter()
@@ -226,6 +231,32 @@ impl Ctx {
                 c => taint(&c),
             },
             _ => taint(&upstream),
+        }
+    }
+
+    /// What inline code prints (`python -c 'print("...")'`), or `python -m base64 -d`.
+    fn interpreter_output(&self, n: &str, args: &[&str], upstream: Content) -> Content {
+        if let Some(i) = args.iter().position(|a| *a == "-m") {
+            let decoding = args.iter().any(|a| matches!(*a, "-d" | "--decode"));
+            return match (args.get(i + 1), upstream) {
+                (Some(&"base64"), Content::Text { text, .. }) if decoding => {
+                    decode::base64(text.trim()).map_or(Content::Unknown, Content::decoded)
+                }
+                (_, Content::Download) => Content::Download,
+                _ => Content::Unknown,
+            };
+        }
+        let flags = &self.t.interp.code_flags;
+        let code = args
+            .iter()
+            .position(|a| flags.iter().any(|f| f == a))
+            .and_then(|i| args.get(i + 1));
+        match code.and_then(|c| super::inline::printed(c, n)) {
+            Some(t) => Content::decoded(t),
+            None => match upstream {
+                Content::Download => Content::Download,
+                _ => Content::Unknown,
+            },
         }
     }
 

@@ -8,7 +8,7 @@ use super::content::{as_script, Content, Input};
 use super::expand::ARRAY_SEP;
 use super::paths::{basename, has_glob, normalize};
 use super::shell::{self, Pipeline, Script, SimpleCommand};
-use super::tables::{Entry, InnerCmd, InnerMatch, Tables};
+use super::tables::{has_flag, Entry, InnerCmd, InnerMatch, Tables};
 use super::{Finding, DYN};
 use crate::policy::Risk;
 use std::collections::{HashMap, HashSet};
@@ -72,6 +72,10 @@ pub(super) struct Ctx {
     called: HashSet<String>,
     pub aliases: HashMap<String, String>,
     pub downloaded: Vec<String>,
+    /// What the script wrote into files, by path, for when it runs or sources them.
+    pub files: HashMap<String, Content>,
+    /// The working directory, when a `cd` made it known.
+    pub cwd: Option<String>,
     pub findings: Vec<Finding>,
     pub depth: u32,
     /// `$1...` of the current script or function, when known.
@@ -100,6 +104,7 @@ struct Scope {
     positional: Option<Vec<String>>,
     arg0: Option<String>,
     stdin: Input,
+    cwd: Option<String>,
 }
 
 impl Ctx {
@@ -112,6 +117,8 @@ impl Ctx {
             called: HashSet::new(),
             aliases: HashMap::new(),
             downloaded: vec![],
+            files: HashMap::new(),
+            cwd: None,
             findings: vec![],
             depth: 0,
             positional: None,
@@ -203,6 +210,7 @@ impl Ctx {
             positional: self.positional.clone(),
             arg0: self.arg0.clone(),
             stdin: self.stdin.clone(),
+            cwd: self.cwd.clone(),
         }
     }
 
@@ -214,6 +222,7 @@ impl Ctx {
         self.positional = s.positional;
         self.arg0 = s.arg0;
         self.stdin = s.stdin;
+        self.cwd = s.cwd;
     }
 
     /// Assess a script run by another command (`sh -c`, `$(...)`, a decoded payload) in a
@@ -336,6 +345,7 @@ impl Ctx {
             for s in outs {
                 self.nested(&s, Input::Given(out.clone()), None);
             }
+            self.record_writes(c, &argv, &out);
             prev = Some(out);
         }
     }
@@ -467,7 +477,90 @@ impl Ctx {
     }
 
     pub fn is_downloaded(&self, p: &str) -> bool {
-        self.downloaded.iter().any(|d| normalize(d) == normalize(p))
+        let p = self.abs(p);
+        self.downloaded
+            .iter()
+            .any(|d| normalize(&self.abs(d)) == normalize(&p))
+            || matches!(self.files.get(&self.file_key(&p)), Some(Content::Download))
+    }
+
+    /// An argument whose path is resolved against the known working directory.
+    pub fn abs_arg(&self, a: &Arg) -> Arg {
+        Arg {
+            text: self.abs(&a.text),
+            ..a.clone()
+        }
+    }
+
+    /// A path resolved against the known working directory.
+    pub fn abs(&self, p: &str) -> String {
+        match &self.cwd {
+            Some(cwd) if !p.starts_with('/') && !p.starts_with('~') && !p.is_empty() => {
+                let base = cwd.trim_end_matches('/');
+                let rel = p.strip_prefix("./").unwrap_or(p);
+                match (rel, base) {
+                    (".", "") => "/".to_string(),
+                    (".", b) => b.to_string(),
+                    (r, b) => format!("{b}/{r}"),
+                }
+            }
+            _ => p.to_string(),
+        }
+    }
+
+    fn file_key(&self, p: &str) -> String {
+        let a = self.abs(p);
+        if a.starts_with('/') {
+            normalize(&a)
+        } else {
+            a.trim_start_matches("./").to_string()
+        }
+    }
+
+    /// What a written file holds, when the script wrote it.
+    pub fn file_content(&self, p: &str) -> Option<Content> {
+        self.files.get(&self.file_key(p)).cloned()
+    }
+
+    /// Remember what `> FILE`, `>> FILE` and `tee FILE` put into files, and that a
+    /// downloader's output redirected to a file is a download.
+    fn record_writes(&mut self, c: &SimpleCommand, argv: &[Arg], out: &Content) {
+        let downloader = argv
+            .first()
+            .is_some_and(|a| self.t.is_downloader(basename(a.s())));
+        for r in &c.redirects {
+            if !r.writes() || matches!(r.op.as_str(), "<>") {
+                continue;
+            }
+            let t = self.expand(&r.target);
+            if t.dynamic() || t.procsub.is_some() {
+                continue;
+            }
+            let key = self.file_key(&t.text);
+            let content = if downloader {
+                Content::Download
+            } else {
+                out.clone()
+            };
+            let merged = match (r.op.as_str(), self.files.get(&key), &content) {
+                (
+                    ">>",
+                    Some(Content::Text {
+                        text: a,
+                        decoded: d,
+                    }),
+                    Content::Text {
+                        text: b,
+                        decoded: e,
+                    },
+                ) => Content::Text {
+                    text: format!("{a}{b}"),
+                    decoded: *d || *e,
+                },
+                _ => content,
+            };
+            self.files.insert(key, merged);
+        }
     }
 
     /// Assess one command after expansion.
@@ -503,12 +596,21 @@ impl Ctx {
                 &argv,
             );
             let guess = first.if_empty();
+            let shell_like = argv.get(1).is_some_and(|a| {
+                let s = a.s();
+                s.starts_with('-') && !s.starts_with("--") && s.contains('c')
+            });
             if !guess.is_empty() {
                 let mut g = argv.clone();
-                // `$x -rf /` with x empty runs `-rf /`: the guess is the rest.
                 g[0] = Arg::literal(&guess);
                 self.command(g, input);
+            } else if shell_like {
+                // `$SHELL -c TEXT`: whatever the shell, TEXT is run.
+                let mut g = argv.clone();
+                g[0] = Arg::literal("sh");
+                self.command(g, input);
             } else if argv.len() > 1 {
+                // `$x -rf /` with x empty runs `-rf /`: the guess is the rest.
                 self.command(argv[1..].to_vec(), input);
             }
             return;
@@ -521,6 +623,12 @@ impl Ctx {
                 &argv,
             );
             return;
+        }
+        if full.contains('/') {
+            if let Some(c) = self.file_content(&full) {
+                self.run_file(c, &argv, input);
+                return;
+            }
         }
         let name = basename(&full).to_string();
         if has_glob(&name) {
@@ -544,6 +652,28 @@ impl Ctx {
             return;
         }
         self.run_tool(&name, &entry, &argv, input);
+    }
+
+    /// Run a file whose content the script itself wrote.
+    pub fn run_file(&mut self, c: Content, argv: &[Arg], input: &Input) {
+        match c {
+            Content::Download => self.add(
+                Risk::Refused,
+                format!("runs {}, a file it just downloaded", argv[0].shown()),
+                argv,
+            ),
+            Content::Text { text, decoded } => {
+                if decoded {
+                    self.add(Risk::Medium, "runs a file of decoded text", argv);
+                }
+                self.nested_with_args(&text, input.clone(), argv);
+            }
+            Content::Unknown => self.add(
+                Risk::High,
+                format!("runs {}, written at run time", argv[0].shown()),
+                argv,
+            ),
+        }
     }
 
     fn expand_alias(&mut self, mut argv: Vec<Arg>) -> Vec<Arg> {
@@ -589,9 +719,18 @@ impl Ctx {
         let inner = entry.inner(&texts);
         let outer_end = inner.as_ref().map_or(texts.len(), |m| m.outer_end);
         let has_inner = inner.as_ref().is_some_and(|m| m.cmd != InnerCmd::None);
-        let view = entry.view(&texts[..outer_end], input.text(), has_inner);
+        let stdin_unknown = matches!(input, Input::Given(Content::Unknown | Content::Download));
+        let view = entry.view(&texts[..outer_end], input.text(), stdin_unknown, has_inner);
         if let Some((level, reason)) = entry.judge(&view, name) {
             self.add(level, reason, &argv[..=outer_end]);
+        }
+        for script in entry.escapes(&view) {
+            self.add(
+                Risk::High,
+                format!("{name} runs a shell command"),
+                &argv[..=outer_end],
+            );
+            self.nested(&script, Input::Outside, None);
         }
         if let Some(m) = inner {
             self.run_inner(m, argv, input);
@@ -602,7 +741,9 @@ impl Ctx {
         let args = &argv[1..];
         match m.cmd {
             InnerCmd::None => {
-                if m.spec.empty_runs_shell {
+                let opts: Vec<&str> = args[..m.outer_end].iter().map(|a| a.s()).collect();
+                let shell_flag = m.spec.shell_flags.iter().any(|f| has_flag(&opts, f));
+                if m.spec.empty_runs_shell || (shell_flag && matches!(input, Input::Given(_))) {
                     self.stdin_script(input, argv, "a shell", &[]);
                 }
             }

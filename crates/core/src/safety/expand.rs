@@ -190,6 +190,7 @@ impl Ctx {
             "@" | "*" => self.positional.clone(),
             "#" => self.positional.as_ref().map(|p| vec![p.len().to_string()]),
             "0" => self.arg0.clone().map(|a| vec![a]),
+            "PWD" if !self.vars.contains_key("PWD") => self.cwd.clone().map(|c| vec![c]),
             n if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
                 let i: usize = n.parse().ok()?;
                 self.positional

@@ -86,6 +86,44 @@ pub(super) fn effects(code: &str, t: &Interpreters, backticks: bool) -> Vec<Effe
     out
 }
 
+/// What code that only prints string literals prints (`print("rm -rf /")`, `puts '...'`,
+/// `console.log(...)`), one line per call.
+pub(super) fn printed(code: &str, interpreter: &str) -> Option<String> {
+    let names: &[&str] = if interpreter.starts_with("node") {
+        &["console.log", "process.stdout.write"]
+    } else {
+        &[
+            "print",
+            "puts",
+            "say",
+            "echo",
+            "printf",
+            "console.log",
+            "Write-Output",
+            "Write-Host",
+        ]
+    };
+    let mut out = String::new();
+    for n in names {
+        for args in calls(code, n) {
+            let strs: Vec<&str> = args
+                .iter()
+                .filter_map(|a| match a {
+                    Lit::Str(s) => Some(s.as_str()),
+                    Lit::List(_) => None,
+                })
+                .collect();
+            if !strs.is_empty() {
+                out.push_str(&strs.join(" "));
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Commands an awk program runs: `system("...")` and `"..." | getline`.
 pub(super) fn awk_commands(program: &str) -> Vec<String> {
     let mut out: Vec<String> = calls(program, "system")

@@ -44,14 +44,18 @@ impl Ctx {
                 i += 1;
                 continue;
             }
-            self.script_file(&args[i], argv, "runs", &args[i + 1..]);
+            self.script_file(&args[i], argv, "runs", &args[i + 1..], input);
             return;
         }
         self.stdin_script(input, argv, "a shell", &[]);
     }
 
     /// A shell reading a script file (`sh FILE`, `source FILE`, `bash <(...)`).
-    fn script_file(&mut self, f: &Arg, argv: &[Arg], verb: &str, args: &[Arg]) {
+    fn script_file(&mut self, f: &Arg, argv: &[Arg], verb: &str, args: &[Arg], input: &Input) {
+        if matches!(f.s(), "/dev/stdin" | "/dev/fd/0" | "/proc/self/fd/0" | "-") {
+            self.stdin_script(input, argv, "a shell", args);
+            return;
+        }
         if let Some(ps) = &f.procsub {
             match self.sub_content(ps) {
                 Content::Download => self.add(
@@ -93,6 +97,14 @@ impl Ctx {
                 format!("{verb} {}, a file it just downloaded", f.shown()),
                 argv,
             );
+            return;
+        }
+        if let Some(c) = self.file_content(&f.text) {
+            let a: Vec<Arg> = [f.clone()]
+                .into_iter()
+                .chain(args.iter().cloned())
+                .collect();
+            self.run_file(c, &a, &Input::Outside);
             return;
         }
         self.add(
@@ -170,9 +182,9 @@ impl Ctx {
         self.positional = saved;
     }
 
-    pub(super) fn source(&mut self, argv: &[Arg]) {
+    pub(super) fn source(&mut self, argv: &[Arg], input: &Input) {
         match argv.get(1) {
-            Some(f) => self.script_file(f, argv, "sources", &argv[2..]),
+            Some(f) => self.script_file(f, argv, "sources", &argv[2..], input),
             None => self.add(Risk::Low, "source without a file", argv),
         }
     }
@@ -208,6 +220,9 @@ impl Ctx {
             }
         }
         self.add(Risk::High, "opens a shell as another user", argv);
+        if matches!(input, Input::Given(_)) {
+            self.stdin_script(input, argv, "a shell", &[]);
+        }
     }
 
     /// `env [-i] [-u NAME] [-C DIR] [-S STRING] [NAME=VALUE]... [CMD ARGS...]`.
@@ -282,6 +297,12 @@ impl Ctx {
         });
         if python {
             if let Some(i) = a.iter().position(|s| *s == "-m") {
+                let module = a.get(i + 1).copied().unwrap_or("");
+                if !matches!(module, "pip" | "venv") && !self.t.tools_for(module).is_empty() {
+                    // `python -m twine upload`: the module's command line.
+                    self.command(args[i + 1..].to_vec(), input);
+                    return;
+                }
                 self.python_module(&a, i, argv);
                 return;
             }
@@ -293,10 +314,26 @@ impl Ctx {
         }
         let script = args
             .iter()
-            .find(|x| !x.s().starts_with('-') || x.s() == "-");
+            .position(|x| !x.s().starts_with('-') || x.s() == "-");
+        let script = script.map(|i| (&args[i], &args[i + 1..]));
         match script {
-            Some(s) if s.s() == "-" => self.code_from_stdin(n, input, argv),
-            Some(s) => self.script_file(s, argv, &format!("{n} runs"), &[]),
+            Some((s, _)) if s.s() == "-" => self.code_from_stdin(n, input, argv),
+            Some((s, rest)) if !self.t.tools_for(super::paths::basename(s.s())).is_empty() => {
+                // `python manage.py flush`, `php artisan migrate:fresh`: the script's own
+                // command line, as the tables know it.
+                let mut v = vec![Arg::literal(super::paths::basename(s.s()))];
+                v.extend(rest.iter().cloned());
+                self.command(v, input);
+            }
+            Some((s, _)) => match self.file_content(&s.text) {
+                Some(Content::Text { text, .. }) => self.inline_code(n, &text, argv),
+                Some(Content::Download) => self.add(
+                    Risk::Refused,
+                    format!("{n} runs a file it just downloaded"),
+                    argv,
+                ),
+                _ => self.script_file(s, argv, &format!("{n} runs"), &[], input),
+            },
             None if matches!(input, Input::Outside) => self.add(
                 Risk::Medium,
                 format!("{n} reads a program from its standard input"),
@@ -382,6 +419,25 @@ impl Ctx {
         ]
         .iter()
         .any(|m| code.contains(m));
+        let reverse_shell = code.contains("socket")
+            && [
+                "/bin/sh",
+                "/bin/bash",
+                "pty.spawn",
+                "\"sh\"",
+                "'sh'",
+                "cmd.exe",
+            ]
+            .iter()
+            .any(|m| code.contains(m));
+        if reverse_shell {
+            self.add(
+                Risk::Refused,
+                format!("{n} inline code serves a shell over a network socket"),
+                argv,
+            );
+            return;
+        }
         if downloads && runs {
             self.add(
                 Risk::Refused,
@@ -422,7 +478,7 @@ impl Ctx {
         }
         if let Some(i) = argv.iter().position(|a| a.s() == "-f") {
             let f = argv.get(i + 1).cloned().unwrap_or_else(|| Arg::literal(""));
-            self.script_file(&f, argv, "schedules", &[]);
+            self.script_file(&f, argv, "schedules", &[], &Input::Outside);
             return;
         }
         self.stdin_script(input, argv, "a scheduled job", &[]);
@@ -680,6 +736,31 @@ impl Ctx {
                     }
                 }
                 self.add(Risk::Low, "printf -v sets a variable", argv);
+            }
+            "cd" | "pushd" | "popd" => {
+                let target = args
+                    .iter()
+                    .find(|a| !a.s().starts_with('-') || a.s() == "-");
+                self.cwd = match (name, target) {
+                    ("popd", _) => None,
+                    (_, None) => Some("~".into()),
+                    (_, Some(t)) if t.dynamic() || t.s() == "-" => None,
+                    (_, Some(t)) => {
+                        let p = self.abs(&t.text);
+                        if p.starts_with('/') {
+                            Some(super::paths::normalize(&p))
+                        } else if p.starts_with('~') {
+                            Some(p)
+                        } else {
+                            None
+                        }
+                    }
+                };
+                self.add(
+                    Risk::Low,
+                    format!("{name} changes the working directory"),
+                    argv,
+                );
             }
             "command" | "type" | "which" | "hash" => {
                 if name == "command" && !args.iter().any(|a| matches!(a.s(), "-v" | "-V")) {

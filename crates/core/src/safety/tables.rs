@@ -16,7 +16,9 @@
 //!   (`-X DELETE`, `-XDELETE`, `--request=DELETE`).
 //! - `arg`: some argument matches (regex search, case-sensitive).
 //! - `text`: the arguments joined by spaces (then the standard input, for `stdin` tools)
-//!   match (case-insensitive search); `sql` strips SQL comments first.
+//!   match (case-insensitive search), and `unless_text` does not; `sql` strips SQL comments
+//!   and leaves options out first.
+//! - `stdin_unknown`: the tool reads an input only the run knows (`mysql < dump.sql`).
 //! - `dynamic`: some argument is only known at run time; `no_positionals`; `max_args`;
 //!   `no_inner` (the tool runs no other command here).
 //!
@@ -24,7 +26,8 @@
 //! `ssh`): that command is judged as if it ran directly, and the rules see only the
 //! arguments before it. It starts after `sub` (if given), the tool's options and `skip`
 //! positional words (a pod, a host), or after `--`; `after_dash_dash` only there;
-//! `command_follows` right after the skipped words; `script_options` give it as shell text
+//! `command_follows` right after the skipped words; `shell_flags` (`sudo -s`) make a
+//! missing command a shell reading the standard input; `script_options` give it as shell text
 //! (`-c TEXT`); `kind = "script"` joins the remaining words into shell text; `stdin_args`
 //! appends what the standard input holds (`xargs`); `empty_runs_shell` reads a script from
 //! the standard input when no command is given (`ssh HOST`).
@@ -75,6 +78,8 @@ struct ToolSpec {
     #[serde(default)]
     stdin: bool,
     #[serde(default)]
+    shell_escapes: Vec<String>,
+    #[serde(default)]
     rule: Vec<RuleSpec>,
     #[serde(default)]
     inner: Vec<InnerSpec>,
@@ -106,10 +111,13 @@ struct RuleSpec {
     value: Option<String>,
     arg: Option<String>,
     text: Option<String>,
+    unless_text: Option<String>,
     #[serde(default)]
     sql: bool,
     #[serde(default)]
     dynamic: bool,
+    #[serde(default)]
+    stdin_unknown: bool,
     #[serde(default)]
     no_positionals: bool,
     #[serde(default)]
@@ -145,6 +153,8 @@ struct InnerSpec {
     replace_options: Vec<String>,
     #[serde(default)]
     empty_runs_shell: bool,
+    #[serde(default)]
+    shell_flags: Vec<String>,
     #[serde(default)]
     command_follows: bool,
 }
@@ -274,8 +284,10 @@ pub(super) struct Rule {
     value: Option<Regex>,
     arg: Option<Regex>,
     text: Option<Regex>,
+    unless_text: Option<Regex>,
     sql: bool,
     dynamic: bool,
+    stdin_unknown: bool,
     no_positionals: bool,
     no_inner: bool,
     max_args: Option<usize>,
@@ -297,6 +309,9 @@ pub(super) struct Inner {
     pub stdin_args: bool,
     pub replace_options: Vec<String>,
     pub empty_runs_shell: bool,
+    /// Options that make the tool run a shell reading its input when no command is given
+    /// (`sudo -s`, `sudo -i`).
+    pub shell_flags: Vec<String>,
     /// The command starts right after the skipped words, options or not (`docker run IMAGE
     /// -x`: `-x` is the container's).
     command_follows: bool,
@@ -308,6 +323,8 @@ pub(super) struct Tool {
     opts: Opts,
     default: Option<(Risk, String)>,
     pub stdin: bool,
+    /// Patterns whose first group is shell text the tool runs (`psql -c '\! CMD'`).
+    shell_escapes: Vec<Regex>,
     pub rules: Vec<Rule>,
     inner: Vec<Inner>,
 }
@@ -357,8 +374,10 @@ impl Rule {
             opt: r.opt,
             arg: opt_regex(&r.arg, false, false)?,
             text: opt_regex(&r.text, false, true)?,
+            unless_text: opt_regex(&r.unless_text, false, true)?,
             sql: r.sql,
             dynamic: r.dynamic,
+            stdin_unknown: r.stdin_unknown,
             no_positionals: r.no_positionals,
             no_inner: r.no_inner,
             max_args: r.max_args,
@@ -468,6 +487,7 @@ impl Tool {
                     stdin_args: i.stdin_args,
                     replace_options: i.replace_options,
                     empty_runs_shell: i.empty_runs_shell,
+                    shell_flags: i.shell_flags,
                     command_follows: i.command_follows,
                 })
             })
@@ -484,6 +504,11 @@ impl Tool {
             },
             default: s.default.map(|d| (d.level, d.reason)),
             stdin: s.stdin,
+            shell_escapes: s
+                .shell_escapes
+                .iter()
+                .map(|p| regex(p, false, true))
+                .collect::<Result<_, _>>()?,
             rules,
             inner,
         })
@@ -496,6 +521,8 @@ pub(super) struct View<'a> {
     pub positionals: Vec<&'a str>,
     pub options: Vec<&'a str>,
     pub stdin: Option<&'a str>,
+    /// The standard input is produced at run time (a file, another command).
+    pub stdin_unknown: bool,
     pub has_inner: bool,
 }
 
@@ -609,7 +636,7 @@ fn window(pats: &[Regex], words: &[&str], at_start: bool) -> Option<usize> {
 pub(super) fn has_flag(options: &[&str], flag: &str) -> bool {
     options.iter().any(|o| {
         *o == flag
-            || (flag.starts_with("--") && o.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+            || (flag.len() > 2 && o.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
             || (flag.len() == 2
                 && !flag.starts_with("--")
                 && !o.starts_with("--")
@@ -682,6 +709,7 @@ impl<'a> Entry<'a> {
         &self,
         args: &'v [String],
         stdin: Option<&'v str>,
+        stdin_unknown: bool,
         has_inner: bool,
     ) -> View<'v> {
         let (pos, options) = scan(args, &self.opts);
@@ -690,8 +718,26 @@ impl<'a> Entry<'a> {
             positionals: pos.into_iter().map(|(_, w)| w).collect(),
             options,
             stdin: if self.reads_stdin() { stdin } else { None },
+            stdin_unknown: stdin_unknown && self.reads_stdin(),
             has_inner,
         }
+    }
+
+    /// Shell text the arguments or input hand to the tool's shell escape.
+    pub fn escapes(&self, v: &View) -> Vec<String> {
+        let texts = v.args.iter().map(String::as_str).chain(v.stdin);
+        let mut out = vec![];
+        for text in texts {
+            for re in self.tools.iter().flat_map(|t| &t.shell_escapes) {
+                out.extend(
+                    re.captures_iter(text)
+                        .filter_map(|c| c.get(1))
+                        .map(|m| m.as_str().to_string())
+                        .take(8),
+                );
+            }
+        }
+        out
     }
 
     /// The worst matching rule, else the default.
@@ -845,6 +891,9 @@ impl Rule {
         if self.dynamic && !v.args.iter().any(|x| x.contains(DYN)) {
             return false;
         }
+        if self.stdin_unknown && !v.stdin_unknown {
+            return false;
+        }
         if let Some(t) = &self.text {
             let mut parts: Vec<String> = if self.sql {
                 // Options are not SQL (`--query` is no comment).
@@ -860,7 +909,7 @@ impl Rule {
                 parts.push(if self.sql { sql_text(s) } else { s.to_string() });
             }
             let text = parts.join("\n");
-            if !t.is_match(&text) {
+            if !t.is_match(&text) || self.unless_text.as_ref().is_some_and(|u| u.is_match(&text)) {
                 return false;
             }
         }
