@@ -148,6 +148,10 @@ impl Ctx {
             "awk" | "gawk" | "mawk" | "nawk" => self.awk(name, argv),
             "kill" | "pkill" | "killall" | "killall5" | "skill" | "slay" => self.kill(name, argv),
             "systemctl" => self.systemctl(argv),
+            "terraform" | "tofu" | "terragrunt" => {
+                self.destroy_plan(argv);
+                return false;
+            }
             "curl" | "wget" | "wget2" | "fetch" | "aria2c" | "curlie" => {
                 self.download_target(name, argv);
                 return false;
@@ -155,6 +159,43 @@ impl Ctx {
             n => return self.builtin_vars(n, argv, input),
         }
         true
+    }
+
+    /// `terraform plan -destroy -out F` then `terraform apply F`: applying a saved destroy plan
+    /// destroys as `terraform destroy` does.
+    fn destroy_plan(&mut self, argv: &[Arg]) {
+        let a = strs(&argv[1..]);
+        let out = a.iter().enumerate().find_map(|(i, s)| {
+            s.strip_prefix("-out=")
+                .or_else(|| s.strip_prefix("--out="))
+                .map(String::from)
+                .or_else(|| {
+                    (matches!(*s, "-out" | "--out"))
+                        .then(|| a.get(i + 1).map(|v| v.to_string()))
+                        .flatten()
+                })
+        });
+        let destroy = a.iter().any(|s| *s == "-destroy" || *s == "--destroy");
+        if a.contains(&"plan") && destroy {
+            if let Some(f) = out {
+                let key = normalize(&self.abs(&f));
+                self.destroy_plans.insert(key);
+            }
+        } else if a.contains(&"apply") {
+            let applied = a
+                .iter()
+                .rev()
+                .find(|s| !s.starts_with('-') && **s != "apply");
+            if let Some(f) = applied {
+                if self.destroy_plans.contains(&normalize(&self.abs(f))) {
+                    self.add(
+                        Risk::Refused,
+                        "applies a saved destroy plan: destroys every resource it holds",
+                        argv,
+                    );
+                }
+            }
+        }
     }
 
     fn rm(&mut self, name: &str, argv: &[Arg], always_recursive: bool) {
@@ -270,35 +311,22 @@ impl Ctx {
             .take_while(|x| !x.s().starts_with('-') && x.s() != "(" && x.s() != "!")
             .map(|x| self.abs_arg(x))
             .collect();
-        let starts: Vec<&Arg> = resolved.iter().collect();
+        let starts: Vec<Arg> = if resolved.is_empty() {
+            vec![self.abs_arg(&Arg::literal("."))]
+        } else {
+            resolved.into_iter().take(4).collect()
+        };
+        let below_only = a
+            .windows(2)
+            .any(|w| w[0] == "-mindepth" && w[1].parse::<u32>().is_ok_and(|d| d >= 1));
+        let narrowed = narrows(&a);
         if a.contains(&"-delete") {
-            let below_only = a
-                .windows(2)
-                .any(|w| w[0] == "-mindepth" && w[1].parse::<u32>().is_ok_and(|d| d >= 1));
-            let temp_dirs = !starts.is_empty()
-                && starts
-                    .iter()
-                    .all(|x| matches!(normalize(x.s()).as_str(), "/tmp" | "/var/tmp"));
-            let r = if below_only && temp_dirs {
-                (Risk::Medium, "find deletes temporary files".to_string())
-            } else if starts.is_empty() {
-                (
-                    Risk::High,
-                    "find -delete in the current directory".to_string(),
-                )
-            } else {
-                self.deletion(&starts, true)
-            };
-            self.add(r.0, r.1, argv);
+            let (level, reason) = self.find_deletion(&starts, below_only, narrowed);
+            self.add(level, reason, argv);
         } else {
             self.add(Risk::Low, "find lists files", argv);
         }
-        let dot = Arg::literal(".");
-        let starts: Vec<Arg> = if starts.is_empty() {
-            vec![dot]
-        } else {
-            starts.into_iter().take(4).cloned().collect()
-        };
+        let deleters = ["rm", "unlink", "shred", "rimraf", "srm", "wipe"];
         let mut i = 0;
         while i < a.len() {
             if matches!(a[i], "-exec" | "-execdir" | "-ok" | "-okdir") {
@@ -306,23 +334,88 @@ impl Ctx {
                     .iter()
                     .position(|s| *s == ";" || *s == "+")
                     .map_or(a.len(), |p| i + 1 + p);
-                for start in &starts {
-                    let mut cmd: Vec<Arg> = args[i + 1..end].to_vec();
-                    for c in cmd.iter_mut() {
-                        if c.text.contains("{}") {
-                            c.text = c.text.replace("{}", &start.text);
+                let cmd: Vec<Arg> = args[i + 1..end].to_vec();
+                let deletes = cmd
+                    .first()
+                    .is_some_and(|c| deleters.contains(&basename(c.s())));
+                if deletes && (narrowed || below_only) {
+                    let (level, reason) = self.find_deletion(&starts, below_only, narrowed);
+                    self.add(level, reason, &cmd);
+                } else {
+                    for start in &starts {
+                        let mut cmd = cmd.clone();
+                        for c in cmd.iter_mut() {
+                            if c.text.contains("{}") {
+                                c.text = c.text.replace("{}", &start.text);
+                            }
                         }
+                        // Applied to every file below the start: as good as recursive.
+                        if cmd.first().is_some_and(|c| basename(c.s()) == "rm") {
+                            cmd.insert(1, Arg::literal("-r"));
+                        }
+                        self.command(cmd, &Input::Outside);
                     }
-                    // Applied to every file below the start: as good as recursive.
-                    if cmd.first().is_some_and(|c| basename(c.s()) == "rm") {
-                        cmd.insert(1, Arg::literal("-r"));
-                    }
-                    self.command(cmd, &Input::Outside);
                 }
                 i = end;
             }
             i += 1;
         }
+    }
+
+    /// What `find START ... -delete` (or `-exec rm`) deletes: START itself, everything
+    /// below it (`-mindepth 1`), or only the files its tests select.
+    fn find_deletion(&self, starts: &[Arg], below_only: bool, narrowed: bool) -> (Risk, String) {
+        let paths = &self.t.paths;
+        if narrowed {
+            let mut worst = (
+                Risk::Medium,
+                "find deletes the files it selects".to_string(),
+            );
+            for s in starts {
+                let p = s.if_empty();
+                let n = normalize(&p);
+                let top = n.len() > 1
+                    && !n[1..].contains('/')
+                    && paths.top_level.iter().any(|t| *t == n[1..])
+                    && !matches!(n.as_str(), "/tmp");
+                let r = if s.dynamic() {
+                    (
+                        Risk::High,
+                        format!(
+                            "find deletes files below a path computed at run time ({})",
+                            s.shown()
+                        ),
+                    )
+                } else if n == "/" || top || paths.is_system_path(&p) || is_home(&p) {
+                    (
+                        Risk::High,
+                        format!("find deletes the files it selects below {n}"),
+                    )
+                } else {
+                    (
+                        Risk::Medium,
+                        format!("find deletes the files it selects below {p}"),
+                    )
+                };
+                if r.0 > worst.0 {
+                    worst = r;
+                }
+            }
+            return worst;
+        }
+        let targets: Vec<Arg> = if below_only {
+            starts
+                .iter()
+                .map(|s| Arg {
+                    text: format!("{}/*", s.text.trim_end_matches('/')),
+                    ..s.clone()
+                })
+                .collect()
+        } else {
+            starts.to_vec()
+        };
+        let refs: Vec<&Arg> = targets.iter().collect();
+        self.deletion(&refs, true)
     }
 
     fn shred(&mut self, name: &str, argv: &[Arg]) {
@@ -684,7 +777,12 @@ impl Ctx {
         } else {
             (second, first)
         };
-        let (level, reason) = self.service_action(&format!("{name} {svc}"), action);
+        let (level, reason) = match self.service_action(&format!("{name} {svc}"), action) {
+            (Risk::Medium, r) if self.t.services.critical_units.iter().any(|c| c == svc) => {
+                (Risk::High, format!("{r} the host depends on"))
+            }
+            other => other,
+        };
         self.add(level, reason, argv);
     }
 
@@ -1021,6 +1119,42 @@ impl Ctx {
             );
         }
     }
+}
+
+/// Whether find's tests select some files only (a name, an age, a size, an owner), so that
+/// `-delete` does not take everything below the start.
+fn narrows(a: &[&str]) -> bool {
+    const TESTS: [&str; 24] = [
+        "-name",
+        "-iname",
+        "-path",
+        "-ipath",
+        "-wholename",
+        "-regex",
+        "-iregex",
+        "-mtime",
+        "-mmin",
+        "-atime",
+        "-amin",
+        "-ctime",
+        "-cmin",
+        "-size",
+        "-newer",
+        "-newermt",
+        "-user",
+        "-group",
+        "-uid",
+        "-gid",
+        "-perm",
+        "-empty",
+        "-links",
+        "-lname",
+    ];
+    a.iter().enumerate().any(|(i, t)| {
+        TESTS.contains(t)
+            && !(matches!(*t, "-name" | "-iname" | "-path" | "-wholename")
+                && a.get(i + 1).is_some_and(|v| v.chars().all(|c| c == '*')))
+    })
 }
 
 /// The essential directory whose whole content `n` (`/var/log/*`) names, if any.

@@ -199,6 +199,28 @@ impl Ctx {
                 }
                 c => taint(&c),
             },
+            "which" | "type" | "command" if args.iter().any(|a| !a.starts_with('-')) => {
+                let n = args
+                    .iter()
+                    .rfind(|a| !a.starts_with('-'))
+                    .copied()
+                    .unwrap_or("");
+                Content::text(format!("/usr/bin/{}\n", basename(n)))
+            }
+            "kubectl" | "oc"
+                if args.first() == Some(&"get")
+                    && (args.windows(2).any(|w| w == ["-o", "name"])
+                        || args.contains(&"-oname")
+                        || args.contains(&"--output=name")) =>
+            {
+                // `kubectl get ns -o name`: one `kind/name` per line.
+                let kind = args
+                    .get(1)
+                    .filter(|k| !k.starts_with('-'))
+                    .copied()
+                    .unwrap_or("pod");
+                Content::text(format!("{kind}/{DYN}\n"))
+            }
             "pwd" => match &self.cwd {
                 Some(c) => Content::text(format!("{c}\n")),
                 None => Content::Unknown,

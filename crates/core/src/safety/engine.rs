@@ -76,6 +76,8 @@ pub(super) struct Ctx {
     pub files: HashMap<String, Content>,
     /// The working directory, when a `cd` made it known.
     pub cwd: Option<String>,
+    /// Plan files saved by `terraform plan -destroy -out FILE`.
+    pub destroy_plans: HashSet<String>,
     pub findings: Vec<Finding>,
     pub depth: u32,
     /// `$1...` of the current script or function, when known.
@@ -119,6 +121,7 @@ impl Ctx {
             downloaded: vec![],
             files: HashMap::new(),
             cwd: None,
+            destroy_plans: HashSet::new(),
             findings: vec![],
             depth: 0,
             positional: None,
@@ -631,7 +634,9 @@ impl Ctx {
             }
         }
         let name = basename(&full).to_string();
-        if has_glob(&name) {
+        let pattern =
+            name.contains(['*', '?']) || (name.contains('[') && name.contains(']') && name != "[[");
+        if pattern && has_glob(&name) {
             self.globbed_command(&name, &argv, input);
             return;
         }
