@@ -152,6 +152,7 @@ const CASES: &[(&str, Risk)] = &[
     ("npm cache clean --force", Low),
     ("sudo -u postgres psql -c 'VACUUM ANALYZE'", Low),
     ("cd /srv/app && git pull && npm ci", Low),
+    ("for h in web1 web2; do ssh $h uptime & done; wait", Low),
     // Changes to one thing: medium.
     ("[ -f /tmp/lock ] && rm /tmp/lock", Medium),
     ("find /tmp -type f -mtime +7 -exec rm -f {} \\;", Medium),

@@ -178,6 +178,13 @@ impl Ctx {
     }
 
     fn run(&mut self, s: &Script) {
+        if s.endless_background_loops > 0 {
+            self.add(
+                Risk::Refused,
+                "starts background jobs in an endless loop: a fork bomb",
+                &[Arg::literal("while true; do ... & done")],
+            );
+        }
         for f in &s.functions {
             if f.recursive {
                 self.add(

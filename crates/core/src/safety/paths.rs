@@ -90,6 +90,9 @@ impl Paths {
 
     /// Paths whose change is a system change: binaries, libraries, boot, kernel interfaces.
     pub fn is_system_path(&self, p: &str) -> bool {
+        if p.starts_with('~') {
+            return self.login_files.iter().any(|f| p.ends_with(f.as_str()));
+        }
         if !p.starts_with('/') {
             return false;
         }
@@ -109,6 +112,7 @@ impl Paths {
                 .iter()
                 .any(|s| n == *s || n.starts_with(&format!("{s}/")))
             || listed(&self.critical_files, &n)
+            || self.login_files.iter().any(|f| n.ends_with(f.as_str()))
     }
 
     /// The data directory of a stateful service that `p` is or holds (`true`), or that

@@ -110,6 +110,8 @@ pub struct Script {
     pub pipelines: Vec<Pipeline>,
     /// Shell functions defined in the script.
     pub functions: Vec<Function>,
+    /// Endless loops (`while true`, `while :`, `until false`) that start background jobs.
+    pub endless_background_loops: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -879,6 +881,11 @@ fn parse_range(
                 let lit = w.literal();
                 if at_start {
                     if let Some(l) = lit.as_deref() {
+                        if matches!(l, "while" | "until")
+                            && endless_background_loop(toks, i, end, l)
+                        {
+                            b.script.endless_background_loops += 1;
+                        }
                         if KEYWORDS_SKIP.contains(&l) || KEYWORDS_END.contains(&l) {
                             i += 1;
                             continue;
@@ -984,6 +991,49 @@ fn for_loop(toks: &[Tok], i: usize, end: usize, b: &mut Builder) -> usize {
     };
     b.flush_pipeline();
     j
+}
+
+/// Whether the `while`/`until` loop at `i` never ends and starts jobs in the background.
+fn endless_background_loop(toks: &[Tok], i: usize, end: usize, kw: &str) -> bool {
+    let lit = |k: usize| match toks.get(k) {
+        Some(Tok::Word(w)) if k < end => w.literal(),
+        _ => None,
+    };
+    let Some(do_at) = (i + 1..end).find(|&k| lit(k).as_deref() == Some("do")) else {
+        return false;
+    };
+    let cond: Vec<String> = (i + 1..do_at).filter_map(lit).collect();
+    let endless = match kw {
+        "while" => {
+            matches!(cond.as_slice(), [c] if c == "true" || c == ":")
+                || matches!(
+                    cond.iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    ["[", "1", "]"]
+                )
+        }
+        _ => matches!(cond.as_slice(), [c] if c == "false"),
+    };
+    if !endless {
+        return false;
+    }
+    let mut depth = 0usize;
+    for (k, tok) in toks.iter().enumerate().take(end).skip(do_at) {
+        match (lit(k).as_deref(), tok) {
+            (Some("do"), _) => depth += 1,
+            (Some("done"), _) => {
+                depth -= 1;
+                if depth == 0 {
+                    return false;
+                }
+            }
+            (_, Tok::Op("&")) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether the function body that starts at `toks` calls `name`.

@@ -178,6 +178,7 @@ pub(super) struct Paths {
     pub essential: Vec<String>,
     pub critical_files: Vec<String>,
     pub sensitive_etc: Vec<String>,
+    pub login_files: Vec<String>,
     pub system_tops: Vec<String>,
     pub system_exact: Vec<String>,
     pub system_prefixes: Vec<String>,
