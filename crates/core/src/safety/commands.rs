@@ -156,7 +156,7 @@ impl Ctx {
                 self.download_target(name, argv);
                 return false;
             }
-            n => return self.builtin_vars(n, argv, input),
+            n => return self.builtin(n, argv, input),
         }
         true
     }
@@ -872,108 +872,13 @@ impl Ctx {
 
     fn copy(&mut self, name: &str, argv: &[Arg], input: &Input) {
         let args = &argv[1..];
-        let paths = &self.t.paths;
-        let with_value = [
-            "-t",
-            "--target-directory",
-            "-S",
-            "--suffix",
-            "-m",
-            "--mode",
-            "-o",
-            "--owner",
-            "-g",
-            "--group",
-            "-e",
-            "--rsh",
-            "--exclude",
-            "--include",
-            "-P",
-            "-i",
-            "-F",
-            "--rsync-path",
-        ];
         if name == "rsync" {
-            for (i, a) in args.iter().enumerate() {
-                let shell = match a.s() {
-                    "-e" | "--rsh" | "--rsync-path" => args.get(i + 1).cloned(),
-                    s => s
-                        .strip_prefix("--rsh=")
-                        .or_else(|| s.strip_prefix("--rsync-path="))
-                        .map(|v| Arg {
-                            text: v.to_string(),
-                            ..a.clone()
-                        }),
-                };
-                if let Some(sh) = shell {
-                    self.shell_string(&sh, argv, input, &[]);
-                }
-            }
+            self.rsync_shells(argv, input);
         }
-        let mut ops: Vec<&Arg> = vec![];
-        let mut i = 0;
-        let mut target_dir: Option<&Arg> = None;
-        while i < args.len() {
-            let s = args[i].s();
-            if (s == "-t" || s == "--target-directory") && name != "rsync" {
-                target_dir = args.get(i + 1);
-                i += 2;
-                continue;
-            }
-            if with_value.contains(&s)
-                && !(name == "rsync" && s == "-P")
-                && !(name == "cp" && s == "-i")
-            {
-                i += 2;
-                continue;
-            }
-            if !s.starts_with('-') || s == "-" {
-                ops.push(&args[i]);
-            }
-            i += 1;
-        }
-        let (sources, dest): (Vec<&Arg>, Option<&Arg>) = match target_dir {
-            Some(t) => (ops, Some(t)),
-            None if ops.len() >= 2 => (ops[..ops.len() - 1].to_vec(), ops.last().copied()),
-            None => (ops, None),
-        };
-        if name == "mv" {
-            for s in &sources {
-                let p = self.abs(&s.if_empty());
-                if paths.is_root_or_top(&p) || is_home(&p) || paths.is_critical_file(&p) {
-                    self.add(
-                        Risk::Refused,
-                        format!("mv moves {} away", normalize(&p)),
-                        argv,
-                    );
-                    return;
-                }
-                if paths.is_system_path(&p) {
-                    self.add(
-                        Risk::High,
-                        format!("mv moves the system path {}", normalize(&p)),
-                        argv,
-                    );
-                    return;
-                }
-            }
-        }
-        if name == "rsync"
-            && args
-                .iter()
-                .any(|s| s.s().starts_with("--delete") || s.s() == "--remove-source-files")
-        {
-            if let Some(d) = dest {
-                let p = d.if_empty();
-                if paths.is_root_or_top(&p) || normalize(&p) == "/" || is_home(&p) {
-                    self.add(
-                        Risk::Refused,
-                        format!("rsync --delete into {}", normalize(&p)),
-                        argv,
-                    );
-                    return;
-                }
-            }
+        let (sources, dest) = copy_operands(name, args);
+        if let Some(verdict) = self.moves_away(name, &sources, dest, args) {
+            self.add(verdict.0, verdict.1, argv);
+            return;
         }
         let Some(d) = dest else {
             self.add(Risk::Medium, format!("{name} changes files"), argv);
@@ -992,13 +897,72 @@ impl Ctx {
         let (level, reason) = self.classify_write(d);
         if level == Risk::Refused {
             self.add(level, format!("{name}{reason}"), argv);
-            return;
+        } else {
+            self.add(
+                level.max(Risk::Medium),
+                format!("{name} writes{reason}"),
+                argv,
+            );
         }
-        self.add(
-            level.max(Risk::Medium),
-            format!("{name} writes{reason}"),
-            argv,
-        );
+    }
+
+    /// `rsync -e CMD` / `--rsync-path=CMD`: commands rsync runs.
+    fn rsync_shells(&mut self, argv: &[Arg], input: &Input) {
+        let args = &argv[1..];
+        for (i, a) in args.iter().enumerate() {
+            let shell = match a.s() {
+                "-e" | "--rsh" | "--rsync-path" => args.get(i + 1).cloned(),
+                s => s
+                    .strip_prefix("--rsh=")
+                    .or_else(|| s.strip_prefix("--rsync-path="))
+                    .map(|v| Arg {
+                        text: v.to_string(),
+                        ..a.clone()
+                    }),
+            };
+            if let Some(sh) = shell {
+                self.shell_string(&sh, argv, input, &[]);
+            }
+        }
+    }
+
+    /// `mv` of a top-level directory, a home or a critical file, or `rsync --delete` into
+    /// one: as good as deleting it.
+    fn moves_away(
+        &self,
+        name: &str,
+        sources: &[&Arg],
+        dest: Option<&Arg>,
+        args: &[Arg],
+    ) -> Option<(Risk, String)> {
+        let paths = &self.t.paths;
+        if name == "mv" {
+            for s in sources {
+                let p = self.abs(&s.if_empty());
+                if paths.is_root_or_top(&p) || is_home(&p) || paths.is_critical_file(&p) {
+                    return Some((Risk::Refused, format!("mv moves {} away", normalize(&p))));
+                }
+                if paths.is_system_path(&p) {
+                    return Some((
+                        Risk::High,
+                        format!("mv moves the system path {}", normalize(&p)),
+                    ));
+                }
+            }
+        }
+        let deletes = args
+            .iter()
+            .any(|s| s.s().starts_with("--delete") || s.s() == "--remove-source-files");
+        if name == "rsync" && deletes {
+            let p = self.abs(&dest?.if_empty());
+            if paths.is_root_or_top(&p) || is_home(&p) {
+                return Some((
+                    Risk::Refused,
+                    format!("rsync --delete into {}", normalize(&p)),
+                ));
+            }
+        }
+        None
     }
 
     /// A file the command writes, truncating it or not.
@@ -1118,6 +1082,57 @@ impl Ctx {
                 argv,
             );
         }
+    }
+}
+
+/// The sources and destination of `cp`/`mv`/`install`/`ln`/`rsync`/`scp`.
+fn copy_operands<'a>(name: &str, args: &'a [Arg]) -> (Vec<&'a Arg>, Option<&'a Arg>) {
+    const WITH_VALUE: [&str; 18] = [
+        "-t",
+        "--target-directory",
+        "-S",
+        "--suffix",
+        "-m",
+        "--mode",
+        "-o",
+        "--owner",
+        "-g",
+        "--group",
+        "-e",
+        "--rsh",
+        "--exclude",
+        "--include",
+        "-P",
+        "-i",
+        "-F",
+        "--rsync-path",
+    ];
+    let mut ops: Vec<&Arg> = vec![];
+    let mut target_dir: Option<&Arg> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let s = args[i].s();
+        if (s == "-t" || s == "--target-directory") && name != "rsync" {
+            target_dir = args.get(i + 1);
+            i += 2;
+            continue;
+        }
+        if WITH_VALUE.contains(&s)
+            && !(name == "rsync" && s == "-P")
+            && !(name == "cp" && s == "-i")
+        {
+            i += 2;
+            continue;
+        }
+        if !s.starts_with('-') || s == "-" {
+            ops.push(&args[i]);
+        }
+        i += 1;
+    }
+    match target_dir {
+        Some(t) => (ops, Some(t)),
+        None if ops.len() >= 2 => (ops[..ops.len() - 1].to_vec(), ops.last().copied()),
+        None => (ops, None),
     }
 }
 

@@ -57,6 +57,139 @@ fn words(argv: &[Arg]) -> Vec<&str> {
     argv.iter().map(|a| a.s()).collect()
 }
 
+/// What a command that transforms its input gives when the input is not known: a download
+/// stays a download (`curl URL | grep x | sh`), anything else is unknown.
+fn taint(c: &Content) -> Content {
+    match c {
+        Content::Download => Content::Download,
+        _ => Content::Unknown,
+    }
+}
+
+fn names_only(args: &[&str]) -> bool {
+    args.windows(2).any(|w| w == ["-o", "name"])
+        || args.contains(&"-oname")
+        || args.contains(&"--output=name")
+}
+
+/// What `echo` and `printf` print (run-time parts stay marked).
+fn printed(name: &str, args: &[&str]) -> Option<Content> {
+    match name {
+        "echo" => {
+            let mut interpret = false;
+            let mut newline = true;
+            let mut rest = args;
+            while let Some((f, r)) = rest.split_first() {
+                if f.len() > 1 && f.starts_with('-') && f[1..].chars().all(|c| "neE".contains(c)) {
+                    interpret |= f.contains('e');
+                    newline &= !f.contains('n');
+                    rest = r;
+                } else {
+                    break;
+                }
+            }
+            let joined = rest.join(" ");
+            let (text, decoded) = if interpret {
+                decode::escapes(&joined)
+            } else {
+                (joined, false)
+            };
+            let text = if newline { text + "\n" } else { text };
+            Some(Content::Text { text, decoded })
+        }
+        "printf" => {
+            let Some((fmt, rest)) = args.split_first() else {
+                return Some(Content::text(""));
+            };
+            Some(match decode::printf(fmt, rest) {
+                Some(t) => Content::Text {
+                    decoded: fmt.contains('\\') || rest.iter().any(|a| a.contains('\\')),
+                    text: t,
+                },
+                None => Content::Unknown,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Commands that pass their input through (`cat`, `tee`, `head`…): unknown when they
+/// read files instead.
+fn passthrough(name: &str, args: &[&str], upstream: &Content) -> Option<Content> {
+    const THROUGH: [&str; 12] = [
+        "cat", "tee", "head", "tail", "sort", "uniq", "iconv", "tac", "dd", "pv", "buffer",
+        "stdbuf",
+    ];
+    if !THROUGH.contains(&name) {
+        return None;
+    }
+    let reads_files = args
+        .iter()
+        .any(|a| !a.starts_with('-') && name != "tee" && name != "dd");
+    if reads_files && !args.contains(&"-") {
+        return Some(Content::Unknown);
+    }
+    Some(match upstream {
+        Content::Text { text, decoded } if name == "tac" => Content::Text {
+            text: text.lines().rev().collect::<Vec<_>>().join("\n") + "\n",
+            decoded: *decoded,
+        },
+        c => c.clone(),
+    })
+}
+
+/// The decoders and rewriters: base64/base32, `xxd -r`, `rev`, `tr`, `sed`, bare `xargs`.
+fn decoded(name: &str, args: &[&str], upstream: &Content) -> Option<Content> {
+    let text = match upstream {
+        Content::Text { text, .. } => Some(text.as_str()),
+        _ => None,
+    };
+    let via = |f: &dyn Fn(&str) -> Option<String>| -> Content {
+        match text {
+            Some(t) => f(t).map_or(Content::Unknown, Content::decoded),
+            None => taint(upstream),
+        }
+    };
+    Some(match name {
+        "base64" | "base32" | "basenc" | "openssl" => {
+            let decoding = args.iter().any(|a| {
+                matches!(*a, "-d" | "--decode" | "-D")
+                    || (a.starts_with('-') && !a.starts_with("--") && a.contains('d'))
+            });
+            let files = args
+                .iter()
+                .filter(|a| !a.starts_with('-') && !matches!(**a, "enc" | "base64"))
+                .count();
+            if !decoding || files > 0 {
+                return Some(taint(upstream));
+            }
+            if name == "base32" || args.contains(&"--base32") {
+                via(&|t| decode::base32(t.trim()))
+            } else {
+                via(&|t| decode::base64(t.trim()))
+            }
+        }
+        "xxd" if args.iter().any(|a| a.starts_with('-') && a.contains('r')) => {
+            let plain = args.iter().any(|a| a.starts_with('-') && a.contains('p'));
+            via(&|t| decode::hex(t, !plain))
+        }
+        "rev" => via(&|t| {
+            let lines: Vec<String> = t.lines().map(|l| l.chars().rev().collect()).collect();
+            Some(lines.join("\n") + "\n")
+        }),
+        "tr" => via(&|t| decode::tr(t, args)),
+        "sed" => via(&|t| decode::sed(t, args)),
+        "xargs" if args.is_empty() || args == ["echo"] => match upstream {
+            Content::Text { text, decoded } => Content::Text {
+                text: text.split_whitespace().collect::<Vec<_>>().join(" ") + "\n",
+                decoded: *decoded,
+            },
+            c => taint(c),
+        },
+        _ => return None,
+    })
+}
+
 impl Ctx {
     /// What `argv` writes to its standard output, given its input.
     pub(super) fn output(&self, argv: &[Arg], input: &Input) -> Content {
@@ -68,192 +201,59 @@ impl Ctx {
             Input::Given(c) => c.clone(),
             Input::Outside => Content::Unknown,
         };
-        if argv
-            .iter()
-            .any(|a| a.subs.iter().any(|s| self.mentions_download(s, 0)))
+        let name = basename(first.s());
+        if self.t.is_downloader(name)
+            || argv
+                .iter()
+                .any(|a| a.subs.iter().any(|s| self.mentions_download(s, 0)))
         {
             return Content::Download;
         }
-        let name = basename(first.s());
-        if self.t.is_downloader(name) {
-            return Content::Download;
-        }
         let args = words(&argv[1..]);
-        let dynamic = argv.iter().any(|a| a.dynamic());
-        let taint = |c: &Content| match c {
-            Content::Download => Content::Download,
-            _ => Content::Unknown,
-        };
-        match name {
-            "echo" => {
-                let mut interpret = false;
-                let mut newline = true;
-                let mut rest = args.as_slice();
-                while let Some((f, r)) = rest.split_first() {
-                    if f.len() > 1
-                        && f.starts_with('-')
-                        && f[1..].chars().all(|c| "neE".contains(c))
-                    {
-                        interpret |= f.contains('e');
-                        newline &= !f.contains('n');
-                        rest = r;
-                    } else {
-                        break;
-                    }
-                }
-                let joined = rest.join(" ");
-                let (text, decoded) = if interpret {
-                    decode::escapes(&joined)
-                } else {
-                    (joined, false)
-                };
-                let text = if newline { text + "\n" } else { text };
-                Content::Text { text, decoded }
-            }
-            "printf" => {
-                let Some((fmt, rest)) = args.split_first() else {
-                    return Content::text("");
-                };
-                match decode::printf(fmt, rest) {
-                    Some(t) => Content::Text {
-                        decoded: fmt.contains('\\') || rest.iter().any(|a| a.contains('\\')),
-                        text: t,
-                    },
-                    None => Content::Unknown,
+        if let Some(c) = printed(name, &args).or_else(|| passthrough(name, &args, &upstream)) {
+            return c;
+        }
+        if argv.iter().any(|a| a.dynamic()) {
+            return taint(&upstream);
+        }
+        if let Some(c) = decoded(name, &args, &upstream).or_else(|| self.looked_up(name, &args)) {
+            return c;
+        }
+        if self.is_interpreter(name) {
+            return self.interpreter_output(name, &args, upstream);
+        }
+        taint(&upstream)
+    }
+
+    /// Paths and names commands print: `pwd`, `which`, `dirname`, `kubectl get -o name`.
+    fn looked_up(&self, name: &str, args: &[&str]) -> Option<Content> {
+        let operand = args.iter().rfind(|a| !a.starts_with('-')).copied();
+        let text = match name {
+            "pwd" => format!("{}\n", self.cwd.as_ref()?),
+            "which" | "type" | "command" => format!("/usr/bin/{}\n", basename(operand?)),
+            "basename" => format!("{}\n", basename(operand?.trim_end_matches('/'))),
+            "dirname" => {
+                let p = operand?;
+                let t = p.trim_end_matches('/');
+                match t.rfind('/') {
+                    Some(0) => "/\n".to_string(),
+                    Some(i) => format!("{}\n", &t[..i]),
+                    None if p.starts_with('/') => "/\n".to_string(),
+                    None => ".\n".to_string(),
                 }
             }
-            "cat" | "tee" | "head" | "tail" | "sort" | "uniq" | "iconv" | "tac" | "dd" | "pv"
-            | "buffer" | "stdbuf" => {
-                let reads_files = args
-                    .iter()
-                    .any(|a| !a.starts_with('-') && name != "tee" && name != "dd");
-                if reads_files && !args.contains(&"-") {
-                    return Content::Unknown;
-                }
-                match upstream {
-                    Content::Text { text, decoded } if name == "tac" => Content::Text {
-                        text: text.lines().rev().collect::<Vec<_>>().join("\n") + "\n",
-                        decoded,
-                    },
-                    c => c,
-                }
-            }
-            _ if dynamic => taint(&upstream),
-            "base64" | "base32" | "basenc" | "openssl" => {
-                let decoding = args.iter().any(|a| {
-                    matches!(*a, "-d" | "--decode" | "-D" | "-di" | "-id" | "-A" | "-a")
-                        || (a.starts_with('-') && !a.starts_with("--") && a.contains('d'))
-                });
-                let b32 = name == "base32" || args.contains(&"--base32");
-                let files = args
-                    .iter()
-                    .filter(|a| !a.starts_with('-') && !matches!(**a, "enc" | "base64"));
-                if !decoding || files.count() > 0 {
-                    return taint(&upstream);
-                }
-                match upstream {
-                    Content::Text { text, .. } => {
-                        let d = if b32 {
-                            decode::base32(text.trim())
-                        } else {
-                            decode::base64(text.trim())
-                        };
-                        d.map_or(Content::Unknown, Content::decoded)
-                    }
-                    c => taint(&c),
-                }
-            }
-            "xxd" if args.iter().any(|a| a.starts_with('-') && a.contains('r')) => {
-                let plain = args.iter().any(|a| {
-                    *a == "-p"
-                        || *a == "-ps"
-                        || *a == "-plain"
-                        || (a.starts_with('-') && a.contains('p'))
-                });
-                match upstream {
-                    Content::Text { text, .. } => {
-                        decode::hex(&text, !plain).map_or(Content::Unknown, Content::decoded)
-                    }
-                    c => taint(&c),
-                }
-            }
-            "rev" => match upstream {
-                Content::Text { text, .. } => Content::decoded(
-                    text.lines()
-                        .map(|l| l.chars().rev().collect::<String>())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                        + "\n",
-                ),
-                c => taint(&c),
-            },
-            "tr" => match upstream {
-                Content::Text { text, .. } => {
-                    decode::tr(&text, &args).map_or(Content::Unknown, Content::decoded)
-                }
-                c => taint(&c),
-            },
-            "sed" => match upstream {
-                Content::Text { text, .. } => {
-                    decode::sed(&text, &args).map_or(Content::Unknown, Content::decoded)
-                }
-                c => taint(&c),
-            },
-            "which" | "type" | "command" if args.iter().any(|a| !a.starts_with('-')) => {
-                let n = args
-                    .iter()
-                    .rfind(|a| !a.starts_with('-'))
-                    .copied()
-                    .unwrap_or("");
-                Content::text(format!("/usr/bin/{}\n", basename(n)))
-            }
-            "kubectl" | "oc"
-                if args.first() == Some(&"get")
-                    && (args.windows(2).any(|w| w == ["-o", "name"])
-                        || args.contains(&"-oname")
-                        || args.contains(&"--output=name")) =>
-            {
+            "kubectl" | "oc" if args.first() == Some(&"get") && names_only(args) => {
                 // `kubectl get ns -o name`: one `kind/name` per line.
                 let kind = args
                     .get(1)
                     .filter(|k| !k.starts_with('-'))
                     .copied()
                     .unwrap_or("pod");
-                Content::text(format!("{kind}/{DYN}\n"))
+                format!("{kind}/{DYN}\n")
             }
-            "pwd" => match &self.cwd {
-                Some(c) => Content::text(format!("{c}\n")),
-                None => Content::Unknown,
-            },
-            n if self.is_interpreter(n) => self.interpreter_output(n, &args, upstream),
-            "dirname" | "basename" if !args.is_empty() => {
-                let p = args
-                    .iter()
-                    .find(|a| !a.starts_with('-'))
-                    .copied()
-                    .unwrap_or("");
-                let t = p.trim_end_matches('/');
-                let out = if name == "basename" {
-                    basename(t).to_string()
-                } else {
-                    match t.rfind('/') {
-                        Some(0) => "/".to_string(),
-                        Some(i) => t[..i].to_string(),
-                        None if p.starts_with('/') => "/".to_string(),
-                        None => ".".to_string(),
-                    }
-                };
-                Content::text(out + "\n")
-            }
-            "xargs" if args.is_empty() || args == ["echo"] => match upstream {
-                Content::Text { text, decoded } => Content::Text {
-                    text: text.split_whitespace().collect::<Vec<_>>().join(" ") + "\n",
-                    decoded,
-                },
-                c => taint(&c),
-            },
-            _ => taint(&upstream),
-        }
+            _ => return None,
+        };
+        Some(Content::text(text))
     }
 
     /// What inline code prints (`python -c 'print("...")'`), or `python -m base64 -d`.

@@ -1,17 +1,31 @@
 //! Safety assessment of commands before anything runs them.
 //!
 //! Every command is parsed into argv the way a shell would read it (quotes, escapes,
-//! `$'\x72m'`, variables set earlier in the same script, `$(...)`, pipes, `sh -c`, wrappers
-//! such as `sudo`, `env` or `timeout`) and each resulting command is judged on its argv,
-//! never on substrings of the text. The verdict is the worst finding:
-//! `low` (install a package, start a service, create a directory), `medium` (change a file,
-//! permissions on a managed path, stop a process), `high` (system paths, users, firewall,
-//! kernel, disks, code computed at run time) and `refused` (destructive whatever the caller
-//! says: recursive deletion of `/` or top-level directories, `mkfs`, `dd` onto devices,
-//! shutdown, fork bombs, downloads piped into a shell, and their obfuscated spellings).
+//! `$'\x72m'`, variables, arrays and `${...}` operations set earlier in the same script,
+//! `$(...)`, here-documents, functions, aliases, loops, the working directory) and each
+//! resulting command is judged on its argv, never on substrings of the text. Commands run
+//! inside other commands — `sudo`, `env`, `sh -c`, `eval`, `xargs`, `find -exec`,
+//! `kubectl exec`, `docker exec|run`, `ssh HOST CMD`, `ansible -a`, functions, files the
+//! script wrote — are judged as themselves, with what reaches their standard input
+//! (`echo / | xargs rm -rf`); text decoded on the way (base64, hex, printf escapes, `rev`,
+//! `tr`, `sed`) is read as the script it becomes.
+//!
+//! What commands do is data: one TOML table per family under `tables/` (filesystem, system,
+//! packages, services, containers, cloud, databases, vcs, wrappers, interpreters, readonly),
+//! read by `tables.rs`. Commands whose risk depends on the paths, processes or units they are
+//! given are judged in code (`commands.rs`) against the path lists of `filesystem.toml`.
+//!
+//! The verdict is the worst finding: `low` (install a package, restart a service, read
+//! state), `medium` (change a file or one thing, stop a process), `high` (system paths,
+//! users, firewall, kernel, disks, code computed at run time, deleting one replaceable cloud
+//! resource, force-pushing a branch, scaling to zero) and `refused` (destructive whatever
+//! the caller says: deleting `/`, a home, a database, a bucket, a namespace, a repository
+//! or a whole environment, formatting disks, shutdown, fork bombs, downloads piped into a
+//! shell, and their obfuscated spellings).
 
 pub mod shell;
 
+mod builtins;
 mod commands;
 mod content;
 mod decode;

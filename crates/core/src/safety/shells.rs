@@ -1,6 +1,5 @@
 //! Commands that run text as code: shells (`sh -c`, a script on stdin), `eval`, `source`,
-//! `su -c`, `env`, interpreters (`python -c`), `at`, `trap`, `crontab`, `ansible -a`; and the
-//! builtins that set what later commands see (variables, `read`, `alias`, `set --`).
+//! `su -c`, `env`, interpreters (`python -c`), `at`, `trap`, `crontab`, `ansible -a`.
 
 use super::content::{Content, Input};
 use super::engine::{Arg, Ctx};
@@ -518,320 +517,137 @@ impl Ctx {
         }
     }
 
-    /// `ansible HOSTS -m MODULE -a ARGS`: the module's effect on every host.
+    /// `ansible HOSTS -m MODULE -a ARGS`: the module's effect on every host, judged as the
+    /// command it amounts to (`-m shell -a CMD` is CMD, `-m file -a 'path=P state=absent'`
+    /// is `rm -rf P`, `-m apt -a 'name=N state=absent'` is `apt-get remove N`…).
     pub(super) fn ansible(&mut self, argv: &[Arg], input: &Input) {
         let args = &argv[1..];
         let value = |names: &[&str]| -> Option<Arg> {
             args.iter().enumerate().find_map(|(i, a)| {
-                let s = a.s();
-                names.iter().find_map(|n| {
-                    if s == *n {
-                        args.get(i + 1).cloned()
-                    } else {
-                        s.strip_prefix(&format!("{n}=")).map(|v| Arg {
-                            text: v.to_string(),
-                            ..a.clone()
-                        })
-                    }
+                names.iter().find_map(|n| match a.s().strip_prefix(n) {
+                    Some("") => args.get(i + 1).cloned(),
+                    Some(v) => v.strip_prefix('=').map(|v| Arg {
+                        text: v.to_string(),
+                        ..a.clone()
+                    }),
+                    None => None,
                 })
             })
         };
-        let module = value(&["-m", "--module-name"]).map(|m| m.text);
-        let margs = value(&["-a", "--args"]);
-        let m = module.as_deref().unwrap_or("command");
-        let m = m.rsplit('.').next().unwrap_or(m);
-        let Some(margs) = margs else {
-            let level =
-                if module.is_none() || matches!(m, "ping" | "setup" | "gather_facts" | "debug") {
-                    Risk::Low
-                } else if m == "reboot" {
-                    Risk::Refused
-                } else {
-                    Risk::Medium
-                };
+        let given = value(&["-m", "--module-name"]).map(|m| m.text);
+        let module = given.as_deref().unwrap_or("command");
+        let m = module.rsplit('.').next().unwrap_or(module);
+        let margs = value(&["-a", "--args"]).unwrap_or_else(|| Arg::literal(""));
+        if matches!(m, "command" | "shell" | "raw" | "win_shell" | "win_command") {
+            if given.is_none() && margs.text.is_empty() {
+                self.add(Risk::Low, "ansible lists or pings the hosts", argv);
+                return;
+            }
+            let free: Vec<&str> = margs
+                .text
+                .split(' ')
+                .filter(|w| !FREE_FORM_PARAMS.iter().any(|p| w.starts_with(p)))
+                .collect();
+            let script = Arg {
+                text: free.join(" "),
+                ..margs.clone()
+            };
             self.add(
-                level,
-                format!("ansible runs the {m} module on the hosts"),
+                Risk::Low,
+                format!("ansible runs a command on the hosts ({m})"),
                 argv,
             );
+            self.shell_string(&script, argv, input, &[]);
             return;
-        };
-        let kv: Vec<(String, String)> = margs
+        }
+        let kv: Vec<(&str, &str)> = margs
             .text
             .split_whitespace()
             .filter_map(|w| {
                 w.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+                    .map(|(k, v)| (k, v.trim_matches(['"', '\''])))
             })
             .collect();
-        let get = |k: &[&str]| {
-            kv.iter()
-                .find(|(key, _)| k.contains(&key.as_str()))
-                .map(|(_, v)| v.clone())
-        };
-        match m {
-            "command" | "shell" | "raw" | "win_shell" | "win_command" => {
-                let free: Vec<&str> = margs
-                    .text
-                    .split(' ')
-                    .filter(|w| {
-                        ![
-                            "chdir=",
-                            "creates=",
-                            "removes=",
-                            "executable=",
-                            "warn=",
-                            "stdin=",
-                        ]
-                        .iter()
-                        .any(|p| w.starts_with(p))
-                    })
-                    .collect();
-                let script = Arg {
-                    text: free.join(" "),
-                    ..margs.clone()
-                };
+        match ansible_equivalent(m, &kv) {
+            Some(Equivalent::Argv(v)) => {
                 self.add(
                     Risk::Low,
-                    format!("ansible runs a command on the hosts ({m})"),
+                    format!("ansible runs the {m} module on the hosts"),
                     argv,
                 );
-                self.shell_string(&script, argv, input, &[]);
-            }
-            "file" if get(&["state"]).as_deref() == Some("absent") => {
-                let path = get(&["path", "dest", "name"]).unwrap_or_else(|| DYN.to_string());
-                let v = ["rm", "-r", "-f", "--", &path].map(Arg::literal).to_vec();
+                let v: Vec<Arg> = v.iter().map(|s| Arg::literal(s)).collect();
                 self.command(v, &Input::Outside);
             }
-            "apt" | "yum" | "dnf" | "package" | "apk" | "zypper" | "pip"
-                if get(&["state"]).as_deref() == Some("absent") =>
-            {
-                self.add(Risk::High, "ansible removes packages from the hosts", argv)
-            }
-            "apt" | "yum" | "dnf" | "package" | "apk" | "zypper" | "pip" => {
-                self.add(Risk::Low, "ansible installs packages on the hosts", argv)
-            }
-            "service" | "systemd" | "systemd_service" => {
-                let level = match get(&["state"]).as_deref() {
-                    Some("stopped") => Risk::Medium,
-                    _ if get(&["masked"]).as_deref() == Some("yes") => Risk::High,
-                    _ => Risk::Low,
-                };
-                self.add(level, "ansible changes a service on the hosts", argv);
-            }
-            "reboot" => self.add(Risk::Refused, "ansible reboots the hosts", argv),
-            "user" | "group" | "authorized_key" | "iptables" | "ufw" | "firewalld" | "sysctl"
-            | "mount" | "filesystem" | "parted" | "lvol" => self.add(
-                Risk::High,
-                format!("ansible {m} changes the hosts' system"),
+            Some(Equivalent::Writes(dest)) => self.write_target(&Arg::literal(&dest), true, argv),
+            Some(Equivalent::Level(level)) => self.add(
+                level,
+                format!("ansible runs the {m} module on the hosts"),
                 argv,
             ),
-            "copy" | "template" | "lineinfile" | "blockinfile" | "replace" | "get_url" => {
-                match get(&["dest", "path"]) {
-                    Some(d) => {
-                        let t = Arg::literal(&d);
-                        self.write_target(&t, true, argv);
-                    }
-                    None => self.add(Risk::Medium, format!("ansible {m} writes files"), argv),
-                }
-            }
-            "ping" | "setup" | "gather_facts" | "debug" | "stat" | "slurp" | "fetch" => {
-                self.add(Risk::Low, format!("ansible {m} reads the hosts"), argv)
-            }
-            _ => self.add(
+            None => self.add(
                 Risk::Medium,
                 format!("ansible runs the {m} module on the hosts"),
                 argv,
             ),
         }
     }
+}
 
-    /// Builtins that set variables and what later commands see. Returns false for the
-    /// uses that only print (handled by the tables).
-    pub(super) fn builtin_vars(&mut self, name: &str, argv: &[Arg], input: &Input) -> bool {
-        let args = &argv[1..];
-        match name {
-            "export" | "declare" | "typeset" | "local" | "readonly" => {
-                for x in args {
-                    if let Some((k, v)) = x.text.split_once('=') {
-                        let v = Arg {
-                            text: v.to_string(),
-                            ..x.clone()
-                        };
-                        self.check_env_var(k, &v, &[]);
-                        self.set_var(k, &v);
-                    }
-                }
-                self.add(Risk::Low, format!("{name} sets variables"), argv);
-            }
-            "read" => self.read(args, input, argv),
-            "mapfile" | "readarray" => {
-                let name = args
-                    .iter()
-                    .rfind(|a| !a.s().starts_with('-'))
-                    .map(|a| a.text.clone())
-                    .unwrap_or_else(|| "MAPFILE".into());
-                match input.text() {
-                    Some(t) => {
-                        let lines: Vec<String> = t.lines().map(String::from).collect();
-                        self.vars.insert(name, lines);
-                    }
-                    None => {
-                        self.vars.remove(&name);
-                    }
-                }
-                self.add(Risk::Low, "reads lines into an array", argv);
-            }
-            "alias" => {
-                for x in args {
-                    if let Some((k, v)) = x.text.split_once('=') {
-                        self.aliases.insert(k.to_string(), v.to_string());
-                    }
-                }
-                self.add(Risk::Low, "alias defines aliases", argv);
-            }
-            "unalias" => {
-                for x in args {
-                    self.aliases.remove(x.s());
-                }
-                self.add(Risk::Low, "unalias removes aliases", argv);
-            }
-            "unset" => {
-                for x in args {
-                    self.vars.remove(x.s());
-                    self.choices.remove(x.s());
-                    if args.iter().any(|a| a.s() == "-f") {
-                        self.functions.remove(x.s());
-                    }
-                }
-                self.add(Risk::Low, "unset removes variables", argv);
-            }
-            "set" => {
-                if let Some(i) = args.iter().position(|a| a.s() == "--") {
-                    self.positional = Some(args[i + 1..].iter().map(|a| a.text.clone()).collect());
-                } else if args.first().is_some_and(|a| !a.s().starts_with(['-', '+'])) {
-                    self.positional = Some(args.iter().map(|a| a.text.clone()).collect());
-                }
-                self.add(Risk::Low, "set changes shell options", argv);
-            }
-            "printf" => {
-                let Some(i) = args.iter().position(|a| a.s() == "-v") else {
-                    return false;
-                };
-                let var = args.get(i + 1).map(|a| a.text.clone()).unwrap_or_default();
-                let rest: Vec<&str> = args[(i + 2).min(args.len())..]
-                    .iter()
-                    .map(|a| a.s())
-                    .collect();
-                let dynamic = args.iter().any(|a| a.dynamic());
-                match rest
-                    .split_first()
-                    .and_then(|(f, r)| super::decode::printf(f, r))
-                {
-                    Some(v) if !dynamic => {
-                        self.vars.insert(var, vec![v]);
-                    }
-                    _ => {
-                        self.vars.remove(&var);
-                    }
-                }
-                self.add(Risk::Low, "printf -v sets a variable", argv);
-            }
-            "cd" | "pushd" | "popd" => {
-                let target = args
-                    .iter()
-                    .find(|a| !a.s().starts_with('-') || a.s() == "-");
-                self.cwd = match (name, target) {
-                    ("popd", _) => None,
-                    (_, None) => Some("~".into()),
-                    (_, Some(t)) if t.dynamic() || t.s() == "-" => None,
-                    (_, Some(t)) => {
-                        let p = self.abs(&t.text);
-                        if p.starts_with('/') {
-                            Some(super::paths::normalize(&p))
-                        } else if p.starts_with('~') {
-                            Some(p)
-                        } else {
-                            None
-                        }
-                    }
-                };
-                self.add(
-                    Risk::Low,
-                    format!("{name} changes the working directory"),
-                    argv,
-                );
-            }
-            "command" | "type" | "which" | "hash" => {
-                if name == "command" && !args.iter().any(|a| matches!(a.s(), "-v" | "-V")) {
-                    let rest: Vec<Arg> = args
-                        .iter()
-                        .skip_while(|a| a.s().starts_with('-'))
-                        .cloned()
-                        .collect();
-                    self.command(rest, input);
-                    return true;
-                }
-                self.add(Risk::Low, format!("{name} looks a command up"), argv);
-            }
-            _ => return false,
-        }
-        true
-    }
+/// Parameters of Ansible's command modules that are not part of the command line.
+const FREE_FORM_PARAMS: [&str; 6] = [
+    "chdir=",
+    "creates=",
+    "removes=",
+    "executable=",
+    "warn=",
+    "stdin=",
+];
 
-    fn read(&mut self, args: &[Arg], input: &Input, argv: &[Arg]) {
-        let mut names = vec![];
-        let mut array = None;
-        let mut i = 0;
-        while i < args.len() {
-            let s = args[i].s();
-            match s {
-                "-a" => {
-                    array = args.get(i + 1).map(|a| a.text.clone());
-                    i += 2;
-                    continue;
-                }
-                "-d" | "-p" | "-t" | "-u" | "-n" | "-N" | "-i" => {
-                    i += 2;
-                    continue;
-                }
-                s if s.starts_with('-') => {}
-                _ => names.push(args[i].text.clone()),
-            }
-            i += 1;
+/// What an Ansible module amounts to.
+enum Equivalent {
+    Argv(Vec<String>),
+    Writes(String),
+    Level(Risk),
+}
+
+fn ansible_equivalent(m: &str, kv: &[(&str, &str)]) -> Option<Equivalent> {
+    let get = |keys: &[&str]| {
+        kv.iter()
+            .find(|(k, _)| keys.contains(k))
+            .map(|(_, v)| v.to_string())
+    };
+    let state = get(&["state"]).unwrap_or_default();
+    let name = get(&["name", "pkg"]).unwrap_or_else(|| DYN.to_string());
+    let argv = |v: &[&str]| Some(Equivalent::Argv(v.iter().map(|s| s.to_string()).collect()));
+    match m {
+        "file" if state == "absent" => {
+            let path = get(&["path", "dest", "name"]).unwrap_or_else(|| DYN.to_string());
+            argv(&["rm", "-r", "-f", "--", &path])
         }
-        if names.is_empty() && array.is_none() {
-            names.push("REPLY".into());
+        "apt" | "yum" | "dnf" | "package" | "apk" | "zypper" => match state.as_str() {
+            "absent" | "removed" => argv(&["apt-get", "remove", &name]),
+            "latest" => argv(&["apt-get", "upgrade", &name]),
+            _ => argv(&["apt-get", "install", &name]),
+        },
+        "service" | "systemd" | "systemd_service" => match (state.as_str(), get(&["masked"])) {
+            (_, Some(y)) if y == "yes" || y == "true" => argv(&["systemctl", "mask", &name]),
+            ("stopped", _) => argv(&["systemctl", "stop", &name]),
+            _ => argv(&["systemctl", "restart", &name]),
+        },
+        "reboot" => argv(&["reboot"]),
+        "filesystem" => argv(&["mkfs", &get(&["dev"]).unwrap_or_else(|| DYN.to_string())]),
+        "lvol" if state == "absent" => argv(&["lvremove", &name]),
+        "user" | "group" => argv(&["usermod", &name]),
+        "iptables" | "ufw" | "firewalld" => argv(&["iptables", "-A"]),
+        "sysctl" => argv(&["sysctl", "-w", &name]),
+        "mount" | "parted" => argv(&[m, &name]),
+        "authorized_key" => Some(Equivalent::Writes("~/.ssh/authorized_keys".into())),
+        "copy" | "template" | "lineinfile" | "blockinfile" | "replace" | "get_url" => {
+            get(&["dest", "path"]).map(Equivalent::Writes)
         }
-        let lines: Option<Vec<String>> =
-            input.text().map(|t| t.lines().map(String::from).collect());
-        for n in names.iter().chain(array.iter()) {
-            self.vars.remove(n);
-            self.choices.remove(n);
+        "ping" | "setup" | "gather_facts" | "debug" | "stat" | "slurp" | "fetch" => {
+            Some(Equivalent::Level(Risk::Low))
         }
-        if let Some(lines) = lines {
-            let first = lines.first().cloned().unwrap_or_default();
-            if let Some(a) = array {
-                self.vars
-                    .insert(a, first.split_whitespace().map(String::from).collect());
-            } else if names.len() == 1 && lines.len() > 1 {
-                // `... | while read x; do ...`: x takes every line in turn.
-                self.choices.insert(
-                    names[0].clone(),
-                    lines.iter().map(|l| l.trim().to_string()).collect(),
-                );
-            } else {
-                let mut words = first.split_whitespace();
-                for (k, n) in names.iter().enumerate() {
-                    let v = if k + 1 == names.len() {
-                        words.by_ref().collect::<Vec<_>>().join(" ")
-                    } else {
-                        words.next().unwrap_or("").to_string()
-                    };
-                    self.vars.insert(n.clone(), vec![v]);
-                }
-            }
-        }
-        self.add(Risk::Low, "read reads a line", argv);
+        _ => None,
     }
 }
