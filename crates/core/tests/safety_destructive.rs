@@ -352,6 +352,13 @@ const CASES: &[(&str, Risk)] = &[
     ("(cd / && sudo rm -rf *)", Refused),
     ("rm -rf /home/$USER", Refused),
     ("parted /dev/sda rm 1", Refused),
+    ("X=/ sh -c 'rm -rf $X'", Refused),
+    ("env X=/ bash -c 'rm -rf \"$X\"'", Refused),
+    ("bash -c 'rm -rf \"${1:-/}\"'", Refused),
+    ("${x:=rm} -rf /", Refused),
+    ("declare -a c=(rm -rf /); ${c[@]}", Refused),
+    ("echo 'rm -rf /' | . /dev/stdin", Refused),
+    ("$(tr -d '#' <<< 'r#m') -rf /", Refused),
 ];
 
 #[test]

@@ -153,6 +153,12 @@ const CASES: &[(&str, Risk)] = &[
     ("sudo -u postgres psql -c 'VACUUM ANALYZE'", Low),
     ("cd /srv/app && git pull && npm ci", Low),
     ("for h in web1 web2; do ssh $h uptime & done; wait", Low),
+    ("ansible all -m ping", Low),
+    ("ansible web -m apt -a 'name=nginx state=present' -b", Low),
+    (
+        "ansible web -m service -a 'name=nginx state=restarted' -b",
+        Low,
+    ),
     // Changes to one thing: medium.
     ("[ -f /tmp/lock ] && rm /tmp/lock", Medium),
     ("find /tmp -type f -mtime +7 -exec rm -f {} \\;", Medium),
@@ -183,6 +189,11 @@ const CASES: &[(&str, Risk)] = &[
     ("aws s3 cp build.tar s3://bucket/artifacts/", Medium),
     ("kind delete cluster", Medium),
     ("sed -i 's/8080/9090/' /srv/app/config.yml", Medium),
+    ("X=/tmp/x sh -c 'rm -rf $X'", Medium),
+    (
+        "ansible web -m service -a 'name=nginx state=stopped' -b",
+        Medium,
+    ),
 ];
 
 #[test]

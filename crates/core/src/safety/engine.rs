@@ -346,11 +346,11 @@ impl Ctx {
                 prev = Some(Content::text(""));
                 continue;
             }
-            self.assignments(c, &argv);
+            let env = self.assignments(c, &argv);
             let input = self.input_for(c, i, prev.take());
             self.redirects(c, &argv);
             let outs = std::mem::take(&mut self.pending_out);
-            self.command(argv.clone(), &input);
+            self.command_with_env(env, argv.clone(), &input);
             let out = self.output(&argv, &input);
             for s in outs {
                 self.nested(&s, Input::Given(out.clone()), None);
@@ -381,13 +381,37 @@ impl Ctx {
     }
 
     /// `NAME=value` prefixes: variables when alone, the command's environment otherwise.
-    fn assignments(&mut self, c: &SimpleCommand, argv: &[Arg]) {
+    /// `NAME=value` words: shell variables when alone; otherwise the command's environment,
+    /// returned so that what the command runs sees them (`X=/ sh -c 'rm -rf $X'`).
+    fn assignments(&mut self, c: &SimpleCommand, argv: &[Arg]) -> Vec<(String, Arg)> {
+        let mut env = vec![];
         for (name, value) in &c.assigns {
             let v = self.expand(value);
             self.check_env_var(name, &v, argv);
             if argv.is_empty() {
                 self.set_var(name, &v);
+            } else {
+                env.push((name.clone(), v));
             }
+        }
+        env
+    }
+
+    /// Run `argv` with `env` set as variables for what it runs, then restore them.
+    fn command_with_env(&mut self, env: Vec<(String, Arg)>, argv: Vec<Arg>, input: &Input) {
+        let saved: Vec<(String, Option<Vec<String>>)> = env
+            .iter()
+            .map(|(k, _)| (k.clone(), self.vars.get(k).cloned()))
+            .collect();
+        for (k, v) in &env {
+            self.set_var(k, v);
+        }
+        self.command(argv, input);
+        for (k, v) in saved {
+            match v {
+                Some(v) => self.vars.insert(k, v),
+                None => self.vars.remove(&k),
+            };
         }
     }
 
@@ -919,8 +943,7 @@ impl Ctx {
         for p in &parsed.pipelines {
             if let [c] = p.commands.as_slice() {
                 if c.words.is_empty() {
-                    let argv: Vec<Arg> = vec![];
-                    self.assignments(c, &argv);
+                    self.assignments(c, &[]);
                     continue;
                 }
             }

@@ -260,6 +260,8 @@ impl Ctx {
                     ..argv[i].clone()
                 };
                 self.check_env_var(k, &v, &argv[i + 1..]);
+                // What env runs sees the variable (`env X=/ sh -c 'rm -rf $X'`).
+                self.set_var(k, &v);
                 i += 1;
                 continue;
             }
