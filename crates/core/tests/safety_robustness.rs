@@ -208,3 +208,119 @@ fn blow_ups_still_give_a_safe_verdict() {
     let a = assess_script("echo cm0gLXJmIC8= | base64 -d | cat | cat | tee /dev/null | sh");
     assert_eq!(a.level, Risk::Refused, "{a:?}");
 }
+
+/// Commands of every kind the engine reads (tables, code, wrappers, inner commands), each
+/// given non-ASCII, option-like and empty arguments in every position.
+#[test]
+fn odd_arguments_to_every_kind_of_command_never_panic() {
+    const COMMANDS: &[&str] = &[
+        "rm -rf",
+        "find",
+        "find / -name",
+        "chmod -R",
+        "cp",
+        "mv",
+        "dd",
+        "tee",
+        "sed -i",
+        "tar -x -C",
+        "awk",
+        "kill",
+        "pkill",
+        "systemctl stop",
+        "service",
+        "sudo",
+        "sudo -u",
+        "env",
+        "timeout",
+        "xargs",
+        "xargs -I",
+        "parallel",
+        "ssh",
+        "kubectl exec",
+        "kubectl delete",
+        "kubectl scale",
+        "docker run",
+        "docker exec",
+        "docker compose exec",
+        "ansible all -m",
+        "ansible all -a",
+        "git push",
+        "git -c",
+        "gh api -X DELETE",
+        "curl -X DELETE",
+        "aws s3 rm",
+        "gcloud",
+        "terraform destroy",
+        "psql -c",
+        "mysql -e",
+        "redis-cli",
+        "mongosh --eval",
+        "python3 -c",
+        "perl -e",
+        "node -e",
+        "sh -c",
+        "bash",
+        "eval",
+        "source",
+        "su -c",
+        "crontab",
+        "at",
+        "trap",
+        "cd",
+        "read",
+        "set --",
+        "printf -v",
+        "alias",
+        "declare -a",
+        "nsenter -t",
+        "chroot",
+        "flock",
+        "watch",
+        "busybox",
+        "npx",
+        "manage.py",
+        "rake",
+    ];
+    const ARGS: &[&str] = &[
+        "é",
+        "日本/x",
+        "-é",
+        "--é=1",
+        "é=1",
+        "",
+        "-",
+        "--",
+        "ß-",
+        "/é",
+        "~é",
+        "{}",
+        ";",
+        "+é",
+        ":é",
+        "s3://é",
+        "-Xé",
+        "\u{1}",
+        "\u{3}",
+        "𝕏",
+        "-𝕏𝕏",
+        "é:/",
+        "\\é",
+    ];
+    let mut r = Rng(7);
+    for cmd in COMMANDS {
+        for _ in 0..40 {
+            let n = r.below(4) + 1;
+            let mut argv: Vec<String> = cmd.split(' ').map(String::from).collect();
+            argv.extend((0..n).map(|_| ARGS[r.below(ARGS.len())].to_string()));
+            let _ = assess(&argv);
+            let script = argv
+                .iter()
+                .map(|a| format!("'{}'", a.replace('\'', "")))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let _ = assess_script(&script);
+            let _ = assess_script(&argv.join(" "));
+        }
+    }
+}

@@ -374,10 +374,12 @@ impl Ctx {
             for s in starts {
                 let p = s.if_empty();
                 let n = normalize(&p);
-                let top = n.len() > 1
-                    && !n[1..].contains('/')
-                    && paths.top_level.iter().any(|t| *t == n[1..])
-                    && !matches!(n.as_str(), "/tmp");
+                let top = n.strip_prefix('/').is_some_and(|rest| {
+                    !rest.is_empty()
+                        && !rest.contains('/')
+                        && rest != "tmp"
+                        && paths.top_level.iter().any(|t| t == rest)
+                });
                 let r = if s.dynamic() {
                     (
                         Risk::High,

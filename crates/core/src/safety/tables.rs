@@ -640,6 +640,7 @@ pub(super) fn has_flag(options: &[&str], flag: &str) -> bool {
             || (flag.len() > 2 && o.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
             || (flag.len() == 2
                 && !flag.starts_with("--")
+                && o.starts_with('-')
                 && !o.starts_with("--")
                 && o.len() > 2
                 && o[1..].contains(&flag[1..]))
