@@ -68,7 +68,14 @@ fn commands_inside_other_commands_are_judged_as_themselves() {
 fn destruction_outside_the_filesystem() {
     let (code, out) = assess(&["--", "terraform", "destroy", "-auto-approve"]);
     assert_eq!(code, Some(4), "{out}");
-    let (code, out) = assess(&["--", "aws", "ec2", "terminate-instances", "--instance-ids", "i-1"]);
+    let (code, out) = assess(&[
+        "--",
+        "aws",
+        "ec2",
+        "terminate-instances",
+        "--instance-ids",
+        "i-1",
+    ]);
     assert_eq!(code, Some(3), "{out}");
     let (code, out) = assess(&["--", "psql", "-c", "SELECT 1"]);
     assert_eq!(code, Some(0), "{out}");
