@@ -52,3 +52,31 @@ fn missing_command_is_a_usage_error() {
     let (code, _) = assess(&[]);
     assert_eq!(code, Some(2));
 }
+
+#[test]
+fn commands_inside_other_commands_are_judged_as_themselves() {
+    let (code, out) = assess(&["--", "kubectl", "exec", "pod", "--", "rm", "-rf", "/"]);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("rm -rf /"), "{out}");
+    let (code, out) = assess(&["--", "kubectl", "exec", "pod", "--", "ls", "/app"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = assess(&["--", "echo / | xargs rm -rf"]);
+    assert_eq!(code, Some(4), "{out}");
+}
+
+#[test]
+fn destruction_outside_the_filesystem() {
+    let (code, out) = assess(&["--", "terraform", "destroy", "-auto-approve"]);
+    assert_eq!(code, Some(4), "{out}");
+    let (code, out) = assess(&[
+        "--",
+        "aws",
+        "ec2",
+        "terminate-instances",
+        "--instance-ids",
+        "i-1",
+    ]);
+    assert_eq!(code, Some(3), "{out}");
+    let (code, out) = assess(&["--", "psql", "-c", "SELECT 1"]);
+    assert_eq!(code, Some(0), "{out}");
+}

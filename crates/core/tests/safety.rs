@@ -113,7 +113,7 @@ const SCRIPTS: &[(&str, Risk)] = &[
     ("false || rm -rf /", Refused),
     ("echo $(rm -rf /)", Refused),
     ("eval 'rm -rf /'", Refused),
-    ("echo / | xargs rm -rf", High),
+    ("echo / | xargs rm -rf", Refused),
     ("find / -delete", Refused),
     ("find /tmp -delete", Refused),
     (
@@ -173,7 +173,7 @@ const SCRIPTS: &[(&str, Risk)] = &[
     ),
     ("echo cm0gLXJmIC8= | base64 -d | sh", Refused),
     ("echo cm0gLXJmIC8= | base64 --decode | bash", Refused),
-    ("base64 -d <<< cm0gLXJmIC8= | sh", High),
+    ("base64 -d <<< cm0gLXJmIC8= | sh", Refused),
     ("echo 'rm -rf /' | sh", Refused),
     ("printf 'rm -rf /' | bash", Refused),
     ("echo '/ fr- mr' | rev | sh", Refused),

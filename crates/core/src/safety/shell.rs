@@ -10,21 +10,21 @@ use std::fmt;
 pub enum Part {
     /// Literal text; `quoted` is false for bare text, where `*`, `?` and `[` are globs.
     Lit { text: String, quoted: bool },
-    /// `$NAME`, `${NAME}` or `${NAME...}` with a modifier (then `plain` is false);
-    /// unquoted expansions are split into words on whitespace.
-    Var {
-        name: String,
-        plain: bool,
-        quoted: bool,
-    },
-    /// `$(...)` or backticks: the inner script.
-    Sub(String),
-    /// `<(...)` or `>(...)`: the inner script.
-    ProcSub(String),
+    /// `$NAME`, `${NAME}`, `$1`, `$@`…; unquoted expansions are split into words.
+    Var { name: String, quoted: bool },
+    /// `${...}` with more than a plain name (`${x:-d}`, `${!x}`, `${a[@]}`, `${x:0:2}`): the
+    /// text between the braces.
+    Param { expr: String, quoted: bool },
+    /// `$(...)` or backticks: the inner script; unquoted output is split into words.
+    Sub { script: String, quoted: bool },
+    /// `<(...)` (`output` false) or `>(...)` (`output` true): the inner script.
+    ProcSub { script: String, output: bool },
+    /// `$((...))`, or a `((...))` command: the arithmetic text, which may hold `$(...)`.
+    Arith(String),
+    /// `name=(...)`: the text of an array literal.
+    Array(String),
     /// A leading unquoted `~`.
     Home,
-    /// `$((...))` and anything else whose value is only known at run time.
-    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -61,7 +61,7 @@ impl Word {
     /// The scripts this word runs while being expanded (`$(...)`, backticks, `<(...)`).
     pub fn substitutions(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Sub(s) | Part::ProcSub(s) => Some(s.as_str()),
+            Part::Sub { script: s, .. } | Part::ProcSub { script: s, .. } => Some(s.as_str()),
             _ => None,
         })
     }
@@ -74,6 +74,8 @@ pub struct Redirect {
     pub target: Word,
     /// The body of a here-document.
     pub heredoc: Option<String>,
+    /// Whether the body undergoes expansion (the delimiter was not quoted).
+    pub heredoc_expands: bool,
 }
 
 impl Redirect {
@@ -93,6 +95,8 @@ pub struct SimpleCommand {
     pub redirects: Vec<Redirect>,
     /// Run in the background (`&`).
     pub background: bool,
+    /// `for NAME in WORDS`: the loop variable; `words` are then the values it takes.
+    pub for_var: Option<String>,
 }
 
 /// Commands joined by `|`; the first command's stdin is the script's.
@@ -104,8 +108,19 @@ pub struct Pipeline {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Script {
     pub pipelines: Vec<Pipeline>,
-    /// Shell functions defined in the script, with whether the body calls the function itself.
-    pub functions: Vec<(String, bool)>,
+    /// Shell functions defined in the script.
+    pub functions: Vec<Function>,
+    /// Endless loops (`while true`, `while :`, `until false`) that start background jobs.
+    pub endless_background_loops: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Function {
+    pub name: String,
+    /// Whether the body calls the function itself.
+    pub recursive: bool,
+    /// What a call runs; its commands are not part of the script's own pipelines.
+    pub body: Script,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +150,8 @@ struct Lexer<'a> {
     pending_heredocs: Vec<usize>,
     heredocs: Vec<(usize, String)>,
     _src: &'a str,
+    /// A `((` found unclosed: every later one is too, so none is tried again.
+    arith_unclosed: bool,
 }
 
 fn is_name_start(c: char) -> bool {
@@ -154,6 +171,7 @@ impl<'a> Lexer<'a> {
             pending_heredocs: vec![],
             heredocs: vec![],
             _src: src,
+            arith_unclosed: false,
         }
     }
 
@@ -241,6 +259,7 @@ impl<'a> Lexer<'a> {
             (';', _) => ";",
             ('&', _) => "&",
             ('|', _) => "|",
+            ('(', Some('(')) if self.arithmetic()? => return Ok(()),
             ('(', _) => "(",
             (')', _) => ")",
             _ => return Err(ParseError(format!("unexpected character {c:?}"))),
@@ -248,6 +267,33 @@ impl<'a> Lexer<'a> {
         self.pos += op.len();
         self.toks.push(Tok::Op(op));
         Ok(())
+    }
+
+    /// `((...))` as a command is arithmetic; `((cmd); cmd)` is two subshells, told apart by
+    /// what follows the first closing parenthesis.
+    fn arithmetic(&mut self) -> Result<bool, ParseError> {
+        if self.arith_unclosed {
+            return Ok(false);
+        }
+        let start = self.pos;
+        self.pos += 2;
+        let inner = match self.balanced(')') {
+            Ok(t) => t,
+            Err(_) => {
+                self.pos = start;
+                self.arith_unclosed = true;
+                return Ok(false);
+            }
+        };
+        if self.peek() != Some(')') {
+            self.pos = start;
+            return Ok(false);
+        }
+        self.pos += 1;
+        self.toks.push(Tok::Word(Word {
+            parts: vec![Part::Arith(inner)],
+        }));
+        Ok(true)
     }
 
     fn redirect(&mut self) -> Result<(), ParseError> {
@@ -334,14 +380,22 @@ impl<'a> Lexer<'a> {
         while let Some(c) = self.peek() {
             match c {
                 ' ' | '\t' | '\n' | '\r' | ';' | '&' | '|' | ')' => break,
+                '(' if is_assignment_prefix(&w) => {
+                    self.pos += 1;
+                    let inner = self.balanced(')')?;
+                    w.parts.push(Part::Array(inner));
+                }
                 '(' => {
                     // `name()` starts a function definition; `(` alone is a subshell.
                     break;
                 }
                 '<' | '>' if self.peek_at(1) == Some('(') => {
                     self.pos += 2;
-                    let inner = self.balanced(')')?;
-                    w.parts.push(Part::ProcSub(inner));
+                    let script = self.balanced(')')?;
+                    w.parts.push(Part::ProcSub {
+                        script,
+                        output: c == '>',
+                    });
                 }
                 '<' | '>' => break,
                 '~' if self.pos == start => {
@@ -421,7 +475,10 @@ impl<'a> Lexer<'a> {
                     if !closed {
                         return Err(ParseError("unterminated backquote".into()));
                     }
-                    w.parts.push(Part::Sub(inner));
+                    w.parts.push(Part::Sub {
+                        script: inner,
+                        quoted: false,
+                    });
                 }
                 '$' => self.dollar(&mut w, false)?,
                 c => {
@@ -470,7 +527,10 @@ impl<'a> Lexer<'a> {
                     if !closed {
                         return Err(ParseError("unterminated backquote".into()));
                     }
-                    w.parts.push(Part::Sub(inner));
+                    w.parts.push(Part::Sub {
+                        script: inner,
+                        quoted: true,
+                    });
                 }
                 '$' => self.dollar(w, true)?,
                 c => {
@@ -494,32 +554,36 @@ impl<'a> Lexer<'a> {
         match self.peek() {
             Some('(') if self.peek_at(1) == Some('(') => {
                 self.pos += 2;
-                self.balanced(')')?;
+                let inner = self.balanced(')')?;
                 if self.peek() == Some(')') {
                     self.pos += 1;
                 }
-                w.parts.push(Part::Unknown);
+                w.parts.push(Part::Arith(inner));
             }
             Some('(') => {
                 self.pos += 1;
                 let inner = self.balanced(')')?;
-                w.parts.push(Part::Sub(inner));
+                w.parts.push(Part::Sub {
+                    script: inner,
+                    quoted: in_dquote,
+                });
             }
             Some('{') => {
                 self.pos += 1;
                 let inner = self.balanced('}')?;
-                let name: String = inner.chars().take_while(|c| is_name_char(*c)).collect();
-                let plain = !name.is_empty() && name.len() == inner.len();
-                // `${x:-$(cmd)}` and friends still run what is inside.
-                if let Some(i) = inner.find("$(") {
-                    w.parts
-                        .push(Part::Sub(inner[i + 2..].trim_end_matches(')').into()));
+                let plain = (!inner.is_empty() && inner.chars().all(is_name_char))
+                    || (inner.chars().count() == 1 && "@*#?$!-".contains(inner.as_str()));
+                if plain {
+                    w.parts.push(Part::Var {
+                        name: inner,
+                        quoted: in_dquote,
+                    });
+                } else {
+                    w.parts.push(Part::Param {
+                        expr: inner,
+                        quoted: in_dquote,
+                    });
                 }
-                w.parts.push(Part::Var {
-                    name,
-                    plain,
-                    quoted: in_dquote,
-                });
             }
             Some('\'') if !in_dquote => {
                 self.pos += 1;
@@ -546,7 +610,6 @@ impl<'a> Lexer<'a> {
                 }
                 w.parts.push(Part::Var {
                     name,
-                    plain: true,
                     quoted: in_dquote,
                 });
             }
@@ -554,7 +617,6 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
                 w.parts.push(Part::Var {
                     name: c.to_string(),
-                    plain: true,
                     quoted: in_dquote,
                 });
             }
@@ -688,146 +750,358 @@ const KEYWORDS_SKIP: [&str; 9] = [
     "if", "then", "else", "elif", "do", "while", "until", "!", "time",
 ];
 const KEYWORDS_END: [&str; 3] = ["fi", "done", "esac"];
+/// Function bodies nested deeper than this are read as plain commands.
+const MAX_FUNCTION_NESTING: usize = 16;
 
 /// Parse a shell script into pipelines of simple commands.
 pub fn parse(src: &str) -> Result<Script, ParseError> {
     let (toks, heredocs) = Lexer::new(src).run()?;
-    let mut script = Script::default();
-    let mut pipeline = Pipeline::default();
-    let mut cmd = SimpleCommand::default();
+    Ok(parse_range(&toks, 0, toks.len(), &heredocs, 0))
+}
+
+/// The index of the token closing the group opened at `open_at`, if any.
+fn matching_close(toks: &[Tok], open_at: usize, end: usize) -> Option<usize> {
+    let (open, close) = match toks.get(open_at) {
+        Some(Tok::Op("{")) => ("{", "}"),
+        Some(Tok::Op("(")) => ("(", ")"),
+        _ => return None,
+    };
+    let mut depth = 0usize;
+    for (k, t) in toks.iter().enumerate().take(end).skip(open_at) {
+        match t {
+            Tok::Op(o) if *o == open => depth += 1,
+            Tok::Op(o) if *o == close => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+struct Builder {
+    script: Script,
+    pipeline: Pipeline,
+    cmd: SimpleCommand,
+}
+
+impl Builder {
+    fn flush_cmd(&mut self) {
+        let c = &self.cmd;
+        if !c.words.is_empty() || !c.redirects.is_empty() || !c.assigns.is_empty() {
+            self.pipeline.commands.push(std::mem::take(&mut self.cmd));
+        }
+    }
+    fn flush_pipeline(&mut self) {
+        self.flush_cmd();
+        if !self.pipeline.commands.is_empty() {
+            self.script
+                .pipelines
+                .push(std::mem::take(&mut self.pipeline));
+        }
+    }
+}
+
+/// A function defined at `i` (`name ( ) BODY`, or `function name [( )] BODY`): its name,
+/// where the body starts, and where parsing goes on.
+fn function_at(toks: &[Tok], i: usize, end: usize) -> Option<(String, usize)> {
+    let word = |k: usize| match toks.get(k) {
+        Some(Tok::Word(w)) if k < end => w.literal(),
+        _ => None,
+    };
+    let parens = |k: usize| {
+        matches!(toks.get(k), Some(Tok::Op("("))) && matches!(toks.get(k + 1), Some(Tok::Op(")")))
+    };
+    let name = word(i)?;
+    if parens(i + 1) {
+        return Some((name, i + 3));
+    }
+    if name == "function" {
+        let n = word(i + 1)?;
+        let j = if parens(i + 2) { i + 4 } else { i + 2 };
+        return Some((n, j));
+    }
+    None
+}
+
+fn parse_range(
+    toks: &[Tok],
+    start: usize,
+    end: usize,
+    heredocs: &[(usize, String)],
+    nesting: usize,
+) -> Script {
+    let mut b = Builder {
+        script: Script::default(),
+        pipeline: Pipeline::default(),
+        cmd: SimpleCommand::default(),
+    };
     let mut skip_until_sep = false;
-
-    fn flush_cmd(cmd: &mut SimpleCommand, pipeline: &mut Pipeline) {
-        if !cmd.words.is_empty() || !cmd.redirects.is_empty() || !cmd.assigns.is_empty() {
-            pipeline.commands.push(std::mem::take(cmd));
-        }
-    }
-    fn flush_pipeline(pipeline: &mut Pipeline, script: &mut Script) {
-        if !pipeline.commands.is_empty() {
-            script.pipelines.push(std::mem::take(pipeline));
-        }
-    }
-
-    let mut i = 0;
-    while i < toks.len() {
+    let mut i = start;
+    while i < end {
         match &toks[i] {
             Tok::Word(w) => {
-                // `name ( )` defines a function.
-                if cmd.words.is_empty()
-                    && matches!(toks.get(i + 1), Some(Tok::Op("(")))
-                    && matches!(toks.get(i + 2), Some(Tok::Op(")")))
-                {
-                    let name = w.literal().unwrap_or_default();
-                    let recursive = function_calls_itself(&toks[i + 3..], &name);
-                    script.functions.push((name, recursive));
-                    i += 3;
-                    continue;
+                let at_start = b.cmd.words.is_empty() && b.cmd.assigns.is_empty();
+                if at_start && !skip_until_sep {
+                    if let Some((name, mut j)) = function_at(toks, i, end) {
+                        while matches!(toks.get(j), Some(Tok::Op(";"))) && j < end {
+                            j += 1;
+                        }
+                        let recursive = function_calls_itself(&toks[j.min(end)..end], &name);
+                        match matching_close(toks, j, end) {
+                            Some(k) if nesting < MAX_FUNCTION_NESTING => {
+                                let body = parse_range(toks, j + 1, k, heredocs, nesting + 1);
+                                b.script.functions.push(Function {
+                                    name,
+                                    recursive,
+                                    body,
+                                });
+                                i = k + 1;
+                            }
+                            _ => {
+                                // A body that is not a group: read its commands in place.
+                                b.script.functions.push(Function {
+                                    name,
+                                    recursive,
+                                    body: Script::default(),
+                                });
+                                i = j;
+                            }
+                        }
+                        continue;
+                    }
                 }
                 if skip_until_sep {
                     i += 1;
                     continue;
                 }
                 let lit = w.literal();
-                if cmd.words.is_empty() && cmd.assigns.is_empty() {
+                if at_start {
                     if let Some(l) = lit.as_deref() {
-                        if KEYWORDS_SKIP.contains(&l) {
+                        if matches!(l, "while" | "until")
+                            && endless_background_loop(toks, i, end, l)
+                        {
+                            b.script.endless_background_loops += 1;
+                        }
+                        if KEYWORDS_SKIP.contains(&l) || KEYWORDS_END.contains(&l) {
                             i += 1;
                             continue;
                         }
-                        if KEYWORDS_END.contains(&l) {
-                            i += 1;
+                        if matches!(l, "for" | "select") {
+                            i = for_loop(toks, i, end, &mut b);
                             continue;
                         }
-                        if matches!(l, "for" | "select" | "case" | "in") {
+                        if matches!(l, "case" | "in") {
                             skip_until_sep = true;
                             i += 1;
                             continue;
                         }
-                        if l == "function" {
-                            if let Some(Tok::Word(n)) = toks.get(i + 1) {
-                                let name = n.literal().unwrap_or_default();
-                                let mut j = i + 2;
-                                if matches!(toks.get(j), Some(Tok::Op("(")))
-                                    && matches!(toks.get(j + 1), Some(Tok::Op(")")))
-                                {
-                                    j += 2;
-                                }
-                                let recursive = function_calls_itself(&toks[j..], &name);
-                                script.functions.push((name, recursive));
-                                i = j;
-                                continue;
-                            }
-                        }
                     }
                 }
-                if cmd.words.is_empty() {
+                if b.cmd.words.is_empty() {
                     if let Some((name, value)) = split_assignment(w) {
-                        cmd.assigns.push((name, value));
+                        b.cmd.assigns.push((name, value));
                         i += 1;
                         continue;
                     }
                 }
-                cmd.words.push(w.clone());
+                b.cmd.words.push(w.clone());
             }
             Tok::Redir(op, target) => {
                 if let Some(t) = target {
                     let heredoc = heredocs
                         .iter()
                         .find(|(idx, _)| *idx == i)
-                        .map(|(_, b)| b.clone());
-                    cmd.redirects.push(Redirect {
+                        .map(|(_, body)| body.clone());
+                    let heredoc_expands = !t
+                        .parts
+                        .iter()
+                        .any(|p| matches!(p, Part::Lit { quoted: true, .. }));
+                    b.cmd.redirects.push(Redirect {
                         op: op.clone(),
                         target: t.clone(),
                         heredoc,
+                        heredoc_expands,
                     });
                 }
             }
             Tok::Op(op) => match *op {
-                "|" | "|&" => flush_cmd(&mut cmd, &mut pipeline),
+                "|" | "|&" => b.flush_cmd(),
                 "&" => {
-                    cmd.background = true;
-                    flush_cmd(&mut cmd, &mut pipeline);
-                    flush_pipeline(&mut pipeline, &mut script);
+                    b.cmd.background = true;
+                    b.flush_pipeline();
                     skip_until_sep = false;
                 }
                 _ => {
-                    flush_cmd(&mut cmd, &mut pipeline);
-                    flush_pipeline(&mut pipeline, &mut script);
-                    if matches!(*op, ";" | ";;" | "&&" | "||" | "{" | "}" | ")" | "(") {
-                        skip_until_sep = false;
-                    }
+                    b.flush_pipeline();
+                    skip_until_sep = false;
                 }
             },
         }
         i += 1;
     }
-    flush_cmd(&mut cmd, &mut pipeline);
-    flush_pipeline(&mut pipeline, &mut script);
-    Ok(script)
+    b.flush_pipeline();
+    b.script
 }
 
-/// Whether the function body that starts at `toks` calls `name`.
-fn function_calls_itself(toks: &[Tok], name: &str) -> bool {
-    let (open, close) = match toks.first() {
-        Some(Tok::Op("{")) => ("{", "}"),
-        Some(Tok::Op("(")) => ("(", ")"),
-        _ => return false,
+/// `for NAME [in WORDS]`: a pseudo-command binding NAME to WORDS (to `"$@"` without `in`).
+/// Returns where parsing goes on. `for ((...))` is skipped up to its separator.
+fn for_loop(toks: &[Tok], i: usize, end: usize, b: &mut Builder) -> usize {
+    let name = match toks.get(i + 1) {
+        Some(Tok::Word(w)) if i + 1 < end => w
+            .literal()
+            .filter(|n| n.starts_with(is_name_start) && n.chars().all(is_name_char)),
+        _ => None,
     };
-    let mut depth = 0;
-    for t in toks {
-        match t {
-            Tok::Op(o) if *o == open => depth += 1,
-            Tok::Op(o) if *o == close => {
+    let Some(name) = name else {
+        let mut j = i + 1;
+        while j < end && !matches!(toks[j], Tok::Op(_)) {
+            j += 1;
+        }
+        return j;
+    };
+    let mut j = i + 2;
+    let mut words = vec![];
+    if matches!(toks.get(j), Some(Tok::Word(w)) if j < end && w.literal().as_deref() == Some("in"))
+    {
+        j += 1;
+        while j < end {
+            match &toks[j] {
+                Tok::Word(w) if w.literal().as_deref() != Some("do") => words.push(w.clone()),
+                _ => break,
+            }
+            j += 1;
+        }
+    } else {
+        words.push(Word {
+            parts: vec![Part::Var {
+                name: "@".into(),
+                quoted: true,
+            }],
+        });
+    }
+    b.flush_pipeline();
+    b.cmd = SimpleCommand {
+        words,
+        for_var: Some(name),
+        ..SimpleCommand::default()
+    };
+    b.flush_pipeline();
+    j
+}
+
+/// Whether the `while`/`until` loop at `i` never ends and starts jobs in the background.
+fn endless_background_loop(toks: &[Tok], i: usize, end: usize, kw: &str) -> bool {
+    let lit = |k: usize| match toks.get(k) {
+        Some(Tok::Word(w)) if k < end => w.literal(),
+        _ => None,
+    };
+    let Some(do_at) = (i + 1..end).find(|&k| lit(k).as_deref() == Some("do")) else {
+        return false;
+    };
+    let cond: Vec<String> = (i + 1..do_at).filter_map(lit).collect();
+    let endless = match kw {
+        "while" => {
+            matches!(cond.as_slice(), [c] if c == "true" || c == ":")
+                || matches!(
+                    cond.iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    ["[", "1", "]"]
+                )
+        }
+        _ => matches!(cond.as_slice(), [c] if c == "false"),
+    };
+    if !endless {
+        return false;
+    }
+    let mut depth = 0usize;
+    for (k, tok) in toks.iter().enumerate().take(end).skip(do_at) {
+        match (lit(k).as_deref(), tok) {
+            (Some("do"), _) => depth += 1,
+            (Some("done"), _) => {
                 depth -= 1;
                 if depth == 0 {
                     return false;
                 }
             }
-            Tok::Word(w) if w.literal().as_deref() == Some(name) => return true,
+            (_, Tok::Op("&")) => return true,
             _ => {}
         }
     }
     false
+}
+
+/// Whether the function body that starts at `toks` calls `name`.
+fn function_calls_itself(toks: &[Tok], name: &str) -> bool {
+    let Some(close) = matching_close(toks, 0, toks.len()) else {
+        return false;
+    };
+    toks[..close]
+        .iter()
+        .any(|t| matches!(t, Tok::Word(w) if w.literal().as_deref() == Some(name)))
+}
+
+/// Whether `w` so far is `NAME=` or `NAME+=`, so that a `(` opens an array literal.
+fn is_assignment_prefix(w: &Word) -> bool {
+    let [Part::Lit {
+        text,
+        quoted: false,
+    }] = w.parts.as_slice()
+    else {
+        return false;
+    };
+    let Some(name) = text.strip_suffix("+=").or_else(|| text.strip_suffix('=')) else {
+        return false;
+    };
+    name.starts_with(is_name_start) && name.chars().all(is_name_char)
+}
+
+/// Read the body of an unquoted here-document (or any text) the way a shell expands it:
+/// as if in double quotes, with `"` an ordinary character.
+pub fn expanding_text(body: &str) -> Result<Word, ParseError> {
+    let mut lx = Lexer::new(body);
+    let mut w = Word::default();
+    while let Some(c) = lx.peek() {
+        match c {
+            '\\' => {
+                lx.pos += 1;
+                match lx.peek() {
+                    Some(n @ ('$' | '`' | '\\')) => {
+                        lx.pos += 1;
+                        w.push_lit(n, true);
+                    }
+                    Some('\n') => lx.pos += 1,
+                    _ => w.push_lit('\\', true),
+                }
+            }
+            '`' => {
+                lx.pos += 1;
+                let mut inner = String::new();
+                while let Some(c) = lx.peek() {
+                    lx.pos += 1;
+                    if c == '`' {
+                        break;
+                    }
+                    inner.push(c);
+                }
+                w.parts.push(Part::Sub {
+                    script: inner,
+                    quoted: true,
+                });
+            }
+            '$' => lx.dollar(&mut w, true)?,
+            c => {
+                lx.pos += 1;
+                w.push_lit(c, true);
+            }
+        }
+    }
+    Ok(w)
 }
 
 fn split_assignment(w: &Word) -> Option<(String, Word)> {
@@ -917,7 +1191,11 @@ mod tests {
     #[test]
     fn fork_bomb_is_a_recursive_function() {
         let s = parse(":(){ :|:& };:").unwrap();
-        assert_eq!(s.functions, vec![(":".to_string(), true)]);
+        assert_eq!(s.functions.len(), 1);
+        assert_eq!(s.functions[0].name, ":");
+        assert!(s.functions[0].recursive);
+        // The body runs when called, not where it is defined.
+        assert_eq!(s.pipelines.len(), 1);
     }
 
     #[test]

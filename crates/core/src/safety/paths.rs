@@ -1,0 +1,157 @@
+//! What a path is to the host: `/` or a top-level directory, a home, a critical file, a
+//! block device, a system path, a service's data. The lists are in filesystem.toml.
+
+use super::tables::{DataDir, Paths};
+
+/// Lexically normalise a path: `//`, `/./`, `..` and trailing slashes, without touching disk.
+pub(super) fn normalize(p: &str) -> String {
+    if !p.starts_with('/') {
+        return p.to_string();
+    }
+    let mut out: Vec<&str> = vec![];
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+pub(super) fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+pub(super) fn basename(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+fn listed(list: &[String], s: &str) -> bool {
+    list.iter().any(|x| x == s)
+}
+
+/// A path with its home written as `~` (`$HOME`, `~user`, `/root`, `/home/NAME`).
+pub(super) fn is_home(p: &str) -> bool {
+    let n = normalize(p);
+    p == "~"
+        || p == "~/"
+        || (p.starts_with("~/") && normalize(&p[1..]) == "/")
+        || n == "/root"
+        || (n.starts_with("/home/") && n[6..].split('/').filter(|s| !s.is_empty()).count() == 1)
+}
+
+impl Paths {
+    /// True for `/`, a top-level directory, an essential subdirectory, or a glob reaching them.
+    pub fn is_root_or_top(&self, p: &str) -> bool {
+        if !p.starts_with('/') {
+            return false;
+        }
+        let n = normalize(p);
+        if n == "/" {
+            return true;
+        }
+        let comps: Vec<&str> = n[1..].split('/').collect();
+        match comps.as_slice() {
+            [one] => listed(&self.top_level, one) || has_glob(one),
+            [top, rest] => {
+                let everything_in = has_glob(rest) && rest.chars().all(|c| "*?".contains(c));
+                ((listed(&self.top_level, top) || has_glob(top)) && everything_in && *top != "tmp")
+                    || listed(&self.essential, &n)
+            }
+            _ => false,
+        }
+    }
+
+    pub fn is_block_device(&self, p: &str) -> bool {
+        let n = normalize(p);
+        let Some(dev) = n.strip_prefix("/dev/") else {
+            return false;
+        };
+        self.block_devices
+            .iter()
+            .any(|pre| dev.starts_with(pre.as_str()))
+            || listed(&self.raw_devices, dev)
+    }
+
+    pub fn is_harmless_device(&self, p: &str) -> bool {
+        let n = normalize(p);
+        listed(&self.harmless_devices, &n)
+            || n.starts_with("/dev/fd/")
+            || n.starts_with("/dev/pts/")
+    }
+
+    pub fn is_critical_file(&self, p: &str) -> bool {
+        let n = normalize(p);
+        listed(&self.critical_files, &n) || n.starts_with("/boot/") || n == "/proc/sysrq-trigger"
+    }
+
+    /// Paths whose change is a system change: binaries, libraries, boot, kernel interfaces.
+    pub fn is_system_path(&self, p: &str) -> bool {
+        if p.starts_with('~') {
+            return self.login_files.iter().any(|f| p.ends_with(f.as_str()));
+        }
+        if !p.starts_with('/') {
+            return false;
+        }
+        let n = normalize(p);
+        if n == "/" {
+            return true;
+        }
+        let top = n[1..].split('/').next().unwrap_or("");
+        listed(&self.system_tops, top)
+            || listed(&self.system_exact, &n)
+            || self
+                .system_prefixes
+                .iter()
+                .any(|s| n.starts_with(s.as_str()))
+            || self
+                .sensitive_etc
+                .iter()
+                .any(|s| n == *s || n.starts_with(&format!("{s}/")))
+            || listed(&self.critical_files, &n)
+            || self.login_files.iter().any(|f| n.ends_with(f.as_str()))
+    }
+
+    /// The data directory of a stateful service that `p` is or holds (`true`), or that
+    /// holds `p` (`false`).
+    pub fn data_dir(&self, p: &str) -> Option<(&DataDir, bool)> {
+        let n = normalize(p);
+        self.data.iter().find_map(|d| {
+            if n == d.path || (d.path.starts_with(&format!("{n}/")) && n.matches('/').count() > 2) {
+                Some((d, true))
+            } else if n.starts_with(&format!("{}/", d.path)) {
+                Some((d, false))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::tables::tables;
+
+    #[test]
+    fn normalize_collapses_tricks() {
+        let t = &tables().expect("tables").paths;
+        assert_eq!(normalize("//"), "/");
+        assert_eq!(normalize("/bin/.."), "/");
+        assert_eq!(normalize("/./etc/"), "/etc");
+        assert!(t.is_root_or_top("/*"));
+        assert!(t.is_root_or_top("/usr/*"));
+        assert!(!t.is_root_or_top("/tmp/*"));
+        assert!(!t.is_root_or_top("/var/cache/apt/archives"));
+        assert!(t
+            .data_dir("/var/lib/postgresql/")
+            .is_some_and(|(_, whole)| whole));
+        assert!(t
+            .data_dir("/var/lib/postgresql/16/main")
+            .is_some_and(|(_, whole)| !whole));
+        assert!(t.data_dir("/var/lib").is_none());
+    }
+}
