@@ -69,6 +69,8 @@ pub struct ApiSection {
     pub rate_limit_per_minute: u32,
     /// Seconds a request may take, body included, before it is cut off.
     pub request_timeout_seconds: u64,
+    /// Seconds a client may take to send a request's headers (or finish a TLS handshake).
+    pub header_timeout_seconds: u64,
 }
 
 impl Default for ApiSection {
@@ -77,6 +79,7 @@ impl Default for ApiSection {
             max_body_bytes: 64 * 1024,
             rate_limit_per_minute: 600,
             request_timeout_seconds: 30,
+            header_timeout_seconds: 10,
         }
     }
 }

@@ -34,6 +34,22 @@ impl ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// An extractor's refusal keeps its status when it is about the body's size or type
+    /// (413, 415); JSON of the wrong shape is a 400, as the API documents.
+    fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(e.status(), "payload_too_large", e.body_text())
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::new(e.status(), "unsupported_media_type", e.body_text())
+            }
+            _ => ApiError::bad_request(e.body_text()),
+        }
+    }
+}
+
 impl From<pipeguard_store::StoreError> for ApiError {
     fn from(e: pipeguard_store::StoreError) -> ApiError {
         tracing::error!("store: {e}");

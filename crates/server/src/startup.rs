@@ -100,10 +100,13 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "pipeguard listening");
+    let header_timeout =
+        std::time::Duration::from_secs(state.config.api.header_timeout_seconds.max(1));
     crate::tls::serve(
         listener,
         routes::router(state.clone()),
         tls,
+        header_timeout,
         shutdown.clone(),
     )
     .await;

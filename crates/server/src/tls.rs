@@ -23,8 +23,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// Longest a client may take to send a request's headers (or to finish a TLS handshake).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the server waits for open connections at shutdown.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -46,20 +44,22 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(header_timeout);
     b.http2().timer(TokioTimer::new());
     b
 }
 
-/// Serves `app` until `shutdown` turns true, then lets open requests finish.
+/// Serves `app` until `shutdown` turns true, then lets open requests finish. A client gets
+/// `header_timeout` to send its headers (and to finish a TLS handshake).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
+    header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -83,9 +83,11 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
-                None => connection(TokioIo::new(tcp), peer, app, watcher).await,
-                Some(acc) => match tokio::time::timeout(HEADER_TIMEOUT, acc.accept(tcp)).await {
-                    Ok(Ok(stream)) => connection(TokioIo::new(stream), peer, app, watcher).await,
+                None => connection(TokioIo::new(tcp), peer, app, watcher, header_timeout).await,
+                Some(acc) => match tokio::time::timeout(header_timeout, acc.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        connection(TokioIo::new(stream), peer, app, watcher, header_timeout).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -106,6 +108,7 @@ async fn connection<I>(
     peer: SocketAddr,
     app: Router,
     watcher: hyper_util::server::graceful::Watcher,
+    header_timeout: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -113,7 +116,7 @@ async fn connection<I>(
         req.extensions_mut().insert(ConnectInfo(peer));
         req
     });
-    let b = builder();
+    let b = builder(header_timeout);
     let conn = b.serve_connection_with_upgrades(io, TowerToHyperService::new(svc));
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(%peer, "connection ended: {e}");

@@ -29,13 +29,7 @@ pub struct Decision {
 }
 
 fn decision(body: Result<Json<Decision>, JsonRejection>) -> Result<Decision, ApiError> {
-    let d = match body {
-        Ok(Json(d)) => d,
-        Err(JsonRejection::MissingJsonContentType(_)) => {
-            return Err(crate::routes::unsupported_media_type(""))
-        }
-        Err(e) => return Err(ApiError::bad_request(e.body_text())),
-    };
+    let Json(d) = body?;
     if d.comment
         .as_ref()
         .is_some_and(|c| c.chars().count() > MAX_COMMENT)

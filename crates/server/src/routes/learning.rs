@@ -26,8 +26,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(t)| t)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
+    Ok(b.map(|Json(t)| t)?)
 }
 
 #[derive(Deserialize)]

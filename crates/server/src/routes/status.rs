@@ -119,7 +119,7 @@ pub async fn test_trigger(
     State(st): State<Shared>,
     body: Result<Json<TriggerRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(req) = body?;
     if req.error_message.trim().is_empty() {
         return Err(ApiError::bad_request("error_message must not be empty"));
     }

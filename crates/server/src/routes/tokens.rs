@@ -28,7 +28,7 @@ pub async fn create(
     Extension(who): Extension<Principal>,
     body: Result<Json<NewToken>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(t) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(t) = body?;
     let role: Role = t.role.parse().map_err(ApiError::bad_request)?;
     if !tokens::valid_name(&t.name) {
         return Err(ApiError::bad_request(

@@ -37,6 +37,8 @@ pub fn config(github: &MockServer, db_url: &str) -> Config {
     c.platform_mut(Platform::Github).token = Some("ghs_testtoken".into());
     c.platform_mut(Platform::Github).api_url = github.uri();
     c.healing.backoff_seconds = 0;
+    // Tests call the API from one address many times a second.
+    c.api.rate_limit_per_minute = 0;
     c.worker.http_backoff_ms = 10;
     c
 }
