@@ -318,7 +318,9 @@ async fn a_rejection_is_recorded_under_the_rejecting_credential() {
 async fn names_that_could_steer_urls_are_refused_on_every_platform() {
     let app = TestApp::start().await;
     let bad = "../../../user/repos?x=";
-    let deliveries: Vec<(&str, Vec<(&str, String)>, Value)> = vec![
+    // (platform, headers, body)
+    type Delivery<'a> = (&'a str, Vec<(&'a str, String)>, Value);
+    let deliveries: Vec<Delivery> = vec![
         (
             "github",
             vec![
@@ -463,7 +465,9 @@ async fn oversized_bodies_and_every_error_are_json() {
         "payload_too_large"
     );
     // 404, 405, 415, 422/400: JSON with a code and a message.
-    let cases: Vec<(Method, &str, Option<(&str, &str)>, u16)> = vec![
+    // (method, path, content type and body, expected status)
+    type Case<'a> = (Method, &'a str, Option<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         (Method::GET, "/nowhere", None, 404),
         (Method::GET, "/webhooks/github", None, 405),
         (Method::PUT, "/api/v1/sessions", None, 405),
