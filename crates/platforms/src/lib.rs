@@ -7,8 +7,10 @@
 
 pub mod ansible;
 pub mod api;
+pub mod azure;
 pub mod breaker;
 pub mod buildbot;
+pub mod buildkite;
 pub mod circleci;
 pub mod generic;
 pub mod github;
@@ -16,6 +18,7 @@ pub mod gitlab;
 pub mod jenkins;
 pub mod registry;
 pub mod settings;
+pub mod teamcity;
 pub mod webhook;
 
 use api::HttpOptions;

@@ -3,7 +3,9 @@
 
 use crate::api::HttpOptions;
 use crate::settings::Section;
-use crate::{ansible, buildbot, circleci, generic, github, gitlab, jenkins};
+use crate::{
+    ansible, azure, buildbot, buildkite, circleci, generic, github, gitlab, jenkins, teamcity,
+};
 use crate::{Ci, Module};
 use pipeguard_core::event::Platform;
 use std::collections::BTreeMap;
@@ -16,6 +18,9 @@ pub static MODULES: &[&dyn Module] = &[
     &jenkins::Jenkins,
     &circleci::Circleci,
     &buildbot::Buildbot,
+    &buildkite::Buildkite,
+    &azure::Azure,
+    &teamcity::Teamcity,
     &ansible::Ansible,
     &generic::Generic,
 ];

@@ -114,6 +114,30 @@ pub fn check_token(given: Option<&str>, secret: &str, name: &str) -> Result<(), 
     }
 }
 
+/// A shared secret sent as the password of `Authorization: Basic …` (the user name is free) or
+/// as `X-Pipeguard-Token`: what senders that cannot sign can be configured to send (Buildbot's
+/// reporter, Azure DevOps service hooks, TeamCity's webhooks).
+pub fn check_password_or_token(req: &WebhookRequest, secret: &str) -> Result<(), String> {
+    let given = req
+        .header("x-pipeguard-token")
+        .map(str::to_string)
+        .or_else(|| {
+            req.header("authorization")
+                .and_then(parse_basic_auth)
+                .map(|(_, p)| p)
+        });
+    match given {
+        None => Err("missing credentials: Basic auth or X-Pipeguard-Token".into()),
+        Some(g) if token_eq(secret, &g) => Ok(()),
+        Some(_) => Err("Basic auth password or X-Pipeguard-Token does not match".into()),
+    }
+}
+
+/// Whether the headers carry a credential [`check_password_or_token`] reads.
+pub fn presents_password_or_token(headers: &HeaderMap) -> bool {
+    header(headers, "x-pipeguard-token").is_some() || header(headers, "authorization").is_some()
+}
+
 /// Checks a name from a delivery before it can reach a URL: `segments` `/`-separated parts
 /// (a range for nested groups), each non-empty, not `.` or `..`, of characters `ok` allows.
 pub fn valid_path(

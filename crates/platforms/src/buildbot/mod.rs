@@ -17,7 +17,8 @@ pub use webhook::parse_delivery;
 use crate::api::HttpOptions;
 use crate::settings::{Section, SectionSpec};
 use crate::webhook::{
-    header, label_char, parse_basic_auth, token_eq, valid_path, Delivery, WebhookRequest,
+    check_password_or_token, label_char, presents_password_or_token, valid_path, Delivery,
+    WebhookRequest,
 };
 use crate::{Ci, Module, ParseError};
 use pipeguard_core::event::Platform;
@@ -52,25 +53,13 @@ impl Module for Buildbot {
         headers: &reqwest::header::HeaderMap,
         _query: Option<&str>,
     ) -> bool {
-        header(headers, "x-pipeguard-token").is_some() || header(headers, "authorization").is_some()
+        presents_password_or_token(headers)
     }
 
     /// The reporter sends the secret as `auth=(user, secret)` (Basic auth; the user name is
     /// free) or `headers={"X-Pipeguard-Token": secret}`.
     fn verify(&self, req: &WebhookRequest, secret: &str) -> Result<(), String> {
-        let given = req
-            .header("x-pipeguard-token")
-            .map(str::to_string)
-            .or_else(|| {
-                req.header("authorization")
-                    .and_then(parse_basic_auth)
-                    .map(|(_, p)| p)
-            });
-        match given {
-            None => Err("missing credentials: Basic auth or X-Pipeguard-Token".into()),
-            Some(g) if token_eq(secret, &g) => Ok(()),
-            Some(_) => Err("Basic auth password or X-Pipeguard-Token does not match".into()),
-        }
+        check_password_or_token(req, secret)
     }
 
     /// The delivery key is the build and its phase, inside the body.
