@@ -274,6 +274,19 @@ async fn run_once(argv: &[String]) -> std::io::Result<Outcome> {
     if !on_tty {
         cmd.process_group(0);
     }
+    // Listen before the child exists: a signal sent as soon as it started must be forwarded,
+    // not kill us with the default action.
+    let mut sigs = vec![];
+    for (kind, num) in [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::quit(), libc::SIGQUIT),
+    ] {
+        if let Ok(s) = signal(kind) {
+            sigs.push((s, num));
+        }
+    }
     let mut child = cmd.spawn()?;
     let pid = child.id().map(|p| p as i32);
     let tail = Arc::new(Mutex::new(Vec::new()));
@@ -286,17 +299,6 @@ async fn run_once(argv: &[String]) -> std::io::Result<Outcome> {
         tokio::spawn(async move { pump(s, tokio::io::stderr(), tail).await })
     });
 
-    let mut sigs = vec![];
-    for (kind, num) in [
-        (SignalKind::interrupt(), libc::SIGINT),
-        (SignalKind::terminate(), libc::SIGTERM),
-        (SignalKind::hangup(), libc::SIGHUP),
-        (SignalKind::quit(), libc::SIGQUIT),
-    ] {
-        if let Ok(s) = signal(kind) {
-            sigs.push((s, num));
-        }
-    }
     let mut interrupted = false;
     let status = loop {
         let next_signal = async {
