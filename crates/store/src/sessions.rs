@@ -168,6 +168,23 @@ impl Store {
             .await
     }
 
+    /// Sessions changed after `since_ms` (oldest change first), for live views: polling the
+    /// database sees what every replica did.
+    pub async fn sessions_changed_since(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>> {
+        sqlx::query("SELECT * FROM sessions WHERE updated_at > $1 ORDER BY updated_at, id LIMIT $2")
+            .bind(since_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(SessionRecord::from_row)
+            .collect()
+    }
+
     /// The sessions `f` selects, newest first.
     pub async fn find_sessions(
         &self,
