@@ -69,6 +69,8 @@ async fn session(store: &Store, run: &str, log: &str, status: SessionStatus, hea
                     jobs: vec![],
                     all_failed: true,
                     mixed: false,
+                    queued: vec![],
+                    awaiting_attempt: None,
                 }),
                 reason: Some(plan.reason.clone()),
                 heal_attempts: Some(heal_attempts),

@@ -41,6 +41,14 @@ pub struct StoredPlan {
     pub all_failed: bool,
     /// Some failed jobs need a human: only the transient ones are re-run.
     pub mixed: bool,
+    /// Transient jobs waiting for a later attempt: on a platform that re-runs one job per
+    /// attempt (GitHub), each goes when the previous attempt completed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<FailedJob>,
+    /// The attempt whose completion is the outcome of the heal in progress, when the
+    /// platform named it (the Jenkins build a queue item became).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_attempt: Option<u32>,
 }
 
 /// What a test's history says, for the known-flaky check.
@@ -242,6 +250,8 @@ pub fn plan(jobs: &[JobDiagnosis], event: &FailureEvent, facts: &Facts) -> Optio
         jobs: transient,
         all_failed: genuine.is_empty(),
         mixed,
+        queued: vec![],
+        awaiting_attempt: None,
     })
 }
 

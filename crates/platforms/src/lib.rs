@@ -118,13 +118,24 @@ pub enum RunState {
 }
 
 /// A run started again with changed inputs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rerun {
     /// The call made, for the session's record.
     pub detail: String,
     /// The id of the new run when the platform made one (its outcome then tells the heal's),
     /// `None` when the new work is the next attempt of the same run.
     pub new_run_id: Option<String>,
+    /// The attempt whose completion is the heal's outcome, when the platform names it (the
+    /// Jenkins build the queue item became): another attempt finishing first is not it.
+    pub new_attempt: Option<u32>,
+}
+
+/// A retry made.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retried {
+    pub detail: String,
+    /// As [`Rerun::new_attempt`].
+    pub attempt: Option<u32>,
 }
 
 /// A platform: its webhook side, its configuration and how to build its API client.
@@ -184,6 +195,35 @@ pub trait Ci: Send + Sync {
         jobs: &[FailedJob],
         all_failed: bool,
     ) -> Result<String, PlatformError>;
+
+    /// `retry`, also telling which attempt will report the outcome when the platform says.
+    async fn retry_tracked(
+        &self,
+        event: &FailureEvent,
+        jobs: &[FailedJob],
+        all_failed: bool,
+    ) -> Result<Retried, PlatformError> {
+        let detail = self.retry(event, jobs, all_failed).await?;
+        Ok(Retried {
+            detail,
+            attempt: None,
+        })
+    }
+
+    /// Whether a re-run of some jobs blocks further re-runs until its attempt completes
+    /// (GitHub): several jobs are then re-run one attempt after another.
+    fn one_job_per_attempt(&self) -> bool {
+        false
+    }
+
+    /// Where one attempt stands (the build pipeguard started, not just the newest one).
+    async fn attempt_state(
+        &self,
+        event: &FailureEvent,
+        _attempt: u32,
+    ) -> Result<RunState, PlatformError> {
+        self.run_state(event).await
+    }
 
     /// Whether the platform can start the failed work again with changed inputs (a bigger
     /// runner, a bumped cache key, a clean workspace).

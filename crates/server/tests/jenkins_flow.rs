@@ -93,6 +93,21 @@ async fn mount_build(mock: &MockServer, job: &str, number: u64, log: &str, param
         })))
         .mount(mock)
         .await;
+    // What the job declares: the parameters it ran with, and a workspace wipe switch.
+    let mut declared: Vec<Value> = params
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| json!({"name": p["name"]}))
+        .collect();
+    declared.push(json!({"name": "WIPE_WORKSPACE"}));
+    Mock::given(method("GET"))
+        .and(path(format!("{jp}api/json")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "property": [{"parameterDefinitions": declared}]
+        })))
+        .mount(mock)
+        .await;
 }
 
 #[tokio::test]

@@ -338,6 +338,7 @@ impl AzureClient {
                 id.as_deref().unwrap_or("(no id)")
             ),
             new_run_id: id,
+            ..Default::default()
         })
     }
 }

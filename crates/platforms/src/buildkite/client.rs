@@ -118,6 +118,7 @@ impl BuildkiteClient {
                 number.as_deref().unwrap_or("(no number)")
             ),
             new_run_id: number,
+            ..Default::default()
         })
     }
 }

@@ -198,6 +198,7 @@ impl CircleciClient {
         Ok(Rerun {
             detail: format!("POST {} -> pipeline {}", self.api.url(&path), r["number"]),
             new_run_id,
+            ..Default::default()
         })
     }
 }

@@ -40,6 +40,22 @@ struct ApiCache {
     key: String,
 }
 
+/// GitHub's 403 while an attempt of the run is still in progress means "not yet", not "no".
+fn attempt_in_progress(e: PlatformError) -> PlatformError {
+    match e {
+        PlatformError::Refused {
+            status: 403,
+            message,
+        } if message.contains("already running") || message.contains("not completed") => {
+            PlatformError::Busy {
+                message,
+                retry_after: std::time::Duration::from_secs(30),
+            }
+        }
+        other => other,
+    }
+}
+
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -93,6 +109,50 @@ impl GithubClient {
             .into_iter()
             .filter(|j| j.conclusion.as_deref().is_some_and(failed_conclusion))
             .collect())
+    }
+
+    /// The run a dispatch answered without details started: the newest `workflow_dispatch`
+    /// run of the workflow on `git_ref` created since the dispatch. GitHub creates it within
+    /// moments, so the list is read a few times.
+    async fn find_dispatched(
+        &self,
+        workflow_path: &str,
+        git_ref: &str,
+        since: OffsetDateTime,
+    ) -> Result<Option<String>, PlatformError> {
+        let created = since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let path = format!(
+            "{workflow_path}/runs?branch={}&event=workflow_dispatch&created={}&per_page=10",
+            encode(git_ref),
+            encode(&format!(">={created}"))
+        );
+        for wait in [0u64, 500, 1000, 2000, 4000] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            let runs: Value = self.api.get_json("list dispatched runs", &path).await?;
+            let newest = runs["workflow_runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["id"].as_u64())
+                .max();
+            if let Some(id) = newest {
+                return Ok(Some(id.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the run already has an attempt after the event's (a re-run whose answer was
+    /// lost did start).
+    async fn started_after(&self, ev: &FailureEvent) -> bool {
+        match self.run_state(ev).await {
+            Ok(RunState::InProgress { attempt } | RunState::Completed { attempt, .. }) => {
+                attempt > ev.attempt
+            }
+            Err(_) => false,
+        }
     }
 
     fn check_rerun_limits(&self, ev: &FailureEvent) -> Result<(), PlatformError> {
@@ -166,22 +226,42 @@ impl Ci for GithubClient {
         all_failed: bool,
     ) -> Result<String, PlatformError> {
         self.check_rerun_limits(ev)?;
-        if all_failed || jobs.is_empty() {
-            let path = format!("{}/rerun-failed-jobs", self.run_path(ev)?);
-            self.api
-                .call("re-run failed jobs", Method::POST, &path, None)
-                .await?;
-            return Ok(format!("POST {path}"));
-        }
+        let paths: Vec<String> = if all_failed || jobs.is_empty() {
+            vec![format!("{}/rerun-failed-jobs", self.run_path(ev)?)]
+        } else {
+            jobs.iter()
+                .map(|j| {
+                    Ok(format!(
+                        "{}/actions/jobs/{}/rerun",
+                        repo_path(ev)?,
+                        encode(&j.id)
+                    ))
+                })
+                .collect::<Result<_, PlatformError>>()?
+        };
         let mut done = Vec::new();
-        for j in jobs {
-            let path = format!("{}/actions/jobs/{}/rerun", repo_path(ev)?, encode(&j.id));
-            self.api
-                .call("re-run job", Method::POST, &path, None)
-                .await?;
+        for path in paths {
+            // Sent once: when the answer is lost, the run itself says whether it worked.
+            if let Err(e) = self
+                .api
+                .call_once("re-run", Method::POST, &path, None)
+                .await
+            {
+                let started = e.is_transient() && self.started_after(ev).await;
+                if !started {
+                    return Err(attempt_in_progress(e));
+                }
+                tracing::warn!("re-run answer lost ({e}), but the run has a new attempt");
+            }
             done.push(format!("POST {path}"));
         }
         Ok(done.join("; "))
+    }
+
+    /// A per-job re-run starts an attempt; until it completes GitHub refuses any other
+    /// re-run of the run, so several jobs go one attempt after another.
+    fn one_job_per_attempt(&self) -> bool {
+        true
     }
 
     fn can_rerun_with(&self) -> bool {
@@ -190,7 +270,9 @@ impl Ci for GithubClient {
 
     /// A workflow-dispatch run on the failed run's branch with `inputs` (the workflow must
     /// declare them under `on.workflow_dispatch.inputs`, e.g. a `runner` input used in
-    /// `runs-on`). `return_run_details` makes GitHub answer with the new run's id.
+    /// `runs-on`). `return_run_details` makes GitHub answer with the new run's id; servers
+    /// without it answer 204 (the run is then found by listing) or refuse the key (the
+    /// dispatch is sent again without it: a refused request started nothing).
     async fn rerun_with(
         &self,
         ev: &FailureEvent,
@@ -207,29 +289,47 @@ impl Ci for GithubClient {
         let git_ref = ev.branch.as_deref().ok_or_else(|| {
             PlatformError::Permanent("the failed run names no branch to dispatch on".into())
         })?;
-        let path = format!(
-            "{}/actions/workflows/{}/dispatches",
-            repo_path(ev)?,
-            encode(workflow)
-        );
+        let workflow_path = format!("{}/actions/workflows/{}", repo_path(ev)?, encode(workflow));
+        let path = format!("{workflow_path}/dispatches");
         let inputs: serde_json::Map<String, Value> = inputs
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        let body = json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
-        let r = self
+        let mut body = json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
+        let since = OffsetDateTime::now_utc() - time::Duration::seconds(5);
+        let r = match self
             .api
             .call_once("dispatch workflow", Method::POST, &path, Some(&body))
-            .await?;
-        // Older GitHub Enterprise Server versions answer 204 without the run's id.
+            .await
+        {
+            Err(PlatformError::Refused { status, message })
+                if (status == 400 || status == 422) && message.contains("return_run_details") =>
+            {
+                body.as_object_mut().map(|b| b.remove("return_run_details"));
+                self.api
+                    .call_once("dispatch workflow", Method::POST, &path, Some(&body))
+                    .await?
+            }
+            other => other?,
+        };
         let details: Value = r.json().await.unwrap_or(Value::Null);
-        let new_run_id = details["workflow_run_id"].as_u64().map(|id| id.to_string());
+        // The run started whatever happens now: not finding it leaves it unfollowed.
+        let new_run_id = match details["workflow_run_id"].as_u64() {
+            Some(id) => Some(id.to_string()),
+            None => self
+                .find_dispatched(&workflow_path, git_ref, since)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("cannot find the dispatched run: {e}");
+                    None
+                }),
+        };
         Ok(Rerun {
             detail: format!("POST {path} {body}"),
             new_run_id,
+            ..Default::default()
         })
     }
-
     fn can_clear_caches(&self) -> bool {
         self.api.has_credentials()
     }

@@ -126,6 +126,7 @@ impl GitlabClient {
                 id.as_deref().unwrap_or("(no id)")
             ),
             new_run_id: id,
+            ..Default::default()
         })
     }
 

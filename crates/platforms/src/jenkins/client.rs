@@ -1,9 +1,9 @@
 //! The remote access API: build state, console text, rebuilds with parameters.
 
-use crate::api::{encode, ApiClient, Auth, HttpOptions};
+use crate::api::{encode, read_json, ApiClient, Auth, HttpOptions};
 use crate::settings::Section;
 use crate::webhook::{label_char, valid_path};
-use crate::{require, Ci, JobLog, PlatformError, Rerun, RunState};
+use crate::{require, Ci, JobLog, PlatformError, Rerun, Retried, RunState};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -27,6 +27,13 @@ struct ApiBuild {
     timestamp: Option<i64>,
     #[serde(default)]
     duration: Option<i64>,
+}
+
+/// The crumb to send with a POST, and the session cookie it belongs to.
+struct CrumbHeader {
+    field: String,
+    value: String,
+    cookie: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -81,20 +88,71 @@ impl JenkinsClient {
         job_path(ev)
     }
 
-    /// The CSRF crumb header, when Jenkins issues one (404 = CSRF protection off).
-    async fn crumb(&self) -> Result<Option<(String, String)>, PlatformError> {
-        match self
+    /// The CSRF crumb header, when Jenkins issues one (404 = CSRF protection off), with the
+    /// web session cookie it is bound to: with a password (rather than an API token) the
+    /// crumb is only valid in that session.
+    async fn crumb(&self) -> Result<Option<CrumbHeader>, PlatformError> {
+        let r = match self
             .api
-            .get_json::<Crumb>("crumb issuer", "/crumbIssuer/api/json")
+            .call("crumb issuer", Method::GET, "/crumbIssuer/api/json", None)
             .await
         {
-            Ok(c) => Ok(Some((c.crumb_request_field, c.crumb))),
+            Ok(r) => r,
             Err(PlatformError::Refused { message, .. }) => {
                 tracing::debug!("no CSRF crumb: {message}");
-                Ok(None)
+                return Ok(None);
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        let cookie: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next().map(str::to_string))
+            .collect();
+        let c: Crumb = read_json("crumb issuer", r).await?;
+        Ok(Some(CrumbHeader {
+            field: c.crumb_request_field,
+            value: c.crumb,
+            cookie: (!cookie.is_empty()).then(|| cookie.join("; ")),
+        }))
+    }
+
+    /// The parameters the job declares: Jenkins silently drops any other (SECURITY-170), so
+    /// an input it would drop is refused here instead of reported as sent.
+    async fn declared(&self, ev: &FailureEvent) -> Result<Vec<String>, PlatformError> {
+        let path = format!(
+            "{}api/json?tree=property[parameterDefinitions[name]]",
+            self.job(ev)?
+        );
+        let v: Value = self.api.get_json("job parameters", &path).await?;
+        Ok(v["property"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["parameterDefinitions"].as_array().into_iter().flatten())
+            .filter_map(|d| d["name"].as_str().map(String::from))
+            .collect())
+    }
+
+    /// The build a queue item became (`executable.number`), waiting out the quiet period and
+    /// a build already running; `None` when it did not start in time.
+    async fn build_of(&self, location: &str) -> Result<Option<u32>, PlatformError> {
+        let url = format!("{}/api/json", location.trim_end_matches('/'));
+        for wait in [0u64, 250, 500, 1000, 1000, 2000, 2000, 4000, 4000, 4000] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            let item: Value = self.api.get_json("queue item", &url).await?;
+            if item["cancelled"].as_bool() == Some(true) {
+                return Err(PlatformError::Permanent(format!(
+                    "the queued build was cancelled ({url})"
+                )));
+            }
+            if let Some(n) = item["executable"]["number"].as_u64() {
+                return Ok(u32::try_from(n).ok());
+            }
         }
+        Ok(None)
     }
 
     /// The parameters the failed build ran with, to rebuild it the same way.
@@ -129,12 +187,20 @@ impl JenkinsClient {
         &self,
         ev: &FailureEvent,
         overrides: &[(String, String)],
-    ) -> Result<String, PlatformError> {
+    ) -> Result<(String, Option<u32>), PlatformError> {
         require(
             self.api.has_credentials(),
             "PIPEGUARD_JENKINS_USER and PIPEGUARD_JENKINS_TOKEN are needed to rebuild",
         )?;
         let job = self.job(ev)?;
+        if !overrides.is_empty() {
+            let declared = self.declared(ev).await?;
+            if let Some((k, _)) = overrides.iter().find(|(k, _)| !declared.contains(k)) {
+                return Err(PlatformError::NotConfigured(format!(
+                    "the job does not declare the parameter {k}; Jenkins would drop it"
+                )));
+            }
+        }
         let mut params = self.parameters(ev).await?;
         for (k, v) in overrides {
             match params.iter_mut().find(|(name, _)| name == k) {
@@ -149,20 +215,46 @@ impl JenkinsClient {
             (format!("{job}buildWithParameters"), form(&params))
         };
         let url = self.api.url(&path);
-        self.api
+        let r = self
+            .api
             .send_with("rebuild", 1, || {
                 let mut b = self
                     .api
                     .request(Method::POST, &url)
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .body(body.clone());
-                if let Some((field, value)) = &crumb {
-                    b = b.header(field.as_str(), value.as_str());
+                if let Some(c) = &crumb {
+                    b = b.header(c.field.as_str(), c.value.as_str());
+                    if let Some(cookie) = &c.cookie {
+                        b = b.header("Cookie", cookie);
+                    }
                 }
                 b
             })
             .await?;
-        Ok(format!("POST {url} ({} parameter(s))", params.len()))
+        let queued = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // The build is queued whatever happens now: failing to read the queue item only
+        // means any next build will count as the outcome.
+        let build = match &queued {
+            Some(location) => self.build_of(location).await.unwrap_or_else(|e| {
+                tracing::warn!("cannot follow the queued build: {e}");
+                None
+            }),
+            None => None,
+        };
+        let detail = match build {
+            Some(n) => format!("POST {url} ({} parameter(s)) -> build #{n}", params.len()),
+            None => format!(
+                "POST {url} ({} parameter(s)) -> queued {}",
+                params.len(),
+                queued.as_deref().unwrap_or("(no queue item)")
+            ),
+        };
+        Ok((detail, build))
     }
 }
 
@@ -213,11 +305,50 @@ impl Ci for JenkinsClient {
     async fn retry(
         &self,
         ev: &FailureEvent,
+        jobs: &[FailedJob],
+        all_failed: bool,
+    ) -> Result<String, PlatformError> {
+        Ok(self.retry_tracked(ev, jobs, all_failed).await?.detail)
+    }
+
+    /// Jenkins rebuilds a whole build (there is no per-stage re-run in the remote API); the
+    /// queue item tells which build is ours, so someone else's build finishing first is not
+    /// taken for the heal's outcome.
+    async fn retry_tracked(
+        &self,
+        ev: &FailureEvent,
         _jobs: &[FailedJob],
         _all_failed: bool,
-    ) -> Result<String, PlatformError> {
-        // Jenkins rebuilds a whole build: there is no per-stage re-run in the remote API.
-        self.rebuild_with(ev, &[]).await
+    ) -> Result<Retried, PlatformError> {
+        let (detail, attempt) = self.rebuild_with(ev, &[]).await?;
+        Ok(Retried { detail, attempt })
+    }
+
+    async fn attempt_state(
+        &self,
+        ev: &FailureEvent,
+        attempt: u32,
+    ) -> Result<RunState, PlatformError> {
+        let path = format!(
+            "{}{attempt}/api/json?tree=number,building,result,timestamp,duration",
+            self.job(ev)?
+        );
+        let b: ApiBuild = match self.api.get_json("build", &path).await {
+            Ok(b) => b,
+            // Not started yet: still queued.
+            Err(PlatformError::Refused { status: 404, .. }) => {
+                return Ok(RunState::InProgress { attempt })
+            }
+            Err(e) => return Err(e),
+        };
+        if b.building || b.result.is_none() {
+            return Ok(RunState::InProgress { attempt });
+        }
+        Ok(RunState::Completed {
+            attempt,
+            success: b.result.as_deref() == Some("SUCCESS"),
+            finished_at_ms: b.timestamp.zip(b.duration).map(|(t, d)| t + d),
+        })
     }
 
     fn can_rerun_with(&self) -> bool {
@@ -235,9 +366,11 @@ impl Ci for JenkinsClient {
         _workflow: Option<&str>,
         inputs: &[(String, String)],
     ) -> Result<Rerun, PlatformError> {
+        let (detail, new_attempt) = self.rebuild_with(ev, inputs).await?;
         Ok(Rerun {
-            detail: self.rebuild_with(ev, inputs).await?,
+            detail,
             new_run_id: None,
+            new_attempt,
         })
     }
 }
@@ -265,11 +398,39 @@ mod tests {
             ]})))
             .mount(&mock)
             .await;
+        Mock::given(method("GET"))
+            .and(path("/job/f/job/app/api/json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"property": [
+                {"parameterDefinitions": [{"name": "LABEL"}, {"name": "DEBUG"}, {"name": "WIPE"}]}
+            ]})))
+            .mount(&mock)
+            .await;
         Mock::given(method("POST"))
             .and(path("/job/f/job/app/buildWithParameters"))
             .and(body_string("LABEL=large&DEBUG=false&WIPE=true"))
-            .respond_with(ResponseTemplate::new(201))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .insert_header("location", format!("{}/queue/item/77/", mock.uri())),
+            )
             .expect(1)
+            .mount(&mock)
+            .await;
+        // The queue item becomes build #4 after the quiet period.
+        Mock::given(method("GET"))
+            .and(path("/queue/item/77/api/json"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"executable": null,
+                "why": "In the quiet period"})),
+            )
+            .up_to_n_times(1)
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/queue/item/77/api/json"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"executable":
+                {"number": 4, "url": "x"}})),
+            )
             .mount(&mock)
             .await;
         let j = JenkinsClient::new(
@@ -300,7 +461,17 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(done.contains("3 parameter(s)"), "{done}");
+        assert!(done.0.contains("3 parameter(s)"), "{}", done.0);
+        assert_eq!(done.1, Some(4), "the queue item's build is the heal's");
+        // An input the job does not declare would be dropped silently: refused before any POST.
+        let err = j
+            .rebuild_with(&ev, &[("RUNNER".into(), "xl".into())])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PlatformError::NotConfigured(ref m) if m.contains("RUNNER")),
+            "{err}"
+        );
         mock.verify().await;
     }
 }

@@ -217,6 +217,7 @@ impl Ci for TeamcityClient {
         Ok(Rerun {
             detail: self.queue(ev, inputs).await?,
             new_run_id: None,
+            ..Default::default()
         })
     }
 

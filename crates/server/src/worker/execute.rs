@@ -4,7 +4,9 @@
 use super::fixes;
 use super::{ci_for, load, platform_of, JobError};
 use crate::Shared;
+use pipeguard_core::heal::StoredPlan;
 use pipeguard_core::policy::Strategy;
+use pipeguard_platforms::{Ci, PlatformError};
 use pipeguard_store::{
     now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
 };
@@ -38,6 +40,26 @@ async fn over_budget(st: &Shared, s: &SessionRecord) -> Result<Option<String>, J
     Ok(None)
 }
 
+/// The plan this attempt carries out: on a platform that re-runs one job per attempt, the
+/// first transient job now and the others queued for the attempts after it.
+fn this_attempt(s: &SessionRecord, ci: &dyn Ci) -> StoredPlan {
+    let mut p = s.plan.clone().unwrap_or_else(|| StoredPlan {
+        plan: pipeguard_core::HealPlan::escalated(String::new()),
+        category: pipeguard_core::Category::Unknown,
+        jobs: vec![],
+        all_failed: true,
+        mixed: false,
+        queued: vec![],
+        awaiting_attempt: None,
+    });
+    if ci.one_job_per_attempt() && !p.all_failed && p.jobs.len() > 1 {
+        let rest = p.jobs.split_off(1);
+        p.queued.splice(0..0, rest);
+    }
+    p.awaiting_attempt = None;
+    p
+}
+
 pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
     let s = load(st, &job.session_id).await?;
     if s.status != S::Planned && s.status != S::Executing {
@@ -48,10 +70,6 @@ pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
             "no executor for platform {}",
             s.platform
         )));
-    };
-    let (jobs, all_failed, mixed) = match &s.plan {
-        Some(p) => (p.jobs.clone(), p.all_failed, p.mixed),
-        None => (Vec::new(), true, false),
     };
     // A job taken again after its call (status executing) already counted against the budget.
     if s.status == S::Planned {
@@ -71,123 +89,143 @@ pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
         .await?
     {
         // Already called for this heal attempt: a crashed worker's job taken again.
-        return resume_interrupted(st, &s, attempt, mixed).await;
+        return resume_interrupted(st, &s, attempt).await;
     }
+    // Stored before the call, so a crash after it resumes with the right queue.
+    let plan = this_attempt(&s, ci);
+    let note = match (plan.jobs.first(), plan.queued.len()) {
+        (Some(j), n) if n > 0 => format!(
+            "attempt {} re-runs job {}; {n} more transient job(s) wait for the attempts after it",
+            s.event.attempt + 1,
+            j.name
+        ),
+        _ => "re-running".to_string(),
+    };
     st.store
-        .transition(
+        .update_session(
             &s.id,
             Transition {
                 from: &[S::Planned],
                 to: S::Executing,
-                message: "re-running",
+                message: &note,
+            },
+            SessionUpdate {
+                plan: Some(plan.clone()),
+                ..Default::default()
             },
         )
         .await?;
     let acted = match fixes::run_fixes(st, &s, attempt).await {
-        Ok(()) => fixes::act(st, &s, ci, strategy, &jobs, all_failed).await,
+        Ok(()) => fixes::act(st, &s, ci, strategy, &plan.jobs, plan.all_failed).await,
         Err(e) => Err(e),
     };
     match acted {
-        Ok(fixes::Acted {
-            detail,
-            new_run,
-            expects_new_run,
-        }) => {
-            if expects_new_run && new_run.is_none() {
-                st.store
-                    .finish_action(&s.id, attempt, "run", "done", &detail)
-                    .await?;
-                return escalate_executing(
-                    st,
-                    &s,
-                    "a new run was started but the platform gave no id to follow it; a human should watch it",
-                )
-                .await;
-            }
-            if let Some(run_id) = new_run {
-                // From now on the session verifies and diagnoses the run the heal started.
-                let mut next = s.event.clone();
-                next.run_id = run_id;
-                next.attempt = 0;
-                next.jobs.clear();
-                next.url = None;
-                next.log = None;
-                next.started_at_ms = Some(now_ms());
-                next.finished_at_ms = None;
-                let link = pipeguard_platforms::registry::module(platform_of(&s))
-                    .map(|m| m.run_link(&next.run_id))
-                    .unwrap_or_else(|| next.run_id.clone());
-                st.store
-                    .follow_run(&s.id, platform_of(&s), &link, &next)
-                    .await?;
-            }
-            st.store
-                .finish_action(&s.id, attempt, "run", "done", &detail)
-                .await?;
-            called(st, &s, attempt, mixed).await?;
-            tracing::info!(session = %s.id, attempt, "{detail}");
-            Ok(())
-        }
-        Err(e) => {
-            let transient = e.is_transient();
-            st.store
-                .finish_action(
-                    &s.id,
-                    attempt,
-                    "run",
-                    if transient { "error" } else { "refused" },
-                    &e.to_string(),
-                )
-                .await?;
-            // A call that may have started a run is not repeated blindly: it could start two.
-            if transient && fixes::starts_new_run(st, &s, ci, strategy) {
-                return escalate_executing(
-                    st,
-                    &s,
-                    &format!("the platform did not confirm the new run ({e}); a human should check whether it started"),
-                )
-                .await;
-            }
-            if transient {
-                // Let the next try call again: the platform did not take this one.
-                st.store.release_action(&s.id, attempt, "run").await?;
-                st.store
-                    .transition(
-                        &s.id,
-                        Transition {
-                            from: &[S::Executing],
-                            to: S::Planned,
-                            message: "platform error; will retry",
-                        },
-                    )
-                    .await?;
-                return Err(e.into());
-            }
-            let reason = format!("re-run refused: {e}");
-            st.store
-                .update_session(
-                    &s.id,
-                    Transition {
-                        from: &[S::Executing],
-                        to: S::Escalated,
-                        message: &reason,
-                    },
-                    SessionUpdate {
-                        reason: Some(reason.clone()),
-                        finished_at: Some(now_ms()),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            Ok(())
-        }
+        Ok(a) => acted_ok(st, &s, attempt, plan, a).await,
+        Err(e) => acted_err(st, &s, ci, strategy, attempt, e).await,
     }
 }
 
+async fn acted_ok(
+    st: &Shared,
+    s: &SessionRecord,
+    attempt: i64,
+    mut plan: StoredPlan,
+    a: fixes::Acted,
+) -> Result<(), JobError> {
+    st.store
+        .finish_action(&s.id, attempt, "run", "done", &a.detail)
+        .await?;
+    if a.expects_new_run && a.new_run.is_none() {
+        return escalate_executing(
+            st,
+            s,
+            "a new run was started but the platform gave no id to follow it; a human should watch it",
+        )
+        .await;
+    }
+    if let Some(run_id) = a.new_run {
+        follow(st, s, run_id).await?;
+    }
+    plan.awaiting_attempt = a.attempt;
+    if let Some(n) = a.attempt {
+        let note = format!("attempt {n} is the heal's; others finishing first do not count");
+        st.store.note(&s.id, S::Executing, &note).await?;
+    }
+    tracing::info!(attempt, "{}", a.detail);
+    called(st, s, attempt, &plan).await
+}
+
+/// From now on the session verifies and diagnoses the run the heal started.
+async fn follow(st: &Shared, s: &SessionRecord, run_id: String) -> Result<(), JobError> {
+    let mut next = s.event.clone();
+    next.run_id = run_id;
+    next.attempt = 0;
+    next.jobs.clear();
+    next.url = None;
+    next.log = None;
+    next.started_at_ms = Some(now_ms());
+    next.finished_at_ms = None;
+    let link = pipeguard_platforms::registry::module(platform_of(s))
+        .map(|m| m.run_link(&next.run_id))
+        .unwrap_or_else(|| next.run_id.clone());
+    st.store
+        .follow_run(&s.id, platform_of(s), &link, &next)
+        .await?;
+    Ok(())
+}
+
+async fn acted_err(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: &dyn Ci,
+    strategy: Strategy,
+    attempt: i64,
+    e: PlatformError,
+) -> Result<(), JobError> {
+    let transient = e.is_transient();
+    let status = if transient { "error" } else { "refused" };
+    st.store
+        .finish_action(&s.id, attempt, "run", status, &e.to_string())
+        .await?;
+    // A call that may have started a run is not repeated blindly: it could start two.
+    if transient && fixes::starts_new_run(st, s, ci, strategy) {
+        return escalate_executing(
+            st,
+            s,
+            &format!("the platform did not confirm the new run ({e}); a human should check whether it started"),
+        )
+        .await;
+    }
+    if transient {
+        // Let the next try call again: the platform did not take this one (or asked to
+        // wait, as GitHub does while another attempt of the run is in progress).
+        st.store.release_action(&s.id, attempt, "run").await?;
+        st.store
+            .transition(
+                &s.id,
+                Transition {
+                    from: &[S::Executing],
+                    to: S::Planned,
+                    message: "the platform cannot re-run it yet; will try again",
+                },
+            )
+            .await?;
+        return Err(e.into());
+    }
+    escalate_executing(st, s, &format!("re-run refused: {e}")).await
+}
+
 /// Moves a session on once its heal attempt's platform call is done: to verifying (with a
-/// poll of the outcome), or escalated when the run's other jobs need a human.
-async fn called(st: &Shared, s: &SessionRecord, attempt: i64, mixed: bool) -> Result<(), JobError> {
-    let (to, message) = if mixed {
+/// poll of the outcome) — also while transient jobs wait for later attempts — or escalated
+/// when the last transient job was re-run and the run's other jobs need a human.
+async fn called(
+    st: &Shared,
+    s: &SessionRecord,
+    attempt: i64,
+    plan: &StoredPlan,
+) -> Result<(), JobError> {
+    let hand_over = plan.mixed && plan.queued.is_empty();
+    let (to, message) = if hand_over {
         (
             S::Escalated,
             "transient jobs re-run; the others need a human",
@@ -206,12 +244,22 @@ async fn called(st: &Shared, s: &SessionRecord, attempt: i64, mixed: bool) -> Re
             },
             SessionUpdate {
                 heal_attempts: Some(attempt),
-                finished_at: mixed.then(now_ms),
+                finished_at: hand_over.then(now_ms),
+                plan: Some(plan.clone()),
+                // Handed over: the attempt this call started is pipeguard's own, so its
+                // deliveries join this session instead of opening another.
+                current_attempt: hand_over.then(|| {
+                    let started = plan
+                        .awaiting_attempt
+                        .map(i64::from)
+                        .unwrap_or(s.event.attempt as i64 + 1);
+                    started.max(s.current_attempt)
+                }),
                 ..Default::default()
             },
         )
         .await?;
-    if moved && !mixed {
+    if moved && !hand_over {
         let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
         st.store
             .enqueue(&s.id, &Task::Verify, now_ms() + poll)
@@ -220,12 +268,16 @@ async fn called(st: &Shared, s: &SessionRecord, attempt: i64, mixed: bool) -> Re
     Ok(())
 }
 
-async fn escalate_executing(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
+pub(super) async fn escalate_executing(
+    st: &Shared,
+    s: &SessionRecord,
+    reason: &str,
+) -> Result<(), JobError> {
     st.store
         .update_session(
             &s.id,
             Transition {
-                from: &[S::Planned, S::Executing],
+                from: &[S::Planned, S::Executing, S::Verifying],
                 to: S::Escalated,
                 message: reason,
             },
@@ -242,12 +294,7 @@ async fn escalate_executing(st: &Shared, s: &SessionRecord, reason: &str) -> Res
 /// The heal attempt's platform call was claimed before: either it finished and the process
 /// stopped before moving the session on (finish the move), or it was interrupted mid-call and
 /// nobody knows whether the platform acted (a human must look; calling again could act twice).
-async fn resume_interrupted(
-    st: &Shared,
-    s: &SessionRecord,
-    attempt: i64,
-    mixed: bool,
-) -> Result<(), JobError> {
+async fn resume_interrupted(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(), JobError> {
     if !matches!(s.status, S::Planned | S::Executing) {
         return Ok(());
     }
@@ -257,8 +304,8 @@ async fn resume_interrupted(
         .await?
         .into_iter()
         .find(|a| a.attempt == attempt && a.target == "run");
-    match action.map(|a| a.status) {
-        Some(status) if status == "done" => called(st, s, attempt, mixed).await,
+    match (action.map(|a| a.status), &s.plan) {
+        (Some(status), Some(plan)) if status == "done" => called(st, s, attempt, plan).await,
         _ => {
             escalate_executing(
                 st,

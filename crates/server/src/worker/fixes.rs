@@ -25,6 +25,8 @@ pub struct Acted {
     pub new_run: Option<String>,
     /// The call starts a new run, so one must be followed.
     pub expects_new_run: bool,
+    /// The attempt whose completion is this heal's outcome, when the platform named it.
+    pub attempt: Option<u32>,
 }
 
 /// Whether carrying out `strategy` starts a new run (rather than a new attempt of this one).
@@ -301,12 +303,13 @@ pub async fn act(
 ) -> Result<Acted, PlatformError> {
     let r = repo(st, s);
     let retry = || async {
-        ci.retry(&s.event, jobs, all_failed)
+        ci.retry_tracked(&s.event, jobs, all_failed)
             .await
-            .map(|detail| Acted {
-                detail,
+            .map(|r| Acted {
+                detail: r.detail,
                 new_run: None,
                 expects_new_run: false,
+                attempt: r.attempt,
             })
     };
     let rerun = |workflow: Option<String>, inputs: Vec<(String, String)>| async move {
@@ -316,6 +319,7 @@ pub async fn act(
                 detail: r.detail,
                 new_run: r.new_run_id,
                 expects_new_run: ci.rerun_starts_new_run(),
+                attempt: r.new_attempt,
             })
     };
     let inputs = |t: Option<&Trigger>| -> Vec<(String, String)> {

@@ -22,6 +22,19 @@ pub(super) async fn outcome(
     if !matches!(s.status, S::Verifying | S::Executing) || attempt <= s.event.attempt as i64 {
         return Ok(());
     }
+    let plan = s.plan.clone();
+    if let Some(ours) = plan.as_ref().and_then(|p| p.awaiting_attempt) {
+        if attempt != ours as i64 {
+            let note = format!(
+                "attempt {attempt} finished, but the heal started attempt {ours}: still waiting for it"
+            );
+            st.store.note(id, s.status, &note).await?;
+            return Ok(());
+        }
+    }
+    if plan.as_ref().is_some_and(|p| !p.queued.is_empty()) {
+        return next_job(st, &s, attempt, event).await;
+    }
     // A run the heal started counts its own attempts; the session counts on from its own.
     let session_attempt = if s.event.run_id == s.run_id {
         attempt
@@ -105,6 +118,75 @@ pub(super) async fn outcome(
     Ok(())
 }
 
+/// The attempt that re-ran one transient job completed: the next queued job goes now (the
+/// platform accepts a re-run again), unless the heal-attempt limit is reached.
+async fn next_job(
+    st: &Shared,
+    s: &pipeguard_store::SessionRecord,
+    attempt: i64,
+    event: Option<FailureEvent>,
+) -> Result<(), JobError> {
+    let mut plan = s
+        .plan
+        .clone()
+        .unwrap_or_else(|| unreachable!("checked by the caller"));
+    let mut ev = event.unwrap_or_else(|| s.event.clone());
+    ev.attempt = attempt as u32;
+    ev.jobs = s.event.jobs.clone();
+    let limit = st.policy_for(platform_of(s), &s.repository).max_attempts as i64;
+    if s.heal_attempts >= limit {
+        let names: Vec<&str> = plan.queued.iter().map(|j| j.name.as_str()).collect();
+        let reason = format!(
+            "reached the limit of {limit} heal attempt(s) with transient job(s) {} not re-run; the others need a human",
+            names.join(", ")
+        );
+        st.store
+            .update_session(
+                &s.id,
+                Transition {
+                    from: &[S::Verifying, S::Executing],
+                    to: S::Escalated,
+                    message: &reason,
+                },
+                SessionUpdate {
+                    reason: Some(reason.clone()),
+                    finished_at: Some(now_ms()),
+                    current_attempt: Some(attempt),
+                    event: Some(ev),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        return Ok(());
+    }
+    plan.jobs = std::mem::take(&mut plan.queued);
+    plan.awaiting_attempt = None;
+    let msg = format!("attempt {attempt} completed; re-running the next transient job");
+    let moved = st
+        .store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Verifying, S::Executing],
+                to: S::Planned,
+                message: &msg,
+            },
+            SessionUpdate {
+                current_attempt: Some(attempt),
+                event: Some(ev),
+                plan: Some(plan),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if moved {
+        st.store
+            .enqueue(&s.id, &Task::Execute { approved: false }, now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Polls the platform for the outcome of a re-run, for when no webhook reports it.
 pub(super) async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
     let s = load(st, &job.session_id).await?;
@@ -114,7 +196,11 @@ pub(super) async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
     let Some(ci) = ci_for(st, &s) else {
         return Ok(());
     };
-    match ci.run_state(&s.event).await? {
+    let state = match s.plan.as_ref().and_then(|p| p.awaiting_attempt) {
+        Some(ours) => ci.attempt_state(&s.event, ours).await?,
+        None => ci.run_state(&s.event).await?,
+    };
+    match state {
         RunState::Completed {
             attempt,
             success,

@@ -210,8 +210,24 @@ fn job_json(st: &JenkinsState, path: &str) -> serde_json::Value {
         .rev()
         .map(|b| json!({"number": b.number, "url": format!("{url}{}/", b.number)}))
         .collect();
+    // Parameterized jobs list their declared parameters under `property`.
+    let definitions: Vec<_> = st.jobs[path]
+        .parameters
+        .iter()
+        .map(|(name, default)| {
+            json!({"_class": "hudson.model.StringParameterDefinition", "name": name,
+                   "defaultParameterValue": {"name": name, "value": default}})
+        })
+        .collect();
+    let property = if definitions.is_empty() {
+        json!([])
+    } else {
+        json!([{"_class": "hudson.model.ParametersDefinitionProperty",
+                "parameterDefinitions": definitions}])
+    };
     json!({
         "_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob",
+        "property": property,
         "name": path.rsplit('/').next().unwrap_or(path),
         "fullName": path,
         "url": url,
