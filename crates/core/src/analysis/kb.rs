@@ -2,6 +2,7 @@
 //! Aho-Corasick automaton of required literals for the hot loop, and lazily compiled regexes.
 
 use super::literals;
+use super::tools::{ToolError, ToolTable};
 use crate::category::Category;
 use crate::policy::Strategy;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
@@ -12,6 +13,15 @@ use std::sync::OnceLock;
 
 /// The built-in knowledge base, compiled into the binary.
 pub const BUILTIN_KB: &str = include_str!("kb.toml");
+/// How each CI runner lays out steps, compiled into the binary.
+pub const BUILTIN_STEPS: &str = include_str!("steps.toml");
+
+/// Every built-in signature: the runners' step layout, then the knowledge base.
+pub fn builtin_signatures() -> Result<Vec<Signature>, KbError> {
+    let mut sigs = parse_kb(BUILTIN_STEPS)?;
+    sigs.extend(parse_kb(BUILTIN_KB)?);
+    Ok(sigs)
+}
 
 /// What a signature's match means for the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -28,6 +38,26 @@ pub enum SigKind {
     Noise,
     /// An error-looking line that only helps to place evidence.
     Hint,
+    /// A step of the job starts (`$ cmd`, `##[group]Run cmd`, `[Pipeline] sh`); group `cmd`.
+    Step,
+    /// A command traced inside a step (`+ cmd`); group `cmd`.
+    Trace,
+    /// A named stage around steps (a Jenkins stage, a Buildkite group); group `cmd`.
+    Section,
+    /// The current step's output ends.
+    End,
+    /// The runner's own work after the job's script (after_script, artifacts, cleanup).
+    Post,
+}
+
+impl SigKind {
+    /// Kinds that describe the log's layout rather than a failure.
+    pub fn is_layout(self) -> bool {
+        matches!(
+            self,
+            SigKind::Step | SigKind::Trace | SigKind::Section | SigKind::End | SigKind::Post
+        )
+    }
 }
 
 /// One signature, as written in `kb.toml`.
@@ -55,6 +85,10 @@ pub struct Signature {
     /// The details of the failure follow this line (mocha's `N failing`).
     #[serde(default)]
     pub details_after: bool,
+    /// Prefilter strings for a pattern whose own literals are too short; a leading newline
+    /// means "at the start of a line" (`"\n$ "`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub literals: Vec<String>,
     /// Added by the user's configuration (takes precedence over built-ins).
     #[serde(default, skip_deserializing)]
     pub user: bool,
@@ -96,6 +130,8 @@ pub enum KbError {
     Empty(String),
     #[error("duplicate signature id {0}")]
     Duplicate(String),
+    #[error(transparent)]
+    Tools(#[from] ToolError),
 }
 
 #[derive(Deserialize)]
@@ -124,6 +160,7 @@ impl UserSignature {
             examples: vec![],
             wrapper: false,
             details_after: false,
+            literals: vec![],
             user: true,
         }
     }
@@ -146,6 +183,8 @@ pub struct CompiledKb {
     pub always: Vec<usize>,
     /// Each signature's regex, compiled on first use (most logs touch few signatures).
     regexes: Vec<OnceLock<Regex>>,
+    /// What the failing command's tool says when no signature does.
+    pub tools: ToolTable,
 }
 
 fn build(pattern: &str) -> Result<Regex, regex::Error> {
@@ -175,6 +214,7 @@ impl CompiledKb {
         let mut lits: Vec<Vec<u8>> = Vec::new();
         let mut lit_index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut lit_sigs: Vec<Vec<usize>> = Vec::new();
+        let mut pre_lits: Vec<Vec<u8>> = Vec::new();
         let mut always = Vec::new();
         for (i, s) in sigs.iter().enumerate() {
             if s.pattern.trim().is_empty() {
@@ -194,24 +234,47 @@ impl CompiledKb {
                 })?;
                 let _ = regexes[i].set(re);
             }
-            match literals::required_literals(&s.pattern, MIN_LITERAL) {
-                Some(ls) => {
-                    for l in ls {
-                        let k = *lit_index.entry(l.clone()).or_insert_with(|| {
-                            lits.push(l);
-                            lit_sigs.push(Vec::new());
-                            lits.len() - 1
-                        });
-                        if !lit_sigs[k].contains(&i) {
-                            lit_sigs[k].push(i);
-                        }
+            // Explicit literals serve patterns whose own are too short (`^\$ `); the mapper
+            // sees the cleaned line, where a line-start newline is gone.
+            let explicit: Vec<Vec<u8>> = s
+                .literals
+                .iter()
+                .map(|l| l.to_ascii_lowercase().into_bytes())
+                .collect();
+            let (pre, map) = if explicit.is_empty() {
+                match literals::required_literals(&s.pattern, MIN_LITERAL) {
+                    Some(ls) => (ls.clone(), ls),
+                    None => {
+                        always.push(i);
+                        continue;
                     }
                 }
-                None => always.push(i),
+            } else {
+                let map = explicit
+                    .iter()
+                    .map(|l| l.trim_ascii_start().to_vec())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                (explicit, map)
+            };
+            for l in pre {
+                if !pre_lits.contains(&l) {
+                    pre_lits.push(l);
+                }
+            }
+            for l in map {
+                let k = *lit_index.entry(l.clone()).or_insert_with(|| {
+                    lits.push(l);
+                    lit_sigs.push(Vec::new());
+                    lits.len() - 1
+                });
+                if !lit_sigs[k].contains(&i) {
+                    lit_sigs[k].push(i);
+                }
             }
         }
         // Shortest first: a literal containing a kept one is redundant for the prefilter.
-        let mut by_len: Vec<&Vec<u8>> = lits.iter().collect();
+        let mut by_len: Vec<&Vec<u8>> = pre_lits.iter().collect();
         by_len.sort_by_key(|l| l.len());
         let mut kept: Vec<&Vec<u8>> = Vec::new();
         for l in by_len {
@@ -241,6 +304,7 @@ impl CompiledKb {
             lit_sigs,
             always,
             regexes,
+            tools: ToolTable::builtin()?,
         })
     }
 
@@ -265,8 +329,24 @@ impl CompiledKb {
         } else {
             &self.prefilter
         };
-        ac.find(Input::new(hay).span(from..hay.len()))
-            .map(|m| m.start())
+        let m = ac.find(Input::new(hay).span(from..hay.len()))?;
+        // A line-start literal (`"\n$ "`) hits the newline before the line it is about.
+        let lead = self.prefilter_lits[m.pattern().as_usize()][0];
+        Some(if lead == b'\n' {
+            m.start() + 1
+        } else {
+            m.start()
+        })
+    }
+
+    /// Whether `line` (the first of a chunk, without the newline before it) starts with one of
+    /// the line-start literals, which the prefilter cannot see there.
+    pub fn line_start_hit(&self, line: &[u8]) -> bool {
+        self.prefilter_lits.iter().any(|l| {
+            l[0] == b'\n'
+                && line.len() >= l.len() - 1
+                && line[..l.len() - 1].eq_ignore_ascii_case(&l[1..])
+        })
     }
 
     /// The signatures that match a cleaned line, in signature order.
@@ -285,13 +365,19 @@ impl CompiledKb {
         out.retain(|&i| self.regex(i).is_match(line));
     }
 
-    /// The test name or exit code a capturing signature extracts from a line.
+    /// The test name, exit code or command a capturing signature extracts from a line.
     pub fn capture(&self, sig: usize, line: &str) -> Option<String> {
         let names: &[&str] = match self.sigs[sig].kind {
             SigKind::Test => &["test", "test2", "test3"],
             SigKind::Exit => &["code"],
+            SigKind::Step | SigKind::Trace | SigKind::Section => &["cmd"],
             _ => return None,
         };
+        self.capture_named(sig, line, names)
+    }
+
+    /// The first of the named groups a signature's match on `line` captured.
+    pub fn capture_named(&self, sig: usize, line: &str, names: &[&str]) -> Option<String> {
         let caps = self.regex(sig).captures(line.as_bytes())?;
         names
             .iter()
@@ -307,7 +393,7 @@ mod tests {
 
     #[test]
     fn builtin_kb_parses_and_compiles() {
-        let sigs = parse_kb(BUILTIN_KB).unwrap();
+        let sigs = builtin_signatures().unwrap();
         assert!(sigs.len() > 100);
         let kb = CompiledKb::compile(sigs, vec![]).unwrap();
         for c in Category::ALL {
@@ -323,7 +409,7 @@ mod tests {
 
     #[test]
     fn every_example_matches_its_signature_and_the_prefilter() {
-        let kb = CompiledKb::compile(parse_kb(BUILTIN_KB).unwrap(), vec![]).unwrap();
+        let kb = CompiledKb::compile(builtin_signatures().unwrap(), vec![]).unwrap();
         let mut bad = Vec::new();
         let mut found = Vec::new();
         for (i, s) in kb.sigs.iter().enumerate() {
@@ -342,8 +428,12 @@ mod tests {
                 if !found.contains(&i) {
                     bad.push(format!("{} does not match its example {ex:?}", s.id));
                 }
-                if kb.next_hit(ex.as_bytes(), 0, false).is_none()
-                    || kb.next_hit(ex.as_bytes(), 0, true).is_none()
+                // As a line of a log: after a newline, as the prefilter sees it.
+                let line = format!("\n{ex}\n");
+                if kb.next_hit(line.as_bytes(), 0, false).is_none()
+                    || kb.next_hit(line.as_bytes(), 0, true).is_none()
+                    || s.literals.iter().any(|l| l.starts_with('\n'))
+                        && !kb.line_start_hit(ex.as_bytes())
                 {
                     bad.push(format!("prefilter misses {ex:?}"));
                 }
@@ -371,7 +461,7 @@ mod tests {
             description: None,
             weight: None,
         }];
-        let kb = CompiledKb::compile(parse_kb(BUILTIN_KB).unwrap(), user).unwrap();
+        let kb = CompiledKb::compile(builtin_signatures().unwrap(), user).unwrap();
         assert!(kb.sigs[0].user);
         assert_eq!(kb.sigs[0].id, "user-1");
         let bad = vec![UserSignature {

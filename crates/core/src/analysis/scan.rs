@@ -28,6 +28,48 @@ const MAX_TESTS: usize = 500;
 /// Bytes after which the scan switches to the prefilter's DFA.
 const BIG_LOG: u64 = 4 << 20;
 
+/// A step of the job as the runner laid it out: where its output starts and ends, and what it
+/// ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    /// Line of the marker that started it (0: the log's start, no marker seen).
+    pub start: usize,
+    /// Last line of its output.
+    pub end: usize,
+    /// The command or name the runner shows for it (`$ cmd`, `Run cmd`, a Travis exit line's).
+    pub cmd: Option<String>,
+    /// The last command traced inside it (`+ cmd`): the most specific.
+    pub trace: Option<String>,
+    /// The stage it ran in.
+    pub section: Option<String>,
+}
+
+/// Characters kept of a step's command.
+const KEEP_CMD: usize = 300;
+
+/// The layout seen so far: the current step, and the step frozen when the runner's own work began.
+#[derive(Debug, Default)]
+struct Layout {
+    cur: Step,
+    /// Set by an `end` marker: the current step's output stopped there.
+    ended: Option<usize>,
+    /// The step that was current when the runner's post-script work began.
+    post: Option<Step>,
+    markers: usize,
+}
+
+impl Layout {
+    /// The step a failure reported on `line` belongs to.
+    fn failing_step(&self, line: usize) -> Step {
+        if let Some(p) = &self.post {
+            return p.clone();
+        }
+        let mut s = self.cur.clone();
+        s.end = self.ended.unwrap_or(line);
+        s
+    }
+}
+
 /// A line that matched at least one signature.
 #[derive(Debug, Clone)]
 pub struct Cand {
@@ -39,6 +81,8 @@ pub struct Cand {
     pub before: Vec<String>,
     pub after: Vec<String>,
     after_missing: usize,
+    /// On exit lines: the step that ended here.
+    pub step: Option<Rc<Step>>,
 }
 
 /// Everything the decision needs, gathered in one pass.
@@ -55,6 +99,13 @@ pub struct Scan {
     pub bytes: u64,
     /// The last lines of the log, with their line numbers.
     pub tail: VecDeque<(usize, String)>,
+    /// The candidates seen up to the first failing exit line (the most recent ones), kept so
+    /// that long output after the failure cannot push them out.
+    pub at_failure: Vec<Rc<Cand>>,
+    /// The step current at the end of the log (when no exit line names one).
+    pub last_step: Option<Step>,
+    /// How many layout markers (steps, sections, ends, post) the log has.
+    pub markers: usize,
 }
 
 pub struct Scanner<'k> {
@@ -69,6 +120,8 @@ pub struct Scanner<'k> {
     scratch: Vec<u8>,
     /// Per-line scratch for the set matches.
     matches: Vec<usize>,
+    layout: Layout,
+    failed: bool,
 }
 
 impl<'k> Scanner<'k> {
@@ -85,6 +138,8 @@ impl<'k> Scanner<'k> {
             tests_seen: HashSet::new(),
             scratch: Vec::new(),
             matches: Vec::new(),
+            layout: Layout::default(),
+            failed: false,
         }
     }
 
@@ -147,6 +202,13 @@ impl<'k> Scanner<'k> {
         let every_line = !kb.always.is_empty();
         // Past a few MB the faster automaton pays for its construction.
         let big = self.scan.bytes > BIG_LOG;
+        // The chunk's first line has no newline before it for a line-start literal to see.
+        if !every_line && kb.line_start_hit(data) {
+            let le = memchr(b'\n', data).map_or(data.len(), |i| i);
+            self.on_line(line_no + 1, data, 0, le);
+            pos = le + 1;
+            counted = 0;
+        }
         while pos < data.len() {
             let hit = if every_line {
                 pos
@@ -243,6 +305,19 @@ impl<'k> Scanner<'k> {
         if self.matches.is_empty() {
             return;
         }
+        if let Some(&i) = self.matches.iter().find(|&&i| kb.sigs[i].kind.is_layout()) {
+            self.on_layout(i, line_no, &text);
+            // A step or trace line echoes a command: it names what ran, not what went wrong.
+            // Section names (`--- FAIL: x`) may still say something.
+            if kb.sigs[i].kind == SigKind::Section {
+                self.matches.retain(|&j| !kb.sigs[j].kind.is_layout());
+            } else {
+                self.matches.retain(|&j| kb.sigs[j].kind == SigKind::Exit);
+            }
+            if self.matches.is_empty() {
+                return;
+            }
+        }
         // User signatures take precedence; a noise match silences the line.
         if self.matches.iter().any(|&i| kb.sigs[i].user) {
             self.matches.retain(|&i| kb.sigs[i].user);
@@ -254,8 +329,18 @@ impl<'k> Scanner<'k> {
             return;
         }
         let mut capture = None;
+        let mut step = None;
         for &i in &self.matches {
             let kind = kb.sigs[i].kind;
+            if kind == SigKind::Exit {
+                let mut st = self.layout.failing_step(line_no);
+                if st.cmd.is_none() {
+                    st.cmd = kb
+                        .capture_named(i, &text, &["cmd"])
+                        .map(|c| truncate(c, KEEP_CMD));
+                }
+                step = Some(Rc::new(st));
+            }
             if kind == SigKind::Test || kind == SigKind::Exit {
                 if let Some(c) = kb.capture(i, &text) {
                     if kind == SigKind::Test
@@ -302,11 +387,51 @@ impl<'k> Scanner<'k> {
             before,
             after,
             after_missing,
+            step,
         };
         if after_missing > 0 {
             self.pending.push(cand);
         } else {
             self.store(cand);
+        }
+    }
+
+    /// A layout marker: a step starts or ends, a stage begins, the runner's own work begins.
+    fn on_layout(&mut self, sig: usize, line_no: usize, text: &str) {
+        let kb = self.kb;
+        let kind = kb.sigs[sig].kind;
+        let cmd = kb.capture(sig, text).map(|c| truncate(c, KEEP_CMD));
+        let l = &mut self.layout;
+        l.markers += 1;
+        match kind {
+            // Commands of after_script and post actions are not where the job failed.
+            _ if l.post.is_some() => {}
+            SigKind::Step => {
+                l.cur = Step {
+                    start: line_no,
+                    end: line_no,
+                    cmd,
+                    trace: None,
+                    section: l.cur.section.take(),
+                };
+                l.ended = None;
+            }
+            SigKind::Trace if l.ended.is_none() => l.cur.trace = cmd,
+            SigKind::Section => l.cur.section = cmd,
+            SigKind::End => {
+                l.ended
+                    .get_or_insert(line_no.saturating_sub(1).max(l.cur.start));
+            }
+            SigKind::Post => {
+                let end = l
+                    .ended
+                    .unwrap_or(line_no.saturating_sub(1))
+                    .max(l.cur.start);
+                let mut s = l.cur.clone();
+                s.end = end;
+                l.post = Some(s);
+            }
+            _ => {}
         }
     }
 
@@ -318,6 +443,12 @@ impl<'k> Scanner<'k> {
         }
         if c.sigs.iter().any(|&i| kb.sigs[i].kind == SigKind::Exit) && self.scan.exits.len() < 64 {
             self.scan.exits.push(c.clone());
+            let code: Option<i32> = c.capture.as_deref().and_then(|s| s.parse().ok());
+            if !self.failed && code != Some(0) {
+                // The failing step's own lines must survive whatever follows.
+                self.failed = true;
+                self.scan.at_failure = self.scan.recent.iter().cloned().collect();
+            }
         }
         if self.scan.first.len() < FIRST_CAP {
             self.scan.first.push(c.clone());
@@ -338,6 +469,10 @@ impl<'k> Scanner<'k> {
         self.scan.recent.make_contiguous().sort_by_key(|c| c.line);
         self.scan.exits.sort_by_key(|c| c.line);
         self.scan.total_lines = self.scan.tail.back().map_or(self.lines_before, |t| t.0);
+        self.scan.markers = self.layout.markers;
+        if self.layout.markers > 0 {
+            self.scan.last_step = Some(self.layout.failing_step(self.scan.total_lines));
+        }
         self.scan
     }
 }
