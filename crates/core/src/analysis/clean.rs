@@ -121,6 +121,14 @@ fn marker_prefix(s: &[u8]) -> usize {
         if s.starts_with(p) {
             let mut j = p.len();
             while j < s.len() && !s[j].is_ascii_whitespace() {
+                // A Travis timing marker ends with its duration's digits; text may follow.
+                if s[j..].starts_with(b"duration=") {
+                    j += b"duration=".len();
+                    while j < s.len() && s[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    return j;
+                }
                 j += 1;
             }
             return j;
@@ -200,6 +208,12 @@ mod tests {
         );
         assert_eq!(clean_line(&ansi_free), "Resolving secrets");
         assert_eq!(clean_line(b"section_end:1657042002:step_script\r"), "");
+        assert_eq!(
+            clean_line(
+                b"travis_time:end:0b:start=1,finish=2,duration=3The command \"x\" exited with 1."
+            ),
+            "The command \"x\" exited with 1."
+        );
         assert_eq!(
             clean_line(b"progress 10%\rprogress 100%\r\n"),
             "progress 100%"

@@ -45,16 +45,152 @@ struct Scored {
     score: f64,
 }
 
+/// A line a program logged at warning level (`warning: …`, `10:40:30 [warning] …`,
+/// `WARN  …`): what it says did not stop the job by itself.
 fn is_warning(text: &str) -> bool {
     let t =
         text.trim_start_matches(|c: char| c == '[' || c == '#' || c == ':' || c.is_whitespace());
     let lower: String = t.chars().take(12).collect::<String>().to_ascii_lowercase();
-    lower.starts_with("warning")
+    if lower.starts_with("warning")
         || lower.starts_with("warn ")
         || lower.starts_with("warn]")
         || lower.starts_with("w: ")
         || lower.starts_with("npm warn")
-        || lower.starts_with("warning]")
+    {
+        return true;
+    }
+    // A level tag after a timestamp or a logger name.
+    let head: String = text
+        .chars()
+        .take(48)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    [
+        "[warning]",
+        "[warn]",
+        " warning:",
+        " warn ",
+        "<warning>",
+        "level=warn",
+        ":warning:",
+    ]
+    .iter()
+    .any(|tag| head.contains(tag))
+}
+
+/// A line a program logged at debug or info level: chatter of the program under test.
+fn is_chatter(text: &str) -> bool {
+    let head: String = text.chars().take(48).collect::<String>();
+    [
+        "[debug]",
+        "[info]",
+        "DEBUG:",
+        "INFO:",
+        " DEBUG ",
+        " INFO ",
+        "level=info",
+        "level=debug",
+    ]
+    .iter()
+    .any(|tag| head.contains(tag))
+        || head.starts_with("DEBUG")
+        || head.starts_with("INFO")
+}
+
+/// A line that reports something passing (`test_x ... ok`, `PASS src/a.test.ts`, `✓ works`,
+/// `XFAIL`): whatever words a passing test's name holds, it did not fail.
+fn is_passing(text: &str) -> bool {
+    let t = text.trim();
+    let end = |s: &str| t.ends_with(s);
+    let start = |s: &str| t.starts_with(s);
+    end(" ok")
+        || end(" OK")
+        || end("... ok")
+        || end("PASSED")
+        || end(" PASS")
+        || end(" passed")
+        || end("[OK]")
+        || end("[ OK ]")
+        || end("✓")
+        || end("✔")
+        || start("PASS ")
+        || start("ok ")
+        || start("✓")
+        || start("✔")
+        || start("[       OK ]")
+        || start("XFAIL")
+        || start("SKIP")
+        || t.contains(" ... ok")
+        || t.contains(" ... skipped")
+}
+
+/// A line of source code quoted in a traceback (`    if isinstance(e, ConnectTimeoutError):`,
+/// `>       raise ConnectionError(e)`): it names what the code handles, not what happened.
+fn is_quoted_code(text: &str) -> bool {
+    let lead = text.len() - text.trim_start_matches([' ', '\t', '>']).len();
+    if lead < 4 {
+        return false;
+    }
+    let t = text.trim_start_matches([' ', '\t', '>']);
+    let word = t
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("");
+    matches!(
+        word,
+        "if" | "elif"
+            | "else"
+            | "except"
+            | "raise"
+            | "return"
+            | "def"
+            | "class"
+            | "for"
+            | "while"
+            | "try"
+            | "with"
+            | "assert"
+            | "import"
+            | "from"
+            | "yield"
+            | "await"
+            | "catch"
+            | "throw"
+            | "case"
+            | "switch"
+            | "const"
+            | "let"
+            | "var"
+            | "fn"
+            | "match"
+    )
+}
+
+/// A line of a test's expected/actual diff (`006+ Warning: …`, `-expected`, `+actual`): output
+/// the test compared, not the job's own failure.
+fn is_diff_line(text: &str) -> bool {
+    let b = text.as_bytes();
+    (b.len() > 4
+        && b[..3].iter().all(u8::is_ascii_digit)
+        && (b[3] == b'+' || b[3] == b'-')
+        && b[4] == b' ')
+        || (b.len() > 1 && b[0] == b'-' && b[1] != b'-' && b[1] != b' ' && !b[1].is_ascii_digit())
+}
+
+/// How much a line can say, whatever it matched: warnings, echoes, passing tests, quoted code
+/// and diffs say little.
+fn line_weight(text: &str) -> f64 {
+    if is_passing(text) {
+        0.2
+    } else if is_echo(text) || is_quoted_code(text) || is_diff_line(text) {
+        0.3
+    } else if is_warning(text) {
+        0.5
+    } else if is_chatter(text) {
+        0.6
+    } else {
+        1.0
+    }
 }
 
 /// A command echoed by the shell (`$ cmd`, `+ cmd` under `set -x`) or a diff line: it names
@@ -136,31 +272,31 @@ impl Failure {
     }
 
     fn command(&self) -> Option<&str> {
-        self.step.trace.as_deref().or(self.step.cmd.as_deref())
+        self.step
+            .inner
+            .as_deref()
+            .or(self.step.trace.as_deref())
+            .or(self.step.cmd.as_deref())
     }
 }
 
-/// What the failing step's command says: the tools it runs (the traced command first, then the
-/// step's own), else the words of the command and of the stage around it.
+/// What the failing step's command says, from its most specific name to its least: the
+/// sub-task a tool reported failing, the traced command, the step's command, the stage. The first
+/// that names a known tool, or else has telling words, decides.
 fn failing_tools(kb: &CompiledKb, step: &Step) -> Vec<ToolHit> {
-    let sources: Vec<&str> = [&step.trace, &step.cmd, &step.section]
+    [&step.inner, &step.trace, &step.cmd, &step.section]
         .into_iter()
         .flatten()
-        .map(String::as_str)
-        .collect();
-    for s in &sources {
-        let hits = kb.tools.tools_in(s);
-        if !hits.is_empty() {
-            return hits;
-        }
-    }
-    for s in &sources {
-        let hits = kb.tools.words_in(s);
-        if !hits.is_empty() {
-            return hits;
-        }
-    }
-    Vec::new()
+        .map(|s| {
+            let hits = kb.tools.tools_in(s);
+            if hits.is_empty() {
+                kb.tools.words_in(s)
+            } else {
+                hits
+            }
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_default()
 }
 
 fn all_candidates(scan: &Scan) -> Vec<Rc<Cand>> {
@@ -224,13 +360,7 @@ fn is_continuation(text: &str) -> bool {
 fn score_matches(kb: &CompiledKb, cands: &[Rc<Cand>], f: &Failure) -> Vec<Scored> {
     let mut scored = Vec::new();
     for c in cands {
-        let kind = if is_warning(&c.text) {
-            0.5
-        } else if is_echo(&c.text) {
-            0.3
-        } else {
-            1.0
-        };
+        let kind = line_weight(&c.text);
         for &i in &c.sigs {
             let s = &kb.sigs[i];
             if !matches!(s.kind, SigKind::Cause | SigKind::Test) || s.category == Category::Unknown

@@ -48,6 +48,8 @@ pub enum SigKind {
     End,
     /// The runner's own work after the job's script (after_script, artifacts, cleanup).
     Post,
+    /// A tool inside a step names the sub-command, target or task that failed; groups `cmd…`.
+    Subtask,
 }
 
 impl SigKind {
@@ -55,7 +57,12 @@ impl SigKind {
     pub fn is_layout(self) -> bool {
         matches!(
             self,
-            SigKind::Step | SigKind::Trace | SigKind::Section | SigKind::End | SigKind::Post
+            SigKind::Step
+                | SigKind::Trace
+                | SigKind::Section
+                | SigKind::End
+                | SigKind::Post
+                | SigKind::Subtask
         )
     }
 }
@@ -370,10 +377,22 @@ impl CompiledKb {
         let names: &[&str] = match self.sigs[sig].kind {
             SigKind::Test => &["test", "test2", "test3"],
             SigKind::Exit => &["code"],
-            SigKind::Step | SigKind::Trace | SigKind::Section => &["cmd"],
+            k if k.is_layout() => return self.capture_command(sig, line),
             _ => return None,
         };
         self.capture_named(sig, line, names)
+    }
+
+    /// The command a layout signature names: its first matching group called `cmd…`.
+    pub fn capture_command(&self, sig: usize, line: &str) -> Option<String> {
+        let re = self.regex(sig);
+        let caps = re.captures(line.as_bytes())?;
+        re.capture_names()
+            .enumerate()
+            .filter(|(_, n)| n.is_some_and(|n| n.starts_with("cmd")))
+            .find_map(|(i, _)| caps.get(i))
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     /// The first of the named groups a signature's match on `line` captured.

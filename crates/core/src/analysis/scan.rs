@@ -38,8 +38,11 @@ pub struct Step {
     pub end: usize,
     /// The command or name the runner shows for it (`$ cmd`, `Run cmd`, a Travis exit line's).
     pub cmd: Option<String>,
-    /// The last command traced inside it (`+ cmd`): the most specific.
+    /// The last command traced inside it (`+ cmd`).
     pub trace: Option<String>,
+    /// The first sub-command, target or task a tool inside it reported failing: the most
+    /// specific.
+    pub inner: Option<String>,
     /// The stage it ran in.
     pub section: Option<String>,
 }
@@ -308,8 +311,8 @@ impl<'k> Scanner<'k> {
         if let Some(&i) = self.matches.iter().find(|&&i| kb.sigs[i].kind.is_layout()) {
             self.on_layout(i, line_no, &text);
             // A step or trace line echoes a command: it names what ran, not what went wrong.
-            // Section names (`--- FAIL: x`) may still say something.
-            if kb.sigs[i].kind == SigKind::Section {
+            // Section names (`--- FAIL: x`) and failed sub-tasks may still say something.
+            if matches!(kb.sigs[i].kind, SigKind::Section | SigKind::Subtask) {
                 self.matches.retain(|&j| !kb.sigs[j].kind.is_layout());
             } else {
                 self.matches.retain(|&j| kb.sigs[j].kind == SigKind::Exit);
@@ -412,11 +415,13 @@ impl<'k> Scanner<'k> {
                     end: line_no,
                     cmd,
                     trace: None,
+                    inner: None,
                     section: l.cur.section.take(),
                 };
                 l.ended = None;
             }
             SigKind::Trace if l.ended.is_none() => l.cur.trace = cmd,
+            SigKind::Subtask if l.ended.is_none() && l.cur.inner.is_none() => l.cur.inner = cmd,
             SigKind::Section => l.cur.section = cmd,
             SigKind::End => {
                 l.ended
