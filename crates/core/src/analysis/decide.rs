@@ -34,6 +34,8 @@ const POST_STEP: f64 = 0.3;
 const AFTER_EXIT: f64 = 0.45;
 /// Added to a category when the failing command's tool agrees with a signature.
 const AGREEMENT: f64 = 0.08;
+/// Added to what a failed sub-task's name says.
+const INNER_BONUS: f64 = 0.1;
 
 /// One weighed match.
 #[derive(Clone)]
@@ -118,7 +120,7 @@ fn is_passing(text: &str) -> bool {
         || start("✓")
         || start("✔")
         || start("[       OK ]")
-        || start("XFAIL")
+        || t.contains("XFAIL")
         || start("SKIP")
         || t.contains(" ... ok")
         || t.contains(" ... skipped")
@@ -284,19 +286,24 @@ impl Failure {
 /// sub-task a tool reported failing, the traced command, the step's command, the stage. The first
 /// that names a known tool, or else has telling words, decides.
 fn failing_tools(kb: &CompiledKb, step: &Step) -> Vec<ToolHit> {
-    [&step.inner, &step.trace, &step.cmd, &step.section]
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let hits = kb.tools.tools_in(s);
-            if hits.is_empty() {
-                kb.tools.words_in(s)
-            } else {
-                hits
+    let sources = [&step.inner, &step.trace, &step.cmd, &step.section];
+    for (k, s) in sources.into_iter().enumerate() {
+        let Some(s) = s else { continue };
+        let mut hits = kb.tools.tools_in(s);
+        if hits.is_empty() {
+            hits = kb.tools.words_in(s);
+        }
+        if !hits.is_empty() {
+            if k == 0 {
+                // A sub-task the tool itself reported failing is the failure, not a guess.
+                for h in hits.iter_mut().filter(|h| h.weight > 0.0) {
+                    h.weight = (h.weight + INNER_BONUS).min(0.65);
+                }
             }
-        })
-        .find(|h| !h.is_empty())
-        .unwrap_or_default()
+            return hits;
+        }
+    }
+    Vec::new()
 }
 
 fn all_candidates(scan: &Scan) -> Vec<Rc<Cand>> {
@@ -356,6 +363,13 @@ fn is_continuation(text: &str) -> bool {
         || first.is_ascii_digit() && text.contains(" | ")
 }
 
+/// A network error about a package registry (on its line or the one before) is a dependency
+/// download that failed.
+fn names_registry(kb: &CompiledKb, c: &Cand) -> bool {
+    kb.tools.mentions_registry(&c.text)
+        || c.before.last().is_some_and(|b| kb.tools.mentions_registry(b))
+}
+
 /// Each match weighed by its signature, the line's kind and its place in the log.
 fn score_matches(kb: &CompiledKb, cands: &[Rc<Cand>], f: &Failure) -> Vec<Scored> {
     let mut scored = Vec::new();
@@ -369,6 +383,9 @@ fn score_matches(kb: &CompiledKb, cands: &[Rc<Cand>], f: &Failure) -> Vec<Scored
             }
             let category = match f.absorber(s.category) {
                 Some(t) if f.in_step(c.line) && !s.user => t.category,
+                _ if s.category == Category::Network && names_registry(kb, c) => {
+                    Category::DependencyDownload
+                }
                 _ => s.category,
             };
             scored.push(Scored {

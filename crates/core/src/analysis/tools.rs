@@ -50,6 +50,9 @@ struct ToolFile {
     /// Words that run another command (`sudo`, `travis_retry`, `bundle exec`, `python -m`).
     #[serde(default)]
     wrappers: Vec<String>,
+    /// Hosts that serve packages: a network error naming one is a dependency download.
+    #[serde(default)]
+    registries: Vec<String>,
     #[serde(default)]
     group: Vec<ToolGroup>,
 }
@@ -95,6 +98,7 @@ pub struct ToolTable {
     prefixed: Vec<Invocation>,
     words: HashMap<String, usize>,
     wrappers: Vec<Vec<String>>,
+    registries: Vec<String>,
 }
 
 fn word_matches(pattern: &str, word: &str) -> bool {
@@ -123,6 +127,8 @@ impl ToolTable {
                 family: family.to_string(),
                 message: e.message().to_string(),
             })?;
+            t.registries
+                .extend(f.registries.iter().map(|r| r.to_ascii_lowercase()));
             for w in f.wrappers {
                 t.wrappers
                     .push(w.split_whitespace().map(str::to_lowercase).collect());
@@ -174,6 +180,12 @@ impl ToolTable {
         Ok(t)
     }
 
+    /// Whether a line names a package registry (`crates.io`, `registry.npmjs.org`, `pypi.org`).
+    pub fn mentions_registry(&self, text: &str) -> bool {
+        let lower = text.to_ascii_lowercase();
+        self.registries.iter().any(|r| lower.contains(r.as_str()))
+    }
+
     /// Number of invocations and words known.
     pub fn len(&self) -> usize {
         self.by_program.values().map(Vec::len).sum::<usize>()
@@ -205,11 +217,15 @@ impl ToolTable {
             let Some(program) = words.first() else {
                 continue;
             };
-            let cands = self
-                .by_program
-                .get(program.as_str())
+            // `phpstan.phar`, `lint.sh`: the program without its file type too.
+            let bare = program
+                .rsplit_once('.')
+                .filter(|(_, ext)| SCRIPT_TYPES.contains(ext))
+                .map(|(stem, _)| stem);
+            let cands = [Some(program.as_str()), bare]
                 .into_iter()
                 .flatten()
+                .flat_map(|p| self.by_program.get(p).into_iter().flatten())
                 .chain(
                     self.prefixed
                         .iter()
@@ -266,6 +282,9 @@ impl ToolTable {
         words[i..].to_vec()
     }
 }
+
+/// File types of programs that are scripts or archives of a tool.
+const SCRIPT_TYPES: &[&str] = &["phar", "sh", "bash", "py", "pl", "rb", "js", "mjs", "ps1", "jar", "exs"];
 
 /// Whether `pattern` words appear in `words` in order (not necessarily adjacent).
 fn follows(pattern: &[String], words: &[String]) -> bool {
