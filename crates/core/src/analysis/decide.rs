@@ -179,20 +179,26 @@ fn is_diff_line(text: &str) -> bool {
         || (b.len() > 1 && b[0] == b'-' && b[1] != b'-' && b[1] != b' ' && !b[1].is_ascii_digit())
 }
 
+/// Output nested deep inside other output (a dumped log, a framed report): indented this far.
+const NESTED_INDENT: usize = 16;
+
 /// How much a line can say, whatever it matched: warnings, echoes, passing tests, quoted code
 /// and diffs say little.
 fn line_weight(text: &str) -> f64 {
-    if is_passing(text) {
-        0.2
-    } else if is_echo(text) || is_quoted_code(text) || is_diff_line(text) {
-        0.3
-    } else if is_warning(text) {
-        0.5
-    } else if is_chatter(text) {
-        0.6
-    } else {
-        1.0
-    }
+    let indent = text.len() - text.trim_start().len();
+    let nested = if indent >= NESTED_INDENT { 0.5 } else { 1.0 };
+    nested
+        * if is_passing(text) {
+            0.2
+        } else if is_echo(text) || is_quoted_code(text) || is_diff_line(text) {
+            0.3
+        } else if is_warning(text) {
+            0.5
+        } else if is_chatter(text) {
+            0.6
+        } else {
+            1.0
+        }
 }
 
 /// A command echoed by the shell (`$ cmd`, `+ cmd` under `set -x`) or a diff line: it names
@@ -367,7 +373,31 @@ fn is_continuation(text: &str) -> bool {
 /// download that failed.
 fn names_registry(kb: &CompiledKb, c: &Cand) -> bool {
     kb.tools.mentions_registry(&c.text)
-        || c.before.last().is_some_and(|b| kb.tools.mentions_registry(b))
+        || c.before
+            .last()
+            .is_some_and(|b| kb.tools.mentions_registry(b))
+}
+
+/// A compile error located in an installed dependency (its line or the location lines after
+/// it): that dependency no longer builds with this toolchain.
+fn in_dependency(kb: &CompiledKb, c: &Cand) -> bool {
+    // Something missing (a crate, a header, a target) is not a conflict.
+    let lower = c.text.to_ascii_lowercase();
+    if ["can't find", "cannot find", "not found", "no such file"]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        return false;
+    }
+    kb.tools.in_dependency(&c.text) || c.after.iter().take(2).any(|a| kb.tools.in_dependency(a))
+}
+
+/// Whether a specific cause of category `c` on `cause_line` explains a wrapper (`could not
+/// compile`, `make: *** Error`) of category `w` on `wrapper_line`.
+fn explains(c: Category, w: Category, cause_line: usize, wrapper_line: usize) -> bool {
+    c != w
+        && cause_line + EXPLAIN_WINDOW >= wrapper_line
+        && cause_line <= wrapper_line + EXPLAIN_WINDOW / 4
 }
 
 /// Each match weighed by its signature, the line's kind and its place in the log.
@@ -385,6 +415,9 @@ fn score_matches(kb: &CompiledKb, cands: &[Rc<Cand>], f: &Failure) -> Vec<Scored
                 Some(t) if f.in_step(c.line) && !s.user => t.category,
                 _ if s.category == Category::Network && names_registry(kb, c) => {
                     Category::DependencyDownload
+                }
+                _ if s.category == Category::CompilationError && in_dependency(kb, c) => {
+                    Category::DependencyConflict
                 }
                 _ => s.category,
             };
@@ -404,11 +437,9 @@ fn score_matches(kb: &CompiledKb, cands: &[Rc<Cand>], f: &Failure) -> Vec<Scored
         .collect();
     for s in scored.iter_mut() {
         if kb.sigs[s.sig].wrapper
-            && causes.iter().any(|&(l, c)| {
-                c != s.category
-                    && l + EXPLAIN_WINDOW >= s.cand.line
-                    && l <= s.cand.line + EXPLAIN_WINDOW / 4
-            })
+            && causes
+                .iter()
+                .any(|&(l, c)| explains(c, s.category, l, s.cand.line))
         {
             s.score *= 0.3;
         }

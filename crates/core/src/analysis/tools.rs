@@ -53,6 +53,9 @@ struct ToolFile {
     /// Hosts that serve packages: a network error naming one is a dependency download.
     #[serde(default)]
     registries: Vec<String>,
+    /// Where installed dependencies live: a compile error there is a dependency conflict.
+    #[serde(default)]
+    dependency_dirs: Vec<String>,
     #[serde(default)]
     group: Vec<ToolGroup>,
 }
@@ -99,6 +102,7 @@ pub struct ToolTable {
     words: HashMap<String, usize>,
     wrappers: Vec<Vec<String>>,
     registries: Vec<String>,
+    dependency_dirs: Vec<String>,
 }
 
 fn word_matches(pattern: &str, word: &str) -> bool {
@@ -129,6 +133,7 @@ impl ToolTable {
             })?;
             t.registries
                 .extend(f.registries.iter().map(|r| r.to_ascii_lowercase()));
+            t.dependency_dirs.extend(f.dependency_dirs);
             for w in f.wrappers {
                 t.wrappers
                     .push(w.split_whitespace().map(str::to_lowercase).collect());
@@ -184,6 +189,14 @@ impl ToolTable {
     pub fn mentions_registry(&self, text: &str) -> bool {
         let lower = text.to_ascii_lowercase();
         self.registries.iter().any(|r| lower.contains(r.as_str()))
+    }
+
+    /// Whether a line names a path inside installed dependencies (`~/.cargo/registry/…`,
+    /// `node_modules/…`, `site-packages/…`).
+    pub fn in_dependency(&self, text: &str) -> bool {
+        self.dependency_dirs
+            .iter()
+            .any(|d| text.contains(d.as_str()))
     }
 
     /// Number of invocations and words known.
@@ -284,7 +297,9 @@ impl ToolTable {
 }
 
 /// File types of programs that are scripts or archives of a tool.
-const SCRIPT_TYPES: &[&str] = &["phar", "sh", "bash", "py", "pl", "rb", "js", "mjs", "ps1", "jar", "exs"];
+const SCRIPT_TYPES: &[&str] = &[
+    "phar", "sh", "bash", "py", "pl", "rb", "js", "mjs", "ps1", "jar", "exs",
+];
 
 /// Whether `pattern` words appear in `words` in order (not necessarily adjacent).
 fn follows(pattern: &[String], words: &[String]) -> bool {
