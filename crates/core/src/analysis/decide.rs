@@ -519,7 +519,8 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
     for hit in &f.prior {
         match cat_score.iter_mut().find(|(c, _)| *c == hit.category) {
             Some(e) if e.1 >= MIN_SCORE && hit.weight > 0.0 => e.1 = (e.1 + AGREEMENT).min(0.99),
-            _ => raise(&mut cat_score, hit.category, hit.weight),
+            // A signature as strong as the tool's word is evidence, and wins a tie.
+            _ => raise(&mut cat_score, hit.category, hit.weight - 0.01),
         }
     }
     let side = side_facts(hints, f.code);

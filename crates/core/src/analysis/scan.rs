@@ -50,10 +50,15 @@ pub struct Step {
 /// Characters kept of a step's command.
 const KEEP_CMD: usize = 300;
 
+/// Steps kept behind the current one, to find the step an exit line names.
+const CLOSED_STEPS: usize = 64;
+
 /// The layout seen so far: the current step, and the step frozen when the runner's own work began.
 #[derive(Debug, Default)]
 struct Layout {
     cur: Step,
+    /// The steps before the current one, most recent last.
+    closed: VecDeque<Step>,
     /// Set by an `end` marker: the current step's output stopped there.
     ended: Option<usize>,
     /// The step that was current when the runner's post-script work began.
@@ -61,15 +66,42 @@ struct Layout {
     markers: usize,
 }
 
+/// Whether a step's command is the one an exit line names (`$ make test` and `The command
+/// "make test" exited with 2`), allowing for truncation and reflowed whitespace.
+fn same_command(step: &str, exit: &str) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (a, b) = (norm(step), norm(exit));
+    let short = a.len().min(b.len());
+    a == b || (short >= 20 && (a.starts_with(&b) || b.starts_with(&a)))
+}
+
 impl Layout {
-    /// The step a failure reported on `line` belongs to.
-    fn failing_step(&self, line: usize) -> Step {
+    /// The step a failure reported on `line` belongs to. An exit line that names its command
+    /// (Travis) picks the step that echoed it, whatever commands ran inside it echoed since
+    /// (`yarn` prints `$ cmd` for each script).
+    fn failing_step(&self, line: usize, cmd: Option<&str>) -> Step {
         if let Some(p) = &self.post {
             return p.clone();
         }
         let mut s = self.cur.clone();
         s.end = self.ended.unwrap_or(line);
-        s
+        let Some(cmd) = cmd else { return s };
+        if s.cmd.as_deref().is_some_and(|c| same_command(c, cmd)) {
+            return s;
+        }
+        let Some(i) = self
+            .closed
+            .iter()
+            .rposition(|c| c.cmd.as_deref().is_some_and(|c| same_command(c, cmd)))
+        else {
+            return s;
+        };
+        let inside: Vec<&Step> = self.closed.iter().skip(i).chain([&self.cur]).collect();
+        let mut outer = self.closed[i].clone();
+        outer.end = line;
+        outer.trace = inside.iter().rev().find_map(|st| st.trace.clone());
+        outer.inner = inside.iter().find_map(|st| st.inner.clone());
+        outer
     }
 }
 
@@ -336,11 +368,12 @@ impl<'k> Scanner<'k> {
         for &i in &self.matches {
             let kind = kb.sigs[i].kind;
             if kind == SigKind::Exit {
-                let mut st = self.layout.failing_step(line_no);
+                let named = kb
+                    .capture_named(i, &text, &["cmd"])
+                    .map(|c| truncate(c, KEEP_CMD));
+                let mut st = self.layout.failing_step(line_no, named.as_deref());
                 if st.cmd.is_none() {
-                    st.cmd = kb
-                        .capture_named(i, &text, &["cmd"])
-                        .map(|c| truncate(c, KEEP_CMD));
+                    st.cmd = named;
                 }
                 step = Some(Rc::new(st));
             }
@@ -410,18 +443,28 @@ impl<'k> Scanner<'k> {
             // Commands of after_script and post actions are not where the job failed.
             _ if l.post.is_some() => {}
             SigKind::Step => {
+                let mut done = std::mem::take(&mut l.cur);
+                done.end = l.ended.unwrap_or(line_no.saturating_sub(1)).max(done.start);
+                if l.closed.len() == CLOSED_STEPS {
+                    l.closed.pop_front();
+                }
+                let section = done.section.clone();
+                l.closed.push_back(done);
                 l.cur = Step {
                     start: line_no,
                     end: line_no,
                     cmd,
                     trace: None,
                     inner: None,
-                    section: l.cur.section.take(),
+                    section,
                 };
                 l.ended = None;
             }
             SigKind::Trace if l.ended.is_none() => l.cur.trace = cmd,
-            SigKind::Subtask if l.ended.is_none() && l.cur.inner.is_none() => l.cur.inner = cmd,
+            SigKind::Subtask if l.ended.is_none() && l.cur.inner.is_none() => {
+                // Without a name, the tool means the command it echoed last.
+                l.cur.inner = cmd.or_else(|| l.cur.cmd.clone());
+            }
             SigKind::Section => l.cur.section = cmd,
             SigKind::End => {
                 l.ended
@@ -432,7 +475,7 @@ impl<'k> Scanner<'k> {
                     .ended
                     .unwrap_or(line_no.saturating_sub(1))
                     .max(l.cur.start);
-                let mut s = l.cur.clone();
+                let mut s = l.failing_step(end, None);
                 s.end = end;
                 l.post = Some(s);
             }
@@ -476,7 +519,7 @@ impl<'k> Scanner<'k> {
         self.scan.total_lines = self.scan.tail.back().map_or(self.lines_before, |t| t.0);
         self.scan.markers = self.layout.markers;
         if self.layout.markers > 0 {
-            self.scan.last_step = Some(self.layout.failing_step(self.scan.total_lines));
+            self.scan.last_step = Some(self.layout.failing_step(self.scan.total_lines, None));
         }
         self.scan
     }
