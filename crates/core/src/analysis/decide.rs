@@ -622,8 +622,21 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         Strategy::Escalate
     };
 
-    let (evidence, key_lines) =
-        evidence(kb, scan, &f, &scored, &cands, category, decisive.as_ref());
+    // The tool's verdict decided (alone, or by absorbing the lines it reported).
+    let by_tool = matches!(decider, Decider::Tool(_))
+        || decisive
+            .as_ref()
+            .is_some_and(|d| d.category != kb.sigs[d.sig].category);
+    let (evidence, key_lines) = evidence(
+        kb,
+        scan,
+        &f,
+        &scored,
+        &cands,
+        category,
+        decisive.as_ref(),
+        by_tool,
+    );
 
     let sig_id = match &decider {
         Decider::Match(d) => Some(kb.sigs[d.sig].id.clone()),
@@ -696,6 +709,14 @@ impl EvidenceBuilder {
         }
     }
 
+    /// A line that starts a failure's description, and the lines after it.
+    fn details(&mut self, c: &Cand, n: usize) {
+        self.add(c.line, &c.text);
+        for (k, t) in c.after.iter().take(n).enumerate() {
+            self.add(c.line + 1 + k, t);
+        }
+    }
+
     /// A match with the lines that introduce and continue it.
     fn block(&mut self, c: &Cand, max_after: usize) {
         if let Some(prev) = c.before.last() {
@@ -720,7 +741,14 @@ impl EvidenceBuilder {
     }
 }
 
-/// The lines that explain the failing step, in log order, and the key lines for the fingerprint.
+/// Lines of the failing step's end kept when a tool's own report explains the failure.
+const STEP_TAIL: usize = 6;
+
+/// The lines that explain the failing step, in log order, and the key lines for the fingerprint:
+/// the first failure a runner describes in the step, the decisive line with its continuation,
+/// strong lines of the same cause between them, and (when a tool's verdict decided) the end of
+/// the step, where tools print their report.
+#[allow(clippy::too_many_arguments)]
 fn evidence(
     kb: &CompiledKb,
     scan: &Scan,
@@ -729,11 +757,26 @@ fn evidence(
     cands: &[Rc<Cand>],
     category: Category,
     decisive: Option<&Scored>,
+    by_tool: bool,
 ) -> (Vec<Evidence>, Vec<String>) {
     let mut ev = EvidenceBuilder {
         lines: BTreeMap::new(),
     };
     let mut key_lines: Vec<String> = Vec::new();
+    // The first failure the runner describes in the failing step, before the decisive line.
+    let upto = decisive.map_or(f.step.end, |d| d.cand.line);
+    let detail = cands.iter().find(|c| {
+        c.line > f.step.start
+            && c.line < upto
+            && f.in_step(c.line)
+            && c.sigs.iter().any(|&i| {
+                let s = &kb.sigs[i];
+                (s.kind == SigKind::Hint && s.details_after) || s.kind == SigKind::Test
+            })
+    });
+    if let Some(c) = detail {
+        ev.details(c, 4);
+    }
     if let Some(d) = decisive {
         // The root: the earliest strong match of the same cause in the failing step.
         let dw = kb.sigs[d.sig].weight;
@@ -754,16 +797,13 @@ fn evidence(
             })
             .min_by_key(|s| s.cand.line);
         if let Some(r) = root {
-            ev.block(&r.cand, 6);
+            ev.block(&r.cand, 4);
             key_lines.push(r.cand.text.clone());
         }
         if kb.sigs[d.sig].details_after {
-            ev.add(d.cand.line, &d.cand.text);
-            for (k, t) in d.cand.after.iter().enumerate().take(8) {
-                ev.add(d.cand.line + 1 + k, t);
-            }
+            ev.details(&d.cand, 8);
         } else {
-            ev.block(&d.cand, 6);
+            ev.block(&d.cand, 4);
         }
         key_lines.push(d.cand.text.clone());
         // Other strong lines of the same cause between root and decisive, one line each.
@@ -792,28 +832,41 @@ fn evidence(
                     .map(|&i| kb.sigs[i].weight)
                     .fold(0.0, f64::max);
                 let d = f.step.end.saturating_sub(c.line) as f64;
-                let echo = if is_echo(&c.text) { 0.3 } else { 1.0 };
-                (w > 0.0).then_some((c, w * echo * (-d / 150.0).exp()))
+                let quiet = line_weight(&c.text);
+                (w > 0.0).then_some((c, w * quiet * (-d / 150.0).exp()))
             })
             .collect();
         near.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.line.cmp(&a.0.line)));
-        for (c, _) in near.iter().take(3) {
+        for (c, _) in near.iter().take(if by_tool { 1 } else { 3 }) {
             ev.block(c, 4);
             key_lines.push(c.text.clone());
         }
     }
-    // The failing command's last words: the lines just before its exit line.
-    if ev.lines.len() < MIN_EVIDENCE {
+    // The failing command's last words: the lines just before its exit line, where a tool
+    // prints its report (all of them when the tool's verdict decided).
+    let want = if by_tool || decisive.is_none() {
+        ev.lines.len() + STEP_TAIL
+    } else {
+        MIN_EVIDENCE
+    };
+    if ev.lines.len() < want {
         if let Some(exit) = scan.exits.iter().find(|c| c.line == f.anchor) {
             let n = exit.before.len();
+            let mut tail = Vec::new();
             for (k, t) in exit.before.iter().enumerate().rev() {
-                if ev.lines.len() >= MIN_EVIDENCE {
+                let line = f.anchor - (n - k);
+                if line <= f.step.start || line > f.step.end {
                     break;
                 }
-                let line = f.anchor - (n - k);
-                if line > f.step.start && line <= f.step.end {
-                    ev.add(line, t);
+                if !t.trim().is_empty() && !is_runner_noise(t) {
+                    tail.push((line, t));
                 }
+                if ev.lines.len() + tail.len() >= want {
+                    break;
+                }
+            }
+            for (line, t) in tail {
+                ev.add(line, t);
             }
         }
     }
@@ -830,4 +883,15 @@ fn evidence(
         }
     }
     (ev.into_vec(), key_lines)
+}
+
+/// Lines a runner or package manager prints after any failure: they explain nothing.
+fn is_runner_noise(t: &str) -> bool {
+    let t = t.trim_start();
+    t.starts_with("npm ERR!")
+        || t.starts_with("npm error")
+        || t.starts_with("info Visit")
+        || t.starts_with("error Command failed")
+        || t.starts_with("travis_")
+        || t.starts_with("The command \"")
 }

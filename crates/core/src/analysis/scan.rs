@@ -18,6 +18,8 @@ const MAX_LINE: usize = 64 << 10;
 const KEEP_CHARS: usize = 500;
 /// Context kept around each candidate.
 pub const BEFORE: usize = 3;
+/// Context kept before an exit line: the failing command's last words.
+pub const EXIT_BEFORE: usize = 12;
 pub const AFTER: usize = 10;
 /// Candidate caps: the first ones (root causes come first) and the most recent ones (the failure
 /// is usually near the end).
@@ -284,7 +286,7 @@ impl<'k> Scanner<'k> {
         let last_line_no = if ends_nl { line_no } else { line_no + 1 };
         let first_no = last_line_no + 1 - tail.len();
         for (k, l) in tail.iter().enumerate() {
-            if self.prev_tail.len() == BEFORE {
+            if self.prev_tail.len() == EXIT_BEFORE {
                 self.prev_tail.pop_front();
             }
             self.prev_tail
@@ -390,16 +392,17 @@ impl<'k> Scanner<'k> {
             }
         }
         // Before-context: from this chunk, then from the previous chunk's tail.
-        let mut before = Vec::with_capacity(BEFORE);
+        let want = if step.is_some() { EXIT_BEFORE } else { BEFORE };
+        let mut before = Vec::with_capacity(want);
         let mut e = ls;
-        while before.len() < BEFORE && e > 0 {
+        while before.len() < want && e > 0 {
             let s = memrchr(b'\n', &data[..e - 1]).map_or(0, |i| i + 1);
             before.push(truncate(clean_line(&data[s..e - 1]), KEEP_CHARS));
             e = s;
         }
-        if before.len() < BEFORE && e == 0 {
+        if before.len() < want && e == 0 {
             for l in self.prev_tail.iter().rev() {
-                if before.len() == BEFORE || line_no <= before.len() + 1 {
+                if before.len() == want || line_no <= before.len() + 1 {
                     break;
                 }
                 before.push(truncate(clean_line(l), KEEP_CHARS));
