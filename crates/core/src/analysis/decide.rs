@@ -242,7 +242,10 @@ impl Failure {
         if step.end == 0 || step.end > anchor {
             step.end = anchor;
         }
-        let prior = failing_tools(kb, &step);
+        let mut prior = failing_tools(kb, &step);
+        if let Some(e) = exit {
+            named_last(&mut prior, &e.before);
+        }
         Failure {
             step,
             anchor,
@@ -312,6 +315,38 @@ fn failing_tools(kb: &CompiledKb, step: &Step) -> Vec<ToolHit> {
     Vec::new()
 }
 
+/// A chain of commands (`jest && eslint . && size-limit`) stops at the one that failed, and
+/// that one usually names itself in its last words: when the tools disagree, keep those named
+/// in the lines before the exit.
+fn named_last(prior: &mut Vec<ToolHit>, last_lines: &[String]) {
+    let weighed: Vec<&ToolHit> = prior.iter().filter(|h| h.weight > 0.0).collect();
+    if weighed.iter().all(|h| h.category == weighed[0].category) {
+        return;
+    }
+    let named = |h: &ToolHit| {
+        let program = h.name.split_whitespace().next().unwrap_or(&h.name);
+        let program = program.trim_end_matches('*');
+        program.len() >= 3
+            && last_lines
+                .iter()
+                .any(|l| !is_echo(l) && names_word(l, program))
+    };
+    if weighed.iter().any(|h| named(h)) {
+        prior.retain(|h| h.weight == 0.0 || named(h));
+    }
+}
+
+/// Whether `line` says `word` as a word of its own (not inside a path or a longer name).
+fn names_word(line: &str, word: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    let b = lower.as_bytes();
+    let part = |c: u8| c.is_ascii_alphanumeric() || c == b'/' || c == b'_' || c == b'.';
+    lower.match_indices(word).any(|(i, _)| {
+        let end = i + word.len();
+        (i == 0 || !part(b[i - 1])) && (end == b.len() || !part(b[end]))
+    })
+}
+
 fn all_candidates(scan: &Scan) -> Vec<Rc<Cand>> {
     let mut by_line: BTreeMap<usize, Rc<Cand>> = BTreeMap::new();
     for c in scan
@@ -369,13 +404,15 @@ fn is_continuation(text: &str) -> bool {
         || first.is_ascii_digit() && text.contains(" | ")
 }
 
-/// A network error about a package registry (on its line or the one before) is a dependency
-/// download that failed.
+/// A network error about a package registry (on its line or the few around it: cargo and git
+/// chain their `Caused by` lines) is a dependency download that failed.
 fn names_registry(kb: &CompiledKb, c: &Cand) -> bool {
     kb.tools.mentions_registry(&c.text)
-        || c.before
-            .last()
-            .is_some_and(|b| kb.tools.mentions_registry(b))
+        || c.before.iter().any(|b| kb.tools.mentions_registry(b))
+        || c.after
+            .iter()
+            .take(2)
+            .any(|a| kb.tools.mentions_registry(a))
 }
 
 /// A compile error located in an installed dependency (its line or the location lines after
@@ -855,8 +892,11 @@ fn evidence(
             let mut tail = Vec::new();
             for (k, t) in exit.before.iter().enumerate().rev() {
                 let line = f.anchor - (n - k);
-                if line <= f.step.start || line > f.step.end {
+                if line <= f.step.start {
                     break;
+                }
+                if line > f.step.end {
+                    continue;
                 }
                 if !t.trim().is_empty() && !is_runner_noise(t) {
                     tail.push((line, t));

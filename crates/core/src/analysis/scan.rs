@@ -250,7 +250,8 @@ impl<'k> Scanner<'k> {
             let hit = if every_line {
                 pos
             } else {
-                match kb.next_hit(data, pos, big) {
+                // From the newline before `pos`: a line-start literal (`"\n$ "`) begins there.
+                match kb.next_hit(data, pos.saturating_sub(1), big) {
                     Some(h) => h,
                     None => break,
                 }
