@@ -856,11 +856,12 @@ fn evidence(
             }
         }
     } else {
-        // Nothing decisive: the error-looking lines nearest the failing step's end.
-        let mut near: Vec<(&Rc<Cand>, f64)> = cands
+        // Nothing decisive: the error-looking lines nearest the failing step's end, from the
+        // matches and from the step's last lines (where the commonest words are looked for).
+        let placed = |line: usize| line < f.anchor && (f.in_step(line) || f.step.start == 0);
+        let mut near: Vec<(Near, f64)> = cands
             .iter()
-            .filter(|c| c.line <= f.anchor && (f.in_step(c.line) || f.step.start == 0))
-            .filter(|c| c.line != f.anchor)
+            .filter(|c| placed(c.line))
             .filter_map(|c| {
                 let w = c
                     .sigs
@@ -868,15 +869,29 @@ fn evidence(
                     .filter(|&&i| kb.sigs[i].kind != SigKind::Exit)
                     .map(|&i| kb.sigs[i].weight)
                     .fold(0.0, f64::max);
-                let d = f.step.end.saturating_sub(c.line) as f64;
-                let quiet = line_weight(&c.text);
-                (w > 0.0).then_some((c, w * quiet * (-d / 150.0).exp()))
+                (w > 0.0).then(|| (Near::of(c), w))
             })
             .collect();
+        for n in step_end_lines(scan, f) {
+            let w = kb.tail_hint(&n.text);
+            if w > 0.0 && placed(n.line) && !near.iter().any(|(m, _)| m.line == n.line) {
+                near.push((n, w));
+            }
+        }
+        for (n, w) in near.iter_mut() {
+            let d = f.step.end.saturating_sub(n.line) as f64;
+            *w *= line_weight(&n.text) * (-d / 150.0).exp();
+        }
         near.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.line.cmp(&a.0.line)));
-        for (c, _) in near.iter().take(if by_tool { 1 } else { 3 }) {
-            ev.block(c, 4);
-            key_lines.push(c.text.clone());
+        for (n, _) in near.iter().take(if by_tool { 1 } else { 3 }) {
+            ev.add(n.line, &n.text);
+            for (k, t) in n.after.iter().take(4).enumerate() {
+                if !is_continuation(t) {
+                    break;
+                }
+                ev.add(n.line + 1 + k, t);
+            }
+            key_lines.push(n.text.clone());
         }
     }
     // The failing command's last words: the lines just before its exit line, where a tool
@@ -923,6 +938,50 @@ fn evidence(
         }
     }
     (ev.into_vec(), key_lines)
+}
+
+/// A line near the failing step's end, with the lines after it.
+struct Near {
+    line: usize,
+    text: String,
+    after: Vec<String>,
+}
+
+impl Near {
+    fn of(c: &Cand) -> Near {
+        Near {
+            line: c.line,
+            text: c.text.clone(),
+            after: c.after.clone(),
+        }
+    }
+}
+
+/// The lines kept around the failure: before the failing exit line, else the log's tail.
+fn step_end_lines(scan: &Scan, f: &Failure) -> Vec<Near> {
+    let numbered: Vec<(usize, &String)> = match scan.exits.iter().find(|c| c.line == f.anchor) {
+        Some(exit) => {
+            let n = exit.before.len();
+            exit.before
+                .iter()
+                .enumerate()
+                .map(|(k, t)| (f.anchor - (n - k), t))
+                .collect()
+        }
+        None => scan.tail.iter().map(|(l, t)| (*l, t)).collect(),
+    };
+    numbered
+        .iter()
+        .enumerate()
+        .map(|(k, (line, t))| Near {
+            line: *line,
+            text: (*t).clone(),
+            after: numbered[k + 1..]
+                .iter()
+                .map(|(_, t)| (*t).clone())
+                .collect(),
+        })
+        .collect()
 }
 
 /// Lines a runner or package manager prints after any failure: they explain nothing.

@@ -7,6 +7,7 @@ use crate::category::Category;
 use crate::policy::Strategy;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::hybrid;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -92,6 +93,10 @@ pub struct Signature {
     /// The details of the failure follow this line (mocha's `N failing`).
     #[serde(default)]
     pub details_after: bool,
+    /// Too common to look for on every line (a word such as `error`): checked only on the
+    /// lines kept around the failure (the failing step's last lines, the log's tail).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tail_only: bool,
     /// Prefilter strings for a pattern whose own literals are too short; a leading newline
     /// means "at the start of a line" (`"\n$ "`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -167,6 +172,7 @@ impl UserSignature {
             examples: vec![],
             wrapper: false,
             details_after: false,
+            tail_only: false,
             literals: vec![],
             user: true,
         }
@@ -178,9 +184,12 @@ pub struct CompiledKb {
     pub sigs: Vec<Signature>,
     /// The shortest of the signatures' required literals (one that contains another adds
     /// nothing), ASCII case ignored: finds candidate lines in bulk. A small automaton that is
-    /// quick to build serves short logs; big logs pay once for the faster DFA.
-    prefilter: AhoCorasick,
-    prefilter_dfa: OnceLock<AhoCorasick>,
+    /// A lazy DFA: it builds only the states the log's bytes visit, so it is quick to build
+    /// and, once warm, scans several times faster than an Aho-Corasick automaton of the same
+    /// literals. Should it give up (a pathological log thrashing its cache), an Aho-Corasick
+    /// automaton takes over.
+    prefilter: hybrid::dfa::DFA,
+    prefilter_fallback: OnceLock<AhoCorasick>,
     prefilter_lits: Vec<Vec<u8>>,
     /// All required literals: names the signatures a candidate line may match.
     mapper: AhoCorasick,
@@ -200,6 +209,38 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
         .size_limit(16 << 20)
         .build()
 }
+
+/// The prefilter's lazy DFA for the literals (ASCII case ignored), reporting the earliest end
+/// of any of them.
+fn build_prefilter(lits: &[Vec<u8>]) -> hybrid::dfa::DFA {
+    let patterns: Vec<String> = lits
+        .iter()
+        .map(|l| {
+            format!(
+                "(?i-u:{})",
+                regex_syntax::escape(&String::from_utf8_lossy(l))
+            )
+        })
+        .collect();
+    hybrid::dfa::Builder::new()
+        .configure(
+            hybrid::dfa::Config::new()
+                .match_kind(regex_automata::MatchKind::All)
+                .cache_capacity(PREFILTER_CACHE)
+                .byte_classes(true),
+        )
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+        .build_many(&patterns)
+        .expect("escaped literals always compile")
+}
+
+/// Memory the prefilter's lazy DFA may use for its states (a typical log needs about 1 MB).
+const PREFILTER_CACHE: usize = 8 << 20;
 
 /// Literals shorter than this make a poor prefilter.
 pub const MIN_LITERAL: usize = 3;
@@ -222,6 +263,7 @@ impl CompiledKb {
         let mut lit_index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut lit_sigs: Vec<Vec<usize>> = Vec::new();
         let mut pre_lits: Vec<Vec<u8>> = Vec::new();
+        let mut pre_seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut always = Vec::new();
         for (i, s) in sigs.iter().enumerate() {
             if s.pattern.trim().is_empty() {
@@ -241,13 +283,25 @@ impl CompiledKb {
                 })?;
                 let _ = regexes[i].set(re);
             }
+            if s.tail_only {
+                continue;
+            }
             // Explicit literals serve patterns whose own are too short (`^\$ `); the mapper
             // sees the cleaned line, where a line-start newline is gone.
-            let explicit: Vec<Vec<u8>> = s
+            let mut explicit: Vec<Vec<u8>> = s
                 .literals
                 .iter()
                 .map(|l| l.to_ascii_lowercase().into_bytes())
                 .collect();
+            // GitHub and Azure put a timestamp (`…00.0000000Z `) before each line's own start.
+            let stamped: Vec<Vec<u8>> = explicit
+                .iter()
+                .filter_map(|l| {
+                    l.strip_prefix(b"\n")
+                        .map(|rest| [b"z ".as_slice(), rest].concat())
+                })
+                .collect();
+            explicit.extend(stamped);
             let (pre, map) = if explicit.is_empty() {
                 match literals::required_literals(&s.pattern, MIN_LITERAL) {
                     Some(ls) => (ls.clone(), ls),
@@ -259,13 +313,13 @@ impl CompiledKb {
             } else {
                 let map = explicit
                     .iter()
-                    .map(|l| l.trim_ascii_start().to_vec())
+                    .map(|l| l.trim_ascii().to_vec())
                     .filter(|l| !l.is_empty())
                     .collect();
                 (explicit, map)
             };
             for l in pre {
-                if !pre_lits.contains(&l) {
+                if pre_seen.insert(l.clone()) {
                     pre_lits.push(l);
                 }
             }
@@ -280,22 +334,22 @@ impl CompiledKb {
                 }
             }
         }
-        // Shortest first: a literal containing a kept one is redundant for the prefilter.
-        let mut by_len: Vec<&Vec<u8>> = pre_lits.iter().collect();
-        by_len.sort_by_key(|l| l.len());
-        let mut kept: Vec<&Vec<u8>> = Vec::new();
-        for l in by_len {
-            if !kept.iter().any(|k| memchr::memmem::find(l, k).is_some()) {
-                kept.push(l);
-            }
-        }
-        let prefilter_lits: Vec<Vec<u8>> = kept.into_iter().cloned().collect();
-        let prefilter = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
+        // A literal containing another is redundant for the prefilter: whatever line holds it
+        // holds the shorter one too.
+        let all = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(&prefilter_lits)
+            .build(&pre_lits)
             .expect("literal automaton builds");
+        let prefilter_lits: Vec<Vec<u8>> = pre_lits
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                !all.find_overlapping_iter(l.as_slice())
+                    .any(|m| m.pattern().as_usize() != *i)
+            })
+            .map(|(_, l)| l.clone())
+            .collect();
+        let prefilter = build_prefilter(&prefilter_lits);
         let mapper = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
@@ -305,7 +359,7 @@ impl CompiledKb {
         Ok(CompiledKb {
             sigs,
             prefilter,
-            prefilter_dfa: OnceLock::new(),
+            prefilter_fallback: OnceLock::new(),
             prefilter_lits,
             mapper,
             lit_sigs,
@@ -322,33 +376,46 @@ impl CompiledKb {
         })
     }
 
-    /// Offset of the next literal hit in `hay` at or after `from`; `big` selects the DFA.
-    pub fn next_hit(&self, hay: &[u8], from: usize, big: bool) -> Option<usize> {
-        let ac = if big {
-            self.prefilter_dfa.get_or_init(|| {
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&self.prefilter_lits)
-                    .expect("literal automaton builds")
-            })
-        } else {
-            &self.prefilter
-        };
+    /// A cache for the prefilter's lazy DFA: one per scan.
+    pub fn prefilter_cache(&self) -> hybrid::dfa::Cache {
+        self.prefilter.create_cache()
+    }
+
+    /// A position inside the line of the next literal hit in `hay` at or after `from` (for a
+    /// line-start literal `"\n$ "`, inside the line it starts).
+    pub fn next_hit(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        hay: &[u8],
+        from: usize,
+    ) -> Option<usize> {
+        let input = regex_automata::Input::new(hay)
+            .range(from..hay.len())
+            .earliest(true);
+        match self.prefilter.try_search_fwd(cache, &input) {
+            // The match's last byte belongs to the line the literal is about.
+            Ok(m) => m.map(|m| m.offset() - 1),
+            Err(_) => self.next_hit_fallback(hay, from),
+        }
+    }
+
+    fn next_hit_fallback(&self, hay: &[u8], from: usize) -> Option<usize> {
+        let ac = self.prefilter_fallback.get_or_init(|| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(&self.prefilter_lits)
+                .expect("literal automaton builds")
+        });
         let m = ac.find(Input::new(hay).span(from..hay.len()))?;
-        // A line-start literal (`"\n$ "`) hits the newline before the line it is about.
-        let lead = self.prefilter_lits[m.pattern().as_usize()][0];
-        Some(if lead == b'\n' {
-            m.start() + 1
-        } else {
-            m.start()
-        })
+        Some(m.end() - 1)
     }
 
     /// Whether `line` (the first of a chunk, without the newline before it) starts with one of
     /// the line-start literals, which the prefilter cannot see there.
     pub fn line_start_hit(&self, line: &[u8]) -> bool {
+        let line = &line[super::clean::timestamp_prefix(line)..];
         self.prefilter_lits.iter().any(|l| {
             l[0] == b'\n'
                 && line.len() >= l.len() - 1
@@ -370,6 +437,18 @@ impl CompiledKb {
         out.sort_unstable();
         out.dedup();
         out.retain(|&i| self.regex(i).is_match(line));
+    }
+
+    /// The strongest tail-only hint a line matches (0 when none): for lines kept around the
+    /// failure, checked after the scan.
+    pub fn tail_hint(&self, line: &str) -> f64 {
+        self.sigs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.tail_only)
+            .filter(|(i, _)| self.regex(*i).is_match(line.as_bytes()))
+            .map(|(_, s)| s.weight)
+            .fold(0.0, f64::max)
     }
 
     /// The test name, exit code or command a capturing signature extracts from a line.
@@ -443,16 +522,24 @@ mod tests {
                 continue;
             }
             for ex in &s.examples {
+                if s.tail_only {
+                    if kb.tail_hint(ex) == 0.0 {
+                        bad.push(format!("{} does not match its example {ex:?}", s.id));
+                    }
+                    continue;
+                }
                 kb.matches(ex.as_bytes(), &mut found);
                 if !found.contains(&i) {
                     bad.push(format!("{} does not match its example {ex:?}", s.id));
                 }
                 // As a line of a log: after a newline, as the prefilter sees it.
                 let line = format!("\n{ex}\n");
-                if kb.next_hit(line.as_bytes(), 0, false).is_none()
-                    || kb.next_hit(line.as_bytes(), 0, true).is_none()
-                    || s.literals.iter().any(|l| l.starts_with('\n'))
-                        && !kb.line_start_hit(ex.as_bytes())
+                let mut cache = kb.prefilter_cache();
+                if kb.next_hit(&mut cache, line.as_bytes(), 0).is_none()
+                    || kb.next_hit_fallback(line.as_bytes(), 0).is_none()
+                    // At a chunk's start, with no newline before it.
+                    || (kb.next_hit(&mut cache, ex.as_bytes(), 0).is_none()
+                        && !kb.line_start_hit(ex.as_bytes()))
                 {
                     bad.push(format!("prefilter misses {ex:?}"));
                 }

@@ -3,7 +3,7 @@
 //! cleaned and checked against the signatures whose literals they contain. Memory stays bounded whatever the log's size: the current chunk, a few context lines and
 //! a capped set of candidate matches.
 
-use super::clean::{clean_line, strip_ansi_into, truncate};
+use super::clean::{clean_bytes, clean_line, strip_ansi_into, truncate};
 use super::kb::{CompiledKb, SigKind};
 use memchr::{memchr, memchr_iter, memrchr};
 use std::collections::{HashSet, VecDeque};
@@ -27,8 +27,6 @@ const FIRST_CAP: usize = 64;
 const RECENT_CAP: usize = 512;
 const TAIL_LINES: usize = 30;
 const MAX_TESTS: usize = 500;
-/// Bytes after which the scan switches to the prefilter's DFA.
-const BIG_LOG: u64 = 4 << 20;
 
 /// A step of the job as the runner laid it out: where its output starts and ends, and what it
 /// ran.
@@ -159,6 +157,8 @@ pub struct Scanner<'k> {
     matches: Vec<usize>,
     layout: Layout,
     failed: bool,
+    /// The prefilter's lazy DFA states.
+    cache: regex_automata::hybrid::dfa::Cache,
 }
 
 impl<'k> Scanner<'k> {
@@ -177,6 +177,7 @@ impl<'k> Scanner<'k> {
             matches: Vec::new(),
             layout: Layout::default(),
             failed: false,
+            cache: kb.prefilter_cache(),
         }
     }
 
@@ -237,8 +238,6 @@ impl<'k> Scanner<'k> {
         let mut counted = 0usize;
         let mut line_no = self.lines_before;
         let every_line = !kb.always.is_empty();
-        // Past a few MB the faster automaton pays for its construction.
-        let big = self.scan.bytes > BIG_LOG;
         // The chunk's first line has no newline before it for a line-start literal to see.
         if !every_line && kb.line_start_hit(data) {
             let le = memchr(b'\n', data).map_or(data.len(), |i| i);
@@ -251,7 +250,7 @@ impl<'k> Scanner<'k> {
                 pos
             } else {
                 // From the newline before `pos`: a line-start literal (`"\n$ "`) begins there.
-                match kb.next_hit(data, pos.saturating_sub(1), big) {
+                match kb.next_hit(&mut self.cache, data, pos.saturating_sub(1)) {
                     Some(h) => h,
                     None => break,
                 }
@@ -334,15 +333,25 @@ impl<'k> Scanner<'k> {
 
     fn on_line(&mut self, line_no: usize, data: &[u8], ls: usize, le: usize) {
         let raw = &data[ls..le.min(ls + MAX_LINE)];
-        let text = clean_line(raw);
-        if text.is_empty() {
+        let bytes = clean_bytes(raw);
+        if bytes.is_empty() {
             return;
         }
         let kb = self.kb;
-        kb.matches(text.as_bytes(), &mut self.matches);
+        kb.matches(&bytes, &mut self.matches);
         if self.matches.is_empty() {
             return;
         }
+        // A harmless line (a retry that may have worked, a passing test) says nothing at all.
+        if !self.matches.iter().any(|&i| kb.sigs[i].user)
+            && self
+                .matches
+                .iter()
+                .any(|&i| kb.sigs[i].kind == SigKind::Noise)
+        {
+            return;
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         if let Some(&i) = self.matches.iter().find(|&&i| kb.sigs[i].kind.is_layout()) {
             self.on_layout(i, line_no, &text);
             // A step or trace line echoes a command: it names what ran, not what went wrong.
@@ -356,15 +365,9 @@ impl<'k> Scanner<'k> {
                 return;
             }
         }
-        // User signatures take precedence; a noise match silences the line.
+        // User signatures take precedence.
         if self.matches.iter().any(|&i| kb.sigs[i].user) {
             self.matches.retain(|&i| kb.sigs[i].user);
-        } else if self
-            .matches
-            .iter()
-            .any(|&i| kb.sigs[i].kind == SigKind::Noise)
-        {
-            return;
         }
         let mut capture = None;
         let mut step = None;
