@@ -189,6 +189,8 @@ pub struct CompiledKb {
     /// literals. Should it give up (a pathological log thrashing its cache), an Aho-Corasick
     /// automaton takes over.
     prefilter: hybrid::dfa::DFA,
+    /// Warm caches of the lazy DFA, handed from one analysis to the next.
+    prefilter_caches: std::sync::Mutex<Vec<hybrid::dfa::Cache>>,
     prefilter_fallback: OnceLock<AhoCorasick>,
     prefilter_lits: Vec<Vec<u8>>,
     /// All required literals: names the signatures a candidate line may match.
@@ -241,6 +243,8 @@ fn build_prefilter(lits: &[Vec<u8>]) -> hybrid::dfa::DFA {
 
 /// Memory the prefilter's lazy DFA may use for its states (a typical log needs about 1 MB).
 const PREFILTER_CACHE: usize = 8 << 20;
+/// Warm caches kept for later scans (as many as analyses usually run at once).
+const WARM_CACHES: usize = 4;
 
 /// Literals shorter than this make a poor prefilter.
 pub const MIN_LITERAL: usize = 3;
@@ -359,6 +363,7 @@ impl CompiledKb {
         Ok(CompiledKb {
             sigs,
             prefilter,
+            prefilter_caches: std::sync::Mutex::new(Vec::new()),
             prefilter_fallback: OnceLock::new(),
             prefilter_lits,
             mapper,
@@ -376,9 +381,20 @@ impl CompiledKb {
         })
     }
 
-    /// A cache for the prefilter's lazy DFA: one per scan.
+    /// A cache for the prefilter's lazy DFA, one per scan: a warm one left by an earlier scan
+    /// when there is one (its states are what the next log needs too).
     pub fn prefilter_cache(&self) -> hybrid::dfa::Cache {
-        self.prefilter.create_cache()
+        let warm = self.prefilter_caches.lock().ok().and_then(|mut v| v.pop());
+        warm.unwrap_or_else(|| self.prefilter.create_cache())
+    }
+
+    /// Give a scan's cache back for the next one.
+    pub fn return_cache(&self, cache: hybrid::dfa::Cache) {
+        if let Ok(mut v) = self.prefilter_caches.lock() {
+            if v.len() < WARM_CACHES {
+                v.push(cache);
+            }
+        }
     }
 
     /// A position inside the line of the next literal hit in `hay` at or after `from` (for a

@@ -157,8 +157,8 @@ pub struct Scanner<'k> {
     matches: Vec<usize>,
     layout: Layout,
     failed: bool,
-    /// The prefilter's lazy DFA states.
-    cache: regex_automata::hybrid::dfa::Cache,
+    /// The prefilter's lazy DFA states (given back to the knowledge base at the end).
+    cache: Option<regex_automata::hybrid::dfa::Cache>,
 }
 
 impl<'k> Scanner<'k> {
@@ -177,7 +177,7 @@ impl<'k> Scanner<'k> {
             matches: Vec::new(),
             layout: Layout::default(),
             failed: false,
-            cache: kb.prefilter_cache(),
+            cache: Some(kb.prefilter_cache()),
         }
     }
 
@@ -250,7 +250,11 @@ impl<'k> Scanner<'k> {
                 pos
             } else {
                 // From the newline before `pos`: a line-start literal (`"\n$ "`) begins there.
-                match kb.next_hit(&mut self.cache, data, pos.saturating_sub(1)) {
+                let cache = self
+                    .cache
+                    .as_mut()
+                    .expect("the cache is held until the scan ends");
+                match kb.next_hit(cache, data, pos.saturating_sub(1)) {
                     Some(h) => h,
                     None => break,
                 }
@@ -515,6 +519,9 @@ impl<'k> Scanner<'k> {
     }
 
     fn finish(mut self) -> Scan {
+        if let Some(c) = self.cache.take() {
+            self.kb.return_cache(c);
+        }
         for mut c in std::mem::take(&mut self.pending) {
             c.after_missing = 0;
             self.store(c);
