@@ -904,10 +904,16 @@ fn evidence(
     if ev.lines.len() < want {
         if let Some(exit) = scan.exits.iter().find(|c| c.line == f.anchor) {
             let n = exit.before.len();
+            // Padding follows the cause: what comes first is what explains.
+            let first = if by_tool {
+                0
+            } else {
+                ev.lines.keys().next().copied().unwrap_or(0)
+            };
             let mut tail = Vec::new();
             for (k, t) in exit.before.iter().enumerate().rev() {
                 let line = f.anchor - (n - k);
-                if line <= f.step.start {
+                if line <= f.step.start || line < first {
                     break;
                 }
                 if line > f.step.end {
