@@ -145,7 +145,7 @@ fn transient_decision_on_real_gitlab_logs() {
     let Some(f) = figures() else { return };
     let b = f.veloren;
     println!(
-        "veloren: n={} precision {:.2} recall {:.2} F1 {:.2}",
+        "veloren: n={} precision {:.3} recall {:.3} F1 {:.3}",
         b.total(),
         b.precision(),
         b.recall(),
@@ -156,9 +156,9 @@ fn transient_decision_on_real_gitlab_logs() {
         "expected the 83 Veloren cases, found {}",
         b.total()
     );
-    // Retry-everything scores precision 0.45, F1 0.62.
-    assert!(b.precision() >= 0.85, "precision {:.2}", b.precision());
-    assert!(b.f1() >= 0.85, "F1 {:.2}", b.f1());
+    // Measured 0.895 / 0.919 / 0.907; retry-everything scores precision 0.45, F1 0.62.
+    assert!(b.precision() >= 0.88, "precision {:.3}", b.precision());
+    assert!(b.f1() >= 0.89, "F1 {:.3}", b.f1());
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn evidence_contains_the_human_chunk_on_real_travis_logs() {
     let rate = f.chunk_hits as f64 / n;
     let mean = f.evidence_lines as f64 / n;
     println!(
-        "logchunks: n={} hit rate {rate:.2}, mean evidence lines {mean:.1}, most {}",
+        "logchunks: n={} hit rate {rate:.3}, mean evidence lines {mean:.1}, most {}",
         f.chunk_cases, f.most_evidence
     );
     assert!(
@@ -179,8 +179,8 @@ fn evidence_contains_the_human_chunk_on_real_travis_logs() {
     assert!(f.most_evidence <= MAX_EVIDENCE, "{} lines", f.most_evidence);
     // Evidence is the few lines a person would paste: a long tail would hit by sheer size.
     assert!(mean <= 12.0, "mean evidence lines {mean:.1}");
-    // The last-10-error-lines keyword baseline scores 0.47.
-    assert!(rate >= 0.58, "hit rate {rate:.2}");
+    // Measured 0.834 with 5.9 lines; the last-10-error-lines keyword baseline scores 0.47.
+    assert!(rate >= 0.82, "hit rate {rate:.3}");
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn categories_and_false_retries_on_labeled_logs() {
     let acc = f.right as f64 / f.labeled.max(1) as f64;
     let retried = f.genuine_retried as f64 / f.genuine.max(1) as f64;
     println!(
-        "categories: n={} accuracy {acc:.2}; genuine failures retried {retried:.3} ({} of {})",
+        "categories: n={} accuracy {acc:.3}; genuine failures retried {retried:.3} ({} of {})",
         f.labeled, f.genuine_retried, f.genuine
     );
     assert!(
@@ -197,6 +197,7 @@ fn categories_and_false_retries_on_labeled_logs() {
         "expected 268 labeled cases, found {}",
         f.labeled
     );
-    assert!(acc >= 0.55, "category accuracy {acc:.2}");
-    assert!(retried <= 0.06, "false retries {retried:.3}");
+    // Measured 0.851 and 0 of 206 (before the layout and tool tables: 0.61 and 10 of 206).
+    assert!(acc >= 0.84, "category accuracy {acc:.3}");
+    assert!(retried <= 0.01, "false retries {retried:.3}");
 }
