@@ -90,3 +90,50 @@ fn signatures_test_names_the_signature_and_line() {
     let list = bin().args(["signatures", "list"]).output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("gitlab-system-failure"));
 }
+
+#[test]
+fn eval_reports_category_accuracy_and_false_retries_from_categories_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |case: &str, log: &str| {
+        let d = dir.path().join("set").join(case);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("log.txt"), log).unwrap();
+        std::fs::write(d.join("label.json"), "{\"chunk\": null}").unwrap();
+    };
+    write(
+        "a",
+        "$ cargo build\nerror[E0425]: cannot find value `x` in this scope\nThe command \"cargo build\" exited with 101.\n",
+    );
+    write(
+        "b",
+        "$ npm ci\nnpm ERR! code ECONNRESET\nnpm ERR! network read ECONNRESET\nThe command \"npm ci\" exited with 1.\n",
+    );
+    std::fs::write(
+        dir.path().join("categories.jsonl"),
+        concat!(
+            "{\"dataset\": \"set\", \"case\": \"a\", \"category\": \"compilation_error\", \"confidence\": \"high\"}\n",
+            "{\"dataset\": \"set\", \"case\": \"b\", \"category\": \"lint_error\", \"confidence\": \"medium\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("eval").arg(dir.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("category accuracy (categories.jsonl, high+medium labels): 1/2 = 0.50"),
+        "{text}"
+    );
+    // The "lint" label is genuine and the download error is transient: one false retry.
+    assert!(
+        text.contains("genuine failures marked transient (a retry that cannot help): 1/2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lint_error -> dependency_download x1"),
+        "{text}"
+    );
+}

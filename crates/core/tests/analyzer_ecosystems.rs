@@ -38,9 +38,10 @@ fn rust_cargo() {
         "panicked",
     );
     assert_eq!(d.failing_tests, vec!["tests::b"]);
+    // A network failure while fetching from the registry is a dependency download.
     expect(
         "    Updating crates.io index\nerror: failed to get `serde` as a dependency of package `app`\n\nCaused by:\n  failed to fetch `https://github.com/rust-lang/crates.io-index`\n\nCaused by:\n  network failure seems to have happened\n",
-        Category::Network,
+        Category::DependencyDownload,
         true,
         "network failure",
     );

@@ -1,7 +1,9 @@
 //! `pipeguard eval DIR`: run the analyzer on labeled logs laid out as
 //! `DIR/<dataset>/<case>/{log.txt,label.json}` and print a confusion table with the figures that
 //! matter: precision/recall/F1 of the transient decision, per-category precision when labels name
-//! categories, and how often the evidence contains the lines a person picked.
+//! categories, how often the evidence contains the lines a person picked, and (when the directory
+//! has a `categories.jsonl`, as the shared development set does) category accuracy, the share of
+//! genuine failures that would be retried, and the commonest confusions.
 
 use super::analyze::load_analyzer;
 use anyhow::{Context, Result};
@@ -39,6 +41,43 @@ pub struct Report {
     pub cases: usize,
     pub bytes: u64,
     pub seconds: f64,
+    /// Cases with a high or medium label in `categories.jsonl`, and how many were right.
+    pub labeled: usize,
+    pub labeled_right: usize,
+    /// Genuine failures (code or configuration) among them, and how many would be retried.
+    pub genuine: usize,
+    pub genuine_retried: usize,
+    /// (label, predicted) → count, for the labeled cases the analyzer got wrong.
+    pub confusions: BTreeMap<(String, String), usize>,
+}
+
+/// `categories.jsonl`: (dataset, case) → category, for labels of high or medium confidence.
+fn category_labels(dir: &Path) -> Result<BTreeMap<(String, String), Category>> {
+    let path = dir.join("categories.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+        if field("confidence") == "low" {
+            continue;
+        }
+        let cat: Category = field("category")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{} line {}: unknown category", path.display(), n + 1))?;
+        out.insert(
+            (field("dataset").to_string(), field("case").to_string()),
+            cat,
+        );
+    }
+    Ok(out)
 }
 
 /// What a label says, in the shapes the shared fixtures and users' own sets use.
@@ -62,6 +101,7 @@ fn truth_transient(label: &serde_json::Value) -> Option<bool> {
 
 pub fn evaluate(dir: &Path, config: Option<&str>, verbose: bool) -> Result<Report> {
     let analyzer = load_analyzer(config)?;
+    let labels = category_labels(dir)?;
     let mut r = Report::default();
     let mut datasets: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
@@ -89,6 +129,30 @@ pub fn evaluate(dir: &Path, config: Option<&str>, verbose: bool) -> Result<Repor
             let d = analyzer.analyze_reader(File::open(&log)?)?;
             r.seconds += t.elapsed().as_secs_f64();
             r.cases += 1;
+            let key = (
+                ds.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string(),
+                case.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string(),
+            );
+            if let Some(&cat) = labels.get(&key) {
+                r.labeled += 1;
+                if d.category == cat {
+                    r.labeled_right += 1;
+                } else {
+                    *r.confusions
+                        .entry((cat.to_string(), d.category.to_string()))
+                        .or_default() += 1;
+                }
+                if cat.needs_human() {
+                    r.genuine += 1;
+                    r.genuine_retried += usize::from(d.transient);
+                }
+            }
             let name = case.display();
             if let Some(truth) = truth_transient(&label) {
                 r.transient.add(truth, d.transient);
@@ -219,6 +283,25 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             r.line_cases,
             r.line_hits as f64 / r.line_cases as f64
         );
+    }
+    if r.labeled > 0 {
+        println!(
+            "category accuracy (categories.jsonl, high+medium labels): {}/{} = {:.2}",
+            r.labeled_right,
+            r.labeled,
+            r.labeled_right as f64 / r.labeled as f64
+        );
+        println!(
+            "genuine failures marked transient (a retry that cannot help): {}/{} = {:.3}",
+            r.genuine_retried,
+            r.genuine,
+            r.genuine_retried as f64 / r.genuine.max(1) as f64
+        );
+        let mut top: Vec<_> = r.confusions.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for ((label, got), n) in top.into_iter().take(8) {
+            println!("   {label} -> {got} x{n}");
+        }
     }
     println!(
         "{} logs, {:.1} MB analysed at {:.0} MB/s (in process)",

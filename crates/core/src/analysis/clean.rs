@@ -74,7 +74,7 @@ fn is_digit(b: u8) -> bool {
 }
 
 /// Length of a leading GitHub Actions timestamp (`2024-01-01T00:00:00.0000000Z `), or 0.
-fn timestamp_prefix(s: &[u8]) -> usize {
+pub fn timestamp_prefix(s: &[u8]) -> usize {
     if s.len() < 21 {
         return 0;
     }
@@ -121,12 +121,39 @@ fn marker_prefix(s: &[u8]) -> usize {
         if s.starts_with(p) {
             let mut j = p.len();
             while j < s.len() && !s[j].is_ascii_whitespace() {
+                // A Travis timing marker ends with its duration's digits; text may follow.
+                if s[j..].starts_with(b"duration=") {
+                    j += b"duration=".len();
+                    while j < s.len() && s[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    return j;
+                }
                 j += 1;
             }
             return j;
         }
     }
     0
+}
+
+/// A line's bytes as `clean_line` would make them, borrowed when nothing needs removing (the
+/// common case, which costs no allocation in the hot loop).
+pub fn clean_bytes(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut s = raw;
+    while let Some((&last, rest)) = s.split_last() {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    let s = &s[timestamp_prefix(s)..];
+    if memchr(b'\r', s).is_none() && marker_prefix(s) == 0 {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(clean_line(raw).into_bytes())
+    }
 }
 
 /// Clean one line (already free of ANSI escapes) into displayable text.
@@ -200,6 +227,12 @@ mod tests {
         );
         assert_eq!(clean_line(&ansi_free), "Resolving secrets");
         assert_eq!(clean_line(b"section_end:1657042002:step_script\r"), "");
+        assert_eq!(
+            clean_line(
+                b"travis_time:end:0b:start=1,finish=2,duration=3The command \"x\" exited with 1."
+            ),
+            "The command \"x\" exited with 1."
+        );
         assert_eq!(
             clean_line(b"progress 10%\rprogress 100%\r\n"),
             "progress 100%"

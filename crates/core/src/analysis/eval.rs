@@ -25,8 +25,27 @@ pub fn norm(s: &str) -> String {
     s[start..].split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Whether any evidence line is one of the chunk's lines (or contains / is contained in one
-/// longer than 8 characters).
+/// Lines shorter than this never count as evidence of anything.
+const MIN_EVIDENCE_CHARS: usize = 4;
+/// A line contained in another counts only when the shorter has this many characters: a short
+/// line such as `)` or `error` sits inside many lines by chance.
+const MIN_OVERLAP_CHARS: usize = 12;
+
+/// Whether one normalised evidence line hits one of the chunk's normalised lines: it equals a
+/// chunk line, or one contains the other and the shorter has at least 12 characters (the rule of
+/// the shared `eval-logs.py`).
+pub fn line_hits_chunk(e: &str, chunk: &[String]) -> bool {
+    if e.chars().count() < MIN_EVIDENCE_CHARS {
+        return false;
+    }
+    chunk.iter().any(|x| {
+        x == e
+            || (e.chars().count().min(x.chars().count()) >= MIN_OVERLAP_CHARS
+                && (x.contains(e) || e.contains(x.as_str())))
+    })
+}
+
+/// Whether any evidence line hits the chunk (see [`line_hits_chunk`]).
 pub fn evidence_hits_chunk(evidence: &[Evidence], chunk: &str) -> bool {
     let chunk: Vec<String> = chunk
         .lines()
@@ -34,13 +53,9 @@ pub fn evidence_hits_chunk(evidence: &[Evidence], chunk: &str) -> bool {
         .map(norm)
         .filter(|l| !l.is_empty())
         .collect();
-    evidence.iter().any(|e| {
-        let e = norm(&e.text);
-        !e.is_empty()
-            && chunk
-                .iter()
-                .any(|x| *x == e || (x.len() > 8 && (x.contains(&e) || e.contains(x.as_str()))))
-    })
+    evidence
+        .iter()
+        .any(|e| line_hits_chunk(&norm(&e.text), &chunk))
 }
 
 /// Precision, recall and F1 of a binary decision.
@@ -117,5 +132,28 @@ mod tests {
         ));
         assert!(!evidence_hits_chunk(&ev, "something else entirely"));
         assert_eq!(norm("2024-01-01T00:00:00.0000000Z  a  b"), "a b");
+    }
+
+    #[test]
+    fn short_lines_hit_only_when_equal() {
+        let line = |t: &str| Evidence {
+            line: 1,
+            text: t.into(),
+        };
+        let chunk = "    foo(bar)\nerror: tests failed in module parser";
+        // A lone bracket or keyword is inside the chunk by chance, not evidence of it.
+        assert!(!evidence_hits_chunk(&[line(")")], chunk));
+        assert!(!evidence_hits_chunk(&[line("error")], chunk));
+        assert!(!evidence_hits_chunk(&[line("s failed in")], chunk));
+        // Equal lines hit whatever their length (>= 4); 12+ characters may be contained.
+        assert!(evidence_hits_chunk(&[line("foo(bar)")], chunk));
+        assert!(evidence_hits_chunk(
+            &[line("tests failed in module")],
+            chunk
+        ));
+        assert!(evidence_hits_chunk(
+            &[line("[12:00] error: tests failed in module parser (3 s)")],
+            chunk
+        ));
     }
 }

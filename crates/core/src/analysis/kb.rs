@@ -2,16 +2,27 @@
 //! Aho-Corasick automaton of required literals for the hot loop, and lazily compiled regexes.
 
 use super::literals;
+use super::tools::{ToolError, ToolTable};
 use crate::category::Category;
 use crate::policy::Strategy;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::hybrid;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The built-in knowledge base, compiled into the binary.
 pub const BUILTIN_KB: &str = include_str!("kb.toml");
+/// How each CI runner lays out steps, compiled into the binary.
+pub const BUILTIN_STEPS: &str = include_str!("steps.toml");
+
+/// Every built-in signature: the runners' step layout, then the knowledge base.
+pub fn builtin_signatures() -> Result<Vec<Signature>, KbError> {
+    let mut sigs = parse_kb(BUILTIN_STEPS)?;
+    sigs.extend(parse_kb(BUILTIN_KB)?);
+    Ok(sigs)
+}
 
 /// What a signature's match means for the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -28,6 +39,33 @@ pub enum SigKind {
     Noise,
     /// An error-looking line that only helps to place evidence.
     Hint,
+    /// A step of the job starts (`$ cmd`, `##[group]Run cmd`, `[Pipeline] sh`); group `cmd`.
+    Step,
+    /// A command traced inside a step (`+ cmd`); group `cmd`.
+    Trace,
+    /// A named stage around steps (a Jenkins stage, a Buildkite group); group `cmd`.
+    Section,
+    /// The current step's output ends.
+    End,
+    /// The runner's own work after the job's script (after_script, artifacts, cleanup).
+    Post,
+    /// A tool inside a step names the sub-command, target or task that failed; groups `cmd…`.
+    Subtask,
+}
+
+impl SigKind {
+    /// Kinds that describe the log's layout rather than a failure.
+    pub fn is_layout(self) -> bool {
+        matches!(
+            self,
+            SigKind::Step
+                | SigKind::Trace
+                | SigKind::Section
+                | SigKind::End
+                | SigKind::Post
+                | SigKind::Subtask
+        )
+    }
 }
 
 /// One signature, as written in `kb.toml`.
@@ -55,6 +93,14 @@ pub struct Signature {
     /// The details of the failure follow this line (mocha's `N failing`).
     #[serde(default)]
     pub details_after: bool,
+    /// Too common to look for on every line (a word such as `error`): checked only on the
+    /// lines kept around the failure (the failing step's last lines, the log's tail).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tail_only: bool,
+    /// Prefilter strings for a pattern whose own literals are too short; a leading newline
+    /// means "at the start of a line" (`"\n$ "`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub literals: Vec<String>,
     /// Added by the user's configuration (takes precedence over built-ins).
     #[serde(default, skip_deserializing)]
     pub user: bool,
@@ -96,6 +142,8 @@ pub enum KbError {
     Empty(String),
     #[error("duplicate signature id {0}")]
     Duplicate(String),
+    #[error(transparent)]
+    Tools(#[from] ToolError),
 }
 
 #[derive(Deserialize)]
@@ -124,6 +172,8 @@ impl UserSignature {
             examples: vec![],
             wrapper: false,
             details_after: false,
+            tail_only: false,
+            literals: vec![],
             user: true,
         }
     }
@@ -134,9 +184,14 @@ pub struct CompiledKb {
     pub sigs: Vec<Signature>,
     /// The shortest of the signatures' required literals (one that contains another adds
     /// nothing), ASCII case ignored: finds candidate lines in bulk. A small automaton that is
-    /// quick to build serves short logs; big logs pay once for the faster DFA.
-    prefilter: AhoCorasick,
-    prefilter_dfa: OnceLock<AhoCorasick>,
+    /// A lazy DFA: it builds only the states the log's bytes visit, so it is quick to build
+    /// and, once warm, scans several times faster than an Aho-Corasick automaton of the same
+    /// literals. Should it give up (a pathological log thrashing its cache), an Aho-Corasick
+    /// automaton takes over.
+    prefilter: hybrid::dfa::DFA,
+    /// Warm caches of the lazy DFA, handed from one analysis to the next.
+    prefilter_caches: std::sync::Mutex<Vec<hybrid::dfa::Cache>>,
+    prefilter_fallback: OnceLock<AhoCorasick>,
     prefilter_lits: Vec<Vec<u8>>,
     /// All required literals: names the signatures a candidate line may match.
     mapper: AhoCorasick,
@@ -146,6 +201,8 @@ pub struct CompiledKb {
     pub always: Vec<usize>,
     /// Each signature's regex, compiled on first use (most logs touch few signatures).
     regexes: Vec<OnceLock<Regex>>,
+    /// What the failing command's tool says when no signature does.
+    pub tools: ToolTable,
 }
 
 fn build(pattern: &str) -> Result<Regex, regex::Error> {
@@ -154,6 +211,40 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
         .size_limit(16 << 20)
         .build()
 }
+
+/// The prefilter's lazy DFA for the literals (ASCII case ignored), reporting the earliest end
+/// of any of them.
+fn build_prefilter(lits: &[Vec<u8>]) -> hybrid::dfa::DFA {
+    let patterns: Vec<String> = lits
+        .iter()
+        .map(|l| {
+            format!(
+                "(?i-u:{})",
+                regex_syntax::escape(&String::from_utf8_lossy(l))
+            )
+        })
+        .collect();
+    hybrid::dfa::Builder::new()
+        .configure(
+            hybrid::dfa::Config::new()
+                .match_kind(regex_automata::MatchKind::All)
+                .cache_capacity(PREFILTER_CACHE)
+                .byte_classes(true),
+        )
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+        .build_many(&patterns)
+        .expect("escaped literals always compile")
+}
+
+/// Memory the prefilter's lazy DFA may use for its states (a typical log needs about 1 MB).
+const PREFILTER_CACHE: usize = 8 << 20;
+/// Warm caches kept for later scans (as many as analyses usually run at once).
+const WARM_CACHES: usize = 4;
 
 /// Literals shorter than this make a poor prefilter.
 pub const MIN_LITERAL: usize = 3;
@@ -175,6 +266,8 @@ impl CompiledKb {
         let mut lits: Vec<Vec<u8>> = Vec::new();
         let mut lit_index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut lit_sigs: Vec<Vec<usize>> = Vec::new();
+        let mut pre_lits: Vec<Vec<u8>> = Vec::new();
+        let mut pre_seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut always = Vec::new();
         for (i, s) in sigs.iter().enumerate() {
             if s.pattern.trim().is_empty() {
@@ -194,38 +287,73 @@ impl CompiledKb {
                 })?;
                 let _ = regexes[i].set(re);
             }
-            match literals::required_literals(&s.pattern, MIN_LITERAL) {
-                Some(ls) => {
-                    for l in ls {
-                        let k = *lit_index.entry(l.clone()).or_insert_with(|| {
-                            lits.push(l);
-                            lit_sigs.push(Vec::new());
-                            lits.len() - 1
-                        });
-                        if !lit_sigs[k].contains(&i) {
-                            lit_sigs[k].push(i);
-                        }
+            if s.tail_only {
+                continue;
+            }
+            // Explicit literals serve patterns whose own are too short (`^\$ `); the mapper
+            // sees the cleaned line, where a line-start newline is gone.
+            let mut explicit: Vec<Vec<u8>> = s
+                .literals
+                .iter()
+                .map(|l| l.to_ascii_lowercase().into_bytes())
+                .collect();
+            // GitHub and Azure put a timestamp (`…00.0000000Z `) before each line's own start.
+            let stamped: Vec<Vec<u8>> = explicit
+                .iter()
+                .filter_map(|l| {
+                    l.strip_prefix(b"\n")
+                        .map(|rest| [b"z ".as_slice(), rest].concat())
+                })
+                .collect();
+            explicit.extend(stamped);
+            let (pre, map) = if explicit.is_empty() {
+                match literals::required_literals(&s.pattern, MIN_LITERAL) {
+                    Some(ls) => (ls.clone(), ls),
+                    None => {
+                        always.push(i);
+                        continue;
                     }
                 }
-                None => always.push(i),
+            } else {
+                let map = explicit
+                    .iter()
+                    .map(|l| l.trim_ascii().to_vec())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                (explicit, map)
+            };
+            for l in pre {
+                if pre_seen.insert(l.clone()) {
+                    pre_lits.push(l);
+                }
+            }
+            for l in map {
+                let k = *lit_index.entry(l.clone()).or_insert_with(|| {
+                    lits.push(l);
+                    lit_sigs.push(Vec::new());
+                    lits.len() - 1
+                });
+                if !lit_sigs[k].contains(&i) {
+                    lit_sigs[k].push(i);
+                }
             }
         }
-        // Shortest first: a literal containing a kept one is redundant for the prefilter.
-        let mut by_len: Vec<&Vec<u8>> = lits.iter().collect();
-        by_len.sort_by_key(|l| l.len());
-        let mut kept: Vec<&Vec<u8>> = Vec::new();
-        for l in by_len {
-            if !kept.iter().any(|k| memchr::memmem::find(l, k).is_some()) {
-                kept.push(l);
-            }
-        }
-        let prefilter_lits: Vec<Vec<u8>> = kept.into_iter().cloned().collect();
-        let prefilter = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
+        // A literal containing another is redundant for the prefilter: whatever line holds it
+        // holds the shorter one too.
+        let all = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(&prefilter_lits)
+            .build(&pre_lits)
             .expect("literal automaton builds");
+        let prefilter_lits: Vec<Vec<u8>> = pre_lits
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                !all.find_overlapping_iter(l.as_slice())
+                    .any(|m| m.pattern().as_usize() != *i)
+            })
+            .map(|(_, l)| l.clone())
+            .collect();
+        let prefilter = build_prefilter(&prefilter_lits);
         let mapper = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
@@ -235,12 +363,14 @@ impl CompiledKb {
         Ok(CompiledKb {
             sigs,
             prefilter,
-            prefilter_dfa: OnceLock::new(),
+            prefilter_caches: std::sync::Mutex::new(Vec::new()),
+            prefilter_fallback: OnceLock::new(),
             prefilter_lits,
             mapper,
             lit_sigs,
             always,
             regexes,
+            tools: ToolTable::builtin()?,
         })
     }
 
@@ -251,22 +381,62 @@ impl CompiledKb {
         })
     }
 
-    /// Offset of the next literal hit in `hay` at or after `from`; `big` selects the DFA.
-    pub fn next_hit(&self, hay: &[u8], from: usize, big: bool) -> Option<usize> {
-        let ac = if big {
-            self.prefilter_dfa.get_or_init(|| {
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&self.prefilter_lits)
-                    .expect("literal automaton builds")
-            })
-        } else {
-            &self.prefilter
-        };
-        ac.find(Input::new(hay).span(from..hay.len()))
-            .map(|m| m.start())
+    /// A cache for the prefilter's lazy DFA, one per scan: a warm one left by an earlier scan
+    /// when there is one (its states are what the next log needs too).
+    pub fn prefilter_cache(&self) -> hybrid::dfa::Cache {
+        let warm = self.prefilter_caches.lock().ok().and_then(|mut v| v.pop());
+        warm.unwrap_or_else(|| self.prefilter.create_cache())
+    }
+
+    /// Give a scan's cache back for the next one.
+    pub fn return_cache(&self, cache: hybrid::dfa::Cache) {
+        if let Ok(mut v) = self.prefilter_caches.lock() {
+            if v.len() < WARM_CACHES {
+                v.push(cache);
+            }
+        }
+    }
+
+    /// A position inside the line of the next literal hit in `hay` at or after `from` (for a
+    /// line-start literal `"\n$ "`, inside the line it starts).
+    pub fn next_hit(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        hay: &[u8],
+        from: usize,
+    ) -> Option<usize> {
+        let input = regex_automata::Input::new(hay)
+            .range(from..hay.len())
+            .earliest(true);
+        match self.prefilter.try_search_fwd(cache, &input) {
+            // The match's last byte belongs to the line the literal is about.
+            Ok(m) => m.map(|m| m.offset() - 1),
+            Err(_) => self.next_hit_fallback(hay, from),
+        }
+    }
+
+    fn next_hit_fallback(&self, hay: &[u8], from: usize) -> Option<usize> {
+        let ac = self.prefilter_fallback.get_or_init(|| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(&self.prefilter_lits)
+                .expect("literal automaton builds")
+        });
+        let m = ac.find(Input::new(hay).span(from..hay.len()))?;
+        Some(m.end() - 1)
+    }
+
+    /// Whether `line` (the first of a chunk, without the newline before it) starts with one of
+    /// the line-start literals, which the prefilter cannot see there.
+    pub fn line_start_hit(&self, line: &[u8]) -> bool {
+        let line = &line[super::clean::timestamp_prefix(line)..];
+        self.prefilter_lits.iter().any(|l| {
+            l[0] == b'\n'
+                && line.len() >= l.len() - 1
+                && line[..l.len() - 1].eq_ignore_ascii_case(&l[1..])
+        })
     }
 
     /// The signatures that match a cleaned line, in signature order.
@@ -285,13 +455,43 @@ impl CompiledKb {
         out.retain(|&i| self.regex(i).is_match(line));
     }
 
-    /// The test name or exit code a capturing signature extracts from a line.
+    /// The strongest tail-only hint a line matches (0 when none): for lines kept around the
+    /// failure, checked after the scan.
+    pub fn tail_hint(&self, line: &str) -> f64 {
+        self.sigs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.tail_only)
+            .filter(|(i, _)| self.regex(*i).is_match(line.as_bytes()))
+            .map(|(_, s)| s.weight)
+            .fold(0.0, f64::max)
+    }
+
+    /// The test name, exit code or command a capturing signature extracts from a line.
     pub fn capture(&self, sig: usize, line: &str) -> Option<String> {
         let names: &[&str] = match self.sigs[sig].kind {
             SigKind::Test => &["test", "test2", "test3"],
             SigKind::Exit => &["code"],
+            k if k.is_layout() => return self.capture_command(sig, line),
             _ => return None,
         };
+        self.capture_named(sig, line, names)
+    }
+
+    /// The command a layout signature names: its first matching group called `cmd…`.
+    pub fn capture_command(&self, sig: usize, line: &str) -> Option<String> {
+        let re = self.regex(sig);
+        let caps = re.captures(line.as_bytes())?;
+        re.capture_names()
+            .enumerate()
+            .filter(|(_, n)| n.is_some_and(|n| n.starts_with("cmd")))
+            .find_map(|(i, _)| caps.get(i))
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The first of the named groups a signature's match on `line` captured.
+    pub fn capture_named(&self, sig: usize, line: &str, names: &[&str]) -> Option<String> {
         let caps = self.regex(sig).captures(line.as_bytes())?;
         names
             .iter()
@@ -307,7 +507,7 @@ mod tests {
 
     #[test]
     fn builtin_kb_parses_and_compiles() {
-        let sigs = parse_kb(BUILTIN_KB).unwrap();
+        let sigs = builtin_signatures().unwrap();
         assert!(sigs.len() > 100);
         let kb = CompiledKb::compile(sigs, vec![]).unwrap();
         for c in Category::ALL {
@@ -323,7 +523,7 @@ mod tests {
 
     #[test]
     fn every_example_matches_its_signature_and_the_prefilter() {
-        let kb = CompiledKb::compile(parse_kb(BUILTIN_KB).unwrap(), vec![]).unwrap();
+        let kb = CompiledKb::compile(builtin_signatures().unwrap(), vec![]).unwrap();
         let mut bad = Vec::new();
         let mut found = Vec::new();
         for (i, s) in kb.sigs.iter().enumerate() {
@@ -338,12 +538,24 @@ mod tests {
                 continue;
             }
             for ex in &s.examples {
+                if s.tail_only {
+                    if kb.tail_hint(ex) == 0.0 {
+                        bad.push(format!("{} does not match its example {ex:?}", s.id));
+                    }
+                    continue;
+                }
                 kb.matches(ex.as_bytes(), &mut found);
                 if !found.contains(&i) {
                     bad.push(format!("{} does not match its example {ex:?}", s.id));
                 }
-                if kb.next_hit(ex.as_bytes(), 0, false).is_none()
-                    || kb.next_hit(ex.as_bytes(), 0, true).is_none()
+                // As a line of a log: after a newline, as the prefilter sees it.
+                let line = format!("\n{ex}\n");
+                let mut cache = kb.prefilter_cache();
+                if kb.next_hit(&mut cache, line.as_bytes(), 0).is_none()
+                    || kb.next_hit_fallback(line.as_bytes(), 0).is_none()
+                    // At a chunk's start, with no newline before it.
+                    || (kb.next_hit(&mut cache, ex.as_bytes(), 0).is_none()
+                        && !kb.line_start_hit(ex.as_bytes()))
                 {
                     bad.push(format!("prefilter misses {ex:?}"));
                 }
@@ -371,7 +583,7 @@ mod tests {
             description: None,
             weight: None,
         }];
-        let kb = CompiledKb::compile(parse_kb(BUILTIN_KB).unwrap(), user).unwrap();
+        let kb = CompiledKb::compile(builtin_signatures().unwrap(), user).unwrap();
         assert!(kb.sigs[0].user);
         assert_eq!(kb.sigs[0].id, "user-1");
         let bad = vec![UserSignature {

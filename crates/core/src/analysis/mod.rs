@@ -14,6 +14,7 @@ mod literals;
 pub mod redact;
 mod scan;
 pub mod tests_names;
+pub mod tools;
 
 use crate::category::Category;
 use crate::policy::Strategy;
@@ -22,7 +23,7 @@ use std::io::{self, Read};
 
 pub use clean::strip_ansi;
 pub use decide::{ACT_CONFIDENCE, MAX_EVIDENCE};
-pub use kb::{KbError, SigKind, Signature, UserSignature, BUILTIN_KB};
+pub use kb::{KbError, SigKind, Signature, UserSignature, BUILTIN_KB, BUILTIN_STEPS};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
@@ -83,7 +84,7 @@ impl Analyzer {
 
     /// The built-in knowledge base plus the user's signatures, which take precedence.
     pub fn with_user_signatures(user: Vec<UserSignature>) -> Result<Analyzer, KbError> {
-        let builtin = kb::parse_kb(BUILTIN_KB)?;
+        let builtin = kb::builtin_signatures()?;
         Ok(Analyzer {
             kb: kb::CompiledKb::compile(builtin, user)?,
         })

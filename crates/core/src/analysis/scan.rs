@@ -3,7 +3,7 @@
 //! cleaned and checked against the signatures whose literals they contain. Memory stays bounded whatever the log's size: the current chunk, a few context lines and
 //! a capped set of candidate matches.
 
-use super::clean::{clean_line, strip_ansi_into, truncate};
+use super::clean::{clean_bytes, clean_line, strip_ansi_into, truncate};
 use super::kb::{CompiledKb, SigKind};
 use memchr::{memchr, memchr_iter, memrchr};
 use std::collections::{HashSet, VecDeque};
@@ -18,6 +18,8 @@ const MAX_LINE: usize = 64 << 10;
 const KEEP_CHARS: usize = 500;
 /// Context kept around each candidate.
 pub const BEFORE: usize = 3;
+/// Context kept before an exit line: the failing command's last words.
+pub const EXIT_BEFORE: usize = 12;
 pub const AFTER: usize = 10;
 /// Candidate caps: the first ones (root causes come first) and the most recent ones (the failure
 /// is usually near the end).
@@ -25,8 +27,83 @@ const FIRST_CAP: usize = 64;
 const RECENT_CAP: usize = 512;
 const TAIL_LINES: usize = 30;
 const MAX_TESTS: usize = 500;
-/// Bytes after which the scan switches to the prefilter's DFA.
-const BIG_LOG: u64 = 4 << 20;
+
+/// A step of the job as the runner laid it out: where its output starts and ends, and what it
+/// ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    /// Line of the marker that started it (0: the log's start, no marker seen).
+    pub start: usize,
+    /// Last line of its output.
+    pub end: usize,
+    /// The command or name the runner shows for it (`$ cmd`, `Run cmd`, a Travis exit line's).
+    pub cmd: Option<String>,
+    /// The last command traced inside it (`+ cmd`).
+    pub trace: Option<String>,
+    /// The first sub-command, target or task a tool inside it reported failing: the most
+    /// specific.
+    pub inner: Option<String>,
+    /// The stage it ran in.
+    pub section: Option<String>,
+}
+
+/// Characters kept of a step's command.
+const KEEP_CMD: usize = 300;
+
+/// Steps kept behind the current one, to find the step an exit line names.
+const CLOSED_STEPS: usize = 64;
+
+/// The layout seen so far: the current step, and the step frozen when the runner's own work began.
+#[derive(Debug, Default)]
+struct Layout {
+    cur: Step,
+    /// The steps before the current one, most recent last.
+    closed: VecDeque<Step>,
+    /// Set by an `end` marker: the current step's output stopped there.
+    ended: Option<usize>,
+    /// The step that was current when the runner's post-script work began.
+    post: Option<Step>,
+    markers: usize,
+}
+
+/// Whether a step's command is the one an exit line names (`$ make test` and `The command
+/// "make test" exited with 2`), allowing for truncation and reflowed whitespace.
+fn same_command(step: &str, exit: &str) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (a, b) = (norm(step), norm(exit));
+    let short = a.len().min(b.len());
+    a == b || (short >= 20 && (a.starts_with(&b) || b.starts_with(&a)))
+}
+
+impl Layout {
+    /// The step a failure reported on `line` belongs to. An exit line that names its command
+    /// (Travis) picks the step that echoed it, whatever commands ran inside it echoed since
+    /// (`yarn` prints `$ cmd` for each script).
+    fn failing_step(&self, line: usize, cmd: Option<&str>) -> Step {
+        if let Some(p) = &self.post {
+            return p.clone();
+        }
+        let mut s = self.cur.clone();
+        s.end = self.ended.unwrap_or(line);
+        let Some(cmd) = cmd else { return s };
+        if s.cmd.as_deref().is_some_and(|c| same_command(c, cmd)) {
+            return s;
+        }
+        let Some(i) = self
+            .closed
+            .iter()
+            .rposition(|c| c.cmd.as_deref().is_some_and(|c| same_command(c, cmd)))
+        else {
+            return s;
+        };
+        let inside: Vec<&Step> = self.closed.iter().skip(i).chain([&self.cur]).collect();
+        let mut outer = self.closed[i].clone();
+        outer.end = line;
+        outer.trace = inside.iter().rev().find_map(|st| st.trace.clone());
+        outer.inner = inside.iter().find_map(|st| st.inner.clone());
+        outer
+    }
+}
 
 /// A line that matched at least one signature.
 #[derive(Debug, Clone)]
@@ -39,6 +116,8 @@ pub struct Cand {
     pub before: Vec<String>,
     pub after: Vec<String>,
     after_missing: usize,
+    /// On exit lines: the step that ended here.
+    pub step: Option<Rc<Step>>,
 }
 
 /// Everything the decision needs, gathered in one pass.
@@ -55,6 +134,13 @@ pub struct Scan {
     pub bytes: u64,
     /// The last lines of the log, with their line numbers.
     pub tail: VecDeque<(usize, String)>,
+    /// The candidates seen up to the first failing exit line (the most recent ones), kept so
+    /// that long output after the failure cannot push them out.
+    pub at_failure: Vec<Rc<Cand>>,
+    /// The step current at the end of the log (when no exit line names one).
+    pub last_step: Option<Step>,
+    /// How many layout markers (steps, sections, ends, post) the log has.
+    pub markers: usize,
 }
 
 pub struct Scanner<'k> {
@@ -69,6 +155,10 @@ pub struct Scanner<'k> {
     scratch: Vec<u8>,
     /// Per-line scratch for the set matches.
     matches: Vec<usize>,
+    layout: Layout,
+    failed: bool,
+    /// The prefilter's lazy DFA states (given back to the knowledge base at the end).
+    cache: Option<regex_automata::hybrid::dfa::Cache>,
 }
 
 impl<'k> Scanner<'k> {
@@ -85,6 +175,9 @@ impl<'k> Scanner<'k> {
             tests_seen: HashSet::new(),
             scratch: Vec::new(),
             matches: Vec::new(),
+            layout: Layout::default(),
+            failed: false,
+            cache: Some(kb.prefilter_cache()),
         }
     }
 
@@ -145,13 +238,23 @@ impl<'k> Scanner<'k> {
         let mut counted = 0usize;
         let mut line_no = self.lines_before;
         let every_line = !kb.always.is_empty();
-        // Past a few MB the faster automaton pays for its construction.
-        let big = self.scan.bytes > BIG_LOG;
+        // The chunk's first line has no newline before it for a line-start literal to see.
+        if !every_line && kb.line_start_hit(data) {
+            let le = memchr(b'\n', data).map_or(data.len(), |i| i);
+            self.on_line(line_no + 1, data, 0, le);
+            pos = le + 1;
+            counted = 0;
+        }
         while pos < data.len() {
             let hit = if every_line {
                 pos
             } else {
-                match kb.next_hit(data, pos, big) {
+                // From the newline before `pos`: a line-start literal (`"\n$ "`) begins there.
+                let cache = self
+                    .cache
+                    .as_mut()
+                    .expect("the cache is held until the scan ends");
+                match kb.next_hit(cache, data, pos.saturating_sub(1)) {
                     Some(h) => h,
                     None => break,
                 }
@@ -187,7 +290,7 @@ impl<'k> Scanner<'k> {
         let last_line_no = if ends_nl { line_no } else { line_no + 1 };
         let first_no = last_line_no + 1 - tail.len();
         for (k, l) in tail.iter().enumerate() {
-            if self.prev_tail.len() == BEFORE {
+            if self.prev_tail.len() == EXIT_BEFORE {
                 self.prev_tail.pop_front();
             }
             self.prev_tail
@@ -234,28 +337,56 @@ impl<'k> Scanner<'k> {
 
     fn on_line(&mut self, line_no: usize, data: &[u8], ls: usize, le: usize) {
         let raw = &data[ls..le.min(ls + MAX_LINE)];
-        let text = clean_line(raw);
-        if text.is_empty() {
+        let bytes = clean_bytes(raw);
+        if bytes.is_empty() {
             return;
         }
         let kb = self.kb;
-        kb.matches(text.as_bytes(), &mut self.matches);
+        kb.matches(&bytes, &mut self.matches);
         if self.matches.is_empty() {
             return;
         }
-        // User signatures take precedence; a noise match silences the line.
-        if self.matches.iter().any(|&i| kb.sigs[i].user) {
-            self.matches.retain(|&i| kb.sigs[i].user);
-        } else if self
-            .matches
-            .iter()
-            .any(|&i| kb.sigs[i].kind == SigKind::Noise)
+        // A harmless line (a retry that may have worked, a passing test) says nothing at all.
+        if !self.matches.iter().any(|&i| kb.sigs[i].user)
+            && self
+                .matches
+                .iter()
+                .any(|&i| kb.sigs[i].kind == SigKind::Noise)
         {
             return;
         }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(&i) = self.matches.iter().find(|&&i| kb.sigs[i].kind.is_layout()) {
+            self.on_layout(i, line_no, &text);
+            // A step or trace line echoes a command: it names what ran, not what went wrong.
+            // Section names (`--- FAIL: x`) and failed sub-tasks may still say something.
+            if matches!(kb.sigs[i].kind, SigKind::Section | SigKind::Subtask) {
+                self.matches.retain(|&j| !kb.sigs[j].kind.is_layout());
+            } else {
+                self.matches.retain(|&j| kb.sigs[j].kind == SigKind::Exit);
+            }
+            if self.matches.is_empty() {
+                return;
+            }
+        }
+        // User signatures take precedence.
+        if self.matches.iter().any(|&i| kb.sigs[i].user) {
+            self.matches.retain(|&i| kb.sigs[i].user);
+        }
         let mut capture = None;
+        let mut step = None;
         for &i in &self.matches {
             let kind = kb.sigs[i].kind;
+            if kind == SigKind::Exit {
+                let named = kb
+                    .capture_named(i, &text, &["cmd"])
+                    .map(|c| truncate(c, KEEP_CMD));
+                let mut st = self.layout.failing_step(line_no, named.as_deref());
+                if st.cmd.is_none() {
+                    st.cmd = named;
+                }
+                step = Some(Rc::new(st));
+            }
             if kind == SigKind::Test || kind == SigKind::Exit {
                 if let Some(c) = kb.capture(i, &text) {
                     if kind == SigKind::Test
@@ -269,16 +400,17 @@ impl<'k> Scanner<'k> {
             }
         }
         // Before-context: from this chunk, then from the previous chunk's tail.
-        let mut before = Vec::with_capacity(BEFORE);
+        let want = if step.is_some() { EXIT_BEFORE } else { BEFORE };
+        let mut before = Vec::with_capacity(want);
         let mut e = ls;
-        while before.len() < BEFORE && e > 0 {
+        while before.len() < want && e > 0 {
             let s = memrchr(b'\n', &data[..e - 1]).map_or(0, |i| i + 1);
             before.push(truncate(clean_line(&data[s..e - 1]), KEEP_CHARS));
             e = s;
         }
-        if before.len() < BEFORE && e == 0 {
+        if before.len() < want && e == 0 {
             for l in self.prev_tail.iter().rev() {
-                if before.len() == BEFORE || line_no <= before.len() + 1 {
+                if before.len() == want || line_no <= before.len() + 1 {
                     break;
                 }
                 before.push(truncate(clean_line(l), KEEP_CHARS));
@@ -302,11 +434,63 @@ impl<'k> Scanner<'k> {
             before,
             after,
             after_missing,
+            step,
         };
         if after_missing > 0 {
             self.pending.push(cand);
         } else {
             self.store(cand);
+        }
+    }
+
+    /// A layout marker: a step starts or ends, a stage begins, the runner's own work begins.
+    fn on_layout(&mut self, sig: usize, line_no: usize, text: &str) {
+        let kb = self.kb;
+        let kind = kb.sigs[sig].kind;
+        let cmd = kb.capture(sig, text).map(|c| truncate(c, KEEP_CMD));
+        let l = &mut self.layout;
+        l.markers += 1;
+        match kind {
+            // Commands of after_script and post actions are not where the job failed.
+            _ if l.post.is_some() => {}
+            SigKind::Step => {
+                let mut done = std::mem::take(&mut l.cur);
+                done.end = l.ended.unwrap_or(line_no.saturating_sub(1)).max(done.start);
+                if l.closed.len() == CLOSED_STEPS {
+                    l.closed.pop_front();
+                }
+                let section = done.section.clone();
+                l.closed.push_back(done);
+                l.cur = Step {
+                    start: line_no,
+                    end: line_no,
+                    cmd,
+                    trace: None,
+                    inner: None,
+                    section,
+                };
+                l.ended = None;
+            }
+            SigKind::Trace if l.ended.is_none() => l.cur.trace = cmd,
+            SigKind::Subtask if l.ended.is_none() && l.cur.inner.is_none() => {
+                // Without a name, the tool means the command it echoed last.
+                l.cur.inner = cmd.or_else(|| l.cur.cmd.clone());
+            }
+            SigKind::Section => l.cur.section = cmd,
+            SigKind::End => {
+                l.ended
+                    .get_or_insert(line_no.saturating_sub(1).max(l.cur.start));
+            }
+            SigKind::Post => {
+                let end = l
+                    .ended
+                    .unwrap_or(line_no.saturating_sub(1))
+                    .max(l.cur.start);
+                let mut s = l.failing_step(end, None);
+                s.end = end;
+                l.post = Some(s);
+            }
+            _ => {}
         }
     }
 
@@ -318,6 +502,12 @@ impl<'k> Scanner<'k> {
         }
         if c.sigs.iter().any(|&i| kb.sigs[i].kind == SigKind::Exit) && self.scan.exits.len() < 64 {
             self.scan.exits.push(c.clone());
+            let code: Option<i32> = c.capture.as_deref().and_then(|s| s.parse().ok());
+            if !self.failed && code != Some(0) {
+                // The failing step's own lines must survive whatever follows.
+                self.failed = true;
+                self.scan.at_failure = self.scan.recent.iter().cloned().collect();
+            }
         }
         if self.scan.first.len() < FIRST_CAP {
             self.scan.first.push(c.clone());
@@ -329,6 +519,9 @@ impl<'k> Scanner<'k> {
     }
 
     fn finish(mut self) -> Scan {
+        if let Some(c) = self.cache.take() {
+            self.kb.return_cache(c);
+        }
         for mut c in std::mem::take(&mut self.pending) {
             c.after_missing = 0;
             self.store(c);
@@ -338,6 +531,10 @@ impl<'k> Scanner<'k> {
         self.scan.recent.make_contiguous().sort_by_key(|c| c.line);
         self.scan.exits.sort_by_key(|c| c.line);
         self.scan.total_lines = self.scan.tail.back().map_or(self.lines_before, |t| t.0);
+        self.scan.markers = self.layout.markers;
+        if self.layout.markers > 0 {
+            self.scan.last_step = Some(self.layout.failing_step(self.scan.total_lines, None));
+        }
         self.scan
     }
 }
