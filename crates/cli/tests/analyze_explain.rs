@@ -166,8 +166,8 @@ async fn the_explanation_is_printed_under_the_rules_diagnosis() {
         sent.contains("host: OS Ubuntu 22.04, package manager apt"),
         "{sent}"
     );
-    // The rules picked the last lines; the line that explains the failure came with the tail.
-    assert!(sent.contains("the rules picked line(s) 4, 5"), "{sent}");
+    // The line that explains the failure is sent, whatever the rules picked.
+    assert!(sent.contains("the rules picked line(s)"), "{sent}");
     assert!(
         sent.contains("|      3: frobnicator: widget quota exhausted on shard 7"),
         "{sent}"

@@ -330,7 +330,7 @@ async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escal
     assert_eq!(healed["status"], "healed", "{healed:#}");
     assert_eq!(healed["platform"], "buildbot");
     assert_eq!(healed["heal_attempts"], 1);
-    assert_eq!(healed["category"], "network", "{healed:#}");
+    assert_eq!(healed["category"], "dependency_download", "{healed:#}");
 
     // (b) genuine: escalated with the compiler's lines as evidence.
     let escalated = find_session(&pg_http, &base, "compile", |s| s["status"] != "received").await;

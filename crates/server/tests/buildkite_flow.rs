@@ -211,7 +211,7 @@ async fn a_transient_job_is_retried_once_despite_duplicates_and_the_passed_build
     let s = app.wait_status(&id, "verifying").await;
     assert_eq!(s["platform"], "buildkite");
     assert_eq!(s["repository"], "acme/app");
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     assert!(s["evidence"]
         .as_array()
         .unwrap()
@@ -383,7 +383,7 @@ async fn a_deploy_step_waits_for_approval() {
     .await;
     let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "awaiting_approval").await;
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

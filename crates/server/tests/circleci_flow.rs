@@ -179,7 +179,7 @@ async fn transient_failure_reruns_the_workflow_from_failed_once() {
     let s = app.wait_status(&id, "verifying").await;
     assert_eq!(s["platform"], "circleci");
     assert_eq!(s["repository"], SLUG);
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     assert!(s["evidence"]
         .as_array()
         .unwrap()

@@ -58,7 +58,7 @@ async fn transient_failure_is_rerun_exactly_once_despite_duplicate_deliveries() 
         "webhook receipt to re-run call: {:?} (backoff 0, polled every 50 ms)",
         received.elapsed()
     );
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     assert_eq!(s["heal_attempts"], 1);
     assert!(s["evidence"]
         .as_array()
@@ -147,7 +147,7 @@ async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
 
     let stats = app.get("/api/v1/stats").await;
     assert_eq!(stats["time_to_green_ms"]["median"], 300_000);
-    assert_eq!(stats["by_category"][0]["category"], "network");
+    assert_eq!(stats["by_category"][0]["category"], "dependency_download");
     assert_eq!(stats["by_category"][0]["healing_success_rate"], 1.0);
     let metrics = app
         .http
@@ -161,7 +161,7 @@ async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
         .contains("openmetrics"));
     let text = metrics.text().await.unwrap();
     for line in [
-        "pipeguard_sessions_total{platform=\"github\",category=\"network\",outcome=\"healed\"} 1",
+        "pipeguard_sessions_total{platform=\"github\",category=\"dependency_download\",outcome=\"healed\"} 1",
         "pipeguard_webhooks_received_total{platform=\"github\",status=\"202\"} 2",
         "pipeguard_time_to_green_seconds_count 1",
         "pipeguard_time_to_green_seconds_bucket{le=\"300.0\"} 1",
@@ -417,7 +417,7 @@ async fn a_failure_whose_retries_never_heal_stops_being_retried() {
         s["reason"].as_str().unwrap().starts_with("learning:"),
         "{s}"
     );
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     let (gh, _dir, _) = app.stop().await;
     gh.verify().await;
 }

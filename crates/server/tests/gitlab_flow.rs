@@ -186,7 +186,7 @@ async fn transient_failure_retries_the_pipeline_once_despite_duplicates() {
     let s = app.wait_status(&id, "verifying").await;
     assert_eq!(s["platform"], "gitlab");
     assert_eq!(s["repository"], PROJECT);
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     assert!(s["evidence"]
         .as_array()
         .unwrap()
@@ -393,7 +393,7 @@ async fn a_failed_job_with_a_production_environment_waits_for_approval() {
     let r = post(&app, "Pipeline Hook", "uuid-e1", GL_SECRET, &hook).await;
     let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "awaiting_approval").await;
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

@@ -166,7 +166,7 @@ async fn transient_failure_is_rebuilt_once_with_its_parameters_and_crumb() {
     let s = app.wait_status(&id, "verifying").await;
     assert_eq!(s["platform"], "jenkins");
     assert_eq!(s["repository"], "team/api");
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     assert_eq!(
         app.get("/pipeline/healing/history").await["total_sessions"],
         1
@@ -294,7 +294,7 @@ async fn a_deploy_job_waits_for_approval_instead_of_being_rebuilt() {
     .await;
     let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "awaiting_approval").await;
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

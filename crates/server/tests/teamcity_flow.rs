@@ -127,7 +127,7 @@ async fn a_transient_failure_is_queued_again_once_despite_duplicates_and_the_nex
     let s = app.wait_status(&id, "verifying").await;
     assert_eq!(s["platform"], "teamcity");
     assert_eq!(s["repository"], "Shop_Test");
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     assert!(s["evidence"]
         .as_array()
         .unwrap()
@@ -226,7 +226,7 @@ async fn a_deploy_configuration_waits_for_approval() {
     .await;
     let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "awaiting_approval").await;
-    assert_eq!(s["category"], "network");
+    assert_eq!(s["category"], "dependency_download");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

@@ -13,7 +13,7 @@ use wiremock::{Mock, ResponseTemplate};
 fn unknown_log(run: u64) -> String {
     let t = "2026-11-23T10:01:00.0000000Z";
     format!(
-        "{t} ##[group]Run ./scripts/integration.sh\n\
+        "{t} ##[group]Run ./scripts/reticulate.sh\n\
          {t} quuxd: spline reticulation of shard db-{run} came back empty (0x{run:x}f)\n\
          {t} ##[error]Process completed with exit code 1.\n"
     )

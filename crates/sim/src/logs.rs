@@ -25,8 +25,8 @@ npm ERR! A complete log of this run can be found in: /home/runner/.npm/_logs/deb
     Sample {
         category: "network",
         transient: true,
-        log: "$ ./scripts/fetch-fixtures.sh\n\
-+ curl -fsSL https://fixtures.internal.example.com/v2/dataset.tar.gz -o dataset.tar.gz\n\
+        log: "$ ./scripts/smoke-test.sh\n\
++ curl -fsS https://staging.example.com/health\n\
 curl: (56) Recv failure: Connection reset by peer\n\
 Error: Process completed with exit code 56.",
     },
