@@ -168,7 +168,7 @@ impl Store {
                     continue;
                 }
                 let plain = open(Some(reader), c.field, stored.clone())
-                    .map_err(|e| StoreError::Crypto(format!("{} row {key}: {e}", c.table)))?;
+                    .map_err(|e| unreadable(c, &key, e))?;
                 let sealed = seal(Some(new), c.field, plain)?;
                 let sql = format!(
                     "UPDATE {} SET {} = $1 WHERE {} = $2 AND {} = $3",
@@ -214,6 +214,14 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(|r| row_key(c, r)).collect()
     }
+}
+
+fn unreadable(c: &Column, key: &RowKey, e: StoreError) -> StoreError {
+    StoreError::Crypto(format!(
+        "{} row {key}: {e}; the keys that sealed existing data must be configured \
+         (PIPEGUARD_ENCRYPTION_KEY or [encryption] key_file)",
+        c.table
+    ))
 }
 
 fn row_key(c: &Column, r: &AnyRow) -> Result<(RowKey, String)> {
