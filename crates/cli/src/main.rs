@@ -46,6 +46,12 @@ enum Command {
     Simulate(cmd::simulate::CmdArgs),
     /// Re-decide the stored sessions with a candidate policy and show what would change.
     Backtest(cmd::backtest::CmdArgs),
+    /// Check the audit trail: `audit verify` names the first edited or deleted entry.
+    Audit(cmd::audit::CmdArgs),
+    /// Re-encrypt stored payloads, logs and evidence with a new key.
+    RotateKey(cmd::rotate_key::CmdArgs),
+    /// Remove payloads, logs and evidence of old sessions, or of one repository.
+    Purge(cmd::purge::CmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +71,9 @@ fn main() -> ExitCode {
         Command::Verdict(a) => cmd::verdict::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
+        Command::RotateKey(a) => cmd::rotate_key::run(a),
+        Command::Purge(a) => cmd::purge::run(a),
     };
     match result {
         Ok(code) => code,
