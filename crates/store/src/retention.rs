@@ -52,16 +52,9 @@ fn skeleton(mut ev: FailureEvent) -> FailureEvent {
     ev
 }
 
-/// `$first, $first+1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Store {
     /// Purges the sessions `f` selects, in batches, and records it in the audit trail.
+    /// Interrupted, it is completed by running it again.
     pub async fn purge(&self, f: &PurgeFilter, actor: &str) -> Result<PurgeReport> {
         if f.finished_before_ms.is_none() && f.repository.is_none() {
             return Err(StoreError::Invalid(
@@ -69,13 +62,17 @@ impl Store {
             ));
         }
         let mut report = PurgeReport::default();
+        let mut after = String::new();
         loop {
-            let batch = self.purge_candidates(f).await?;
-            if batch.is_empty() {
+            let batch = self.purge_candidates(f, &after).await?;
+            let Some((last, _)) = batch.last() else {
                 break;
-            }
-            self.purge_batch(&batch, &mut report).await?;
+            };
+            after = last.clone();
+            self.purge_batch(&batch).await?;
+            report.sessions += batch.len() as u64;
         }
+        self.purge_dependents(&mut report).await?;
         if let Some(before) = f.finished_before_ms {
             self.purge_old_rows(before, &mut report).await?;
         }
@@ -89,12 +86,18 @@ impl Store {
         Ok(report)
     }
 
-    /// The next closed, unpurged sessions the filter selects, with their stored events.
-    async fn purge_candidates(&self, f: &PurgeFilter) -> Result<Vec<(String, String)>> {
+    /// The next closed, unpurged sessions after `after` (by id) the filter selects, with
+    /// their stored events. Walking by id reads the table once, without an index on it.
+    async fn purge_candidates(
+        &self,
+        f: &PurgeFilter,
+        after: &str,
+    ) -> Result<Vec<(String, String)>> {
         let mut sql = format!(
-            "SELECT id, event FROM sessions WHERE purged_at IS NULL AND status IN {CLOSED}"
+            "SELECT id, event FROM sessions WHERE id > $1 AND purged_at IS NULL \
+             AND status IN {CLOSED}"
         );
-        let mut n = 1;
+        let mut n = 2;
         if f.finished_before_ms.is_some() {
             sql += &format!(" AND COALESCE(finished_at, updated_at) < ${n}");
             n += 1;
@@ -104,7 +107,7 @@ impl Store {
             n += 1;
         }
         sql += &format!(" ORDER BY id LIMIT ${n}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after.to_string());
         if let Some(t) = f.finished_before_ms {
             q = q.bind(t);
         }
@@ -117,11 +120,8 @@ impl Store {
             .collect()
     }
 
-    async fn purge_batch(
-        &self,
-        batch: &[(String, String)],
-        report: &mut PurgeReport,
-    ) -> Result<()> {
+    /// Replaces the sessions' events by their skeletons and drops their diagnoses.
+    async fn purge_batch(&self, batch: &[(String, String)]) -> Result<()> {
         let keys = self.keys();
         let mut events = Vec::with_capacity(batch.len());
         for (id, stored) in batch {
@@ -142,26 +142,30 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let ids = placeholders(1, batch.len());
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Finished jobs, deliveries and verdict evidence of every purged session: one pass over
+    /// each table, whatever the number of sessions.
+    async fn purge_dependents(&self, report: &mut PurgeReport) -> Result<()> {
+        const PURGED: &str = "(SELECT id FROM sessions WHERE purged_at IS NOT NULL)";
         let statements = [
             format!(
-                "DELETE FROM jobs WHERE status IN ('done', 'failed') AND session_id IN ({ids})"
+                "DELETE FROM jobs WHERE status IN ('done', 'failed') AND session_id IN {PURGED}"
             ),
-            format!("DELETE FROM deliveries WHERE session_id IN ({ids})"),
+            format!("DELETE FROM deliveries WHERE session_id IN {PURGED}"),
             format!(
-                "UPDATE verdicts SET evidence = '' WHERE evidence <> '' AND session_id IN ({ids})"
+                "UPDATE verdicts SET evidence = '' WHERE evidence <> '' AND session_id IN {PURGED}"
             ),
         ];
         let mut counts = [0u64; 3];
         for (sql, count) in statements.into_iter().zip(&mut counts) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, _) in batch {
-                q = q.bind(id.clone());
-            }
-            *count = q.execute(&mut *tx).await?.rows_affected();
+            *count = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         }
-        tx.commit().await?;
-        report.sessions += batch.len() as u64;
         report.jobs += counts[0];
         report.deliveries += counts[1];
         report.verdicts += counts[2];
@@ -238,6 +242,5 @@ mod tests {
                 ev.finished_at_ms
             )
         );
-        assert_eq!(placeholders(2, 3), "$2, $3, $4");
     }
 }

@@ -1,5 +1,6 @@
 -- The audit trail. Entries are inserted unsealed (seq, prev_hash and hash NULL) inside the
--- transaction of the audited work; the sealer chains them in id order afterwards.
+-- transaction of the audited work; the sealer chains them in id order afterwards. Only the
+-- unsealed index is touched by an insert, to keep intake fast.
 CREATE TABLE audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at BIGINT NOT NULL,
@@ -7,16 +8,13 @@ CREATE TABLE audit_log (
     action TEXT NOT NULL,
     target TEXT NOT NULL,
     detail TEXT NOT NULL,
-    seq BIGINT UNIQUE,
+    seq BIGINT,
     prev_hash TEXT,
     hash TEXT
 );
 CREATE INDEX audit_log_unsealed ON audit_log (id) WHERE seq IS NULL;
-CREATE INDEX audit_log_action ON audit_log (action, id);
+CREATE UNIQUE INDEX audit_log_seq ON audit_log (seq) WHERE seq IS NOT NULL;
 
 -- Retention: when a session's payload, logs and evidence were removed (its statistics stay).
+-- Purges walk sessions by id rather than add indexes every intake would maintain.
 ALTER TABLE sessions ADD COLUMN purged_at BIGINT;
-CREATE INDEX sessions_repository ON sessions (repository);
-CREATE INDEX jobs_session ON jobs (session_id);
-CREATE INDEX deliveries_session ON deliveries (session_id);
-CREATE INDEX deliveries_received ON deliveries (received_at);
