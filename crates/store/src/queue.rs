@@ -5,6 +5,7 @@
 use crate::crypto::{open, seal, Field, Keyring};
 use crate::sessions::redacted;
 use crate::{now_ms, Backend, Result, Store, StoreError};
+use pipeguard_core::analysis::redact::redact;
 use pipeguard_core::event::FailureEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -188,7 +189,7 @@ impl Store {
              WHERE id = $3",
         )
         .bind(run_at)
-        .bind(error)
+        .bind(redact(error))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -220,7 +221,7 @@ impl Store {
         sqlx::query(
             "UPDATE jobs SET status = 'failed', locked_until = NULL, last_error = $1 WHERE id = $2",
         )
-        .bind(error)
+        .bind(redact(error))
         .bind(id)
         .execute(&self.pool)
         .await?;

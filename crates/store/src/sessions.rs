@@ -262,7 +262,7 @@ impl Store {
                 u.plan
                     .map(|p| serde_json::to_string(&p).unwrap_or_default()),
             )
-            .bind(u.reason)
+            .bind(u.reason.as_deref().map(redact))
             .bind(u.current_attempt)
             .bind(u.heal_attempts)
             .bind(u.finished_at)
@@ -364,7 +364,7 @@ impl Store {
              AND target = $5",
         )
         .bind(status)
-        .bind(detail)
+        .bind(redact(detail))
         .bind(session_id)
         .bind(attempt)
         .bind(target)
@@ -460,7 +460,7 @@ pub(crate) async fn log_in(
         .bind(session_id)
         .bind(now_ms())
         .bind(status.as_str())
-        .bind(message)
+        .bind(redact(message))
         .execute(conn)
         .await?;
     Ok(())

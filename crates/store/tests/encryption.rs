@@ -223,6 +223,47 @@ async fn plaintext_rows_stay_readable_and_rotation_rewrites_everything(plain: St
     assert_eq!(audit[1].detail["from"][0], a.current_id());
 }
 
+/// Short texts (job errors, platform call details, timeline notes, reasons) are stored in the
+/// clear, but never with a secret in them.
+async fn secrets_in_errors_and_notes_are_redacted(store: Store) {
+    let id = write_all(&store, "1").await;
+    let job = store.claim(60_000).await.unwrap().unwrap();
+    let leak = format!("GET https://ci.example.com/api?token={SECRET} failed");
+    store.fail_job(job.id, &leak).await.unwrap();
+    assert!(store.claim_action(&id, 1, "run", "retry").await.unwrap());
+    store
+        .finish_action(&id, 1, "run", "done", &leak)
+        .await
+        .unwrap();
+    store
+        .note(&id, SessionStatus::Escalated, &leak)
+        .await
+        .unwrap();
+    let t = Transition {
+        from: &[SessionStatus::Escalated],
+        to: SessionStatus::Escalated,
+        message: "t",
+    };
+    let u = SessionUpdate {
+        reason: Some(leak.clone()),
+        ..Default::default()
+    };
+    assert!(store.update_session(&id, t, u).await.unwrap());
+    for sql in [
+        "SELECT last_error AS v FROM jobs WHERE last_error IS NOT NULL",
+        "SELECT detail AS v FROM actions",
+        "SELECT message AS v FROM session_log",
+        "SELECT reason AS v FROM sessions",
+    ] {
+        let rows = sqlx::query(sql).fetch_all(store.pool()).await.unwrap();
+        assert!(!rows.is_empty(), "{sql}");
+        for r in rows {
+            let v: String = r.try_get("v").unwrap();
+            assert!(!v.contains(SECRET), "{sql}: {v}");
+        }
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -248,4 +289,5 @@ macro_rules! on_both_backends {
 on_both_backends!(
     sealed_at_rest_and_read_back,
     plaintext_rows_stay_readable_and_rotation_rewrites_everything,
+    secrets_in_errors_and_notes_are_redacted,
 );
