@@ -11,7 +11,7 @@
 //! secrets redacted, so the chain can be verified without the encryption key and does not
 //! change when the key is rotated.
 
-use crate::{now_ms, opt_str, Backend, Result, Store, StoreError};
+use crate::{now_ms, opt_str, Backend, Result, Store};
 use pipeguard_core::analysis::redact::redact;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -384,8 +384,8 @@ fn record(r: &AnyRow) -> Result<AuditRecord> {
         actor: r.try_get("actor")?,
         action: r.try_get("action")?,
         target: r.try_get("target")?,
-        detail: serde_json::from_str(&detail)
-            .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
+        // A detail that is not JSON (written by hand) is shown as it is; verify flags it.
+        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
         prev_hash: opt_str(r, "prev_hash")?,
         hash: opt_str(r, "hash")?,
     })

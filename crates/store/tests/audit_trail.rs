@@ -194,6 +194,12 @@ async fn an_edited_entry_is_named(store: &Store) {
     exec(store, "UPDATE audit_log SET at = at + 1 WHERE seq = 5").await;
     let p = store.verify_audit().await.unwrap().problem.unwrap();
     assert_eq!((p.kind, p.seq), (ProblemKind::Edited, 5));
+    // A detail rewritten as something that is not JSON is still listed, and caught.
+    exec(store, "UPDATE audit_log SET detail = 'oops' WHERE seq = 4").await;
+    let listed = store.audit_entries(&AuditQuery::default()).await.unwrap();
+    assert!(listed.iter().any(|e| e.detail == json!("oops")));
+    let p = store.verify_audit().await.unwrap().problem.unwrap();
+    assert_eq!((p.kind, p.seq), (ProblemKind::Edited, 4));
 }
 
 async fn a_deleted_entry_is_named(store: &Store) {

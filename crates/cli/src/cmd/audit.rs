@@ -84,7 +84,8 @@ fn render(r: &AuditReport) -> String {
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
     let AuditCommand::Verify(a) = args.command;
     let report = db::runtime()?.block_on(async {
-        let (_, store) = db::open(&a.db).await?;
+        // The chain is verified without the encryption key: details are stored in the clear.
+        let (_, store) = db::open(&a.db, false).await?;
         let r = store.verify_audit_pinned(a.expect_head.as_ref()).await;
         store.close().await;
         anyhow::Ok(r?)

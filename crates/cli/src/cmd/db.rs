@@ -42,8 +42,9 @@ fn existing_only(url: &str) -> Result<String> {
     })
 }
 
-/// The configuration and the store it names, with its encryption keys when configured.
-pub async fn open(args: &DbArgs) -> Result<(Config, Store)> {
+/// The configuration and the store it names, with its encryption keys when configured and
+/// `keys` asks for them.
+pub async fn open(args: &DbArgs, keys: bool) -> Result<(Config, Store)> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(url) = &args.database_url {
         config.database_url = url.clone();
@@ -52,8 +53,10 @@ pub async fn open(args: &DbArgs) -> Result<(Config, Store)> {
     let mut store = Store::connect(&url)
         .await
         .with_context(|| format!("opening {}", config.database_url))?;
-    if let Some(keys) = config.encryption.keyring()? {
-        store = store.with_encryption(keys);
+    if keys {
+        if let Some(ring) = config.encryption.keyring()? {
+            store = store.with_encryption(ring);
+        }
     }
     Ok((config, store))
 }

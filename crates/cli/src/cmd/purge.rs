@@ -76,7 +76,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         repository: args.repository.clone(),
     };
     let report = db::runtime()?.block_on(async {
-        let (_, store) = db::open(&args.db).await?;
+        let (_, store) = db::open(&args.db, true).await?;
         let r = store.purge(&filter, &db::actor()).await;
         store.close().await;
         anyhow::Ok(r?)

@@ -35,7 +35,7 @@ fn new_keyring(args: &CmdArgs) -> Result<Keyring> {
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
     let new = new_keyring(&args)?;
     let report = db::runtime()?.block_on(async {
-        let (_, store) = db::open(&args.db).await?;
+        let (_, store) = db::open(&args.db, true).await?;
         let r = store.rotate_key(&new, &db::actor()).await;
         store.close().await;
         anyhow::Ok(r?)
