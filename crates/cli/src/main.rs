@@ -48,6 +48,12 @@ enum Command {
     Backtest(cmd::backtest::CmdArgs),
     /// Create, list and revoke API tokens.
     Token(cmd::token::CmdArgs),
+    /// Check the audit trail: `audit verify` names the first edited or deleted entry.
+    Audit(cmd::audit::CmdArgs),
+    /// Re-encrypt stored payloads, logs and evidence with a new key.
+    RotateKey(cmd::rotate_key::CmdArgs),
+    /// Remove payloads, logs and evidence of old sessions, or of one repository.
+    Purge(cmd::purge::CmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +74,9 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
         Command::Token(a) => cmd::token::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
+        Command::RotateKey(a) => cmd::rotate_key::run(a),
+        Command::Purge(a) => cmd::purge::run(a),
     };
     match result {
         Ok(code) => code,

@@ -105,6 +105,22 @@ async fn record(
     Ok(())
 }
 
+fn decision_entry(
+    who: &Principal,
+    action: &str,
+    session: &str,
+    approvers: &[String],
+    comment: Option<&str>,
+) -> pipeguard_store::AuditEntry {
+    pipeguard_store::AuditEntry::new(
+        &who.name,
+        action,
+        session,
+        serde_json::json!({"via": who.via, "role": who.role, "approvers": approvers,
+                           "comment": comment}),
+    )
+}
+
 fn with_comment(text: String, comment: Option<&str>) -> String {
     match comment.filter(|c| !c.is_empty()) {
         Some(c) => format!("{text}: {c}"),
@@ -129,6 +145,8 @@ pub async fn approve(
     );
     if by.len() < required {
         st.store.note(&s.id, S::AwaitingApproval, &note).await?;
+        let e = decision_entry(who, "approval.given", &s.id, &by, comment);
+        st.store.audit(e).await?;
         return Ok(Decided::Waiting {
             approvals: by.len(),
             required,
@@ -136,12 +154,16 @@ pub async fn approve(
     }
     let moved = st
         .store
-        .transition(
+        .update_session(
             &s.id,
             Transition {
                 from: &[S::AwaitingApproval],
                 to: S::Planned,
                 message: &note,
+            },
+            SessionUpdate {
+                audit: Some(decision_entry(who, "approval.granted", &s.id, &by, comment)),
+                ..Default::default()
             },
         )
         .await?;

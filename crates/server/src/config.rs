@@ -32,6 +32,10 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub tls: TlsSection,
+    /// Encryption at rest of payloads, logs and evidence.
+    pub encryption: EncryptionSection,
+    /// How long payloads, logs and evidence are kept.
+    pub retention: RetentionSection,
 }
 
 /// How API callers prove who they are: API tokens always; JWTs when `[auth.oidc]` is set.
@@ -99,6 +103,52 @@ pub struct TlsSection {
     pub key: Option<std::path::PathBuf>,
 }
 
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// A file of keys (base64 or 64 hex characters each), the current key first and older
+    /// keys after it, one per line.
+    pub key_file: Option<std::path::PathBuf>,
+    /// The keys from `PIPEGUARD_ENCRYPTION_KEY` (same format); they win over `key_file`.
+    #[serde(skip)]
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for EncryptionSection {
+    // Never print key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionSection")
+            .field("key_file", &self.key_file)
+            .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl EncryptionSection {
+    /// The configured keys; `None` when encryption is off.
+    pub fn keyring(&self) -> Result<Option<pipeguard_store::Keyring>> {
+        let text = match (&self.key, &self.key_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read encryption key file {}", path.display()))?,
+            (None, None) => return Ok(None),
+        };
+        let ring = pipeguard_store::Keyring::parse(&text).map_err(|e| match &self.key {
+            Some(_) => anyhow::anyhow!("PIPEGUARD_ENCRYPTION_KEY: {e}"),
+            None => anyhow::anyhow!("{}: {e}", self.key_file.as_deref().unwrap().display()),
+        })?;
+        Ok(Some(ring))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Sessions closed more than this many days ago lose their payloads, logs and evidence
+    /// (their statistics stay); 0 keeps everything.
+    pub days: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealingSection {
@@ -146,6 +196,8 @@ impl Default for Config {
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
             tls: TlsSection::default(),
+            encryption: EncryptionSection::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -316,6 +368,12 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_HTTP_BACKOFF_MS") {
             self.worker.http_backoff_ms = num("PIPEGUARD_HTTP_BACKOFF_MS", v)?;
         }
+        if let Some(v) = nonempty("PIPEGUARD_ENCRYPTION_KEY") {
+            self.encryption.key = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_RETENTION_DAYS") {
+            self.retention.days = num("PIPEGUARD_RETENTION_DAYS", v)?;
+        }
         Ok(())
     }
 }
@@ -439,6 +497,36 @@ tokn = \"x\"
 "
         )
         .is_err());
+    }
+
+    #[test]
+    fn encryption_keys_from_file_or_environment_and_retention_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        let (_, a) = pipeguard_store::Keyring::generate();
+        let (_, b) = pipeguard_store::Keyring::generate();
+        std::fs::write(&file, format!("{a}\n{b}\n")).unwrap();
+        let toml = format!(
+            "[encryption]\nkey_file = {:?}\n[retention]\ndays = 30\n",
+            file.display().to_string()
+        );
+        let mut cfg = Config::from_toml(&toml).unwrap();
+        assert_eq!(cfg.retention.days, 30);
+        let ring = cfg.encryption.keyring().unwrap().unwrap();
+        assert_eq!(ring.ids().len(), 2);
+        cfg.apply_env(|k| (k == "PIPEGUARD_ENCRYPTION_KEY").then(|| b.clone()))
+            .unwrap();
+        let from_env = cfg.encryption.keyring().unwrap().unwrap();
+        assert_eq!(from_env.ids(), [ring.ids()[1]]);
+        assert!(!format!("{cfg:?}").contains(&b), "the key is never printed");
+        assert!(Config::default().encryption.keyring().unwrap().is_none());
+        cfg.encryption.key = Some("not-a-key".into());
+        let e = cfg.encryption.keyring().unwrap_err().to_string();
+        assert!(
+            e.contains("PIPEGUARD_ENCRYPTION_KEY") && !e.contains("not-a-key"),
+            "{e}"
+        );
+        assert!(Config::from_toml("[encryption]\nkey = \"x\"").is_err());
     }
 
     #[test]

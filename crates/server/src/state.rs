@@ -73,9 +73,12 @@ pub fn is_loopback(listen: &str) -> bool {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<Shared> {
-        let store = Store::connect(&config.database_url)
+        let mut store = Store::connect(&config.database_url)
             .await
             .with_context(|| format!("cannot open database {}", config.database_url))?;
+        if let Some(keys) = config.encryption.keyring()? {
+            store = store.with_encryption(keys);
+        }
         let analyzer = Analyzer::with_user_signatures(config.signatures.clone())
             .context("invalid [[signatures]]")?;
         let policy = config.healing.policy();

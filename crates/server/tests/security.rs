@@ -93,6 +93,7 @@ async fn every_route_refuses_missing_credentials_and_roles_below_its_own() {
             "operator",
         ),
         (Method::GET, "/api/v1/tokens", None, "admin"),
+        (Method::GET, "/api/v1/audit", None, "admin"),
         (Method::DELETE, "/api/v1/tokens/nobody", None, "admin"),
         (Method::POST, "/pipeline/webhook", Some(generic), "ingest"),
     ];

@@ -1,8 +1,10 @@
 //! Intake: storing a delivery, what it implies for its run's session and the session's next
 //! job, atomically. The answer is an [`IntakeOutcome`]; the server decides what HTTP says.
 
+use crate::audit::{audit_in, AuditEntry};
+use crate::crypto::Keyring;
 use crate::queue::{enqueue_in, Task};
-use crate::sessions::{log_in, SessionRecord, SessionStatus};
+use crate::sessions::{event_text, log_in, redacted, SessionRecord, SessionStatus};
 use crate::{now_ms, Result, Store};
 use pipeguard_core::event::{FailureEvent, Platform};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,14 @@ impl Intake {
                 attempt,
                 ..
             } => (repository, run_id, *attempt as i64),
+        }
+    }
+
+    /// The delivery with secrets masked in the free text it carries, before it is stored.
+    fn redacted(self) -> Intake {
+        match self {
+            Intake::Failure(ev) => Intake::Failure(redacted(ev)),
+            success => success,
         }
     }
 }
@@ -147,32 +157,38 @@ impl Store {
         if let Some(r) = self.find_delivery(platform, delivery_id).await? {
             return Ok(r);
         }
+        let intake = intake.redacted();
+        let keys = self.keys();
         let mut tx = self.begin_write().await?;
         let (repository, run_id, attempt) = intake.key();
-        let (latest, linked) = related(&mut tx, platform, repository, run_id, run_link).await?;
+        let (latest, linked) =
+            related(&mut tx, keys, platform, repository, run_id, run_link).await?;
         let outcome = match route(&intake, latest.as_ref(), linked, run_id, attempt) {
             Route::Duplicate(s) => IntakeOutcome::Duplicate {
                 session_id: s.id.clone(),
                 status: Some(s.status),
             },
             Route::Outcome(s) => {
-                enqueue_in(&mut tx, &s.id, &outcome_task(&intake, attempt), now_ms()).await?;
+                let task = outcome_task(&intake, attempt);
+                enqueue_in(&mut tx, keys, &s.id, &task, now_ms()).await?;
                 IntakeOutcome::Outcome {
                     session_id: s.id.clone(),
                 }
             }
             Route::PassedLater(s) => {
-                enqueue_in(&mut tx, &s.id, &Task::PassedLater { attempt }, now_ms()).await?;
+                let task = Task::PassedLater { attempt };
+                enqueue_in(&mut tx, keys, &s.id, &task, now_ms()).await?;
                 IntakeOutcome::PassedLater {
                     session_id: s.id.clone(),
                 }
             }
-            Route::New(ev) => create_session(&mut tx, platform, ev).await?,
+            Route::New(ev) => create_session(&mut tx, keys, platform, ev).await?,
             Route::Ignore => IntakeOutcome::Ignored {
                 reason: "success of a run pipeguard is not healing".into(),
             },
         };
         if insert_delivery(&mut tx, platform, delivery_id, &outcome).await? {
+            audit_in(&mut tx, &accepted(platform, delivery_id, &outcome)).await?;
             tx.commit().await?;
         } else {
             // The same delivery raced in on another connection and won: replay its outcome.
@@ -197,8 +213,11 @@ impl Store {
         let outcome = IntakeOutcome::Ignored {
             reason: reason.to_string(),
         };
-        let mut conn = self.pool.acquire().await?;
-        insert_delivery(&mut conn, platform, delivery_id, &outcome).await?;
+        let mut tx = self.begin_write().await?;
+        if insert_delivery(&mut tx, platform, delivery_id, &outcome).await? {
+            audit_in(&mut tx, &accepted(platform, delivery_id, &outcome)).await?;
+        }
+        tx.commit().await?;
         Ok(outcome)
     }
 
@@ -238,6 +257,22 @@ impl Store {
     }
 }
 
+/// The audit entry of a delivery stored for the first time.
+fn accepted(platform: Platform, delivery_id: &str, outcome: &IntakeOutcome) -> AuditEntry {
+    let kind = serde_json::to_value(outcome).unwrap_or(Value::Null)["outcome"].clone();
+    AuditEntry::new(
+        &format!("webhook:{}", platform.as_str()),
+        "webhook.accepted",
+        outcome.session_id().unwrap_or(delivery_id),
+        serde_json::json!({
+            "platform": platform.as_str(),
+            "delivery_id": delivery_id,
+            "session_id": outcome.session_id(),
+            "outcome": kind,
+        }),
+    )
+}
+
 fn outcome_task(intake: &Intake, attempt: i64) -> Task {
     match intake {
         Intake::Success { finished_at_ms, .. } => Task::Outcome {
@@ -259,6 +294,7 @@ fn outcome_task(intake: &Intake, attempt: i64) -> Task {
 /// to, else the newest session of the run. True when it came through a link.
 async fn related(
     conn: &mut sqlx::AnyConnection,
+    keys: Option<&Keyring>,
     platform: Platform,
     repository: &str,
     run_id: &str,
@@ -275,7 +311,7 @@ async fn related(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = linked {
-        return Ok((Some(SessionRecord::from_row(&row)?), true));
+        return Ok((Some(SessionRecord::from_row(&row, keys)?), true));
     }
     let latest = sqlx::query(
         "SELECT * FROM sessions WHERE platform = $1 AND repository = $2 AND run_id = $3 \
@@ -286,7 +322,7 @@ async fn related(
     .bind(run_id)
     .fetch_optional(&mut *conn)
     .await?
-    .map(|r| SessionRecord::from_row(&r))
+    .map(|r| SessionRecord::from_row(&r, keys))
     .transpose()?;
     Ok((latest, false))
 }
@@ -295,10 +331,12 @@ async fn related(
 /// attempt created first is answered as a duplicate.
 async fn create_session(
     conn: &mut sqlx::AnyConnection,
+    keys: Option<&Keyring>,
     platform: Platform,
     ev: &FailureEvent,
 ) -> Result<IntakeOutcome> {
     let id = uuid::Uuid::new_v4().to_string();
+    let event = event_text(keys, ev)?;
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO sessions (id, platform, repository, run_id, first_attempt, \
@@ -311,7 +349,7 @@ async fn create_session(
     .bind(&ev.repository)
     .bind(&ev.run_id)
     .bind(ev.attempt as i64)
-    .bind(serde_json::to_string(ev).unwrap_or_default())
+    .bind(event)
     .bind(&ev.workflow)
     .bind(ev.head_sha.as_deref())
     .bind(ev.finished_at_ms.unwrap_or(now))
@@ -320,7 +358,7 @@ async fn create_session(
     .await?
     .rows_affected();
     if inserted == 1 {
-        enqueue_in(conn, &id, &Task::Analyze, now).await?;
+        enqueue_in(conn, keys, &id, &Task::Analyze, now).await?;
         log_in(conn, &id, SessionStatus::Received, "failure received").await?;
         return Ok(IntakeOutcome::Created { session_id: id });
     }

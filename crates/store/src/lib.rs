@@ -5,20 +5,31 @@
 //! Only integer, real and text columns are used so both behave the same; JSON is stored as text
 //! and times as epoch milliseconds.
 
+mod audit;
 mod auth;
+mod crypto;
 mod flaky;
 pub mod hosts;
 mod intake;
 mod learning;
 mod queue;
+mod retention;
+mod rotation;
 mod sessions;
 mod stats;
 mod verdicts;
 
+pub use audit::{
+    AuditEntry, AuditHead, AuditPin, AuditProblem, AuditQuery, AuditRecord, AuditReport,
+    ProblemKind,
+};
 pub use auth::{ApprovalRecord, TokenRecord};
+pub use crypto::Keyring;
 pub use flaky::{Observation, QuarantineEntry, TestStats};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{Job, Task};
+pub use retention::{PurgeFilter, PurgeReport};
+pub use rotation::RotateReport;
 pub use sessions::{
     ActionRecord, SessionFilter, SessionRecord, SessionStatus, SessionUpdate, Transition,
 };
@@ -28,6 +39,7 @@ pub use verdicts::{ConfusionCell, VerdictRecord};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +52,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Set when payloads, logs and evidence are encrypted at rest.
+    keys: Option<Arc<Keyring>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +66,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("encryption: {0}")]
+    Crypto(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -115,7 +133,27 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            keys: None,
+        })
+    }
+
+    /// The same store, encrypting payloads, logs and evidence with `keys`' current key and
+    /// reading what any of its keys sealed.
+    pub fn with_encryption(mut self, keys: Keyring) -> Store {
+        self.keys = Some(Arc::new(keys));
+        self
+    }
+
+    pub(crate) fn keys(&self) -> Option<&Keyring> {
+        self.keys.as_deref()
+    }
+
+    /// The keyring's current key id, when encryption is on.
+    pub fn encryption_key_id(&self) -> Option<&str> {
+        self.keys().map(Keyring::current_id)
     }
 
     pub fn backend(&self) -> Backend {

@@ -2,7 +2,10 @@
 //! accepted work survives a crash; a worker that dies leaves a lease that expires and the job
 //! is taken again.
 
+use crate::crypto::{open, seal, Field, Keyring};
+use crate::sessions::redacted;
 use crate::{now_ms, Backend, Result, Store, StoreError};
+use pipeguard_core::analysis::redact::redact;
 use pipeguard_core::event::FailureEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,6 +52,24 @@ impl Task {
         }
     }
 
+    /// The task with secrets masked in the event it carries, before it is stored.
+    fn redacted(self) -> Task {
+        match self {
+            Task::Outcome {
+                attempt,
+                success,
+                finished_at_ms,
+                event,
+            } => Task::Outcome {
+                attempt,
+                success,
+                finished_at_ms,
+                event: event.map(|e| Box::new(redacted(*e))),
+            },
+            other => other,
+        }
+    }
+
     /// The task stored as `kind` and `payload` columns. Rows written before tasks were typed
     /// have the kind only in its column: it is put back into the payload.
     fn from_columns(kind: &str, payload: &str) -> Result<Task> {
@@ -70,13 +91,19 @@ pub struct Job {
     pub tries: i64,
 }
 
+/// Queues a task whose event, if any, is already redacted.
 pub(crate) async fn enqueue_in(
     conn: &mut sqlx::AnyConnection,
+    keys: Option<&Keyring>,
     session_id: &str,
     task: &Task,
     run_at: i64,
 ) -> Result<()> {
-    let payload = serde_json::to_string(task).unwrap_or_default();
+    let payload = seal(
+        keys,
+        Field::JobPayload,
+        serde_json::to_string(task).unwrap_or_default(),
+    )?;
     sqlx::query(
         "INSERT INTO jobs (session_id, kind, payload, run_at, status, tries, created_at) \
          VALUES ($1, $2, $3, $4, 'queued', 0, $5)",
@@ -93,8 +120,9 @@ pub(crate) async fn enqueue_in(
 
 impl Store {
     pub async fn enqueue(&self, session_id: &str, task: &Task, run_at: i64) -> Result<()> {
+        let task = task.clone().redacted();
         let mut conn = self.pool.acquire().await?;
-        enqueue_in(&mut conn, session_id, task, run_at).await
+        enqueue_in(&mut conn, self.keys(), session_id, &task, run_at).await
     }
 
     /// Takes the next due job, leasing it for `lease_ms`.
@@ -126,9 +154,10 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        let payload: String = row.try_get("payload")?;
         let kind: String = row.try_get("kind")?;
         let id: i64 = row.try_get("id")?;
+        // A key error is configuration, not a bad job: the job waits for the right key.
+        let payload = open(self.keys(), Field::JobPayload, row.try_get("payload")?)?;
         let task = match Task::from_columns(&kind, &payload) {
             Ok(t) => t,
             Err(e) => {
@@ -160,7 +189,7 @@ impl Store {
              WHERE id = $3",
         )
         .bind(run_at)
-        .bind(error)
+        .bind(redact(error))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -192,7 +221,7 @@ impl Store {
         sqlx::query(
             "UPDATE jobs SET status = 'failed', locked_until = NULL, last_error = $1 WHERE id = $2",
         )
-        .bind(error)
+        .bind(redact(error))
         .bind(id)
         .execute(&self.pool)
         .await?;

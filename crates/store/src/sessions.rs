@@ -1,7 +1,10 @@
 //! Healing sessions: their records, conditional status changes, the platform calls made for
 //! them and their timelines.
 
+use crate::audit::{audit_in, AuditEntry};
+use crate::crypto::{open, open_opt, seal, Field, Keyring};
 use crate::{now_ms, opt_str, parse_col, Result, Store, StoreError};
+use pipeguard_core::analysis::redact::redact;
 use pipeguard_core::event::{FailureEvent, Platform};
 use pipeguard_core::heal::StoredPlan;
 use serde::{Deserialize, Serialize};
@@ -107,15 +110,38 @@ pub struct SessionRecord {
     pub time_to_green_ms: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When retention removed its payload, logs and evidence.
+    pub purged_at: Option<i64>,
 }
 
 fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {
     Ok(opt_str(row, col)?.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
+/// Masks secrets line by line in free text a delivery carried (generic and Ansible logs).
+fn redact_text(text: &mut Option<String>) {
+    if let Some(t) = text {
+        *t = t.split('\n').map(redact).collect::<Vec<_>>().join("\n");
+    }
+}
+
+/// The event with secrets masked in its log and error message, as it may be stored.
+pub(crate) fn redacted(mut ev: FailureEvent) -> FailureEvent {
+    redact_text(&mut ev.log);
+    redact_text(&mut ev.error_message);
+    ev
+}
+
+/// The `sessions.event` column for an (already redacted) event.
+pub(crate) fn event_text(keys: Option<&Keyring>, ev: &FailureEvent) -> Result<String> {
+    let text = serde_json::to_string(ev).unwrap_or_default();
+    seal(keys, Field::SessionEvent, text)
+}
+
 impl SessionRecord {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<SessionRecord> {
-        let event: String = row.try_get("event")?;
+    pub(crate) fn from_row(row: &AnyRow, keys: Option<&Keyring>) -> Result<SessionRecord> {
+        let event = open(keys, Field::SessionEvent, row.try_get("event")?)?;
+        let diagnosis = open_opt(keys, Field::SessionDiagnosis, opt_str(row, "diagnosis")?)?;
         Ok(SessionRecord {
             id: row.try_get("id")?,
             platform: row.try_get("platform")?,
@@ -129,7 +155,7 @@ impl SessionRecord {
             confidence: row.try_get("confidence")?,
             fingerprint: opt_str(row, "fingerprint")?,
             strategy: opt_str(row, "strategy")?,
-            diagnosis: json_col(row, "diagnosis")?,
+            diagnosis: diagnosis.and_then(|d| serde_json::from_str(&d).ok()),
             plan: json_col(row, "plan")?.and_then(|v| serde_json::from_value(v).ok()),
             reason: opt_str(row, "reason")?,
             event: serde_json::from_str(&event)
@@ -141,6 +167,7 @@ impl SessionRecord {
             time_to_green_ms: row.try_get("time_to_green_ms")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            purged_at: row.try_get("purged_at")?,
         })
     }
 }
@@ -158,7 +185,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| SessionRecord::from_row(&r))
+            .map(|r| SessionRecord::from_row(&r, self.keys()))
             .transpose()
     }
 
@@ -181,7 +208,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(SessionRecord::from_row)
+            .map(|r| SessionRecord::from_row(r, self.keys()))
             .collect()
     }
 
@@ -220,7 +247,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(SessionRecord::from_row)
+            .map(|r| SessionRecord::from_row(r, self.keys()))
             .collect()
     }
 
@@ -262,6 +289,15 @@ impl Store {
              WHERE id = $16 AND status IN ({})",
             from.join(",")
         );
+        let keys = self.keys();
+        let diagnosis = u
+            .diagnosis
+            .map(|v| seal(keys, Field::SessionDiagnosis, v.to_string()))
+            .transpose()?;
+        let event = u
+            .event
+            .map(|e| event_text(keys, &redacted(e)))
+            .transpose()?;
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(t.to.as_str())
@@ -271,26 +307,26 @@ impl Store {
             .bind(u.fingerprint)
             .bind(u.strategy)
             .bind(u.transient.map(|b| b as i64))
-            .bind(u.diagnosis.map(|v| v.to_string()))
+            .bind(diagnosis)
             .bind(
                 u.plan
                     .map(|p| serde_json::to_string(&p).unwrap_or_default()),
             )
-            .bind(u.reason)
+            .bind(u.reason.as_deref().map(redact))
             .bind(u.current_attempt)
             .bind(u.heal_attempts)
             .bind(u.finished_at)
             .bind(u.time_to_green_ms)
-            .bind(
-                u.event
-                    .map(|e| serde_json::to_string(&e).unwrap_or_default()),
-            )
+            .bind(event)
             .bind(id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         if n == 1 {
             log_in(&mut tx, id, t.to, t.message).await?;
+            if let Some(e) = &u.audit {
+                audit_in(&mut tx, e).await?;
+            }
         }
         tx.commit().await?;
         Ok(n == 1)
@@ -306,6 +342,7 @@ impl Store {
         run_link: &str,
         event: &FailureEvent,
     ) -> Result<()> {
+        let text = event_text(self.keys(), &redacted(event.clone()))?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO run_links (platform, repository, run_id, session_id, created_at) \
@@ -319,7 +356,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE sessions SET event = $1, updated_at = $2 WHERE id = $3")
-            .bind(serde_json::to_string(event).unwrap_or_default())
+            .bind(text)
             .bind(now_ms())
             .bind(session_id)
             .execute(&mut *tx)
@@ -377,7 +414,7 @@ impl Store {
              AND target = $5",
         )
         .bind(status)
-        .bind(detail)
+        .bind(redact(detail))
         .bind(session_id)
         .bind(attempt)
         .bind(target)
@@ -468,6 +505,8 @@ pub struct SessionUpdate {
     pub finished_at: Option<i64>,
     pub time_to_green_ms: Option<i64>,
     pub event: Option<FailureEvent>,
+    /// Appended to the audit trail in the same transaction, when the transition applies.
+    pub audit: Option<AuditEntry>,
 }
 
 pub(crate) async fn log_in(
@@ -480,7 +519,7 @@ pub(crate) async fn log_in(
         .bind(session_id)
         .bind(now_ms())
         .bind(status.as_str())
-        .bind(message)
+        .bind(redact(message))
         .execute(conn)
         .await?;
     Ok(())

@@ -1,5 +1,6 @@
 //! Aggregates for analytics and metrics, computed in the database so every replica agrees.
 
+use crate::crypto::{open, Field};
 use crate::{opt_str, Result, Store};
 use serde::Serialize;
 use sqlx::Row;
@@ -108,7 +109,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let event: String = r.try_get("event")?;
+                let event = open(self.keys(), Field::SessionEvent, r.try_get("event")?)?;
                 let ev: serde_json::Value = serde_json::from_str(&event).unwrap_or_default();
                 let hosts = ev["target_hosts"]
                     .as_array()

@@ -1,6 +1,7 @@
 //! Human verdicts on diagnoses: the category an operator says a session really was. They train
 //! the learned classifier and measure how often the knowledge base agrees with people.
 
+use crate::crypto::{open, seal, Field, Keyring};
 use crate::{now_ms, opt_str, Result, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -22,14 +23,14 @@ pub struct VerdictRecord {
 }
 
 impl VerdictRecord {
-    fn from_row(r: &AnyRow) -> Result<VerdictRecord> {
+    fn from_row(r: &AnyRow, keys: Option<&Keyring>) -> Result<VerdictRecord> {
         Ok(VerdictRecord {
             session_id: r.try_get("session_id")?,
             category: r.try_get("category")?,
             diagnosed_category: opt_str(r, "diagnosed_category")?,
             diagnosed_by: opt_str(r, "diagnosed_by")?,
             note: r.try_get("note")?,
-            evidence: r.try_get("evidence")?,
+            evidence: open(keys, Field::VerdictEvidence, r.try_get("evidence")?)?,
             created_at: r.try_get("created_at")?,
         })
     }
@@ -47,6 +48,7 @@ impl Store {
     /// Stores a verdict; a later verdict on the same session replaces the earlier one.
     /// `created_at` is set here.
     pub async fn put_verdict(&self, v: &VerdictRecord) -> Result<VerdictRecord> {
+        let evidence = seal(self.keys(), Field::VerdictEvidence, v.evidence.clone())?;
         sqlx::query(
             "INSERT INTO verdicts (session_id, category, diagnosed_category, diagnosed_by, note, \
              evidence, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7) \
@@ -60,7 +62,7 @@ impl Store {
         .bind(v.diagnosed_category.as_deref())
         .bind(v.diagnosed_by.as_deref())
         .bind(&v.note)
-        .bind(&v.evidence)
+        .bind(evidence)
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
@@ -74,7 +76,7 @@ impl Store {
             .bind(session_id)
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| VerdictRecord::from_row(&r))
+            .map(|r| VerdictRecord::from_row(&r, self.keys()))
             .transpose()
     }
 
@@ -84,7 +86,9 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(VerdictRecord::from_row).collect()
+        rows.iter()
+            .map(|r| VerdictRecord::from_row(r, self.keys()))
+            .collect()
     }
 
     /// How pipeguard's diagnoses compare with the humans' categories.

@@ -3,12 +3,16 @@
 pub mod analyze;
 pub mod ansible;
 pub mod assess;
+pub mod audit;
 pub mod backtest;
 pub mod bench;
+pub mod db;
 pub mod eval;
 pub mod flaky;
 pub mod hosts;
+pub mod purge;
 pub mod report;
+pub mod rotate_key;
 pub mod run;
 pub mod serve;
 pub mod signatures;

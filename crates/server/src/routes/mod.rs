@@ -3,6 +3,7 @@
 //! credential with the role `auth::ROUTES` names.
 
 pub mod approvals;
+pub mod audit;
 pub mod learning;
 pub mod sessions;
 pub mod status;
@@ -44,6 +45,7 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/v1/whoami", get(tokens::whoami))
+        .route("/api/v1/audit", get(audit::list))
         .route_layer(from_fn_with_state(st.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes))
 }
@@ -183,6 +185,7 @@ mod tests {
             ("POST", "/api/v1/tokens"),
             ("DELETE", "/api/v1/tokens/{name}"),
             ("GET", "/api/v1/whoami"),
+            ("GET", "/api/v1/audit"),
         ];
         let table: Vec<_> = super::auth::table().collect();
         for r in routes {

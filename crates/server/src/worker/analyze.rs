@@ -272,6 +272,14 @@ async fn persist(
                 reason: Some(plan.reason.clone()),
                 finished_at: to.is_terminal().then(now_ms),
                 plan: Some(stored.clone()),
+                audit: Some(pipeguard_store::AuditEntry::new(
+                    "pipeguard",
+                    "session.planned",
+                    &s.id,
+                    json!({"category": diag.category, "confidence": diag.confidence,
+                           "fingerprint": diag.fingerprint, "decision": plan.decision,
+                           "strategy": plan.strategy, "reason": plan.reason}),
+                )),
                 ..Default::default()
             },
         )

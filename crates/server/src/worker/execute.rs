@@ -135,6 +135,7 @@ async fn acted_ok(
     st.store
         .finish_action(&s.id, attempt, "run", "done", &a.detail)
         .await?;
+    crate::audit::acted(st, &s.id, "platform.call", &a.detail, "done").await;
     if a.expects_new_run && a.new_run.is_none() {
         return escalate_executing(
             st,
@@ -187,6 +188,7 @@ async fn acted_err(
     st.store
         .finish_action(&s.id, attempt, "run", status, &e.to_string())
         .await?;
+    crate::audit::acted(st, &s.id, "platform.call", &e.to_string(), status).await;
     // A call that may have started a run is not repeated blindly: it could start two.
     if transient && fixes::starts_new_run(st, s, ci, strategy) {
         return escalate_executing(

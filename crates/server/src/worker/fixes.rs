@@ -258,11 +258,22 @@ pub async fn run_fixes(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(
         {
             continue;
         }
+        let is_command = matches!(call, FixCall::Command(_));
         let result = match call {
             FixCall::Command(Ok(argv)) => run_command(&argv).await,
             FixCall::Command(Err(why)) => Err(PlatformError::Permanent(why)),
             FixCall::Http(c) => run_http(st, c, s).await,
         };
+        let action = if is_command {
+            "command.run"
+        } else {
+            "platform.call"
+        };
+        let audited = match &result {
+            Ok(d) => (d.clone(), "done"),
+            Err(e) => (e.to_string(), "error"),
+        };
+        crate::audit::acted(st, &s.id, action, &audited.0, audited.1).await;
         match result {
             Ok(detail) => st
                 .store

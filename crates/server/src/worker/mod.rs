@@ -55,12 +55,15 @@ const OPEN: [S; 6] = [
     S::Verifying,
 ];
 
-/// How often housekeeping runs (lapsed approvals).
-const HOUSEKEEPING: Duration = Duration::from_secs(30);
+/// How often housekeeping runs (lapsed approvals, sealing the audit trail, retention).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How often retention purges old payloads.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
     let lease = st.config.worker.lease_seconds as i64 * 1000;
     let mut housekept = std::time::Instant::now() - HOUSEKEEPING;
+    let mut purged: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -68,6 +71,10 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
         if housekept.elapsed() >= HOUSEKEEPING {
             housekept = std::time::Instant::now();
             housekeeping(&st).await;
+            if purged.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                purged = Some(std::time::Instant::now());
+                retention(&st).await;
+            }
         }
         let job = match st.store.claim(lease).await {
             Ok(j) => j,
@@ -107,6 +114,28 @@ async fn housekeeping(st: &Shared) {
         Ok(0) => {}
         Ok(n) => tracing::info!(sessions = n, "escalated plans whose approval lapsed"),
         Err(e) => tracing::warn!("cannot expire approvals: {e}"),
+    }
+    if let Err(e) = st.store.seal_audit().await {
+        tracing::error!("cannot seal the audit trail: {e}");
+    }
+}
+
+/// `[retention] days`: payloads, logs and evidence of sessions closed longer ago go.
+async fn retention(st: &Shared) {
+    let days = st.config.retention.days;
+    if days == 0 {
+        return;
+    }
+    let filter = pipeguard_store::PurgeFilter {
+        finished_before_ms: Some(now_ms() - days as i64 * 86_400_000),
+        repository: None,
+    };
+    match st.store.purge(&filter, "retention").await {
+        Ok(r) if r.sessions > 0 => {
+            tracing::info!(sessions = r.sessions, "retention purged old payloads")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("retention purge failed: {e}"),
     }
 }
 

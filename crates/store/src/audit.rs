@@ -1,0 +1,558 @@
+//! The audit trail: who did what to which target, as an append-only hash chain.
+//!
+//! Entries are inserted without a hash inside the business transaction that does the audited
+//! work, so the hot path takes no global lock and several replicas can write at once. A sealer
+//! ([`Store::seal_audit`], about every second) then chains unsealed entries in id order under
+//! one lock: each gets the next `seq`, the previous entry's hash and its own hash. Editing or
+//! deleting a sealed entry breaks the chain unless every later hash is recomputed; pinning the
+//! head hash elsewhere (`pipeguard audit verify` prints it) defeats that too.
+//!
+//! `detail` is metadata (ids, names, counts), never payloads: it is stored in the clear, with
+//! secrets redacted, so the chain can be verified without the encryption key and does not
+//! change when the key is rotated.
+
+use crate::{now_ms, opt_str, Backend, Result, Store};
+use pipeguard_core::analysis::redact::redact;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// The hash the first entry links to.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Key of the PostgreSQL advisory lock that serialises sealers across replicas.
+const SEAL_LOCK: i64 = 0x7069_7065_6175_6474; // "pipeaudt"
+const SEAL_BATCH: i64 = 500;
+const VERIFY_PAGE: i64 = 1000;
+/// Unsealed entries older than this mean the sealer is not running (or rows were forged).
+const STALE_MS: i64 = 60_000;
+
+/// One audited event, as callers describe it; the store adds the time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Who: `webhook:github`, `user:alice`, `token:ci-bot`, `worker`, `cli:root`…
+    pub actor: String,
+    /// What: `webhook.accepted`, `session.diagnosed`, `approval.granted`, `command.run`,
+    /// `platform.call`, `token.created`, `auth.failed`, `data.purged`, `key.rotated`…
+    pub action: String,
+    /// On what: a session id, a token name, a repository.
+    pub target: String,
+    /// Metadata only (ids, counts, names); strings are redacted before they are stored.
+    pub detail: Value,
+}
+
+impl AuditEntry {
+    pub fn new(actor: &str, action: &str, target: &str, detail: Value) -> AuditEntry {
+        AuditEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail,
+        }
+    }
+}
+
+/// A stored entry. `seq`, `prev_hash` and `hash` are `None` until it is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub seq: Option<i64>,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Value,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// Which entries `audit_entries` lists, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// At most this many (1 to 1000; 0 means 100).
+    pub limit: i64,
+    pub offset: i64,
+    /// An action (`approval.granted`) or a family of them (`approval.*`).
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+}
+
+/// The last sealed entry: record `seq` and `hash` elsewhere to detect a rewritten tail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub id: i64,
+    pub hash: String,
+}
+
+/// A head recorded earlier: the entry at `seq` must still have this hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPin {
+    pub seq: i64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The entry's content does not match its hash.
+    Edited,
+    /// Sealed entries are missing before this one (a gap in `seq`).
+    Deleted,
+    /// Its `prev_hash` is not the previous entry's hash: an entry was removed or replaced
+    /// and the chain renumbered or rehashed from there.
+    BrokenLink,
+    /// The entry at a pinned `seq` is gone or has another hash: the tail was rewritten.
+    PinMismatch,
+}
+
+/// The first entry that fails verification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditProblem {
+    pub seq: i64,
+    /// The stored entry at fault, when there is one (a deleted entry has none).
+    pub id: Option<i64>,
+    pub kind: ProblemKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditReport {
+    /// Sealed entries checked.
+    pub sealed: i64,
+    /// Entries not sealed yet (normal for about a second after they are written).
+    pub unsealed: i64,
+    /// Unsealed entries older than a minute: the sealer is not running, or rows were forged.
+    pub unsealed_stale: i64,
+    /// The last sealed entry, when the chain is intact up to it.
+    pub head: Option<AuditHead>,
+    pub problem: Option<AuditProblem>,
+}
+
+impl AuditReport {
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Masks secrets in every string of a detail value.
+fn redact_value(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = redact(s),
+        Value::Array(a) => a.iter_mut().for_each(redact_value),
+        Value::Object(o) => o.values_mut().for_each(redact_value),
+        _ => {}
+    }
+}
+
+/// Appends an unsealed entry on `conn`, inside the caller's transaction.
+pub(crate) async fn audit_in(conn: &mut sqlx::AnyConnection, e: &AuditEntry) -> Result<()> {
+    let mut detail = e.detail.clone();
+    redact_value(&mut detail);
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1,$2,$3,$4,$5)",
+    )
+    .bind(now_ms())
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(detail.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The fields an entry's hash covers, as stored.
+struct Sealable {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    /// The stored text, hashed as it is so no re-serialisation can change it.
+    detail: String,
+}
+
+impl Sealable {
+    fn from_row(r: &AnyRow) -> Result<Sealable> {
+        Ok(Sealable {
+            id: r.try_get("id")?,
+            at: r.try_get("at")?,
+            actor: r.try_get("actor")?,
+            action: r.try_get("action")?,
+            target: r.try_get("target")?,
+            detail: r.try_get("detail")?,
+        })
+    }
+
+    /// sha256 over the length-prefixed fields, so no two field lists hash alike.
+    fn hash(&self, seq: i64, prev_hash: &str) -> String {
+        let numbers = [seq.to_string(), self.id.to_string(), self.at.to_string()];
+        let texts = [
+            self.actor.as_str(),
+            &self.action,
+            &self.target,
+            &self.detail,
+            prev_hash,
+        ];
+        let mut h = Sha256::new();
+        h.update(b"pipeguard-audit-v1");
+        for part in numbers.iter().map(String::as_str).chain(texts) {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+impl Store {
+    /// Appends an entry in its own transaction (for work done outside the store's
+    /// transactions: platform calls, commands, logins).
+    pub async fn audit(&self, e: AuditEntry) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        audit_in(&mut conn, &e).await
+    }
+
+    /// Chains every unsealed entry, in id order, after the current head. Safe to run from
+    /// every replica at once: sealers take turns on one lock. Returns the entries sealed.
+    pub async fn seal_audit(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.seal_batch().await?;
+            total += n;
+            if (n as i64) < SEAL_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn seal_batch(&self) -> Result<usize> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // The lock function returns `void`, which the Any driver cannot decode: select
+            // around it.
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                .bind(SEAL_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let head = sqlx::query(
+            "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (mut seq, mut prev) = match head {
+            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+            None => (0, GENESIS.to_string()),
+        };
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail FROM audit_log WHERE seq IS NULL \
+             ORDER BY id LIMIT $1",
+        )
+        .bind(SEAL_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let e = Sealable::from_row(r)?;
+            seq += 1;
+            let hash = e.hash(seq, &prev);
+            sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4")
+                .bind(seq)
+                .bind(&prev)
+                .bind(&hash)
+                .bind(e.id)
+                .execute(&mut *tx)
+                .await?;
+            prev = hash;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Walks the sealed entries by `seq`, recomputing every hash, and names the first entry
+    /// that was edited or deleted.
+    pub async fn verify_audit(&self) -> Result<AuditReport> {
+        self.verify_audit_pinned(None).await
+    }
+
+    /// [`Store::verify_audit`], also checking that the entry at a recorded head still has
+    /// the recorded hash (which catches a truncated or wholly rewritten tail).
+    pub async fn verify_audit_pinned(&self, pin: Option<&AuditPin>) -> Result<AuditReport> {
+        let mut walk = Walk::default();
+        'pages: loop {
+            let rows = sqlx::query(
+                "SELECT id, seq, at, actor, action, target, detail, prev_hash, hash \
+                 FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(walk.seq)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                if walk.step(r, pin)? {
+                    break 'pages;
+                }
+            }
+            if (rows.len() as i64) < VERIFY_PAGE {
+                break;
+            }
+        }
+        if walk.problem.is_none() {
+            walk.problem = pin.and_then(|p| walk.missed_pin(p));
+        }
+        self.audit_report(walk).await
+    }
+
+    async fn audit_report(&self, walk: Walk) -> Result<AuditReport> {
+        let r = sqlx::query(
+            "SELECT SUM(CASE WHEN seq IS NOT NULL THEN 1 ELSE 0 END) AS sealed, \
+             SUM(CASE WHEN seq IS NULL THEN 1 ELSE 0 END) AS unsealed, \
+             SUM(CASE WHEN seq IS NULL AND at < $1 THEN 1 ELSE 0 END) AS stale \
+             FROM audit_log",
+        )
+        .bind(now_ms() - STALE_MS)
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |c: &str| -> Result<i64> { Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0)) };
+        Ok(AuditReport {
+            sealed: n("sealed")?,
+            unsealed: n("unsealed")?,
+            unsealed_stale: n("stale")?,
+            head: walk.problem.is_none().then_some(walk.head).flatten(),
+            problem: walk.problem,
+        })
+    }
+
+    /// Entries newest first, for the API.
+    pub async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut filters = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(a) = &q.action {
+            match a.strip_suffix(".*") {
+                Some(family) => {
+                    filters.push(format!("action LIKE ${}", binds.len() + 1));
+                    binds.push(format!("{family}.%"));
+                }
+                None => {
+                    filters.push(format!("action = ${}", binds.len() + 1));
+                    binds.push(a.clone());
+                }
+            }
+        }
+        for (col, v) in [("actor", &q.actor), ("target", &q.target)] {
+            if let Some(v) = v {
+                filters.push(format!("{col} = ${}", binds.len() + 1));
+                binds.push(v.clone());
+            }
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let n = binds.len();
+        let sql = format!(
+            "SELECT * FROM audit_log {filter} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let limit = match q.limit {
+            l if l <= 0 => 100,
+            l => l.min(1000),
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query
+            .bind(limit)
+            .bind(q.offset.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+}
+
+fn record(r: &AnyRow) -> Result<AuditRecord> {
+    let detail: String = r.try_get("detail")?;
+    Ok(AuditRecord {
+        id: r.try_get("id")?,
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        // A detail that is not JSON (written by hand) is shown as it is; verify flags it.
+        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+        prev_hash: opt_str(r, "prev_hash")?,
+        hash: opt_str(r, "hash")?,
+    })
+}
+
+/// Verification state: the last entry checked, the pin when it was passed.
+#[derive(Default)]
+struct Walk {
+    seq: i64,
+    head: Option<AuditHead>,
+    pin_checked: bool,
+    problem: Option<AuditProblem>,
+}
+
+impl Walk {
+    /// Checks the next entry by seq; true when it is bad (the walk stops there).
+    fn step(&mut self, r: &AnyRow, pin: Option<&AuditPin>) -> Result<bool> {
+        let seq: i64 = r.try_get("seq")?;
+        let e = Sealable::from_row(r)?;
+        let prev_hash = opt_str(r, "prev_hash")?.unwrap_or_default();
+        let hash = opt_str(r, "hash")?.unwrap_or_default();
+        let expected_prev = self.head.as_ref().map_or(GENESIS, |h| h.hash.as_str());
+        self.problem = link_problem(self.seq, seq, e.id, expected_prev, &prev_hash)
+            .or_else(|| (e.hash(seq, &prev_hash) != hash).then(|| edited(seq, e.id)))
+            .or_else(|| pin.and_then(|p| self.pin_problem(p, seq, e.id, &hash)));
+        self.seq = seq;
+        self.head = Some(AuditHead {
+            seq,
+            id: e.id,
+            hash,
+        });
+        Ok(self.problem.is_some())
+    }
+
+    fn pin_problem(
+        &mut self,
+        pin: &AuditPin,
+        seq: i64,
+        id: i64,
+        hash: &str,
+    ) -> Option<AuditProblem> {
+        if seq != pin.seq {
+            return None;
+        }
+        self.pin_checked = true;
+        (hash != pin.hash).then(|| AuditProblem {
+            seq,
+            id: Some(id),
+            kind: ProblemKind::PinMismatch,
+            message: format!(
+                "entry seq {seq} (id {id}) has hash {hash}, but {} was recorded: the chain \
+                 was rewritten from there",
+                pin.hash
+            ),
+        })
+    }
+
+    /// The pinned seq was never reached: the tail was cut off.
+    fn missed_pin(&self, pin: &AuditPin) -> Option<AuditProblem> {
+        (!self.pin_checked).then(|| AuditProblem {
+            seq: pin.seq,
+            id: None,
+            kind: ProblemKind::PinMismatch,
+            message: format!(
+                "entry seq {} was recorded but the chain ends at seq {}: later entries \
+                 were deleted",
+                pin.seq, self.seq
+            ),
+        })
+    }
+}
+
+fn edited(seq: i64, id: i64) -> AuditProblem {
+    AuditProblem {
+        seq,
+        id: Some(id),
+        kind: ProblemKind::Edited,
+        message: format!("entry seq {seq} (id {id}) does not match its hash: it was edited"),
+    }
+}
+
+/// What is wrong with how an entry follows the previous one, if anything.
+fn link_problem(
+    last_seq: i64,
+    seq: i64,
+    id: i64,
+    expected_prev: &str,
+    prev_hash: &str,
+) -> Option<AuditProblem> {
+    if seq != last_seq + 1 {
+        let missing = if seq == last_seq + 2 {
+            format!("entry seq {} is", last_seq + 1)
+        } else {
+            format!("entries seq {} to {} are", last_seq + 1, seq - 1)
+        };
+        return Some(AuditProblem {
+            seq: last_seq + 1,
+            id: None,
+            kind: ProblemKind::Deleted,
+            message: format!("{missing} missing before seq {seq} (id {id}): deleted"),
+        });
+    }
+    (prev_hash != expected_prev).then(|| AuditProblem {
+        seq,
+        id: Some(id),
+        kind: ProblemKind::BrokenLink,
+        message: format!(
+            "entry seq {seq} (id {id}) does not link to the entry before it: an entry was \
+             deleted or replaced and the chain renumbered"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: i64, detail: &str) -> Sealable {
+        Sealable {
+            id,
+            at: 1_700_000_000_000,
+            actor: "user:alice".into(),
+            action: "approval.granted".into(),
+            target: "s1".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_every_field_and_the_link() {
+        let base = entry(1, "{}").hash(1, GENESIS);
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, entry(1, "{}").hash(1, GENESIS), "deterministic");
+        assert_ne!(base, entry(1, "{}").hash(2, GENESIS));
+        assert_ne!(base, entry(2, "{}").hash(1, GENESIS));
+        assert_ne!(base, entry(1, "{ }").hash(1, GENESIS));
+        assert_ne!(base, entry(1, "{}").hash(1, &"1".repeat(64)));
+        let mut moved = entry(1, "{}");
+        moved.actor = "user:alic".into();
+        moved.action = "eapproval.granted".into();
+        assert_ne!(base, moved.hash(1, GENESIS), "fields are length-prefixed");
+    }
+
+    #[test]
+    fn gaps_and_broken_links_are_named() {
+        assert!(link_problem(0, 1, 10, GENESIS, GENESIS).is_none());
+        let gap = link_problem(3, 5, 12, "h3", "h4").unwrap();
+        assert_eq!((gap.kind, gap.seq, gap.id), (ProblemKind::Deleted, 4, None));
+        assert!(
+            gap.message.contains("entry seq 4 is missing"),
+            "{}",
+            gap.message
+        );
+        let gap = link_problem(3, 7, 12, "h3", "h6").unwrap();
+        assert!(gap.message.contains("seq 4 to 6"), "{}", gap.message);
+        let broken = link_problem(3, 4, 12, "h3", "hX").unwrap();
+        assert_eq!(
+            (broken.kind, broken.seq, broken.id),
+            (ProblemKind::BrokenLink, 4, Some(12))
+        );
+    }
+
+    #[test]
+    fn secrets_in_details_are_redacted() {
+        let mut v = serde_json::json!({"argv": ["curl", "-H", "Authorization: Bearer abcdefghijkl123"], "n": 1});
+        redact_value(&mut v);
+        assert!(!v.to_string().contains("abcdefghijkl123"), "{v}");
+        assert_eq!(v["n"], 1);
+    }
+}
