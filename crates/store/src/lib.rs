@@ -6,6 +6,7 @@
 //! and times as epoch milliseconds.
 
 mod auth;
+mod daily;
 mod flaky;
 pub mod hosts;
 mod intake;
@@ -16,6 +17,7 @@ mod stats;
 mod verdicts;
 
 pub use auth::{ApprovalRecord, TokenRecord};
+pub use daily::{DayOutcome, DAY_MS};
 pub use flaky::{Observation, QuarantineEntry, TestStats};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{Job, Task};
