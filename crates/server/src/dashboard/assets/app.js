@@ -87,25 +87,26 @@ async function onLogin(ev) {
 }
 
 // The count of plans waiting, in the navigation; refreshed when a session changes.
+async function refreshApprovalCount() {
+  try {
+    const { approvals: list } = await api("/api/v1/approvals");
+    const el = $("approval-count");
+    el.textContent = list.length;
+    el.hidden = list.length === 0;
+    el.setAttribute("aria-label", `${list.length} waiting`);
+  } catch {
+    /* shown by the views */
+  }
+}
+
 let approvalTimer = null;
 let unwatchApprovals = null;
 function watchApprovals() {
-  const refresh = async () => {
-    try {
-      const { approvals: list } = await api("/api/v1/approvals");
-      const el = $("approval-count");
-      el.textContent = list.length;
-      el.hidden = list.length === 0;
-      el.setAttribute("aria-label", `${list.length} waiting`);
-    } catch {
-      /* shown by the views */
-    }
-  };
-  refresh();
+  refreshApprovalCount();
   unwatchApprovals?.();
   unwatchApprovals = live.onSession(() => {
     clearTimeout(approvalTimer);
-    approvalTimer = setTimeout(refresh, 300);
+    approvalTimer = setTimeout(refreshApprovalCount, 300);
   });
 }
 
@@ -116,6 +117,7 @@ function init() {
     showLogin("Logged out.");
   });
   window.addEventListener("hashchange", route);
+  window.addEventListener("pipeguard:decided", refreshApprovalCount);
   window.addEventListener("pipeguard:unauthorized", () => {
     forget();
     showLogin("The server refused the token (revoked or expired): log in again.");

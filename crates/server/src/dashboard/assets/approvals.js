@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import * as live from "./live.js";
-import { announce, badge, failure, fill, h, label, when } from "./dom.js";
+import { announce, badge, failure, fill, h, label, runName, when } from "./dom.js";
 
 export function render(root, ctx) {
   const list = h("div", { id: "approvals" }, h("p", { class: "muted" }, "Loading…"));
@@ -37,7 +37,7 @@ export function render(root, ctx) {
 function item(a, ctx, reload) {
   const s = a.session;
   const plan = a.plan?.plan;
-  const title = `${s.repository} · ${s.workflow || "run"} #${s.run}`;
+  const title = `${s.repository} · ${runName(s)}`;
   const id = `a-${s.id}`;
   return h(
     "section",
@@ -72,6 +72,7 @@ export function decisionForm(id, done) {
         : `${verb === "approve" ? "Approved" : "Rejected"}: the session is now ${label(r.status)}.`;
       result.textContent = text;
       announce(text);
+      window.dispatchEvent(new CustomEvent("pipeguard:decided"));
       done();
     } catch (e) {
       fill(result, failure(e));

@@ -54,6 +54,13 @@ export function label(name) {
   return name ? String(name).replaceAll("_", " ") : "—";
 }
 
+/** "ci.yml #42": the workflow and the run, without repeating a workflow the run id names. */
+export function runName(s) {
+  const workflow = s.workflow || "run";
+  const run = String(s.run).startsWith(`${workflow}#`) ? String(s.run).slice(workflow.length + 1) : s.run;
+  return `${workflow} #${run}`;
+}
+
 export function badge(status) {
   return h("span", { class: `badge ${status}` }, label(status));
 }

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import * as live from "./live.js";
-import { announce, badge, duration, failure, fill, h, label, percent, when } from "./dom.js";
+import { announce, badge, duration, failure, fill, h, label, percent, runName, when } from "./dom.js";
 import { decisionForm } from "./approvals.js";
 
 export function render(root, ctx, id) {
@@ -33,7 +33,7 @@ export function render(root, ctx, id) {
 function page(s, ctx, reload) {
   return [
     h("p", {}, h("a", { href: "#/sessions" }, "← All sessions")),
-    h("h1", { tabindex: "-1" }, `${s.repository} · ${s.workflow || "run"} #${s.run} `, badge(s.status)),
+    h("h1", { tabindex: "-1" }, `${s.repository} · ${runName(s)} `, badge(s.status)),
     h("ol", { class: "steps", "aria-label": "Progress" }, stages(s).map(stage)),
     s.status === "awaiting_approval" ? approvalCard(s, ctx, reload) : null,
     h("div", { class: "cols" }, factsCard(s), planCard(s.plan)),
@@ -129,7 +129,7 @@ function planCard(stored) {
           "tr",
           {},
           h("td", { class: "num" }, i + 1),
-          h("td", {}, label(st.kind), st.strategy !== st.kind ? h("div", { class: "muted" }, label(st.strategy)) : null,
+          h("td", {}, label(st.kind), st.strategy !== st.kind ? h("div", { class: "muted" }, `using ${label(st.strategy)}`) : null,
             st.delay_seconds ? h("div", { class: "muted" }, `after ${duration(st.delay_seconds * 1000)}`) : null),
           h("td", { class: `risk-${st.risk}` }, st.risk),
           h("td", {}, st.reason),
@@ -184,7 +184,7 @@ function actionsCard(actions) {
       h("thead", {}, h("tr", {}, ["Attempt", "What", "Target", "Status", "When"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, actions.map((a) => [
         h("tr", {},
-          h("td", { class: "num" }, a.attempt),
+          h("td", {}, a.attempt),
           h("td", {}, label(a.kind)),
           h("td", {}, h("code", {}, a.target)),
           h("td", {}, a.status),

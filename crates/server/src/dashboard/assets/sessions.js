@@ -3,7 +3,7 @@
 
 import { api, query } from "./api.js";
 import * as live from "./live.js";
-import { STATUSES, ago, announce, badge, failure, fill, h, label } from "./dom.js";
+import { STATUSES, ago, announce, badge, failure, fill, h, label, runName } from "./dom.js";
 
 const FILTERS = ["status", "category", "platform", "repository"];
 const PAGE = 100;
@@ -96,7 +96,7 @@ function haystack(s) {
 
 function row(s) {
   const href = `#/sessions/${encodeURIComponent(s.id)}`;
-  const run = `${s.workflow || "run"} #${s.run}${s.run_attempt > 1 ? ` (attempt ${s.run_attempt})` : ""}`;
+  const run = `${runName(s)}${s.run_attempt > 1 ? ` (attempt ${s.run_attempt})` : ""}`;
   return h(
     "tr",
     { "data-id": s.id, "data-status": s.status, onclick: (e) => e.target.tagName !== "A" && (location.hash = href) },
