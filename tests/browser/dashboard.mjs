@@ -58,6 +58,32 @@ async function login(page, token) {
   await page.locator("#whoami").filter({ hasText: "(" }).waitFor();
 }
 
+/** Every form control of the view has a label. */
+async function checkLabels(page, where) {
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll("#view input, #view select, #view textarea")]
+      .filter((el) => !el.labels?.length && !el.getAttribute("aria-label"))
+      .map((el) => el.id || el.name || el.tagName));
+  check(unlabelled.length === 0, `every control of the ${where} has a label${unlabelled.length ? `: ${unlabelled}` : ""}`);
+}
+
+/** The first session can be opened with the keyboard alone. */
+async function openWithKeyboard(page) {
+  await page.goto(`${BASE}/#/sessions`);
+  const first = page.locator("#sessions tbody a").first();
+  await first.waitFor();
+  const target = await first.getAttribute("href");
+  for (let i = 0; i < 40; i++) {
+    await page.keyboard.press("Tab");
+    if (await page.evaluate((h) => document.activeElement?.getAttribute("href") === h, target)) break;
+  }
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((h) => location.hash === h, target);
+  await page.locator("h1 .badge").waitFor();
+  check(await page.evaluate(() => document.activeElement?.tagName === "H1"),
+    "a session opens with Tab and Enter, and focus moves to its heading");
+}
+
 async function shot(page, name) {
   const path = join(SHOTS, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
@@ -103,15 +129,21 @@ async function postFailure() {
   return (await resp.json()).session_id;
 }
 
+/** A first visit with an empty cache, the token already in the tab: bytes and render times. */
+async function measureColdLoad(browser) {
+  const page = await openPage(browser);
+  await page.addInitScript((t) => sessionStorage.setItem("pipeguard.token", t), OPERATOR);
+  await page.goto(`${BASE}/`);
+  await page.locator("#sessions tbody tr[data-id]").first().waitFor();
+  Object.assign(metrics, await weigh(page));
+  await page.context().close();
+}
+
 async function operatorSeesLiveRowAndEvidence(page) {
   await login(page, OPERATOR);
   await page.locator("#sessions tbody tr[data-id]").first().waitFor();
   check(await page.locator('#sessions tr[data-status="awaiting_approval"]').count() === 1,
     "the list shows the session awaiting approval");
-  // Reload with the token in sessionStorage: what a returning operator waits for.
-  await page.reload();
-  await page.locator("#sessions tbody tr[data-id]").first().waitFor();
-  Object.assign(metrics, await weigh(page));
 
   await page.evaluate(() => (window.__notReloaded = true));
   const id = await postFailure();
@@ -119,6 +151,7 @@ async function operatorSeesLiveRowAndEvidence(page) {
   await row.waitFor();
   check(await page.evaluate(() => window.__notReloaded === true), "the new session's row appeared without a reload");
   await shot(page, "sessions");
+  await checkLabels(page, "sessions list");
 
   await row.getByRole("link").click();
   const evidence = page.locator("#evidence li");
@@ -138,6 +171,9 @@ async function viewerCannotApprove(browser) {
   await page.locator("#h-approval").waitFor();
   check(await page.getByRole("button", { name: "Approve" }).count() === 0, "a viewer's session page has no approve button");
   await shot(page, "viewer-session");
+  await page.goto(`${BASE}/#/flaky`);
+  await page.locator("td code", { hasText: "api::lists_users" }).first().waitFor();
+  check(await page.locator("#view button").count() === 0, "a viewer's flaky tests page has no quarantine button");
   await page.context().close();
 }
 
@@ -150,13 +186,33 @@ async function operatorApproves(page) {
   const badge = page.locator("h1 .badge");
   await badge.filter({ hasText: "awaiting approval" }).waitFor();
   await shot(page, "session");
+  await checkLabels(page, "session page");
   await page.getByLabel("Comment (optional)").fill("network blip during deploy; safe to re-run");
   await page.getByRole("button", { name: "Approve" }).click();
   await badge.filter({ hasNotText: "awaiting approval" }).waitFor();
   check(true, `the status changed after approval (now ${await badge.innerText()})`);
   await badge.filter({ hasText: "healed" }).waitFor();
   check(true, "the approved re-run healed the session, seen live");
+  await page.locator("#approval-count").waitFor({ state: "hidden" });
+  check(true, "the navigation's count of waiting plans dropped to none");
   await shot(page, "session-healed");
+}
+
+async function operatorQuarantines(page) {
+  await page.goto(`${BASE}/#/flaky`);
+  const release = page.getByRole("button", { name: /^Release api::lists_users in / });
+  const quarantine = page.getByRole("button", { name: /^Quarantine api::lists_users in / });
+  await release.first().waitFor();
+  await shot(page, "flaky");
+  await release.first().click();
+  await quarantine.waitFor();
+  check(await release.count() === 0, "releasing the flaky test from quarantine shows a Quarantine button");
+  await quarantine.click();
+  await release.first().waitFor();
+  check(true, "quarantining it again from the dashboard works");
+}
+
+async function insights(page) {
   await page.goto(`${BASE}/#/insights`);
   await page.locator(".chart svg").first().waitFor();
   check(await page.locator(".chart svg").count() === 2, "the insights page draws both charts");
@@ -167,10 +223,14 @@ async function main() {
   mkdirSync(SHOTS, { recursive: true });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
   try {
+    await measureColdLoad(browser);
     const page = await openPage(browser);
     await operatorSeesLiveRowAndEvidence(page);
+    await openWithKeyboard(page);
     await viewerCannotApprove(browser);
     await operatorApproves(page);
+    await operatorQuarantines(page);
+    await insights(page);
     check(problems.length === 0, `no console error, CSP violation or external request${problems.length ? `: ${problems.join("; ")}` : ""}`);
   } finally {
     await browser.close();

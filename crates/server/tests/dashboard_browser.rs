@@ -65,18 +65,69 @@ fn deploy_run() -> RunSpec {
         )
 }
 
-async fn awaiting_session(app: &TestApp) -> Value {
+/// A test run whose quarantined test fails once: retried at once, it passes, so the test is
+/// counted flaky.
+fn flaky_run() -> RunSpec {
+    RunSpec::new(REPO, "ci.yml")
+        .sha("9fceb02d0ae598e95dc970b74767f19372d61af8")
+        .job(JobSpec::new("test").fails(FAILING_TEST_LOG).passes())
+}
+
+const FAILING_TEST_LOG: &str = "Run cargo test --locked
+running 2 tests
+test api::creates_user ... ok
+test api::lists_users ... FAILED
+
+failures:
+
+---- api::lists_users stdout ----
+thread 'api::lists_users' panicked at src/api.rs:41:9:
+assertion `left == right` failed
+
+failures:
+    api::lists_users
+
+test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out
+error: test failed, to rerun pass `--lib`";
+
+/// Other teams' failures reported through the generic webhook, for a fuller list and charts.
+async fn report_others(app: &TestApp, ingest: &str) {
+    let others = [
+        ("payments/ledger", "build", "compilation_error"),
+        ("web/storefront", "bundle", "out_of_memory"),
+        ("infra/images", "docker-build", "disk_full"),
+    ];
+    for (repository, job, category) in others {
+        let log = pipeguard_sim::logs::sample(category).unwrap().log;
+        let r = app
+            .http
+            .post(format!("{}/pipeline/webhook", app.base))
+            .bearer_auth(ingest)
+            .json(
+                &serde_json::json!({"source": "buildfarm", "repository": repository,
+                "job_name": job, "build_number": 1, "log": log}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+}
+
+/// Polls the session list until `pred` holds for it.
+async fn wait_list(app: &TestApp, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut last = Vec::new();
     for _ in 0..300 {
-        let list = app.get("/api/v1/sessions?status=awaiting_approval").await;
-        if let Some(s) = list["sessions"].as_array().and_then(|a| a.first()) {
-            return s.clone();
+        last = app.get("/api/v1/sessions").await["sessions"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if pred(&last) {
+            return last;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "no session reached awaiting_approval: {:#}",
-        app.get("/api/v1/sessions").await
-    );
+    panic!("{what} never happened: {last:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,8 +154,35 @@ async fn the_dashboard_works_in_a_real_browser() {
         SECRET,
     )))
     .await;
+    let ingest = app.token("nightly", "ingest").await;
+    let (status, _) = common::api_call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/quarantine",
+        Some(r#"{"repository": "octo-org/octo-repo", "test": "api::lists_users", "reason": "flaky since the cache change"}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    sim.start_run(flaky_run()).await.unwrap();
     sim.start_run(deploy_run()).await.unwrap();
-    let waiting = awaiting_session(&app).await;
+    report_others(&app, &ingest).await;
+    let status_of = |list: &[Value], workflow: &str| {
+        list.iter()
+            .find(|s| s["workflow"] == workflow)
+            .map(|s| s["status"].as_str().unwrap().to_string())
+    };
+    let list = wait_list(&app, "the seeded sessions settling", |l| {
+        l.len() == 5
+            && status_of(l, "release").as_deref() == Some("awaiting_approval")
+            && status_of(l, "ci").as_deref() == Some("healed")
+            && l.iter().filter(|s| s["status"] == "escalated").count() == 3
+    })
+    .await;
+    let waiting = list
+        .iter()
+        .find(|s| s["status"] == "awaiting_approval")
+        .unwrap()
+        .clone();
     assert_eq!(waiting["category"], "network", "{waiting:#}");
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
@@ -114,7 +192,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         .env("BASE", &app.base)
         .env("OPERATOR_TOKEN", app.token("olivia", "operator").await)
         .env("VIEWER_TOKEN", app.token("victor", "viewer").await)
-        .env("INGEST_TOKEN", app.token("nightly", "ingest").await)
+        .env("INGEST_TOKEN", &ingest)
         .env("SHOT_DIR", &shots)
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null())
@@ -127,7 +205,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the browser script failed: {stdout}");
-    for name in ["sessions", "session", "approvals", "insights"] {
+    for name in ["sessions", "session", "approvals", "flaky", "insights"] {
         assert!(
             shots.join(format!("{name}.png")).exists(),
             "no {name} screenshot"
