@@ -191,6 +191,8 @@ async function operatorApproves(page) {
   await page.getByRole("button", { name: "Approve" }).click();
   await badge.filter({ hasNotText: "awaiting approval" }).waitFor();
   check(true, `the status changed after approval (now ${await badge.innerText()})`);
+  check((await page.locator("#view .notice").innerText()).startsWith("Approved: the session is now"),
+    "the page says the approval went through");
   await badge.filter({ hasText: "healed" }).waitFor();
   check(true, "the approved re-run healed the session, seen live");
   await page.locator("#approval-count").waitFor({ state: "hidden" });

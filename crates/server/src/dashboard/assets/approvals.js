@@ -7,7 +7,8 @@ import { announce, badge, failure, fill, h, label, runName, when } from "./dom.j
 
 export function render(root, ctx) {
   const list = h("div", { id: "approvals" }, h("p", { class: "muted" }, "Loading…"));
-  fill(root, h("h1", { tabindex: "-1" }, "Approvals"), list);
+  const notice = h("p", { role: "status", class: "notice" });
+  fill(root, h("h1", { tabindex: "-1" }, "Approvals"), notice, list);
   root.querySelector("h1").focus();
 
   let timer = null;
@@ -18,7 +19,11 @@ export function render(root, ctx) {
         fill(list, h("p", { class: "empty" }, "No plan is waiting for approval."));
         return;
       }
-      fill(list, approvals.map((a) => item(a, ctx, load)));
+      const decided = (text) => {
+        notice.textContent = text;
+        load();
+      };
+      fill(list, approvals.map((a) => item(a, ctx, decided)));
     } catch (e) {
       fill(list, failure(e));
     }
@@ -55,7 +60,7 @@ function item(a, ctx, reload) {
   );
 }
 
-/** A comment box with Approve and Reject buttons for session `id`; calls done() after. */
+/** A comment box with Approve and Reject buttons for session `id`; calls done(outcome) after. */
 export function decisionForm(id, done) {
   const commentId = `comment-${id}`;
   const comment = h("textarea", { id: commentId, rows: 2, maxlength: 2000 });
@@ -70,10 +75,9 @@ export function decisionForm(id, done) {
       const text = r.status === "awaiting_approval"
         ? `Your approval is recorded: ${r.approvals} of ${r.required}.`
         : `${verb === "approve" ? "Approved" : "Rejected"}: the session is now ${label(r.status)}.`;
-      result.textContent = text;
       announce(text);
       window.dispatchEvent(new CustomEvent("pipeguard:decided"));
-      done();
+      done(text);
     } catch (e) {
       fill(result, failure(e));
       buttons.forEach((b) => (b.disabled = false));

@@ -8,6 +8,7 @@ import { decisionForm } from "./approvals.js";
 
 export function render(root, ctx, id) {
   let shown = null;
+  let notice = ""; // the outcome of this person's decision, kept across reloads
   fill(root, h("p", { class: "muted" }, "Loading…"));
 
   async function load() {
@@ -16,7 +17,11 @@ export function render(root, ctx, id) {
       const first = !shown;
       if (!first && s.status !== shown.status) announce(`Status is now ${label(s.status)}`);
       shown = s;
-      fill(root, page(s, ctx, load));
+      const decided = (text) => {
+        notice = text;
+        load();
+      };
+      fill(root, page(s, ctx, decided, notice));
       if (first) root.querySelector("h1").focus();
     } catch (e) {
       fill(root, h("h1", { tabindex: "-1" }, "Session"), failure(e));
@@ -30,12 +35,13 @@ export function render(root, ctx, id) {
   return unsubscribe;
 }
 
-function page(s, ctx, reload) {
+function page(s, ctx, decided, notice) {
   return [
     h("p", {}, h("a", { href: "#/sessions" }, "← All sessions")),
     h("h1", { tabindex: "-1" }, `${s.repository} · ${runName(s)} `, badge(s.status)),
+    notice ? h("p", { class: "notice" }, notice) : null,
     h("ol", { class: "steps", "aria-label": "Progress" }, stages(s).map(stage)),
-    s.status === "awaiting_approval" ? approvalCard(s, ctx, reload) : null,
+    s.status === "awaiting_approval" ? approvalCard(s, ctx, decided) : null,
     h("div", { class: "cols" }, factsCard(s), planCard(s.plan)),
     evidenceCard(s),
     explanationCard(s),
@@ -202,11 +208,11 @@ function timelineCard(log) {
   );
 }
 
-function approvalCard(s, ctx, reload) {
+function approvalCard(s, ctx, decided) {
   if (!ctx.canDecide) {
     return card("Approval", h("p", {}, "This plan waits for an operator's approval. Your role (",
       ctx.me.role, ") may read it but not decide."));
   }
   return card("Approval", h("p", {}, "This plan waits for a person: approve to run it, reject to escalate."),
-    decisionForm(s.id, reload));
+    decisionForm(s.id, decided));
 }
