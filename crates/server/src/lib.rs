@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod flaky;
 pub mod learned;

@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod crypto;
+mod daily;
 mod flaky;
 pub mod hosts;
 mod intake;
@@ -25,6 +26,7 @@ pub use audit::{
 };
 pub use auth::{ApprovalRecord, TokenRecord};
 pub use crypto::Keyring;
+pub use daily::{DayOutcome, DAY_MS};
 pub use flaky::{Observation, QuarantineEntry, TestStats};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{Job, Task};

@@ -77,6 +77,8 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/sessions", Role::Viewer),
     ("GET", "/api/v1/sessions/{id}", Role::Viewer),
     ("GET", "/api/v1/stats", Role::Viewer),
+    ("GET", "/api/v1/stats/daily", Role::Viewer),
+    ("GET", "/api/v1/events", Role::Viewer),
     ("GET", "/api/v1/flaky-tests", Role::Viewer),
     ("GET", "/api/v1/quarantine", Role::Viewer),
     ("GET", "/api/v1/approvals", Role::Viewer),

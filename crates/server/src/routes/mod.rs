@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod events;
 pub mod learning;
 pub mod sessions;
 pub mod status;
@@ -11,7 +12,7 @@ pub mod tokens;
 pub mod webhooks;
 
 use crate::error::ApiError;
-use crate::{auth, metrics, Shared};
+use crate::{auth, dashboard, metrics, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -29,6 +30,9 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/pipeline/healing/history", get(status::history))
         .route("/pipeline/test/trigger", post(status::test_trigger))
         .route("/api/v1/stats", get(metrics::stats))
+        .route("/api/v1/stats/daily", get(dashboard::daily::daily))
+        // Server-sent events: the request timeout ends at the headers, sent at once.
+        .route("/api/v1/events", get(events::events))
         .route("/api/v1/sessions", get(sessions::list_sessions))
         .route("/api/v1/sessions/{id}", get(sessions::get_session))
         .route("/api/v1/sessions/{id}/approve", post(approvals::approve))
@@ -57,6 +61,8 @@ pub fn router(st: Shared) -> Router {
         .route("/webhooks/{platform}", post(webhooks::receive))
         .route("/pipeline/webhook", post(webhooks::generic))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
         .merge(api(&st))
         .fallback(status::not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -171,6 +177,8 @@ mod tests {
             ("GET", "/pipeline/healing/history"),
             ("POST", "/pipeline/test/trigger"),
             ("GET", "/api/v1/stats"),
+            ("GET", "/api/v1/stats/daily"),
+            ("GET", "/api/v1/events"),
             ("GET", "/api/v1/sessions"),
             ("GET", "/api/v1/sessions/{id}"),
             ("POST", "/api/v1/sessions/{id}/approve"),

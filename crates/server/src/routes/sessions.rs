@@ -4,9 +4,13 @@
 use crate::error::ApiError;
 use crate::routes::status::Page;
 use crate::Shared;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use pipeguard_store::SessionRecord;
+use pipeguard_core::event::Platform;
+use pipeguard_core::Category;
+use pipeguard_store::{SessionFilter, SessionRecord, SessionStatus};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn session_json(s: &SessionRecord) -> Value {
@@ -41,12 +45,76 @@ pub fn session_json(s: &SessionRecord) -> Value {
     })
 }
 
+/// Sessions per page when the query names no limit (as `Page`'s default).
+const DEFAULT_LIMIT: i64 = 50;
+
+/// `GET /api/v1/sessions`: a page of sessions, optionally only those of one repository,
+/// status, category or platform. Unknown parameters and values are refused, so a typo does not
+/// silently list everything.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    repository: Option<String>,
+    status: Option<String>,
+    category: Option<String>,
+    platform: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> Result<Page, ApiError> {
+        let page = Page {
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            offset: self.offset.unwrap_or(0),
+        };
+        page.check()?;
+        Ok(page)
+    }
+
+    fn filter(&self) -> Result<SessionFilter, ApiError> {
+        let status = match non_empty(&self.status) {
+            Some(s) => Some(s.parse::<SessionStatus>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "unknown status {s:?}: one of {}",
+                    SessionStatus::ALL.map(SessionStatus::as_str).join(", ")
+                ))
+            })?),
+            None => None,
+        };
+        let category = non_empty(&self.category);
+        if let Some(c) = category {
+            c.parse::<Category>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+        let platform = non_empty(&self.platform);
+        if let Some(p) = platform.filter(|p| Platform::parse(p).is_none()) {
+            return Err(ApiError::bad_request(format!("unknown platform {p:?}")));
+        }
+        Ok(SessionFilter {
+            repository: non_empty(&self.repository).map(str::to_string),
+            status,
+            category: category.map(str::to_string),
+            platform: platform.map(str::to_string),
+        })
+    }
+}
+
+/// An empty parameter (`?status=`, as an HTML form sends "any") filters nothing.
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 pub async fn list_sessions(
     State(st): State<Shared>,
-    Query(p): Query<Page>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    p.check()?;
-    let sessions = st.store.list_sessions(p.limit, p.offset).await?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (page, filter) = (q.page()?, q.filter()?);
+    let sessions = st
+        .store
+        .find_sessions(&filter, page.limit, page.offset)
+        .await?;
     Ok(Json(
         json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()}),
     ))

@@ -1,0 +1,95 @@
+// Flaky tests, most costly first, with quarantine for operators; and the quarantine list.
+
+import { api, query } from "./api.js";
+import { announce, duration, failure, fill, h, percent, when } from "./dom.js";
+
+export function render(root, ctx) {
+  const tests = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const quarantined = h("div");
+  fill(
+    root,
+    h("h1", { tabindex: "-1" }, "Flaky tests"),
+    h("p", { class: "muted" }, "Tests that failed and then passed on the same commit. ",
+      "A failure whose tests are all quarantined is retried at once instead of escalated."),
+    tests,
+    h("h2", {}, "Quarantine"),
+    quarantined,
+  );
+  root.querySelector("h1").focus();
+
+  async function load() {
+    try {
+      const [{ flaky_tests: list }, { quarantine }] = await Promise.all([
+        api("/api/v1/flaky-tests?limit=200"),
+        api("/api/v1/quarantine"),
+      ]);
+      fill(tests, list.length ? flakyTable(list, ctx, load) : h("p", { class: "empty" }, "No flaky test seen yet."));
+      fill(quarantined, quarantine.length ? quarantineTable(quarantine, ctx, load) : h("p", { class: "empty" }, "No test is quarantined."));
+    } catch (e) {
+      fill(tests, failure(e));
+    }
+  }
+  load();
+  return () => {};
+}
+
+function table(cols, rows) {
+  return h("table", {},
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows));
+}
+
+function flakyTable(list, ctx, reload) {
+  const cols = ["Test", "Repository", "Runs", "Flaky", "Failed", "Flakiness", "Time lost", "Last seen", ""];
+  return table(cols, list.map((t) => h("tr", {},
+    h("td", {}, h("code", {}, t.test)),
+    h("td", {}, t.repository),
+    h("td", { class: "num" }, t.runs),
+    h("td", { class: "num" }, t.flaky_failures),
+    h("td", { class: "num" }, t.failures),
+    h("td", { class: "num" }, percent(t.flakiness_rate)),
+    h("td", { class: "num" }, duration(t.time_lost_seconds * 1000)),
+    h("td", {}, when(t.last_seen)),
+    h("td", {}, t.quarantined
+      ? (ctx.canDecide ? release(t, reload) : "quarantined")
+      : (ctx.canDecide ? quarantine(t, ctx, reload) : "")))));
+}
+
+function quarantineTable(list, ctx, reload) {
+  const cols = ["Test", "Repository", "Reason", "Since", ""];
+  return table(cols, list.map((q) => h("tr", {},
+    h("td", {}, h("code", {}, q.test)),
+    h("td", {}, q.repository),
+    h("td", {}, q.reason || "—"),
+    h("td", {}, when(q.added_at)),
+    h("td", {}, ctx.canDecide ? release(q, reload) : ""))));
+}
+
+function action(text, cls, label, run, reload) {
+  const b = h("button", { type: "button", class: cls, "aria-label": label }, text);
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      await run();
+      announce(`${label}: done`);
+      reload();
+    } catch (e) {
+      b.disabled = false;
+      b.after(failure(e));
+    }
+  });
+  return b;
+}
+
+function quarantine(t, ctx, reload) {
+  return action("Quarantine", "secondary", `Quarantine ${t.test} in ${t.repository}`, () =>
+    api("/api/v1/quarantine", {
+      method: "POST",
+      body: { repository: t.repository, test: t.test, reason: `flaky; quarantined by ${ctx.me.name} from the dashboard` },
+    }), reload);
+}
+
+function release(t, reload) {
+  return action("Release", "secondary", `Release ${t.test} in ${t.repository} from quarantine`, () =>
+    api(`/api/v1/quarantine${query({ repository: t.repository, test: t.test })}`, { method: "DELETE" }), reload);
+}
