@@ -83,7 +83,7 @@ pub async fn serve(
 ) -> Result<()> {
     check_exposure(&config)?;
     warn_unconfigured(&config);
-    let state = AppState::new(config).await?;
+    let state = AppState::new(config, shutdown.clone()).await?;
     if state.store.backend() == pipeguard_store::Backend::Sqlite {
         // An embedded database has exactly one worker: this one. Work a killed process had
         // claimed is taken again now instead of after its lease.

@@ -34,6 +34,9 @@ pub struct AppState {
     pub rate_limit: SourceLimiter,
     /// Listening on a loopback address only: unsigned deliveries are accepted there.
     pub loopback: bool,
+    /// Turns true when the server stops, for work that would otherwise hold the stop up
+    /// (live event streams).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -72,7 +75,10 @@ pub fn is_loopback(listen: &str) -> bool {
 }
 
 impl AppState {
-    pub async fn new(config: Config) -> Result<Shared> {
+    pub async fn new(
+        config: Config,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Shared> {
         let mut store = Store::connect(&config.database_url)
             .await
             .with_context(|| format!("cannot open database {}", config.database_url))?;
@@ -118,6 +124,7 @@ impl AppState {
             },
             rate_limit: SourceLimiter::new(config.api.rate_limit_per_minute),
             loopback: is_loopback(&config.listen),
+            shutdown,
             config,
         }))
     }

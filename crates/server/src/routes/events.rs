@@ -77,6 +77,7 @@ async fn feed(st: Shared, mut cursor: Cursor, tx: mpsc::Sender<Event>) {
     if tx.send(ready).await.is_err() {
         return;
     }
+    let mut shutdown = st.shutdown.clone();
     loop {
         let full = match st
             .store
@@ -111,6 +112,8 @@ async fn feed(st: Shared, mut cursor: Cursor, tx: mpsc::Sender<Event>) {
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::time::sleep_until(end) => return,
             _ = tx.closed() => return,
+            // The server is stopping: end the stream so it does not hold the stop up.
+            _ = shutdown.wait_for(|v| *v) => return,
         }
     }
 }
