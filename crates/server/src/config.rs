@@ -176,6 +176,11 @@ pub struct WorkerSection {
     pub lease_seconds: u64,
     /// First delay between platform API tries on transient errors, in milliseconds.
     pub http_backoff_ms: u64,
+    /// Jobs run at once by this replica: a slow log download or a long fix command holds
+    /// only its own session back.
+    pub concurrency: usize,
+    /// Jobs of one platform at once, so a platform that times out cannot take every worker.
+    pub per_platform: usize,
 }
 
 impl Default for Config {
@@ -224,6 +229,8 @@ impl Default for WorkerSection {
             max_job_tries: 6,
             lease_seconds: 300,
             http_backoff_ms: 500,
+            concurrency: 8,
+            per_platform: 4,
         }
     }
 }
@@ -365,6 +372,9 @@ impl Config {
             self.approvals.required = num("PIPEGUARD_APPROVALS_REQUIRED", v)?;
         }
         self.apply_oidc_env(&nonempty);
+        if let Some(v) = nonempty("PIPEGUARD_WORKER_CONCURRENCY") {
+            self.worker.concurrency = num("PIPEGUARD_WORKER_CONCURRENCY", v)?;
+        }
         if let Some(v) = nonempty("PIPEGUARD_HTTP_BACKOFF_MS") {
             self.worker.http_backoff_ms = num("PIPEGUARD_HTTP_BACKOFF_MS", v)?;
         }

@@ -86,6 +86,8 @@ impl Task {
 pub struct Job {
     pub id: i64,
     pub session_id: String,
+    /// The session's platform, for per-platform limits.
+    pub platform: String,
     pub task: Task,
     /// How many times this job has been claimed, this one included.
     pub tries: i64,
@@ -125,26 +127,40 @@ impl Store {
         enqueue_in(&mut conn, self.keys(), session_id, &task, run_at).await
     }
 
-    /// Takes the next due job, leasing it for `lease_ms`.
-    pub async fn claim(&self, lease_ms: i64) -> Result<Option<Job>> {
+    /// Takes the next due job, leasing it for `lease_ms`: never one whose session already
+    /// has a job running (a session's jobs run one at a time), nor one of a platform in
+    /// `busy` (so one slow platform cannot take every worker).
+    pub async fn claim(&self, lease_ms: i64, busy: &[String]) -> Result<Option<Job>> {
         let now = now_ms();
-        let pick = match self.backend {
-            Backend::Sqlite => {
-                "SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $1) \
-                 OR (status = 'running' AND locked_until < $1) ORDER BY run_at, id LIMIT 1"
-            }
-            Backend::Postgres => {
-                "SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $1) \
-                 OR (status = 'running' AND locked_until < $1) ORDER BY run_at, id LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED"
-            }
+        let placeholders: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 2)).collect();
+        let not_busy = if busy.is_empty() {
+            String::new()
+        } else {
+            format!(" AND s.platform NOT IN ({})", placeholders.join(", "))
         };
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
+        };
+        let pick = format!(
+            "SELECT j.id, s.platform FROM jobs j JOIN sessions s ON s.id = j.session_id \
+             WHERE ((j.status = 'queued' AND j.run_at <= $1) \
+             OR (j.status = 'running' AND j.locked_until < $1)) \
+             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.session_id = j.session_id \
+             AND r.status = 'running' AND r.locked_until >= $1 AND r.id <> j.id){not_busy} \
+             ORDER BY j.run_at, j.id LIMIT 1{lock}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(pick)).bind(now);
+        for p in busy {
+            q = q.bind(p);
+        }
         let mut tx = self.begin_write().await?;
-        let Some(row) = sqlx::query(pick).bind(now).fetch_optional(&mut *tx).await? else {
+        let Some(row) = q.fetch_optional(&mut *tx).await? else {
             tx.commit().await?;
             return Ok(None);
         };
         let id: i64 = row.try_get("id")?;
+        let platform: String = row.try_get("platform")?;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'running', locked_until = $1, tries = tries + 1 \
              WHERE id = $2 RETURNING id, session_id, kind, payload, tries",
@@ -169,6 +185,7 @@ impl Store {
         Ok(Some(Job {
             id,
             session_id: row.try_get("session_id")?,
+            platform,
             task,
             tries: row.try_get("tries")?,
         }))

@@ -44,12 +44,12 @@ async fn exercise(store: &Store) {
     assert_eq!(store.queue_depth().await.unwrap(), 1);
 
     // The queue hands a job to one claimer only.
-    let job = store.claim(60_000).await.unwrap().expect("a due job");
+    let job = store.claim(60_000, &[]).await.unwrap().expect("a due job");
     assert_eq!(
         (&job.task, job.session_id.as_str()),
         (&Task::Analyze, id.as_str())
     );
-    assert!(store.claim(60_000).await.unwrap().is_none());
+    assert!(store.claim(60_000, &[]).await.unwrap().is_none());
     store.finish_job(job.id).await.unwrap();
 
     // Conditional transitions: only from the expected state.
@@ -89,7 +89,7 @@ async fn exercise(store: &Store) {
             session_id: id.clone()
         }
     );
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     assert!(
         matches!(
             job.task,
@@ -103,7 +103,7 @@ async fn exercise(store: &Store) {
         job.task
     );
     // A lease that expired is taken again (a crashed worker).
-    let again = store.claim(-1).await.unwrap();
+    let again = store.claim(-1, &[]).await.unwrap();
     assert!(again.is_none(), "lease still valid");
     let s = store.get_session(&id).await.unwrap().unwrap();
     assert_eq!(s.status, SessionStatus::Verifying);
@@ -129,7 +129,7 @@ async fn exercise(store: &Store) {
             session_id: id.clone()
         }
     );
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     assert!(matches!(job.task, Task::Outcome { .. }));
     assert_eq!(job.session_id, id);
     store.finish_job(job.id).await.unwrap();
@@ -191,9 +191,9 @@ async fn expired_leases_are_claimed_again() {
         .intake(Platform::Github, "d1", "9", failure("9", 1))
         .await
         .unwrap();
-    let first = store.claim(-1).await.unwrap().unwrap();
+    let first = store.claim(-1, &[]).await.unwrap().unwrap();
     let second = store
-        .claim(60_000)
+        .claim(60_000, &[])
         .await
         .unwrap()
         .expect("expired lease is reclaimed");

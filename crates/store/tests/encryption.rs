@@ -113,7 +113,7 @@ async fn outcome_events_are_sealed_and_redacted(store: &Store, key_id: &str) {
         .await
         .unwrap();
     let id = r.outcome.session_id().unwrap().to_string();
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     store.finish_job(job.id).await.unwrap();
     let t = Transition {
         from: &[SessionStatus::Received],
@@ -130,7 +130,7 @@ async fn outcome_events_are_sealed_and_redacted(store: &Store, key_id: &str) {
         .await
         .unwrap();
     assert_sealed_with(&raw_values(store).await, key_id);
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     let Task::Outcome {
         event: Some(ev), ..
     } = job.task
@@ -153,7 +153,7 @@ async fn sealed_at_rest_and_read_back(plain: Store) {
     let id = write_all(&store, "1").await;
     assert_sealed_with(&raw_values(&store).await, &key_id);
     reads_back(&store, &id).await;
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     assert_eq!(job.task, Task::Analyze);
     store.finish_job(job.id).await.unwrap();
     outcome_events_are_sealed_and_redacted(&store, &key_id).await;
@@ -227,7 +227,7 @@ async fn plaintext_rows_stay_readable_and_rotation_rewrites_everything(plain: St
 /// clear, but never with a secret in them.
 async fn secrets_in_errors_and_notes_are_redacted(store: Store) {
     let id = write_all(&store, "1").await;
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     let leak = format!("GET https://ci.example.com/api?token={SECRET} failed");
     store.fail_job(job.id, &leak).await.unwrap();
     assert!(store.claim_action(&id, 1, "run", "retry").await.unwrap());

@@ -35,7 +35,7 @@ async fn session(store: &Store, repo: &str, run: &str, age_days: Option<i64>) ->
         .await
         .unwrap();
     let id = r.outcome.session_id().unwrap().to_string();
-    let job = store.claim(60_000).await.unwrap().unwrap();
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     store.finish_job(job.id).await.unwrap();
     let to = if age_days.is_some() {
         SessionStatus::Escalated

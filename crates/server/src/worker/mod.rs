@@ -60,11 +60,44 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How often retention purges old payloads.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
+/// Jobs in flight, by platform.
+struct InFlight {
+    set: tokio::task::JoinSet<String>,
+    by_platform: std::collections::HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn done(&mut self, platform: &str) {
+        if let Some(n) = self.by_platform.get_mut(platform) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Platforms at their limit: their jobs wait so the others keep moving.
+    fn busy(&self, limit: usize) -> Vec<String> {
+        self.by_platform
+            .iter()
+            .filter(|(_, n)| **n >= limit.max(1))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+}
+
+/// Runs jobs from the queue, up to `[worker] concurrency` at a time and `per_platform` of one
+/// platform, until shutdown; then waits for the jobs in flight.
 pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
     let lease = st.config.worker.lease_seconds as i64 * 1000;
+    let concurrency = st.config.worker.concurrency.max(1);
     let mut housekept = std::time::Instant::now() - HOUSEKEEPING;
     let mut purged: Option<std::time::Instant> = None;
+    let mut flight = InFlight {
+        set: tokio::task::JoinSet::new(),
+        by_platform: Default::default(),
+    };
     loop {
+        while let Some(done) = flight.set.try_join_next() {
+            flight.done(&done.unwrap_or_default());
+        }
         if *shutdown.borrow() {
             break;
         }
@@ -76,37 +109,55 @@ pub async fn run(st: Shared, mut shutdown: watch::Receiver<bool>) {
                 retention(&st).await;
             }
         }
-        let job = match st.store.claim(lease).await {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!("cannot claim work: {e}");
-                None
-            }
+        let job = if flight.set.len() >= concurrency {
+            None
+        } else {
+            let busy = flight.busy(st.config.worker.per_platform);
+            st.store
+                .claim(lease, &busy)
+                .await
+                .inspect_err(|e| tracing::error!("cannot claim work: {e}"))
+                .ok()
+                .flatten()
         };
         let Some(job) = job else {
-            // Sleep until the next due job, a wake-up from intake, or shutdown.
-            let wait = match st.store.next_due().await {
-                Ok(Some(t)) => (t - now_ms()).clamp(10, 1000) as u64,
-                _ => 1000,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => {},
-                _ = st.worker_wake.notified() => {},
-                _ = shutdown.changed() => {},
-            }
+            idle(&st, &mut flight, &mut shutdown).await;
             continue;
         };
-        // A panic in one job (a bug) must not stop the worker: it fails that job only.
-        let (id, session) = (job.id, job.session_id.clone());
-        let span = tracing::info_span!("job", id, kind = job.task.kind(), session = %session);
-        if let Err(e) = tokio::spawn(handle(st.clone(), job).instrument(span)).await {
-            tracing::error!(job = id, session = %session, "job panicked: {e}");
-            let _ = st
-                .store
-                .fail_job(id, "internal error: the job panicked")
-                .await;
-        }
+        *flight.by_platform.entry(job.platform.clone()).or_default() += 1;
+        flight.set.spawn(supervised(st.clone(), job));
     }
+    while let Some(done) = flight.set.join_next().await {
+        flight.done(&done.unwrap_or_default());
+    }
+}
+
+/// Waits for the next due job, a wake-up from intake, a job in flight to finish, or shutdown.
+async fn idle(st: &Shared, flight: &mut InFlight, shutdown: &mut watch::Receiver<bool>) {
+    let wait = match st.store.next_due().await {
+        Ok(Some(t)) => (t - now_ms()).clamp(10, 1000) as u64,
+        _ => 1000,
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(wait)) => {},
+        _ = st.worker_wake.notified() => {},
+        _ = shutdown.changed() => {},
+        Some(done) = flight.set.join_next() => flight.done(&done.unwrap_or_default()),
+    }
+}
+
+/// Runs one job; a panic in it (a bug) fails that job only, never the worker.
+async fn supervised(st: Shared, job: Job) -> String {
+    let (id, session, platform) = (job.id, job.session_id.clone(), job.platform.clone());
+    let span = tracing::info_span!("job", id, kind = job.task.kind(), session = %session);
+    if let Err(e) = tokio::spawn(handle(st.clone(), job).instrument(span)).await {
+        tracing::error!(job = id, session = %session, "job panicked: {e}");
+        let _ = st
+            .store
+            .fail_job(id, "internal error: the job panicked")
+            .await;
+    }
+    platform
 }
 
 async fn housekeeping(st: &Shared) {
