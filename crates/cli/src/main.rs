@@ -46,6 +46,8 @@ enum Command {
     Simulate(cmd::simulate::CmdArgs),
     /// Re-decide the stored sessions with a candidate policy and show what would change.
     Backtest(cmd::backtest::CmdArgs),
+    /// Send a session's dead letters (work that failed for good) again; `--list` shows them.
+    RetryDead(cmd::retry_dead::CmdArgs),
     /// Create, list and revoke API tokens.
     Token(cmd::token::CmdArgs),
     /// Check the audit trail: `audit verify` names the first edited or deleted entry.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Verdict(a) => cmd::verdict::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
+        Command::RetryDead(a) => cmd::retry_dead::run(a),
         Command::Token(a) => cmd::token::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::RotateKey(a) => cmd::rotate_key::run(a),

@@ -119,6 +119,13 @@ pub async fn metrics(
         "Jobs waiting or running in the healing queue",
         depth,
     );
+    let dead: Gauge = Gauge::default();
+    dead.set(st.store.dead_letter_count().await?);
+    reg.register(
+        "pipeguard_dead_letters",
+        "Jobs that failed for good and wait for a person (pipeguard retry-dead SESSION)",
+        dead,
+    );
     let flaky: Gauge = Gauge::default();
     flaky.set(st.store.flaky_test_count().await?);
     reg.register(

@@ -529,13 +529,24 @@ async fn metrics_need_their_token_when_one_is_set() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("pipeguard_queue_depth"));
-    // Health stays open for probes.
-    let r = anon
-        .get(format!("{}/healthz", app.base))
+    // Health and readiness stay open for probes.
+    for probe in ["healthz", "readyz"] {
+        let r = anon
+            .get(format!("{}/{probe}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{probe}");
+    }
+    let ready: Value = anon
+        .get(format!("{}/readyz", app.base))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(ready["status"], "ready");
     app.stop().await;
 }
 

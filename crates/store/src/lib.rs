@@ -29,7 +29,7 @@ pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
 pub use flaky::{Observation, QuarantineEntry, TestStats};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
-pub use queue::{Job, Task};
+pub use queue::{DeadLetter, Job, RetryDead, Task};
 pub use retention::{PurgeFilter, PurgeReport};
 pub use rotation::RotateReport;
 pub use sessions::{

@@ -3,8 +3,8 @@
 //! is taken again.
 
 use crate::crypto::{open, seal, Field, Keyring};
-use crate::sessions::redacted;
-use crate::{now_ms, Backend, Result, Store, StoreError};
+use crate::sessions::{log_in, redacted, SessionStatus};
+use crate::{now_ms, parse_col, Backend, Result, Store, StoreError};
 use pipeguard_core::analysis::redact::redact;
 use pipeguard_core::event::FailureEvent;
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,41 @@ impl Task {
         }
         v["kind"] = Value::String(kind.to_string());
         serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("job {kind}: {e}")))
+    }
+}
+
+/// A job that failed for good.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub job_id: i64,
+    pub session_id: String,
+    pub kind: String,
+    pub error: Option<String>,
+    pub tries: i64,
+    /// When it was last due.
+    pub at: i64,
+}
+
+/// What sending a session's dead letters again did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryDead {
+    NotFound,
+    /// Only a failed session is reopened; this one is in another state.
+    NotFailed(SessionStatus),
+    NothingDead,
+    Requeued {
+        kinds: Vec<String>,
+        status: SessionStatus,
+    },
+}
+
+/// The status a failed session goes back to so that a job of this kind can run again.
+fn reopens_at(kind: &str) -> Option<SessionStatus> {
+    match kind {
+        "analyze" => Some(SessionStatus::Received),
+        "execute" => Some(SessionStatus::Planned),
+        "outcome" | "verify" | "passed_later" => Some(SessionStatus::Verifying),
+        _ => None,
     }
 }
 
@@ -243,6 +278,97 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Work that failed for good (its tries used up, or an error retrying cannot fix): the
+    /// dead letters people look at and may send again.
+    pub async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, session_id, kind, last_error, tries, run_at FROM jobs \
+             WHERE status = 'failed' ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    job_id: r.try_get("id")?,
+                    session_id: r.try_get("session_id")?,
+                    kind: r.try_get("kind")?,
+                    error: r.try_get::<Option<String>, _>("last_error")?,
+                    tries: r.try_get("tries")?,
+                    at: r.try_get("run_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn dead_letter_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'failed'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Sends a session's dead letters again with fresh tries, in one transaction with reopening
+    /// the session at the stage the earliest of them belongs to. Dead notifications alone are
+    /// re-sent without touching the session (its outcome did not depend on them).
+    pub async fn retry_dead(&self, session_id: &str, by: &str) -> Result<RetryDead> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query("SELECT status FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(RetryDead::NotFound);
+        };
+        let status: SessionStatus = parse_col(&row, "status")?;
+        let kinds: Vec<String> =
+            sqlx::query("SELECT kind FROM jobs WHERE session_id = $1 AND status = 'failed'")
+                .bind(session_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("kind"))
+                .collect::<std::result::Result<_, _>>()?;
+        if kinds.is_empty() {
+            return Ok(RetryDead::NothingDead);
+        }
+        let reopen = kinds.iter().filter_map(|k| reopens_at(k)).min_by_key(|s| {
+            SessionStatus::ALL
+                .iter()
+                .position(|x| x == s)
+                .unwrap_or(usize::MAX)
+        });
+        if let Some(to) = reopen {
+            if status != SessionStatus::Failed {
+                return Ok(RetryDead::NotFailed(status));
+            }
+            sqlx::query(
+                "UPDATE sessions SET status = $1, updated_at = $2, finished_at = NULL, reason = NULL \
+                 WHERE id = $3",
+            )
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+            log_in(&mut tx, session_id, to, &format!("retried by {by}")).await?;
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', tries = 0, run_at = $1, locked_until = NULL \
+             WHERE session_id = $2 AND status = 'failed'",
+        )
+        .bind(now_ms())
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RetryDead::Requeued {
+            kinds,
+            status: reopen.unwrap_or(status),
+        })
     }
 
     /// Jobs waiting or running.

@@ -3,7 +3,7 @@
 mod common;
 
 use pipeguard_core::event::{FailureEvent, Platform};
-use pipeguard_store::{Intake, IntakeOutcome, SessionStatus, Store, Task, Transition};
+use pipeguard_store::{Intake, IntakeOutcome, RetryDead, SessionStatus, Store, Task, Transition};
 
 fn failure(run: &str, attempt: u32) -> Intake {
     Intake::Failure(FailureEvent {
@@ -173,6 +173,82 @@ async fn exercise(store: &Store) {
     assert_eq!(late.outcome.session_id(), Some(id.as_str()));
     assert!(matches!(late.outcome, IntakeOutcome::Duplicate { .. }));
     assert_eq!(store.list_sessions(10, 0).await.unwrap().len(), 1);
+}
+
+/// Work that failed for good is listed and counted, and sending it again reopens the failed
+/// session at that work's stage in the same transaction.
+async fn dead_letters(store: &Store) {
+    let a = store
+        .intake(Platform::Github, "dead-1", "9", failure("9", 1))
+        .await
+        .unwrap();
+    let IntakeOutcome::Created { session_id: id } = a.outcome else {
+        panic!("expected a new session, got {a:?}")
+    };
+    let by = "operator-1";
+    assert_eq!(
+        store.retry_dead(&id, by).await.unwrap(),
+        RetryDead::NothingDead
+    );
+    let job = store.claim(60_000, &[]).await.unwrap().unwrap();
+    store.fail_job(job.id, "platform said 503").await.unwrap();
+    let t = Transition {
+        from: &[SessionStatus::Received],
+        to: SessionStatus::Failed,
+        message: "analyze: platform said 503",
+    };
+    assert!(store.transition(&id, t).await.unwrap());
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].session_id.as_str(), dead[0].kind.as_str()),
+        (id.as_str(), "analyze")
+    );
+    assert_eq!(dead[0].error.as_deref(), Some("platform said 503"));
+    assert_eq!(store.dead_letter_count().await.unwrap(), 1);
+    assert_eq!(
+        store.retry_dead("no-such-session", by).await.unwrap(),
+        RetryDead::NotFound
+    );
+
+    let r = store.retry_dead(&id, by).await.unwrap();
+    assert_eq!(
+        r,
+        RetryDead::Requeued {
+            kinds: vec!["analyze".into()],
+            status: SessionStatus::Received
+        }
+    );
+    assert_eq!(store.dead_letter_count().await.unwrap(), 0);
+    let s = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Received);
+    let again = store
+        .claim(60_000, &[])
+        .await
+        .unwrap()
+        .expect("the job is due again");
+    assert_eq!((again.id, again.task), (job.id, Task::Analyze));
+    // Once reopened, the session is not failed: nothing more to send.
+    store.fail_job(again.id, "again").await.unwrap();
+    assert_eq!(
+        store.retry_dead(&id, by).await.unwrap(),
+        RetryDead::NotFailed(SessionStatus::Received)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_dead_letters() {
+    let (store, _dir) = common::sqlite().await;
+    dead_letters(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_dead_letters() {
+    let Some(pg) = common::FreshPostgres::create().await else {
+        return;
+    };
+    dead_letters(&pg.store).await;
+    pg.drop_database().await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub mod flaky;
 pub mod hosts;
 pub mod purge;
 pub mod report;
+pub mod retry_dead;
 pub mod rotate_key;
 pub mod run;
 pub mod serve;

@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod dead_letters;
 pub mod events;
 pub mod learning;
 pub mod sessions;
@@ -38,7 +39,9 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/sessions/{id}/approve", post(approvals::approve))
         .route("/api/v1/sessions/{id}/reject", post(approvals::reject))
         .route("/api/v1/sessions/{id}/verdict", post(learning::verdict))
+        .route("/api/v1/sessions/{id}/retry", post(dead_letters::retry))
         .route("/api/v1/approvals", get(approvals::list))
+        .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/flaky-tests", get(learning::flaky_tests))
         .route(
             "/api/v1/quarantine",
@@ -58,6 +61,7 @@ pub fn router(st: Shared) -> Router {
     let timeout = Duration::from_secs(st.config.api.request_timeout_seconds.max(1));
     Router::new()
         .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
         .route("/webhooks/{platform}", post(webhooks::receive))
         .route("/pipeline/webhook", post(webhooks::generic))
         .route("/metrics", get(metrics::metrics))

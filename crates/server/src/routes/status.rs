@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use crate::routes::sessions::session_json;
 use crate::Shared;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use pipeguard_core::analysis::Hints;
 use pipeguard_core::event::{FailedJob, FailureEvent};
@@ -15,6 +16,21 @@ use serde_json::{json, Value};
 pub async fn healthz(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     let depth = st.store.queue_depth().await?;
     Ok(Json(json!({"status": "ok", "queue_depth": depth})))
+}
+
+/// Readiness for load balancers and Kubernetes: 503 while the database cannot be reached or
+/// the server is draining, so traffic goes to another replica instead.
+pub async fn readyz(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let unready = |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", m);
+    if *st.shutdown.borrow() {
+        return Err(unready("shutting down".into()));
+    }
+    let depth = st
+        .store
+        .queue_depth()
+        .await
+        .map_err(|e| unready(format!("database: {e}")))?;
+    Ok(Json(json!({"status": "ready", "queue_depth": depth})))
 }
 
 pub async fn not_found() -> ApiError {
