@@ -528,18 +528,23 @@ async fn without_a_model_nothing_changes() {
     assert!(s["diagnosis"].get("explanation").is_none(), "{s:#}");
     assert!(!metrics_text(&app).await.contains("pipeguard_llm"));
     let operator = authenticated(&app.token("op", "operator").await);
-    let r = operator
-        .post(format!("{}/api/v1/sessions/{id}/explain", app.base))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&operator, &app, &id).await;
     assert_eq!(r.status(), 503);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"], "no_model");
     assert!(e["message"].as_str().unwrap().contains("PIPEGUARD_LLM_URL"));
     assert!(sent(&m).await.is_empty());
     app.stop().await;
+}
+
+/// `POST /api/v1/sessions/{id}/explain` as `client`'s credential.
+async fn ask(client: &reqwest::Client, app: &TestApp, id: &str) -> reqwest::Response {
+    client
+        .post(format!("{}/api/v1/sessions/{id}/explain", app.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
 }
 
 fn counter(text: &str, series: &str) -> u64 {
@@ -561,20 +566,13 @@ async fn operators_ask_on_request_answers_are_cached_and_counted() {
         1
     );
     assert_eq!(counter(&text, "pipeguard_llm_tokens_total"), 321);
-    let url = format!("{}/api/v1/sessions/{id}/explain", app.base);
     let viewer = authenticated(&app.token("viewer", "viewer").await);
-    let r = viewer.post(&url).json(&json!({})).send().await.unwrap();
+    let r = ask(&viewer, &app, &id).await;
     assert_eq!(r.status(), 403);
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
     let operator = authenticated(&app.token("op", "operator").await);
-    let r = operator
-        .post(format!("{}/api/v1/sessions/nope/explain", app.base))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = operator.post(&url).json(&json!({})).send().await.unwrap();
+    assert_eq!(ask(&operator, &app, "nope").await.status(), 404);
+    let r = ask(&operator, &app, &id).await;
     assert_eq!(r.status(), 200);
     let x: Value = r.json().await.unwrap();
     // Same fingerprint, same kind of host: the cached answer, nothing sent.
@@ -617,5 +615,41 @@ async fn the_hourly_token_budget_stops_requests() {
         ),
         1
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn host_facts_from_server_awareness_reach_the_prompt() {
+    let a = answer("infrastructure", &["systemctl status artifact-sync"], &[]);
+    let m = model(completion(&a.to_string())).await;
+    let app = app_with_model(&m, |_| {}).await;
+    let store = pipeguard_store::Store::connect(&app.db_url).await.unwrap();
+    let host = pipeguard_store::hosts::HostRecord {
+        name: "web1".into(),
+        distribution: Some("Ubuntu".into()),
+        distribution_version: Some("22.04".into()),
+        pkg_mgr: Some("apt".into()),
+        service_mgr: Some("systemd".into()),
+        ..Default::default()
+    };
+    store.upsert_host(&host).await.unwrap();
+    store.close().await;
+    let r = app
+        .http
+        .post(format!("{}/pipeline/webhook", app.base))
+        .json(&json!({"source": "deploy", "job_name": "sync", "stage": "publish",
+                      "target_hosts": ["web1"], "error_message": "exit code 75",
+                      "log": "artifact-sync: lease renewal rejected by coordinator (epoch 41 < 42)\n"}))
+        .send()
+        .await
+        .unwrap();
+    let id = session_id(r).await;
+    let s = analyzed(&app, &id).await;
+    let prompt = s["diagnosis"]["explanation"]["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("host: OS Ubuntu 22.04, package manager apt, service manager systemd"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("job: sync") && prompt.contains("step: publish"));
     app.stop().await;
 }

@@ -48,11 +48,7 @@ pub async fn explain(
     Path(id): Path<String>,
     Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = st
-        .store
-        .get_session(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+    let s = crate::routes::sessions::find(&st, &id).await?;
     let analyst = st.analyst.clone().ok_or_else(no_model)?;
     let (d, job) = diagnosed(&s)?;
     // The log itself is kept only when the event carried it; else the stored evidence.
