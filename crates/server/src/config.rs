@@ -36,6 +36,8 @@ pub struct Config {
     pub encryption: EncryptionSection,
     /// How long payloads, logs and evidence are kept.
     pub retention: RetentionSection,
+    /// The optional model that explains failures the rules cannot place.
+    pub llm: pipeguard_llm::LlmConfig,
 }
 
 /// How API callers prove who they are: API tokens always; JWTs when `[auth.oidc]` is set.
@@ -203,6 +205,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             encryption: EncryptionSection::default(),
             retention: RetentionSection::default(),
+            llm: pipeguard_llm::LlmConfig::default(),
         }
     }
 }
@@ -300,7 +303,18 @@ impl Config {
         if cfg.tls.cert.is_some() != cfg.tls.key.is_some() {
             anyhow::bail!("[tls] needs both cert and key");
         }
+        cfg.check_llm()?;
         Ok(cfg)
+    }
+
+    /// A model is optional, but a half-set or malformed `[llm]` is an error rather than a
+    /// model silently left off.
+    pub fn check_llm(&self) -> Result<()> {
+        let l = &self.llm;
+        if l.url.is_none() && l.model.is_none() {
+            return Ok(());
+        }
+        l.validate().map_err(|e| anyhow::anyhow!("[llm]: {e}"))
     }
 
     /// A platform's section.
@@ -384,6 +398,7 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_RETENTION_DAYS") {
             self.retention.days = num("PIPEGUARD_RETENTION_DAYS", v)?;
         }
+        self.llm.apply_env(nonempty)?;
         Ok(())
     }
 }
@@ -537,6 +552,44 @@ tokn = \"x\"
             "{e}"
         );
         assert!(Config::from_toml("[encryption]\nkey = \"x\"").is_err());
+    }
+
+    #[test]
+    fn llm_from_file_and_environment() {
+        let mut cfg = Config::from_toml(
+            "[llm]\nurl = \"http://127.0.0.1:11434/v1\"\nmodel = \"file\"\n\
+             max_prompt_tokens = 500\nhourly_token_budget = 9000\ncache_ttl_seconds = 60\n\
+             internal_hosts = [\"*.corp.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.llm.timeout_seconds, 30);
+        cfg.apply_env(|k| match k {
+            "PIPEGUARD_LLM_MODEL" => Some("llama3.1".into()),
+            "PIPEGUARD_LLM_API_KEY" => Some("sk-secret".into()),
+            "PIPEGUARD_LLM_TIMEOUT_SECONDS" => Some("7".into()),
+            _ => None,
+        })
+        .unwrap();
+        let l = &cfg.llm;
+        assert_eq!(l.model.as_deref(), Some("llama3.1"));
+        assert_eq!(l.url.as_deref(), Some("http://127.0.0.1:11434/v1"));
+        assert_eq!((l.timeout_seconds, l.max_prompt_tokens), (7, 500));
+        assert_eq!((l.hourly_token_budget, l.cache_ttl_seconds), (9000, 60));
+        assert_eq!(l.internal_hosts, ["*.corp.example.com"]);
+        assert!(!format!("{cfg:?}").contains("sk-secret"));
+        cfg.check_llm().unwrap();
+        // Nothing set: no model, no error. Half set: an error naming what is missing.
+        Config::default().check_llm().unwrap();
+        assert!(!Config::default().llm.is_enabled());
+        let mut half = Config::default();
+        half.apply_env(|k| (k == "PIPEGUARD_LLM_URL").then(|| "http://x/v1".into()))
+            .unwrap();
+        let e = half.check_llm().unwrap_err().to_string();
+        assert!(e.contains("PIPEGUARD_LLM_MODEL"), "{e}");
+        assert!(Config::from_toml("[llm]\nmodle = \"x\"").is_err());
+        let bad = Config::default()
+            .apply_env(|k| (k == "PIPEGUARD_LLM_TIMEOUT_SECONDS").then(|| "soon".into()));
+        assert!(bad.is_err());
     }
 
     #[test]

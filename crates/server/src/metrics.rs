@@ -153,6 +153,7 @@ pub async fn metrics(
         "Failed calls to CI platform APIs (each failed try)",
         api_errors,
     );
+    crate::analyst::register_metrics(&st, &mut reg);
     let mut text = String::new();
     encode(&mut text, &reg)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()))?;

@@ -53,6 +53,7 @@ pub fn generic_payload(s: &SessionRecord, status: &str) -> Value {
             "heal_attempts": s.heal_attempts,
             "reason": s.reason,
             "evidence": evidence(s),
+            "explanation": crate::analyst::notification_text(s),
         },
         "api": format!("/api/v1/sessions/{}", s.id),
     })
@@ -84,14 +85,26 @@ pub fn slack_payload(s: &SessionRecord, status: &str) -> Value {
         let lines: String = slack_escape(&ev.join("\n")).chars().take(2500).collect();
         detail.push_str(&format!("\n```{lines}```"));
     }
-    json!({
+    let mut body = json!({
         "text": headline,
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
             {"type": "section", "text": {"type": "mrkdwn", "text": detail}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("session `{}`", s.id)}]},
         ],
-    })
+    });
+    if let (Some(x), Some(blocks)) = (
+        crate::analyst::notification_text(s),
+        body["blocks"].as_array_mut(),
+    ) {
+        // A section of its own: Slack caps each at 3000 characters.
+        let x: String = slack_escape(&x).chars().take(2900).collect();
+        blocks.insert(
+            2,
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": x}}),
+        );
+    }
+    body
 }
 
 /// Log text is untrusted: Slack's control characters are escaped, and a code fence inside it

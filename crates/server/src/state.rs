@@ -37,6 +37,9 @@ pub struct AppState {
     /// Turns true when the server stops, for work that would otherwise hold the stop up
     /// (live event streams).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The model that explains failures the rules cannot place; `None` when none is
+    /// configured, and then nothing asks one.
+    pub analyst: Option<Arc<pipeguard_llm::Analyst>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -72,6 +75,20 @@ pub fn is_loopback(listen: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The analyst for the configured model, if any.
+fn analyst(config: &Config) -> Result<Option<Arc<pipeguard_llm::Analyst>>> {
+    config.check_llm()?;
+    if !config.llm.is_enabled() {
+        return Ok(None);
+    }
+    let a = pipeguard_llm::Analyst::new(config.llm.clone()).context("[llm]")?;
+    tracing::info!(
+        source = a.source(),
+        "a model explains failures the rules cannot place"
+    );
+    Ok(Some(Arc::new(a)))
 }
 
 impl AppState {
@@ -125,6 +142,7 @@ impl AppState {
             rate_limit: SourceLimiter::new(config.api.rate_limit_per_minute),
             loopback: is_loopback(&config.listen),
             shutdown,
+            analyst: analyst(&config)?,
             config,
         }))
     }

@@ -82,6 +82,12 @@ async fn every_route_refuses_missing_credentials_and_roles_below_its_own() {
         ),
         (
             Method::POST,
+            "/api/v1/sessions/nope/explain",
+            Some(json!({})),
+            "operator",
+        ),
+        (
+            Method::POST,
             "/api/v1/quarantine",
             Some(json!({"repository": "o/r", "test": "t"})),
             "operator",

@@ -124,6 +124,10 @@ pub struct UserSignature {
     /// How decisive a match is (0..1); user signatures default to 0.95.
     #[serde(default)]
     pub weight: Option<f64>,
+    /// Ask the configured model to explain every failure this signature matches, even when
+    /// the match is confident (the model's category never replaces the signature's).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,9 +163,14 @@ pub fn parse_kb(text: &str) -> Result<Vec<Signature>, KbError> {
 }
 
 impl UserSignature {
+    /// The id of the `n`th (from 0) user signature: its own, else `user-N`.
+    pub fn id_at(&self, n: usize) -> String {
+        self.id.clone().unwrap_or_else(|| format!("user-{}", n + 1))
+    }
+
     fn into_signature(self, n: usize) -> Signature {
         Signature {
-            id: self.id.unwrap_or_else(|| format!("user-{}", n + 1)),
+            id: self.id_at(n),
             category: self.category,
             pattern: self.pattern,
             weight: self.weight.unwrap_or(0.95),
@@ -582,6 +591,7 @@ mod tests {
             strategy: None,
             description: None,
             weight: None,
+            explain: false,
         }];
         let kb = CompiledKb::compile(builtin_signatures().unwrap(), user).unwrap();
         assert!(kb.sigs[0].user);
@@ -593,6 +603,7 @@ mod tests {
             strategy: None,
             description: None,
             weight: None,
+            explain: false,
         }];
         assert!(CompiledKb::compile(vec![], bad).is_err());
     }

@@ -92,6 +92,8 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("POST", "/api/v1/sessions/{id}/reject", Role::Operator),
     ("POST", "/api/v1/sessions/{id}/verdict", Role::Operator),
     ("POST", "/api/v1/sessions/{id}/retry", Role::Operator),
+    // Asks the configured model now; spends tokens, changes no plan.
+    ("POST", "/api/v1/sessions/{id}/explain", Role::Operator),
     ("POST", "/api/v1/quarantine", Role::Operator),
     ("DELETE", "/api/v1/quarantine", Role::Operator),
     ("GET", "/api/v1/audit", Role::Admin),

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod dead_letters;
 pub mod events;
+pub mod explain;
 pub mod learning;
 pub mod sessions;
 pub mod status;
@@ -40,6 +41,7 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/sessions/{id}/reject", post(approvals::reject))
         .route("/api/v1/sessions/{id}/verdict", post(learning::verdict))
         .route("/api/v1/sessions/{id}/retry", post(dead_letters::retry))
+        .route("/api/v1/sessions/{id}/explain", post(explain::explain))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/flaky-tests", get(learning::flaky_tests))
@@ -188,6 +190,7 @@ mod tests {
             ("POST", "/api/v1/sessions/{id}/approve"),
             ("POST", "/api/v1/sessions/{id}/reject"),
             ("POST", "/api/v1/sessions/{id}/verdict"),
+            ("POST", "/api/v1/sessions/{id}/explain"),
             ("GET", "/api/v1/approvals"),
             ("GET", "/api/v1/flaky-tests"),
             ("GET", "/api/v1/quarantine"),

@@ -120,15 +120,19 @@ pub async fn list_sessions(
     ))
 }
 
+/// The session `id`, or a 404.
+pub async fn find(st: &Shared, id: &str) -> Result<SessionRecord, ApiError> {
+    st.store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))
+}
+
 pub async fn get_session(
     State(st): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let s = st
-        .store
-        .get_session(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+    let s = find(&st, &id).await?;
     let mut v = session_json(&s);
     v["diagnosis"] = s.diagnosis.clone().unwrap_or(Value::Null);
     v["plan"] = json!(s.plan);

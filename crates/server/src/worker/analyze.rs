@@ -39,11 +39,15 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     else {
         return requeue(st, job, "run still in progress", Duration::from_secs(15)).await;
     };
+    let kept = super::explain::keep_logs(st, &logs);
     let mut jobs = diagnose(st, logs)
         .instrument(tracing::info_span!("diagnose"))
         .await?;
     refine(st, &s, &mut jobs)
         .instrument(tracing::info_span!("refine"))
+        .await;
+    let explained = super::explain::consult(st, &s, &mut jobs, kept)
+        .instrument(tracing::info_span!("explain"))
         .await;
     let Some(choice) = heal::choose(&jobs) else {
         let reason = "no failed job or log found for this run attempt";
@@ -53,8 +57,9 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         .instrument(tracing::info_span!("gather"))
         .await?;
     let run_diagnosis = choice.run.clone();
-    let plan = heal::plan(&jobs, &s.event, &facts).expect("a run with a diagnosis has a plan");
-    persist(st, &s, &run_diagnosis, &jobs, plan)
+    let mut plan = heal::plan(&jobs, &s.event, &facts).expect("a run with a diagnosis has a plan");
+    super::explain::gate(explained.as_ref(), &mut plan);
+    persist(st, &s, &run_diagnosis, &jobs, plan, explained.as_ref())
         .instrument(tracing::info_span!("persist"))
         .await
 }
@@ -234,10 +239,12 @@ async fn persist(
     diag: &Diagnosis,
     jobs: &[JobDiagnosis],
     stored: StoredPlan,
+    explained: Option<&super::explain::Consulted>,
 ) -> Result<(), JobError> {
     let plan = &stored.plan;
     let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
     diagnosis_json["jobs"] = json!(jobs);
+    super::explain::attach(&mut diagnosis_json, explained);
     let (to, message) = match plan.decision {
         Decision::Act => (S::Planned, "plan ready"),
         Decision::AwaitApproval => (S::AwaitingApproval, "waiting for a human to approve"),

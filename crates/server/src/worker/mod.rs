@@ -4,6 +4,7 @@
 
 mod analyze;
 mod execute;
+mod explain;
 mod fixes;
 mod notify;
 mod outcome;
