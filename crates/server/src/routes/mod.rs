@@ -1,4 +1,4 @@
-//! The HTTP routes. Open: `/healthz`, the webhooks (each platform proves itself with its own
+//! The HTTP routes. Open: `/healthz`, `/openapi.json`, the webhooks (each platform proves itself with its own
 //! secret) and `/metrics` (unless `[metrics] token` is set). Everything else needs a bearer
 //! credential with the role `auth::ROUTES` names.
 
@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod events;
 pub mod learning;
+pub mod openapi;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
@@ -58,6 +59,7 @@ pub fn router(st: Shared) -> Router {
     let timeout = Duration::from_secs(st.config.api.request_timeout_seconds.max(1));
     Router::new()
         .route("/healthz", get(status::healthz))
+        .route("/openapi.json", get(openapi::document))
         .route("/webhooks/{platform}", post(webhooks::receive))
         .route("/pipeline/webhook", post(webhooks::generic))
         .route("/metrics", get(metrics::metrics))
