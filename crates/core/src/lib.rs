@@ -8,6 +8,9 @@ pub mod analysis;
 pub mod category;
 pub mod classifier;
 pub mod event;
+// Drives the fuzz targets and the replay of their corpus; not part of the service.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heal;
 pub mod learning;
 pub mod policy;

@@ -21,6 +21,10 @@ pub mod settings;
 pub mod teamcity;
 pub mod webhook;
 
+// Drives the fuzz target and its corpus replay; not part of the service.
+#[doc(hidden)]
+pub mod fuzzing;
+
 use api::HttpOptions;
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};

@@ -69,6 +69,14 @@ const TTG_BUCKETS: [f64; 10] = [
     60.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
 ];
 
+/// `GET /metrics`: Prometheus text; open unless `[metrics] token` is set.
+#[utoipa::path(
+    get, path = "/metrics", tag = "service", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+        (status = 401, description = "`[metrics] token` is set and was not given", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn metrics(
     State(st): State<Shared>,
     headers: axum::http::HeaderMap,
@@ -218,6 +226,11 @@ impl Tally {
     }
 }
 
+/// `GET /api/v1/stats`: outcomes, time to green, retries, verdicts.
+#[utoipa::path(
+    get, path = "/api/v1/stats", tag = "learning",
+    responses((status = 200, description = "Healing statistics", body = crate::routes::openapi::schema::Stats))
+)]
 pub async fn stats(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     let outcomes = st.store.outcome_counts().await?;
     let mut by_category: BTreeMap<String, Tally> = BTreeMap::new();

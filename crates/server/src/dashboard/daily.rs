@@ -9,9 +9,11 @@ use pipeguard_store::{now_ms, DAY_MS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DailyQuery {
+    /// 1..=366 (default 30).
     #[serde(default = "default_days")]
     days: i64,
 }
@@ -20,6 +22,13 @@ fn default_days() -> i64 {
     30
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/stats/daily", tag = "learning", params(DailyQuery),
+    responses(
+        (status = 200, description = "Outcomes per UTC day", body = crate::routes::openapi::schema::DailyStats),
+        (status = 400, description = "days out of range", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn daily(
     State(st): State<Shared>,
     q: Result<Query<DailyQuery>, QueryRejection>,

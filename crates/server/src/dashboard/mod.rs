@@ -19,11 +19,25 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// `GET /`: the page.
+#[utoipa::path(
+    get, path = "/", tag = "service", security(()),
+    responses((status = 200, description = "The dashboard's page", content_type = "text/html", body = String))
+)]
 pub async fn index(headers: HeaderMap) -> Response {
     serve(assets::page(), &headers)
 }
 
 /// `GET /assets/{name}`: a script, style sheet or icon of the page.
+#[utoipa::path(
+    get, path = "/assets/{name}", tag = "service", security(()),
+    params(("name" = String, Path, description = "The asset's file name (`app.js`, `app.css`…)")),
+    responses(
+        (status = 200, description = "The asset", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
+        (status = 304, description = "The browser's copy is current"),
+        (status = 404, description = "No such asset", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(a) => serve(a, &headers),

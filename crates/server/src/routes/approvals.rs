@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 /// Longest comment kept with a decision.
 const MAX_COMMENT: usize = 2000;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct Decision {
+    /// Kept with the decision (at most 2000 characters).
     #[serde(default)]
     comment: Option<String>,
     /// Accepted from older clients and ignored: the approver is the credential's identity.
@@ -51,6 +52,16 @@ impl From<DecisionError> for ApiError {
     }
 }
 
+/// `POST /api/v1/sessions/{id}/approve`: the credential's approval of the waiting plan.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/approve", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    request_body(content = Decision, description = "An optional comment", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Approved: the plan runs, or waits for more approvals", body = crate::routes::openapi::schema::Approved),
+        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 409, description = "The session waits for no approval, or this identity approved already", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn approve(
     State(st): State<Shared>,
     Path(id): Path<String>,
@@ -72,6 +83,16 @@ pub async fn approve(
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
+/// `POST /api/v1/sessions/{id}/reject`: the plan is not run; the session is escalated.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/reject", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    request_body(content = Decision, description = "An optional comment", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Rejected", body = crate::routes::openapi::schema::Rejected),
+        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 409, description = "The session waits for no approval", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn reject(
     State(st): State<Shared>,
     Path(id): Path<String>,
@@ -86,6 +107,10 @@ pub async fn reject(
 }
 
 /// Plans waiting for people, with the approvals each has and when it lapses.
+#[utoipa::path(
+    get, path = "/api/v1/approvals", tag = "sessions",
+    responses((status = 200, description = "Plans waiting for approval", body = crate::routes::openapi::schema::ApprovalList))
+)]
 pub async fn list(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     let filter = SessionFilter {
         status: Some(SessionStatus::AwaitingApproval),

@@ -9,9 +9,11 @@ use pipeguard_store::AuditQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
+    /// 1..=1000 (default 100).
     #[serde(default)]
     limit: Option<i64>,
     #[serde(default)]
@@ -28,6 +30,14 @@ pub struct Params {
     verify: bool,
 }
 
+/// `GET /api/v1/audit`: the audit trail, newest first (admins).
+#[utoipa::path(
+    get, path = "/api/v1/audit", tag = "admin", params(Params),
+    responses(
+        (status = 200, description = "Entries, and with `verify` the chain's integrity", body = crate::routes::openapi::schema::AuditPage),
+        (status = 400, description = "A bad limit, offset or parameter", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn list(
     State(st): State<Shared>,
     q: Result<Query<Params>, QueryRejection>,

@@ -38,13 +38,20 @@ pub const LIFETIME: Duration = Duration::from_secs(20);
 const MAX_BACKLOG_MS: i64 = 15 * 60 * 1000;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// The `id` of the last event the client saw.
     since: Option<i64>,
 }
 
+/// `GET /api/v1/events`: `ready`, then `session` events as sessions change; the stream ends
+/// after a while and the client reconnects with `since`.
+#[utoipa::path(
+    get, path = "/api/v1/events", tag = "sessions", params(EventsQuery),
+    responses((status = 200, description = "Server-sent events (`ready`, `session`)", content_type = "text/event-stream", body = String))
+)]
 pub async fn events(
     State(st): State<Shared>,
     q: Result<Query<EventsQuery>, QueryRejection>,

@@ -29,7 +29,8 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     Ok(b.map(|Json(t)| t)?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FlakyQuery {
     #[serde(default)]
@@ -58,6 +59,14 @@ pub fn flaky_json(s: &TestStats) -> Value {
     })
 }
 
+/// `GET /api/v1/flaky-tests`: flaky tests ranked by the time their failures cost.
+#[utoipa::path(
+    get, path = "/api/v1/flaky-tests", tag = "learning", params(FlakyQuery),
+    responses(
+        (status = 200, description = "Flaky tests", body = crate::routes::openapi::schema::FlakyTests),
+        (status = 400, description = "A bad limit or parameter", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn flaky_tests(
     State(st): State<Shared>,
     q: Result<Query<FlakyQuery>, QueryRejection>,
@@ -72,13 +81,19 @@ pub async fn flaky_tests(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RepoQuery {
     #[serde(default)]
     repository: String,
 }
 
+/// `GET /api/v1/quarantine`: quarantined tests.
+#[utoipa::path(
+    get, path = "/api/v1/quarantine", tag = "learning", params(RepoQuery),
+    responses((status = 200, description = "Quarantined tests", body = crate::routes::openapi::schema::QuarantineList))
+)]
 pub async fn quarantine_list(
     State(st): State<Shared>,
     q: Result<Query<RepoQuery>, QueryRejection>,
@@ -89,7 +104,7 @@ pub async fn quarantine_list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineRequest {
     repository: String,
@@ -105,6 +120,14 @@ fn required(name: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `POST /api/v1/quarantine`: quarantines a test.
+#[utoipa::path(
+    post, path = "/api/v1/quarantine", tag = "learning", request_body = QuarantineRequest,
+    responses(
+        (status = 201, description = "Quarantined", body = crate::routes::openapi::schema::QuarantineEntry),
+        (status = 400, description = "An empty repository or test", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn quarantine_add(
     State(st): State<Shared>,
     b: Result<Json<QuarantineRequest>, JsonRejection>,
@@ -119,7 +142,8 @@ pub async fn quarantine_add(
     Ok((StatusCode::CREATED, Json(json!(entry))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineKey {
     #[serde(default)]
@@ -128,6 +152,15 @@ pub struct QuarantineKey {
     test: String,
 }
 
+/// `DELETE /api/v1/quarantine?repository=R&test=T`: lifts a quarantine.
+#[utoipa::path(
+    delete, path = "/api/v1/quarantine", tag = "learning", params(QuarantineKey),
+    responses(
+        (status = 200, description = "Lifted", body = crate::routes::openapi::schema::QuarantineRemoved),
+        (status = 400, description = "An empty repository or test", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 404, description = "The test is not quarantined", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn quarantine_remove(
     State(st): State<Shared>,
     q: Result<Query<QuarantineKey>, QueryRejection>,
@@ -146,7 +179,7 @@ pub async fn quarantine_remove(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictRequest {
     category: String,
@@ -154,6 +187,15 @@ pub struct VerdictRequest {
     note: String,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/verdict", tag = "learning",
+    params(("id" = String, Path, description = "The session id")), request_body = VerdictRequest,
+    responses(
+        (status = 201, description = "The stored verdict", body = crate::routes::openapi::schema::Verdict),
+        (status = 400, description = "An unknown category", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 /// A human's category for a session. It trains the learned classifier and counts in the
 /// knowledge base's agreement figures; the session itself is not changed.
 pub async fn verdict(

@@ -1,4 +1,4 @@
-//! The HTTP routes. Open: `/healthz`, the webhooks (each platform proves itself with its own
+//! The HTTP routes. Open: `/healthz`, `/openapi.json`, the webhooks (each platform proves itself with its own
 //! secret) and `/metrics` (unless `[metrics] token` is set). Everything else needs a bearer
 //! credential with the role `auth::ROUTES` names.
 
@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod events;
 pub mod explain;
 pub mod learning;
+pub mod openapi;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
@@ -64,6 +65,7 @@ pub fn router(st: Shared) -> Router {
     Router::new()
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/openapi.json", get(openapi::document))
         .route("/webhooks/{platform}", post(webhooks::receive))
         .route("/pipeline/webhook", post(webhooks::generic))
         .route("/metrics", get(metrics::metrics))

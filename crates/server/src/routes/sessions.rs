@@ -51,11 +51,14 @@ const DEFAULT_LIMIT: i64 = 50;
 /// `GET /api/v1/sessions`: a page of sessions, optionally only those of one repository,
 /// status, category or platform. Unknown parameters and values are refused, so a typo does not
 /// silently list everything.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// 1..=500 (default 50).
     limit: Option<i64>,
     offset: Option<i64>,
+    /// Only this repository's sessions.
     repository: Option<String>,
     status: Option<String>,
     category: Option<String>,
@@ -105,6 +108,14 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// `GET /api/v1/sessions`: a page of sessions, newest first, optionally filtered.
+#[utoipa::path(
+    get, path = "/api/v1/sessions", tag = "sessions", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of sessions", body = crate::routes::openapi::schema::SessionList),
+        (status = 400, description = "An unknown parameter, status, category or platform", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn list_sessions(
     State(st): State<Shared>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -128,6 +139,14 @@ pub async fn find(st: &Shared, id: &str) -> Result<SessionRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no session {id}")))
 }
 
+/// `GET /api/v1/sessions/{id}`: one session with its diagnosis, plan, actions and timeline.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session", body = crate::routes::openapi::schema::SessionDetail),
+        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn get_session(
     State(st): State<Shared>,
     Path(id): Path<String>,

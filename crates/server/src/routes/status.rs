@@ -13,6 +13,14 @@ use pipeguard_store::SessionStatus;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// `GET /healthz`: the service and its database answer.
+#[utoipa::path(
+    get, path = "/healthz", tag = "service", security(()),
+    responses(
+        (status = 200, description = "Up; the queue's depth", body = crate::routes::openapi::schema::Health),
+        (status = 503, description = "The database does not answer", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn healthz(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     let depth = st.store.queue_depth().await?;
     Ok(Json(json!({"status": "ok", "queue_depth": depth})))
@@ -45,6 +53,11 @@ fn success_rate(healed: i64, failed: i64) -> f64 {
     }
 }
 
+/// `GET /pipeline/status`: session counts by outcome and the queue.
+#[utoipa::path(
+    get, path = "/pipeline/status", tag = "pipeline",
+    responses((status = 200, description = "Counts by outcome", body = crate::routes::openapi::schema::PipelineStatus))
+)]
 pub async fn status(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     let counts = st.store.status_counts().await?;
     let get = |s: SessionStatus| {
@@ -74,7 +87,8 @@ pub async fn status(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     #[serde(default = "default_limit")]
     pub limit: i64,
@@ -97,6 +111,11 @@ impl Page {
     }
 }
 
+/// `GET /pipeline/healing/history`: a page of sessions, newest first.
+#[utoipa::path(
+    get, path = "/pipeline/healing/history", tag = "pipeline", params(Page),
+    responses((status = 200, description = "Sessions and the success rate", body = crate::routes::openapi::schema::HealingHistory))
+)]
 pub async fn history(
     State(st): State<Shared>,
     Query(p): Query<Page>,
@@ -118,7 +137,7 @@ pub async fn history(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
     #[serde(default)]
@@ -131,6 +150,10 @@ pub struct TriggerRequest {
 }
 
 /// Shows the diagnosis and the plan a failure would get, executing nothing.
+#[utoipa::path(
+    post, path = "/pipeline/test/trigger", tag = "pipeline", request_body = TriggerRequest,
+    responses((status = 200, description = "Diagnosis and plan; nothing executed", body = crate::routes::openapi::schema::TriggerResult))
+)]
 pub async fn test_trigger(
     State(st): State<Shared>,
     body: Result<Json<TriggerRequest>, axum::extract::rejection::JsonRejection>,

@@ -11,18 +11,33 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// 1-64 letters, digits, `-`, `_`, `.` or `@`.
     name: String,
+    /// `viewer`, `operator`, `admin` or `ingest`.
     role: String,
 }
 
+/// `GET /api/v1/tokens`: every token's name, role and last use (never the token).
+#[utoipa::path(
+    get, path = "/api/v1/tokens", tag = "admin",
+    responses((status = 200, description = "The tokens", body = crate::routes::openapi::schema::TokenList))
+)]
 pub async fn list(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"tokens": st.store.list_tokens().await?})))
 }
 
 /// Creates a token and shows it this once.
+#[utoipa::path(
+    post, path = "/api/v1/tokens", tag = "admin", request_body = NewToken,
+    responses(
+        (status = 201, description = "The new token, shown this once", body = crate::routes::openapi::schema::TokenCreated),
+        (status = 400, description = "A bad name or role", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 409, description = "A token with this name exists", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn create(
     State(st): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -53,6 +68,15 @@ pub async fn create(
     ))
 }
 
+/// `DELETE /api/v1/tokens/{name}`: the token stops working at once.
+#[utoipa::path(
+    delete, path = "/api/v1/tokens/{name}", tag = "admin",
+    params(("name" = String, Path, description = "The token's name")),
+    responses(
+        (status = 200, description = "Revoked", body = crate::routes::openapi::schema::TokenRevoked),
+        (status = 404, description = "No live token with this name", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(st): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -66,6 +90,10 @@ pub async fn revoke(
 }
 
 /// The caller's identity and role, so a client (the dashboard) knows what to offer.
+#[utoipa::path(
+    get, path = "/api/v1/whoami", tag = "admin",
+    responses((status = 200, description = "The caller's identity", body = crate::routes::openapi::schema::Whoami))
+)]
 pub async fn whoami(Extension(who): Extension<Principal>) -> Json<Principal> {
     Json(who)
 }

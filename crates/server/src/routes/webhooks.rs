@@ -19,6 +19,20 @@ use pipeguard_store::{Intake, IntakeOutcome};
 use serde_json::json;
 
 /// `POST /webhooks/{platform}`.
+#[utoipa::path(
+    post, path = "/webhooks/{platform}", tag = "intake", security(()),
+    params(("platform" = String, Path, description = "The platform's key")),
+    request_body(content = Object, description = "The platform's webhook payload, as it sends it", content_type = "application/json"),
+    responses(
+        (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = crate::routes::openapi::schema::WebhookAnswer),
+        (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = crate::routes::openapi::schema::WebhookAnswer),
+        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 404, description = "No such platform", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn receive(
     State(st): State<Shared>,
     Path(key): Path<String>,
@@ -31,6 +45,19 @@ pub async fn receive(
     intake(&st, module, query.as_deref(), &headers, body, false).await
 }
 
+#[utoipa::path(
+    post, path = "/pipeline/webhook", tag = "intake", security(("bearer" = [])),
+    request_body(content = crate::routes::openapi::schema::FailureReport, description = "A failure report", content_type = "application/json"),
+    responses(
+        (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = crate::routes::openapi::schema::WebhookAnswer),
+        (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = crate::routes::openapi::schema::WebhookAnswer),
+        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 403, description = "The credential lacks the `ingest` role", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 /// `POST /pipeline/webhook`: the generic failure report, proven by the generic source's own
 /// webhook secret or by a bearer token with the `ingest` role.
 pub async fn generic(
