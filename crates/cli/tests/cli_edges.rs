@@ -1,39 +1,15 @@
 //! What a newcomer trips over: no server running, a directory instead of a file, a terminal
 //! instead of a pipe, a pipe closed early, logs and progress in files or on terminals.
 
+mod common;
+
+use common::*;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-
-fn bin(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipeguard"));
-    c.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PIPEGUARD_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A pseudo-terminal: (the side the test reads and writes, the side the child gets).
 fn pty() -> (File, OwnedFd) {

@@ -2,20 +2,15 @@
 //! within 90 s its API shows healed, escalated and awaiting-approval sessions of several
 //! categories.
 
+mod common;
+
+use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Kills the demo however the test ends.
 struct Demo(Child);
@@ -29,15 +24,13 @@ impl Drop for Demo {
 
 /// Starts the demo in an empty directory; returns it and the token it printed.
 fn start(dir: &std::path::Path, port: u16) -> (Demo, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeguard"))
+    let mut child = bin(dir)
         .args([
             "demo",
             "--no-open",
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

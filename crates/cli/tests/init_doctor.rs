@@ -1,30 +1,14 @@
 //! The first hour: `init` writes a configuration the server reads, `completions` prints a
 //! script, `doctor` checks credentials against (mocked) platform APIs.
 
+mod common;
+
+use common::*;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn bin(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipeguard"));
-    c.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PIPEGUARD_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn init_writes_a_configuration_the_server_reads_and_never_overwrites_unasked() {

@@ -154,6 +154,17 @@ fn lacking(has: &[String], needs: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The `scopes` list of a token description (GitLab, Buildkite).
+async fn scopes(r: Response) -> Vec<String> {
+    let v: Value = r.json().await.unwrap_or_default();
+    v["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
 fn scopes_finding(kind: &str, has: &[String], needs: &[&str]) -> (Level, String) {
     let missing = lacking(has, needs);
     if missing.is_empty() {
@@ -277,13 +288,7 @@ async fn gitlab(http: &Client, api: &str, token: &str) -> Found {
     .await
     {
         Ok(r) => {
-            let v: Value = r.json().await.unwrap_or_default();
-            let has: Vec<String> = v["scopes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect();
+            let has = scopes(r).await;
             out.push(scopes_finding("token", &has, GITLAB_SCOPES));
         }
         Err((_, why)) => out.push((
@@ -337,13 +342,7 @@ async fn buildkite(http: &Client, api: &str, token: &str) -> Found {
         .bearer_auth(token);
     match send(req, "GET /v2/access-token").await {
         Ok(r) => {
-            let v: Value = r.json().await.unwrap_or_default();
-            let has: Vec<String> = v["scopes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect();
+            let has = scopes(r).await;
             vec![scopes_finding("token", &has, BUILDKITE_SCOPES)]
         }
         Err(f) => vec![f],
