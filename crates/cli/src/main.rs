@@ -2,7 +2,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -20,6 +20,14 @@ struct Cli {
 enum Command {
     /// Run the HTTP service: webhooks, the healing worker and the API.
     Serve(cmd::serve::ServeArgs),
+    /// Watch pipeguard heal in a minute: simulated CI platforms fire failures at a real server.
+    Demo(cmd::demo::DemoArgs),
+    /// Write a commented pipeguard.toml for the platforms you use.
+    Init(cmd::init::InitArgs),
+    /// Check each configured platform's credential and permissions, and the database.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Diagnose one log file (or `-` for stdin); `--explain` also asks the configured model.
     Analyze(cmd::analyze::AnalyzeArgs),
     /// List the knowledge base, or show which signature fires on which line of a log.
@@ -58,10 +66,44 @@ enum Command {
     Purge(cmd::purge::CmdArgs),
 }
 
+impl Command {
+    /// Commands that only print: when their reader goes away (`pipeguard … | head -1`) they
+    /// end quietly, as Unix tools do. The service and the commands that drive child processes
+    /// keep Rust's default, where a closed pipe is an error they handle.
+    fn only_prints(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve(_) | Command::Demo(_) | Command::Run(_) | Command::Ansible(_)
+        )
+    }
+}
+
+#[cfg(unix)]
+fn end_quietly_on_closed_stdout() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_quietly_on_closed_stdout() {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        end_quietly_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Init(a) => cmd::init::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "pipeguard", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Analyze(a) => cmd::analyze::run(a),
         Command::Signatures(a) => cmd::signatures::run(a),
         Command::Eval(a) => cmd::eval::run(a),

@@ -2,6 +2,8 @@
 //! configured channel gets the evidence. Sending runs as a queued job, so a channel that is
 //! down is tried again and a restart loses nothing.
 
+pub mod platform;
+
 use crate::tenants::NotifyConfig;
 use hmac::{Hmac, Mac};
 use pipeguard_platforms::api::{client, send, HttpOptions};

@@ -304,8 +304,15 @@ pub fn validate(
         }
     }
     for n in notify {
-        if n.kind != "slack" && n.kind != "webhook" {
-            bail!("notify: kind {:?} is not slack or webhook", n.kind);
+        let platform_kind = crate::notify::platform::platform_of(&n.kind).is_some();
+        if n.kind != "slack" && n.kind != "webhook" && !platform_kind {
+            let platform_kinds: Vec<&str> =
+                crate::notify::platform::KINDS.iter().map(|k| k.0).collect();
+            bail!(
+                "notify: kind {:?} is not slack, webhook or one of {}",
+                n.kind,
+                platform_kinds.join(", ")
+            );
         }
         if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
             bail!("notify: url {:?} must be an http(s) URL", n.url);

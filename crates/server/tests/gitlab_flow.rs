@@ -613,3 +613,144 @@ async fn a_corrupt_checkout_reruns_on_a_fresh_clone() {
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
+
+/// The commit of every pipeline hook above.
+const SHA: &str = "bcbb5ec396a2c0f828686f14fac9b80b780504f2";
+
+#[tokio::test]
+async fn escalation_sets_a_commit_status_and_notes_the_open_merge_request_but_a_heal_does_not() {
+    let app = TestApp::start_with(|c| {
+        c.platform_mut(Platform::Gitlab).webhook_secret = Some(GL_SECRET.into());
+        c.platform_mut(Platform::Gitlab).token = Some(GL_TOKEN.into());
+        c.platform_mut(Platform::Gitlab).api_url = c.platform(Platform::Github).api_url.clone();
+        c.notify.push(pipeguard_server::tenants::NotifyConfig {
+            kind: "gitlab_status".into(),
+            url: "https://pipeguard.example.com/".into(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let mock = &app.github;
+    mount_pipeline(
+        mock,
+        110,
+        &[(711, "build", "failed", "script_failure", COMPILE_LOG)],
+    )
+    .await;
+    mount_pipeline(
+        mock,
+        111,
+        &[(
+            811,
+            "test",
+            "failed",
+            "runner_system_failure",
+            TRANSIENT_LOG,
+        )],
+    )
+    .await;
+    retry_pipeline(111).expect(1).mount(mock).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/statuses/{SHA}")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
+        .mount(mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "{API}/repository/commits/{SHA}/merge_requests"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"iid": 5, "state": "opened"}, {"iid": 3, "state": "merged"}
+        ])))
+        .mount(mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API}/merge_requests/5/notes")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9})))
+        .mount(mock)
+        .await;
+
+    // A transient failure healed by a retry: nothing is written to the commit.
+    let failed = pipeline_hook(
+        111,
+        "failed",
+        &[(811, "test", "test", "failed", "runner_system_failure")],
+    );
+    let r = post(&app, "Pipeline Hook", "n-1", GL_SECRET, &failed.to_string()).await;
+    let healed = session_id_in(&r.json().await.unwrap());
+    app.wait_status(&healed, "verifying").await;
+    let ok = pipeline_hook(111, "success", &[(812, "test", "test", "success", "")]);
+    post(&app, "Pipeline Hook", "n-2", GL_SECRET, &ok.to_string()).await;
+    let s = app.wait_status(&healed, "healed").await;
+    assert_eq!(
+        s["reason"], "healed by retry on attempt 2",
+        "people count attempts"
+    );
+
+    let hook = pipeline_hook(
+        110,
+        "failed",
+        &[(711, "build", "build", "failed", "script_failure")],
+    );
+    let r = post(&app, "Pipeline Hook", "n-3", GL_SECRET, &hook.to_string()).await;
+    let escalated = session_id_in(&r.json().await.unwrap());
+    app.wait_status(&escalated, "escalated").await;
+
+    let sent = |p: String| {
+        let mock = &app.github;
+        async move {
+            for _ in 0..200 {
+                let got: Vec<wiremock::Request> = mock
+                    .received_requests()
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| r.method.as_str() == "POST" && r.url.path() == p)
+                    .collect();
+                if !got.is_empty() {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("nothing posted to {p}");
+        }
+    };
+    let statuses = sent(format!("{API}/statuses/{SHA}")).await;
+    assert_eq!(statuses.len(), 1, "one status, for the escalation only");
+    let s = &statuses[0];
+    assert_eq!(s.headers["private-token"], GL_TOKEN);
+    let body: Value = serde_json::from_slice(&s.body).unwrap();
+    assert_eq!(body["state"], "failed");
+    assert_eq!(body["name"], "pipeguard");
+    assert_eq!(body["ref"], "main");
+    assert_eq!(
+        body["target_url"],
+        format!("https://pipeguard.example.com/#/sessions/{escalated}")
+    );
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("compilation_error: needs a human"),
+        "{body}"
+    );
+    let notes = sent(format!("{API}/merge_requests/5/notes")).await;
+    assert_eq!(notes.len(), 1);
+    let note: Value = serde_json::from_slice(&notes[0].body).unwrap();
+    let text = note["body"].as_str().unwrap();
+    assert!(text.contains("error[E0308]: mismatched types"), "{text}");
+    assert!(text.contains(&format!("#/sessions/{escalated}")), "{text}");
+    assert!(!text.contains(&healed));
+    let all = app.github.received_requests().await.unwrap();
+    assert!(
+        !all.iter()
+            .any(|r| r.url.path().contains("/merge_requests/3/")),
+        "a merged request gets no note"
+    );
+    assert!(
+        !all.iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(&healed)),
+        "nothing is sent about the healed session"
+    );
+    app.stop().await;
+}

@@ -145,12 +145,24 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     };
     let (mut diag, tail) = match args.file.as_deref() {
         None | Some("-") => {
+            if io::stdin().is_terminal() {
+                eprintln!(
+                    "pipeguard analyze reads a log from standard input: pipe one in \
+                     (`pipeguard analyze < job.log`) or name a FILE; Ctrl-D ends the input"
+                );
+            }
             let mut r = explain::Tail::new(io::stdin().lock(), tail_bytes);
             let d = analyzer.analyze_reader_with(&mut r, &hints)?;
             (d, r.lines())
         }
         Some(path) => {
             let f = File::open(path).with_context(|| format!("cannot open {path}"))?;
+            if f.metadata().is_ok_and(|m| m.is_dir()) {
+                anyhow::bail!(
+                    "{path} is a directory: analyze reads one log file \
+                     (`pipeguard eval {path}` measures the analyzer on a directory of labeled logs)"
+                );
+            }
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             let mut progress = Progress::new(size);
             let mut r = explain::Tail::new(f, tail_bytes);

@@ -76,24 +76,6 @@ pub fn load_policy(path: &Path) -> Result<Policy> {
     Ok(policy)
 }
 
-/// A SQLite file that does not exist would be created empty by `connect`: refuse instead.
-fn ensure_database_exists(url: &str) -> Result<()> {
-    let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    else {
-        return Ok(());
-    };
-    let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() || path == ":memory:" {
-        bail!("backtest needs a stored database, not {url}");
-    }
-    if !Path::new(path).is_file() {
-        bail!("database {path} does not exist (set --database-url or PIPEGUARD_DATABASE_URL)");
-    }
-    Ok(())
-}
-
 #[derive(Debug, Serialize)]
 struct Change {
     session_id: String,
@@ -322,12 +304,13 @@ fn render(b: &Backtest) -> String {
 
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
     let policy = load_policy(&args.policy)?;
-    ensure_database_exists(&args.database_url)?;
+    // A SQLite file that does not exist would be created empty by `connect`: refuse instead.
+    let url = super::db::existing_only(&args.database_url)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let sessions = rt.block_on(async {
-        let store = Store::connect(&args.database_url)
+        let store = Store::connect(&url)
             .await
             .with_context(|| format!("opening {}", args.database_url))?;
         let mut all = Vec::new();

@@ -458,12 +458,12 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("pipeguard-bench-{}.log", std::process::id()));
     let size = args.size_mb * 1_000_000;
-    eprintln!(
+    super::progress::Progress::new().note(&format!(
         "generating {} MB of {} CI log at {} …",
         args.size_mb,
         if args.realistic { "realistic" } else { "dense" },
         path.display()
-    );
+    ));
     let bytes = if args.realistic {
         generate_realistic(&path, size)?
     } else {
@@ -483,7 +483,10 @@ fn measure(args: &CmdArgs, path: &PathBuf, bytes: u64, dir: &std::path::Path) ->
     let mut best = f64::MAX;
     let mut best_cpu = f64::MAX;
     let mut diag = None;
-    for _ in 0..args.runs.max(1) {
+    let mut progress = super::progress::Progress::new();
+    let runs = args.runs.max(1) as usize;
+    for i in 0..runs {
+        progress.step("analyzer runs", i, runs);
         let f = File::open(path)?;
         let (t, cpu) = (Instant::now(), cpu_seconds(libc::RUSAGE_SELF));
         let d = analyzer.analyze_reader(f)?;
@@ -491,6 +494,8 @@ fn measure(args: &CmdArgs, path: &PathBuf, bytes: u64, dir: &std::path::Path) ->
         best_cpu = best_cpu.min(cpu_seconds(libc::RUSAGE_SELF) - cpu);
         diag = Some(d);
     }
+    progress.step("analyzer runs", runs, runs);
+    progress.finish();
     let mb = bytes as f64 / 1e6;
     let diag = diag.expect("at least one run");
     println!(

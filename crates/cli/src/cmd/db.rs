@@ -19,7 +19,7 @@ pub struct DbArgs {
 }
 
 /// A SQLite URL opened read-write without creating the file; other URLs as they are.
-fn existing_only(url: &str) -> Result<String> {
+pub fn existing_only(url: &str) -> Result<String> {
     let Some(rest) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))

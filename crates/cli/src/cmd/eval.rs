@@ -110,6 +110,7 @@ pub fn evaluate(dir: &Path, config: Option<&str>, verbose: bool) -> Result<Repor
         .map(|e| e.path())
         .collect();
     datasets.sort();
+    let mut all = Vec::new();
     for ds in datasets {
         let mut cases: Vec<_> = std::fs::read_dir(&ds)?
             .filter_map(|e| e.ok())
@@ -117,7 +118,13 @@ pub fn evaluate(dir: &Path, config: Option<&str>, verbose: bool) -> Result<Repor
             .filter(|p| p.join("label.json").exists() && p.join("log.txt").exists())
             .collect();
         cases.sort();
+        all.push((ds, cases));
+    }
+    let total = all.iter().map(|(_, c)| c.len()).sum();
+    let mut progress = super::progress::Progress::new();
+    for (ds, cases) in all {
         for case in cases {
+            progress.step("analyzing logs", r.cases, total);
             let label: serde_json::Value = serde_json::from_str(
                 &std::fs::read_to_string(case.join("label.json"))
                     .with_context(|| format!("cannot read {}", case.display()))?,
@@ -212,6 +219,8 @@ pub fn evaluate(dir: &Path, config: Option<&str>, verbose: bool) -> Result<Repor
             }
         }
     }
+    progress.step("analyzing logs", r.cases, total);
+    progress.finish();
     Ok(r)
 }
 

@@ -58,8 +58,17 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Listing must not leave an empty database behind: no file means no hosts yet.
+    let url = match super::db::existing_only(&args.database_url) {
+        Ok(url) => Some(url),
+        Err(e) if e.to_string().contains("does not exist") => None,
+        Err(e) => return Err(e),
+    };
     let hosts = rt.block_on(async {
-        let store = pipeguard_store::Store::connect(&args.database_url)
+        let Some(url) = url else {
+            return anyhow::Ok(vec![]);
+        };
+        let store = pipeguard_store::Store::connect(&url)
             .await
             .with_context(|| format!("opening {}", args.database_url))?;
         let hosts = store.list_hosts().await?;

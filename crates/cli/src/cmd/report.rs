@@ -40,10 +40,7 @@ pub fn call(method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<
         if let Some(b) = body {
             req = req.json(b);
         }
-        let r = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let r = req.send().await.map_err(|e| unreachable(url, &e))?;
         let status = r.status();
         let text = r.text().await.unwrap_or_default();
         let v: Option<Value> = serde_json::from_str(&text).ok();
@@ -62,6 +59,19 @@ pub fn call(method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<
         }
         v.context("the server's answer is not JSON")
     })
+}
+
+/// No server answered: say how to get one rather than only what failed.
+fn unreachable(url: &str, e: &reqwest::Error) -> anyhow::Error {
+    let base = url.split("/api/").next().unwrap_or(url);
+    if e.is_connect() || e.is_timeout() {
+        anyhow::anyhow!(
+            "cannot reach a pipeguard server at {base}: start one with `pipeguard serve` (or try \
+             `pipeguard demo`), or pass --url URL (or set PIPEGUARD_URL) to reach another"
+        )
+    } else {
+        anyhow::anyhow!("cannot reach {url}: {e}")
+    }
 }
 
 pub fn run(args: ReportArgs) -> Result<ExitCode> {

@@ -18,11 +18,7 @@ pub enum Format {
 #[derive(Args)]
 pub struct CmdArgs {
     /// JSONL trace to replay, one failed run a line (`-` for stdin).
-    #[arg(
-        long,
-        required_unless_present = "generate",
-        conflicts_with = "generate"
-    )]
+    #[arg(long, conflicts_with = "generate")]
     trace: Option<PathBuf>,
     /// Write a generated trace of N runs instead of replaying one.
     #[arg(long, value_name = "N")]
@@ -60,9 +56,12 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let path = args
-        .trace
-        .expect("clap requires --trace without --generate");
+    let Some(path) = args.trace else {
+        bail!(
+            "simulate replays a trace: pass --trace FILE (one failed run a line), or write one \
+             first with --generate N [--seed S] [--out FILE] (docs/simulate.md)"
+        );
+    };
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the trace from stdin")?
     } else {
@@ -80,7 +79,13 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     if let Some(p) = &args.policy {
         cfg.policy = super::backtest::load_policy(p)?;
     }
+    let progress = super::progress::Progress::new();
+    progress.note(&format!(
+        "replaying {} failed runs through pipeguard and the baselines …",
+        runs.len()
+    ));
     let report = simulate::simulate(&runs, &Analyzer::builtin(), &cfg);
+    progress.note("done");
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print!("{}", render(&report)),

@@ -15,7 +15,10 @@ pub(super) async fn queue(st: &Shared, id: &str) -> Result<(), pipeguard_store::
     };
     let status = s.status.as_str();
     let channels: Vec<usize> = (0..st.config.notify.len())
-        .filter(|&i| st.config.notify[i].wants(status, &s.repository))
+        .filter(|&i| {
+            let ch = &st.config.notify[i];
+            ch.wants(status, &s.repository) && crate::notify::platform::applies(ch, &s)
+        })
         .collect();
     if channels.is_empty()
         || !st
@@ -61,17 +64,20 @@ pub(super) async fn send(
     let Some(ch) = st.config.notify.get(channel) else {
         return Ok(());
     };
-    st.notifier
-        .send(ch, &s, status)
-        .await
-        .map_err(|e| match e {
-            PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
-            PlatformError::Busy {
-                message,
-                retry_after,
-            } => JobError::Later(message, retry_after),
-            other => JobError::Fatal(other.to_string()),
-        })?;
+    let sent = if crate::notify::platform::platform_of(&ch.kind).is_some() {
+        let http = st.registry.http();
+        crate::notify::platform::send(&st.config, http, ch, &s, status).await
+    } else {
+        st.notifier.send(ch, &s, status).await
+    };
+    sent.map_err(|e| match e {
+        PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
+        PlatformError::Busy {
+            message,
+            retry_after,
+        } => JobError::Later(message, retry_after),
+        other => JobError::Fatal(other.to_string()),
+    })?;
     tracing::info!(session = %s.id, channel = %ch.kind, "notified");
     Ok(())
 }

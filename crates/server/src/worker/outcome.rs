@@ -44,7 +44,13 @@ pub(super) async fn outcome(
     let now = now_ms();
     if success {
         let ttg = finished_at.unwrap_or(now) - s.failed_at;
-        let msg = format!("attempt {attempt} succeeded");
+        // Platforms without run attempts report a stand-in number; people count on.
+        let shown = if attempt >= pipeguard_platforms::OUTCOME_ATTEMPT as i64 {
+            s.current_attempt + 1
+        } else {
+            attempt
+        };
+        let msg = format!("attempt {shown} succeeded");
         st.store
             .update_session(
                 id,
@@ -58,7 +64,7 @@ pub(super) async fn outcome(
                     finished_at: Some(finished_at.unwrap_or(now)),
                     time_to_green_ms: Some(ttg.max(0)),
                     reason: Some(format!(
-                        "healed by {} on attempt {attempt}",
+                        "healed by {} on attempt {shown}",
                         s.strategy.as_deref().unwrap_or("retry")
                     )),
                     ..Default::default()

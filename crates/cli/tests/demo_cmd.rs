@@ -1,0 +1,123 @@
+//! `pipeguard demo` as a newcomer runs it: the real binary, its own simulators and database;
+//! within 90 s its API shows healed, escalated and awaiting-approval sessions of several
+//! categories.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Kills the demo however the test ends.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the demo in an empty directory; returns it and the token it printed.
+fn start(dir: &std::path::Path, port: u16) -> (Demo, String) {
+    let mut child = bin(dir)
+        .args([
+            "demo",
+            "--no-open",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let demo = Demo(child);
+    let (tx, rx) = mpsc::channel();
+    // Keeps reading so the demo never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(t) = line.strip_prefix("token: ") {
+                let _ = tx.send(t.trim().to_string());
+            }
+        }
+    });
+    let token = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo prints a `token: …` line");
+    (demo, token)
+}
+
+/// Status → categories seen, from one page of the session list.
+fn outcomes(list: &Value) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut seen = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for s in list["sessions"].as_array().into_iter().flatten() {
+        let status = s["status"].as_str().unwrap_or("").to_string();
+        let category = s["category"].as_str().unwrap_or("").to_string();
+        seen.entry(status).or_default().insert(category);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_shows_every_outcome_within_ninety_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut demo, token) = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || start(&d, port)
+    })
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the dashboard is served");
+    let anonymous = http
+        .get(format!("{base}/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "the API needs the printed token");
+
+    let started = Instant::now();
+    let wanted = ["healed", "escalated", "awaiting_approval"];
+    let last = loop {
+        let list: Value = http
+            .get(format!("{base}/api/v1/sessions?limit=200"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let last = outcomes(&list);
+        let categories: BTreeSet<&String> = last
+            .iter()
+            .filter(|(status, _)| wanted.contains(&status.as_str()))
+            .flat_map(|(_, c)| c)
+            .collect();
+        if wanted.iter().all(|w| last.contains_key(*w)) && categories.len() >= 4 {
+            break last;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "after 90 s the demo shows only {last:?}"
+        );
+        assert!(demo.0.try_wait().unwrap().is_none(), "the demo exited");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    eprintln!(
+        "all three outcomes after {:.1} s: {last:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        !dir.path().join("pipeguard.db").exists(),
+        "the demo's database is temporary, not ./pipeguard.db"
+    );
+}

@@ -1,0 +1,251 @@
+//! Notifications where the team already looks: on the commit itself. A GitHub check run (or
+//! commit status, for tokens that are not a GitHub App's) and a GitLab commit status plus a
+//! note on the commit's open merge requests, with the diagnosis, the evidence and a link to the
+//! session page. The channel's `url` is the dashboard's address; the platform's credentials
+//! are the ones pipeguard heals with.
+
+use crate::config::Config;
+use crate::tenants::NotifyConfig;
+use pipeguard_core::event::Platform;
+use pipeguard_platforms::api::{encode, ApiClient, Auth, HttpOptions};
+use pipeguard_platforms::settings::Section;
+use pipeguard_platforms::PlatformError;
+use pipeguard_store::SessionRecord;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// The channel kinds that write to the platform, and the platform each one is for.
+pub const KINDS: &[(&str, Platform)] = &[
+    ("github_check", Platform::Github),
+    ("github_status", Platform::Github),
+    ("gitlab_status", Platform::Gitlab),
+];
+
+/// The platform a channel kind writes to; `None` for Slack and webhooks.
+pub fn platform_of(kind: &str) -> Option<Platform> {
+    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p)
+}
+
+/// Whether the channel is told about this session: a platform kind only about sessions of
+/// its platform that name a commit.
+pub fn applies(ch: &NotifyConfig, s: &SessionRecord) -> bool {
+    match platform_of(&ch.kind) {
+        Some(p) => s.platform == p.as_str() && s.head_sha.as_deref().is_some_and(|x| !x.is_empty()),
+        None => true,
+    }
+}
+
+/// What the message says, by the status it was queued for.
+struct Wording {
+    title: &'static str,
+    github_conclusion: &'static str,
+    github_state: &'static str,
+    gitlab_state: &'static str,
+}
+
+fn wording(status: &str) -> Wording {
+    match status {
+        "awaiting_approval" => Wording {
+            title: "waits for an operator's approval",
+            github_conclusion: "action_required",
+            github_state: "pending",
+            gitlab_state: "pending",
+        },
+        "failed" => Wording {
+            title: "could not be healed",
+            github_conclusion: "failure",
+            github_state: "failure",
+            gitlab_state: "failed",
+        },
+        _ => Wording {
+            title: "needs a human",
+            github_conclusion: "failure",
+            github_state: "failure",
+            gitlab_state: "failed",
+        },
+    }
+}
+
+/// The session page on the dashboard.
+pub fn session_link(ch: &NotifyConfig, s: &SessionRecord) -> String {
+    format!("{}/#/sessions/{}", ch.url.trim_end_matches('/'), s.id)
+}
+
+/// A line that cannot close the code block it is shown in.
+fn fence_safe(text: &str) -> String {
+    text.replace("```", "`\u{200b}``")
+}
+
+/// The Markdown body: diagnosis, reason, evidence lines, link.
+pub fn markdown(ch: &NotifyConfig, s: &SessionRecord, status: &str) -> String {
+    let w = wording(status);
+    let mut out = format!(
+        "**pipeguard**: the failed {} run {} {}.\n\n",
+        s.workflow, s.run_id, w.title
+    );
+    out.push_str(&format!(
+        "- diagnosis: `{}`{}\n",
+        s.category.as_deref().unwrap_or("unknown"),
+        s.confidence
+            .map(|c| format!(" (confidence {c:.2})"))
+            .unwrap_or_default()
+    ));
+    if let Some(r) = s.reason.as_deref().filter(|r| !r.is_empty()) {
+        out.push_str(&format!("- why: {}\n", fence_safe(r)));
+    }
+    let ev = super::evidence(s);
+    if !ev.is_empty() {
+        let lines: String = fence_safe(&ev.join("\n")).chars().take(6000).collect();
+        out.push_str(&format!("\nEvidence:\n```\n{lines}\n```\n"));
+    }
+    out.push_str(&format!(
+        "\n[Open the session in pipeguard]({})\n",
+        session_link(ch, s)
+    ));
+    out
+}
+
+/// The title line: the status and the category.
+fn title(s: &SessionRecord, status: &str) -> String {
+    format!(
+        "{}: {}",
+        s.category.as_deref().unwrap_or("unknown"),
+        wording(status).title
+    )
+}
+
+/// The credentials pipeguard heals this repository with: its `[[repos]]` entry's, else the
+/// platform's.
+fn section_for(config: &Config, p: Platform, repository: &str) -> Section {
+    let mut section = config.platform(p).clone();
+    if let Some((_, r)) = crate::tenants::find_repo(&config.repos, p, repository) {
+        if let Some(t) = &r.token {
+            section.token = Some(t.clone());
+        }
+        if let Some(u) = &r.api_url {
+            section.api_url = u.clone();
+        }
+    }
+    section
+}
+
+/// Sends one session's news to a platform channel.
+pub async fn send(
+    config: &Config,
+    http: &HttpOptions,
+    ch: &NotifyConfig,
+    s: &SessionRecord,
+    status: &str,
+) -> Result<(), PlatformError> {
+    let Some(p) = platform_of(&ch.kind) else {
+        return Ok(());
+    };
+    let section = section_for(config, p, &s.repository);
+    let Some(token) = section.token.clone() else {
+        return Err(PlatformError::Refused {
+            status: 0,
+            message: format!("{}: no {} token configured", ch.kind, p.as_str()),
+        });
+    };
+    let sha = s.head_sha.clone().unwrap_or_default();
+    match ch.kind.as_str() {
+        "github_check" => {
+            let api = github(&section, token, http);
+            let body = check_run(ch, s, status, &sha);
+            let path = format!("/repos/{}/check-runs", s.repository);
+            api.call("create check run", Method::POST, &path, Some(&body))
+                .await?;
+        }
+        "github_status" => {
+            let api = github(&section, token, http);
+            let body = json!({
+                "state": wording(status).github_state,
+                "target_url": session_link(ch, s),
+                "description": short(&title(s, status), 140),
+                "context": "pipeguard",
+            });
+            let path = format!("/repos/{}/statuses/{sha}", s.repository);
+            api.call("create commit status", Method::POST, &path, Some(&body))
+                .await?;
+        }
+        _ => gitlab_status(ch, &section, token, http, s, status, &sha).await?,
+    }
+    Ok(())
+}
+
+fn github(section: &Section, token: String, http: &HttpOptions) -> ApiClient {
+    ApiClient::new(&section.api_url, Auth::Bearer(token), http.clone())
+        .with_header("Accept", "application/vnd.github+json")
+        .with_header("X-GitHub-Api-Version", "2022-11-28")
+}
+
+/// `POST /repos/{owner}/{repo}/check-runs`: a completed check whose output carries the
+/// diagnosis; `details_url` opens the session.
+pub fn check_run(ch: &NotifyConfig, s: &SessionRecord, status: &str, sha: &str) -> Value {
+    json!({
+        "name": "pipeguard",
+        "head_sha": sha,
+        "status": "completed",
+        "conclusion": wording(status).github_conclusion,
+        "details_url": session_link(ch, s),
+        "external_id": s.id,
+        "output": {
+            "title": title(s, status),
+            // GitHub caps the summary at 65535 characters.
+            "summary": short(&markdown(ch, s, status), 60_000),
+        },
+    })
+}
+
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// `POST /projects/{id}/statuses/{sha}`, then a note on each open merge request of the commit
+/// (`GET /projects/{id}/repository/commits/{sha}/merge_requests`).
+async fn gitlab_status(
+    ch: &NotifyConfig,
+    section: &Section,
+    token: String,
+    http: &HttpOptions,
+    s: &SessionRecord,
+    status: &str,
+    sha: &str,
+) -> Result<(), PlatformError> {
+    let base = format!("{}/api/v4", section.api_url.trim_end_matches('/'));
+    let api = ApiClient::new(&base, Auth::Header("PRIVATE-TOKEN", token), http.clone());
+    let project = format!("/projects/{}", encode(&s.repository));
+    let mut body = json!({
+        "state": wording(status).gitlab_state,
+        "name": "pipeguard",
+        "target_url": session_link(ch, s),
+        "description": short(&title(s, status), 250),
+    });
+    if let Some(branch) = s.event.branch.as_deref() {
+        body["ref"] = json!(branch);
+    }
+    let path = format!("{project}/statuses/{sha}");
+    api.call("create commit status", Method::POST, &path, Some(&body))
+        .await?;
+    let mrs: Vec<Value> = api
+        .get_json(
+            "commit merge requests",
+            &format!("{project}/repository/commits/{sha}/merge_requests"),
+        )
+        .await?;
+    let note = json!({"body": markdown(ch, s, status)});
+    for mr in mrs.iter().filter(|m| m["state"] == "opened") {
+        let Some(iid) = mr["iid"].as_u64() else {
+            continue;
+        };
+        let path = format!("{project}/merge_requests/{iid}/notes");
+        api.call("merge request note", Method::POST, &path, Some(&note))
+            .await?;
+    }
+    Ok(())
+}
