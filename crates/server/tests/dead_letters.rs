@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use pipeguard_server::routes::openapi::schema;
 use reqwest::Method;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -28,6 +29,7 @@ async fn a_dead_analysis_is_listed_counted_and_sent_again_by_an_operator() {
     app.wait_status(&id, "failed").await;
 
     let listed = app.get("/api/v1/dead-letters").await;
+    serde_json::from_value::<schema::DeadLetters>(listed.clone()).expect("the documented shape");
     assert_eq!(listed["total"], 1, "{listed}");
     let letter = &listed["dead_letters"][0];
     assert_eq!(letter["session_id"], id.as_str());
@@ -76,6 +78,7 @@ async fn a_dead_analysis_is_listed_counted_and_sent_again_by_an_operator() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let body: serde_json::Value = r.json().await.unwrap();
+    serde_json::from_value::<schema::Retried>(body.clone()).expect("the documented shape");
     assert_eq!(body["status"], "received");
     assert_eq!(body["requeued"], json!(["analyze"]));
     let s = app.wait_status(&id, "verifying").await;

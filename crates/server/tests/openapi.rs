@@ -86,6 +86,8 @@ async fn the_document_is_open_and_the_handlers_answer_its_shapes() {
 
     let get = |path| (Method::GET, path, path);
     check::<schema::Health>(&app, &doc, get("/healthz"), None, 200).await;
+    check::<schema::Ready>(&app, &doc, get("/readyz"), None, 200).await;
+    check::<schema::DeadLetters>(&app, &doc, get("/api/v1/dead-letters"), None, 200).await;
     check::<schema::PipelineStatus>(&app, &doc, get("/pipeline/status"), None, 200).await;
     let h =
         check::<schema::HealingHistory>(&app, &doc, get("/pipeline/healing/history"), None, 200)

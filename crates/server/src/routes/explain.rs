@@ -43,6 +43,17 @@ fn diagnosed(s: &SessionRecord) -> Result<(Diagnosis, Option<JobDiagnosis>), Api
     Ok((d, job))
 }
 
+/// `POST /api/v1/sessions/{id}/explain`: ask the configured model now (operators).
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/explain", tag = "sessions",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The model's explanation, as stored under `diagnosis.explanation`", content_type = "application/json", body = Object),
+        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 409, description = "The session has no diagnosis yet", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 503, description = "No model is configured", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 pub async fn explain(
     State(st): State<Shared>,
     Path(id): Path<String>,

@@ -5,7 +5,9 @@
 
 use crate::dashboard;
 use crate::metrics;
-use crate::routes::{approvals, audit, events, learning, sessions, status, tokens, webhooks};
+use crate::routes::{
+    approvals, audit, dead_letters, events, explain, learning, sessions, status, tokens, webhooks,
+};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use pipeguard_platforms::registry;
@@ -25,6 +27,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         status::healthz,
+        status::readyz,
         metrics::metrics,
         document,
         dashboard::index,
@@ -42,7 +45,10 @@ use utoipa::{Modify, OpenApi};
         approvals::approve,
         approvals::reject,
         learning::verdict,
+        dead_letters::retry,
+        explain::explain,
         approvals::list,
+        dead_letters::list,
         learning::flaky_tests,
         learning::quarantine_list,
         learning::quarantine_add,
@@ -197,6 +203,46 @@ pub mod schema {
         pub status: String,
         /// Jobs waiting or running in the healing queue.
         pub queue_depth: i64,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ready {
+        /// `ready`.
+        pub status: String,
+        pub queue_depth: i64,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeadLetters {
+        pub dead_letters: Vec<DeadLetter>,
+        /// All dead letters, not only those listed.
+        pub total: i64,
+    }
+
+    /// A job that failed for good.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeadLetter {
+        pub job_id: i64,
+        pub session_id: String,
+        /// `analyze`, `execute`, `outcome`, `verify`, `notify`, `passed_later`.
+        pub kind: String,
+        pub error: Option<String>,
+        pub tries: i64,
+        /// When it was last due (milliseconds since the epoch).
+        pub at: i64,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Retried {
+        pub session_id: String,
+        /// The status the session reopened in.
+        pub status: String,
+        /// The kinds of work queued again.
+        pub requeued: Vec<String>,
     }
 
     #[derive(ToSchema, Deserialize)]

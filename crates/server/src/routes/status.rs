@@ -26,6 +26,13 @@ pub async fn healthz(State(st): State<Shared>) -> Result<Json<Value>, ApiError> 
     Ok(Json(json!({"status": "ok", "queue_depth": depth})))
 }
 
+#[utoipa::path(
+    get, path = "/readyz", tag = "service", security(()),
+    responses(
+        (status = 200, description = "Ready to take traffic", body = crate::routes::openapi::schema::Ready),
+        (status = 503, description = "The database does not answer, or the server drains", body = crate::routes::openapi::schema::ErrorBody),
+    )
+)]
 /// Readiness for load balancers and Kubernetes: 503 while the database cannot be reached or
 /// the server is draining, so traffic goes to another replica instead.
 pub async fn readyz(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
