@@ -168,7 +168,7 @@ async fn a_good_diagnosis_of_an_unknown_failure_is_used_and_shown_with_its_sourc
         .into_iter()
         .find(|c| c["purpose"] == "fix")
         .unwrap();
-    assert_ne!(fix["risk"], "low", "{fix}");
+    assert_eq!(fix["risk"], "medium", "{fix}");
     assert_eq!(fix["needs_approval"], true);
     assert_eq!(s["status"], "awaiting_approval", "{s:#}");
     assert!(
@@ -220,7 +220,10 @@ async fn a_good_diagnosis_of_an_unknown_failure_is_used_and_shown_with_its_sourc
         text.contains("- diagnostic (low): systemctl status artifact-sync"),
         "{text}"
     );
-    assert!(text.contains(&format!("needs approval): {FIX}")), "{text}");
+    assert!(
+        text.contains(&format!("- fix (medium, needs approval): {FIX}")),
+        "{text}"
+    );
     let slack = body("/slack/T0/B0/X")["blocks"].to_string();
     assert!(
         slack.contains("Root cause (") && slack.contains("Safe next steps"),
