@@ -120,4 +120,16 @@ async fn demo_shows_every_outcome_within_ninety_seconds() {
         !dir.path().join("pipeguard.db").exists(),
         "the demo's database is temporary, not ./pipeguard.db"
     );
+    // Ctrl-C: the server stops and the demo exits 0.
+    // SAFETY: signalling the child this test started and still owns.
+    unsafe { libc::kill(demo.0.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the demo ignored Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }

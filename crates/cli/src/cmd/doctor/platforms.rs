@@ -361,8 +361,20 @@ async fn probe(http: &Client, p: Platform, api: &str, s: &Section) -> Found {
         Auth::Basic => req.basic_auth(s.user.as_deref().unwrap_or(""), Some(token)),
         Auth::BasicTokenOnly => req.basic_auth("", Some(token)),
     };
-    match send(req, &format!("GET {}", pr.path)).await {
-        Ok(_) => vec![(Level::Ok, "the API accepts the credential".into())],
-        Err(f) => vec![f],
+    let what = format!("GET {}", pr.path);
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {
+            vec![(Level::Ok, "the API accepts the credential".into())]
+        }
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => vec![refused(r, &what).await],
+        // The root may need more than the credential (Azure DevOps wants the organization).
+        Ok(r) => vec![(
+            Level::Warn,
+            format!(
+                "{what}: {}, the credential could not be checked",
+                r.status()
+            ),
+        )],
+        Err(e) => vec![(Level::Missing, format!("{what}: cannot reach it: {e}"))],
     }
 }
