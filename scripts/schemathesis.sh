@@ -22,7 +22,10 @@ case "$mode" in
 esac
 
 bash .ci/setup-schemathesis.sh >/dev/null
-cargo build --quiet -p pipeguard
+# The binary the test build makes (its integration tests run it): after `cargo test --workspace`
+# this compiles nothing, where `cargo build -p pipeguard` would rebuild dependencies whose
+# features differ without the dev-dependencies.
+cargo test --quiet --workspace --no-run
 target="$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target/debug/pipeguard"
