@@ -210,3 +210,38 @@ fn a_stricter_policy_file_changes_the_replay() {
     );
     assert_eq!(arm(&r, "pipeguard")["healed"], 0);
 }
+
+#[test]
+fn the_notice_delay_moves_the_manual_baseline_of_transient_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(&trace, generate(300, 5)).unwrap();
+    let transient = |extra: &[&str]| -> Value {
+        let out = replay(&trace, extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["transient"].clone()
+    };
+    let mean = |t: &Value, arm: &str| -> f64 {
+        let a = t["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["arm"] == arm)
+            .unwrap();
+        a["time_to_green_minutes"]["mean"].as_f64().unwrap()
+    };
+    let default = transient(&[]);
+    let slow = transient(&["--notice-minutes", "90"]);
+    assert_eq!(default["notice_minutes"], 45.0);
+    assert!(mean(&slow, "manual_rerun") > mean(&default, "manual_rerun") + 40.0);
+    assert!(mean(&default, "pipeguard") < mean(&default, "manual_rerun"));
+    assert!(mean(&default, "pipeguard") <= mean(&default, "pipeguard_after_run"));
+    let out = replay(&trace, &["--notice-minutes=-5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--notice-minutes"));
+}

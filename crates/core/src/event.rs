@@ -105,4 +105,9 @@ pub struct FailureEvent {
     pub started_at_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<i64>,
+    /// The delivery reports one job that finished failed while the rest of its run may still
+    /// run (a GitLab Job Hook, a Buildkite `job.finished`): where the platform retries a job
+    /// meanwhile, that job can be healed without waiting for the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_event: bool,
 }

@@ -255,6 +255,32 @@ pub fn plan(jobs: &[JobDiagnosis], event: &FailureEvent, facts: &Facts) -> Optio
     })
 }
 
+/// The plan for one job that failed while the rest of its run still runs, on a platform that
+/// retries a job meanwhile. Only a transient failure that a plain retry heals without a person
+/// or a fix, and only that job: the other jobs' outcomes are unknown, so it is never a
+/// run-level re-run (`all_failed` stays false). `None`: wait for the run to complete and plan
+/// over all its failed jobs.
+pub fn plan_early(job: &JobDiagnosis, event: &FailureEvent, facts: &Facts) -> Option<StoredPlan> {
+    if !job.diagnosis.transient {
+        return None;
+    }
+    let mut stored = plan(std::slice::from_ref(job), event, facts)?;
+    let p = &stored.plan;
+    let plain_retry = p.decision == Decision::Act
+        && p.strategy == Strategy::Retry
+        && p.steps.iter().all(|s| s.kind != StepKind::Fix);
+    if !plain_retry {
+        return None;
+    }
+    stored.all_failed = false;
+    stored.mixed = false;
+    stored.plan.reason = format!(
+        "{}; job {} retried while the rest of the run goes on",
+        stored.plan.reason, job.job.name
+    );
+    Some(stored)
+}
+
 /// Makes the plan of a known-flaky or learned diagnosis say why, and retries known-flaky
 /// tests at once: waiting does not make a flaky test pass.
 fn explain_refinement(d: &Diagnosis, plan: &mut HealPlan) {
@@ -384,6 +410,37 @@ mod tests {
             choose(&jobs).unwrap().run.category,
             Category::CompilationError
         );
+    }
+
+    #[test]
+    fn an_early_plan_retries_only_its_transient_job_and_never_the_whole_run() {
+        let p = Policy::default();
+        let f = facts(&p);
+        let ev = FailureEvent::default();
+        let s = plan_early(&job("fetch", diag(Category::Network, 0.9)), &ev, &f).unwrap();
+        assert_eq!(s.plan.decision, Decision::Act);
+        assert!(!s.all_failed, "the other jobs are not known yet");
+        assert_eq!(s.jobs.len(), 1);
+        assert!(
+            s.plan.reason.contains("job fetch retried while"),
+            "{}",
+            s.plan.reason
+        );
+        // A genuine failure, a deploy that needs approval and a remedy other than a retry wait
+        // for the run.
+        assert!(plan_early(&job("unit", diag(Category::CompilationError, 0.9)), &ev, &f).is_none());
+        assert!(plan_early(&job("deploy-prod", diag(Category::Network, 0.9)), &ev, &f).is_none());
+        let mut scaled = facts(&p);
+        scaled.capabilities.scale_resources = true;
+        assert!(plan_early(&job("t", diag(Category::OutOfMemory, 0.9)), &ev, &scaled).is_none());
+        let mut fixed = facts(&p);
+        fixed.fixes = vec![Fix {
+            name: "mirror".into(),
+            risk: Risk::Low,
+            what: "x".into(),
+            strategy: None,
+        }];
+        assert!(plan_early(&job("fetch", diag(Category::Network, 0.9)), &ev, &fixed).is_none());
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! The trace format and the metrics are documented in `docs/simulate.md`.
 
 mod generate;
+mod transient;
 
 pub use generate::{generate, GeneratorMix, MIX};
+pub use transient::{Spread, TransientArm, TransientArmReport, TransientReport};
 
 use crate::analysis::{Analyzer, Diagnosis};
 use crate::category::Category;
-use crate::event::{FailedJob, FailureEvent};
+use crate::event::{FailedJob, FailureEvent, Platform};
 use crate::learning::{self, ArmStats, Learned};
 use crate::policy::{Capabilities, Decision, Policy, StepKind, Strategy};
 use serde::{Deserialize, Serialize};
@@ -46,6 +48,12 @@ pub struct TraceRun {
     pub duration_minutes: f64,
     /// Minutes from the moment a person takes the failure over until the run is green.
     pub fix_minutes: f64,
+    /// The CI platform: whether pipeguard may retry the job before the run completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Minutes the rest of the run (its other jobs) went on after the job failed; absent = 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_rest_minutes: Option<f64>,
 }
 
 impl TraceRun {
@@ -80,6 +88,12 @@ impl TraceRun {
                 "`fix_minutes` must be zero or more, not {}",
                 self.fix_minutes
             ));
+        }
+        if self
+            .run_rest_minutes
+            .is_some_and(|m| !(m.is_finite() && m >= 0.0))
+        {
+            return Err("`run_rest_minutes` must be zero or more".into());
         }
         if self.reruns_to_pass == Some(0) {
             return Err("`reruns_to_pass` counts re-runs and starts at 1".into());
@@ -145,6 +159,11 @@ pub fn to_jsonl(runs: &[TraceRun]) -> String {
     out
 }
 
+/// Minutes until a person notices a failed run and re-runs it: 54.42 % of restarted Travis CI
+/// builds were restarted within an hour of the failure (Durieux et al., MSR 2020), so the
+/// median is just under an hour; 45 minutes reads it conservatively.
+pub const NOTICE_MINUTES: f64 = 45.0;
+
 /// How the replay is run.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -158,6 +177,13 @@ pub struct SimConfig {
     pub naive_retries: u32,
     /// Runs per window of the learning curve.
     pub window: usize,
+    /// Minutes from a failed run's end until a person notices it and re-runs it (the realistic
+    /// baseline of the transient-failure report; docs/simulate.md gives the source).
+    pub notice_minutes: f64,
+    /// Re-runs a person tries before investigating the cause.
+    pub manual_reruns: u32,
+    /// Platforms where pipeguard retries a failed job while the rest of its run goes on.
+    pub early_platforms: Vec<Platform>,
 }
 
 impl Default for SimConfig {
@@ -173,6 +199,9 @@ impl Default for SimConfig {
             approval_minutes: 30.0,
             naive_retries: 2,
             window: 200,
+            notice_minutes: NOTICE_MINUTES,
+            manual_reruns: 2,
+            early_platforms: vec![Platform::Gitlab, Platform::Buildkite],
         }
     }
 }
@@ -228,6 +257,12 @@ struct Outcome {
     rerun_minutes: f64,
     wasted_minutes: f64,
     time_to_green: f64,
+    /// Minutes from the failure (the run's end, for a platform that waits) to the first re-run
+    /// call: approval and backoff; `None` when nothing was re-run.
+    first_call: Option<f64>,
+    /// The first heal was a plain retry without approval: one a platform that retries jobs
+    /// while the run goes on takes before the run completes.
+    first_plain_retry: bool,
 }
 
 impl Outcome {
@@ -305,6 +340,8 @@ pub struct Report {
     pub genuine_runs: usize,
     pub deploy_runs: usize,
     pub arms: Vec<ArmReport>,
+    /// Time to green over the transient failures alone, against a person re-running them.
+    pub transient: TransientReport,
     pub window: usize,
     pub learning_curve: Vec<WindowReport>,
     pub diagnosis: DiagnosisReport,
@@ -355,6 +392,7 @@ pub fn simulate(runs: &[TraceRun], analyzer: &Analyzer, cfg: &SimConfig) -> Repo
             arm_report(Arm::PipeguardStatic, &stat),
             arm_report(Arm::Pipeguard, &learned),
         ],
+        transient: transient::report(runs, &learned, cfg),
         window,
         learning_curve,
         diagnosis: diagnosis_report(runs, &diagnoses),
@@ -470,6 +508,11 @@ fn replay_pipeguard(
                         }
                         attempts += 1;
                         o.time_to_green += delay_minutes;
+                        if o.first_call.is_none() {
+                            o.first_call = Some(o.time_to_green);
+                            o.first_plain_retry =
+                                plan.decision == Decision::Act && plan.strategy == Strategy::Retry;
+                        }
                         let passed = run.attempt_passes(plan.strategy, attempts);
                         o.rerun(run, passed);
                         if plan.strategy != Strategy::Retry {
@@ -520,6 +563,16 @@ fn share(n: usize, of: usize) -> f64 {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// The nearest-rank percentile `p` (0–100) of `xs`; 0 when empty.
+fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -602,6 +655,8 @@ mod tests {
             remedy_passes: None,
             duration_minutes: 10.0,
             fix_minutes: 60.0,
+            platform: None,
+            run_rest_minutes: None,
         }
     }
 
@@ -703,6 +758,55 @@ mod tests {
         assert_eq!((naive.false_heals, naive.healed), (1, 0));
         assert_eq!(naive.wasted_minutes, 20.0);
         assert_eq!(r.arm(Arm::Pipeguard).false_heals, 0);
+    }
+
+    #[test]
+    fn transient_failures_are_timed_against_a_person_and_retried_early_where_allowed() {
+        let mut gitlab = run(1, Category::Network, RESET, Some(1));
+        gitlab.platform = Some(Platform::Gitlab);
+        gitlab.run_rest_minutes = Some(20.0);
+        let mut github = gitlab.clone();
+        github.platform = Some(Platform::Github);
+        // A genuine failure is not part of the transient report.
+        let runs = vec![gitlab, github, run(3, Category::TestFailure, ASSERT, None)];
+        let r = simulate(&runs, &Analyzer::builtin(), &SimConfig::default());
+        let t = &r.transient;
+        assert_eq!(t.runs, 2);
+        // A person: the 20 minutes the run goes on, 45 to notice, 10 to re-run.
+        let manual = t.arm(TransientArm::ManualRerun);
+        assert_eq!(manual.time_to_green_minutes.mean, 75.0);
+        assert_eq!(manual.failure_to_retry_minutes.mean, 65.0);
+        assert_eq!(manual.retried_by_pipeguard, 0);
+        // pipeguard after the run: 20 + 0.5 backoff + 10.
+        let after = t.arm(TransientArm::PipeguardAfterRun);
+        assert_eq!(after.time_to_green_minutes.mean, 30.5);
+        assert_eq!(after.failure_to_retry_minutes.p50, 20.5);
+        assert_eq!(after.retried_before_run_end, 0);
+        // Early on GitLab: the retry (0.5 + 10) runs beside the rest of the run (20).
+        let early = t.arm(TransientArm::Pipeguard);
+        assert_eq!(early.time_to_green_minutes.p50, 20.0);
+        assert_eq!(early.time_to_green_minutes.p90, 30.5);
+        assert_eq!(early.failure_to_retry_minutes.p50, 0.5);
+        assert_eq!(early.pipeguard_retry_minutes.p90, 20.5);
+        assert_eq!(manual.pipeguard_retry_minutes.mean, 0.0);
+        assert_eq!(
+            (early.retried_by_pipeguard, early.retried_before_run_end),
+            (2, 1)
+        );
+        assert_eq!(early.mean_reduction, 0.663);
+        // A person who notices at once leaves less to gain.
+        let quick = SimConfig {
+            notice_minutes: 0.0,
+            ..Default::default()
+        };
+        let r = simulate(&runs, &Analyzer::builtin(), &quick);
+        assert_eq!(
+            r.transient
+                .arm(TransientArm::ManualRerun)
+                .time_to_green_minutes
+                .mean,
+            30.0
+        );
     }
 
     #[test]

@@ -220,6 +220,25 @@ pub trait Ci: Send + Sync {
         false
     }
 
+    /// Whether a failed job can be retried while other jobs of its run still run (GitLab,
+    /// Buildkite): the job is then healed from its own delivery ([`FailureEvent::job_event`])
+    /// instead of after the whole run.
+    fn retries_jobs_while_running(&self) -> bool {
+        false
+    }
+
+    /// The log of one failed job of the event's run, for healing it before the run completes.
+    async fn job_log(
+        &self,
+        _event: &FailureEvent,
+        _job: &FailedJob,
+    ) -> Result<JobLog, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} cannot retry a job before its run completes",
+            self.platform().as_str()
+        )))
+    }
+
     /// Where one attempt stands (the build pipeguard started, not just the newest one).
     async fn attempt_state(
         &self,
@@ -299,6 +318,20 @@ pub fn parse_time_ms(s: Option<&str>) -> Option<i64> {
             .map(|p| p.assume_utc())
     })?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// One failed job's log tail at `path`; empty when the platform no longer has it.
+pub async fn job_log_at(
+    api: &api::ApiClient,
+    what: &str,
+    path: &str,
+    job: &FailedJob,
+) -> Result<JobLog, PlatformError> {
+    let log = api.log_tail(what, path).await?;
+    Ok(JobLog {
+        job: job.clone(),
+        log: log.unwrap_or_default(),
+    })
 }
 
 /// The error of a call that needs a credential the section lacks.

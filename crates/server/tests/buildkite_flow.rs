@@ -444,3 +444,61 @@ async fn traversal_and_malformed_deliveries_are_400() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_transient_job_is_retried_while_its_build_still_runs() {
+    let app = start_with(|c| c.worker.verify_poll_seconds = 1).await;
+    // The API says the build is still running: `job-slow` has not finished.
+    let jobs = json!([
+        job_json("job-test", ":rspec: test", "test", "failed", None),
+        job_json("job-slow", "e2e", "e2e", "running", None),
+    ]);
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/builds/42")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"number": 42, "state": "failing", "jobs": jobs})),
+        )
+        .mount(&app.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/builds/42/jobs/job-test/log.txt")))
+        .respond_with(ResponseTemplate::new(200).set_body_string(TRANSIENT_LOG))
+        .expect(1..)
+        .mount(&app.github)
+        .await;
+    retry_job(42, "job-test").expect(1).mount(&app.github).await;
+    retry_job(42, "job-slow").expect(0).mount(&app.github).await;
+
+    let job = job_finished(
+        42,
+        job_json("job-test", ":rspec: test", "test", "failed", None),
+    );
+    let id = session_id_in(
+        &post(&app, "job.finished", &job, Proof::Signed)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let s = app.wait_status(&id, "verifying").await;
+    assert!(
+        s["timeline"]
+            .to_string()
+            .contains("job :rspec: test failed while the run goes on: retrying it alone now"),
+        "{:#}",
+        s["timeline"]
+    );
+    // The build finishes later: green, and nothing is retried again.
+    let r = post(
+        &app,
+        "build.finished",
+        &build_finished(42, "passed"),
+        Proof::Signed,
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    app.wait_status(&id, "healed").await;
+    let (mock, _dir, _) = app.stop().await;
+    mock.verify().await;
+}

@@ -1,12 +1,14 @@
 //! Heals against stand-ins that keep each platform's state between calls (crates/sim), so
 //! what the real services refuse between calls is refused here too: GitHub's one re-run per
-//! attempt, Jenkins queue items that become builds, dispatches without run details.
+//! attempt, Jenkins queue items that become builds, dispatches without run details, GitLab job
+//! retries while the pipeline still runs.
 
 mod common;
 
 use common::*;
 use pipeguard_core::event::Platform;
 use pipeguard_sim::github::{DispatchMode, GithubConfig, GithubSim};
+use pipeguard_sim::gitlab::{GitlabConfig, GitlabSim};
 use pipeguard_sim::jenkins::{JenkinsConfig, JenkinsSim};
 use pipeguard_sim::logs::sample;
 use pipeguard_sim::{JobSpec, RunSpec, WebhookTarget};
@@ -266,4 +268,164 @@ async fn jenkins_counts_only_the_build_it_started() {
         s["reason"]
     );
     app.stop().await;
+}
+
+/// A GitLab stand-in wired to a pipeguard server both ways.
+async fn gitlab() -> (GitlabSim, TestApp) {
+    let sim = GitlabSim::start(GitlabConfig::default().token("glpat-sim"))
+        .await
+        .unwrap();
+    let url = sim.base_url();
+    let app = TestApp::start_with(|c| {
+        let g = c.platform_mut(Platform::Gitlab);
+        g.api_url = url;
+        g.token = Some("glpat-sim".into());
+        g.webhook_secret = Some("gl-secret".into());
+        c.worker.verify_poll_seconds = 1;
+    })
+    .await;
+    sim.set_webhook(Some(WebhookTarget::new(
+        format!("{}/webhooks/gitlab", app.base),
+        "gl-secret",
+    )))
+    .await;
+    (sim, app)
+}
+
+/// The calls that started work again: job retries and pipeline retries.
+async fn gitlab_retries(sim: &GitlabSim) -> (Vec<String>, usize) {
+    let requests = sim.requests().await;
+    let jobs = requests
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path().contains("/jobs/") && r.path().ends_with("/retry")
+        })
+        .map(|r| r.path().to_string())
+        .collect();
+    let pipelines = requests
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path().contains("/pipelines/") && r.path().ends_with("/retry")
+        })
+        .count();
+    (jobs, pipelines)
+}
+
+fn job_named(jobs: &[pipeguard_sim::gitlab::Job], name: &str) -> Vec<pipeguard_sim::gitlab::Job> {
+    jobs.iter().filter(|j| j.name == name).cloned().collect()
+}
+
+#[tokio::test]
+async fn gitlab_retries_a_transient_job_while_its_pipeline_still_runs_and_only_once() {
+    let (sim, app) = gitlab().await;
+    // `fetch` fails at once for a network reason; `unit` fails for a bug after 2.5 s.
+    let spec = RunSpec::new("grp/app", ".gitlab-ci.yml")
+        .job(
+            JobSpec::new("fetch")
+                .duration_ms(50)
+                .fails(log("network"))
+                .passes(),
+        )
+        .job(
+            JobSpec::new("unit")
+                .duration_ms(2500)
+                .fails(log("compilation_error")),
+        );
+    let pipeline = sim.start_run(spec).await.unwrap();
+    let s = the_session(&app, |s| s["status"] == "escalated").await;
+    let done = sim.wait_pipeline(pipeline, WAIT).await.unwrap();
+    assert_eq!(done.status, "failed", "unit needs a human");
+    let jobs = sim.jobs(pipeline).await;
+    let fetch = job_named(&jobs, "fetch");
+    let unit = job_named(&jobs, "unit");
+    assert_eq!(fetch.len(), 2, "fetch ran twice: {fetch:?}");
+    assert_eq!(unit.len(), 1, "the genuine job is never retried");
+    assert!(
+        fetch[1].created_at < unit[0].finished_at.unwrap(),
+        "the retry came while unit still ran: retried at {}, unit finished at {:?}",
+        fetch[1].created_at,
+        unit[0].finished_at
+    );
+    assert_eq!(fetch[1].status, pipeguard_sim::gitlab::JobStatus::Success);
+    // The failed Pipeline Hook came after the retry: the job is not retried again.
+    let (job_retries, pipeline_retries) = gitlab_retries(&sim).await;
+    assert_eq!(
+        job_retries,
+        [format!(
+            "/api/v4/projects/grp%2Fapp/jobs/{}/retry",
+            fetch[0].id
+        )]
+    );
+    assert_eq!(pipeline_retries, 0);
+    let timeline = s["timeline"].to_string();
+    assert!(
+        timeline.contains("job fetch failed while the run goes on: retrying it alone now"),
+        "{timeline}"
+    );
+    assert!(
+        s["reason"].as_str().unwrap().contains("compilation_error"),
+        "{}",
+        s["reason"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gitlab_early_retry_heals_before_the_pipeline_would_have_finished() {
+    let (sim, app) = gitlab().await;
+    let spec = RunSpec::new("grp/app", ".gitlab-ci.yml")
+        .job(
+            JobSpec::new("fetch")
+                .duration_ms(50)
+                .fails(log("network"))
+                .passes(),
+        )
+        .job(JobSpec::new("integration").duration_ms(2500).passes());
+    let pipeline = sim.start_run(spec).await.unwrap();
+    let s = the_session(&app, |s| s["status"] == "healed").await;
+    let jobs = sim.jobs(pipeline).await;
+    let fetch = job_named(&jobs, "fetch");
+    let integration = job_named(&jobs, "integration");
+    assert!(fetch[1].created_at < integration[0].finished_at.unwrap());
+    let (job_retries, pipeline_retries) = gitlab_retries(&sim).await;
+    assert_eq!((job_retries.len(), pipeline_retries), (1, 0));
+    assert_eq!(s["heal_attempts"], 1);
+    // Time to green counts from the job's failure to the pipeline's success: the 2.5 s of the
+    // other job, not that plus a retry after it.
+    let ttg = s["time_to_green_ms"].as_i64().unwrap();
+    assert!(ttg < 4000, "time to green {ttg} ms");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gitlab_genuine_or_deploy_failures_wait_for_the_pipeline() {
+    for (name, category, status) in [
+        ("unit", "compilation_error", "escalated"),
+        ("deploy-production", "network", "awaiting_approval"),
+    ] {
+        let (sim, app) = gitlab().await;
+        let spec = RunSpec::new("grp/app", ".gitlab-ci.yml")
+            .job(
+                JobSpec::new(name)
+                    .duration_ms(50)
+                    .fails(log(category))
+                    .passes(),
+            )
+            .job(JobSpec::new("slow").duration_ms(1500).passes());
+        let pipeline = sim.start_run(spec).await.unwrap();
+        let s = the_session(&app, |s| s["status"] == status).await;
+        let done = sim.pipeline(pipeline).await.unwrap();
+        assert_eq!(
+            done.status, "failed",
+            "{name}: decided once the pipeline completed"
+        );
+        let (job_retries, pipeline_retries) = gitlab_retries(&sim).await;
+        assert_eq!((job_retries.len(), pipeline_retries), (0, 0), "{name}");
+        let timeline = s["timeline"].to_string();
+        assert!(
+            timeline.contains(&format!("job {name} is not retried while the run goes on")),
+            "{timeline}"
+        );
+        app.stop().await;
+    }
 }

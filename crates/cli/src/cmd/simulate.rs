@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use pipeguard_core::simulate::{self, Arm, Report, SimConfig};
+use pipeguard_core::simulate::{self, Arm, Report, SimConfig, TransientArm, NOTICE_MINUTES};
 use pipeguard_core::Analyzer;
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +35,10 @@ pub struct CmdArgs {
     /// Runs per window of the learning curve.
     #[arg(long, default_value_t = 200)]
     window: usize,
+    /// Minutes from a failed run's end until a person notices it and re-runs it, for the
+    /// transient-failure baseline (docs/simulate.md gives the source of the default).
+    #[arg(long, default_value_t = NOTICE_MINUTES)]
+    notice_minutes: f64,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -72,8 +76,12 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     if args.window == 0 {
         bail!("--window must be at least 1");
     }
+    if !(args.notice_minutes.is_finite() && args.notice_minutes >= 0.0) {
+        bail!("--notice-minutes must be zero or more");
+    }
     let mut cfg = SimConfig {
         window: args.window,
+        notice_minutes: args.notice_minutes,
         ..Default::default()
     };
     if let Some(p) = &args.policy {
@@ -141,6 +149,7 @@ fn render(r: &Report) -> String {
         }
         out.push('\n');
     }
+    out += &render_transient(r);
     let d = &r.diagnosis;
     out += &format!(
         "\nanalyzer on {} logs: transient precision {}, recall {}; {} unknown; category right on {}\n",
@@ -164,6 +173,51 @@ fn render(r: &Report) -> String {
             pct(w.static_success_rate),
             w.static_wasted_minutes
         );
+    }
+    out
+}
+
+/// The transient failures alone, against a person who notices and re-runs them.
+fn render_transient(r: &Report) -> String {
+    let t = &r.transient;
+    let mut out = format!(
+        "\ntransient failures ({} runs): a person notices {:.0} min after the run ends and re-runs up to {} times\n",
+        t.runs, t.notice_minutes, t.manual_reruns
+    );
+    out += &format!(
+        "{:<22}{:>26}{:>28}{:>10}{:>12}{:>11}\n",
+        "",
+        "time to green mean/p50/p90",
+        "failure→retry mean/p50/p90",
+        "by pg",
+        "before end",
+        "shorter"
+    );
+    for arm in TransientArm::ALL {
+        let a = t.arm(arm);
+        let own = &a.pipeguard_retry_minutes;
+        let (g, c) = (&a.time_to_green_minutes, &a.failure_to_retry_minutes);
+        out += &format!(
+            "{:<22}{:>26}{:>28}{:>10}{:>12}{:>11}\n",
+            arm.as_str(),
+            format!("{:.1} / {:.1} / {:.1}", g.mean, g.p50, g.p90),
+            format!("{:.1} / {:.1} / {:.1}", c.mean, c.p50, c.p90),
+            a.retried_by_pipeguard,
+            a.retried_before_run_end,
+            if arm == TransientArm::ManualRerun {
+                "-".to_string()
+            } else {
+                pct(a.mean_reduction)
+            }
+        );
+        if a.retried_by_pipeguard > 0 {
+            out += &format!(
+                "{:<22}{:>26}{:>28}\n",
+                "  its own calls",
+                "",
+                format!("{:.1} / {:.1} / {:.1}", own.mean, own.p50, own.p90)
+            );
+        }
     }
     out
 }

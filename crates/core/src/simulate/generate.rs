@@ -5,6 +5,7 @@
 
 use super::TraceRun;
 use crate::category::Category;
+use crate::event::Platform;
 
 /// One kind of failure the generator draws.
 #[derive(Debug, Clone, Copy)]
@@ -483,9 +484,36 @@ fn exit_code(scenario: &str) -> u32 {
     }
 }
 
+/// Share of failed jobs that were the last of their run to finish (nothing else ran on).
+const LAST_JOB_SHARE: f64 = 0.3;
+/// Median minutes the other jobs of a run go on after a job failed, when some do.
+const REST_MEDIAN_MINUTES: f64 = 6.0;
+
+impl Ci {
+    fn platform(self) -> Platform {
+        match self {
+            Ci::Github => Platform::Github,
+            Ci::Gitlab => Platform::Gitlab,
+            Ci::Jenkins => Platform::Jenkins,
+            Ci::Circleci => Platform::Circleci,
+        }
+    }
+}
+
+/// Minutes the rest of a run goes on after the failed job.
+fn run_rest(rng: &mut Rng) -> f64 {
+    if rng.unit() < LAST_JOB_SHARE {
+        0.0
+    } else {
+        round1(rng.lognormal(REST_MEDIAN_MINUTES, 0.8).clamp(0.5, 60.0))
+    }
+}
+
 /// `n` runs drawn from `MIX`, the same for the same `seed`.
 pub fn generate(n: usize, seed: u64) -> Vec<TraceRun> {
     let mut rng = Rng(seed);
+    // A stream of its own for the run's rest, so every other field stays as it was per seed.
+    let mut rest_rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let total: f64 = MIX.iter().map(|m| m.weight).sum();
     // Which chronic failure each repository suffers from: episodes start and end along the trace.
     let mut chronic_of: Vec<usize> = (0..REPOS.len()).map(|_| rng.below(CHRONIC.len())).collect();
@@ -554,6 +582,8 @@ pub fn generate(n: usize, seed: u64) -> Vec<TraceRun> {
                 remedy_passes,
                 duration_minutes: duration,
                 fix_minutes: round1(human + ci_after_fix),
+                platform: Some(repo.ci.platform()),
+                run_rest_minutes: Some(run_rest(&mut rest_rng)),
             }
         })
         .collect()

@@ -157,6 +157,17 @@ impl Ci for BuildkiteClient {
         })
     }
 
+    /// A failed job is retried while the build still runs; each job id once, the retry being
+    /// a new job (<https://buildkite.com/docs/apis/rest-api/jobs#retry-a-job>).
+    fn retries_jobs_while_running(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    async fn job_log(&self, ev: &FailureEvent, job: &FailedJob) -> Result<JobLog, PlatformError> {
+        let path = format!("{}/jobs/{}/log.txt", build_api(ev)?, encode(&job.id));
+        crate::job_log_at(&self.api, "job log", &path, job).await
+    }
+
     async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
         let mut out = Vec::new();
         for j in self.failed_jobs(ev).await? {

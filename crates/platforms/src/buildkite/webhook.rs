@@ -211,6 +211,7 @@ pub fn parse_delivery(event: Option<&str>, body: &[u8]) -> Result<Parsed, ParseE
                 jobs,
                 started_at_ms: parse_time_ms(started),
                 finished_at_ms: parse_time_ms(done),
+                job_event: event == "job.finished",
                 ..Default::default()
             }))
         };
@@ -314,6 +315,7 @@ mod tests {
             parse_delivery(Some("job.finished"), &fixture("job_finished_failed.json")).unwrap(),
         );
         assert_eq!((ev.run_id.as_str(), ev.attempt), ("42", 1));
+        assert!(ev.job_event, "one job's failure, the build may still run");
         let j = &ev.jobs[0];
         assert_eq!(j.id, "b63254c0-3271-4a98-8270-7cfbd6c2f14e");
         assert_eq!(j.name, ":rspec: RSpec");

@@ -177,6 +177,17 @@ impl Ci for GitlabClient {
         }
     }
 
+    /// A failed job is retried while the pipeline still runs: the retry makes a new job in
+    /// the same pipeline (<https://docs.gitlab.com/api/jobs/#retry-a-job>).
+    fn retries_jobs_while_running(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    async fn job_log(&self, ev: &FailureEvent, job: &FailedJob) -> Result<JobLog, PlatformError> {
+        let path = format!("{}/jobs/{}/trace", project_api(ev)?, encode(&job.id));
+        crate::job_log_at(&self.api, "job trace", &path, job).await
+    }
+
     async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
         let jobs = self.jobs(ev, "scope[]=failed&per_page=100").await?;
         let mut out = Vec::new();
@@ -224,10 +235,16 @@ impl Ci for GitlabClient {
         let mut done = Vec::new();
         for j in jobs {
             let path = format!("{}/jobs/{}/retry", project_api(ev)?, encode(&j.id));
-            self.api
+            let r = self
+                .api
                 .call("retry job", Method::POST, &path, None)
                 .await?;
-            done.push(format!("POST {path}"));
+            // The retry is a new job: its id is the one whose outcome tells the heal's.
+            let new: Value = r.json().await.unwrap_or(Value::Null);
+            match new["id"].as_u64() {
+                Some(id) => done.push(format!("POST {path} -> job {id}")),
+                None => done.push(format!("POST {path}")),
+            }
         }
         Ok(done.join("; "))
     }
@@ -321,6 +338,45 @@ mod tests {
             .map(|l| l.job.name)
             .collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn one_job_is_read_and_retried_by_its_id_and_the_new_job_is_named() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/jobs/9/trace"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ECONNRESET"))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/jobs/9/retry"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 12})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let g = client(&mock.uri());
+        assert!(g.retries_jobs_while_running());
+        let ev = FailureEvent {
+            repository: "g/p".into(),
+            run_id: "5".into(),
+            ..Default::default()
+        };
+        let job = FailedJob {
+            id: "9".into(),
+            name: "fetch".into(),
+            ..Default::default()
+        };
+        let log = g.job_log(&ev, &job).await.unwrap();
+        assert_eq!(
+            (log.job.name.as_str(), log.log.as_slice()),
+            ("fetch", &b"ECONNRESET"[..])
+        );
+        let done = g.retry(&ev, &[job], false).await.unwrap();
+        assert!(done.ends_with("/jobs/9/retry -> job 12"), "{done}");
+        mock.verify().await;
     }
 
     #[tokio::test]

@@ -209,6 +209,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 }],
                 started_at_ms: parse_time_ms(j.build_started_at.as_deref()),
                 finished_at_ms: parse_time_ms(j.build_finished_at.as_deref()),
+                job_event: true,
                 ..Default::default()
             })))
         }
@@ -248,6 +249,7 @@ mod tests {
         assert_eq!(ev.repository, "gitlab-org/gitlab-test");
         assert_eq!((ev.run_id.as_str(), ev.attempt), ("31", 1));
         assert_eq!(ev.jobs.len(), 1, "allow_failure jobs are not failures");
+        assert!(!ev.job_event);
         let j = &ev.jobs[0];
         assert_eq!(j.platform_reason.as_deref(), Some("script_failure"));
         assert_eq!(j.stage.as_deref(), Some("deploy"));
@@ -288,6 +290,10 @@ mod tests {
         };
         assert_eq!(ev.repository, "grp/sub/proj");
         assert_eq!(ev.attempt, 2);
+        assert!(
+            ev.job_event,
+            "one job's failure, the pipeline may still run"
+        );
         assert_eq!(
             ev.jobs[0].platform_reason.as_deref(),
             Some("runner_system_failure")

@@ -4,6 +4,7 @@
 use super::{ci_for, load, platform_of, requeue, JobError};
 use crate::Shared;
 use pipeguard_core::analysis::Hints;
+use pipeguard_core::event::{FailedJob, FailureEvent};
 use pipeguard_core::heal::{self, Facts, JobDiagnosis, Knowledge, StoredPlan};
 use pipeguard_core::policy::{Capabilities, Decision, Strategy};
 use pipeguard_core::{Category, Diagnosis};
@@ -33,11 +34,13 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
             .await?;
     }
     let ci = ci_for(st, &s);
-    let Some(logs) = fetch(st, &s, ci)
+    let logs = match fetch(st, &s, ci)
         .instrument(tracing::info_span!("fetch"))
         .await?
-    else {
-        return requeue(st, job, "run still in progress", Duration::from_secs(15)).await;
+    {
+        Logs::Wait => return requeue(st, job, "run still in progress", run_poll(st)).await,
+        Logs::Early(log) => return early(st, job, &s, ci, log).await,
+        Logs::Run(logs) => logs,
     };
     let kept = super::explain::keep_logs(st, &logs);
     let mut jobs = diagnose(st, logs)
@@ -64,34 +67,124 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         .await
 }
 
-/// The failed jobs' logs; `None` while the run is still in progress (a job can fail while
-/// others run, and re-runs are only possible once the run is done).
-async fn fetch(
-    st: &Shared,
-    s: &SessionRecord,
-    ci: Option<&dyn Ci>,
-) -> Result<Option<Vec<JobLog>>, JobError> {
+/// What the analysis can read now.
+enum Logs {
+    /// The run is still in progress: wait for it.
+    Wait,
+    /// One job failed while the others still run, on a platform that retries it meanwhile.
+    Early(JobLog),
+    /// The failed jobs of the run (or the log the delivery carried).
+    Run(Vec<JobLog>),
+}
+
+/// The failed jobs' logs; while the run is still in progress, the failed job's own log where
+/// the platform retries a job before its run completes, else nothing yet (re-runs are only
+/// possible once the run is done).
+async fn fetch(st: &Shared, s: &SessionRecord, ci: Option<&dyn Ci>) -> Result<Logs, JobError> {
     let ev = &s.event;
     match (ci, &ev.log) {
-        (_, Some(log)) => Ok(Some(vec![JobLog {
+        (_, Some(log)) => Ok(Logs::Run(vec![JobLog {
             job: ev.jobs.first().cloned().unwrap_or_default(),
             log: log.clone().into_bytes(),
         }])),
         (Some(ci), None) => {
             if let RunState::InProgress { attempt } = ci.run_state(ev).await? {
                 if attempt == ev.attempt {
+                    if let Some(job) = early_job(ci, ev) {
+                        return Ok(Logs::Early(ci.job_log(ev, job).await?));
+                    }
                     // From when the session began following this run.
                     let waited = now_ms() - s.created_at.max(ev.started_at_ms.unwrap_or(0));
                     if waited > st.config.worker.wait_limit_seconds as i64 * 1000 {
                         return Err(JobError::Fatal("the run did not complete in time".into()));
                     }
-                    return Ok(None);
+                    return Ok(Logs::Wait);
                 }
             }
-            Ok(Some(ci.failed_logs(ev).await?))
+            Ok(Logs::Run(ci.failed_logs(ev).await?))
         }
-        (None, None) => Ok(Some(vec![])),
+        (None, None) => Ok(Logs::Run(vec![])),
     }
+}
+
+/// The job a delivery reported failed, when the platform retries it while its run goes on.
+fn early_job<'a>(ci: &dyn Ci, ev: &'a FailureEvent) -> Option<&'a FailedJob> {
+    match ev.jobs.as_slice() {
+        [job] if ev.job_event && ci.retries_jobs_while_running() && !job.id.is_empty() => Some(job),
+        _ => None,
+    }
+}
+
+/// Heals one job that failed while its run still runs: its log alone is diagnosed and a plain
+/// retry of that job planned. Anything else (a genuine failure, an approval, another remedy)
+/// waits for the run to complete, as every failure did before.
+async fn early(
+    st: &Shared,
+    job: &Job,
+    s: &SessionRecord,
+    ci: Option<&dyn Ci>,
+    log: JobLog,
+) -> Result<(), JobError> {
+    let mut jobs = diagnose(st, vec![log]).await?;
+    refine(st, s, &mut jobs).await;
+    let Some(first) = jobs.first() else {
+        return wait_for_run(st, job, s, "no log").await;
+    };
+    let facts = gather(st, s, ci, &first.diagnosis).await?;
+    match heal::plan_early(first, &s.event, &facts) {
+        Some(plan) => {
+            let note = format!(
+                "job {} failed while the run goes on: retrying it alone now",
+                first.job.name
+            );
+            st.store.note(&s.id, S::Analyzing, &note).await?;
+            let diagnosis = first.diagnosis.clone();
+            persist(st, s, &diagnosis, &jobs, plan).await
+        }
+        None => {
+            // Say what the whole-run plan will weigh: a person, an approval, another remedy.
+            let why = heal::plan(&jobs, &s.event, &facts)
+                .map(|p| p.plan.reason)
+                .unwrap_or_else(|| first.diagnosis.category.to_string());
+            wait_for_run(st, job, s, &why).await
+        }
+    }
+}
+
+/// Leaves the early path for good: the session waits for the run and plans over all its
+/// failed jobs, without diagnosing this job again at each look.
+async fn wait_for_run(
+    st: &Shared,
+    job: &Job,
+    s: &SessionRecord,
+    why: &str,
+) -> Result<(), JobError> {
+    let mut ev = s.event.clone();
+    ev.job_event = false;
+    let name = ev.jobs.first().map(|j| j.name.clone()).unwrap_or_default();
+    let msg =
+        format!("job {name} is not retried while the run goes on ({why}); waiting for the run");
+    st.store
+        .update_session(
+            &s.id,
+            Transition {
+                from: &[S::Analyzing],
+                to: S::Analyzing,
+                message: &msg,
+            },
+            SessionUpdate {
+                event: Some(ev),
+                ..Default::default()
+            },
+        )
+        .await?;
+    requeue(st, job, "run still in progress", run_poll(st)).await
+}
+
+/// How often a run in progress is looked at: as often as outcomes are polled, at most every
+/// 15 seconds.
+fn run_poll(st: &Shared) -> Duration {
+    Duration::from_secs(st.config.worker.verify_poll_seconds.clamp(1, 15))
 }
 
 /// Each log through the analyzer, off the async threads that serve webhooks: scanning a
