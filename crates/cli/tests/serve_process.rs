@@ -261,13 +261,7 @@ async fn mount_slow_github(gh: &MockServer) {
     let runs = r"^/repos/octo-org/repo-[0-9]/actions/runs/[0-9]+";
     Mock::given(method("GET"))
         .and(path_regex(format!("{runs}$")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(
-                    json!({"status": "completed", "conclusion": "failure", "run_attempt": 1}),
-                )
-                .set_delay(Duration::from_secs(2)),
-        )
+        .respond_with(SlowRun)
         .mount(gh)
         .await;
     Mock::given(method("GET"))
@@ -289,6 +283,26 @@ async fn mount_slow_github(gh: &MockServer) {
         .respond_with(ResponseTemplate::new(201))
         .mount(gh)
         .await;
+}
+
+/// A completed, failed first attempt of the run the path names, after 2 s.
+struct SlowRun;
+
+impl wiremock::Respond for SlowRun {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let id: u64 = req
+            .url
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        ResponseTemplate::new(200)
+            .set_body_json(
+                json!({"id": id, "status": "completed", "conclusion": "failure", "run_attempt": 1}),
+            )
+            .set_delay(Duration::from_secs(2))
+    }
 }
 
 fn run_body(run: u64) -> String {
