@@ -24,6 +24,10 @@ fn free_port() -> u16 {
 }
 
 fn start(port: u16, db: &str, api: &str) -> Child {
+    start_with(port, db, api, &[])
+}
+
+fn start_with(port: u16, db: &str, api: &str, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pipeguard"))
         .arg("serve")
         .env("PIPEGUARD_LISTEN", format!("127.0.0.1:{port}"))
@@ -33,6 +37,7 @@ fn start(port: u16, db: &str, api: &str) -> Child {
         .env("PIPEGUARD_GITHUB_API_URL", api)
         .env("PIPEGUARD_HEALING_BACKOFF_SECONDS", "0")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -352,21 +357,8 @@ async fn deliver(bases: &[String], deliveries: Vec<(usize, String, u64)>) -> Vec
 }
 
 fn start_replica(port: u16, db: &str, api: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pipeguard"))
-        .arg("serve")
-        .env("PIPEGUARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PIPEGUARD_DATABASE_URL", db)
-        .env("PIPEGUARD_GITHUB_WEBHOOK_SECRET", SECRET)
-        .env("PIPEGUARD_GITHUB_TOKEN", "ghs_x")
-        .env("PIPEGUARD_GITHUB_API_URL", api)
-        .env("PIPEGUARD_HEALING_BACKOFF_SECONDS", "0")
-        // Longer than any job here (2 s), so only a dead replica's jobs are taken again.
-        .env("PIPEGUARD_WORKER_LEASE_SECONDS", "5")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    // Longer than any job here (2 s), so only a dead replica's jobs are taken again.
+    start_with(port, db, api, &[("PIPEGUARD_WORKER_LEASE_SECONDS", "5")])
 }
 
 /// Three replicas on one PostgreSQL database; every failure is delivered twice (to two
