@@ -168,6 +168,9 @@ pub struct HealingSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSection {
+    /// False on replicas that only take webhooks and serve the API while others (sharing
+    /// the PostgreSQL database) run the jobs; also how intake alone is benchmarked.
+    pub enabled: bool,
     /// How often to ask the platform whether a re-run finished, when no webhook said so.
     pub verify_poll_seconds: u64,
     /// How long to wait for a run to complete before healing or for a heal to be verified.
@@ -227,6 +230,7 @@ impl Default for HealingSection {
 impl Default for WorkerSection {
     fn default() -> Self {
         WorkerSection {
+            enabled: true,
             verify_poll_seconds: 120,
             wait_limit_seconds: 6 * 3600,
             max_job_tries: 6,
@@ -386,6 +390,9 @@ impl Config {
             self.approvals.required = num("PIPEGUARD_APPROVALS_REQUIRED", v)?;
         }
         self.apply_oidc_env(&nonempty);
+        if let Some(v) = nonempty("PIPEGUARD_WORKER_ENABLED") {
+            self.worker.enabled = num("PIPEGUARD_WORKER_ENABLED", v)?;
+        }
         if let Some(v) = nonempty("PIPEGUARD_WORKER_CONCURRENCY") {
             self.worker.concurrency = num("PIPEGUARD_WORKER_CONCURRENCY", v)?;
         }

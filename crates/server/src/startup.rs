@@ -96,7 +96,12 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let worker = tokio::spawn(worker::run(state.clone(), shutdown.clone()));
+    let worker = if state.config.worker.enabled {
+        tokio::spawn(worker::run(state.clone(), shutdown.clone()))
+    } else {
+        tracing::warn!("[worker] enabled = false: this replica runs no jobs");
+        tokio::spawn(async {})
+    };
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "pipeguard listening");

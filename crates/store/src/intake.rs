@@ -2,10 +2,11 @@
 //! job, atomically. The answer is an [`IntakeOutcome`]; the server decides what HTTP says.
 
 use crate::audit::{audit_in, AuditEntry};
+use crate::batch::{Counters, Pending};
 use crate::crypto::Keyring;
 use crate::queue::{enqueue_in, Task};
 use crate::sessions::{event_text, log_in, redacted, SessionRecord, SessionStatus};
-use crate::{now_ms, Result, Store};
+use crate::{now_ms, Result, Store, StoreError};
 use pipeguard_core::event::{FailureEvent, Platform};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -143,10 +144,57 @@ fn route<'a>(
     }
 }
 
+/// A delivery on its way into a batch, prepared outside the writer: redacted, its event
+/// already serialized (and sealed), so the writer only decides and writes.
+pub(crate) struct Item {
+    platform: Platform,
+    delivery_id: String,
+    run_link: String,
+    work: Work,
+}
+
+enum Work {
+    Intake {
+        intake: Intake,
+        /// The `sessions.event` column, should the delivery start a session.
+        event: Option<String>,
+    },
+    Ignored(String),
+}
+
+impl Item {
+    /// Deliveries of one run stay in arrival order; batches lock rows in the same order, so
+    /// concurrent batches on PostgreSQL wait for each other instead of deadlocking.
+    fn order(&self) -> (&str, &str, &str) {
+        match &self.work {
+            Work::Intake { intake, .. } => {
+                let (repository, run_id, _) = intake.key();
+                (self.platform.as_str(), repository, run_id)
+            }
+            Work::Ignored(_) => (self.platform.as_str(), "", ""),
+        }
+    }
+}
+
+/// Why a batch was rolled back.
+enum Rollback {
+    /// A twin of one of its deliveries was committed by another replica meanwhile.
+    Raced,
+    Failed(StoreError),
+}
+
+impl<E: Into<StoreError>> From<E> for Rollback {
+    fn from(e: E) -> Self {
+        Rollback::Failed(e.into())
+    }
+}
+
 impl Store {
-    /// Stores one verified delivery and what it implies, atomically. The same `delivery_id`
-    /// again returns the first outcome and changes nothing. `run_link` is what ties a run a
-    /// heal started to its session (the platform says: the run, or its pipeline).
+    /// Stores one verified delivery and what it implies, atomically, in a batch with the
+    /// deliveries that arrive with it; returns once the batch committed. The same
+    /// `delivery_id` again returns the first outcome and changes nothing. `run_link` is what
+    /// ties a run a heal started to its session (the platform says: the run, or its
+    /// pipeline).
     pub async fn intake(
         &self,
         platform: Platform,
@@ -154,53 +202,18 @@ impl Store {
         run_link: &str,
         intake: Intake,
     ) -> Result<IntakeResult> {
-        if let Some(r) = self.find_delivery(platform, delivery_id).await? {
-            return Ok(r);
-        }
         let intake = intake.redacted();
-        let keys = self.keys();
-        let mut tx = self.begin_write().await?;
-        let (repository, run_id, attempt) = intake.key();
-        let (latest, linked) =
-            related(&mut tx, keys, platform, repository, run_id, run_link).await?;
-        let outcome = match route(&intake, latest.as_ref(), linked, run_id, attempt) {
-            Route::Duplicate(s) => IntakeOutcome::Duplicate {
-                session_id: s.id.clone(),
-                status: Some(s.status),
-            },
-            Route::Outcome(s) => {
-                let task = outcome_task(&intake, attempt);
-                enqueue_in(&mut tx, keys, &s.id, &task, now_ms()).await?;
-                IntakeOutcome::Outcome {
-                    session_id: s.id.clone(),
-                }
-            }
-            Route::PassedLater(s) => {
-                let task = Task::PassedLater { attempt };
-                enqueue_in(&mut tx, keys, &s.id, &task, now_ms()).await?;
-                IntakeOutcome::PassedLater {
-                    session_id: s.id.clone(),
-                }
-            }
-            Route::New(ev) => create_session(&mut tx, keys, platform, ev).await?,
-            Route::Ignore => IntakeOutcome::Ignored {
-                reason: "success of a run pipeguard is not healing".into(),
-            },
+        let event = match &intake {
+            Intake::Failure(ev) => Some(event_text(self.keys(), ev)?),
+            Intake::Success { .. } => None,
         };
-        if insert_delivery(&mut tx, platform, delivery_id, &outcome).await? {
-            audit_in(&mut tx, &accepted(platform, delivery_id, &outcome)).await?;
-            tx.commit().await?;
-        } else {
-            // The same delivery raced in on another connection and won: replay its outcome.
-            tx.rollback().await?;
-            if let Some(r) = self.find_delivery(platform, delivery_id).await? {
-                return Ok(r);
-            }
-        }
-        Ok(IntakeResult {
-            outcome,
-            replay: false,
+        self.submit(Item {
+            platform,
+            delivery_id: delivery_id.to_string(),
+            run_link: run_link.to_string(),
+            work: Work::Intake { intake, event },
         })
+        .await
     }
 
     /// Records a delivery that created nothing (ignored events), so replays answer the same.
@@ -210,15 +223,64 @@ impl Store {
         delivery_id: &str,
         reason: &str,
     ) -> Result<IntakeOutcome> {
-        let outcome = IntakeOutcome::Ignored {
-            reason: reason.to_string(),
+        let item = Item {
+            platform,
+            delivery_id: delivery_id.to_string(),
+            run_link: String::new(),
+            work: Work::Ignored(reason.to_string()),
         };
+        Ok(self.submit(item).await?.outcome)
+    }
+
+    /// Stores a batch and answers each delivery. A batch that cannot commit whole is written
+    /// again one delivery at a time: a failure answers only the delivery it concerns.
+    pub(crate) async fn write_batch(&self, batch: Vec<Pending>, counters: &Counters) {
+        let (items, replies): (Vec<Item>, Vec<_>) =
+            batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+        if items.len() > 1 {
+            if let Ok(results) = self.store_together(&items).await {
+                counters.stored(items.len());
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+                return;
+            }
+            counters.split();
+        }
+        for (item, reply) in items.iter().zip(replies) {
+            let r = self.store_alone(item).await;
+            if r.is_ok() {
+                counters.stored(1);
+            }
+            let _ = reply.send(r);
+        }
+    }
+
+    async fn store_alone(&self, item: &Item) -> Result<IntakeResult> {
+        match self.store_together(std::slice::from_ref(item)).await {
+            Ok(mut r) => Ok(r.remove(0)),
+            Err(Rollback::Failed(e)) => Err(e),
+            Err(Rollback::Raced) => self
+                .find_delivery(item.platform, &item.delivery_id)
+                .await?
+                .ok_or_else(|| StoreError::Invalid("a concurrent twin was not stored".into())),
+        }
+    }
+
+    /// One transaction for all `items`, each decided after the ones before it.
+    async fn store_together(
+        &self,
+        items: &[Item],
+    ) -> std::result::Result<Vec<IntakeResult>, Rollback> {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|a, b| items[*a].order().cmp(&items[*b].order()));
+        let mut results = vec![None; items.len()];
         let mut tx = self.begin_write().await?;
-        if insert_delivery(&mut tx, platform, delivery_id, &outcome).await? {
-            audit_in(&mut tx, &accepted(platform, delivery_id, &outcome)).await?;
+        for i in order {
+            results[i] = Some(store_in(&mut tx, self.keys(), &items[i]).await?);
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(results.into_iter().flatten().collect())
     }
 
     pub async fn find_delivery(
@@ -226,27 +288,8 @@ impl Store {
         platform: Platform,
         delivery_id: &str,
     ) -> Result<Option<IntakeResult>> {
-        let row = sqlx::query(
-            "SELECT status_code, response FROM deliveries \
-             WHERE platform = $1 AND delivery_id = $2",
-        )
-        .bind(platform.as_str())
-        .bind(delivery_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let response: String = row.try_get("response")?;
-        let outcome = match serde_json::from_str(&response) {
-            Ok(o) => o,
-            Err(_) => IntakeOutcome::Recorded {
-                status: row.try_get::<i64, _>("status_code")? as u16,
-                body: serde_json::from_str(&response).unwrap_or(Value::Null),
-            },
-        };
-        Ok(Some(IntakeResult {
-            outcome,
-            replay: true,
-        }))
+        let mut conn = self.pool.acquire().await?;
+        find_delivery_in(&mut conn, platform, delivery_id).await
     }
 
     pub async fn count_deliveries(&self) -> Result<i64> {
@@ -255,6 +298,111 @@ impl Store {
             .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+/// One delivery inside a batch's transaction: a replay answers what the first delivery got.
+async fn store_in(
+    conn: &mut sqlx::AnyConnection,
+    keys: Option<&Keyring>,
+    item: &Item,
+) -> std::result::Result<IntakeResult, Rollback> {
+    let (platform, delivery_id) = (item.platform, item.delivery_id.as_str());
+    if let Some(r) = find_delivery_in(conn, platform, delivery_id).await? {
+        return Ok(r);
+    }
+    let outcome = match &item.work {
+        Work::Intake { intake, event } => {
+            decide(
+                conn,
+                keys,
+                platform,
+                &item.run_link,
+                intake,
+                event.as_deref(),
+            )
+            .await?
+        }
+        Work::Ignored(reason) => IntakeOutcome::Ignored {
+            reason: reason.clone(),
+        },
+    };
+    if !insert_delivery(conn, platform, delivery_id, &outcome).await? {
+        return Err(Rollback::Raced);
+    }
+    audit_in(conn, &accepted(platform, delivery_id, &outcome)).await?;
+    Ok(IntakeResult {
+        outcome,
+        replay: false,
+    })
+}
+
+/// What a delivery means for its run's session, and the rows that follow from it.
+async fn decide(
+    conn: &mut sqlx::AnyConnection,
+    keys: Option<&Keyring>,
+    platform: Platform,
+    run_link: &str,
+    intake: &Intake,
+    event: Option<&str>,
+) -> Result<IntakeOutcome> {
+    let (repository, run_id, attempt) = intake.key();
+    let (latest, linked) = related(conn, keys, platform, repository, run_id, run_link).await?;
+    Ok(
+        match route(intake, latest.as_ref(), linked, run_id, attempt) {
+            Route::Duplicate(s) => IntakeOutcome::Duplicate {
+                session_id: s.id.clone(),
+                status: Some(s.status),
+            },
+            Route::Outcome(s) => {
+                let task = outcome_task(intake, attempt);
+                enqueue_in(conn, keys, &s.id, &task, now_ms()).await?;
+                IntakeOutcome::Outcome {
+                    session_id: s.id.clone(),
+                }
+            }
+            Route::PassedLater(s) => {
+                let task = Task::PassedLater { attempt };
+                enqueue_in(conn, keys, &s.id, &task, now_ms()).await?;
+                IntakeOutcome::PassedLater {
+                    session_id: s.id.clone(),
+                }
+            }
+            Route::New(ev) => {
+                create_session(conn, keys, platform, ev, event.unwrap_or_default()).await?
+            }
+            Route::Ignore => IntakeOutcome::Ignored {
+                reason: "success of a run pipeguard is not healing".into(),
+            },
+        },
+    )
+}
+
+async fn find_delivery_in(
+    conn: &mut sqlx::AnyConnection,
+    platform: Platform,
+    delivery_id: &str,
+) -> Result<Option<IntakeResult>> {
+    let row = sqlx::query(
+        "SELECT status_code, response FROM deliveries \
+         WHERE platform = $1 AND delivery_id = $2",
+    )
+    .bind(platform.as_str())
+    .bind(delivery_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let response: String = row.try_get("response")?;
+    let outcome = match serde_json::from_str(&response) {
+        Ok(o) => o,
+        Err(_) => IntakeOutcome::Recorded {
+            status: row.try_get::<i64, _>("status_code")? as u16,
+            body: serde_json::from_str(&response).unwrap_or(Value::Null),
+        },
+    };
+    Ok(Some(IntakeResult {
+        outcome,
+        replay: true,
+    }))
 }
 
 /// The audit entry of a delivery stored for the first time.
@@ -334,9 +482,9 @@ async fn create_session(
     keys: Option<&Keyring>,
     platform: Platform,
     ev: &FailureEvent,
+    event: &str,
 ) -> Result<IntakeOutcome> {
     let id = uuid::Uuid::new_v4().to_string();
-    let event = event_text(keys, ev)?;
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO sessions (id, platform, repository, run_id, first_attempt, \

@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod batch;
 mod crypto;
 mod daily;
 mod flaky;
@@ -25,6 +26,7 @@ pub use audit::{
     ProblemKind,
 };
 pub use auth::{ApprovalRecord, TokenRecord};
+pub use batch::IntakeStats;
 pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
 pub use flaky::{Observation, QuarantineEntry, TestStats};
@@ -56,6 +58,8 @@ pub struct Store {
     backend: Backend,
     /// Set when payloads, logs and evidence are encrypted at rest.
     keys: Option<Arc<Keyring>>,
+    /// The queue to intake's group-commit writers.
+    intake: Arc<batch::Batcher>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +143,7 @@ impl Store {
             pool,
             backend,
             keys: None,
+            intake: Default::default(),
         })
     }
 
@@ -146,6 +151,8 @@ impl Store {
     /// reading what any of its keys sealed.
     pub fn with_encryption(mut self, keys: Keyring) -> Store {
         self.keys = Some(Arc::new(keys));
+        // Writers started before hold the store without the keys.
+        self.intake = Default::default();
         self
     }
 

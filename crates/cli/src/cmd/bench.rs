@@ -7,7 +7,7 @@
 //! patterns (`--grep-kb`: the knowledge base's own patterns translated to ERE).
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use pipeguard_core::Analyzer;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,7 +16,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CmdArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Size of the generated log in MB.
     #[arg(long, default_value_t = 256)]
     pub size_mb: u64,
@@ -38,6 +41,13 @@ pub struct CmdArgs {
     /// Compare with grep running the knowledge base's patterns instead of 28 common ones.
     #[arg(long)]
     pub grep_kb: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Drive running servers with signed webhooks; report accepted/s, latency, CPU, memory
+    /// and whether every accepted delivery was stored.
+    Load(super::bench_load::LoadArgs),
 }
 
 /// What people grep a CI log for: 28 common error patterns (POSIX ERE).
@@ -455,6 +465,9 @@ fn grep_ok(pattern: &str) -> bool {
 }
 
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
+    if let Some(BenchCommand::Load(load)) = args.command {
+        return super::bench_load::run(load);
+    }
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("pipeguard-bench-{}.log", std::process::id()));
     let size = args.size_mb * 1_000_000;

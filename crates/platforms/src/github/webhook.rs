@@ -2,6 +2,7 @@
 
 use crate::{ParseError, Parsed};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -80,17 +81,34 @@ struct Job {
     completed_at: Option<String>,
 }
 
-/// Parses one delivery given its `X-GitHub-Event` name.
-pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
-    let shape = |e: serde_json::Error| ParseError::Shape(format!("{event}: {e}"));
+/// The body straight into the payload type (the fields pipeguard reads; the rest is skipped
+/// without building a tree). Only a failed parse looks again, to tell bad JSON from JSON of
+/// the wrong shape.
+fn typed<T: DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, ParseError> {
+    // A struct also deserializes from an array: only an object is a payload.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        object(body)?;
+    }
+    serde_json::from_slice(body).map_err(|e| match object(body) {
+        Err(bad) => bad,
+        Ok(()) => ParseError::Shape(format!("{event}: {e}")),
+    })
+}
+
+fn object(body: &[u8]) -> Result<(), ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     if !value.is_object() {
         return Err(ParseError::Shape("expected a JSON object".into()));
     }
+    Ok(())
+}
+
+/// Parses one delivery given its `X-GitHub-Event` name.
+pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
     match event {
-        "ping" => Ok(Parsed::Ping),
+        "ping" => object(body).map(|()| Parsed::Ping),
         "workflow_run" => {
-            let p: RunPayload = serde_json::from_value(value).map_err(shape)?;
+            let p: RunPayload = typed(event, body)?;
             let r = p.workflow_run;
             let attempt = r.run_attempt.unwrap_or(1);
             let conclusion = r.conclusion.as_deref().unwrap_or("");
@@ -130,7 +148,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
             })))
         }
         "workflow_job" => {
-            let p: JobPayload = serde_json::from_value(value).map_err(shape)?;
+            let p: JobPayload = typed(event, body)?;
             let j = p.workflow_job;
             let conclusion = j.conclusion.as_deref().unwrap_or("");
             if p.action != "completed" || !failed_conclusion(conclusion) {
@@ -158,7 +176,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 ..Default::default()
             })))
         }
-        other => Ok(Parsed::Ignored(format!("event {other:?} is not handled"))),
+        other => object(body).map(|()| Parsed::Ignored(format!("event {other:?} is not handled"))),
     }
 }
 

@@ -15,6 +15,8 @@ pub async fn sqlite() -> (Store, tempfile::TempDir) {
 
 pub struct FreshPostgres {
     pub store: Store,
+    /// The fresh database's URL, for a second store on it (another replica).
+    pub url: String,
     conn: sqlx::AnyConnection,
     name: String,
 }
@@ -42,8 +44,14 @@ impl FreshPostgres {
         let (base, _) = admin
             .rsplit_once('/')
             .expect("the admin URL names a database");
-        let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
-        Some(FreshPostgres { store, conn, name })
+        let url = format!("{base}/{name}");
+        let store = Store::connect(&url).await.unwrap();
+        Some(FreshPostgres {
+            store,
+            url,
+            conn,
+            name,
+        })
     }
 
     pub async fn drop_database(mut self) {
