@@ -6,6 +6,7 @@
 #   scripts/schemathesis.sh            smoke (CI): a few examples per operation, a few minutes
 #   scripts/schemathesis.sh long       many examples per operation
 #   MAX_EXAMPLES=N SEED=N              override either
+#   PIPEGUARD_BIN=path                 use this binary instead of building one
 #
 # Every platform's API points at a closed port on 127.0.0.1, so deliveries schemathesis
 # invents never make pipeguard call out. /api/v1/events is left out: each of its streams lasts
@@ -22,13 +23,16 @@ case "$mode" in
 esac
 
 bash .ci/setup-schemathesis.sh >/dev/null
-# The binary the test build makes (its integration tests run it): after `cargo test --workspace`
-# this compiles nothing, where `cargo build -p pipeguard` would rebuild dependencies whose
-# features differ without the dev-dependencies.
-cargo test --quiet --workspace --no-run
-target="$(cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-bin="$target/debug/pipeguard"
+bin="${PIPEGUARD_BIN:-}"
+if [ -z "$bin" ]; then
+  # The binary the test build makes (its integration tests run it): after `cargo test
+  # --workspace` this compiles nothing, where `cargo build -p pipeguard` would rebuild
+  # dependencies whose features differ without the dev-dependencies.
+  cargo test --quiet --workspace --no-run
+  target="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+  bin="$target/debug/pipeguard"
+fi
 
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -286,9 +286,9 @@ pub mod schema {
         pub executed: bool,
     }
 
-    /// A healing session as lists show it.
+    /// A healing session as lists show it. Open to more fields: `SessionDetail` adds its
+    /// own to these (a closed schema would refuse them under `allOf`).
     #[derive(ToSchema, Deserialize)]
-    #[serde(deny_unknown_fields)]
     pub struct Session {
         pub id: String,
         pub platform: String,
