@@ -139,7 +139,7 @@ async fn early(
             );
             st.store.note(&s.id, S::Analyzing, &note).await?;
             let diagnosis = first.diagnosis.clone();
-            persist(st, s, &diagnosis, &jobs, plan).await
+            persist(st, s, &diagnosis, &jobs, plan, None).await
         }
         None => {
             // Say what the whole-run plan will weigh: a person, an approval, another remedy.
