@@ -21,6 +21,11 @@ pub mod settings;
 pub mod teamcity;
 pub mod webhook;
 
+/// Skips tests whose shared fixtures are absent, and fails them under `CI`.
+#[cfg(test)]
+#[path = "../../../tests/support/require.rs"]
+mod require;
+
 use api::HttpOptions;
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
