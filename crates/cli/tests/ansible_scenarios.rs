@@ -1,7 +1,11 @@
 //! `pipeguard ansible` against the real ansible-core, on localhost, inside a temp dir.
 //!
 //! ansible-core comes from `.ci/setup-ansible.sh` (`<repo>/.venv-ansible`) or
-//! `PIPEGUARD_ANSIBLE_PLAYBOOK`; without it every scenario is skipped with a message.
+//! `PIPEGUARD_ANSIBLE_PLAYBOOK`; without it every scenario is skipped with a message, and fails
+//! under `CI` (see `tests/support/require.rs`).
+
+#[path = "../../../tests/support/require.rs"]
+mod require;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -22,14 +26,12 @@ fn ansible_playbook() -> Option<PathBuf> {
 
 macro_rules! require_ansible {
     () => {
-        match ansible_playbook() {
+        match require::require(
+            "ansible-core (run .ci/setup-ansible.sh or set PIPEGUARD_ANSIBLE_PLAYBOOK)",
+            ansible_playbook(),
+        ) {
             Some(p) => p,
-            None => {
-                eprintln!(
-                    "SKIPPED: ansible-core not found (run .ci/setup-ansible.sh or set PIPEGUARD_ANSIBLE_PLAYBOOK)"
-                );
-                return;
-            }
+            None => return,
         }
     };
 }
@@ -282,7 +284,7 @@ fn stale_lock_file_is_removed() {
     };
     std::fs::create_dir_all(&repo).unwrap();
     if !git(&["init", "-q"]).status.success() {
-        eprintln!("SKIPPED: git is not available");
+        require::missing("git");
         return;
     }
     s.write("repo/README", "hello\n");

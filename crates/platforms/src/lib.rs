@@ -25,6 +25,11 @@ pub mod webhook;
 #[doc(hidden)]
 pub mod fuzzing;
 
+/// Skips tests whose shared fixtures are absent, and fails them under `CI`.
+#[cfg(test)]
+#[path = "../../../tests/support/require.rs"]
+mod require;
+
 use api::HttpOptions;
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};

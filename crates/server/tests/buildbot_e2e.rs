@@ -1,9 +1,12 @@
 //! End to end against a real Buildbot master and worker (from `.venv-buildbot`, installed by
 //! `.ci/setup-buildbot.sh`): Buildbot's own HttpStatusPush reporter posts to a pipeguard started
 //! in-process, pipeguard reads the failed steps' logs through the REST API and rebuilds through
-//! the data API. Skipped, with a message, only when the venv cannot import buildbot.
+//! the data API. Skipped, with a message, only when the venv cannot import buildbot; under `CI`
+//! that fails instead (see `tests/support/require.rs`).
 
 mod common;
+#[path = "../../../tests/support/require.rs"]
+mod require;
 
 use pipeguard_core::event::Platform;
 use pipeguard_server::config::Config;
@@ -205,10 +208,10 @@ fn lines(p: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_buildbot_transient_failure_is_rebuilt_once_and_compile_error_escalated() {
     if !buildbot_available() {
-        eprintln!(
-            "SKIPPED: buildbot is not importable from {}; run .ci/setup-buildbot.sh",
+        require::missing(&format!(
+            "buildbot is not importable from {}; run .ci/setup-buildbot.sh",
             venv_bin().display()
-        );
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

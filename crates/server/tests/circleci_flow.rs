@@ -276,14 +276,21 @@ async fn a_successful_rerun_closes_the_session_as_healed() {
     .await;
     let id = session_id_in(&r.json().await.unwrap());
     app.wait_status(&id, "verifying").await;
-    // The rerun is a new workflow with the same name in the same pipeline.
-    let r = post_signed(
-        &app,
-        &delivery("evt-6", "workflow-completed", "pipe-5", "wf-6", "success"),
-    )
-    .await;
+    // The rerun is a new workflow with the same name in the same pipeline, green at 10:11:30.
+    let mut green: Value = serde_json::from_str(&delivery(
+        "evt-6",
+        "workflow-completed",
+        "pipe-5",
+        "wf-6",
+        "success",
+    ))
+    .unwrap();
+    green["workflow"]["stopped_at"] = json!("2026-11-23T10:11:30.000Z");
+    let r = post_signed(&app, &green.to_string()).await;
     assert_eq!(r.status(), 202);
-    app.wait_status(&id, "healed").await;
+    let s = app.wait_status(&id, "healed").await;
+    // Failed at 10:04:00 by CircleCI's own times: 450 s to green.
+    assert_eq!(s["time_to_green_ms"], 450_000, "{s:#}");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

@@ -5,9 +5,11 @@
 //! viewer has no approve button, approves the deploy and sees it heal.
 //!
 //! Skips with a message when node, Chromium or `npm ci` in tests/browser are missing; fails
-//! instead under `CI` (`.ci/setup-browser.sh` installs them there).
+//! instead under `CI` (`.ci/setup-browser.sh` installs them there; see `tests/support/require.rs`).
 
 mod common;
+#[path = "../../../tests/support/require.rs"]
+mod require;
 
 use common::{TestApp, REPO, SECRET};
 use pipeguard_sim::github::{GithubConfig, GithubSim};
@@ -133,10 +135,9 @@ async fn wait_list(app: &TestApp, what: &str, pred: impl Fn(&[Value]) -> bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_works_in_a_real_browser() {
     if let Some(why) = missing_tools() {
-        if std::env::var_os("CI").is_some() {
-            panic!("the browser test cannot run in CI: {why} (see .ci/setup-browser.sh)");
-        }
-        eprintln!("skipping the browser test: {why} (bash .ci/setup-browser.sh installs it)");
+        require::missing(&format!(
+            "the browser test: {why} (bash .ci/setup-browser.sh installs it)"
+        ));
         return;
     }
     let sim = GithubSim::start(GithubConfig::default().token(SIM_TOKEN))

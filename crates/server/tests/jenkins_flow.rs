@@ -38,6 +38,11 @@ async fn post(app: &TestApp, token: Option<&str>, query: &str, body: &str) -> re
 
 /// The Notification plugin's JSON (`model/BuildState.java`) for a job in folder `team`.
 fn notification(job: &str, number: u64, phase: &str, status: &str) -> String {
+    notification_at(job, number, phase, status, 1_763_892_000_000)
+}
+
+/// [`notification`] of a build that started at `started_ms` and ran 95 s.
+fn notification_at(job: &str, number: u64, phase: &str, status: &str, started_ms: i64) -> String {
     let url = job
         .split('/')
         .map(|n| format!("job/{n}/"))
@@ -48,7 +53,7 @@ fn notification(job: &str, number: u64, phase: &str, status: &str) -> String {
         "url": url,
         "build": {
             "full_url": format!("https://ci.example.com/jenkins/{url}{number}/"),
-            "number": number, "queue_id": 4711, "timestamp": 1_763_892_000_000i64,
+            "number": number, "queue_id": 4711, "timestamp": started_ms,
             "duration": 95_000, "phase": phase, "status": status,
             "url": format!("{url}{number}/"),
             "scm": {"url": "https://git.example.com/api.git", "branch": "origin/main",
@@ -256,7 +261,8 @@ async fn the_next_successful_build_closes_the_session_as_healed() {
         &app,
         Some(J_SECRET),
         "",
-        &notification("solo", 42, "COMPLETED", "SUCCESS"),
+        // Started ten minutes after the failed build: green 600 s after it failed.
+        &notification_at("solo", 42, "COMPLETED", "SUCCESS", 1_763_892_600_000),
     )
     .await;
     assert_eq!(r.status(), 202);
@@ -265,6 +271,8 @@ async fn the_next_successful_build_closes_the_session_as_healed() {
         s["reason"].as_str().unwrap().contains("attempt 42"),
         "build 42 is the outcome: {s:#}"
     );
+    // By Jenkins' own build times (start + duration), not by when the notification came.
+    assert_eq!(s["time_to_green_ms"], 600_000, "{s:#}");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
@@ -358,4 +366,53 @@ async fn a_corrupt_cache_rebuilds_on_a_wiped_workspace_with_the_configured_param
     assert_eq!(s["strategy"], "reset_environment", "{s:#}");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
+}
+
+#[tokio::test]
+async fn an_operator_approval_rebuilds_a_jenkins_deploy_once() {
+    let app = start().await;
+    mount_build(
+        &app.github,
+        "release/deploy-stage",
+        12,
+        TRANSIENT_LOG,
+        json!([]),
+    )
+    .await;
+    let build = Mock::given(method("POST"))
+        .and(path("/jenkins/job/release/job/deploy-stage/build"))
+        .and(header("authorization", BASIC))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount_as_scoped(&app.github)
+        .await;
+    let r = post(
+        &app,
+        Some(J_SECRET),
+        "",
+        &notification("release/deploy-stage", 12, "COMPLETED", "FAILURE"),
+    )
+    .await;
+    let id = session_id_in(&r.json().await.unwrap());
+    app.wait_status(&id, "awaiting_approval").await;
+    let approve = format!("{}/api/v1/sessions/{id}/approve", app.base);
+    let viewer = authenticated(&app.token("vic", "viewer").await);
+    let r = viewer.post(&approve).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot approve");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        build.received_requests().await.len(),
+        0,
+        "rebuilt unapproved"
+    );
+    let ops = authenticated(&app.token("olga", "operator").await);
+    let r = ops.post(&approve).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let s = app.wait_status(&id, "verifying").await;
+    assert!(
+        s["timeline"].to_string().contains("approved by olga"),
+        "{s:#}"
+    );
+    drop(build);
+    app.stop().await;
 }

@@ -297,6 +297,10 @@ async fn four_eyes_need_two_different_people_and_name_them() {
 async fn a_rejection_is_recorded_under_the_rejecting_credential() {
     let app = TestApp::start().await;
     let id = awaiting_session(&app, 63).await;
+    let viewer = authenticated(&app.token("erin", "viewer").await);
+    let reject = format!("/api/v1/sessions/{id}/reject");
+    let (status, _) = call(&viewer, &app.base, &Method::POST, &reject, Some(&json!({}))).await;
+    assert_eq!(status, 403, "a viewer cannot reject");
     let dave = authenticated(&app.token("dave", "operator").await);
     let (status, v) = call(
         &dave,
@@ -309,6 +313,15 @@ async fn a_rejection_is_recorded_under_the_rejecting_credential() {
     assert_eq!(status, 200, "{v}");
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["reason"], "rejected by dave: freeze");
+    // A rejected plan is never carried out.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let posts = app.github.received_requests().await.unwrap_or_default();
+    assert!(
+        posts
+            .iter()
+            .all(|r| r.method != wiremock::http::Method::POST),
+        "a rejected deploy was re-run"
+    );
     let (status, _) = call(
         &dave,
         &app.base,

@@ -526,3 +526,123 @@ async fn a_dispatch_the_platform_did_not_confirm_is_not_sent_twice() {
     let reason = escalated_after_dispatch_answers(502, 580).await;
     assert!(reason.contains("did not confirm"), "{reason}");
 }
+
+/// An app with one command fix for transient download failures, and run `run` failing so.
+async fn command_fix_app(name: &str, command: Vec<String>, run: u64) -> TestApp {
+    let app = TestApp::start_with(|c| {
+        c.strategies.push(CustomStrategy {
+            name: name.into(),
+            categories: vec!["dependency_download".into()],
+            command: Some(command),
+            ..Default::default()
+        });
+    })
+    .await;
+    mount_run(
+        &app.github,
+        run,
+        1,
+        &[(run * 10, "build", "failure", TRANSIENT_LOG)],
+    )
+    .await;
+    app
+}
+
+#[tokio::test]
+async fn a_high_risk_command_fix_runs_only_after_an_operator_approves() {
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("approved-fix-ran");
+    let script = format!("open({:?}, 'w').write('ran')", marker.display().to_string());
+    let app = command_fix_app(
+        "python-fix",
+        vec!["python3".into(), "-c".into(), script],
+        570,
+    )
+    .await;
+    let rerun = rerun_failed(570)
+        .expect(1)
+        .mount_as_scoped(&app.github)
+        .await;
+    let r = app
+        .post_github(
+            "workflow_run",
+            "d-fix-1",
+            &workflow_run(570, 1, "failure", "CI"),
+        )
+        .await;
+    let id = session_id(r).await;
+    let s = app.wait_status(&id, "awaiting_approval").await;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("python-fix is high-risk"),
+        "{s:#}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!marker.exists(), "the fix ran before anyone approved");
+    assert_eq!(rerun.received_requests().await.len(), 0);
+    let approve = format!("/api/v1/sessions/{id}/approve");
+    let viewer = authenticated(&app.token("vera", "viewer").await);
+    let r = viewer
+        .post(format!("{}{approve}", app.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot approve a fix");
+    assert!(!marker.exists());
+    let (status, v) = api_call(&app, reqwest::Method::POST, &approve, Some("{}")).await;
+    assert_eq!(status, 202, "{v}");
+    let s = app.wait_status(&id, "verifying").await;
+    assert!(
+        marker.exists(),
+        "the approved fix ran before the re-run: {s:#}"
+    );
+    let fix = s["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == "fix:python-fix")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(fix["status"], "done", "{s:#}");
+    drop(rerun);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_fix_a_branch_name_would_turn_into_an_option_is_refused_and_never_run() {
+    let work = tempfile::tempdir().unwrap();
+    let app = command_fix_app(
+        "checkout",
+        vec![
+            "git".into(),
+            "-C".into(),
+            work.path().display().to_string(),
+            "checkout".into(),
+            "{{branch}}".into(),
+        ],
+        571,
+    )
+    .await;
+    let rerun = rerun_failed(571)
+        .expect(0)
+        .mount_as_scoped(&app.github)
+        .await;
+    let mut run = workflow_run(571, 1, "failure", "CI");
+    run["workflow_run"]["head_branch"] = json!("--orphan=evil");
+    let id = session_id(app.post_github("workflow_run", "d-fix-2", &run).await).await;
+    let s = app.wait_status(&id, "escalated").await;
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("fix checkout refused by the safety assessment"),
+        "{reason}"
+    );
+    assert!(
+        s["actions"].as_array().is_none_or(|a| a.is_empty()),
+        "nothing was called: {s:#}"
+    );
+    drop(rerun);
+    app.stop().await;
+}

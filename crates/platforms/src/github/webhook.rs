@@ -252,10 +252,9 @@ mod tests {
     fn octokit_examples_parse_when_shared_fixtures_exist() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/fixtures/github/octokit-webhooks");
-        if !dir.exists() {
-            eprintln!("skipping: {} not present", dir.display());
+        let Some(dir) = crate::require::require_path("octokit's webhook examples", dir) else {
             return;
-        }
+        };
         let job = std::fs::read(
             dir.join("workflow_job/completed.failure.with-organization.payload.json"),
         )

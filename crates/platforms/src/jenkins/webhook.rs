@@ -261,10 +261,9 @@ mod tests {
         let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
             "../../../shared/fixtures/jenkins/notification-plugin/help-projectConfig.html__example.json",
         );
-        if !f.exists() {
-            eprintln!("skipping: {} not present", f.display());
+        let Some(f) = crate::require::require_path("the notification plugin's example", f) else {
             return;
-        }
+        };
         let d = parse_delivery(&std::fs::read(f).unwrap()).unwrap();
         assert!(matches!(d.parsed, Parsed::Ignored(_)), "phase STARTED");
     }

@@ -385,3 +385,19 @@ pub async fn act(
         _ => retry().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_command_is_not_started_whatever_the_plan_said() {
+        // Harmless if it ran (it exits first), refused for what it holds.
+        let argv: Vec<String> = ["sh", "-c", "exit 7; rm -rf /"].map(String::from).to_vec();
+        let e = run_command(&argv).await.unwrap_err();
+        assert!(
+            e.to_string().contains("refused by the safety assessment"),
+            "{e}"
+        );
+    }
+}

@@ -52,9 +52,21 @@ impl TestApp {
         let github = MockServer::start().await;
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
+        Self::start_at(dir, db_url, github, "test-admin", tweak).await
+    }
+
+    /// The app on an existing database (another backend, or again after a stop) with the
+    /// GitHub mock `github`; `admin` names its admin token, new in that database.
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        db_url: String,
+        github: MockServer,
+        admin: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut cfg = config(&github, &db_url);
         tweak(&mut cfg);
-        let token = create_token(&db_url, "test-admin", "admin").await;
+        let token = create_token(&db_url, admin, "admin").await;
         let (base, shutdown, handle) = spawn(cfg).await;
         TestApp {
             base,
