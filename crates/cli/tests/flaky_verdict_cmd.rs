@@ -202,6 +202,18 @@ async fn flaky_quarantine_verdict_and_report_commands() {
     let o = pipeguard(&["report", "--server", &base]);
     assert!(stdout(&o).contains("Human verdicts: 1"), "{}", stdout(&o));
 
+    // Dead letters: none yet; a session that is not there is the server's 404, by --url too.
+    let o = pipeguard(&["retry-dead", "--list", "--url", &base]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "no dead letters\n");
+    let o = pipeguard(&["retry-dead", "no-such", "--server", &base]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("404") && stderr(&o).contains("no-such"),
+        "{}",
+        stderr(&o)
+    );
+
     // A revoked token is refused at once.
     let revoked = pipeguard_with(&["token", "revoke", "cli-op"], &db_env);
     assert!(revoked.status.success(), "{}", stderr(&revoked));

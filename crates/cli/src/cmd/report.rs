@@ -12,6 +12,26 @@ pub enum Format {
     Json,
 }
 
+/// Where the pipeguard server is: `--server`, `--url` or `PIPEGUARD_URL`.
+#[derive(Args)]
+pub struct ServerUrl {
+    /// Base URL of the pipeguard server.
+    #[arg(
+        long = "server",
+        visible_alias = "url",
+        env = "PIPEGUARD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub base: String,
+}
+
+impl ServerUrl {
+    /// The URL of `path` (which starts with `/`) on the server.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.base.trim_end_matches('/'))
+    }
+}
+
 #[derive(Args)]
 pub struct ReportArgs {
     /// Base URL of the pipeguard server.

@@ -1,7 +1,7 @@
 //! `pipeguard retry-dead SESSION`: send a session's dead letters (work that failed for good)
 //! again; `pipeguard retry-dead --list` shows them.
 
-use crate::cmd::report::{call, Format};
+use crate::cmd::report::{call, Format, ServerUrl};
 use anyhow::Result;
 use clap::Args;
 use reqwest::Method;
@@ -16,29 +16,22 @@ pub struct CmdArgs {
     /// List the dead letters instead.
     #[arg(long)]
     list: bool,
-    /// Base URL of the pipeguard server.
-    #[arg(
-        long,
-        visible_alias = "url",
-        env = "PIPEGUARD_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[command(flatten)]
+    server: ServerUrl,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
 
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
-    let base = args.server.trim_end_matches('/');
     let v = match &args.session {
         Some(s) if s.is_empty() || s.contains('/') => anyhow::bail!("{s:?} is not a session id"),
         Some(s) => call(
             Method::POST,
-            &format!("{base}/api/v1/sessions/{s}/retry"),
+            &args.server.join(&format!("/api/v1/sessions/{s}/retry")),
             // The API takes state changes only as JSON.
             Some(&serde_json::json!({})),
         )?,
-        None => call(Method::GET, &format!("{base}/api/v1/dead-letters"), None)?,
+        None => call(Method::GET, &args.server.join("/api/v1/dead-letters"), None)?,
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),

@@ -1,7 +1,7 @@
 //! `pipeguard verdict SESSION --category C`: a human's category for a session's failure. It
 //! trains the server's learned classifier and counts in its agreement figures.
 
-use crate::cmd::report::{call, Format};
+use crate::cmd::report::{call, Format, ServerUrl};
 use anyhow::Result;
 use clap::Args;
 use reqwest::Method;
@@ -18,14 +18,8 @@ pub struct CmdArgs {
     /// Why, for the session's timeline.
     #[arg(long, default_value = "")]
     note: String,
-    /// Base URL of the pipeguard server.
-    #[arg(
-        long,
-        visible_alias = "url",
-        env = "PIPEGUARD_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[command(flatten)]
+    server: ServerUrl,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -34,11 +28,9 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     if args.session.is_empty() || args.session.contains('/') {
         anyhow::bail!("{:?} is not a session id", args.session);
     }
-    let url = format!(
-        "{}/api/v1/sessions/{}/verdict",
-        args.server.trim_end_matches('/'),
-        args.session
-    );
+    let url = args
+        .server
+        .join(&format!("/api/v1/sessions/{}/verdict", args.session));
     let v = call(
         Method::POST,
         &url,
