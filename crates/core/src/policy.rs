@@ -428,6 +428,22 @@ mod tests {
     }
 
     #[test]
+    fn earlier_retries_do_not_count_as_a_changed_environment() {
+        // Retries are bounded by max_attempts, not by the once-per-run rule of scaling,
+        // cache clearing and resetting.
+        let p = plan(Category::Network, &caps(|c| c.used = vec![Strategy::Retry]));
+        assert_eq!((p.decision, p.strategy), (Decision::Act, Strategy::Retry));
+    }
+
+    #[test]
+    fn a_platform_that_cannot_even_retry_gets_an_escalation_not_a_retry() {
+        let nothing = Capabilities::default();
+        let p = plan(Category::CacheCorruption, &nothing);
+        assert_eq!(p.decision, Decision::Escalate, "{}", p.reason);
+        assert_ne!(p.strategy, Strategy::Retry);
+    }
+
+    #[test]
     fn scaling_happens_once_per_run_then_escalates() {
         let first = plan(Category::OutOfMemory, &caps(|c| c.scale_resources = true));
         assert_eq!(
