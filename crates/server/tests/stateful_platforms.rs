@@ -195,6 +195,9 @@ async fn github_refusing_a_rerun_during_another_attempt_means_wait() {
 #[tokio::test]
 async fn a_dispatched_run_is_found_without_run_details() {
     let (sim, app) = github(DispatchMode::NoContent, |c| {
+        // The new run's own delivery can come before pipeguard has listed and linked it;
+        // the next look at the workflow's runs then finds it.
+        c.worker.verify_poll_seconds = 1;
         c.repos.push(pipeguard_server::tenants::RepoConfig {
             platform: "github".into(),
             name: REPO.into(),
