@@ -428,6 +428,35 @@ mod tests {
     }
 
     #[test]
+    fn the_backoff_doubles_with_each_attempt_and_deploys_make_the_retry_high_risk() {
+        let c = caps(|_| {});
+        let delay = |attempts| {
+            let p = Policy::default().plan(
+                &diag(Category::Network),
+                &FailureEvent::default(),
+                &c,
+                attempts,
+            );
+            let retry = p.steps.iter().find(|s| s.kind == StepKind::Retry).unwrap();
+            retry.delay_seconds
+        };
+        assert_eq!((delay(0), delay(1)), (30, 60));
+        let deploy = FailureEvent {
+            workflow: "deploy production".into(),
+            ..Default::default()
+        };
+        let p = Policy::default().plan(&diag(Category::Network), &deploy, &c, 0);
+        for s in &p.steps {
+            let want = if s.kind == StepKind::Retry {
+                Risk::High
+            } else {
+                Risk::Low
+            };
+            assert_eq!(s.risk, want, "{:?}", s.kind);
+        }
+    }
+
+    #[test]
     fn earlier_retries_do_not_count_as_a_changed_environment() {
         // Retries are bounded by max_attempts, not by the once-per-run rule of scaling,
         // cache clearing and resetting.
