@@ -1,6 +1,7 @@
 //! The audit trail on SQLite and on a fresh PostgreSQL database: entries written inside
 //! business transactions, sealed into a hash chain, and edits or deletions named by verify.
 
+#[macro_use]
 mod common;
 
 use pipeguard_core::event::{FailureEvent, Platform};
@@ -104,7 +105,8 @@ async fn fill(store: &Store) -> String {
     id
 }
 
-async fn entries_are_written_sealed_and_listed(store: &Store) {
+async fn entries_are_written_sealed_and_listed(store: Store) {
+    let store = &store;
     let session = fill(store).await;
     let before = store.verify_audit().await.unwrap();
     assert_eq!((before.sealed, before.unsealed), (0, 5));
@@ -169,7 +171,8 @@ async fn entries_are_written_sealed_and_listed(store: &Store) {
     assert_eq!(Some(head.hash), by_seq[4].hash);
 }
 
-async fn an_edited_entry_is_named(store: &Store) {
+async fn an_edited_entry_is_named(store: Store) {
+    let store = &store;
     fill(store).await;
     store.seal_audit().await.unwrap();
     let id = id_at(store, 3).await;
@@ -202,7 +205,8 @@ async fn an_edited_entry_is_named(store: &Store) {
     assert_eq!((p.kind, p.seq), (ProblemKind::Edited, 4));
 }
 
-async fn a_deleted_entry_is_named(store: &Store) {
+async fn a_deleted_entry_is_named(store: Store) {
+    let store = &store;
     fill(store).await;
     store.seal_audit().await.unwrap();
     exec(store, "DELETE FROM audit_log WHERE seq = 2").await;
@@ -224,7 +228,8 @@ async fn a_deleted_entry_is_named(store: &Store) {
     );
 }
 
-async fn a_cut_tail_is_caught_by_the_pinned_head(store: &Store) {
+async fn a_cut_tail_is_caught_by_the_pinned_head(store: Store) {
+    let store = &store;
     fill(store).await;
     store.seal_audit().await.unwrap();
     let head = store.verify_audit().await.unwrap().head.unwrap();
@@ -250,7 +255,8 @@ async fn a_cut_tail_is_caught_by_the_pinned_head(store: &Store) {
     assert!(p.message.contains("chain ends at seq 3"), "{}", p.message);
 }
 
-async fn late_and_stale_entries(store: &Store) {
+async fn late_and_stale_entries(store: Store) {
+    let store = &store;
     fill(store).await;
     store.seal_audit().await.unwrap();
     // A transaction that took an id before the sealed ones and committed late.
@@ -282,7 +288,8 @@ async fn late_and_stale_entries(store: &Store) {
 }
 
 /// Writers and sealers at once (replicas): every entry is sealed exactly once, in one chain.
-async fn concurrent_sealers_make_one_chain(store: &Store) {
+async fn concurrent_sealers_make_one_chain(store: Store) {
+    let store = &store;
     let mut tasks = Vec::new();
     for w in 0..4 {
         let s = store.clone();
@@ -304,28 +311,6 @@ async fn concurrent_sealers_make_one_chain(store: &Store) {
     assert!(r.is_intact(), "{r:?}");
     assert_eq!((r.sealed, r.unsealed), (100, 0));
     assert_eq!(r.head.unwrap().seq, 100);
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                let (store, _dir) = super::common::sqlite().await;
-                super::$name(&store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                let Some(pg) = super::common::FreshPostgres::create().await else {
-                    return;
-                };
-                super::$name(&pg.store).await;
-                pg.drop_database().await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

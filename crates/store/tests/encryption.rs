@@ -2,6 +2,7 @@
 //! in the raw columns, reads back equal, fails clearly with a wrong key, survives rotation,
 //! and plaintext rows from before encryption stay readable.
 
+#[macro_use]
 mod common;
 
 use pipeguard_core::event::{FailureEvent, Platform};
@@ -262,28 +263,6 @@ async fn secrets_in_errors_and_notes_are_redacted(store: Store) {
             assert!(!v.contains(SECRET), "{sql}: {v}");
         }
     }
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                let (store, _dir) = super::common::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                let Some(pg) = super::common::FreshPostgres::create().await else {
-                    return;
-                };
-                super::$name(pg.store.clone()).await;
-                pg.drop_database().await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,6 +1,7 @@
 //! Retention on SQLite and on a fresh PostgreSQL database: old or chosen sessions lose their
 //! payloads, logs and evidence, keep their statistics, and open sessions are left alone.
 
+#[macro_use]
 mod common;
 
 use pipeguard_core::event::{FailureEvent, Platform};
@@ -204,28 +205,6 @@ async fn encrypted_sessions_are_purged_and_stay_sealed(store: Store) {
         .try_get("event")
         .unwrap();
     assert!(raw.starts_with(&format!("enc:v1:{}:", key.current_id())));
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                let (store, _dir) = super::common::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                let Some(pg) = super::common::FreshPostgres::create().await else {
-                    return;
-                };
-                super::$name(pg.store.clone()).await;
-                pg.drop_database().await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

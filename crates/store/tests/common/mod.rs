@@ -43,3 +43,28 @@ impl FreshPostgres {
         self.db.drop_database().await;
     }
 }
+
+/// One `#[tokio::test]` per scenario and backend (`mod sqlite`, `mod postgres`), each calling the
+/// including file's `async fn NAME(store: Store)`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let (store, _dir) = super::common::sqlite().await;
+                super::$name(store).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(pg) = super::common::FreshPostgres::create().await else {
+                    return;
+                };
+                super::$name(pg.store.clone()).await;
+                pg.drop_database().await;
+            })*
+        }
+    };
+}
