@@ -45,11 +45,7 @@ pub async fn list(
     let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = p.limit.unwrap_or(100);
     let offset = p.offset.unwrap_or(0);
-    if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::bad_request(
-            "limit must be 1..=1000 and offset >= 0",
-        ));
-    }
+    super::check_page(limit, offset, 1000)?;
     let entries = st
         .store
         .audit_entries(&AuditQuery {

@@ -174,6 +174,18 @@ pub fn unsupported_media_type(content_type: &str) -> ApiError {
     )
 }
 
+/// The bounds of a list endpoint's paging parameters (`max` is the endpoint's largest page),
+/// with one message for all of them.
+pub(crate) fn check_page(limit: i64, offset: i64, max: i64) -> Result<(), ApiError> {
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1..={max}")));
+    }
+    if offset < 0 {
+        return Err(ApiError::bad_request("offset must be >= 0"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     /// Every authenticated route is in the role table, so none falls back to admin-only by

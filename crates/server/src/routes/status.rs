@@ -109,12 +109,7 @@ fn default_limit() -> i64 {
 
 impl Page {
     pub fn check(&self) -> Result<(), ApiError> {
-        if !(1..=500).contains(&self.limit) || self.offset < 0 {
-            return Err(ApiError::bad_request(
-                "limit must be 1..=500 and offset >= 0",
-            ));
-        }
-        Ok(())
+        super::check_page(self.limit, self.offset, 500)
     }
 }
 
