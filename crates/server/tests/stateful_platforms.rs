@@ -195,9 +195,8 @@ async fn github_refusing_a_rerun_during_another_attempt_means_wait() {
 #[tokio::test]
 async fn a_dispatched_run_is_found_without_run_details() {
     let (sim, app) = github(DispatchMode::NoContent, |c| {
-        // The new run's own delivery can come before pipeguard has listed and linked it;
-        // the next look at the workflow's runs then finds it.
-        c.worker.verify_poll_seconds = 1;
+        // With a two-minute poll, only the early look finds the new run's outcome in WAIT.
+        c.worker.verify_poll_seconds = 120;
         c.repos.push(pipeguard_server::tenants::RepoConfig {
             platform: "github".into(),
             name: REPO.into(),
@@ -213,12 +212,16 @@ async fn a_dispatched_run_is_found_without_run_details() {
     sim.define_workflow(
         RunSpec::new(REPO, "scale.yml")
             .parameter("runner", "small")
-            .job(JobSpec::new("test").passes()),
+            .job(JobSpec::new("test").duration_ms(800).passes()),
     )
     .await
     .unwrap();
     let spec = RunSpec::new(REPO, "ci.yml").job(JobSpec::new("test").fails(log("out_of_memory")));
     sim.start_run(spec).await.unwrap();
+    // The dispatched run's delivery is lost (as when it came before the session followed the
+    // run): only the session's early look at the new run can see it passed.
+    the_session(&app, |s| s["status"].is_string()).await;
+    sim.set_webhook(None).await;
     let s = the_session(&app, |s| s["status"] == "healed").await;
     let dispatched = sim
         .inspect(|st| st.runs.keys().max().copied().unwrap())

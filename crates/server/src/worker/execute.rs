@@ -11,6 +11,9 @@ use pipeguard_store::{
     now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
 };
 
+/// When a session that follows a new run first looks at it (see `called`).
+const FIRST_LOOK_MS: i64 = 2000;
+
 /// Why the healing budget forbids another re-run now, if it does: a flood of failures must
 /// not become a retry storm.
 async fn over_budget(st: &Shared, s: &SessionRecord) -> Result<Option<String>, JobError> {
@@ -144,6 +147,7 @@ async fn acted_ok(
         )
         .await;
     }
+    let followed = a.new_run.is_some();
     if let Some(run_id) = a.new_run {
         follow(st, s, run_id).await?;
     }
@@ -153,7 +157,7 @@ async fn acted_ok(
         st.store.note(&s.id, S::Executing, &note).await?;
     }
     tracing::info!(attempt, "{}", a.detail);
-    called(st, s, attempt, &plan).await
+    called(st, s, attempt, &plan, followed).await
 }
 
 /// From now on the session verifies and diagnoses the run the heal started.
@@ -225,6 +229,7 @@ async fn called(
     s: &SessionRecord,
     attempt: i64,
     plan: &StoredPlan,
+    followed: bool,
 ) -> Result<(), JobError> {
     let hand_over = plan.mixed && plan.queued.is_empty();
     let (to, message) = if hand_over {
@@ -262,7 +267,14 @@ async fn called(
         )
         .await?;
     if moved && !hand_over {
-        let poll = st.config.worker.verify_poll_seconds as i64 * 1000;
+        // A run the heal started can finish, and its delivery arrive, before the session
+        // followed it: that delivery found no session. One early look at the run catches it;
+        // every later delivery finds the session.
+        let poll = if followed {
+            FIRST_LOOK_MS
+        } else {
+            st.config.worker.verify_poll_seconds as i64 * 1000
+        };
         st.store
             .enqueue(&s.id, &Task::Verify, now_ms() + poll)
             .await?;
@@ -307,7 +319,10 @@ async fn resume_interrupted(st: &Shared, s: &SessionRecord, attempt: i64) -> Res
         .into_iter()
         .find(|a| a.attempt == attempt && a.target == "run");
     match (action.map(|a| a.status), &s.plan) {
-        (Some(status), Some(plan)) if status == "done" => called(st, s, attempt, plan).await,
+        (Some(status), Some(plan)) if status == "done" => {
+            // Deliveries that came while the process was down went unanswered: look soon.
+            called(st, s, attempt, plan, true).await
+        }
         _ => {
             escalate_executing(
                 st,

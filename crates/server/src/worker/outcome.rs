@@ -202,9 +202,20 @@ pub(super) async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
     let Some(ci) = ci_for(st, &s) else {
         return Ok(());
     };
+    let poll = Duration::from_secs(st.config.worker.verify_poll_seconds.max(1));
     let state = match s.plan.as_ref().and_then(|p| p.awaiting_attempt) {
-        Some(ours) => ci.attempt_state(&s.event, ours).await?,
-        None => ci.run_state(&s.event).await?,
+        Some(ours) => ci.attempt_state(&s.event, ours).await,
+        None => ci.run_state(&s.event).await,
+    };
+    let state = match state {
+        Ok(state) => state,
+        // The early look at a run the heal just started (see `execute::called`) may come
+        // before the platform shows it: the regular polls decide.
+        Err(e) if now_ms() - s.updated_at < poll.as_millis() as i64 => {
+            tracing::debug!("early look at the new run: {e}");
+            return requeue(st, job, "the new run is not visible yet", poll).await;
+        }
+        Err(e) => return Err(e.into()),
     };
     match state {
         RunState::Completed {
@@ -220,7 +231,6 @@ pub(super) async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
                     "no outcome of the re-run arrived in time".into(),
                 ));
             }
-            let poll = Duration::from_secs(st.config.worker.verify_poll_seconds.max(1));
             requeue(st, job, "re-run not finished", poll).await
         }
     }
