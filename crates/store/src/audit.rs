@@ -149,18 +149,31 @@ fn redact_value(v: &mut Value) {
 
 /// Appends an unsealed entry on `conn`, inside the caller's transaction.
 pub(crate) async fn audit_in(conn: &mut sqlx::AnyConnection, e: &AuditEntry) -> Result<()> {
-    let mut detail = e.detail.clone();
-    redact_value(&mut detail);
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1,$2,$3,$4,$5)",
-    )
-    .bind(now_ms())
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(detail.to_string())
-    .execute(conn)
-    .await?;
+    audit_all_in(conn, std::slice::from_ref(e)).await
+}
+
+/// Appends unsealed entries in one statement, in order, inside the caller's transaction.
+pub(crate) async fn audit_all_in(conn: &mut sqlx::AnyConnection, es: &[AuditEntry]) -> Result<()> {
+    if es.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO audit_log (at, actor, action, target, detail) {}",
+        crate::rows::values(conn, "($, $, $, $, $)", es.len())
+    );
+    let now = now_ms();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for e in es {
+        let mut detail = e.detail.clone();
+        redact_value(&mut detail);
+        q = q
+            .bind(now)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(detail.to_string());
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 

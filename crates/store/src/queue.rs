@@ -136,22 +136,40 @@ pub(crate) async fn enqueue_in(
     task: &Task,
     run_at: i64,
 ) -> Result<()> {
-    let payload = seal(
-        keys,
-        Field::JobPayload,
-        serde_json::to_string(task).unwrap_or_default(),
-    )?;
-    sqlx::query(
-        "INSERT INTO jobs (session_id, kind, payload, run_at, status, tries, created_at) \
-         VALUES ($1, $2, $3, $4, 'queued', 0, $5)",
-    )
-    .bind(session_id)
-    .bind(task.kind())
-    .bind(payload)
-    .bind(run_at)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
+    enqueue_all_in(conn, keys, &[(session_id, task, run_at)]).await
+}
+
+/// Queues `(session, task, run_at)` jobs in one statement; their events are already redacted.
+pub(crate) async fn enqueue_all_in(
+    conn: &mut sqlx::AnyConnection,
+    keys: Option<&Keyring>,
+    jobs: &[(&str, &Task, i64)],
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let payloads = jobs
+        .iter()
+        .map(|(_, task, _)| {
+            let plain = serde_json::to_string(task).unwrap_or_default();
+            seal(keys, Field::JobPayload, plain)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sql = format!(
+        "INSERT INTO jobs (session_id, kind, payload, run_at, status, tries, created_at) {}",
+        crate::rows::values(conn, "($, $, $, $, 'queued', 0, $)", jobs.len())
+    );
+    let now = now_ms();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for ((session_id, task, run_at), payload) in jobs.iter().zip(payloads) {
+        q = q
+            .bind(*session_id)
+            .bind(task.kind())
+            .bind(payload)
+            .bind(*run_at)
+            .bind(now);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 

@@ -515,12 +515,30 @@ pub(crate) async fn log_in(
     status: SessionStatus,
     message: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO session_log (session_id, at, status, message) VALUES ($1,$2,$3,$4)")
-        .bind(session_id)
-        .bind(now_ms())
-        .bind(status.as_str())
-        .bind(redact(message))
-        .execute(conn)
-        .await?;
+    log_all_in(conn, &[(session_id, status, message)]).await
+}
+
+/// Appends `(session, status, message)` lines to session logs in one statement.
+pub(crate) async fn log_all_in(
+    conn: &mut sqlx::AnyConnection,
+    lines: &[(&str, SessionStatus, &str)],
+) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO session_log (session_id, at, status, message) {}",
+        crate::rows::values(conn, "($, $, $, $)", lines.len())
+    );
+    let now = now_ms();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (session_id, status, message) in lines {
+        q = q
+            .bind(*session_id)
+            .bind(now)
+            .bind(status.as_str())
+            .bind(redact(message));
+    }
+    q.execute(conn).await?;
     Ok(())
 }

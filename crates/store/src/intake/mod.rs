@@ -1,16 +1,18 @@
 //! Intake: storing a delivery, what it implies for its run's session and the session's next
 //! job, atomically. The answer is an [`IntakeOutcome`]; the server decides what HTTP says.
 
-use crate::audit::{audit_in, AuditEntry};
+mod write;
+
+use crate::audit::AuditEntry;
 use crate::batch::{Counters, Pending};
-use crate::crypto::Keyring;
-use crate::queue::{enqueue_in, Task};
-use crate::sessions::{event_text, log_in, redacted, SessionRecord, SessionStatus};
-use crate::{now_ms, Result, Store, StoreError};
+use crate::queue::Task;
+use crate::sessions::{event_text, redacted, SessionStatus};
+use crate::{Result, Store, StoreError};
 use pipeguard_core::event::{FailureEvent, Platform};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
+use write::{NewSession, Seen, View, Writes};
 
 /// What a delivery says happened to a run.
 #[derive(Debug, Clone)]
@@ -93,29 +95,29 @@ pub struct IntakeResult {
 }
 
 /// What a delivery means for the session of its run, decided from the session alone.
-enum Route<'a> {
-    Duplicate(&'a SessionRecord),
-    Outcome(&'a SessionRecord),
-    PassedLater(&'a SessionRecord),
-    New(&'a FailureEvent),
+enum Route<'s, 'i> {
+    Duplicate(&'s Seen),
+    Outcome(&'s Seen),
+    PassedLater(&'s Seen),
+    New(&'i FailureEvent),
     Ignore,
 }
 
-fn route<'a>(
-    intake: &'a Intake,
-    latest: Option<&'a SessionRecord>,
+fn route<'s, 'i>(
+    intake: &'i Intake,
+    latest: Option<&'s Seen>,
     linked: bool,
     run_id: &str,
     attempt: i64,
-) -> Route<'a> {
+) -> Route<'s, 'i> {
     // The newest attempt the session has seen of this run. A run it does not follow (the
     // original once a heal started another, or a sibling of the run it follows) has
     // nothing new to say.
-    let seen = |s: &SessionRecord| {
-        if s.event.run_id != run_id {
+    let seen = |s: &Seen| {
+        if s.event_run_id != run_id {
             i64::MAX
-        } else if s.event.run_id != s.run_id {
-            s.event.attempt as i64
+        } else if s.event_run_id != s.run_id {
+            s.event_attempt
         } else {
             s.current_attempt
         }
@@ -258,15 +260,19 @@ impl Store {
         }
     }
 
+    /// A delivery whose transaction lost a race is decided again: what it lost to (its twin,
+    /// or a session of its run) is committed and visible then.
     async fn store_alone(&self, item: &Item) -> Result<IntakeResult> {
-        match self.store_together(std::slice::from_ref(item)).await {
-            Ok(mut r) => Ok(r.remove(0)),
-            Err(Rollback::Failed(e)) => Err(e),
-            Err(Rollback::Raced) => self
-                .find_delivery(item.platform, &item.delivery_id)
-                .await?
-                .ok_or_else(|| StoreError::Invalid("a concurrent twin was not stored".into())),
+        for _ in 0..3 {
+            match self.store_together(std::slice::from_ref(item)).await {
+                Ok(mut r) => return Ok(r.remove(0)),
+                Err(Rollback::Failed(e)) => return Err(e),
+                Err(Rollback::Raced) => continue,
+            }
         }
+        Err(StoreError::Invalid(
+            "the delivery lost three races with other replicas in a row".into(),
+        ))
     }
 
     /// One transaction for all `items`, each decided after the ones before it.
@@ -278,9 +284,12 @@ impl Store {
         order.sort_by(|a, b| items[*a].order().cmp(&items[*b].order()));
         let mut results = vec![None; items.len()];
         let mut tx = self.begin_write().await?;
+        let mut view = View::load(&mut tx, self.keys(), items).await?;
+        let mut writes = Writes::default();
         for i in order {
-            results[i] = Some(store_in(&mut tx, self.keys(), &items[i]).await?);
+            results[i] = Some(decide(&mut view, &mut writes, items, i));
         }
+        writes.flush(&mut tx, self.keys(), items).await?;
         tx.commit().await?;
         Ok(results.into_iter().flatten().collect())
     }
@@ -290,8 +299,19 @@ impl Store {
         platform: Platform,
         delivery_id: &str,
     ) -> Result<Option<IntakeResult>> {
-        let mut conn = self.pool.acquire().await?;
-        find_delivery_in(&mut conn, platform, delivery_id).await
+        let row = sqlx::query(
+            "SELECT status_code, response FROM deliveries \
+             WHERE platform = $1 AND delivery_id = $2",
+        )
+        .bind(platform.as_str())
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(IntakeResult {
+            outcome: stored_outcome(row.try_get("status_code")?, row.try_get("response")?),
+            replay: true,
+        }))
     }
 
     pub async fn count_deliveries(&self) -> Result<i64> {
@@ -302,109 +322,93 @@ impl Store {
     }
 }
 
-/// One delivery inside a batch's transaction: a replay answers what the first delivery got.
-async fn store_in(
-    conn: &mut sqlx::AnyConnection,
-    keys: Option<&Keyring>,
-    item: &Item,
-) -> std::result::Result<IntakeResult, Rollback> {
-    let (platform, delivery_id) = (item.platform, item.delivery_id.as_str());
-    if let Some(r) = find_delivery_in(conn, platform, delivery_id).await? {
-        return Ok(r);
+/// Decides delivery `i` of a batch against what the store and the batch's earlier deliveries
+/// say: a replay answers what the first delivery got.
+fn decide(view: &mut View, writes: &mut Writes, items: &[Item], i: usize) -> IntakeResult {
+    let item = &items[i];
+    if let Some(o) = view.delivered(item.platform, &item.delivery_id) {
+        return IntakeResult {
+            outcome: o.clone(),
+            replay: true,
+        };
     }
     let outcome = match &item.work {
-        Work::Intake { intake, event } => {
-            decide(
-                conn,
-                keys,
-                platform,
-                &item.run_link,
-                intake,
-                event.as_deref(),
-            )
-            .await?
-        }
+        Work::Intake { intake, .. } => decide_intake(view, writes, item, intake, i),
         Work::Ignored(reason) => IntakeOutcome::Ignored {
             reason: reason.clone(),
         },
     };
-    if !insert_delivery(conn, platform, delivery_id, &outcome).await? {
-        return Err(Rollback::Raced);
-    }
-    audit_in(conn, &accepted(platform, delivery_id, &outcome)).await?;
-    Ok(IntakeResult {
+    view.decided(item.platform, &item.delivery_id, &outcome);
+    writes.deliveries.push((i, outcome.clone()));
+    IntakeResult {
         outcome,
         replay: false,
-    })
+    }
 }
 
 /// What a delivery means for its run's session, and the rows that follow from it.
-async fn decide(
-    conn: &mut sqlx::AnyConnection,
-    keys: Option<&Keyring>,
-    platform: Platform,
-    run_link: &str,
+fn decide_intake(
+    view: &mut View,
+    writes: &mut Writes,
+    item: &Item,
     intake: &Intake,
-    event: Option<&str>,
-) -> Result<IntakeOutcome> {
+    i: usize,
+) -> IntakeOutcome {
     let (repository, run_id, attempt) = intake.key();
-    let (latest, linked) = related(conn, keys, platform, repository, run_id, run_link).await?;
-    Ok(
-        match route(intake, latest.as_ref(), linked, run_id, attempt) {
-            Route::Duplicate(s) => IntakeOutcome::Duplicate {
+    let (latest, linked) = view.related(item.platform, repository, run_id, &item.run_link);
+    let (outcome, task) = match route(intake, latest, linked, run_id, attempt) {
+        Route::Duplicate(s) => (
+            IntakeOutcome::Duplicate {
                 session_id: s.id.clone(),
                 status: Some(s.status),
             },
-            Route::Outcome(s) => {
-                let task = outcome_task(intake, attempt);
-                enqueue_in(conn, keys, &s.id, &task, now_ms()).await?;
-                IntakeOutcome::Outcome {
-                    session_id: s.id.clone(),
-                }
-            }
-            Route::PassedLater(s) => {
-                let task = Task::PassedLater { attempt };
-                enqueue_in(conn, keys, &s.id, &task, now_ms()).await?;
-                IntakeOutcome::PassedLater {
-                    session_id: s.id.clone(),
-                }
-            }
-            Route::New(ev) => {
-                create_session(conn, keys, platform, ev, event.unwrap_or_default()).await?
-            }
-            Route::Ignore => IntakeOutcome::Ignored {
+            None,
+        ),
+        Route::Outcome(s) => (
+            IntakeOutcome::Outcome {
+                session_id: s.id.clone(),
+            },
+            Some(outcome_task(intake, attempt)),
+        ),
+        Route::PassedLater(s) => (
+            IntakeOutcome::PassedLater {
+                session_id: s.id.clone(),
+            },
+            Some(Task::PassedLater { attempt }),
+        ),
+        Route::New(ev) => {
+            // Time-ordered: a new session appends to the id index instead of touching a random
+            // page of it (fewer pages written per batch).
+            let id = uuid::Uuid::now_v7().to_string();
+            view.created(item.platform, &id, ev);
+            writes.sessions.push(NewSession {
+                item: i,
+                id: id.clone(),
+            });
+            return IntakeOutcome::Created { session_id: id };
+        }
+        Route::Ignore => (
+            IntakeOutcome::Ignored {
                 reason: "success of a run pipeguard is not healing".into(),
             },
-        },
-    )
+            None,
+        ),
+    };
+    if let (Some(task), Some(id)) = (task, outcome.session_id()) {
+        writes.jobs.push((id.to_string(), task));
+    }
+    outcome
 }
 
-async fn find_delivery_in(
-    conn: &mut sqlx::AnyConnection,
-    platform: Platform,
-    delivery_id: &str,
-) -> Result<Option<IntakeResult>> {
-    let row = sqlx::query(
-        "SELECT status_code, response FROM deliveries \
-         WHERE platform = $1 AND delivery_id = $2",
-    )
-    .bind(platform.as_str())
-    .bind(delivery_id)
-    .fetch_optional(conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let response: String = row.try_get("response")?;
-    let outcome = match serde_json::from_str(&response) {
+/// The outcome a stored delivery got, as its replay answers it.
+fn stored_outcome(status_code: i64, response: String) -> IntakeOutcome {
+    match serde_json::from_str(&response) {
         Ok(o) => o,
         Err(_) => IntakeOutcome::Recorded {
-            status: row.try_get::<i64, _>("status_code")? as u16,
+            status: status_code as u16,
             body: serde_json::from_str(&response).unwrap_or(Value::Null),
         },
-    };
-    Ok(Some(IntakeResult {
-        outcome,
-        replay: true,
-    }))
+    }
 }
 
 /// The audit entry of a delivery stored for the first time.
@@ -438,114 +442,4 @@ fn outcome_task(intake: &Intake, attempt: i64) -> Task {
             event: Some(Box::new(ev.clone())),
         },
     }
-}
-
-/// The session a delivery's run belongs to: the one a heal linked the run (or its pipeline)
-/// to, else the newest session of the run. True when it came through a link.
-async fn related(
-    conn: &mut sqlx::AnyConnection,
-    keys: Option<&Keyring>,
-    platform: Platform,
-    repository: &str,
-    run_id: &str,
-    run_link: &str,
-) -> Result<(Option<SessionRecord>, bool)> {
-    let linked = sqlx::query(
-        "SELECT s.* FROM run_links l JOIN sessions s ON s.id = l.session_id \
-         WHERE l.platform = $1 AND l.repository = $2 AND l.run_id IN ($3, $4)",
-    )
-    .bind(platform.as_str())
-    .bind(repository)
-    .bind(run_id)
-    .bind(run_link)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = linked {
-        return Ok((Some(SessionRecord::from_row(&row, keys)?), true));
-    }
-    let latest = sqlx::query(
-        "SELECT * FROM sessions WHERE platform = $1 AND repository = $2 AND run_id = $3 \
-         ORDER BY first_attempt DESC LIMIT 1",
-    )
-    .bind(platform.as_str())
-    .bind(repository)
-    .bind(run_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| SessionRecord::from_row(&r, keys))
-    .transpose()?;
-    Ok((latest, false))
-}
-
-/// A new session for a failure, with its first job; a session another delivery of the same
-/// attempt created first is answered as a duplicate.
-async fn create_session(
-    conn: &mut sqlx::AnyConnection,
-    keys: Option<&Keyring>,
-    platform: Platform,
-    ev: &FailureEvent,
-    event: &str,
-) -> Result<IntakeOutcome> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let now = now_ms();
-    let inserted = sqlx::query(
-        "INSERT INTO sessions (id, platform, repository, run_id, first_attempt, \
-         current_attempt, heal_attempts, status, event, workflow, head_sha, failed_at, \
-         created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$5,0,'received',$6,$7,$8,$9,$10,$10) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&id)
-    .bind(platform.as_str())
-    .bind(&ev.repository)
-    .bind(&ev.run_id)
-    .bind(ev.attempt as i64)
-    .bind(event)
-    .bind(&ev.workflow)
-    .bind(ev.head_sha.as_deref())
-    .bind(ev.finished_at_ms.unwrap_or(now))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        enqueue_in(conn, keys, &id, &Task::Analyze, now).await?;
-        log_in(conn, &id, SessionStatus::Received, "failure received").await?;
-        return Ok(IntakeOutcome::Created { session_id: id });
-    }
-    let row = sqlx::query(
-        "SELECT id FROM sessions WHERE platform = $1 AND repository = $2 AND \
-         run_id = $3 AND first_attempt = $4",
-    )
-    .bind(platform.as_str())
-    .bind(&ev.repository)
-    .bind(&ev.run_id)
-    .bind(ev.attempt as i64)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(IntakeOutcome::Duplicate {
-        session_id: row.try_get("id")?,
-        status: None,
-    })
-}
-
-/// False when the delivery was stored already (a concurrent twin won).
-async fn insert_delivery(
-    conn: &mut sqlx::AnyConnection,
-    platform: Platform,
-    delivery_id: &str,
-    outcome: &IntakeOutcome,
-) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO deliveries (platform, delivery_id, session_id, status_code, response, \
-         received_at) VALUES ($1,$2,$3,0,$4,$5) ON CONFLICT DO NOTHING",
-    )
-    .bind(platform.as_str())
-    .bind(delivery_id)
-    .bind(outcome.session_id())
-    .bind(serde_json::to_string(outcome).unwrap_or_default())
-    .bind(now_ms())
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
 }
