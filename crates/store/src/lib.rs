@@ -17,6 +17,7 @@ mod learning;
 mod queue;
 mod retention;
 mod rotation;
+mod rows;
 mod sessions;
 mod stats;
 mod verdicts;
@@ -55,6 +56,10 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection write transactions take. SQLite writes one at a time
+    /// anyway; in one connection they queue without the busy handler's sleeps, and its page
+    /// cache stays warm (a connection drops its cache when another one wrote).
+    writer: Option<AnyPool>,
     backend: Backend,
     /// Set when payloads, logs and evidence are encrypted at rest.
     keys: Option<Arc<Keyring>>,
@@ -112,35 +117,42 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let opts = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
-            .acquire_timeout(Duration::from_secs(30));
-        let opts = if backend == Backend::Sqlite {
-            opts.after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the writer; the busy timeout queues writers.
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-        } else {
-            opts
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let pool = sqlite_pool(4).connect(&url).await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                // An in-memory database is one per connection: it keeps the one pool.
+                let writer = if url.contains(":memory:") {
+                    None
+                } else {
+                    tokio::spawn(checkpoints(pool.clone()));
+                    let writer = sqlite_pool(1).after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlite_setup(conn).await?;
+                            // `checkpoints` does it beside the writer, not in its commits.
+                            sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    });
+                    Some(writer.connect_lazy(&url)?)
+                };
+                (pool, writer)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(&url)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                (pool, None)
+            }
         };
-        let pool = opts.connect(&url).await?;
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
         Ok(Store {
             pool,
+            writer,
             backend,
             keys: None,
             intake: Default::default(),
@@ -177,12 +189,18 @@ impl Store {
     /// queue on the busy timeout instead of failing on a lock upgrade.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => {
+                let pool = self.writer.as_ref().unwrap_or(&self.pool);
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            }
             Backend::Postgres => self.pool.begin().await?,
         })
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 }
@@ -195,4 +213,44 @@ pub(crate) fn parse_col<T: FromStr>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("{col}={s:?}")))
+}
+
+/// SQLite connections of `max` at most, set up for one writer beside readers.
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| Box::pin(async move { sqlite_setup(conn).await }))
+}
+
+async fn sqlite_setup(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
+    // WAL lets readers run beside the writer; the busy timeout queues writers of other
+    // processes.
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA busy_timeout = 10000",
+        "PRAGMA synchronous = NORMAL",
+    ] {
+        sqlx::query(pragma).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Copies the WAL into the database file each second, on a reader connection: a checkpoint
+/// syncs the file, and inside the writer's commit that wait would hold every delivery back.
+/// Ends when the store is closed.
+async fn checkpoints(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if !pool.is_closed() {
+                tracing::warn!("WAL checkpoint failed: {e}");
+            }
+        }
+    }
 }
