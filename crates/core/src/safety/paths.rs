@@ -154,4 +154,37 @@ mod tests {
             .is_some_and(|(_, whole)| !whole));
         assert!(t.data_dir("/var/lib").is_none());
     }
+
+    #[test]
+    fn homes_devices_critical_and_system_paths_are_recognised() {
+        let t = &tables().expect("tables").paths;
+        for home in [
+            "~",
+            "~/",
+            "~/.",
+            "~//",
+            "/root",
+            "/root/",
+            "/home/alice",
+            "/home//alice/",
+        ] {
+            assert!(is_home(home), "{home} is a home");
+        }
+        for other in ["~/src", "/home", "/home/alice/src", "/rooted"] {
+            assert!(!is_home(other), "{other} is not a home");
+        }
+        // Some entries of a system directory are not all of it.
+        assert!(!t.is_root_or_top("/usr/lib*"));
+        assert!(t.is_harmless_device("/dev/fd/1"));
+        assert!(t.is_harmless_device("/dev/pts/0"));
+        assert!(!t.is_harmless_device("/dev/sda"));
+        assert!(t.is_critical_file("/proc/sysrq-trigger"));
+        assert!(t.is_critical_file("/boot/vmlinuz"));
+        // Listed exactly, or a critical file, outside the system top-level directories.
+        assert!(t.is_system_path("/var/lib"));
+        assert!(t.is_system_path("/etc/hosts"));
+        assert!(!t.is_system_path("/var/lib/myapp"));
+        // A top-level directory is not the data directory of a service below it.
+        assert!(t.data_dir("/var").is_none());
+    }
 }
