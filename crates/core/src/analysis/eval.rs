@@ -117,7 +117,15 @@ mod tests {
         assert_eq!(b.precision(), 0.5);
         assert_eq!(b.recall(), 0.5);
         assert_eq!(b.f1(), 0.5);
+        assert_eq!(b.total(), 4);
         assert_eq!(Binary::default().f1(), 0.0);
+        // Precision 1, recall 1/2: F1 is their harmonic mean, 2/3.
+        let mut b = Binary::default();
+        b.add(true, true);
+        b.add(true, false);
+        b.add(false, false);
+        assert!((b.f1() - 2.0 / 3.0).abs() < 1e-9, "{}", b.f1());
+        assert_eq!(b.total(), 3);
     }
 
     #[test]
@@ -146,6 +154,10 @@ mod tests {
         assert!(!evidence_hits_chunk(&[line("error")], chunk));
         assert!(!evidence_hits_chunk(&[line("s failed in")], chunk));
         // Equal lines hit whatever their length (>= 4); 12+ characters may be contained.
+        let braces = "}\n})\nFAIL\nok";
+        assert!(!evidence_hits_chunk(&[line("}")], braces));
+        assert!(!evidence_hits_chunk(&[line("})")], braces));
+        assert!(evidence_hits_chunk(&[line("FAIL")], braces));
         assert!(evidence_hits_chunk(&[line("foo(bar)")], chunk));
         assert!(evidence_hits_chunk(
             &[line("tests failed in module")],
