@@ -30,6 +30,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub approvals: ApprovalsSection,
     pub api: ApiSection,
+    pub server: ServerSection,
     pub metrics: MetricsSection,
     pub tls: TlsSection,
     /// Encryption at rest of payloads, logs and evidence.
@@ -86,6 +87,26 @@ impl Default for ApiSection {
             rate_limit_per_minute: 600,
             request_timeout_seconds: 30,
             header_timeout_seconds: 10,
+        }
+    }
+}
+
+/// Bounds on connections, below HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Connections open at once; new ones beyond it are closed at once.
+    pub max_connections: usize,
+    /// Seconds a connection may stay open with no request in flight (one that never sends a
+    /// request included) before it is closed.
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            max_connections: 10_000,
+            idle_timeout_seconds: 30,
         }
     }
 }
@@ -204,6 +225,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             approvals: ApprovalsSection::default(),
             api: ApiSection::default(),
+            server: ServerSection::default(),
             metrics: MetricsSection::default(),
             tls: TlsSection::default(),
             encryption: EncryptionSection::default(),
@@ -304,6 +326,9 @@ impl Config {
         if cfg.approvals.required == 0 {
             anyhow::bail!("[approvals] required must be at least 1");
         }
+        if cfg.server.max_connections == 0 || cfg.server.idle_timeout_seconds == 0 {
+            anyhow::bail!("[server] max_connections and idle_timeout_seconds must be at least 1");
+        }
         if cfg.tls.cert.is_some() != cfg.tls.key.is_some() {
             anyhow::bail!("[tls] needs both cert and key");
         }
@@ -376,6 +401,12 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_WORKER_LEASE_SECONDS") {
             self.worker.lease_seconds = num("PIPEGUARD_WORKER_LEASE_SECONDS", v)?;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_SERVER_MAX_CONNECTIONS") {
+            self.server.max_connections = num("PIPEGUARD_SERVER_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_SERVER_IDLE_TIMEOUT_SECONDS") {
+            self.server.idle_timeout_seconds = num("PIPEGUARD_SERVER_IDLE_TIMEOUT_SECONDS", v)?;
         }
         if let Some(v) = nonempty("PIPEGUARD_METRICS_TOKEN") {
             self.metrics.token = Some(v);
@@ -609,5 +640,22 @@ tokn = \"x\"
             .to_string()
             .contains("PIPEGUARD_HEALING_BACKOFF_SECONDS"));
         assert!(Config::from_toml("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn server_limits_from_file_and_environment() {
+        assert_eq!(Config::default().server.max_connections, 10_000);
+        assert_eq!(Config::default().server.idle_timeout_seconds, 30);
+        let mut cfg =
+            Config::from_toml("[server]\nmax_connections = 500\nidle_timeout_seconds = 5\n")
+                .unwrap();
+        assert_eq!(cfg.server.max_connections, 500);
+        cfg.apply_env(|k| (k == "PIPEGUARD_SERVER_MAX_CONNECTIONS").then(|| "42".into()))
+            .unwrap();
+        assert_eq!(
+            (cfg.server.max_connections, cfg.server.idle_timeout_seconds),
+            (42, 5)
+        );
+        assert!(Config::from_toml("[server]\nmax_conections = 1").is_err());
     }
 }

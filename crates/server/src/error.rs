@@ -10,7 +10,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The `WWW-Authenticate` challenge of a 401: how to prove who one is.
+    pub challenge: Option<&'static str>,
 }
+
+/// The challenge of API routes (tokens and JWTs).
+pub const BEARER: &str = "Bearer";
+/// The challenge of intakes that take their secret as a Basic auth password.
+pub const BASIC: &str = "Basic realm=\"pipeguard\"";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -18,7 +25,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            challenge: None,
         }
+    }
+
+    /// The error with a `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: &'static str) -> ApiError {
+        self.challenge = Some(challenge);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -78,10 +92,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             Json(json!({"error": self.code, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(c) = self.challenge {
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(c),
+            );
+        }
+        r
     }
 }

@@ -42,15 +42,20 @@ struct VerdictLabels {
 #[derive(Default)]
 pub struct Metrics {
     pub webhooks: Family<WebhookLabels, Counter>,
+    /// Connections open now, and those closed at once because `max_connections` were.
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
 }
 
-/// Counts every delivery to `/webhooks/{platform}` by the status it was answered with.
+/// Counts every delivery to `/webhooks/{platform}` by the status it was answered with. The
+/// label is a registered platform's key or `unknown`: a path anyone can send must not add
+/// series.
 pub async fn count_webhooks(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    let platform = req
-        .uri()
-        .path()
-        .strip_prefix("/webhooks/")
-        .map(str::to_string);
+    let platform = req.uri().path().strip_prefix("/webhooks/").map(|key| {
+        pipeguard_platforms::registry::by_key(key)
+            .map_or("unknown", |m| m.section().key)
+            .to_string()
+    });
     let resp = next.run(req).await;
     if let Some(platform) = platform {
         st.metrics
@@ -86,7 +91,8 @@ pub async fn metrics(
         if !pipeguard_platforms::webhook::token_eq(token, given) {
             return Err(ApiError::unauthorized(
                 "/metrics needs the [metrics] token as a bearer credential",
-            ));
+            )
+            .with_challenge(crate::error::BEARER));
         }
     }
     let mut reg = Registry::default();
@@ -94,6 +100,16 @@ pub async fn metrics(
         "pipeguard_webhooks_received",
         "Webhook deliveries received, by platform and answer status",
         st.metrics.webhooks.clone(),
+    );
+    reg.register(
+        "pipeguard_connections_open",
+        "HTTP connections open now",
+        st.metrics.connections_open.clone(),
+    );
+    reg.register(
+        "pipeguard_connections_refused",
+        "Connections closed at once because [server] max_connections were open",
+        st.metrics.connections_refused.clone(),
     );
     let sessions = Family::<SessionLabels, Counter>::default();
     for o in st.store.outcome_counts().await? {

@@ -53,13 +53,7 @@ fn check_exposure(config: &Config) -> Result<()> {
     }
     for m in MODULES {
         let s = config.platforms.get(m.platform());
-        let configured = s.token.is_some()
-            || s.user.is_some()
-            || s.api_url != m.section().default_api_url
-            || config
-                .repos
-                .iter()
-                .any(|r| r.platform() == Some(m.platform()));
+        let configured = routes::webhooks::api_configured(config, *m);
         if configured && s.webhook_secret.is_none() && !s.allow_unsigned {
             anyhow::bail!(
                 "{} listens on {} but {} has no webhook secret: set PIPEGUARD_{}_WEBHOOK_SECRET \
@@ -105,17 +99,27 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "pipeguard listening");
-    let header_timeout =
-        std::time::Duration::from_secs(state.config.api.header_timeout_seconds.max(1));
+    let limits = crate::connections::Limits::from_config(&state.config);
+    let gate = crate::connections::Gate::new(
+        limits.max_connections,
+        state.metrics.connections_open.clone(),
+        state.metrics.connections_refused.clone(),
+    );
+    let refusals = tokio::spawn(crate::auth::refusals::flush(
+        state.clone(),
+        shutdown.clone(),
+    ));
     crate::tls::serve(
         listener,
         routes::router(state.clone()),
         tls,
-        header_timeout,
+        limits,
+        gate,
         shutdown.clone(),
     )
     .await;
     worker.await.context("worker panicked")?;
+    let _ = refusals.await;
     state.store.close().await;
     tracing::info!("pipeguard stopped");
     Ok(())

@@ -32,6 +32,8 @@ pub struct AppState {
     /// JWT validation when an OIDC provider is configured.
     pub oidc: Option<OidcValidator>,
     pub rate_limit: SourceLimiter,
+    /// Refused credentials not yet written to the audit trail, per source and minute.
+    pub refusals: crate::auth::refusals::Refusals,
     /// Listening on a loopback address only: unsigned deliveries are accepted there.
     pub loopback: bool,
     /// Turns true when the server stops, for work that would otherwise hold the stop up
@@ -140,6 +142,7 @@ impl AppState {
                 None => None,
             },
             rate_limit: SourceLimiter::new(config.api.rate_limit_per_minute),
+            refusals: Default::default(),
             loopback: is_loopback(&config.listen),
             shutdown,
             analyst: analyst(&config)?,

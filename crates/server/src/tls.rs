@@ -1,8 +1,12 @@
 //! The connection loop under the router: TLS with rustls when configured, a deadline for
-//! request headers (a client that sends them slowly is cut off), the peer's address for
-//! per-source limits, and graceful shutdown.
+//! request headers (a client that sends them slowly is cut off), a cap on open connections and
+//! an idle deadline ([`crate::connections`]), JSON bodies on hyper's own error answers, the
+//! peer's address for per-source limits, and graceful shutdown.
 
+use crate::connections::{Activity, Gate, Limits, Tracked};
+use crate::parse_errors::JsonParseErrors;
 use anyhow::{Context, Result};
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -10,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,22 +49,29 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    b.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_timeout);
+    // Pings find a vanished HTTP/2 peer while a long request (an event stream) is open.
+    b.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.header_timeout);
     b
 }
 
 /// Serves `app` until `shutdown` turns true, then lets open requests finish. A client gets
-/// `header_timeout` to send its headers (and to finish a TLS handshake).
+/// `header_timeout` to send its headers (and to finish a TLS handshake); a connection with no
+/// request in flight for `idle_timeout` is closed; beyond `max_connections` new connections
+/// are closed at once.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
-    header_timeout: Duration,
+    limits: Limits,
+    gate: Gate,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -77,20 +89,25 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(slot) = gate.admit() else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
-                None => connection(TokioIo::new(tcp), peer, app, watcher, header_timeout).await,
-                Some(acc) => match tokio::time::timeout(header_timeout, acc.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        connection(TokioIo::new(stream), peer, app, watcher, header_timeout).await
+                None => connection(tcp, peer, app, watcher, limits).await,
+                Some(acc) => {
+                    match tokio::time::timeout(limits.header_timeout, acc.accept(tcp)).await {
+                        Ok(Ok(stream)) => connection(stream, peer, app, watcher, limits).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                }
             }
         });
     }
@@ -104,21 +121,41 @@ pub async fn serve(
 }
 
 async fn connection<I>(
-    io: TokioIo<I>,
+    io: I,
     peer: SocketAddr,
     app: Router,
     watcher: hyper_util::server::graceful::Watcher,
-    header_timeout: Duration,
+    limits: Limits,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = app.map_request(move |mut req: axum::http::Request<Incoming>| {
+    let activity = Activity::default();
+    let counted = activity.clone();
+    let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        req
+        let in_flight = counted.begin();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await?;
+            Ok::<_, Infallible>(resp.map(|body| {
+                Body::new(Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
     });
-    let b = builder(header_timeout);
+    let b = builder(&limits);
+    let io = TokioIo::new(JsonParseErrors::new(io));
     let conn = b.serve_connection_with_upgrades(io, TowerToHyperService::new(svc));
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(%peer, "connection ended: {e}");
+    let conn = watcher.watch(conn.into_owned());
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(%peer, "connection ended: {e}");
+        },
+        // Dropping the connection closes it: nothing is in flight on it.
+        _ = crate::connections::idle(&activity, limits.idle_timeout) => {
+            tracing::debug!(%peer, "idle connection closed");
+        }
     }
 }

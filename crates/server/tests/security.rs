@@ -336,7 +336,17 @@ async fn a_rejection_is_recorded_under_the_rejecting_credential() {
 
 #[tokio::test]
 async fn names_that_could_steer_urls_are_refused_on_every_platform() {
-    let app = TestApp::start().await;
+    // Every platform configured (its API at the mock), without webhook secrets: deliveries
+    // reach the name checks unsigned, as on loopback they may.
+    let app = TestApp::start_with(|c| {
+        let api = c.platform(Platform::Github).api_url.clone();
+        for m in pipeguard_platforms::registry::MODULES {
+            if m.section().credential.is_some() {
+                c.platform_mut(m.platform()).api_url = api.clone();
+            }
+        }
+    })
+    .await;
     let bad = "../../../user/repos?x=";
     // (platform, headers, body)
     type Delivery<'a> = (&'a str, Vec<(&'a str, String)>, Value);
@@ -455,7 +465,11 @@ async fn slow_clients_are_cut_off_and_unsigned_bodies_are_not_read() {
 
 #[tokio::test]
 async fn oversized_bodies_and_every_error_are_json() {
-    let app = TestApp::start().await;
+    // GitLab configured without a secret, so its unsigned delivery is read (and found too big).
+    let app = TestApp::start_with(|c| {
+        c.platform_mut(Platform::Gitlab).api_url = "http://127.0.0.1:9".into()
+    })
+    .await;
     let big = "x".repeat(200 * 1024);
     // The API takes 64 KiB.
     let (status, v) = call(

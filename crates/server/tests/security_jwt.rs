@@ -182,10 +182,9 @@ async fn jwts_are_checked_against_the_provider_and_mapped_to_roles() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_approval_made_with_a_jwt_names_its_subject() {
-    let good = key("k7");
-    let idp = provider(&[&good]).await;
+/// A provider with `key`, and the app trusting it (ES256, roles named in `groups`).
+async fn with_provider(key: &Key) -> (MockServer, String, TestApp) {
+    let idp = provider(&[key]).await;
     let issuer = idp.uri();
     let app = TestApp::start_with(|c| {
         c.auth.oidc = Some(OidcConfig {
@@ -197,6 +196,13 @@ async fn an_approval_made_with_a_jwt_names_its_subject() {
         })
     })
     .await;
+    (idp, issuer, app)
+}
+
+#[tokio::test]
+async fn an_approval_made_with_a_jwt_names_its_subject() {
+    let good = key("k7");
+    let (_idp, issuer, app) = with_provider(&good).await;
     mount_run(
         &app.github,
         91,
@@ -234,5 +240,47 @@ async fn an_approval_made_with_a_jwt_names_its_subject() {
         "{}",
         s["timeline"]
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn not_before_critical_extensions_and_size_are_checked() {
+    let good = key("k2");
+    // The default leeway: 30 s.
+    let (_idp, issuer, app) = with_provider(&good).await;
+    let admin = |nbf_in: i64| {
+        let mut c = claims(&issuer, "mallory", "admin", 7200);
+        c["nbf"] = json!(now() + nbf_in);
+        c
+    };
+    // Within the leeway a clock a little ahead is forgiven; an hour ahead is not.
+    let soon = token(&good, "k2", admin(10));
+    assert_eq!(status_with(&app, &soon, "/api/v1/tokens").await, 200);
+    let later = token(&good, "k2", admin(3600));
+    let crit = {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("k2".into());
+        h.crit = Some(vec!["exp".into()]);
+        encode(&h, &admin(0), &EncodingKey::from_ec_der(&good.der)).unwrap()
+    };
+    let big = {
+        let mut c = admin(0);
+        c["pad"] = json!("x".repeat(20_000));
+        token(&good, "k2", c)
+    };
+    for (why, t, says) in [
+        ("nbf an hour ahead", later, "ImmatureSignature"),
+        ("a crit header", crit, "critical"),
+        ("a 27 KB token", big, "8192 bytes"),
+    ] {
+        let r = authenticated(&t)
+            .get(format!("{}/api/v1/tokens", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{why}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["message"].as_str().unwrap().contains(says), "{why}: {v}");
+    }
     app.stop().await;
 }

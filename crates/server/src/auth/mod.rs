@@ -3,6 +3,7 @@
 //! table is for admins only.
 
 pub mod oidc;
+pub mod refusals;
 pub mod tokens;
 
 use crate::error::ApiError;
@@ -172,10 +173,12 @@ pub async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -
     let principal = match authenticate(&st, req.headers()).await {
         Ok(p) => p,
         Err(why) => {
-            tracing::warn!(source, route, "authentication failed: {why}");
-            crate::audit::failed_login(&st, &source, &route, &why).await;
+            // The reason can quote the credential's contents: a field, escaped, never the message.
+            tracing::warn!(source, route, why = ?why, "authentication failed");
+            refusals::refused(&st, &source, &route, &why).await;
             return ApiError::unauthorized(why)
-                .into_response_with_header("www-authenticate", "Bearer");
+                .with_challenge(crate::error::BEARER)
+                .into_response();
         }
     };
     if !principal.role.grants(needed) {

@@ -1,6 +1,8 @@
 //! JWTs from an OAuth 2.0 / OIDC identity provider: the signature checked against the
 //! provider's JWKS (the algorithms pinned by configuration, so `alg: none` or a downgrade to an
-//! HMAC key is refused), issuer, audience and expiry checked, and one claim mapped to a role.
+//! HMAC key is refused), issuer, audience, expiry and not-before checked, critical header
+//! extensions refused (none is implemented), the token's size bounded before it is parsed, and
+//! one claim mapped to a role.
 
 use super::{Principal, Role};
 use jsonwebtoken::jwk::JwkSet;
@@ -80,6 +82,9 @@ impl OidcConfig {
             .collect()
     }
 }
+
+/// Longest JWT read: provider tokens are a few KiB; anything longer is refused unparsed.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Keys refreshed at most this often when a token names a key id the cache lacks.
 const REFRESH_AFTER: Duration = Duration::from_secs(60);
@@ -170,14 +175,27 @@ impl OidcValidator {
 
     /// The principal a JWT stands for, or why it is refused.
     pub async fn validate(&self, token: &str) -> Result<Principal, String> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(format!(
+                "a JWT longer than {MAX_TOKEN_BYTES} bytes is not read"
+            ));
+        }
         let header = decode_header(token).map_err(|e| format!("not a valid JWT: {e}"))?;
         if !self.algorithms.contains(&header.alg) {
             return Err(format!("JWT algorithm {:?} is not accepted", header.alg));
+        }
+        // RFC 7515 4.1.11: a recipient must refuse a token whose critical extensions it does
+        // not implement, and pipeguard implements none.
+        if let Some(crit) = &header.crit {
+            return Err(format!(
+                "JWT header names critical extensions that are not implemented: {crit:?}"
+            ));
         }
         let key = self.key(header.kid.as_deref()).await?;
         let mut v = Validation::new(header.alg);
         v.algorithms = self.algorithms.clone();
         v.leeway = self.cfg.leeway_seconds;
+        v.validate_nbf = true;
         v.set_issuer(&[&self.cfg.issuer]);
         v.set_audience(&[&self.cfg.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);

@@ -1,9 +1,11 @@
 //! One intake path for every platform: `POST /webhooks/{platform}` (and the seed's
-//! `POST /pipeline/webhook`, the generic source). Verify → parse → check names → replay →
+//! `POST /pipeline/webhook`, the generic source, which `/webhooks/generic` is too: both need
+//! the generic secret or the `ingest` role). Verify → parse → check names → replay →
 //! store with the session and its first job → answer. Nothing slow happens here; the worker
 //! takes the stored work from the queue.
 
 use crate::auth::{self, Role};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::Shared;
 use axum::body::Body;
@@ -30,7 +32,7 @@ use serde_json::json;
         (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
         (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
         (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No such platform", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 404, description = "No such platform, or one not configured here", body = crate::routes::openapi::schema::ErrorBody),
     )
 )]
 pub async fn receive(
@@ -42,7 +44,70 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let module = registry::by_key(&key)
         .ok_or_else(|| ApiError::not_found(format!("no platform {key:?}")))?;
+    if module.platform() == Platform::Generic {
+        return generic(State(st), RawQuery(query), headers, body).await;
+    }
+    if !takes_deliveries(&st.config, module) {
+        let key = module.section().key;
+        return Err(ApiError::not_found(format!(
+            "{key} is not configured here: give [{key}] a webhook secret or an API \
+             credential (PIPEGUARD_{}_WEBHOOK_SECRET)",
+            key.to_ascii_uppercase()
+        )));
+    }
     intake(&st, module, query.as_deref(), &headers, body, false).await
+}
+
+/// Whether the configuration names the platform's API: a credential, a user, another API URL,
+/// or a `[[repos]]` entry.
+pub fn api_configured(config: &Config, module: &dyn Module) -> bool {
+    let s = config.platform(module.platform());
+    s.token.is_some()
+        || s.user.is_some()
+        || s.api_url != module.section().default_api_url
+        || config
+            .repos
+            .iter()
+            .any(|r| r.platform() == Some(module.platform()))
+}
+
+/// Whether deliveries of a platform are taken: its API is configured, or its section says
+/// to take them (a webhook secret, `allow_unsigned`), or it is a reporting source pipeguard
+/// never calls back (Ansible, the generic report), which needs nothing more. Others would be
+/// stored only to fail for want of a client.
+pub fn takes_deliveries(config: &Config, module: &dyn Module) -> bool {
+    let s = config.platform(module.platform());
+    module.section().credential.is_none()
+        || s.webhook_secret.is_some()
+        || s.allow_unsigned
+        || api_configured(config, module)
+}
+
+/// The `WWW-Authenticate` challenge for a platform's refused deliveries: Basic where its
+/// secret may come as a Basic auth password, Bearer where as a bearer token, none where it
+/// signs (no HTTP authentication scheme describes a signature).
+fn challenge(module: &dyn Module) -> Option<&'static str> {
+    let presents = |value: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", axum::http::HeaderValue::from_static(value));
+        module.presents_credential(&h, None)
+    };
+    if presents("Basic cGlwZWd1YXJkOng=") {
+        Some(crate::error::BASIC)
+    } else if presents("Bearer x") {
+        Some(crate::error::BEARER)
+    } else {
+        None
+    }
+}
+
+/// A refused delivery, with the platform's challenge.
+fn refused(module: &dyn Module, message: String) -> ApiError {
+    let e = ApiError::unauthorized(message);
+    match challenge(module) {
+        Some(c) => e.with_challenge(c),
+        None => e,
+    }
 }
 
 #[utoipa::path(
@@ -71,7 +136,7 @@ pub async fn generic(
     if !by_secret {
         let who = auth::authenticate(&st, &headers)
             .await
-            .map_err(ApiError::unauthorized)?;
+            .map_err(|why| ApiError::unauthorized(why).with_challenge(crate::error::BEARER))?;
         if !who.role.grants(Role::Ingest) {
             return Err(ApiError::forbidden(format!(
                 "reporting failures needs the ingest role; {} has {}",
@@ -93,12 +158,15 @@ fn check_origin(
 ) -> Result<(), ApiError> {
     let platform = module.platform();
     match st.webhook_secret(platform, claimed) {
-        Some(secret) => module.verify(req, secret).map_err(ApiError::unauthorized),
+        Some(secret) => module.verify(req, secret).map_err(|e| refused(module, e)),
         None if st.loopback || st.config.platform(platform).allow_unsigned => Ok(()),
-        None => Err(ApiError::unauthorized(format!(
-            "no webhook secret is configured for {platform}: set PIPEGUARD_{}_WEBHOOK_SECRET",
-            module.section().key.to_ascii_uppercase()
-        ))),
+        None => Err(refused(
+            module,
+            format!(
+                "no webhook secret is configured for {platform}: set PIPEGUARD_{}_WEBHOOK_SECRET",
+                module.section().key.to_ascii_uppercase()
+            ),
+        )),
     }
 }
 
@@ -113,9 +181,10 @@ async fn intake(
     let platform = module.platform();
     // No credential at all while one is required: refused before the body is read.
     if !authorized && st.guards(platform) && !module.presents_credential(headers, query) {
-        return Err(ApiError::unauthorized(format!(
-            "this {platform} delivery carries no credential"
-        )));
+        return Err(refused(
+            module,
+            format!("this {platform} delivery carries no credential"),
+        ));
     }
     let body = crate::routes::read_body(body, st.config.max_body_bytes).await?;
     let req = WebhookRequest {
@@ -178,7 +247,8 @@ async fn intake(
         .intake(platform, &delivery.id, &module.run_link(&run_id), intake)
         .await?;
     if let Some(id) = r.outcome.session_id() {
-        tracing::info!(%platform, delivery = %delivery.id, session = %id, "delivery stored");
+        // The delivery id is the sender's text: Debug-escaped, so it cannot start a log line.
+        tracing::info!(%platform, delivery = ?delivery.id, session = %id, "delivery stored");
     }
     st.worker_wake.notify_one();
     Ok(answer(r.outcome))

@@ -384,7 +384,7 @@ async fn persist(
             },
         )
         .await?;
-    tracing::info!(category = %diag.category, decision = ?plan.decision, "{}", plan.reason);
+    tracing::info!(category = %diag.category, decision = ?plan.decision, reason = ?plan.reason, "planned");
     crate::flaky::record_outcome(st, &s.id).await;
     if moved && to == S::Planned {
         st.store

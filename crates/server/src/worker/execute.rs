@@ -156,7 +156,7 @@ async fn acted_ok(
         let note = format!("attempt {n} is the heal's; others finishing first do not count");
         st.store.note(&s.id, S::Executing, &note).await?;
     }
-    tracing::info!(attempt, "{}", a.detail);
+    tracing::info!(attempt, detail = ?a.detail, "platform called");
     called(st, s, attempt, &plan, followed).await
 }
 

@@ -224,18 +224,18 @@ async fn handle(st: Shared, job: Job) {
     let done = match dispatch(st, &job).await {
         Ok(()) => st.store.finish_job(job.id).await,
         Err(JobError::Later(msg, delay)) if job.tries < st.config.worker.max_job_tries as i64 => {
-            tracing::warn!("{msg}; trying again in {delay:?}");
+            tracing::warn!(error = ?msg, ?delay, "job failed; trying again");
             st.store
                 .retry_job(job.id, &msg, now_ms() + delay.as_millis() as i64)
                 .await
         }
         // A channel that stays down loses that message; the session is not at fault.
         Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) if notify_job => {
-            tracing::error!("notification failed: {msg}");
+            tracing::error!(error = ?msg, "notification failed");
             st.store.fail_job(job.id, &msg).await
         }
         Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) => {
-            tracing::error!("{} failed: {msg}", job.task.kind());
+            tracing::error!(task = job.task.kind(), error = ?msg, "job failed");
             let reason = format!("{}: {msg}", job.task.kind());
             let _ = close(st, &job.session_id, &OPEN, S::Failed, &reason).await;
             st.store.fail_job(job.id, &msg).await
