@@ -153,7 +153,7 @@ impl CircleciClient {
                 continue;
             };
             // Output URLs are pre-signed and elsewhere: the token is not sent there.
-            let messages: Value = match self.api.call("step output", Method::GET, url, None).await {
+            let messages: Value = match self.api.get_elsewhere("step output", url).await {
                 Ok(r) => r.json().await.unwrap_or(Value::Null),
                 Err(PlatformError::Refused { message, .. }) => {
                     tracing::warn!(job = number, step = %a.name, "output unavailable: {message}");
