@@ -259,6 +259,14 @@ pub trait Ci: Send + Sync {
         false
     }
 
+    /// [`Ci::can_rerun_with`] for this event's project: some projects of a platform have no
+    /// API to start a run with inputs (CircleCI's GitHub App, GitLab and Bitbucket Data
+    /// Center projects).
+    fn can_rerun_with_for(&self, event: &FailureEvent) -> bool {
+        let _ = event;
+        self.can_rerun_with()
+    }
+
     /// Starts the failed work again with `inputs` (GitHub workflow-dispatch inputs, GitLab
     /// pipeline variables, CircleCI pipeline parameters, Jenkins build parameters). `workflow`
     /// names the workflow file where the platform needs one (GitHub).
