@@ -19,6 +19,7 @@ use crate::webhook::{
     check_password_or_token, check_token, header, label_char, query_param, valid_path, Delivery,
     WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError};
 use pipeguard_core::event::Platform;
 
@@ -27,6 +28,17 @@ pub struct Jenkins;
 impl Module for Jenkins {
     fn platform(&self) -> Platform {
         Platform::Jenkins
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "user + that user's API token (Job: Read and Build); api_url is the \
+                     Jenkins root URL",
+            webhook:
+                "Notification plugin: JSON over HTTP to \
+                  https://PIPEGUARD/webhooks/jenkins?token=SECRET (or the X-Pipeguard-Token header)",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {
