@@ -7,6 +7,7 @@ use crate::settings::{Section, SectionSpec};
 use crate::webhook::{
     bearer, check_token, idempotency_key, label_char, valid_path, Delivery, WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError, Parsed};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use serde::Deserialize;
@@ -105,6 +106,16 @@ pub struct Ansible;
 impl Module for Ansible {
     fn platform(&self) -> Platform {
         Platform::Ansible
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "",
+            webhook:
+                "the callback plugin in contrib/ansible posts failed tasks with this secret as \
+                  PIPEGUARD_TOKEN (a bearer token)",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {

@@ -6,7 +6,7 @@ use crate::breaker;
 use crate::PlatformError;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::HeaderMap;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, Request, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,11 +103,16 @@ pub enum Paging {
 /// Pages read at most per list: a bound on work, not a product limit.
 const MAX_PAGES: usize = 50;
 
+/// Redirects followed at most per call, as browsers and reqwest's default do.
+const MAX_REDIRECTS: usize = 10;
+
 /// A platform's API: its root URL, credentials and fixed headers.
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
+    /// The origin credentials go to; `None` when the root is no plain http(s) URL.
+    origin: Option<url::Origin>,
     auth: Auth,
     headers: Vec<(&'static str, &'static str)>,
     opts: HttpOptions,
@@ -127,9 +132,35 @@ fn shared_http() -> reqwest::Client {
         .clone()
 }
 
+/// The platform clients' HTTP client: it follows no redirect itself, so that every hop is
+/// checked by [`ApiClient`] (credentials go only to the API's own origin).
+fn api_http() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("pipeguard/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client builds")
+        })
+        .clone()
+}
+
 /// A plain client for calls outside a platform API (notifications, custom fixes).
 pub fn client() -> reqwest::Client {
     shared_http()
+}
+
+/// Scheme, host and port, compared exactly: `https://ci.example.com.evil.net` or
+/// `http://ci.example.com@evil.example` are other origins. A URL with user info is no
+/// origin pipeguard sends anything to.
+fn origin(url: &Url) -> Option<url::Origin> {
+    let plain = url.username().is_empty() && url.password().is_none();
+    let origin = url.origin();
+    (plain && origin.is_tuple()).then_some(origin)
 }
 
 fn transient(status: StatusCode) -> bool {
@@ -180,9 +211,11 @@ enum Try {
 
 impl ApiClient {
     pub fn new(base: &str, auth: Auth, opts: HttpOptions) -> ApiClient {
+        let base = base.trim().trim_end_matches('/').to_string();
         ApiClient {
-            http: shared_http(),
-            base: base.trim_end_matches('/').to_string(),
+            http: api_http(),
+            origin: Url::parse(&base).ok().as_ref().and_then(origin),
+            base,
             auth,
             headers: Vec::new(),
             opts,
@@ -205,21 +238,42 @@ impl ApiClient {
 
     /// `path` under the root, or an absolute URL as it is (links the API handed out).
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
+        if is_absolute(path) {
             path.to_string()
         } else {
             format!("{}{path}", self.base)
         }
     }
 
+    /// Whether `url` is on the API's own origin (where its credentials may go).
+    pub fn on_origin(&self, url: &Url) -> bool {
+        self.origin.is_some() && origin(url) == self.origin
+    }
+
+    /// Where a call goes: a path under the root, or a URL the platform handed out (a queue
+    /// item, a next page), which must be on the API's own origin: anything else is refused
+    /// rather than sent the credentials or fetched blind.
+    pub fn target(&self, path: &str) -> Result<Url, PlatformError> {
+        let url = Url::parse(&self.url(path))
+            .map_err(|e| PlatformError::Permanent(format!("{path:?} is not a URL: {e}")))?;
+        if is_absolute(path) && !self.on_origin(&url) {
+            return Err(PlatformError::Permanent(format!(
+                "{} is not on the configured API origin {}; not called",
+                redacted(&url),
+                self.base
+            )));
+        }
+        Ok(url)
+    }
+
     /// A request with the credentials and fixed headers; credentials only go to the API's own
-    /// host (a pre-signed download link elsewhere gets none).
+    /// origin (a pre-signed download link elsewhere gets none).
     pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
         let mut b = self.http.request(method, url);
         for (k, v) in &self.headers {
             b = b.header(*k, *v);
         }
-        if !url.starts_with(&self.base) {
+        if !Url::parse(url).is_ok_and(|u| self.on_origin(&u)) {
             return b;
         }
         match &self.auth {
@@ -230,8 +284,86 @@ impl ApiClient {
         }
     }
 
+    /// A GET of a URL the platform handed out that lives elsewhere by design (CircleCI's
+    /// pre-signed step output): never with credentials, user info refused.
+    pub async fn get_elsewhere(&self, what: &str, url: &str) -> Result<Response, PlatformError> {
+        let parsed = Url::parse(url)
+            .ok()
+            .filter(|u| origin(u).is_some())
+            .ok_or_else(|| {
+                PlatformError::Permanent(format!("{what}: {url:?} is no plain http(s) URL"))
+            })?;
+        self.send_with(what, self.opts.tries, || {
+            self.anonymous(Method::GET, &parsed)
+        })
+        .await
+    }
+
+    /// A request without credentials: only the fixed headers.
+    fn anonymous(&self, method: Method, url: &Url) -> RequestBuilder {
+        let mut b = self.http.request(method, url.clone());
+        for (k, v) in &self.headers {
+            b = b.header(*k, *v);
+        }
+        b
+    }
+
+    /// Sends `req`, following redirects: on the same origin as it is, to another origin only
+    /// as a plain GET without credentials or cookies (GitHub's log downloads go to blob
+    /// storage), never to a URL with user info.
+    async fn follow(&self, what: &str, mut req: Request) -> Result<Response, Try> {
+        for _ in 0..=MAX_REDIRECTS {
+            let again = req.try_clone();
+            let from = req.url().clone();
+            let method = req.method().clone();
+            let r = match self.http.execute(req).await {
+                Ok(r) => r,
+                Err(e) => return Err(Try::Again(format!("{what}: {e}"), None)),
+            };
+            let Some(to) = redirect_target(&r, &from) else {
+                return Ok(r);
+            };
+            let refuse =
+                |why: String| Try::Fail(PlatformError::Permanent(format!("{what}: {why}")));
+            if origin(&to).is_none() {
+                return Err(refuse(format!(
+                    "redirected to {}; not followed",
+                    redacted(&to)
+                )));
+            }
+            let to_get = r.status() == StatusCode::SEE_OTHER
+                || (method == Method::POST && r.status().as_u16() < 303);
+            req = if origin(&to) == origin(&from) {
+                let mut next = again.ok_or_else(|| refuse("a redirected stream".into()))?;
+                *next.url_mut() = to;
+                if to_get {
+                    *next.method_mut() = Method::GET;
+                    *next.body_mut() = None;
+                    next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
+                }
+                next
+            } else if method == Method::GET || to_get {
+                self.anonymous(Method::GET, &to)
+                    .build()
+                    .map_err(|e| refuse(e.to_string()))?
+            } else {
+                return Err(refuse(format!(
+                    "a {method} redirected to another origin ({}); not followed",
+                    redacted(&to)
+                )));
+            };
+        }
+        Err(Try::Fail(PlatformError::Permanent(format!(
+            "{what}: more than {MAX_REDIRECTS} redirects"
+        ))))
+    }
+
     async fn one_try(&self, what: &str, req: RequestBuilder) -> Try {
-        match req.send().await {
+        let req = match req.build() {
+            Ok(req) => req,
+            Err(e) => return Try::Fail(PlatformError::Permanent(format!("{what}: {e}"))),
+        };
+        match self.follow(what, req).await {
             Ok(r) if r.status().is_success() => Try::Done(r),
             Ok(r) => {
                 let status = r.status();
@@ -246,7 +378,7 @@ impl ApiClient {
                     message: format!("{what}: HTTP {status}: {body}"),
                 })
             }
-            Err(e) => Try::Again(format!("{what}: {e}"), None),
+            Err(t) => t,
         }
     }
 
@@ -306,9 +438,9 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Response, PlatformError> {
-        let url = self.url(path);
+        let url = self.target(path)?;
         self.send_with(what, self.opts.tries, || {
-            let b = self.request(method.clone(), &url);
+            let b = self.request(method.clone(), url.as_str());
             match body {
                 Some(v) => b.json(v),
                 None => b,
@@ -326,9 +458,9 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Response, PlatformError> {
-        let url = self.url(path);
+        let url = self.target(path)?;
         self.send_with(what, 1, || {
-            let b = self.request(method.clone(), &url);
+            let b = self.request(method.clone(), url.as_str());
             match body {
                 Some(v) => b.json(v),
                 None => b,
@@ -382,6 +514,27 @@ impl ApiClient {
             Err(e) => Err(e),
         }
     }
+}
+
+fn is_absolute(path: &str) -> bool {
+    path.starts_with("http://") || path.starts_with("https://")
+}
+
+/// A URL for a message: without its user info, which may be a credential.
+fn redacted(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// Where a 3xx answer points, resolved against the URL asked.
+fn redirect_target(r: &Response, from: &Url) -> Option<Url> {
+    if !r.status().is_redirection() || r.status() == StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    let location = r.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    from.join(location).ok()
 }
 
 /// A request outside a platform API (a notification channel, a custom fix's endpoint), with
@@ -701,6 +854,73 @@ mod tests {
         };
         let gh: Vec<u32> = c.get_all("gh", "/gh", numbered).await.unwrap();
         assert_eq!(gh, [1, 2, 3]);
+    }
+
+    #[test]
+    fn origins_are_compared_exactly() {
+        let c = ApiClient::new("https://ci.example.com/api/v3", Auth::None, opts());
+        let on = |u: &str| c.on_origin(&Url::parse(u).unwrap());
+        assert!(on("https://ci.example.com/queue/item/1/"));
+        assert!(on("https://CI.example.com:443/x"));
+        for other in [
+            "https://ci.example.com.evil.net/x",
+            "http://ci.example.com/x",
+            "https://ci.example.com:8443/x",
+            "https://ci.example.com@evil.example/x",
+            "https://user:pw@ci.example.com/x",
+        ] {
+            assert!(!on(other), "{other}");
+            assert!(
+                matches!(c.target(other), Err(PlatformError::Permanent(_))),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            c.target("/repos/o/r").unwrap().as_str(),
+            "https://ci.example.com/api/v3/repos/o/r"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redirect_on_the_origin_keeps_the_credential_and_a_post_becomes_a_get() {
+        let mock = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/old"))
+            .respond_with(ResponseTemplate::new(302).insert_header("location", "/new"))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/new"))
+            .and(wiremock::matchers::header("private-token", "t"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": 2})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let c = ApiClient::new(
+            &mock.uri(),
+            Auth::Header("PRIVATE-TOKEN", "t".into()),
+            opts(),
+        );
+        let body = serde_json::json!({"a": 1});
+        let r = c.call("moved", Method::POST, "/old", Some(&body)).await;
+        let v: Value = read_json("moved", r.unwrap()).await.unwrap();
+        assert_eq!(v["ok"], 2);
+        mock.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_write_is_not_redirected_to_another_origin() {
+        let (api, elsewhere) = (MockServer::start().await, MockServer::start().await);
+        Mock::given(method("PUT"))
+            .respond_with(
+                ResponseTemplate::new(307).insert_header("location", elsewhere.uri() + "/x"),
+            )
+            .mount(&api)
+            .await;
+        let c = ApiClient::new(&api.uri(), Auth::Bearer("t".into()), opts());
+        let r = c.call("write", Method::PUT, "/x", None).await;
+        assert!(matches!(r, Err(PlatformError::Permanent(_))), "{r:?}");
+        assert!(elsewhere.received_requests().await.unwrap().is_empty());
     }
 
     #[tokio::test]

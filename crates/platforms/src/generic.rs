@@ -8,6 +8,7 @@ use crate::webhook::{
     check_token, header, idempotency_key, label_char, valid_path, verify_hmac_sha256, Delivery,
     WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError, Parsed};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use serde::Deserialize;
@@ -95,6 +96,16 @@ pub struct Generic;
 impl Module for Generic {
     fn platform(&self) -> Platform {
         Platform::Generic
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "",
+            webhook: "any CI step posts its failure to https://PIPEGUARD/webhooks/generic, signed \
+                  with this secret (X-Pipeguard-Signature-256: sha256=HMAC of the body) or \
+                  carrying it as X-Pipeguard-Token",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {

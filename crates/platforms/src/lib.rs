@@ -2,8 +2,9 @@
 //! `FailureEvent`), its API side ([`Ci`]: logs, run state, retry, re-run with inputs) and its
 //! configuration section. The [`registry`] is the one place that lists them.
 //!
-//! Adding a platform: a module here (a folder when large) that implements [`Module`] and
-//! [`Ci`], one line in [`registry::MODULES`], and a variant of `pipeguard_core::Platform`.
+//! Adding a platform: a module here (a folder when large) that implements [`Module`] (with its
+//! [`Setup`]: the `init` hint and the `doctor` probe) and [`Ci`], its `pub mod` line here, one
+//! line in [`registry::MODULES`], and a variant of `pipeguard_core::Platform`.
 
 pub mod ansible;
 pub mod api;
@@ -147,9 +148,38 @@ pub struct Retried {
     pub attempt: Option<u32>,
 }
 
+/// How `pipeguard init` explains a platform and how `pipeguard doctor` checks its credential:
+/// kept on the module, so a new platform is wired in its own folder.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// Where the API credential comes from and what it must be allowed ("" when none).
+    pub credential: &'static str,
+    /// How the platform is told to send its deliveries.
+    pub webhook: &'static str,
+    /// A cheap authenticated GET that tells whether the API accepts the credential.
+    pub probe: Option<Probe>,
+}
+
+/// `GET {api_url}{path}` with the configured credential.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub path: &'static str,
+    pub auth: ProbeAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProbeAuth {
+    Bearer,
+    /// User and token as basic credentials.
+    Basic,
+    /// The token as the basic password with an empty user (Azure DevOps).
+    BasicTokenOnly,
+}
+
 /// A platform: its webhook side, its configuration and how to build its API client.
 pub trait Module: Send + Sync {
     fn platform(&self) -> Platform;
+    fn setup(&self) -> Setup;
     fn section(&self) -> SectionSpec;
 
     /// Whether deliveries may come with this content type (JSON everywhere; GitHub also
@@ -257,6 +287,14 @@ pub trait Ci: Send + Sync {
     /// runner, a bumped cache key, a clean workspace).
     fn can_rerun_with(&self) -> bool {
         false
+    }
+
+    /// [`Ci::can_rerun_with`] for this event's project: some projects of a platform have no
+    /// API to start a run with inputs (CircleCI's GitHub App, GitLab and Bitbucket Data
+    /// Center projects).
+    fn can_rerun_with_for(&self, event: &FailureEvent) -> bool {
+        let _ = event;
+        self.can_rerun_with()
     }
 
     /// Starts the failed work again with `inputs` (GitHub workflow-dispatch inputs, GitLab

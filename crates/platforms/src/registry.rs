@@ -141,6 +141,26 @@ mod tests {
         assert_eq!(keys.len(), MODULES.len());
     }
 
+    /// `init` and `doctor` read a platform's setup from its module alone: each says how its
+    /// deliveries are sent, and each with an API credential how to get it and how it is checked
+    /// (a probe, or one of doctor's finer checks for the five platforms that tell scopes).
+    #[test]
+    fn every_platform_explains_its_setup() {
+        let finer = ["github", "gitlab", "jenkins", "circleci", "buildkite"];
+        for m in MODULES {
+            let (spec, setup) = (m.section(), m.setup());
+            assert!(!setup.webhook.is_empty(), "{}", spec.key);
+            if spec.credential.is_some() {
+                assert!(!setup.credential.is_empty(), "{}", spec.key);
+                assert!(
+                    setup.probe.is_some() || finer.contains(&spec.key),
+                    "{}: no doctor probe",
+                    spec.key
+                );
+            }
+        }
+    }
+
     #[test]
     fn sections_from_tables() {
         let t: toml::Table = toml::from_str(

@@ -74,6 +74,19 @@ async fn github_client_reads_logs_through_the_redirect_and_sees_the_run_complete
     let logs = gh.failed_logs(ev).await.unwrap();
     assert_eq!(logs.len(), 1);
     assert!(String::from_utf8_lossy(&logs[0].log).contains("ECONNRESET"));
+    // The blob is on the storage origin: reached there, without the token.
+    let storage = sim.storage_url();
+    let requests = sim.requests().await;
+    let blob = requests
+        .iter()
+        .find(|r| r.path().starts_with("/_blobs/"))
+        .expect("the log was downloaded from storage");
+    assert_eq!(
+        blob.header("host"),
+        storage.strip_prefix("http://"),
+        "{storage}"
+    );
+    assert_eq!(blob.header("authorization"), None);
     assert!(matches!(
         gh.run_state(ev).await.unwrap(),
         RunState::Completed {

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use pipeguard_platforms::registry::{by_key, MODULES};
 use pipeguard_platforms::settings::SectionSpec;
+use pipeguard_platforms::Setup;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,84 +23,6 @@ pub struct InitArgs {
     #[arg(long)]
     force: bool,
 }
-
-/// What to tell about each platform: where its token comes from and what it needs, and how
-/// its deliveries reach the server.
-struct Hint {
-    key: &'static str,
-    credential: &'static str,
-    webhook: &'static str,
-}
-
-const HINTS: &[Hint] = &[
-    Hint {
-        key: "github",
-        credential: "a fine-grained token with Actions: read and write, Contents: read \
-                     (classic: the repo scope); GitHub Enterprise: api_url = https://HOST/api/v3",
-        webhook: "Settings > Webhooks: payload URL https://PIPEGUARD/webhooks/github, content \
-                  type application/json, this secret, events Workflow runs and Workflow jobs",
-    },
-    Hint {
-        key: "gitlab",
-        credential: "a project, group or personal access token with the api scope (a Developer \
-                     may retry jobs; deploy jobs need Maintainer on protected branches)",
-        webhook: "Settings > Webhooks: URL https://PIPEGUARD/webhooks/gitlab, this secret as \
-                  the Secret token, Pipeline events and Job events",
-    },
-    Hint {
-        key: "jenkins",
-        credential: "user + that user's API token (Job: Read and Build); api_url is the \
-                     Jenkins root URL",
-        webhook:
-            "Notification plugin: JSON over HTTP to \
-                  https://PIPEGUARD/webhooks/jenkins?token=SECRET (or the X-Pipeguard-Token header)",
-    },
-    Hint {
-        key: "circleci",
-        credential: "a personal API token (User Settings > Personal API Tokens)",
-        webhook: "Project Settings > Webhooks: receiver URL https://PIPEGUARD/webhooks/circleci, \
-                  this secret, events workflow-completed and job-completed",
-    },
-    Hint {
-        key: "buildbot",
-        credential: "user + password of an account that may rebuild (password is the key)",
-        webhook: "an HttpStatusPush reporter to https://PIPEGUARD/webhooks/buildbot with this \
-                  secret as its basic-auth password",
-    },
-    Hint {
-        key: "buildkite",
-        credential: "an API access token with read_builds, read_build_logs and write_builds",
-        webhook:
-            "Settings > Notification Services > Webhook: https://PIPEGUARD/webhooks/buildkite, \
-                  this secret as the signature key, events build.finished and job.finished",
-    },
-    Hint {
-        key: "azure",
-        credential: "a personal access token with Build: read and execute; api_url is \
-                     https://dev.azure.com (Azure DevOps Server: its root URL)",
-        webhook: "Project settings > Service hooks > Web Hooks: Build completed to \
-                  https://PIPEGUARD/webhooks/azure, this secret as the basic-auth password",
-    },
-    Hint {
-        key: "teamcity",
-        credential: "an access token of a user who may run builds; api_url is the server URL",
-        webhook: "a webhook on BUILD_FINISHED to https://PIPEGUARD/webhooks/teamcity with this \
-                  secret as the basic-auth password",
-    },
-    Hint {
-        key: "ansible",
-        credential: "",
-        webhook: "the callback plugin in contrib/ansible posts failed tasks with this secret as \
-                  PIPEGUARD_TOKEN (a bearer token)",
-    },
-    Hint {
-        key: "generic",
-        credential: "",
-        webhook: "any CI step posts its failure to https://PIPEGUARD/webhooks/generic, signed \
-                  with this secret (X-Pipeguard-Signature-256: sha256=HMAC of the body) or \
-                  carrying it as X-Pipeguard-Token",
-    },
-];
 
 const HEAD: &str = r#"# pipeguard configuration. Every value here can be overridden by an environment variable
 # (PIPEGUARD_LISTEN, PIPEGUARD_GITHUB_TOKEN, …): keep secrets in the environment or in a file
@@ -172,12 +95,12 @@ fn comment(text: &str) -> String {
 }
 
 /// One platform's commented section.
-fn section(spec: &SectionSpec, hint: Option<&Hint>) -> String {
+fn section(spec: &SectionSpec, hint: &Setup) -> String {
     let key = spec.key;
     let env = format!("PIPEGUARD_{}", key.to_ascii_uppercase());
     let mut out = format!("\n[{key}]\n");
-    if let Some(h) = hint.filter(|h| !h.webhook.is_empty()) {
-        out.push_str(&comment(&format!("Deliveries: {}.", h.webhook)));
+    if !hint.webhook.is_empty() {
+        out.push_str(&comment(&format!("Deliveries: {}.", hint.webhook)));
     }
     out.push_str(&format!(
         "# webhook_secret = \"…\"   # or {env}_WEBHOOK_SECRET; unset: deliveries are unsigned\n"
@@ -185,8 +108,8 @@ fn section(spec: &SectionSpec, hint: Option<&Hint>) -> String {
     let Some(credential) = spec.credential else {
         return out;
     };
-    if let Some(h) = hint.filter(|h| !h.credential.is_empty()) {
-        out.push_str(&comment(&format!("Credential: {}.", h.credential)));
+    if !hint.credential.is_empty() {
+        out.push_str(&comment(&format!("Credential: {}.", hint.credential)));
     }
     if spec.default_api_url.is_empty() {
         out.push_str(&format!(
@@ -211,7 +134,7 @@ pub fn render(keys: &[&str]) -> String {
     for m in MODULES {
         let spec = m.section();
         if keys.contains(&spec.key) {
-            out.push_str(&section(&spec, HINTS.iter().find(|h| h.key == spec.key)));
+            out.push_str(&section(&spec, &m.setup()));
         }
     }
     out.push_str(TAIL);

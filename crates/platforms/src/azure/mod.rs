@@ -43,6 +43,7 @@ use crate::webhook::{
     WebhookRequest,
 };
 use crate::{Ci, Module, ParseError};
+use crate::{Probe, ProbeAuth, Setup};
 use pipeguard_core::event::Platform;
 
 pub struct Azure;
@@ -50,6 +51,19 @@ pub struct Azure;
 impl Module for Azure {
     fn platform(&self) -> Platform {
         Platform::Azure
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "a personal access token with Build: read and execute; api_url is \
+                     https://dev.azure.com (Azure DevOps Server: its root URL)",
+            webhook: "Project settings > Service hooks > Web Hooks: Build completed to \
+                  https://PIPEGUARD/webhooks/azure, this secret as the basic-auth password",
+            probe: Some(Probe {
+                path: "/_apis/connectionData",
+                auth: ProbeAuth::BasicTokenOnly,
+            }),
+        }
     }
 
     fn section(&self) -> SectionSpec {

@@ -49,6 +49,16 @@ struct Resource {
     definition: Option<Definition>,
     #[serde(default, rename = "_links")]
     links: Option<Links>,
+    #[serde(default)]
+    project: Option<ProjectRef>,
+}
+
+#[derive(Deserialize)]
+struct ProjectRef {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,16 +69,28 @@ struct Payload {
     event_type: String,
     #[serde(default)]
     resource: Value,
+    #[serde(default)]
+    resource_containers: Value,
 }
 
 /// The organization (or collection path) and project that an API URL names before `/_apis/`:
 /// `https://dev.azure.com/{org}/{project}/_apis/…`, `https://{org}.visualstudio.com/{project}/…`
 /// or `https://server/tfs/{collection}/{project}/…`; segments are percent-decoded.
 pub fn repository_from_url(url: &str) -> Option<String> {
+    let segments = segments_before(url, "/_apis/")?;
+    (segments.len() >= 2).then(|| segments.join("/"))
+}
+
+/// The path segments of `url` before `marker` (all of them for `""`), the organization of a
+/// `{org}.visualstudio.com` host first.
+fn segments_before(url: &str, marker: &str) -> Option<Vec<String>> {
     let (_, rest) = url.split_once("://")?;
-    let (host, path) = rest.split_once('/')?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let path = format!("/{path}");
-    let cut = path.to_ascii_lowercase().find("/_apis/")?;
+    let cut = match marker {
+        "" => path.len(),
+        m => path.to_ascii_lowercase().find(m)?,
+    };
     let mut segments = Vec::new();
     let host = host.split(':').next()?.to_ascii_lowercase();
     if let Some(org) = host.strip_suffix(".visualstudio.com") {
@@ -77,7 +99,29 @@ pub fn repository_from_url(url: &str) -> Option<String> {
     for s in path[..cut].split('/').filter(|s| !s.is_empty()) {
         segments.push(percent_decode_str(s).decode_utf8().ok()?.into_owned());
     }
-    (segments.len() >= 2).then(|| segments.join("/"))
+    Some(segments)
+}
+
+/// With minimal resource details `resource.url` is the web page
+/// (`https://dev.azure.com/{org}/web/build.aspx?…`): the organization is then the containers'
+/// `baseUrl` (or that page's prefix), the project `resource.project` or the project container.
+fn repository_from_containers(r: &Resource, containers: &Value) -> Option<String> {
+    let base = ["collection", "account", "project"]
+        .iter()
+        .find_map(|c| containers[c]["baseUrl"].as_str());
+    let org = match base {
+        Some(b) => segments_before(b, ""),
+        None => segments_before(&r.url, "/web/build.aspx")
+            .or_else(|| segments_before(&r.url, "/_build")),
+    }
+    .filter(|s| !s.is_empty())?;
+    let project = r
+        .project
+        .as_ref()
+        .and_then(|p| p.id.clone().or_else(|| p.name.clone()))
+        .or_else(|| containers["project"]["id"].as_str().map(String::from))
+        .filter(|p| !p.is_empty() && !p.contains('/'))?;
+    Some(format!("{}/{project}", org.join("/")))
 }
 
 /// `refs/heads/main` → `main`; other refs (pull requests, tags) stay whole.
@@ -98,22 +142,24 @@ pub fn parse_delivery(req: &WebhookRequest) -> Result<Delivery, ParseError> {
         p.id.filter(|i| !i.trim().is_empty())
             .unwrap_or_else(|| idempotency_key(req));
     let parsed = if p.event_type == "build.complete" {
-        parse_build(p.resource)?
+        parse_build(p.resource, &p.resource_containers)?
     } else {
         Parsed::Ignored(format!("event {:?} is not handled", p.event_type))
     };
     Ok(Delivery { id, parsed })
 }
 
-fn parse_build(resource: Value) -> Result<Parsed, ParseError> {
+fn parse_build(resource: Value, containers: &Value) -> Result<Parsed, ParseError> {
     let r: Resource = serde_json::from_value(resource)
         .map_err(|e| ParseError::Shape(format!("build.complete resource: {e}")))?;
-    let repository = repository_from_url(&r.url).ok_or_else(|| {
-        ParseError::Shape(format!(
-            "resource.url {:?} names no organization/project",
-            r.url
-        ))
-    })?;
+    let repository = repository_from_url(&r.url)
+        .or_else(|| repository_from_containers(&r, containers))
+        .ok_or_else(|| {
+            ParseError::Shape(format!(
+                "resource.url {:?} names no organization/project",
+                r.url
+            ))
+        })?;
     let result = r
         .result
         .as_deref()
@@ -234,6 +280,52 @@ mod tests {
             ev.head_sha.as_deref(),
             Some("600c52d2d5b655caa111abfd863e5a9bd304bb0e")
         );
+    }
+
+    /// A subscription sending minimal resource details: `resource.url` is the web page
+    /// (`…/web/build.aspx?pcguid=…&builduri=…`), the organization in `resourceContainers`.
+    #[test]
+    fn minimal_resource_details_name_org_and_project_in_the_containers() {
+        let mut v: Value = serde_json::from_slice(&fixture("build_complete_failed.json")).unwrap();
+        let page = "https://dev.azure.com/FabrikamFiber/web/build.aspx?pcguid=e4e4e4e4-ffff-aaaa-bbbb-c5c5c5c5c5c5&builduri=vstfs%3a%2f%2f%2fBuild%2fBuild%2f2727068";
+        v["resourceDetailsToSend"] = Value::from("minimal");
+        v["resource"] = serde_json::json!({
+            "id": 2727068, "buildNumber": "20241202.1", "status": "completed",
+            "result": "failed", "url": page
+        });
+        let Parsed::Failure(ev) = parse(v.to_string().as_bytes()).unwrap().parsed else {
+            panic!("expected a failure")
+        };
+        assert_eq!(
+            ev.repository,
+            "FabrikamFiber/16dcfeeb-d8fd-495c-917b-fec46cb44fbb"
+        );
+        assert_eq!(ev.run_id, "2727068");
+
+        // No baseUrl in the containers: the page's prefix, the project the resource names.
+        for c in ["collection", "account", "project"] {
+            v["resourceContainers"][c]
+                .as_object_mut()
+                .unwrap()
+                .remove("baseUrl");
+        }
+        v["resource"]["project"] = serde_json::json!({"id": "be9b3917-87e6-42a4-a549-2bc06a7a878f",
+            "name": "Fabrikam-Fiber-Git"});
+        let Parsed::Failure(ev) = parse(v.to_string().as_bytes()).unwrap().parsed else {
+            panic!("expected a failure")
+        };
+        assert_eq!(
+            ev.repository,
+            "FabrikamFiber/be9b3917-87e6-42a4-a549-2bc06a7a878f"
+        );
+
+        // Nothing names the project: still refused.
+        v["resource"].as_object_mut().unwrap().remove("project");
+        v["resourceContainers"] = serde_json::json!({});
+        assert!(matches!(
+            parse(v.to_string().as_bytes()),
+            Err(ParseError::Shape(_))
+        ));
     }
 
     #[test]

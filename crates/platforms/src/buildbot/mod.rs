@@ -21,6 +21,7 @@ use crate::webhook::{
     WebhookRequest,
 };
 use crate::{Ci, Module, ParseError};
+use crate::{Probe, ProbeAuth, Setup};
 use pipeguard_core::event::Platform;
 
 /// Buildbot's result codes (`buildbot.process.results`).
@@ -37,6 +38,18 @@ pub struct Buildbot;
 impl Module for Buildbot {
     fn platform(&self) -> Platform {
         Platform::Buildbot
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "user + password of an account that may rebuild (password is the key)",
+            webhook: "an HttpStatusPush reporter to https://PIPEGUARD/webhooks/buildbot with this \
+                  secret as its basic-auth password",
+            probe: Some(Probe {
+                path: "/api/v2",
+                auth: ProbeAuth::Basic,
+            }),
+        }
     }
 
     fn section(&self) -> SectionSpec {

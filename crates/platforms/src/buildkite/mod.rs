@@ -37,6 +37,7 @@ use crate::settings::{Section, SectionSpec};
 use crate::webhook::{
     check_token, header, idempotency_key, slug_char, valid_path, Delivery, WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError};
 use hmac::{Hmac, Mac};
 use pipeguard_core::event::Platform;
@@ -98,6 +99,16 @@ pub struct Buildkite;
 impl Module for Buildkite {
     fn platform(&self) -> Platform {
         Platform::Buildkite
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "an API access token with read_builds, read_build_logs and write_builds",
+            webhook:
+                "Settings > Notification Services > Webhook: https://PIPEGUARD/webhooks/buildkite, \
+                  this secret as the signature key, events build.finished and job.finished",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {

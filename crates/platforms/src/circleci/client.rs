@@ -109,6 +109,18 @@ pub fn typed_parameters(inputs: &[(String, String)]) -> serde_json::Map<String, 
         .collect()
 }
 
+/// Projects of GitHub App, GitLab and Bitbucket Data Center organizations have
+/// `circleci/{org-id}/{project-id}` slugs. `POST /api/v2/project/{slug}/pipeline` is documented
+/// for GitHub OAuth and Bitbucket Cloud projects only; its successor `…/pipeline/run` needs a
+/// pipeline definition id that deliveries do not carry, and does not exist for GitLab.
+fn triggers_pipelines(slug: &str) -> bool {
+    !slug.starts_with("circleci/")
+}
+
+const NO_TRIGGER: &str = "CircleCI has no API to trigger a pipeline with parameters for this \
+     project (GitHub App, GitLab or Bitbucket Data Center integration): only reruns of the \
+     workflow are offered";
+
 impl CircleciClient {
     pub fn new(s: &Section, http: &HttpOptions) -> CircleciClient {
         let auth = s
@@ -145,7 +157,16 @@ impl CircleciClient {
     /// The output of a job's failed steps, as API v1.1 gives it (one JSON array per action).
     async fn job_output(&self, ev: &FailureEvent, number: u64) -> Result<Vec<u8>, PlatformError> {
         let path = format!("/api/v1.1/project/{}/{number}", v1_project(&ev.repository)?);
-        let b: V1Build = self.api.get_json("job details", &path).await?;
+        // API v1.1 does not know the projects of GitHub App, GitLab and Bitbucket Data Center
+        // organizations: their failures are diagnosed without a log, like an expired one.
+        let b: V1Build = match self.api.get_json("job details", &path).await {
+            Ok(b) => b,
+            Err(PlatformError::Refused { message, .. }) => {
+                tracing::warn!(job = number, "log unavailable: {message}");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
         let mut log = Vec::new();
         for a in b.steps.iter().flat_map(|s| &s.actions) {
             let failed = a.failed == Some(true) || a.status.as_deref().is_some_and(failed_status);
@@ -153,7 +174,7 @@ impl CircleciClient {
                 continue;
             };
             // Output URLs are pre-signed and elsewhere: the token is not sent there.
-            let messages: Value = match self.api.call("step output", Method::GET, url, None).await {
+            let messages: Value = match self.api.get_elsewhere("step output", url).await {
                 Ok(r) => r.json().await.unwrap_or(Value::Null),
                 Err(PlatformError::Refused { message, .. }) => {
                     tracing::warn!(job = number, step = %a.name, "output unavailable: {message}");
@@ -181,6 +202,7 @@ impl CircleciClient {
         parameters: &serde_json::Map<String, Value>,
     ) -> Result<Rerun, PlatformError> {
         require(self.api.has_credentials(), NO_TOKEN)?;
+        require(triggers_pipelines(&ev.repository), NO_TRIGGER)?;
         let branch = ev.branch.as_deref().ok_or_else(|| {
             PlatformError::Permanent("the failure names no branch to trigger a pipeline on".into())
         })?;
@@ -285,6 +307,10 @@ impl Ci for CircleciClient {
 
     fn can_rerun_with(&self) -> bool {
         self.api.has_credentials()
+    }
+
+    fn can_rerun_with_for(&self, ev: &FailureEvent) -> bool {
+        self.can_rerun_with() && triggers_pipelines(&ev.repository)
     }
 
     /// A workflow rerun keeps its pipeline parameters, so a new pipeline carries them.
@@ -397,5 +423,65 @@ mod tests {
         assert_eq!(done.new_run_id.as_deref(), Some("p/build"));
         assert!(done.detail.ends_with("pipeline 131"), "{}", done.detail);
         mock.verify().await;
+    }
+
+    /// A GitLab project (slug `circleci/…`): API v1.1 answers 404 for its job, so the failure
+    /// goes on without a log instead of failing; and no new pipeline with parameters is
+    /// offered, nor triggered through the GitHub-OAuth-only endpoint.
+    #[tokio::test]
+    async fn gitlab_projects_have_no_v1_log_and_no_parameterised_pipeline() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        const SLUG: &str = "circleci/4e7nKd6JXmMVGoDsHf1jqm/XL5BXkMYLSVp2dFphbE4f8";
+        let mock = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v2/pipeline/p1/workflow"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "items": [{"id": "w1", "name": "build", "status": "failed"}],
+                "next_page_token": null
+            })))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v2/workflow/w1/job"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "items": [{"id": "j1", "name": "test", "status": "failed", "job_number": 7}],
+                "next_page_token": null
+            })))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/api/v1.1/project/{SLUG}/7")))
+            .respond_with(
+                ResponseTemplate::new(404).set_body_json(json!({"message": "Project not found"})),
+            )
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let c = client(&mock.uri());
+        let ev = FailureEvent {
+            repository: SLUG.into(),
+            run_id: "p1/build".into(),
+            workflow: "build".into(),
+            branch: Some("main".into()),
+            ..Default::default()
+        };
+        let logs = c.failed_logs(&ev).await.unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].job.name, "test");
+        assert!(logs[0].log.is_empty());
+
+        assert!(c.can_rerun_with());
+        assert!(!c.can_rerun_with_for(&ev));
+        let gh = FailureEvent {
+            repository: "gh/acme/api".into(),
+            ..ev.clone()
+        };
+        assert!(c.can_rerun_with_for(&gh));
+        let r = c.rerun_with(&ev, None, &[("a".into(), "1".into())]).await;
+        assert!(matches!(r, Err(PlatformError::NotConfigured(_))), "{r:?}");
+        mock.verify().await;
+        let triggered = mock.received_requests().await.unwrap();
+        assert!(triggered.iter().all(|r| r.method.as_str() == "GET"));
     }
 }

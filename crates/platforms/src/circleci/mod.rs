@@ -18,6 +18,7 @@ pub use webhook::parse_delivery;
 use crate::api::HttpOptions;
 use crate::settings::{Section, SectionSpec};
 use crate::webhook::{header, slug_char, valid_path, verify_hmac_sha256, Delivery, WebhookRequest};
+use crate::Setup;
 use crate::{Ci, Module, ParseError};
 use pipeguard_core::event::Platform;
 
@@ -35,6 +36,16 @@ pub struct Circleci;
 impl Module for Circleci {
     fn platform(&self) -> Platform {
         Platform::Circleci
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "a personal API token (User Settings > Personal API Tokens)",
+            webhook:
+                "Project Settings > Webhooks: receiver URL https://PIPEGUARD/webhooks/circleci, \
+                  this secret, events workflow-completed and job-completed",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {

@@ -37,11 +37,48 @@ struct Vcs {
     branch: Option<String>,
 }
 
+/// `pipeline.trigger_parameters.git`: what GitHub App, GitLab and Bitbucket Data Center
+/// projects send instead of `pipeline.vcs`.
+#[derive(Deserialize)]
+struct Git {
+    #[serde(default)]
+    checkout_sha: Option<String>,
+    #[serde(default)]
+    branch: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TriggerParameters {
+    #[serde(default)]
+    git: Option<Git>,
+}
+
 #[derive(Deserialize)]
 struct Pipeline {
     id: String,
     #[serde(default)]
     vcs: Option<Vcs>,
+    #[serde(default)]
+    trigger_parameters: Option<TriggerParameters>,
+}
+
+impl Pipeline {
+    /// The commit and branch, from `vcs` (GitHub OAuth, Bitbucket Cloud) or else from
+    /// `trigger_parameters.git`.
+    fn commit(&self) -> (Option<String>, Option<String>) {
+        let git = self
+            .trigger_parameters
+            .as_ref()
+            .and_then(|t| t.git.as_ref());
+        let nonempty = |v: Option<&String>| v.filter(|s| !s.is_empty()).cloned();
+        let vcs = self.vcs.as_ref();
+        (
+            nonempty(vcs.and_then(|v| v.revision.as_ref()))
+                .or_else(|| nonempty(git.and_then(|g| g.checkout_sha.as_ref()))),
+            nonempty(vcs.and_then(|v| v.branch.as_ref()))
+                .or_else(|| nonempty(git.and_then(|g| g.branch.as_ref()))),
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -73,11 +110,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
         ));
     }
     let run_id = format!("{}/{}", p.pipeline.id, p.workflow.name);
-    let (sha, branch) = p
-        .pipeline
-        .vcs
-        .map(|v| (v.revision, v.branch))
-        .unwrap_or_default();
+    let (sha, branch) = p.pipeline.commit();
     let event = |jobs: Vec<FailedJob>, started: Option<&str>, stopped: Option<&str>| {
         Parsed::Failure(Box::new(FailureEvent {
             platform: Some(Platform::Circleci),
@@ -203,6 +236,41 @@ mod tests {
                 .parsed,
             Parsed::Ignored(_)
         ));
+    }
+
+    /// A GitLab project's delivery, shaped as CircleCI's webhook reference shows it for GitLab,
+    /// GitHub App and Bitbucket Data Center: no `vcs`, the commit in
+    /// `trigger_parameters.git`.
+    #[test]
+    fn gitlab_and_github_app_projects_name_their_commit_in_trigger_parameters() {
+        let mut v: Value = serde_json::from_slice(&payload("job-completed", "failed")).unwrap();
+        v["project"]["slug"] = json!("circleci/4e7nKd6JXmMVGoDsHf1jqm/XL5BXkMYLSVp2dFphbE4f8");
+        v["pipeline"] = json!({
+            "id": "41b2d9e3-7ac2-4f3a-a7d4-b2f8e9a0c1d5", "number": 12,
+            "created_at": "2026-11-23T09:59:59.000Z",
+            "trigger": {"type": "gitlab"},
+            "trigger_parameters": {
+                "gitlab": {"type": "push", "ref": "refs/heads/feature/login", "branch": "feature/login",
+                           "checkout_sha": "8f4c1e2a9b7d", "project_id": "48109207",
+                           "repo_name": "api", "web_url": "https://gitlab.com/acme/api",
+                           "commit_title": "Fix login", "is_fork_merge_request": false},
+                "git": {"tag": "", "checkout_sha": "8f4c1e2a9b7d", "ref": "refs/heads/feature/login",
+                        "branch": "feature/login", "checkout_url": "https://gitlab.com/acme/api.git",
+                        "commit_sha": "8f4c1e2a9b7d"},
+                "circleci": {"event_time": "2026-11-23T09:59:58.000Z", "event_type": "push",
+                             "trigger_type": "gitlab", "actor_id": "a0b3b6d9-5e7d-4a63-8f8a-3b2a1e4d5c6f"}
+            }
+        });
+        let d = parse_delivery(v.to_string().as_bytes()).unwrap();
+        let Parsed::Failure(ev) = d.parsed else {
+            panic!("{:?}", d.parsed)
+        };
+        assert_eq!(ev.head_sha.as_deref(), Some("8f4c1e2a9b7d"));
+        assert_eq!(ev.branch.as_deref(), Some("feature/login"));
+        assert_eq!(
+            ev.repository,
+            "circleci/4e7nKd6JXmMVGoDsHf1jqm/XL5BXkMYLSVp2dFphbE4f8"
+        );
     }
 
     #[test]

@@ -203,8 +203,8 @@ impl Ci for GithubClient {
     async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
         let mut out = Vec::new();
         for j in self.failed_jobs(ev).await? {
-            // 302 to a short-lived download URL; reqwest follows it and drops the
-            // Authorization header when the redirect leaves the API host.
+            // 302 to a short-lived download URL on blob storage: followed without the token,
+            // which stays on the API's origin.
             let path = format!("{}/actions/jobs/{}/logs", repo_path(ev)?, j.id);
             let log = self.api.log_tail("download job log", &path).await?;
             out.push(JobLog {

@@ -19,6 +19,7 @@ use crate::settings::{Section, SectionSpec};
 use crate::webhook::{
     header, query_param, slug_char, valid_path, verify_hmac_sha256, Delivery, WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError};
 use pipeguard_core::event::Platform;
 
@@ -27,6 +28,16 @@ pub struct Github;
 impl Module for Github {
     fn platform(&self) -> Platform {
         Platform::Github
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "a fine-grained token with Actions: read and write, Contents: read \
+                     (classic: the repo scope); GitHub Enterprise: api_url = https://HOST/api/v3",
+            webhook: "Settings > Webhooks: payload URL https://PIPEGUARD/webhooks/github, content \
+                  type application/json, this secret, events Workflow runs and Workflow jobs",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {

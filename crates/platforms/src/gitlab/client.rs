@@ -43,6 +43,14 @@ struct ApiPipeline {
     updated_at: Option<String>,
 }
 
+/// How long a pipeline retry waits for a running pipeline before looking again.
+const RUNNING_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Pipeline statuses after which nothing runs any more.
+fn finished(status: &str) -> bool {
+    matches!(status, "success" | "failed" | "canceled" | "skipped")
+}
+
 /// `/api/v4/projects/group%2Fproject`, as the API takes project paths.
 fn project_api(ev: &FailureEvent) -> Result<String, PlatformError> {
     if !valid_path(&ev.repository, 2..=20, slug_char) {
@@ -72,6 +80,10 @@ impl GitlabClient {
         GitlabClient {
             api: ApiClient::new(&s.api_url, auth, http.clone()),
         }
+    }
+
+    async fn pipeline(&self, ev: &FailureEvent) -> Result<ApiPipeline, PlatformError> {
+        self.api.get_json("get pipeline", &pipeline_api(ev)?).await
     }
 
     async fn jobs(&self, ev: &FailureEvent, query: &str) -> Result<Vec<ApiJob>, PlatformError> {
@@ -154,25 +166,24 @@ impl Ci for GitlabClient {
     }
 
     async fn run_state(&self, ev: &FailureEvent) -> Result<RunState, PlatformError> {
-        let p: ApiPipeline = self
-            .api
-            .get_json("get pipeline", &pipeline_api(ev)?)
-            .await?;
-        let finished = parse_time_ms(p.finished_at.as_deref().or(p.updated_at.as_deref()));
+        let p = self.pipeline(ev).await?;
+        let finished_at = parse_time_ms(p.finished_at.as_deref().or(p.updated_at.as_deref()));
         match p.status.as_str() {
             "success" => Ok(RunState::Completed {
                 attempt: OUTCOME_ATTEMPT,
                 success: true,
-                finished_at_ms: finished,
+                finished_at_ms: finished_at,
             }),
-            "failed" | "canceled" | "skipped" => Ok(RunState::Completed {
+            s if finished(s) => Ok(RunState::Completed {
                 attempt: self.attempt(ev).await?,
                 success: false,
-                finished_at_ms: finished,
+                finished_at_ms: finished_at,
             }),
-            // created, pending, running, manual, scheduled…: not finished yet.
+            // created, pending, running, manual, scheduled…: the event's pipeline still runs,
+            // whatever its jobs' run counts say (a Job Hook's `retries_count` need not match
+            // them), so the failure waits for it or has its job retried alone.
             _ => Ok(RunState::InProgress {
-                attempt: self.attempt(ev).await?,
+                attempt: ev.attempt,
             }),
         }
     }
@@ -226,11 +237,25 @@ impl Ci for GitlabClient {
     ) -> Result<String, PlatformError> {
         require(self.api.has_credentials(), NO_TOKEN)?;
         if all_failed || jobs.is_empty() {
-            let path = format!("{}/retry", pipeline_api(ev)?);
-            self.api
-                .call("retry pipeline", Method::POST, &path, None)
-                .await?;
-            return Ok(format!("POST {path}"));
+            // Whether the pipeline is finished is GitLab's status, never a count of job runs:
+            // a running pipeline gets its failed jobs retried, a pipeline retry only after.
+            let p = self.pipeline(ev).await?;
+            if finished(&p.status) {
+                let path = format!("{}/retry", pipeline_api(ev)?);
+                self.api
+                    .call("retry pipeline", Method::POST, &path, None)
+                    .await?;
+                return Ok(format!("POST {path}"));
+            }
+            if jobs.is_empty() {
+                return Err(PlatformError::Busy {
+                    message: format!(
+                        "pipeline {} is {}: it is retried once it finished",
+                        ev.run_id, p.status
+                    ),
+                    retry_after: RUNNING_RECHECK,
+                });
+            }
         }
         let mut done = Vec::new();
         for j in jobs {
@@ -419,6 +444,81 @@ mod tests {
             g.new_pipeline(&no_ref, &[]).await,
             Err(PlatformError::Permanent(_))
         ));
+        mock.verify().await;
+    }
+
+    /// GitLab says `running`: the pipeline is not finished whatever the job counts are (a Job
+    /// Hook's `retries_count` of 0 while another job ran twice). Its failed job is retried
+    /// alone; a pipeline retry waits until GitLab says the pipeline finished.
+    #[tokio::test]
+    async fn a_running_pipeline_is_never_retried_whatever_the_counts() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let mock = MockServer::start().await;
+        let job = |id: u64, name: &str| json!({"id": id, "name": name, "status": "failed"});
+        let status = |s: &str| {
+            ResponseTemplate::new(200).set_body_json(json!({"id": 5, "status": s,
+                "updated_at": "2026-11-23T10:00:00.000Z"}))
+        };
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5"))
+            .respond_with(status("running"))
+            .up_to_n_times(3)
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5"))
+            .respond_with(status("failed"))
+            .mount(&mock)
+            .await;
+        // Another job ran twice: pipeguard's count (2) differs from the hook's attempt (1).
+        Mock::given(method("GET"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/jobs"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+                job(8, "lint"),
+                job(7, "lint"),
+                job(9, "test")
+            ])))
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/jobs/9/retry"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 10})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v4/projects/g%2Fp/pipelines/5/retry"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 5})))
+            .expect(1)
+            .named("pipeline retry, once finished")
+            .mount(&mock)
+            .await;
+        let g = client(&mock.uri());
+        let failed = FailedJob {
+            id: "9".into(),
+            name: "test".into(),
+            ..Default::default()
+        };
+        let ev = FailureEvent {
+            repository: "g/p".into(),
+            run_id: "5".into(),
+            attempt: 1,
+            job_event: true,
+            jobs: vec![failed.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            g.run_state(&ev).await.unwrap(),
+            RunState::InProgress { attempt: 1 }
+        );
+        let done = g.retry(&ev, &[failed], true).await.unwrap();
+        assert!(done.contains("/jobs/9/retry -> job 10"), "{done}");
+        let busy = g.retry(&ev, &[], true).await;
+        assert!(matches!(busy, Err(PlatformError::Busy { .. })), "{busy:?}");
+        // Finished now: the pipeline retry goes.
+        let done = g.retry(&ev, &[], true).await.unwrap();
+        assert!(done.ends_with("/pipelines/5/retry"), "{done}");
         mock.verify().await;
     }
 }

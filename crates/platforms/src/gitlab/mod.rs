@@ -21,6 +21,7 @@ use crate::settings::{Section, SectionSpec};
 use crate::webhook::{
     check_token, header, idempotency_key, slug_char, valid_path, Delivery, WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError};
 use pipeguard_core::event::Platform;
 
@@ -29,6 +30,17 @@ pub struct Gitlab;
 impl Module for Gitlab {
     fn platform(&self) -> Platform {
         Platform::Gitlab
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential:
+                "a project, group or personal access token with the api scope (a Developer \
+                     may retry jobs; deploy jobs need Maintainer on protected branches)",
+            webhook: "Settings > Webhooks: URL https://PIPEGUARD/webhooks/gitlab, this secret as \
+                  the Secret token, Pipeline events and Job events",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {

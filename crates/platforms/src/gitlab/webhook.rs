@@ -67,6 +67,12 @@ struct JobRepo {
 }
 
 #[derive(Deserialize)]
+struct LegacyCommit {
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+#[derive(Deserialize)]
 struct JobPayload {
     build_id: u64,
     #[serde(default)]
@@ -84,7 +90,12 @@ struct JobPayload {
     build_finished_at: Option<String>,
     #[serde(default)]
     retries_count: Option<u32>,
-    pipeline_id: u64,
+    /// Absent from the legacy Build Hook of older GitLab, which names the pipeline in
+    /// `commit.id`.
+    #[serde(default)]
+    pipeline_id: Option<u64>,
+    #[serde(default)]
+    commit: Option<LegacyCommit>,
     #[serde(default)]
     r#ref: Option<String>,
     #[serde(default)]
@@ -187,10 +198,16 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
             .ok_or_else(|| {
                 ParseError::Shape("Job Hook: no project path (project or repository)".into())
             })?;
+            let pipeline = j
+                .pipeline_id
+                .or_else(|| j.commit.as_ref().and_then(|c| c.id))
+                .ok_or_else(|| {
+                    ParseError::Shape("Job Hook: no pipeline_id (nor commit.id)".into())
+                })?;
             Ok(Parsed::Failure(Box::new(FailureEvent {
                 platform: Some(Platform::Gitlab),
                 repository,
-                run_id: j.pipeline_id.to_string(),
+                run_id: pipeline.to_string(),
                 // Stays below OUTCOME_ATTEMPT whatever a sender claims.
                 attempt: j
                     .retries_count
@@ -298,6 +315,51 @@ mod tests {
             ev.jobs[0].platform_reason.as_deref(),
             Some("runner_system_failure")
         );
+    }
+
+    /// Older GitLab's Build Hook (`object_kind: build`, the go-gitlab `build.json` shape):
+    /// no `pipeline_id`, the pipeline in `commit.id`.
+    #[test]
+    fn legacy_build_hook_names_its_pipeline_in_commit_id() {
+        let body = json!({
+            "object_kind": "build", "ref": "gitlab-script-trigger", "tag": false,
+            "before_sha": "2293ada6b400935a1378653304eaf6221e0fdb8f",
+            "sha": "2293ada6b400935a1378653304eaf6221e0fdb8f",
+            "build_id": 1977, "build_name": "test", "build_stage": "test",
+            "build_status": "failed", "build_created_at": "2021-02-23T02:41:37.886Z",
+            "build_started_at": "2021-02-23T02:41:40.000Z",
+            "build_finished_at": "2021-02-23T02:43:01.000Z", "build_duration": 81.0,
+            "build_allow_failure": false, "build_failure_reason": "script_failure",
+            "project_id": 380, "project_name": "gitlab-org/gitlab-test",
+            "user": {"id": 42, "name": "User1", "username": "user1", "email": "user1@example.com"},
+            "commit": {"id": 2366, "sha": "2293ada6b400935a1378653304eaf6221e0fdb8f",
+                       "message": "test\n", "author_name": "User", "author_email": "user@gitlab.com",
+                       "status": "failed", "duration": null, "started_at": null, "finished_at": null},
+            "repository": {"name": "gitlab_test",
+                           "homepage": "http://192.168.64.1:3005/gitlab-org/gitlab-test",
+                           "git_http_url": "http://192.168.64.1:3005/gitlab-org/gitlab-test.git",
+                           "visibility_level": 20},
+            "runner": {"active": true, "is_shared": false, "id": 380987,
+                       "description": "shared-runners-manager-6.gitlab.com"},
+            "environment": null
+        });
+        let Parsed::Failure(ev) = parse_event("Build Hook", body.to_string().as_bytes()).unwrap()
+        else {
+            panic!("expected a failure")
+        };
+        assert_eq!(ev.repository, "gitlab-org/gitlab-test");
+        assert_eq!((ev.run_id.as_str(), ev.attempt), ("2366", 1));
+        assert_eq!(ev.jobs[0].id, "1977");
+        assert_eq!(
+            ev.head_sha.as_deref(),
+            Some("2293ada6b400935a1378653304eaf6221e0fdb8f")
+        );
+        let mut none = body.clone();
+        none["commit"] = json!(null);
+        assert!(matches!(
+            parse_event("Build Hook", none.to_string().as_bytes()),
+            Err(ParseError::Shape(_))
+        ));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Jenkins has no run attempt: a rebuild is a new build of the same job
 //! (<https://www.jenkins.io/doc/book/using/remote-access-api/>). So a job's full name is the
 //! `run_id` and its build number the `attempt`. Deliveries carry no signature: the shared
-//! secret comes as `X-Pipeguard-Token` or `?token=`.
+//! secret comes as `X-Pipeguard-Token`, `?token=`, or as the Basic auth password of a
+//! Notification plugin URL with credentials (`https://user:secret@host/webhooks/jenkins`).
 
 mod client;
 mod webhook;
@@ -15,8 +16,10 @@ pub use webhook::{job_path, parse_delivery};
 use crate::api::HttpOptions;
 use crate::settings::{Section, SectionSpec};
 use crate::webhook::{
-    check_token, header, label_char, query_param, valid_path, Delivery, WebhookRequest,
+    check_password_or_token, check_token, header, label_char, query_param, valid_path, Delivery,
+    WebhookRequest,
 };
+use crate::Setup;
 use crate::{Ci, Module, ParseError};
 use pipeguard_core::event::Platform;
 
@@ -25,6 +28,17 @@ pub struct Jenkins;
 impl Module for Jenkins {
     fn platform(&self) -> Platform {
         Platform::Jenkins
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "user + that user's API token (Job: Read and Build); api_url is the \
+                     Jenkins root URL",
+            webhook:
+                "Notification plugin: JSON over HTTP to \
+                  https://PIPEGUARD/webhooks/jenkins?token=SECRET (or the X-Pipeguard-Token header)",
+            probe: None,
+        }
     }
 
     fn section(&self) -> SectionSpec {
@@ -41,13 +55,18 @@ impl Module for Jenkins {
         headers: &reqwest::header::HeaderMap,
         query: Option<&str>,
     ) -> bool {
-        header(headers, "x-pipeguard-token").is_some() || query_param(query, "token").is_some()
+        header(headers, "x-pipeguard-token").is_some()
+            || query_param(query, "token").is_some()
+            || header(headers, "authorization").is_some()
     }
 
     fn verify(&self, req: &WebhookRequest, secret: &str) -> Result<(), String> {
         let from_query = query_param(req.query, "token");
-        let given = req.header("x-pipeguard-token").or(from_query.as_deref());
-        check_token(given, secret, "X-Pipeguard-Token (or ?token=)")
+        match req.header("x-pipeguard-token").or(from_query.as_deref()) {
+            Some(given) => check_token(Some(given), secret, "X-Pipeguard-Token (or ?token=)"),
+            // The plugin turns a URL's `user:password@` into `Authorization: Basic`.
+            None => check_password_or_token(req, secret),
+        }
     }
 
     fn parse(&self, req: &WebhookRequest) -> Result<Delivery, ParseError> {
@@ -61,5 +80,46 @@ impl Module for Jenkins {
 
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>> {
         Some(Box::new(JenkinsClient::new(section, http)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn verify(headers: &HeaderMap, query: Option<&str>) -> Result<(), String> {
+        let req = WebhookRequest {
+            headers,
+            query,
+            body: b"{}",
+        };
+        Jenkins.verify(&req, "s3cret")
+    }
+
+    /// A Notification plugin endpoint `https://jenkins:s3cret@host/webhooks/jenkins` arrives as
+    /// `Authorization: Basic amVua2luczpzM2NyZXQ=`: the secret is the password.
+    #[test]
+    fn the_secret_may_be_the_basic_auth_password() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic amVua2luczpzM2NyZXQ="),
+        );
+        assert!(Jenkins.presents_credential(&h, None));
+        assert_eq!(verify(&h, None), Ok(()));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic amVua2luczpub3Bl"),
+        );
+        assert!(verify(&h, None).is_err(), "jenkins:nope");
+        assert!(verify(&HeaderMap::new(), None).is_err());
+        assert_eq!(verify(&HeaderMap::new(), Some("token=s3cret")), Ok(()));
+        // A token that is given decides, whatever else comes along.
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic amVua2luczpzM2NyZXQ="),
+        );
+        assert!(verify(&h, Some("token=wrong")).is_err());
     }
 }

@@ -41,6 +41,7 @@ use crate::webhook::{
     WebhookRequest,
 };
 use crate::{Ci, Module, ParseError};
+use crate::{Probe, ProbeAuth, Setup};
 use pipeguard_core::event::Platform;
 
 /// The run id of builds without a VCS revision.
@@ -51,6 +52,19 @@ pub struct Teamcity;
 impl Module for Teamcity {
     fn platform(&self) -> Platform {
         Platform::Teamcity
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            credential: "an access token of a user who may run builds; api_url is the server URL",
+            webhook:
+                "a webhook on BUILD_FINISHED to https://PIPEGUARD/webhooks/teamcity with this \
+                  secret as the basic-auth password",
+            probe: Some(Probe {
+                path: "/app/rest/server",
+                auth: ProbeAuth::Bearer,
+            }),
+        }
     }
 
     fn section(&self) -> SectionSpec {

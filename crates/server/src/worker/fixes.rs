@@ -58,7 +58,7 @@ fn reset_command(r: Option<&RepoConfig>) -> Option<&Vec<String>> {
 /// Adds what the repository's configuration makes possible to the platform's abilities.
 pub fn widen(st: &Shared, s: &SessionRecord, ci: &dyn Ci, caps: &mut Capabilities) {
     let r = repo(st, s);
-    let rerun = ci.can_rerun_with();
+    let rerun = ci.can_rerun_with_for(&s.event);
     let clean = !ci.clean_workspace_inputs().is_empty();
     caps.scale_resources |= rerun && has_inputs(r.and_then(|r| r.scale.as_ref()));
     caps.clear_cache |=

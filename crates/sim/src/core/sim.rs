@@ -123,6 +123,9 @@ pub(crate) struct Shared<S> {
     pub(crate) outbox: Outbox,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
+    /// The same routes on a second port: another origin, as a platform's blob storage is
+    /// (GitHub's log downloads redirect there).
+    pub(crate) storage_url: String,
 }
 
 impl<S> Shared<S> {
@@ -154,6 +157,7 @@ pub(crate) async fn start<S: Model>(
     routes: impl FnOnce(Arc<Shared<S>>) -> Router<Arc<Shared<S>>>,
 ) -> std::io::Result<Sim<S>> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let storage = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let shared = Arc::new(Shared {
@@ -162,20 +166,25 @@ pub(crate) async fn start<S: Model>(
         outbox: Outbox::start(webhook),
         requests: Mutex::new(Vec::new()),
         faults: Mutex::new(Vec::new()),
+        storage_url: format!("http://{}", storage.local_addr()?),
     });
     let app = routes(shared.clone())
         .layer(middleware::from_fn_with_state(shared.clone(), record::<S>))
         .with_state(shared.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("simulator server stopped: {e}");
-        }
-    });
+    let serve = |listener: tokio::net::TcpListener, app: Router| {
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("simulator server stopped: {e}");
+            }
+        })
+    };
+    let server = serve(listener, app.clone());
+    let storage = serve(storage, app);
     let clock = tokio::spawn(drive(shared.clone()));
     Ok(Sim {
         shared,
         addr,
-        tasks: vec![server, clock],
+        tasks: vec![server, storage, clock],
     })
 }
 
@@ -254,6 +263,11 @@ impl<S: Model> Sim<S> {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The root of the simulator's storage origin (another port): where downloads go.
+    pub fn storage_url(&self) -> String {
+        self.shared.storage_url.clone()
     }
 
     /// Every request received so far, oldest first.

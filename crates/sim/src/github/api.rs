@@ -184,7 +184,7 @@ async fn get_job(State(sh): St, Path((o, r, job)): Path<(String, String, u64)>) 
     }
 }
 
-/// 302 to a short-lived blob URL, as the documented endpoint does.
+/// 302 to a short-lived blob URL on the storage origin, as the documented endpoint does.
 async fn job_logs(State(sh): St, Path((o, r, job)): Path<(String, String, u64)>) -> Response {
     let st = sh.state.lock().await;
     if job_in(&st, &format!("{o}/{r}"), job).is_none() {
@@ -192,7 +192,7 @@ async fn job_logs(State(sh): St, Path((o, r, job)): Path<(String, String, u64)>)
     }
     let location = format!(
         "{}/_blobs/github/jobs/{job}/log?sig={}",
-        st.base_url,
+        sh.storage_url,
         uuid::Uuid::new_v4().simple()
     );
     with_header(text(StatusCode::FOUND, ""), "location", &location)

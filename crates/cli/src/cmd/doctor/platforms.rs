@@ -5,43 +5,10 @@ use super::{Finding, Level};
 use pipeguard_core::event::Platform;
 use pipeguard_platforms::registry::module;
 use pipeguard_platforms::settings::Section;
+use pipeguard_platforms::ProbeAuth;
 use pipeguard_server::config::Config;
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::Value;
-
-/// How a platform's API is asked "who am I" cheaply, for the platforms without a finer check.
-struct Probe {
-    platform: Platform,
-    path: &'static str,
-    auth: Auth,
-}
-
-#[derive(Clone, Copy)]
-enum Auth {
-    Bearer,
-    /// User and token as basic credentials.
-    Basic,
-    /// A personal access token as the basic password with an empty user (Azure DevOps).
-    BasicTokenOnly,
-}
-
-const PROBES: &[Probe] = &[
-    Probe {
-        platform: Platform::Buildbot,
-        path: "/api/v2",
-        auth: Auth::Basic,
-    },
-    Probe {
-        platform: Platform::Azure,
-        path: "/_apis/connectionData",
-        auth: Auth::BasicTokenOnly,
-    },
-    Probe {
-        platform: Platform::Teamcity,
-        path: "/app/rest/server",
-        auth: Auth::Bearer,
-    },
-];
 
 /// Scopes each platform's token needs, where the API tells a token's scopes.
 const GITHUB_CLASSIC_SCOPES: &[&str] = &["repo"];
@@ -93,7 +60,7 @@ pub async fn check(http: &Client, config: &Config, p: Platform, s: &Section) -> 
         Platform::Jenkins => jenkins(http, api, s.user.as_deref().unwrap_or(""), token).await,
         Platform::Circleci => circleci(http, api, token).await,
         Platform::Buildkite => buildkite(http, api, token).await,
-        _ => probe(http, p, api, s).await,
+        _ => probe(http, &m.setup(), api, s).await,
     };
     out.extend(found.into_iter().map(|(level, detail)| Finding {
         level,
@@ -349,17 +316,17 @@ async fn buildkite(http: &Client, api: &str, token: &str) -> Found {
     }
 }
 
-/// The other platforms: one cheap authenticated GET.
-async fn probe(http: &Client, p: Platform, api: &str, s: &Section) -> Found {
-    let Some(pr) = PROBES.iter().find(|x| x.platform == p) else {
+/// The other platforms: the cheap authenticated GET their module names.
+async fn probe(http: &Client, setup: &pipeguard_platforms::Setup, api: &str, s: &Section) -> Found {
+    let Some(pr) = setup.probe else {
         return vec![];
     };
     let token = s.token.as_deref().unwrap_or("");
     let req = http.get(format!("{api}{}", pr.path));
     let req = match pr.auth {
-        Auth::Bearer => req.bearer_auth(token),
-        Auth::Basic => req.basic_auth(s.user.as_deref().unwrap_or(""), Some(token)),
-        Auth::BasicTokenOnly => req.basic_auth("", Some(token)),
+        ProbeAuth::Bearer => req.bearer_auth(token),
+        ProbeAuth::Basic => req.basic_auth(s.user.as_deref().unwrap_or(""), Some(token)),
+        ProbeAuth::BasicTokenOnly => req.basic_auth("", Some(token)),
     };
     let what = format!("GET {}", pr.path);
     match req.send().await {
