@@ -208,6 +208,9 @@ async fn the_dashboard_works_in_a_real_browser() {
     let escalated = id_of("payments/ledger");
     let purged = id_of("infra/images");
     purge(&app, "infra/images").await;
+    let gone = app.get(&format!("/api/v1/sessions/{purged}")).await;
+    assert!(gone["purged_at"].as_i64().is_some(), "{gone:#}");
+    assert_eq!(gone["run_label"], "docker-build #1", "{gone:#}");
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
     let mut cmd = tokio::process::Command::new("node");
