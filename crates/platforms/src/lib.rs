@@ -17,6 +17,7 @@ pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod jenkins;
+pub mod label;
 pub mod registry;
 pub mod settings;
 pub mod teamcity;

@@ -291,6 +291,11 @@ async fn a_successful_rerun_closes_the_session_as_healed() {
     let s = app.wait_status(&id, "healed").await;
     // Failed at 10:04:00 by CircleCI's own times: 450 s to green.
     assert_eq!(s["time_to_green_ms"], 450_000, "{s:#}");
+    assert_eq!(
+        s["run_label"], "build-test in pipeline pipe-5, rerun 1",
+        "{s:#}"
+    );
+    assert_eq!(s["run_attempt"], 2, "{s:#}");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }

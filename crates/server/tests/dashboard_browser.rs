@@ -2,7 +2,9 @@
 //! `tests/browser/dashboard.mjs` (playwright-core) against the server, with GitHub played by
 //! the stateful simulator. A deploy run fails on a network error, so its session waits for
 //! approval; the script logs in, sees a new session arrive live, reads its evidence, checks a
-//! viewer has no approve button, approves the deploy and sees it heal.
+//! viewer has no approve button, approves the deploy and sees it heal. It also checks the
+//! layout (a long summary and evidence line stay in their cards; at phone width nothing
+//! overflows the page) and what escalated and purged sessions say.
 //!
 //! Skips with a message when node, Chromium or `npm ci` in tests/browser are missing; fails
 //! instead under `CI` (`.ci/setup-browser.sh` installs them there; see `tests/support/require.rs`).
@@ -116,6 +118,18 @@ async fn report_others(app: &TestApp, ingest: &str) {
     }
 }
 
+/// Retention purges `repository`'s closed sessions, as the worker's hourly pass does.
+async fn purge(app: &TestApp, repository: &str) {
+    let store = pipeguard_store::Store::connect(&app.db_url).await.unwrap();
+    let filter = pipeguard_store::PurgeFilter {
+        repository: Some(repository.into()),
+        ..Default::default()
+    };
+    let report = store.purge(&filter, "retention").await.unwrap();
+    assert_eq!(report.sessions, 1, "{report:?}");
+    store.close().await;
+}
+
 /// Polls the session list until `pred` holds for it.
 async fn wait_list(app: &TestApp, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let mut last = Vec::new();
@@ -185,6 +199,18 @@ async fn the_dashboard_works_in_a_real_browser() {
         .unwrap()
         .clone();
     assert_eq!(waiting["category"], "network", "{waiting:#}");
+    let id_of = |repository: &str| {
+        list.iter()
+            .find(|s| s["repository"] == repository)
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let escalated = id_of("payments/ledger");
+    let purged = id_of("infra/images");
+    purge(&app, "infra/images").await;
+    let gone = app.get(&format!("/api/v1/sessions/{purged}")).await;
+    assert!(gone["purged_at"].as_i64().is_some(), "{gone:#}");
+    assert_eq!(gone["run_label"], "docker-build #1", "{gone:#}");
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
     let mut cmd = tokio::process::Command::new("node");
@@ -195,6 +221,8 @@ async fn the_dashboard_works_in_a_real_browser() {
         .env("VIEWER_TOKEN", app.token("victor", "viewer").await)
         .env("INGEST_TOKEN", &ingest)
         .env("SHOT_DIR", &shots)
+        .env("ESCALATED_ID", &escalated)
+        .env("PURGED_ID", &purged)
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -206,7 +234,18 @@ async fn the_dashboard_works_in_a_real_browser() {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the browser script failed: {stdout}");
-    for name in ["sessions", "session", "approvals", "flaky", "insights"] {
+    for name in [
+        "login",
+        "sessions",
+        "session",
+        "session-escalated",
+        "session-purged",
+        "sessions-phone",
+        "session-phone",
+        "approvals",
+        "flaky",
+        "insights",
+    ] {
         assert!(
             shots.join(format!("{name}.png")).exists(),
             "no {name} screenshot"

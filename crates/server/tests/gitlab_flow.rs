@@ -360,6 +360,9 @@ async fn a_later_successful_pipeline_hook_closes_the_session_as_healed() {
     assert_eq!(r.status(), 202);
     let s = app.wait_status(&id, "healed").await;
     assert!(s["time_to_green_ms"].as_i64().is_some(), "{s:#}");
+    // The passed pipeline reports no attempt of its own: it was the first retry.
+    assert_eq!(s["run_label"], "#104, retry 1", "{s:#}");
+    assert_eq!(s["run_attempt"], 2, "{s:#}");
     // A success of a pipeline nobody is healing is ignored.
     let other = pipeline_hook(999, "success", &[]).to_string();
     let r = post(&app, "Pipeline Hook", "uuid-s3", GL_SECRET, &other).await;

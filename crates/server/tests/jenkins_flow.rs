@@ -271,6 +271,7 @@ async fn the_next_successful_build_closes_the_session_as_healed() {
         s["reason"].as_str().unwrap().contains("attempt 42"),
         "build 42 is the outcome: {s:#}"
     );
+    assert_eq!(s["run_label"], "solo #41, rebuilt as #42", "{s:#}");
     // By Jenkins' own build times (start + duration), not by when the notification came.
     assert_eq!(s["time_to_green_ms"], 600_000, "{s:#}");
     let (mock, _dir, _) = app.stop().await;

@@ -160,6 +160,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 async fn demo(args: DemoArgs) -> Result<()> {
+    // First, so a taken port is said at once, before anything else starts.
+    let listener = listen(&args.listen).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let database_url = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
     let secrets = Secrets::generate();
@@ -167,8 +169,17 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let config = config(&args.listen, &database_url, &sims, &secrets);
     let token = mint_token(&database_url).await?;
     // A wildcard address is reached through this machine's loopback.
-    let base = format!("http://{}", args.listen.replace("0.0.0.0:", "127.0.0.1:"));
-    let mut server = tokio::spawn(pipeguard_server::run(config));
+    let addr = listener.local_addr()?;
+    let base = format!(
+        "http://{}",
+        addr.to_string().replace("0.0.0.0:", "127.0.0.1:")
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut server = tokio::spawn(pipeguard_server::serve(config, listener, stopped));
     tokio::select! {
         up = wait_until_up(&base) => up?,
         ended = &mut server => {
@@ -193,6 +204,42 @@ async fn demo(args: DemoArgs) -> Result<()> {
     fire.abort();
     println!("demo stopped; its database is deleted");
     result.context("the server stopped")?
+}
+
+/// The demo's address, or what to do when it is taken.
+async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let other = addr
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some(format!("{host}:{}", port.parse::<u16>().ok()? + 1)))
+                .unwrap_or_else(|| "127.0.0.1:8081".into());
+            bail!(
+                "{addr} is already in use (another pipeguard or another program listens there): \
+                 run the demo on another address, e.g. `pipeguard demo --listen {other}`"
+            )
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot listen on {addr} (give another with --listen)"))
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: the server stops taking requests and the demo ends.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The team already knows this test is flaky: a failure of it alone is retried at once.

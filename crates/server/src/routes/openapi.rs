@@ -295,7 +295,11 @@ pub mod schema {
         pub repository: String,
         /// The failed run.
         pub run: String,
+        /// The attempt as the platform counts it.
         pub run_attempt: i64,
+        /// The run and its repeats as the platform names them: `#1003, retry 1` (GitLab),
+        /// `search-indexer #42` (Jenkins), `CI run 123, attempt 2` (GitHub).
+        pub run_label: String,
         /// The run being verified (a heal can start a new one).
         pub current_run: String,
         pub first_attempt: i64,
@@ -318,6 +322,8 @@ pub mod schema {
         /// Milliseconds since the Unix epoch.
         pub created_at: i64,
         pub updated_at: i64,
+        /// When retention removed its log, evidence and diagnosis (milliseconds since the epoch).
+        pub purged_at: Option<i64>,
     }
 
     #[derive(ToSchema, Deserialize)]

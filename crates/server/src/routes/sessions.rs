@@ -9,11 +9,26 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use pipeguard_core::event::Platform;
 use pipeguard_core::Category;
+use pipeguard_platforms::label::{self, RunRef};
 use pipeguard_store::{SessionFilter, SessionRecord, SessionStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The session's run as its platform names it (see `pipeguard_platforms::label`).
+fn run_ref(s: &SessionRecord) -> RunRef<'_> {
+    RunRef {
+        platform: Platform::parse(&s.platform),
+        workflow: &s.workflow,
+        run_id: &s.run_id,
+        current_run: &s.event.run_id,
+        first_attempt: s.first_attempt,
+        current_attempt: s.current_attempt,
+        heal_attempts: s.heal_attempts,
+    }
+}
+
 pub fn session_json(s: &SessionRecord) -> Value {
+    let run = run_ref(s);
     let evidence = s
         .diagnosis
         .as_ref()
@@ -24,7 +39,8 @@ pub fn session_json(s: &SessionRecord) -> Value {
         "platform": s.platform,
         "repository": s.repository,
         "run": s.run_id,
-        "run_attempt": s.current_attempt,
+        "run_attempt": label::attempt(&run),
+        "run_label": label::run_label(&run),
         // The run being verified: a heal can start a new one (a bigger runner).
         "current_run": s.event.run_id,
         "first_attempt": s.first_attempt,
@@ -42,6 +58,7 @@ pub fn session_json(s: &SessionRecord) -> Value {
         "time_to_green_ms": s.time_to_green_ms,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
+        "purged_at": s.purged_at,
     })
 }
 

@@ -25,6 +25,25 @@ enum Where {
     Ansible,
 }
 
+/// How a scene's session ends, as docs/demo.md tells it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Healed,
+    Escalated,
+    /// A deploy: held for a person, healed once approved.
+    AwaitsApproval,
+}
+
+impl Expect {
+    fn as_str(self) -> &'static str {
+        match self {
+            Expect::Healed => "healed",
+            Expect::Escalated => "escalated",
+            Expect::AwaitsApproval => "awaiting approval",
+        }
+    }
+}
+
 /// One kind of failure the demo shows.
 struct Scene {
     what: &'static str,
@@ -32,7 +51,13 @@ struct Scene {
     repo: &'static str,
     workflow: &'static str,
     jobs: fn() -> Vec<JobSpec>,
+    expect: Expect,
 }
+
+/// Every run is on `main`: a `release` branch (GitLab reports its ref as the pipeline's name)
+/// reads as a release, so even a registry timeout on it would wait for approval. The deploy
+/// scene is the one that waits.
+const BRANCH: &str = "main";
 
 fn log(category: &str) -> &'static str {
     sample(category).map(|s| s.log).unwrap_or("error")
@@ -95,6 +120,7 @@ const SCENES: &[Scene] = &[
                 .passes();
             vec![ok("lint", 2), test]
         },
+        expect: Expect::Healed,
     },
     Scene {
         what: "a compile error",
@@ -107,6 +133,7 @@ const SCENES: &[Scene] = &[
                 .fails(log("compilation_error"));
             vec![build, ok("lint", 2)]
         },
+        expect: Expect::Escalated,
     },
     Scene {
         what: "an out-of-memory build",
@@ -120,6 +147,7 @@ const SCENES: &[Scene] = &[
                 .fails(log("out_of_memory"));
             vec![build]
         },
+        expect: Expect::Healed,
     },
     Scene {
         what: "a registry timeout",
@@ -136,6 +164,7 @@ const SCENES: &[Scene] = &[
                 ok("test", 2).stage("test").needs(&["build-image"]),
             ]
         },
+        expect: Expect::Healed,
     },
     Scene {
         what: "a failed deploy",
@@ -152,6 +181,7 @@ const SCENES: &[Scene] = &[
                 .passes();
             vec![ok("build", 2).stage("build"), deploy]
         },
+        expect: Expect::AwaitsApproval,
     },
     Scene {
         what: "a registry answering 503",
@@ -164,6 +194,7 @@ const SCENES: &[Scene] = &[
                 once("Push image", "service_unavailable", 3).needs(&["Build"]),
             ]
         },
+        expect: Expect::Healed,
     },
     Scene {
         what: "a package download reset",
@@ -176,6 +207,7 @@ const SCENES: &[Scene] = &[
                 ok("test", 2).needs(&["install"]),
             ]
         },
+        expect: Expect::Healed,
     },
     Scene {
         what: "a package missing on a host",
@@ -183,6 +215,7 @@ const SCENES: &[Scene] = &[
         repo: "playbooks/site.yml",
         workflow: "site.yml",
         jobs: Vec::new,
+        expect: Expect::Escalated,
     },
 ];
 
@@ -214,11 +247,12 @@ pub async fn run(sims: Arc<Sims>, base: String, secret: String, every: Duration)
                 // A reader that went away must not stop the demo.
                 Ok(()) => drop(writeln!(
                     std::io::stdout(),
-                    "round {}: {} fails {} ({})",
+                    "round {}: {} fails {} ({}; expect {})",
                     round + 1,
                     platform_name(scene.at),
                     scene.repo,
-                    scene.what
+                    scene.what,
+                    scene.expect.as_str()
                 )),
                 Err(e) => eprintln!("pipeguard demo: cannot start {}: {e}", scene.what),
             }
@@ -254,11 +288,10 @@ async fn fire(
     round: u64,
     i: usize,
 ) -> anyhow::Result<()> {
-    let branch = if round % 3 == 2 { "release" } else { "main" };
     let spec = (scene.jobs)()
         .into_iter()
         .fold(RunSpec::new(scene.repo, scene.workflow), RunSpec::job)
-        .branch(branch)
+        .branch(BRANCH)
         .sha(sha(round, i));
     match scene.at {
         Where::Github => {
@@ -314,4 +347,87 @@ async fn report_ansible_failure(
         anyhow::bail!("the intake answered {}", r.status());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeguard_core::policy::Policy;
+
+    const DOC: &str = include_str!("../../../../../docs/demo.md");
+
+    /// The name the platform's delivery gives the run, which the policy reads with the jobs'
+    /// names: GitLab's pipeline hooks name the ref, Jenkins the job, Ansible the playbook.
+    fn reported_workflow(scene: &Scene) -> &'static str {
+        match scene.at {
+            Where::Gitlab => BRANCH,
+            Where::Jenkins | Where::Ansible => scene.repo,
+            Where::Github | Where::Circleci => scene.workflow,
+        }
+    }
+
+    #[test]
+    fn only_the_deploy_scene_names_a_side_effect_so_only_it_waits() {
+        let policy = Policy::default();
+        for scene in SCENES {
+            let jobs = (scene.jobs)();
+            let mut names: Vec<&str> = jobs
+                .iter()
+                .flat_map(|j| {
+                    [
+                        Some(j.name.as_str()),
+                        j.stage.as_deref(),
+                        j.environment.as_deref(),
+                    ]
+                })
+                .flatten()
+                .collect();
+            names.push(reported_workflow(scene));
+            assert_eq!(
+                policy.has_side_effects(&names),
+                scene.expect == Expect::AwaitsApproval,
+                "{}: {names:?}",
+                scene.what
+            );
+        }
+    }
+
+    /// docs/demo.md's table: one row per scene, ending as the scene does.
+    #[test]
+    fn the_document_tells_each_scene_as_the_demo_runs_it() {
+        let section = DOC
+            .split("## What it fires")
+            .nth(1)
+            .expect("a What it fires section");
+        let rows: Vec<Vec<&str>> = section
+            .split("\n## ")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains('`'))
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), SCENES.len(), "{rows:?}");
+        for scene in SCENES {
+            let repo = format!("`{}`", scene.repo);
+            let row = rows
+                .iter()
+                .find(|r| r[1] == platform_name(scene.at) && r[2] == repo)
+                .unwrap_or_else(|| panic!("no row for {} ({})", scene.repo, scene.what));
+            let does = row[4];
+            let says = |outcome: &str| does.contains(&format!("**{outcome}**"));
+            // The deploy's row goes on to say it heals once approved.
+            let others: &[&str] = match scene.expect {
+                Expect::AwaitsApproval => &[],
+                Expect::Healed => &["awaiting approval", "escalated"],
+                Expect::Escalated => &["awaiting approval", "healed"],
+            };
+            let agrees = says(scene.expect.as_str()) && !others.iter().any(|o| says(o));
+            assert!(
+                agrees,
+                "{}: the document says {does:?}, the demo {:?}",
+                scene.repo, scene.expect
+            );
+        }
+    }
 }

@@ -55,13 +55,24 @@ function item(a, ctx, reload) {
         h("div", {}, label(st.kind), " — ", h("span", { class: `risk-${st.risk}` }, `${st.risk} risk`), `: ${st.reason}`))),
       h("dt", {}, "Approvals"), h("dd", {}, `${a.approvals.length} of ${a.required}`,
         a.approvals.length ? ` (${a.approvals.map((x) => x.approver).join(", ")})` : ""),
-      h("dt", {}, "Lapses"), h("dd", {}, when(a.expires_at))),
-    ctx.canDecide ? decisionForm(s.id, reload) : h("p", { class: "muted" }, "An operator decides on this plan."),
+      h("dt", {}, "Expires"), h("dd", {}, when(a.expires_at), h("div", { class: "muted" }, "undecided by then, it is escalated"))),
+    ctx.canDecide ? decisionForm(s.id, reload, a.plan) : h("p", { class: "muted" }, "An operator decides on this plan."),
   );
 }
 
-/** A comment box with Approve and Reject buttons for session `id`; calls done(outcome) after. */
-export function decisionForm(id, done) {
+/** What an approved plan runs: "retry of deploy-production". */
+export function planned(stored) {
+  const p = stored?.plan;
+  if (!p) return "the plan";
+  const jobs = (stored.jobs || []).map((j) => j.name || j.id);
+  return `${label(p.strategy)}${jobs.length ? ` of ${jobs.join(", ")}` : ""}`;
+}
+
+/**
+ * A comment box with Approve and Reject buttons for session `id` and its stored plan; calls
+ * done(outcome) after.
+ */
+export function decisionForm(id, done, plan) {
   const commentId = `comment-${id}`;
   const comment = h("textarea", { id: commentId, rows: 2, maxlength: 2000 });
   const result = h("p", { role: "status", class: "muted" });
@@ -74,7 +85,9 @@ export function decisionForm(id, done) {
       });
       const text = r.status === "awaiting_approval"
         ? `Your approval is recorded: ${r.approvals} of ${r.required}.`
-        : `${verb === "approve" ? "Approved" : "Rejected"}: the session is now ${label(r.status)}.`;
+        : verb === "approve"
+          ? `Approved: ${planned(plan)} starts now.`
+          : `Rejected: ${planned(plan)} will not run; the session is escalated to a person.`;
       announce(text);
       window.dispatchEvent(new CustomEvent("pipeguard:decided"));
       done(text);

@@ -59,17 +59,26 @@ export function lines(title, points) {
     const d = path(points.map((p, i) => (p[key] == null ? null : [xAt(i), yAt(p[key])])));
     if (d) svg.append(s("path", { class: cls, d }));
   }
+  // With few values there is no line to read: each dot says its value.
+  const say = values.length <= 6;
   points.forEach((p, i) => {
-    if (p.p90 != null) svg.append(s("circle", { class: "dot-p90", cx: xAt(i), cy: yAt(p.p90), r: 3 }));
-    if (p.median != null) svg.append(s("circle", { class: "dot", cx: xAt(i), cy: yAt(p.median), r: 3.5 }));
+    // The 90th percentile's value above its dot, the median's beside it, so equal ones both show.
+    for (const [key, cls, r, dy] of [["p90", "dot-p90", 3, -8], ["median", "dot", 3.5, 4]]) {
+      if (p[key] == null) continue;
+      svg.append(s("circle", { class: cls, cx: xAt(i), cy: yAt(p[key]), r }));
+      if (say) {
+        const text = `${+(p[key] / unit.ms).toPrecision(3)} ${unit.short}`;
+        svg.append(s("text", { class: "value", x: xAt(i) - 6, y: yAt(p[key]) + dy, "text-anchor": "end" }, text));
+      }
+    }
   });
   return svg;
 }
 
 function pickUnit(maxMs) {
-  if (maxMs < 2 * 60_000) return { name: "seconds", ms: 1000 };
-  if (maxMs < 3 * 3_600_000) return { name: "minutes", ms: 60_000 };
-  return { name: "hours", ms: 3_600_000 };
+  if (maxMs < 2 * 60_000) return { name: "seconds", short: "s", ms: 1000 };
+  if (maxMs < 3 * 3_600_000) return { name: "minutes", short: "min", ms: 60_000 };
+  return { name: "hours", short: "h", ms: 3_600_000 };
 }
 
 /** The smallest of 1, 2, 2.5, 5 × 10^k at least v. */

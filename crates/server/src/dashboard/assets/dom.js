@@ -54,11 +54,14 @@ export function label(name) {
   return name ? String(name).replaceAll("_", " ") : "—";
 }
 
-/** "ci.yml #42": the workflow and the run, without repeating a workflow the run id names. */
+/** The run as its platform names it ("#1003, retry 1", "search-indexer #42"): the server's label. */
 export function runName(s) {
-  const workflow = s.workflow || "run";
-  const run = String(s.run).startsWith(`${workflow}#`) ? String(s.run).slice(workflow.length + 1) : s.run;
-  return `${workflow} #${run}`;
+  return s.run_label || `${s.workflow || "run"} #${s.run}`;
+}
+
+/** A table in a box that scrolls sideways when the table is wider than the screen. */
+export function scroller(table) {
+  return h("div", { class: "table-scroll" }, table);
 }
 
 export function badge(status) {

@@ -1,7 +1,7 @@
 // Flaky tests, most costly first, with quarantine for operators; and the quarantine list.
 
 import { api, query } from "./api.js";
-import { announce, duration, failure, fill, h, percent, when } from "./dom.js";
+import { announce, duration, failure, fill, h, percent, scroller, when } from "./dom.js";
 
 export function render(root, ctx) {
   const tests = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -13,6 +13,8 @@ export function render(root, ctx) {
       "A failure whose tests are all quarantined is retried at once instead of escalated."),
     tests,
     h("h2", {}, "Quarantine"),
+    h("p", { class: "muted" }, "Un-quarantine a test once it is fixed: its failures are then diagnosed and, ",
+      "when they need a person, escalated again."),
     quarantined,
   );
   root.querySelector("h1").focus();
@@ -34,9 +36,9 @@ export function render(root, ctx) {
 }
 
 function table(cols, rows) {
-  return h("table", {},
+  return scroller(h("table", {},
     h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
-    h("tbody", {}, rows));
+    h("tbody", {}, rows)));
 }
 
 function flakyTable(list, ctx, reload) {
@@ -51,7 +53,7 @@ function flakyTable(list, ctx, reload) {
     h("td", { class: "num" }, duration(t.time_lost_seconds * 1000)),
     h("td", {}, when(t.last_seen)),
     h("td", {}, t.quarantined
-      ? (ctx.canDecide ? release(t, reload) : "quarantined")
+      ? (ctx.canDecide ? unquarantine(t, reload) : "quarantined")
       : (ctx.canDecide ? quarantine(t, ctx, reload) : "")))));
 }
 
@@ -62,7 +64,7 @@ function quarantineTable(list, ctx, reload) {
     h("td", {}, q.repository),
     h("td", {}, q.reason || "—"),
     h("td", {}, when(q.added_at)),
-    h("td", {}, ctx.canDecide ? release(q, reload) : ""))));
+    h("td", {}, ctx.canDecide ? unquarantine(q, reload) : ""))));
 }
 
 function action(text, cls, label, run, reload) {
@@ -89,7 +91,7 @@ function quarantine(t, ctx, reload) {
     }), reload);
 }
 
-function release(t, reload) {
-  return action("Release", "secondary", `Release ${t.test} in ${t.repository} from quarantine`, () =>
+function unquarantine(t, reload) {
+  return action("Un-quarantine", "secondary", `Un-quarantine ${t.test} in ${t.repository}`, () =>
     api(`/api/v1/quarantine${query({ repository: t.repository, test: t.test })}`, { method: "DELETE" }), reload);
 }

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { bars, lines } from "./charts.js";
-import { duration, failure, fill, h, label, percent } from "./dom.js";
+import { duration, failure, fill, h, label, percent, scroller } from "./dom.js";
 
 const DAYS = 30;
 
@@ -35,8 +35,8 @@ function section(title, chart, legend, tableHead, tableRows) {
     chart,
     legend,
     h("details", {}, h("summary", {}, "Show the numbers"),
-      h("table", {}, h("thead", {}, h("tr", {}, tableHead.map((c) => h("th", { scope: "col" }, c)))),
-        h("tbody", {}, tableRows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))))));
+      scroller(h("table", {}, h("thead", {}, h("tr", {}, tableHead.map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, tableRows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))))));
 }
 
 function byCategory(st) {
@@ -56,7 +56,21 @@ function byCategory(st) {
     rows.map((c) => [label(c.category), c.sessions, c.healed, c.failed, c.escalated, percent(c.healing_success_rate)]));
 }
 
-function overTime(days) {
+// The narrowest axis of the time chart, in days: one day's dot alone reads as nothing.
+const MIN_DAYS = 7;
+
+/** The days from the first with a finished session on, at least MIN_DAYS of them. */
+function sinceFirstData(days) {
+  const first = days.findIndex((d) => d.finished > 0);
+  if (first < 0) return [];
+  return days.slice(Math.max(0, Math.min(first, days.length - MIN_DAYS)));
+}
+
+function overTime(all) {
+  const days = sinceFirstData(all);
+  if (!days.length) {
+    return section("Time to green", h("p", { class: "empty" }, "No finished session yet."), null, [], []);
+  }
   const points = days.map((d) => ({ x: d.day_ms, median: d.time_to_green_median_ms, p90: d.time_to_green_p90_ms }));
   const title = `Time to green, last ${days.length} days`;
   return section(title, lines(title, points),

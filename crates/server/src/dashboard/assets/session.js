@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import * as live from "./live.js";
-import { announce, badge, duration, failure, fill, h, label, percent, runName, when } from "./dom.js";
+import { announce, badge, duration, failure, fill, h, label, percent, runName, scroller, when } from "./dom.js";
 import { decisionForm } from "./approvals.js";
 
 export function render(root, ctx, id) {
@@ -45,16 +45,18 @@ function page(s, ctx, decided, notice) {
     h("div", { class: "cols" }, factsCard(s), planCard(s.plan)),
     evidenceCard(s),
     explanationCard(s),
-    actionsCard(s.actions || []),
+    actionsCard(s),
     timelineCard(s.timeline || []),
   ];
 }
+
+const CLOSED = ["healed", "failed", "escalated", "skipped"];
 
 // received → diagnosed → planned → approved → executed → outcome, from the timeline.
 function stages(s) {
   const log = s.timeline || [];
   const at = (pred) => log.find(pred)?.at;
-  const terminal = ["healed", "failed", "escalated", "skipped"].includes(s.status);
+  const terminal = CLOSED.includes(s.status);
   const decided = at((e) => !["received", "analyzing"].includes(e.status));
   const needsApproval = s.plan?.plan?.decision === "await_approval";
   const rejected = log.find((e) => e.message.startsWith("rejected by"));
@@ -66,13 +68,17 @@ function stages(s) {
       ? { state: "bad", at: rejected.at, note: rejected.message }
       : approved
         ? { state: "done", at: approved.at, note: approved.message }
-        : { state: s.status === "awaiting_approval" ? "current" : "todo", note: "waiting" };
+        : terminal
+          ? { state: "skipped", note: `not decided: ${label(s.status)}` }
+          : { state: s.status === "awaiting_approval" ? "current" : "todo", note: "waiting" };
   return [
     { name: "Received", state: "done", at: s.created_at },
     { name: "Diagnosed", state: s.category ? "done" : "current", at: decided, note: label(s.category) },
     { name: "Planned", state: s.plan ? "done" : "todo", at: decided, note: label(s.plan?.plan?.decision) },
     { name: "Approved", ...approval },
-    { name: "Executed", state: executed ? "done" : "todo", at: executed },
+    executed
+      ? { name: "Executed", state: "done", at: executed }
+      : { name: "Executed", state: terminal ? "skipped" : "todo", note: terminal ? `not executed: ${label(s.status)}` : "" },
     {
       name: "Outcome",
       state: terminal ? (s.status === "healed" ? "done" : "bad") : "todo",
@@ -104,11 +110,11 @@ function factsCard(s) {
   const d = s.diagnosis || {};
   const facts = [
     ["Platform", s.platform],
-    ["Run", s.url ? h("a", { href: s.url, rel: "noreferrer" }, `#${s.run}, attempt ${s.run_attempt}`) : `#${s.run}, attempt ${s.run_attempt}`],
+    ["Run", s.url ? h("a", { href: s.url, rel: "noreferrer" }, runName(s)) : runName(s)],
     ["Commit", s.head_sha ? h("code", {}, s.head_sha.slice(0, 12)) : "—"],
     ["Category", `${label(s.category)}${s.confidence != null ? ` (confidence ${percent(s.confidence)})` : ""}`],
     ["Decided by", d.analyzer || "—"],
-    ["Summary", d.summary || "—"],
+    ["Summary", d.summary || (s.purged_at ? purged(s, "Diagnosis") : "—")],
     ["Failing tests", d.failing_tests?.length ? d.failing_tests.join(", ") : "—"],
     ["Heal attempts", s.heal_attempts],
     ["Reason", s.reason || "—"],
@@ -122,7 +128,7 @@ function factsCard(s) {
 function planCard(stored) {
   if (!stored) return card("Plan", h("p", { class: "empty" }, "No plan yet."));
   const p = stored.plan;
-  const steps = h(
+  const steps = scroller(h(
     "table",
     {},
     h("caption", {}, `${p.steps.length} step${p.steps.length === 1 ? "" : "s"}`),
@@ -142,7 +148,7 @@ function planCard(stored) {
         ),
       ),
     ),
-  );
+  ));
   const jobs = (stored.jobs || []).map((j) => j.name || j.id);
   return card(
     "Plan",
@@ -157,13 +163,21 @@ function planCard(stored) {
 
 function evidenceCard(s) {
   const lines = s.diagnosis?.evidence || s.evidence || [];
-  if (!lines.length) return card("Evidence", h("p", { class: "empty" }, "No evidence lines."));
+  if (!lines.length) {
+    const why = s.purged_at ? `${purged(s, "Evidence")}.` : "No evidence lines: the diagnosis rests on none.";
+    return card("Evidence", h("p", { class: "empty", id: "evidence-empty" }, why));
+  }
   return card(
     "Evidence",
     h("p", { class: "muted" }, "The log lines that explain the failure, with their line numbers."),
     h("ol", { class: "evidence mono", id: "evidence" },
-      lines.map((e) => h("li", {}, h("span", { class: "ln" }, e.line), e.text))),
+      lines.map((e) => h("li", {}, h("span", { class: "ln" }, e.line), h("span", { class: "text" }, e.text)))),
   );
+}
+
+/** Retention removed the log, the evidence and the diagnosis; the rest is kept. */
+function purged(s, what) {
+  return `${what} purged on ${when(s.purged_at)} by retention`;
 }
 
 // Present when a model explained the failure (stored with the diagnosis).
@@ -182,11 +196,22 @@ function explanationCard(s) {
   );
 }
 
-function actionsCard(actions) {
-  if (!actions.length) return card("Platform calls and commands", h("p", { class: "empty" }, "None yet."));
+// What a closed session that called nothing did instead.
+const NO_CALL = {
+  escalated: "None: escalated to a person before anything ran.",
+  skipped: "None: skipped, there was nothing to heal.",
+  failed: "None: the session failed before anything ran.",
+  healed: "None: healed without a call from pipeguard.",
+};
+
+function actionsCard(s) {
+  const actions = s.actions || [];
+  if (!actions.length) {
+    return card("Platform calls and commands", h("p", { class: "empty", id: "actions-empty" }, NO_CALL[s.status] || "None yet."));
+  }
   return card(
     "Platform calls and commands",
-    h("table", {},
+    scroller(h("table", {},
       h("thead", {}, h("tr", {}, ["Attempt", "What", "Target", "Status", "When"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, actions.map((a) => [
         h("tr", {},
@@ -196,7 +221,7 @@ function actionsCard(actions) {
           h("td", {}, a.status),
           h("td", {}, when(a.created_at))),
         a.detail ? h("tr", {}, h("td", { colspan: 5 }, h("pre", { class: "output mono" }, a.detail))) : null,
-      ]))),
+      ])))),
   );
 }
 
@@ -214,5 +239,5 @@ function approvalCard(s, ctx, decided) {
       ctx.me.role, ") may read it but not decide."));
   }
   return card("Approval", h("p", {}, "This plan waits for a person: approve to run it, reject to escalate."),
-    decisionForm(s.id, decided));
+    decisionForm(s.id, decided, s.plan));
 }

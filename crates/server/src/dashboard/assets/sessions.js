@@ -3,7 +3,7 @@
 
 import { api, query } from "./api.js";
 import * as live from "./live.js";
-import { STATUSES, ago, announce, badge, failure, fill, h, label, runName } from "./dom.js";
+import { STATUSES, ago, announce, badge, failure, fill, h, label, runName, scroller } from "./dom.js";
 
 const FILTERS = ["status", "category", "platform", "repository"];
 const PAGE = 100;
@@ -25,7 +25,7 @@ export function render(root, ctx, params) {
     root,
     h("h1", { tabindex: "-1" }, "Sessions"),
     form,
-    h("table", { id: "sessions" }, caption, head(), body),
+    scroller(h("table", { id: "sessions" }, caption, head(), body)),
   );
   root.querySelector("h1").focus();
 
@@ -88,7 +88,7 @@ function drawRows(body, caption, sessions, term, filters) {
 }
 
 function haystack(s) {
-  return [s.id, s.repository, s.workflow, s.run, s.category, s.status, s.platform, s.reason]
+  return [s.id, s.repository, s.workflow, s.run, s.run_label, s.category, s.status, s.platform, s.reason]
     .filter(Boolean)
     .join(" ")
     .toLowerCase();
@@ -96,13 +96,12 @@ function haystack(s) {
 
 function row(s) {
   const href = `#/sessions/${encodeURIComponent(s.id)}`;
-  const run = `${runName(s)}${s.run_attempt > 1 ? ` (attempt ${s.run_attempt})` : ""}`;
   return h(
     "tr",
     { "data-id": s.id, "data-status": s.status, onclick: (e) => e.target.tagName !== "A" && (location.hash = href) },
     h("td", {}, badge(s.status)),
     h("td", {}, s.repository),
-    h("td", {}, h("a", { href }, run)),
+    h("td", {}, h("a", { href }, runName(s))),
     h("td", {}, label(s.category)),
     h("td", {}, s.platform),
     h("td", {}, ago(s.created_at)),
