@@ -52,6 +52,10 @@ const DEFAULT_TRACE_PATH: &str = "traces/default.jsonl";
 /// is given (or the documented `traces/default.jsonl` is asked for outside the repository).
 fn read_trace(path: Option<&std::path::Path>) -> Result<(std::borrow::Cow<'static, str>, String)> {
     let builtin = || {
+        eprintln!(
+            "replaying the built-in {DEFAULT_TRACE_PATH}; --trace FILE replays yours, \
+             --generate N [--seed S] [--out FILE] writes one (docs/simulate.md)"
+        );
         (
             DEFAULT_TRACE.into(),
             format!("{DEFAULT_TRACE_PATH} (built in)"),
