@@ -147,6 +147,19 @@ fn a_closed_port_is_connection_refused_without_the_password() {
     );
 }
 
+#[test]
+fn a_server_that_never_answers_is_given_up_on_within_10_s() {
+    // The kernel completes connections to a listening socket nobody reads from: the start-up
+    // message goes unanswered, as with a stuck server or a firewall that drops packets.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    fails_fast(
+        &format!("postgres://pipeguard:hunter2@127.0.0.1:{port}/pipeguard"),
+        &format!("postgres://pipeguard:***@127.0.0.1:{port}/pipeguard"),
+        "no answer within 8 s",
+    );
+}
+
 /// PostgreSQL at 127.0.0.1:5432 (trust authentication) answers; without it, a skip (a failure
 /// under CI).
 fn postgres_listens() -> bool {
