@@ -389,5 +389,13 @@ mod tests {
             e.starts_with(&format!("cannot open database {url}: ")),
             "{e}"
         );
+        // Untouched: the newer migration's record is still there, next to this binary's.
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert!(versions.contains(&9999), "{versions:?}");
+        assert_eq!(versions.len(), super::SQLITE_MIGRATIONS.iter().count() + 1);
     }
 }
