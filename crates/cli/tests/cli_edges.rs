@@ -131,10 +131,10 @@ fn read_only_commands_create_no_database() {
 }
 
 #[test]
-fn simulate_alone_mentions_generate() {
+fn simulate_alone_replays_the_built_in_trace_and_mentions_generate() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin(dir.path()).arg("simulate").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(0));
     let t = text(&out);
     assert!(
         t.contains("--trace FILE") && t.contains("--generate N"),

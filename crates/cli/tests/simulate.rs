@@ -302,3 +302,44 @@ fn the_shipped_trace_gives_the_published_figures() {
     near("transient recall", d("transient_recall"), 0.794, 0.01);
     near("unknown logs", d("unknown"), 140.0, 8.0);
 }
+
+/// Outside the repository (an installed binary, another working directory) `simulate` alone
+/// and the documented `--trace traces/default.jsonl` replay the built-in copy of the shipped
+/// trace, and give the same report as the file itself.
+#[test]
+fn the_default_trace_is_built_in_and_works_from_any_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces/default.jsonl");
+    let from_file = replay(&file, &[]);
+    assert!(from_file.status.success());
+    for args in [
+        &["simulate", "--format", "json"][..],
+        &[
+            "simulate",
+            "--format",
+            "json",
+            "--trace",
+            "traces/default.jsonl",
+        ],
+    ] {
+        let out = bin()
+            .args(args)
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, from_file.stdout, "{args:?}");
+    }
+    // Any other missing file is still an error naming it.
+    let out = bin()
+        .args(["simulate", "--trace", "traces/mine.jsonl"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading traces/mine.jsonl"));
+}

@@ -362,6 +362,9 @@ impl Config {
     /// section spec, the rest to `Config`; unknown keys are errors in both.
     pub fn from_toml(text: &str) -> Result<Config> {
         let table: toml::Table = toml::from_str(text)?;
+        if let Some(e) = unknown_top_level_key(&table) {
+            anyhow::bail!(e);
+        }
         let (platforms, rest): (Vec<_>, Vec<_>) =
             table.into_iter().partition(|(k, _)| Sections::is_key(k));
         let mut cfg: Config = toml::Value::Table(rest.into_iter().collect()).try_into()?;
@@ -439,6 +442,69 @@ impl Config {
         self.llm.apply_env(nonempty)?;
         Ok(())
     }
+}
+
+/// The message for the first top-level key that is neither a platform section nor a key of
+/// [`Config`]: every accepted name, and the nearest one when the key looks like a typo.
+fn unknown_top_level_key(table: &toml::Table) -> Option<String> {
+    let keys = config_keys();
+    let (k, v) = table
+        .iter()
+        .find(|(k, _)| !Sections::is_key(k) && !keys.contains(&k.as_str()))?;
+    let platforms: Vec<&str> = pipeguard_platforms::registry::MODULES
+        .iter()
+        .map(|m| m.section().key)
+        .collect();
+    let shown = |name: &str| match v {
+        toml::Value::Table(_) => format!("[{name}]"),
+        toml::Value::Array(a) if a.iter().all(toml::Value::is_table) => format!("[[{name}]]"),
+        _ => format!("`{name}`"),
+    };
+    let nearest = platforms
+        .iter()
+        .chain(keys)
+        .map(|c| (strsim::damerau_levenshtein(k, c), *c))
+        .filter(|(d, c)| *d <= 2 && *d < k.len().min(c.len()))
+        .min();
+    let hint = nearest
+        .map(|(_, c)| format!(" (did you mean {}?)", shown(c)))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown {}{hint}. Platform sections: {}. Other keys and sections: {}.",
+        shown(k),
+        platforms.join(", "),
+        keys.join(", ")
+    ))
+}
+
+/// The top-level keys [`Config`] accepts, read from its derived `Deserialize` so that a key
+/// added to the struct needs no second list here.
+fn config_keys() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Error::custom("only a struct tells its fields"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Error::custom("fields read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = Config::deserialize(Probe(&mut fields));
+    fields
 }
 
 #[cfg(test)]
@@ -657,5 +723,35 @@ tokn = \"x\"
             (42, 5)
         );
         assert!(Config::from_toml("[server]\nmax_conections = 1").is_err());
+    }
+
+    #[test]
+    fn an_unknown_section_names_the_platform_sections_and_the_nearest() {
+        let err = |toml: &str| Config::from_toml(toml).unwrap_err().to_string();
+        let e = err("[gitlb]\ntoken = \"x\"");
+        assert!(
+            e.starts_with("unknown [gitlb] (did you mean [gitlab]?). "),
+            "{e}"
+        );
+        for section in [
+            "github", "jenkins", "buildbot", "healing", "worker", "listen",
+        ] {
+            assert!(e.contains(section), "{section} missing: {e}");
+        }
+        let e = err("lisen = \"127.0.0.1:9\"");
+        assert!(
+            e.starts_with("unknown `lisen` (did you mean `listen`?). "),
+            "{e}"
+        );
+        let e = err("[[repo]]\nname = \"a/b\"");
+        assert!(
+            e.starts_with("unknown [[repo]] (did you mean [[repos]]?). "),
+            "{e}"
+        );
+        let e = err("[zzzzzzzz]");
+        assert!(
+            e.starts_with("unknown [zzzzzzzz]. Platform sections:"),
+            "{e}"
+        );
     }
 }

@@ -22,27 +22,50 @@ pub async fn run(config: Config) -> Result<()> {
     serve(config, listener, rx).await
 }
 
-/// Says at start what is not protected or cannot work.
+/// Says at start what is not protected or cannot work, for the platforms in use only: the
+/// others are nobody's concern until they are configured.
 fn warn_unconfigured(config: &Config) {
-    for m in MODULES {
-        let spec = m.section();
+    let used: Vec<_> = MODULES.iter().filter(|m| in_use(config, **m)).collect();
+    if used.is_empty() {
+        tracing::warn!(
+            "no platform is configured: `pipeguard init` writes a pipeguard.toml for yours"
+        );
+    }
+    for m in &used {
         let s = config.platforms.get(m.platform());
-        let prefix = format!("PIPEGUARD_{}", spec.key.to_ascii_uppercase());
         if s.webhook_secret.is_none() {
             tracing::warn!(
-                "{prefix}_WEBHOOK_SECRET is not set: {} deliveries are accepted without proof of origin",
+                "PIPEGUARD_{}_WEBHOOK_SECRET is not set: {} deliveries are accepted without proof of origin",
+                m.section().key.to_ascii_uppercase(),
                 m.platform()
             );
         }
     }
-    if config
-        .platforms
-        .get(pipeguard_core::Platform::Github)
-        .token
-        .is_none()
-    {
+    let github = pipeguard_core::Platform::Github;
+    if used.iter().any(|m| m.platform() == github) && config.platforms.get(github).token.is_none() {
         tracing::warn!("PIPEGUARD_GITHUB_TOKEN is not set: logs of private repositories cannot be read and nothing can be re-run");
     }
+}
+
+/// Where to log in and, while no API token exists, the command that makes the first one.
+async fn login_hint(store: &pipeguard_store::Store, url: &str) -> Result<()> {
+    tracing::info!("dashboard: {url}/");
+    let tokens = store.list_tokens().await?;
+    if tokens.iter().all(|t| t.revoked_at.is_some()) {
+        tracing::warn!(
+            "no API token yet: the dashboard and the API need one. Create it with \
+             `pipeguard token create --role admin --name you` (with the --config or \
+             PIPEGUARD_DATABASE_URL this server uses)"
+        );
+    }
+    Ok(())
+}
+
+/// Whether someone set a platform up: a credential, a secret, an API address or a repository
+/// of it.
+fn in_use(config: &Config, m: &dyn pipeguard_platforms::Module) -> bool {
+    let s = config.platforms.get(m.platform());
+    routes::webhooks::api_configured(config, m) || s.webhook_secret.is_some() || s.allow_unsigned
 }
 
 /// Refuses to listen beyond this machine while a platform someone configured would accept
@@ -76,8 +99,8 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     check_exposure(&config)?;
-    warn_unconfigured(&config);
     let state = AppState::new(config, shutdown.clone()).await?;
+    warn_unconfigured(&state.config);
     if state.store.backend() == pipeguard_store::Backend::Sqlite {
         // An embedded database has exactly one worker: this one. Work a killed process had
         // claimed is taken again now instead of after its lease.
@@ -99,6 +122,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "pipeguard listening");
+    login_hint(&state.store, &format!("{scheme}://{addr}")).await?;
     let limits = crate::connections::Limits::from_config(&state.config);
     let gate = crate::connections::Gate::new(
         limits.max_connections,

@@ -98,9 +98,7 @@ impl AppState {
         config: Config,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Shared> {
-        let mut store = Store::connect(&config.database_url)
-            .await
-            .with_context(|| format!("cannot open database {}", config.database_url))?;
+        let mut store = Store::connect(&config.database_url).await?;
         if let Some(keys) = config.encryption.keyring()? {
             store = store.with_encryption(keys);
         }

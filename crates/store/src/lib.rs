@@ -71,6 +71,9 @@ pub struct Store {
 pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// The database could not be reached or opened; `url` is shown without its password.
+    #[error("cannot open database {url}: {cause}")]
+    Open { url: String, cause: String },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
@@ -97,8 +100,20 @@ pub fn now_ms() -> i64 {
 
 impl Store {
     /// Connects, creating the SQLite file when missing, and applies pending migrations.
+    /// Every failure is one [`StoreError::Open`] line naming the URL without its password.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::open(url).await.map_err(|e| match e {
+            StoreError::Open { .. } | StoreError::UnsupportedUrl(_) => e,
+            other => StoreError::Open {
+                url: redact_url(url),
+                cause: other.to_string(),
+            },
+        })
+    }
+
+    async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
+        let given = url;
         let (backend, url) = if let Some(rest) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -117,6 +132,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
+        probe(backend, &url, given).await?;
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let pool = sqlite_pool(4).connect(&url).await?;
@@ -215,6 +231,81 @@ pub(crate) fn parse_col<T: FromStr>(row: &AnyRow, col: &str) -> Result<T> {
         .map_err(|_| StoreError::Corrupt(format!("{col}={s:?}")))
 }
 
+/// How long the first connection may take before start-up gives up: a pool would retry a
+/// refused or broken connection until its acquire timeout, logging each try.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Opens one connection (and, on SQLite, reads the file) so that a wrong URL fails at once
+/// with one line naming the cause, instead of the pool's retries.
+async fn probe(backend: Backend, url: &str, given: &str) -> Result<()> {
+    use sqlx::Connection;
+    let open = async {
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        if backend == Backend::Sqlite {
+            sqlite_setup(&mut conn).await?;
+        }
+        conn.close().await
+    };
+    let cause = match tokio::time::timeout(PROBE_TIMEOUT, open).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => open_cause(&e),
+        Err(_) => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+    };
+    Err(StoreError::Open {
+        url: redact_url(given),
+        cause,
+    })
+}
+
+/// What went wrong opening a database, in the words a person setting the URL needs.
+fn open_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            _ => io.to_string(),
+        },
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // PostgreSQL SQLSTATEs: wrong password, unknown or refused role (its message
+            // says which), no such database; SQLite result codes SQLITE_NOTADB, SQLITE_CANTOPEN.
+            Some("28P01") | Some("28000") => format!("authentication failed ({})", db.message()),
+            Some("3D000") => "database does not exist".into(),
+            Some("26") => "not a database file".into(),
+            Some("14") => "cannot open or create the file".into(),
+            _ => db.message().to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// `url` with its password (in the user part or a `password=` parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let in_query = u.query_pairs().any(|(k, _)| k == "password");
+    if u.password().is_none() && !in_query {
+        return url.to_string();
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
 /// SQLite connections of `max` at most, set up for one writer beside readers.
 fn sqlite_pool(max: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
@@ -252,5 +343,59 @@ async fn checkpoints(pool: AnyPool) {
                 tracing::warn!("WAL checkpoint failed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db.internal:5432/pipeguard"),
+            "postgres://app:***@db.internal:5432/pipeguard"
+        );
+        let q = redact_url("postgres://db/pipeguard?user=app&password=s3cret&sslmode=require");
+        assert!(
+            !q.contains("s3cret") && q.contains("sslmode=require"),
+            "{q}"
+        );
+        assert_eq!(redact_url("sqlite://pipeguard.db"), "sqlite://pipeguard.db");
+    }
+
+    /// What the README's upgrade notes promise: an older binary does not start on a database a
+    /// newer one migrated (sqlx refuses an applied migration it does not know), and it leaves
+    /// the database as it was.
+    #[tokio::test]
+    async fn an_older_binary_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = super::Store::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from a newer pipeguard', 1, x'00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        let e = super::Store::connect(&url).await.err().unwrap().to_string();
+        assert!(
+            e.contains("migration 9999 was previously applied but is missing"),
+            "{e}"
+        );
+        assert!(
+            e.starts_with(&format!("cannot open database {url}: ")),
+            "{e}"
+        );
+        // Untouched: the newer migration's record is still there, next to this binary's.
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert!(versions.contains(&9999), "{versions:?}");
+        assert_eq!(versions.len(), super::SQLITE_MIGRATIONS.iter().count() + 1);
     }
 }

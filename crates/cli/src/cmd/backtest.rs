@@ -310,9 +310,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let sessions = rt.block_on(async {
-        let store = Store::connect(&url)
-            .await
-            .with_context(|| format!("opening {}", args.database_url))?;
+        let store = Store::connect(&url).await?;
         let mut all = Vec::new();
         loop {
             let page = store.list_sessions(500, all.len() as i64).await?;

@@ -1,7 +1,7 @@
 //! How maintenance commands (`audit`, `rotate-key`, `purge`) reach the service's database: the
 //! same configuration `serve` reads, and never a new empty SQLite file.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use pipeguard_server::config::Config;
 use pipeguard_store::Store;
@@ -50,9 +50,7 @@ pub async fn open(args: &DbArgs, keys: bool) -> Result<(Config, Store)> {
         config.database_url = url.clone();
     }
     let url = existing_only(&config.database_url)?;
-    let mut store = Store::connect(&url)
-        .await
-        .with_context(|| format!("opening {}", config.database_url))?;
+    let mut store = Store::connect(&url).await?;
     if keys {
         if let Some(ring) = config.encryption.keyring()? {
             store = store.with_encryption(ring);

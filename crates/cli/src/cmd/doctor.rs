@@ -174,18 +174,12 @@ async fn database(url: &str) -> Vec<Finding> {
     };
     let store = match opened {
         Ok(s) => s,
-        Err(e) => {
-            return vec![Finding::new(
-                Level::Missing,
-                "database",
-                format!("cannot open {}: {e}", redact_url(url)),
-            )]
-        }
+        Err(e) => return vec![Finding::new(Level::Missing, "database", e)],
     };
     let mut out = vec![Finding::new(
         Level::Ok,
         "database",
-        format!("{} opens", redact_url(url)),
+        format!("{} opens", pipeguard_store::redact_url(url)),
     )];
     let live = store
         .list_tokens()
@@ -210,16 +204,4 @@ fn sqlite_path(url: &str) -> Option<String> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
     Some(rest.split('?').next().unwrap_or(rest).to_string())
-}
-
-/// A database URL without its password.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
 }

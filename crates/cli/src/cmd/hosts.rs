@@ -1,6 +1,6 @@
 //! `pipeguard hosts`: the hosts and facts gathered by `pipeguard ansible`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use pipeguard_ansible::HostFacts;
 use pipeguard_store::hosts::HostRecord;
@@ -68,9 +68,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         let Some(url) = url else {
             return anyhow::Ok(vec![]);
         };
-        let store = pipeguard_store::Store::connect(&url)
-            .await
-            .with_context(|| format!("opening {}", args.database_url))?;
+        let store = pipeguard_store::Store::connect(&url).await?;
         let hosts = store.list_hosts().await?;
         store.close().await;
         anyhow::Ok(hosts)

@@ -17,7 +17,8 @@ pub enum Format {
 
 #[derive(Args)]
 pub struct CmdArgs {
-    /// JSONL trace to replay, one failed run a line (`-` for stdin).
+    /// JSONL trace to replay, one failed run a line (`-` for stdin); default: the built-in
+    /// traces/default.jsonl.
     #[arg(long, conflicts_with = "generate")]
     trace: Option<PathBuf>,
     /// Write a generated trace of N runs instead of replaying one.
@@ -43,6 +44,39 @@ pub struct CmdArgs {
     format: Format,
 }
 
+/// The trace docs/simulate.md describes, built in so that `simulate` works from any directory.
+const DEFAULT_TRACE: &str = include_str!("../../../../traces/default.jsonl");
+const DEFAULT_TRACE_PATH: &str = "traces/default.jsonl";
+
+/// The trace's text and how to name it: a file, stdin, or the built-in default when no file
+/// is given (or the documented `traces/default.jsonl` is asked for outside the repository).
+fn read_trace(path: Option<&std::path::Path>) -> Result<(std::borrow::Cow<'static, str>, String)> {
+    let builtin = || {
+        eprintln!(
+            "replaying the built-in {DEFAULT_TRACE_PATH}; --trace FILE replays yours, \
+             --generate N [--seed S] [--out FILE] writes one (docs/simulate.md)"
+        );
+        (
+            DEFAULT_TRACE.into(),
+            format!("{DEFAULT_TRACE_PATH} (built in)"),
+        )
+    };
+    let Some(path) = path else {
+        return Ok(builtin());
+    };
+    if path.as_os_str() == "-" {
+        let text =
+            std::io::read_to_string(std::io::stdin()).context("reading the trace from stdin")?;
+        return Ok((text.into(), "stdin".into()));
+    }
+    if path == std::path::Path::new(DEFAULT_TRACE_PATH) && !path.exists() {
+        return Ok(builtin());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((text.into(), path.display().to_string()))
+}
+
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
     if args.generate.is_none() && (args.seed.is_some() || args.out.is_some()) {
         bail!("--seed and --out go with --generate");
@@ -60,19 +94,8 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(path) = args.trace else {
-        bail!(
-            "simulate replays a trace: pass --trace FILE (one failed run a line), or write one \
-             first with --generate N [--seed S] [--out FILE] (docs/simulate.md)"
-        );
-    };
-    let text = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading the trace from stdin")?
-    } else {
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
-    };
-    let runs =
-        simulate::parse_trace(&text).with_context(|| format!("in trace {}", path.display()))?;
+    let (text, source) = read_trace(args.trace.as_deref())?;
+    let runs = simulate::parse_trace(&text).with_context(|| format!("in trace {source}"))?;
     if args.window == 0 {
         bail!("--window must be at least 1");
     }

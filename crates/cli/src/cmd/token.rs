@@ -1,7 +1,7 @@
 //! `pipeguard token create|list|revoke`: the API tokens of the server whose database
 //! `PIPEGUARD_DATABASE_URL` (or the configuration) names.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use pipeguard_server::auth::{tokens, Role};
 use pipeguard_server::config::Config;
@@ -40,9 +40,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = pipeguard_store::Store::connect(&config.database_url)
-            .await
-            .with_context(|| format!("cannot open database {}", config.database_url))?;
+        let store = pipeguard_store::Store::connect(&config.database_url).await?;
         match args.op {
             Op::Create { role, name } => create(&store, &role, &name).await,
             Op::List => list(&store).await,
