@@ -239,7 +239,13 @@ fn is_echo(text: &str) -> bool {
         || t.starts_with("+ ")
         || t.starts_with("++")
         || (t.starts_with('+') && t[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '('))
-        || t.starts_with("> ")
+        || (t.starts_with("> ") && !is_cause_chain(&t[2..]))
+}
+
+/// After `> `: a link of a cause chain (Gradle's `> Could not resolve …`, `> java.lang.
+/// OutOfMemoryError: Java heap space`), not a command an npm script echoes (`> jest --ci`).
+fn is_cause_chain(rest: &str) -> bool {
+    rest.starts_with(|c: char| c.is_ascii_uppercase()) || rest.contains(": ")
 }
 
 /// Lines a wrapper may sit from the specific cause that explains it.
