@@ -56,6 +56,68 @@ fn analyze_reads_stdin_and_prints_text() {
 }
 
 #[test]
+fn analyze_against_a_green_run_marks_the_new_evidence_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let green = dir.path().join("green.log");
+    let failed = dir.path().join("failed.log");
+    let common = "2024-05-01T10:00:01.1000000Z ##[group]Run ./scripts/publish.sh\n\
+                  2024-05-01T10:00:02.2000000Z ##[error]Node.js 16 actions are deprecated.\n\
+                  2024-05-01T10:00:03.3000000Z uploaded 12 files in 3.1s\n";
+    std::fs::write(&green, common).unwrap();
+    std::fs::write(
+        &failed,
+        format!(
+            "{common}2024-05-01T10:01:04.4000000Z Error: Input required and not supplied: token\n\
+             2024-05-01T10:01:05.5000000Z ##[error]Process completed with exit code 1.\n"
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["analyze", "--format", "json"])
+        .arg(&failed)
+        .arg("--baseline")
+        .arg(&green)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["category"], "configuration_error");
+    let ev = v["evidence"].as_array().unwrap();
+    assert!(!ev.is_empty());
+    for e in ev {
+        let line = e["line"].as_u64().unwrap();
+        assert_eq!(e["new"], serde_json::json!(line == 4), "{e}");
+    }
+    assert!(ev.iter().any(|e| e["line"] == 4));
+    assert_eq!(v["baseline"]["new_lines"], 1);
+    assert!(v["baseline"]["green_runs"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("green.log"));
+
+    // Without --baseline the fields are absent; a missing baseline is a clear error.
+    let plain = bin()
+        .args(["analyze", "--format", "json"])
+        .arg(&failed)
+        .output()
+        .unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(p["evidence"][0].get("new").is_none() && p.get("baseline").is_none());
+    let bad = bin()
+        .arg("analyze")
+        .arg(&failed)
+        .args(["--baseline", "/nonexistent/green.log"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot open baseline"));
+}
+
+#[test]
 fn analyze_reports_a_missing_file_clearly() {
     let out = bin()
         .args(["analyze", "/nonexistent/job.log"])

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use pipeguard_core::analysis::{tests_names, Diagnosis, Hints};
+use pipeguard_core::analysis::{tests_names, Baseline, Diagnosis, Hints};
 use pipeguard_core::Analyzer;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -32,6 +32,11 @@ pub struct AnalyzeArgs {
     /// The CI platform's failure reason (e.g. GitLab's `runner_system_failure`).
     #[arg(long)]
     pub platform_reason: Option<String>,
+    /// A log of a green run of the same job (repeat for up to 3 runs, newest last): the failure
+    /// is read against it, evidence prefers the lines it added, and `--format json` marks each
+    /// evidence line `new: true|false`.
+    #[arg(long, value_name = "GREEN.log")]
+    pub baseline: Vec<String>,
     /// TOML file with `[[signatures]]` tables that take precedence over the built-ins, and
     /// the `[llm]` table `--explain` uses (default: ./pipeguard.toml when it exists).
     #[arg(long)]
@@ -133,6 +138,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         None
     };
     let analyzer = load_analyzer(args.config.as_deref())?;
+    let green = learn_baseline(&args.baseline)?;
     let hints = Hints {
         exit_code: args.exit_code,
         platform_reason: args.platform_reason.clone(),
@@ -143,7 +149,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     } else {
         0
     };
-    let (mut diag, tail) = match args.file.as_deref() {
+    let (compared, tail) = match args.file.as_deref() {
         None | Some("-") => {
             if io::stdin().is_terminal() {
                 eprintln!(
@@ -152,7 +158,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                 );
             }
             let mut r = explain::Tail::new(io::stdin().lock(), tail_bytes);
-            let d = analyzer.analyze_reader_with(&mut r, &hints)?;
+            let d = analyzer.analyze_against(&mut r, &hints, &green, |_| {})?;
             (d, r.lines())
         }
         Some(path) => {
@@ -166,15 +172,17 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             let mut progress = Progress::new(size);
             let mut r = explain::Tail::new(f, tail_bytes);
-            let d = analyzer.analyze_reader_progress(
+            let d = analyzer.analyze_against(
                 io::BufReader::with_capacity(1 << 16, &mut r),
                 &hints,
+                &green,
                 |n| progress.update(n),
             )?;
             progress.finish();
             (d, r.lines())
         }
     };
+    let mut diag = compared.diagnosis.clone();
     if let Some(path) = &args.junit {
         let mut xml = String::new();
         File::open(path)
@@ -192,25 +200,66 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         None => None,
     };
     let mut out = io::stdout().lock();
-    match (args.format, &explanation) {
-        (Format::Json, None) => writeln!(out, "{}", serde_json::to_string(&diag)?)?,
-        (Format::Json, Some(e)) => {
+    let new = compared.evidence_new.as_deref();
+    match args.format {
+        Format::Json => {
             let mut v = serde_json::to_value(&diag)?;
-            v["explanation"] = serde_json::to_value(e)?;
+            if let Some(new) = new {
+                mark_new(&mut v, new);
+                v["baseline"] = serde_json::json!({
+                    "green_runs": compared.green_runs,
+                    "new_lines": compared.new_lines,
+                });
+            }
+            if let Some(e) = &explanation {
+                v["explanation"] = serde_json::to_value(e)?;
+            }
             writeln!(out, "{}", serde_json::to_string(&v)?)?
         }
-        (Format::Text, _) => {
+        Format::Text => {
             let color = color_enabled();
-            print_text(&mut out, &diag, color)?;
+            print_text(&mut out, &diag, new, color)?;
             if let Some(e) = &explanation {
                 explain::print_text(&mut out, e, &diag, color)?;
                 if args.show_prompt {
                     explain::print_prompt(&mut out, e)?;
                 }
             }
+            if new.is_some() {
+                writeln!(
+                    out,
+                    "baseline:    {} new line(s) before the failure, against {}",
+                    compared.new_lines,
+                    compared.green_runs.join(", ")
+                )?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The green runs' templates, learned from each `--baseline` file (newest last).
+fn learn_baseline(paths: &[String]) -> Result<Baseline> {
+    let mut green = Baseline::new();
+    for path in paths {
+        let f = File::open(path).with_context(|| format!("cannot open baseline {path}"))?;
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            anyhow::bail!("baseline {path} is a directory: give the log file of a green run");
+        }
+        green
+            .learn(path.as_str(), io::BufReader::with_capacity(1 << 16, f))
+            .with_context(|| format!("cannot read baseline {path}"))?;
+    }
+    Ok(green)
+}
+
+/// `new: true|false` on each evidence line of a diagnosis' JSON.
+fn mark_new(v: &mut serde_json::Value, new: &[bool]) {
+    if let Some(ev) = v["evidence"].as_array_mut() {
+        for (e, n) in ev.iter_mut().zip(new) {
+            e["new"] = (*n).into();
+        }
+    }
 }
 
 pub fn color_enabled() -> bool {
@@ -225,7 +274,12 @@ pub fn paint(on: bool, code: &str, s: &str) -> String {
     }
 }
 
-pub fn print_text(out: &mut impl Write, d: &Diagnosis, color: bool) -> io::Result<()> {
+pub fn print_text(
+    out: &mut impl Write,
+    d: &Diagnosis,
+    new: Option<&[bool]>,
+    color: bool,
+) -> io::Result<()> {
     let cat_color = if d.transient {
         "1;33"
     } else if d.category.needs_human() {
@@ -267,14 +321,20 @@ pub fn print_text(out: &mut impl Write, d: &Diagnosis, color: bool) -> io::Resul
     }
     writeln!(out, "evidence:")?;
     let mut prev: Option<usize> = None;
-    for e in &d.evidence {
+    for (k, e) in d.evidence.iter().enumerate() {
         if prev.is_some_and(|p| e.line > p + 1) {
             writeln!(out, "{}", paint(color, "2", "    ···"))?;
         }
+        // With a baseline, `+` marks a line no green run printed.
+        let mark = match new.and_then(|n| n.get(k)) {
+            Some(true) => "+",
+            Some(false) => " ",
+            None => "",
+        };
         writeln!(
             out,
             "{} {}",
-            paint(color, "2;36", &format!("{:>7} |", e.line)),
+            paint(color, "2;36", &format!("{:>7}{mark} |", e.line)),
             e.text
         )?;
         prev = Some(e.line);

@@ -41,6 +41,10 @@ pub struct CmdArgs {
     /// Compare with grep running the knowledge base's patterns instead of 28 common ones.
     #[arg(long)]
     pub grep_kb: bool,
+    /// Also time the analysis read against a green run of the same job (a realistic log
+    /// without the failure, up to 64 MB, learned first), and report the ratio.
+    #[arg(long)]
+    pub baseline: bool,
 }
 
 #[derive(Subcommand)]
@@ -371,9 +375,14 @@ org.opentest4j.AssertionFailedError: expected: <true> but was: <false>
 /// Write a realistic big job's log: GitHub timestamps, a step that runs the build, healthy
 /// output, a test failure at the end.
 fn generate_realistic(path: &PathBuf, size: u64) -> Result<u64> {
+    write_realistic(path, size, 7, true)
+}
+
+/// A realistic job log from `seed`; with `failed`, the failure at its end.
+fn write_realistic(path: &PathBuf, size: u64, seed: u64, failed: bool) -> Result<u64> {
     let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    let mut rng = Lcg(7);
+    let mut rng = Lcg(seed);
     let mut line = String::with_capacity(256);
     let head = "2024-05-01T10:00:00.0000000Z ##[group]Run mvn -B verify && cargo test && npm test
 ";
@@ -395,13 +404,63 @@ fn generate_realistic(path: &PathBuf, size: u64) -> Result<u64> {
         w.write_all(line.as_bytes())?;
         written += line.len() as u64;
     }
-    for l in REALISTIC_FAILURE.lines() {
+    for l in REALISTIC_FAILURE.lines().filter(|_| failed) {
         let l = format!("2024-05-01T11:59:59.9000000Z {l}\n");
         w.write_all(l.as_bytes())?;
         written += l.len() as u64;
     }
     w.flush()?;
     Ok(written)
+}
+
+/// Size of the green run's log learned for `--baseline`.
+const GREEN_MB: u64 = 64;
+
+/// `--baseline`: learn a green run of the same job, then time the analysis read against it.
+#[allow(clippy::too_many_arguments)]
+fn against_green(
+    args: &CmdArgs,
+    analyzer: &Analyzer,
+    path: &PathBuf,
+    dir: &std::path::Path,
+    mb: f64,
+    alone: f64,
+    alone_cpu: f64,
+) -> Result<()> {
+    let green_path = dir.join(format!("pipeguard-bench-{}.green.log", std::process::id()));
+    let green_bytes = write_realistic(
+        &green_path,
+        GREEN_MB.min(args.size_mb) * 1_000_000,
+        11,
+        false,
+    )?;
+    let t = Instant::now();
+    let mut green = pipeguard_core::analysis::Baseline::new();
+    let learned = File::open(&green_path)
+        .and_then(|f| green.learn("green", std::io::BufReader::with_capacity(1 << 16, f)));
+    let _ = std::fs::remove_file(&green_path);
+    learned?;
+    let learn_s = t.elapsed().as_secs_f64();
+    let (mut best, mut best_cpu, mut added) = (f64::MAX, f64::MAX, 0);
+    for _ in 0..args.runs.max(1) {
+        let f = File::open(path)?;
+        let (t, cpu) = (Instant::now(), cpu_seconds(libc::RUSAGE_SELF));
+        let c = analyzer.analyze_against(f, &Default::default(), &green, |_| {})?;
+        best = best.min(t.elapsed().as_secs_f64());
+        best_cpu = best_cpu.min(cpu_seconds(libc::RUSAGE_SELF) - cpu);
+        added = c.new_lines;
+    }
+    println!(
+        "baseline:     learned a {:.0} MB green log ({} templates) in {learn_s:.2} s; \
+         analysis against it {best:.2} s → {:.0} MB/s, CPU {best_cpu:.2} s; \
+         {added} new lines; ratio to no baseline {:.2} (CPU {:.2})",
+        green_bytes as f64 / 1e6,
+        green.len(),
+        mb / best,
+        best / alone,
+        best_cpu / alone_cpu.max(1e-9)
+    );
+    Ok(())
 }
 
 /// User plus system CPU seconds of this process (`RUSAGE_SELF`) or of its finished children
@@ -529,6 +588,9 @@ fn measure(args: &CmdArgs, path: &PathBuf, bytes: u64, dir: &std::path::Path) ->
         best_cpu,
         mb / best_cpu
     );
+    if args.baseline {
+        against_green(args, &analyzer, path, dir, mb, best, best_cpu)?;
+    }
     println!("load average: {}", load_average());
     if let Some(kb) = peak_rss_kb() {
         println!(

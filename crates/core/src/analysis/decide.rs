@@ -4,16 +4,17 @@
 //! tool say what its failure means. Opposing evidence lowers confidence; weak evidence yields
 //! `unknown`.
 
+use super::baseline::Baseline;
 use super::clean::truncate;
 use super::fingerprint::fingerprint;
 use super::kb::{CompiledKb, SigKind};
 use super::redact::redact;
-use super::scan::{Cand, Scan, Step};
+use super::scan::{Cand, Novel, Scan, Step};
 use super::tools::ToolHit;
 use super::{Diagnosis, Evidence, Hints};
 use crate::category::Category;
 use crate::policy::Strategy;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 /// Minimum confidence at which a transient category is acted on (the default policy's).
@@ -36,6 +37,35 @@ const AFTER_EXIT: f64 = 0.45;
 const AGREEMENT: f64 = 0.08;
 /// Added to what a failed sub-task's name says.
 const INNER_BONUS: f64 = 0.1;
+/// Weight of a match on a line the job's green runs print too: whatever it says, the job
+/// passed with it.
+const OLD_LINE: f64 = 0.25;
+
+/// A failure read against the job's green runs.
+struct Green<'a> {
+    model: &'a Baseline,
+    /// The new lines before the failure.
+    novel: &'a Novel,
+    /// The candidate lines the green runs print too.
+    old: HashSet<usize>,
+}
+
+impl Green<'_> {
+    fn is_old(&self, line: usize) -> bool {
+        self.old.contains(&line)
+    }
+
+    /// The new lines inside the failing step, before its exit line.
+    fn in_step<'n>(
+        &'n self,
+        f: &'n Failure,
+    ) -> impl DoubleEndedIterator<Item = &'n (usize, String)> {
+        self.novel
+            .lines
+            .iter()
+            .filter(move |(l, t)| *l < f.anchor && f.in_step(*l) && !is_runner_noise(t))
+    }
+}
 
 /// One weighed match.
 #[derive(Clone)]
@@ -209,7 +239,13 @@ fn is_echo(text: &str) -> bool {
         || t.starts_with("+ ")
         || t.starts_with("++")
         || (t.starts_with('+') && t[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '('))
-        || t.starts_with("> ")
+        || (t.starts_with("> ") && !is_cause_chain(&t[2..]))
+}
+
+/// After `> `: a link of a cause chain (Gradle's `> Could not resolve …`, `> java.lang.
+/// OutOfMemoryError: Java heap space`), not a command an npm script echoes (`> jest --ci`).
+fn is_cause_chain(rest: &str) -> bool {
+    rest.starts_with(|c: char| c.is_ascii_uppercase()) || rest.contains(": ")
 }
 
 /// Lines a wrapper may sit from the specific cause that explains it.
@@ -438,10 +474,16 @@ fn explains(c: Category, w: Category, cause_line: usize, wrapper_line: usize) ->
 }
 
 /// Each match weighed by its signature, the line's kind and its place in the log.
-fn score_matches(kb: &CompiledKb, cands: &[Rc<Cand>], f: &Failure) -> Vec<Scored> {
+fn score_matches(
+    kb: &CompiledKb,
+    cands: &[Rc<Cand>],
+    f: &Failure,
+    green: Option<&Green>,
+) -> Vec<Scored> {
     let mut scored = Vec::new();
     for c in cands {
-        let kind = line_weight(&c.text);
+        let old = green.is_some_and(|g| g.is_old(c.line));
+        let kind = line_weight(&c.text) * if old { OLD_LINE } else { 1.0 };
         for &i in &c.sigs {
             let s = &kb.sigs[i];
             if !matches!(s.kind, SigKind::Cause | SigKind::Test) || s.category == Category::Unknown
@@ -546,9 +588,36 @@ enum Decider {
 }
 
 pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Diagnosis {
+    decide_against(kb, scan, hints, analyzer, None).0
+}
+
+/// As `decide`, reading the failure against the job's green runs when a baseline is given:
+/// matches on lines the green runs print too weigh little, evidence prefers the lines the
+/// failure added. Also says, for each evidence line, whether it is new (with a baseline).
+pub fn decide_against(
+    kb: &CompiledKb,
+    scan: &Scan,
+    hints: &Hints,
+    analyzer: &str,
+    baseline: Option<&Baseline>,
+) -> (Diagnosis, Option<Vec<bool>>) {
     let f = Failure::find(kb, scan);
     let cands = all_candidates(scan);
-    let scored = score_matches(kb, &cands, &f);
+    let empty = Novel::default();
+    let green = baseline.map(|model| {
+        let mut scratch = Vec::new();
+        Green {
+            model,
+            novel: scan.novel.as_ref().unwrap_or(&empty),
+            old: cands
+                .iter()
+                .filter(|c| !model.is_new(&c.text, &mut scratch))
+                .map(|c| c.line)
+                .collect(),
+        }
+    });
+    let green = green.as_ref();
+    let scored = score_matches(kb, &cands, &f, green);
     let (mut cat_score, best) = category_scores(&scored);
 
     // The failing command's tool: agreement strengthens a signature; alone it decides when no
@@ -664,7 +733,7 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         || decisive
             .as_ref()
             .is_some_and(|d| d.category != kb.sigs[d.sig].category);
-    let (evidence, key_lines) = evidence(
+    let (evidence, new, key_lines) = evidence(
         kb,
         scan,
         &f,
@@ -673,6 +742,7 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         category,
         decisive.as_ref(),
         by_tool,
+        green,
     );
 
     let sig_id = match &decider {
@@ -721,7 +791,7 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
             "no known failure signature matched; a human should read the evidence".to_string()
         }
     };
-    Diagnosis {
+    let d = Diagnosis {
         category,
         confidence,
         transient,
@@ -732,17 +802,25 @@ pub fn decide(kb: &CompiledKb, scan: &Scan, hints: &Hints, analyzer: &str) -> Di
         analyzer: analyzer.to_string(),
         signature: sig_id,
         summary,
-    }
+    };
+    (d, new)
 }
 
-struct EvidenceBuilder {
-    lines: BTreeMap<usize, String>,
+struct EvidenceBuilder<'a> {
+    /// Line → (redacted text, new against the green runs).
+    lines: BTreeMap<usize, (String, bool)>,
+    green: Option<&'a Baseline>,
+    scratch: Vec<u8>,
 }
 
-impl EvidenceBuilder {
+impl EvidenceBuilder<'_> {
     fn add(&mut self, line: usize, text: &str) {
         if self.lines.len() < MAX_EVIDENCE && !text.trim().is_empty() {
-            self.lines.entry(line).or_insert_with(|| redact(text));
+            if let std::collections::btree_map::Entry::Vacant(e) = self.lines.entry(line) {
+                // Newness is read before redaction, as the green runs' lines were.
+                let new = self.green.is_none_or(|g| g.is_new(text, &mut self.scratch));
+                e.insert((redact(text), new));
+            }
         }
     }
 
@@ -770,11 +848,29 @@ impl EvidenceBuilder {
         }
     }
 
-    fn into_vec(self) -> Vec<Evidence> {
-        self.lines
+    /// With a baseline: lines the green runs print too explain nothing, unless nothing else
+    /// is left (the decisive line always stays).
+    fn drop_old(&mut self, keep: Option<usize>) {
+        if self.green.is_some()
+            && self
+                .lines
+                .iter()
+                .any(|(l, (_, new))| *new && Some(*l) != keep)
+        {
+            self.lines.retain(|l, (_, new)| *new || Some(*l) == keep);
+        }
+    }
+
+    fn into_vec(self) -> (Vec<Evidence>, Option<Vec<bool>>) {
+        let new = self
+            .green
+            .map(|_| self.lines.values().map(|(_, n)| *n).collect());
+        let ev = self
+            .lines
             .into_iter()
-            .map(|(line, text)| Evidence { line, text })
-            .collect()
+            .map(|(line, (text, _))| Evidence { line, text })
+            .collect();
+        (ev, new)
     }
 }
 
@@ -795,9 +891,12 @@ fn evidence(
     category: Category,
     decisive: Option<&Scored>,
     by_tool: bool,
-) -> (Vec<Evidence>, Vec<String>) {
+    green: Option<&Green>,
+) -> (Vec<Evidence>, Option<Vec<bool>>, Vec<String>) {
     let mut ev = EvidenceBuilder {
         lines: BTreeMap::new(),
+        green: green.map(|g| g.model),
+        scratch: Vec::new(),
     };
     let mut key_lines: Vec<String> = Vec::new();
     // The first failure the runner describes in the failing step, before the decisive line.
@@ -859,9 +958,10 @@ fn evidence(
         // Nothing decisive: the error-looking lines nearest the failing step's end, from the
         // matches and from the step's last lines (where the commonest words are looked for).
         let placed = |line: usize| line < f.anchor && (f.in_step(line) || f.step.start == 0);
+        let old = |line: usize| green.is_some_and(|g| g.is_old(line));
         let mut near: Vec<(Near, f64)> = cands
             .iter()
-            .filter(|c| placed(c.line))
+            .filter(|c| placed(c.line) && !old(c.line))
             .filter_map(|c| {
                 let w = c
                     .sigs
@@ -872,7 +972,7 @@ fn evidence(
                 (w > 0.0).then(|| (Near::of(c), w))
             })
             .collect();
-        for n in step_end_lines(scan, f) {
+        for n in step_end_lines(scan, f, green) {
             let w = kb.tail_hint(&n.text);
             if w > 0.0 && placed(n.line) && !near.iter().any(|(m, _)| m.line == n.line) {
                 near.push((n, w));
@@ -901,15 +1001,23 @@ fn evidence(
     } else {
         MIN_EVIDENCE
     };
-    if ev.lines.len() < want {
+    let first = if by_tool {
+        0
+    } else {
+        ev.lines.keys().next().copied().unwrap_or(0)
+    };
+    let added: Vec<&(usize, String)> = green.map_or(Vec::new(), |g| g.in_step(f).collect());
+    if ev.lines.len() < want && !added.is_empty() {
+        // What the failure added at the step's end, rather than what every run prints there.
+        let from_end = added.iter().rev().take_while(|(l, _)| *l >= first);
+        let tail: Vec<_> = from_end.take(want - ev.lines.len()).collect();
+        for (line, t) in tail.into_iter().rev() {
+            ev.add(*line, t);
+        }
+    } else if ev.lines.len() < want {
         if let Some(exit) = scan.exits.iter().find(|c| c.line == f.anchor) {
             let n = exit.before.len();
             // Padding follows the cause: what comes first is what explains.
-            let first = if by_tool {
-                0
-            } else {
-                ev.lines.keys().next().copied().unwrap_or(0)
-            };
             let mut tail = Vec::new();
             for (k, t) in exit.before.iter().enumerate().rev() {
                 let line = f.anchor - (n - k);
@@ -931,19 +1039,25 @@ fn evidence(
             }
         }
     }
+    ev.drop_old(decisive.map(|d| d.cand.line));
     if ev.lines.is_empty() {
-        // Not even an error-looking line: the last lines before the end.
-        for (n, t) in scan
-            .tail
-            .iter()
+        // Not even an error-looking line: the last lines the failure added, else the last
+        // lines before the end.
+        let last: Vec<(usize, &String)> = match green.map(|g| &g.novel.lines) {
+            Some(novel) if !novel.is_empty() => novel.iter().map(|(l, t)| (*l, t)).collect(),
+            _ => scan.tail.iter().map(|(l, t)| (*l, t)).collect(),
+        };
+        for (n, t) in last
+            .into_iter()
             .rev()
             .filter(|(_, t)| !t.trim().is_empty())
             .take(5)
         {
-            ev.add(*n, t);
+            ev.add(n, t);
         }
     }
-    (ev.into_vec(), key_lines)
+    let (lines, new) = ev.into_vec();
+    (lines, new, key_lines)
 }
 
 /// A line near the failing step's end, with the lines after it.
@@ -963,8 +1077,27 @@ impl Near {
     }
 }
 
-/// The lines kept around the failure: before the failing exit line, else the log's tail.
-fn step_end_lines(scan: &Scan, f: &Failure) -> Vec<Near> {
+/// The lines kept around the failure: with a baseline, the new lines of the failing step; else
+/// the lines before the failing exit line, else the log's tail.
+fn step_end_lines(scan: &Scan, f: &Failure, green: Option<&Green>) -> Vec<Near> {
+    if let Some(g) = green.filter(|g| !g.novel.lines.is_empty()) {
+        let added: Vec<&(usize, String)> = g.in_step(f).collect();
+        return added
+            .iter()
+            .enumerate()
+            .map(|(k, (line, t))| Near {
+                line: *line,
+                text: t.clone(),
+                // What continues it: the new lines right after it.
+                after: added[k + 1..]
+                    .iter()
+                    .enumerate()
+                    .take_while(|(j, (l, _))| *l == line + 1 + j)
+                    .map(|(_, (_, t))| t.clone())
+                    .collect(),
+            })
+            .collect();
+    }
     let numbered: Vec<(usize, &String)> = match scan.exits.iter().find(|c| c.line == f.anchor) {
         Some(exit) => {
             let n = exit.before.len();

@@ -5,6 +5,7 @@
 //! `scan` finds candidate lines at grep speed, `decide` weighs them, `redact` and `fingerprint`
 //! make the result safe to store and easy to group.
 
+pub mod baseline;
 mod clean;
 mod decide;
 pub mod eval;
@@ -21,6 +22,7 @@ use crate::policy::Strategy;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
 
+pub use baseline::{Baseline, GreenRun};
 pub use clean::strip_ansi;
 pub use decide::{ACT_CONFIDENCE, MAX_EVIDENCE};
 pub use kb::{KbError, SigKind, Signature, UserSignature, BUILTIN_KB, BUILTIN_STEPS};
@@ -50,6 +52,18 @@ pub struct Diagnosis {
     pub signature: Option<String>,
     #[serde(default)]
     pub summary: String,
+}
+
+/// A diagnosis read against the job's green runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Compared {
+    pub diagnosis: Diagnosis,
+    /// For each evidence line, whether no green run printed it (`None`: no baseline).
+    pub evidence_new: Option<Vec<bool>>,
+    /// Lines before the failure, in the failing step, that no green run printed.
+    pub new_lines: usize,
+    /// The green runs compared with, newest first.
+    pub green_runs: Vec<String>,
 }
 
 /// Extra facts beside the log that sharpen a diagnosis.
@@ -122,6 +136,30 @@ impl Analyzer {
     ) -> io::Result<Diagnosis> {
         let scan = scan::Scanner::new(&self.kb).run(r, progress)?;
         Ok(decide::decide(&self.kb, &scan, hints, "rules"))
+    }
+
+    /// Analysis read against the job's green runs: lines every green run prints weigh little,
+    /// evidence prefers what the failure added, and each evidence line says whether it is new.
+    /// With an empty baseline this is `analyze_reader_progress`.
+    pub fn analyze_against<R: Read>(
+        &self,
+        r: R,
+        hints: &Hints,
+        green: &Baseline,
+        progress: impl FnMut(u64),
+    ) -> io::Result<Compared> {
+        let scan = scan::Scanner::new(&self.kb)
+            .with_baseline(Some(green))
+            .run(r, progress)?;
+        let against = (!green.is_empty()).then_some(green);
+        let (diagnosis, new) = decide::decide_against(&self.kb, &scan, hints, "rules", against);
+        let added = scan.novel.as_ref().map_or(0, |n| n.count);
+        Ok(Compared {
+            diagnosis,
+            evidence_new: new,
+            new_lines: added,
+            green_runs: green.runs().iter().map(|r| r.id.clone()).collect(),
+        })
     }
 
     /// Every signature match of a log (first and last ones kept per signature when there are

@@ -3,6 +3,7 @@
 //! cleaned and checked against the signatures whose literals they contain. Memory stays bounded whatever the log's size: the current chunk, a few context lines and
 //! a capped set of candidate matches.
 
+use super::baseline::Baseline;
 use super::clean::{clean_bytes, clean_line, strip_ansi_into, truncate};
 use super::kb::{CompiledKb, SigKind};
 use memchr::{memchr, memchr_iter, memrchr};
@@ -141,6 +142,76 @@ pub struct Scan {
     pub last_step: Option<Step>,
     /// How many layout markers (steps, sections, ends, post) the log has.
     pub markers: usize,
+    /// With a baseline: the lines before the failure that no green run printed.
+    pub novel: Option<Novel>,
+}
+
+/// Bytes of the log kept behind the current chunk when a baseline is given: the failing step's
+/// last lines are read against the green runs' templates once the failure is found.
+const WINDOW_BYTES: usize = 512 << 10;
+/// Lines before the failure read against the baseline.
+const WINDOW_LINES: usize = 4000;
+/// New lines kept (the first and the last of them).
+const NEW_CAP: usize = 400;
+
+/// The lines a failure added: those before the first failing exit line (or the log's end), in
+/// the failing step, whose template no green run printed.
+#[derive(Debug, Default, Clone)]
+pub struct Novel {
+    /// The lines read against the baseline: `from..=to`.
+    pub from: usize,
+    pub to: usize,
+    /// The new ones, in line order, at most `NEW_CAP` (the first and the last).
+    pub lines: Vec<(usize, String)>,
+    /// How many were new.
+    pub count: usize,
+}
+
+impl Novel {
+    /// Read lines given last to first (`(line, raw bytes)`) against the baseline, down to the
+    /// step's start.
+    fn read<'a>(
+        green: &Baseline,
+        newest_first: impl Iterator<Item = (usize, &'a [u8])>,
+        after: usize,
+    ) -> Novel {
+        let mut n = Novel::default();
+        let mut scratch = Vec::new();
+        for (line, raw) in newest_first.take(WINDOW_LINES) {
+            if line <= after {
+                break;
+            }
+            n.from = line;
+            n.to = n.to.max(line);
+            let text = clean_line(raw);
+            if green.is_new(&text, &mut scratch) {
+                n.count += 1;
+                n.lines.push((line, truncate(text, KEEP_CHARS)));
+            }
+        }
+        n.lines.reverse();
+        if n.lines.len() > NEW_CAP {
+            n.lines.drain(NEW_CAP / 2..n.lines.len() - NEW_CAP / 2);
+        }
+        n
+    }
+}
+
+/// The lines of `data` before byte `end`, last first, numbered down from `last`.
+fn lines_back(data: &[u8], end: usize, last: usize) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut e = end;
+    let mut line = last + 1;
+    std::iter::from_fn(move || {
+        if e == 0 || line <= 1 {
+            return None;
+        }
+        // `e` sits just after a newline (or at the data's end): the line before it.
+        let body_end = if data[e - 1] == b'\n' { e - 1 } else { e };
+        let s = memrchr(b'\n', &data[..body_end]).map_or(0, |i| i + 1);
+        e = s;
+        line -= 1;
+        Some((line, &data[s..body_end]))
+    })
 }
 
 pub struct Scanner<'k> {
@@ -159,6 +230,11 @@ pub struct Scanner<'k> {
     failed: bool,
     /// The prefilter's lazy DFA states (given back to the knowledge base at the end).
     cache: Option<regex_automata::hybrid::dfa::Cache>,
+    green: Option<&'k Baseline>,
+    /// With a baseline: the last whole lines before the current chunk (ANSI-free), at most
+    /// `WINDOW_BYTES`, and the number of their last line.
+    window: Vec<u8>,
+    window_last: usize,
 }
 
 impl<'k> Scanner<'k> {
@@ -178,7 +254,16 @@ impl<'k> Scanner<'k> {
             layout: Layout::default(),
             failed: false,
             cache: Some(kb.prefilter_cache()),
+            green: None,
+            window: Vec::new(),
+            window_last: 0,
         }
+    }
+
+    /// Read the failure's last lines against a job's green runs (an empty baseline is none).
+    pub fn with_baseline(mut self, green: Option<&'k Baseline>) -> Self {
+        self.green = green.filter(|g| !g.is_empty());
+        self
     }
 
     /// Read the whole stream, chunk by chunk.
@@ -301,7 +386,41 @@ impl<'k> Scanner<'k> {
             }
             self.scan.tail.push_back((first_no + k, text));
         }
+        if self.green.is_some() && self.scan.novel.is_none() {
+            self.keep_window(data, last_line_no);
+        }
         self.scratch = scratch;
+    }
+
+    /// Keep the last `WINDOW_BYTES` of whole lines seen, for the lines before a failure found in
+    /// the next chunk.
+    fn keep_window(&mut self, data: &[u8], last_line_no: usize) {
+        let w = &mut self.window;
+        if data.len() >= WINDOW_BYTES {
+            w.clear();
+            let from = data.len() - WINDOW_BYTES;
+            let start = memchr(b'\n', &data[from..]).map_or(data.len(), |i| from + i + 1);
+            w.extend_from_slice(&data[start..]);
+        } else {
+            w.extend_from_slice(data);
+            if w.len() > WINDOW_BYTES {
+                let from = w.len() - WINDOW_BYTES;
+                let start = memchr(b'\n', &w[from..]).map_or(w.len(), |i| from + i + 1);
+                w.drain(..start);
+            }
+        }
+        self.window_last = last_line_no;
+    }
+
+    /// The failure's lines before `ls` in `data` (line `line_no` starts there), then those of
+    /// earlier chunks, read against the baseline down to the failing step's start.
+    fn read_novel(&mut self, data: &[u8], ls: usize, line_no: usize, step_start: usize) {
+        let Some(green) = self.green else { return };
+        let here = lines_back(data, ls, line_no - 1);
+        let earlier = lines_back(&self.window, self.window.len(), self.window_last);
+        let n = Novel::read(green, here.chain(earlier), step_start);
+        self.scan.novel = Some(n);
+        self.window = Vec::new();
     }
 
     fn fill_pending(&mut self, data: &[u8]) {
@@ -375,6 +494,7 @@ impl<'k> Scanner<'k> {
         }
         let mut capture = None;
         let mut step = None;
+        let mut failing_from = None;
         for &i in &self.matches {
             let kind = kb.sigs[i].kind;
             if kind == SigKind::Exit {
@@ -384,6 +504,10 @@ impl<'k> Scanner<'k> {
                 let mut st = self.layout.failing_step(line_no, named.as_deref());
                 if st.cmd.is_none() {
                     st.cmd = named;
+                }
+                let code = kb.capture(i, &text).and_then(|c| c.parse::<i32>().ok());
+                if code != Some(0) && failing_from.is_none() {
+                    failing_from = Some(st.start);
                 }
                 step = Some(Rc::new(st));
             }
@@ -398,6 +522,9 @@ impl<'k> Scanner<'k> {
                     capture.get_or_insert(c);
                 }
             }
+        }
+        if let Some(start) = failing_from.filter(|_| self.scan.novel.is_none()) {
+            self.read_novel(data, ls, line_no, start);
         }
         // Before-context: from this chunk, then from the previous chunk's tail.
         let want = if step.is_some() { EXIT_BEFORE } else { BEFORE };
@@ -534,6 +661,12 @@ impl<'k> Scanner<'k> {
         self.scan.markers = self.layout.markers;
         if self.layout.markers > 0 {
             self.scan.last_step = Some(self.layout.failing_step(self.scan.total_lines, None));
+        }
+        if let (Some(green), None) = (self.green, &self.scan.novel) {
+            // No failing exit line: the log's last lines, in the step current at its end.
+            let after = self.scan.last_step.as_ref().map_or(0, |s| s.start);
+            let back = lines_back(&self.window, self.window.len(), self.window_last);
+            self.scan.novel = Some(Novel::read(green, back, after));
         }
         self.scan
     }

@@ -255,13 +255,19 @@ impl ToolTable {
         out
     }
 
-    /// What the words of a command or step name say (`check-links.sh`, "Unit tests").
+    /// What the words of a command or step name say (`check-links.sh`, "Unit tests"); a word
+    /// that is a known tool's name says what that tool says (a GitHub action named after the tool
+    /// it runs: `codespell-project/actions-codespell@v2`, `DavidAnson/markdownlint-cli2-action`).
     pub fn words_in(&self, text: &str) -> Vec<ToolHit> {
         let mut out: Vec<ToolHit> = Vec::new();
         for w in sub_words(text) {
             // `test2`, `lint3` say what `test`, `lint` say.
             let bare = w.trim_end_matches(|c: char| c.is_ascii_digit());
-            let g = self.words.get(&w).or_else(|| self.words.get(bare));
+            let g = self
+                .words
+                .get(&w)
+                .or_else(|| self.words.get(bare))
+                .or_else(|| self.single_word_tool(&w));
             if let Some(&g) = g {
                 if !out.iter().any(|h| h.category == self.groups[g].category) {
                     out.push(self.hit(w, g, false));
@@ -269,6 +275,19 @@ impl ToolTable {
             }
         }
         out
+    }
+
+    /// The group of a tool invoked by its name alone (`codespell`, `danger`), for a word of
+    /// at least 5 letters (shorter names are common words).
+    fn single_word_tool(&self, word: &str) -> Option<&usize> {
+        if word.len() < 5 {
+            return None;
+        }
+        self.by_program
+            .get(word)?
+            .iter()
+            .find(|inv| inv.words.len() == 1)
+            .map(|inv| &inv.group)
     }
 
     /// Leading wrappers, variable assignments and durations are not the program.
@@ -467,6 +486,21 @@ mod tests {
         assert_eq!(cat("Unit Tests"), Some(Category::TestFailure));
         assert_eq!(cat("./tools/checkFormatting.sh"), Some(Category::LintError));
         assert_eq!(cat("./deploy.sh"), None);
+        // GitHub actions named after the tool they run, and pull-request convention checks.
+        assert_eq!(
+            cat("codespell-project/actions-codespell@v2"),
+            Some(Category::LintError)
+        );
+        assert_eq!(
+            cat("DavidAnson/markdownlint-cli2-action@v17"),
+            Some(Category::LintError)
+        );
+        assert_eq!(cat("actions/labeler@v5"), Some(Category::LintError));
+        assert_eq!(
+            cat("clowdhaus/actions/pr-title@v0.5.0"),
+            Some(Category::LintError)
+        );
+        assert_eq!(cat("actions/checkout@v4"), None);
         assert_eq!(
             sub_words("checkJSCurrent.sh"),
             vec!["check", "js", "current", "sh"]
