@@ -33,6 +33,21 @@ fn listed(list: &[String], s: &str) -> bool {
     list.iter().any(|x| x == s)
 }
 
+/// Whether the normalised path `n` is below `root` (not `root` itself).
+fn strictly_below(n: &str, root: &str) -> bool {
+    n.strip_prefix(root)
+        .is_some_and(|x| x.len() > 1 && x.starts_with('/'))
+}
+
+/// Whether the normalised path `n` is one of `roots` or below one.
+fn under(roots: &[String], n: &str) -> bool {
+    roots.iter().any(|r| {
+        n == r
+            || n.strip_prefix(r.as_str())
+                .is_some_and(|x| x.starts_with('/'))
+    })
+}
+
 /// A path with its home written as `~` (`$HOME`, `~user`, `/root`, `/home/NAME`).
 pub(super) fn is_home(p: &str) -> bool {
     let n = normalize(p);
@@ -113,6 +128,65 @@ impl Paths {
                 .any(|s| n == *s || n.starts_with(&format!("{s}/")))
             || listed(&self.critical_files, &n)
             || self.login_files.iter().any(|f| n.ends_with(f.as_str()))
+    }
+
+    /// A CI job's own place (a checkout, the temporary directory): what is there is the job's.
+    pub fn in_workspace(&self, p: &str) -> bool {
+        under(&self.workspaces, &normalize(p))
+    }
+
+    /// A cache a system tool downloads again (`/var/lib/apt/lists`).
+    pub fn is_regenerable(&self, p: &str) -> bool {
+        p.starts_with('/') && under(&self.regenerable_paths, &normalize(p))
+    }
+
+    /// Why deleting `p` (absolute) recursively loses data, if it does: it is below a place
+    /// data lives (`/srv`, `/var/lib`, `/opt/APP`, `/home/USER/…`, mounts, backups) or has a
+    /// data directory's name, and is neither a CI workspace nor rebuilt (`node_modules`…).
+    pub fn holds_data(&self, p: &str) -> Option<&'static str> {
+        let n = normalize(p);
+        match self.holds_data_by_place(p) {
+            Some(why) => Some(why),
+            None if self.plain_data(p) && self.app_roots.iter().any(|r| strictly_below(&n, r)) => {
+                Some("an application's or a user's files and data")
+            }
+            None => None,
+        }
+    }
+
+    /// Whether deleting `p` may lose data (neither a workspace, nor rebuilt).
+    fn plain_data(&self, p: &str) -> bool {
+        let n = normalize(p);
+        p.starts_with('/')
+            && !self.in_workspace(p)
+            && !self.is_regenerable(p)
+            && !n.split('/').any(|c| listed(&self.regenerable, c))
+    }
+
+    /// Like [`Paths::holds_data`] without the places applications are deployed to.
+    pub fn holds_data_by_place(&self, p: &str) -> Option<&'static str> {
+        if !self.plain_data(p) {
+            return None;
+        }
+        let n = normalize(p);
+        if n.split('/').any(|c| listed(&self.data_names, c)) {
+            return Some("a directory named for the data it holds");
+        }
+        self.data_roots
+            .iter()
+            .any(|r| strictly_below(&n, r))
+            .then_some("where services, mounts or backups keep their data")
+    }
+
+    /// A database file (by its name) outside a CI workspace: emptying or deleting it loses
+    /// data.
+    pub fn is_db_file(&self, p: &str) -> bool {
+        if !p.starts_with('/') || self.in_workspace(p) {
+            return false;
+        }
+        let n = normalize(p);
+        let name = basename(&n);
+        self.db_files.iter().any(|e| name.ends_with(e.as_str()))
     }
 
     /// The data directory of a stateful service that `p` is or holds (`true`), or that

@@ -19,6 +19,10 @@
 //!   match (case-insensitive search), and `unless_text` does not; `sql` strips SQL comments
 //!   and leaves options out first.
 //! - `stdin_unknown`: the tool reads an input only the run knows (`mysql < dump.sql`).
+//! - `unless_arg`: no argument matches (regex search: `--dry-run` modes); `unless_sub`: the
+//!   words of `sub` given here do not appear; `min_positionals` / `max_positionals`.
+//! - `sub_script`: the script of a `$(...)` that computed an argument (or the command whose
+//!   output `xargs` appended) matches (case-insensitive search): `docker rm $(docker ps -aq)`.
 //! - `dynamic`: some argument is only known at run time; `no_positionals`; `max_args`;
 //!   `no_inner` (the tool runs no other command here).
 //!
@@ -112,6 +116,12 @@ struct RuleSpec {
     arg: Option<String>,
     text: Option<String>,
     unless_text: Option<String>,
+    unless_arg: Option<String>,
+    #[serde(default)]
+    unless_sub: Vec<String>,
+    sub_script: Option<String>,
+    min_positionals: Option<usize>,
+    max_positionals: Option<usize>,
     #[serde(default)]
     sql: bool,
     #[serde(default)]
@@ -186,6 +196,14 @@ pub(super) struct Paths {
     pub raw_devices: Vec<String>,
     pub harmless_devices: Vec<String>,
     pub recursive_deleters: Vec<String>,
+    pub data_roots: Vec<String>,
+    pub app_roots: Vec<String>,
+    pub data_names: Vec<String>,
+    pub regenerable: Vec<String>,
+    pub regenerable_paths: Vec<String>,
+    pub workspaces: Vec<String>,
+    pub db_files: Vec<String>,
+    pub temp_vars: Vec<String>,
     #[serde(default)]
     pub data: Vec<DataDir>,
 }
@@ -213,6 +231,8 @@ pub(super) struct Services {
     pub state_changes: Vec<String>,
     pub host_down_targets: Vec<String>,
     pub critical_units: Vec<String>,
+    pub critical_processes: Vec<String>,
+    pub reload_signals: Vec<String>,
 }
 
 /// Shells, interpreters, downloaders and what inline code can run (interpreters.toml).
@@ -286,6 +306,11 @@ pub(super) struct Rule {
     arg: Option<Regex>,
     text: Option<Regex>,
     unless_text: Option<Regex>,
+    unless_arg: Option<Regex>,
+    unless_sub: Vec<Regex>,
+    sub_script: Option<Regex>,
+    min_positionals: Option<usize>,
+    max_positionals: Option<usize>,
     sql: bool,
     dynamic: bool,
     stdin_unknown: bool,
@@ -376,6 +401,11 @@ impl Rule {
             arg: opt_regex(&r.arg, false, false)?,
             text: opt_regex(&r.text, false, true)?,
             unless_text: opt_regex(&r.unless_text, false, true)?,
+            unless_arg: opt_regex(&r.unless_arg, false, false)?,
+            unless_sub: words(&r.unless_sub)?,
+            sub_script: opt_regex(&r.sub_script, false, true)?,
+            min_positionals: r.min_positionals,
+            max_positionals: r.max_positionals,
             sql: r.sql,
             dynamic: r.dynamic,
             stdin_unknown: r.stdin_unknown,
@@ -525,6 +555,9 @@ pub(super) struct View<'a> {
     /// The standard input is produced at run time (a file, another command).
     pub stdin_unknown: bool,
     pub has_inner: bool,
+    /// The scripts of the `$(...)` substitutions (and of what a pipe fed `xargs`) that
+    /// computed arguments.
+    pub subs: &'a str,
 }
 
 /// All table entries for one command name, read as one.
@@ -722,6 +755,7 @@ impl<'a> Entry<'a> {
             stdin: if self.reads_stdin() { stdin } else { None },
             stdin_unknown: stdin_unknown && self.reads_stdin(),
             has_inner,
+            subs: "",
         }
     }
 
@@ -866,6 +900,28 @@ impl Rule {
             return false;
         }
         if window(&self.sub, &v.positionals, self.at_start).is_none() {
+            return false;
+        }
+        if !self.unless_sub.is_empty() && window(&self.unless_sub, &v.positionals, false).is_some()
+        {
+            return false;
+        }
+        let n = v.positionals.len();
+        if self.min_positionals.is_some_and(|m| n < m)
+            || self.max_positionals.is_some_and(|m| n > m)
+        {
+            return false;
+        }
+        if let Some(u) = &self.unless_arg {
+            if v.args.iter().any(|x| u.is_match(x)) {
+                return false;
+            }
+        }
+        if self
+            .sub_script
+            .as_ref()
+            .is_some_and(|r| !r.is_match(v.subs))
+        {
             return false;
         }
         if let Some(w) = &self.word {
