@@ -415,6 +415,11 @@ const STILL_HIGH: &[&str] = &[
     "rm -rf \"$SOMEDIR/cache\"",
     "rm -rf \"/srv/app/$X\"",
     "TMPDIR=/; rm -rf \"$TMPDIR\"var/lib/mysql",
+    // A control character written into the script is not the temporary directory's mark.
+    "rm -rf \"$Y\"$'\\x04'/var/lib/mysql",
+    "X=$'\\x04'; rm -rf \"$Y$X/var/lib/mysql\"",
+    "rm -rf \"/var/lib/mysql/$DB\"",
+    "echo x > \"/var/lib/mysql/$F\"",
 ];
 
 fn caught(level: Risk) -> bool {

@@ -261,4 +261,41 @@ mod tests {
         // A top-level directory is not the data directory of a service below it.
         assert!(t.data_dir("/var").is_none());
     }
+
+    #[test]
+    fn data_places_workspaces_and_database_files() {
+        let t = &tables().expect("tables").paths;
+        for data in [
+            "/data/x",
+            "/var/lib/grafana",
+            "/pgdata",
+            "/opt/app",
+            "/home/u/app",
+            "/srv/x",
+        ] {
+            assert!(t.holds_data(data).is_some(), "{data} holds data");
+        }
+        for not in [
+            "/opt",
+            "/mnt",
+            "/tmp/data",
+            "/home/runner/work/a/data",
+            "/srv/app/node_modules",
+            "/var/lib/apt/lists",
+            "build/data",
+        ] {
+            assert!(
+                t.holds_data(not).is_none(),
+                "{not} holds no data of its own"
+            );
+        }
+        // Deploys replace what is below /srv, /opt and /home; /var/lib is a service's own.
+        assert!(t.holds_data_by_place("/srv/app").is_none());
+        assert!(t.holds_data_by_place("/var/lib/grafana").is_some());
+        assert!(t.holds_data_by_place("/srv/db").is_some());
+        assert!(t.in_workspace("/builds/g/p") && !t.in_workspace("/buildsx"));
+        assert!(t.is_regenerable("/var/lib/apt/lists/x") && !t.is_regenerable("lists"));
+        assert!(t.is_db_file("/srv/app.db") && t.is_db_file("/var/lib/mysql/ibdata1"));
+        assert!(!t.is_db_file("/tmp/app.db") && !t.is_db_file("app.db"));
+    }
 }
