@@ -38,6 +38,8 @@ const DESTRUCTIVE: &[(&str, &str)] = &[
     ("data-dirs", "cd /var/lib && rm -rf mysql-files prometheus"),
     ("data-dirs", "rm -f /srv/app/db.sqlite3"),
     ("data-dirs", "unlink /var/lib/mysql/ibdata1"),
+    ("data-dirs", "mv /var/lib/mysql /tmp/mysql.bak"),
+    ("data-dirs", "rm -rf /var/jenkins_home/jobs"),
     // Wrappers: the command they run is judged.
     ("wrappers", "env FOO=1 rm -rf /data"),
     ("wrappers", "env -i rm -rf /var/lib/mysql"),
@@ -351,6 +353,11 @@ const EVERYDAY: &[(&str, &str)] = &[
     ("temp", "rm -rf \"/tmp/ci-$CI_JOB_ID\""),
     ("temp", "d=$(mktemp -d); rm -rf \"$d\""),
     ("temp", "tmp=$(mktemp); echo x > \"$tmp\"; rm -f \"$tmp\""),
+    ("temp", "rm -rf \"${RUNNER_TEMP:?}/cache\""),
+    ("temp", "rm -rf \"${TMPDIR:-/tmp}/cache\""),
+    ("temp", "rm -rf \"$GITHUB_WORKSPACE/dist\""),
+    ("temp", "rm -rf $CI_PROJECT_DIR/.cache"),
+    ("temp", "rm -rf ${WORKSPACE}/build"),
     // One named pod or job, outside production.
     ("k8s-one", "kubectl delete pod api-7d9f-xk2 -n ci"),
     ("k8s-one", "kubectl delete job migrate -n staging"),
@@ -412,6 +419,8 @@ const STILL_HIGH: &[&str] = &[
     "rm -rf \"$TMPDIR/../etc\"",
     // Both empty, this is `rm -rf /`.
     "rm -rf \"$AGENT_TEMPDIRECTORY/$BUILD_ID\"",
+    "rm -rf \"${TMPDIR:-/}\"etc",
+    "rm -rf \"$GITHUB_WORKSPACE\"/*",
     "rm -rf \"$SOMEDIR/cache\"",
     "rm -rf \"/srv/app/$X\"",
     "TMPDIR=/; rm -rf \"$TMPDIR\"var/lib/mysql",

@@ -375,7 +375,7 @@ impl Ctx {
         if let Some(rest) = t.below_temp().filter(|r| self.plain_below(r)) {
             return (
                 Risk::Medium,
-                format!("{what} {rest} below the temporary directory"),
+                format!("{what} {rest} below the run's temporary or work directory"),
             );
         }
         let p = t.if_empty();
@@ -1121,6 +1121,11 @@ impl Ctx {
                         Risk::High,
                         format!("mv moves the system path {}", normalize(&p)),
                     ));
+                }
+                // A service's data moved elsewhere is gone for the service.
+                if paths.data_dir(&p).is_some() || paths.holds_data_by_place(&p).is_some() {
+                    let n = normalize(&p);
+                    return Some((Risk::High, format!("mv moves {n}, which holds data, away")));
                 }
             }
         }

@@ -57,11 +57,11 @@ impl Arg {
     }
     pub fn shown(&self) -> String {
         self.text
-            .replace(&format!("{DYN}{TMP}"), "$TMPDIR")
+            .replace(&format!("{DYN}{TMP}"), "$RUN_DIR")
             .replace(DYN, "$?")
             .replace(ARRAY_SEP, " ")
     }
-    /// The path below the run's temporary directory (`$TMPDIR/x` gives `/x`), when that is
+    /// The path below the run's temporary or work directory (`$TMPDIR/x` gives `/x`), when that is
     /// where the argument points and nothing else in it is unknown.
     pub fn below_temp(&self) -> Option<&str> {
         let rest = self.text.strip_prefix(DYN)?.strip_prefix(TMP)?;

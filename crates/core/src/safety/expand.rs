@@ -230,7 +230,18 @@ impl Ctx {
         }
     }
 
-    /// A variable that names the run's temporary directory, not set by the script.
+    /// Whether `${RUN_DIR<op>}` still names the run's directory: no operation, `:?` (an error
+    /// when unset) or a default that is itself a workspace (`${TMPDIR:-/tmp}`).
+    fn keeps_run_dir(&self, op: &str) -> bool {
+        let op = op.strip_prefix(':').unwrap_or(op);
+        match op.chars().next() {
+            None | Some('?') => true,
+            Some('-') => self.t.paths.in_workspace(&op[1..]) && !op[1..].contains('$'),
+            _ => false,
+        }
+    }
+
+    /// A variable that names the run's temporary or work directory, not set by the script.
     fn is_temp_var(&self, name: &str) -> bool {
         !self.vars.contains_key(name) && self.t.paths.temp_vars.iter().any(|v| v == name)
     }
@@ -279,7 +290,7 @@ impl Ctx {
             Some((i, op)) => (Some(i), op),
             None => (None, rest),
         };
-        if index.is_none() && op.is_empty() && self.is_temp_var(name) {
+        if index.is_none() && self.is_temp_var(name) && self.keeps_run_dir(op) {
             return Val::Temp;
         }
         let base = self.lookup(name, !op.is_empty()).map(|all| match index {

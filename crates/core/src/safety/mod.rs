@@ -146,6 +146,6 @@ fn verdict(mut findings: Vec<Finding>) -> Assessment {
 
 /// Marks the place of an expansion whose value is only known at run time.
 const DYN: char = '\u{1}';
-/// Follows `DYN` when that expansion is the run's temporary directory (`$TMPDIR` unset in
-/// the script); the text never holds it otherwise.
+/// Follows `DYN` when that expansion is the run's temporary or work directory (`$TMPDIR`,
+/// `$GITHUB_WORKSPACE`, unset in the script); the text never holds it otherwise.
 const TMP: char = '\u{4}';
