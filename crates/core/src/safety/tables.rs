@@ -890,88 +890,60 @@ impl<'a> Entry<'a> {
 
 impl Rule {
     fn matches(&self, v: &View) -> bool {
-        if self.no_inner && v.has_inner {
-            return false;
-        }
-        if self.no_positionals && !v.positionals.is_empty() {
-            return false;
-        }
-        if self.max_args.is_some_and(|m| v.args.len() > m) {
-            return false;
-        }
-        if window(&self.sub, &v.positionals, self.at_start).is_none() {
-            return false;
-        }
-        if !self.unless_sub.is_empty() && window(&self.unless_sub, &v.positionals, false).is_some()
-        {
-            return false;
-        }
+        self.shape_matches(v) && self.options_match(v) && self.text_matches(v)
+    }
+
+    /// The positional words: subcommands, words, how many.
+    fn shape_matches(&self, v: &View) -> bool {
         let n = v.positionals.len();
-        if self.min_positionals.is_some_and(|m| n < m)
-            || self.max_positionals.is_some_and(|m| n > m)
-        {
-            return false;
+        let excluded = (self.no_inner && v.has_inner) || (self.no_positionals && n > 0);
+        !excluded
+            && self.max_args.is_none_or(|m| v.args.len() <= m)
+            && window(&self.sub, &v.positionals, self.at_start).is_some()
+            && (self.unless_sub.is_empty()
+                || window(&self.unless_sub, &v.positionals, false).is_none())
+            && self.min_positionals.is_none_or(|m| n >= m)
+            && self.max_positionals.is_none_or(|m| n <= m)
+            && self
+                .word
+                .as_ref()
+                .is_none_or(|w| v.positionals.iter().any(|p| word_matches(w, p)))
+    }
+
+    /// Options, arguments, substitutions and the standard input's origin.
+    fn options_match(&self, v: &View) -> bool {
+        let any_arg = |re: &Regex| v.args.iter().any(|x| re.is_match(x));
+        (self.flag.is_empty() || self.flag.iter().any(|f| has_flag(&v.options, f)))
+            && self.all_flags.iter().all(|f| has_flag(&v.options, f))
+            && !self.no_flag.iter().any(|f| has_flag(&v.options, f))
+            && (self.opt.is_empty() || self.opt_matches(v.args))
+            && self.arg.as_ref().is_none_or(any_arg)
+            && !self.unless_arg.as_ref().is_some_and(any_arg)
+            && self.sub_script.as_ref().is_none_or(|r| r.is_match(v.subs))
+            && (!self.dynamic || v.args.iter().any(|x| x.contains(DYN)))
+            && (!self.stdin_unknown || v.stdin_unknown)
+    }
+
+    /// `text` / `unless_text` over the arguments and the standard input.
+    fn text_matches(&self, v: &View) -> bool {
+        let Some(t) = &self.text else {
+            return true;
+        };
+        let mut parts: Vec<String> = if self.sql {
+            // Options are not SQL (`--query` is no comment).
+            v.args
+                .iter()
+                .filter(|a| !a.starts_with('-') || a.contains(char::is_whitespace))
+                .map(|a| sql_text(a))
+                .collect()
+        } else {
+            v.args.to_vec()
+        };
+        if let Some(s) = v.stdin {
+            parts.push(if self.sql { sql_text(s) } else { s.to_string() });
         }
-        if let Some(u) = &self.unless_arg {
-            if v.args.iter().any(|x| u.is_match(x)) {
-                return false;
-            }
-        }
-        if self
-            .sub_script
-            .as_ref()
-            .is_some_and(|r| !r.is_match(v.subs))
-        {
-            return false;
-        }
-        if let Some(w) = &self.word {
-            if !v.positionals.iter().any(|p| word_matches(w, p)) {
-                return false;
-            }
-        }
-        if !self.flag.is_empty() && !self.flag.iter().any(|f| has_flag(&v.options, f)) {
-            return false;
-        }
-        if !self.all_flags.iter().all(|f| has_flag(&v.options, f)) {
-            return false;
-        }
-        if self.no_flag.iter().any(|f| has_flag(&v.options, f)) {
-            return false;
-        }
-        if !self.opt.is_empty() && !self.opt_matches(v.args) {
-            return false;
-        }
-        if let Some(a) = &self.arg {
-            if !v.args.iter().any(|x| a.is_match(x)) {
-                return false;
-            }
-        }
-        if self.dynamic && !v.args.iter().any(|x| x.contains(DYN)) {
-            return false;
-        }
-        if self.stdin_unknown && !v.stdin_unknown {
-            return false;
-        }
-        if let Some(t) = &self.text {
-            let mut parts: Vec<String> = if self.sql {
-                // Options are not SQL (`--query` is no comment).
-                v.args
-                    .iter()
-                    .filter(|a| !a.starts_with('-') || a.contains(char::is_whitespace))
-                    .map(|a| sql_text(a))
-                    .collect()
-            } else {
-                v.args.to_vec()
-            };
-            if let Some(s) = v.stdin {
-                parts.push(if self.sql { sql_text(s) } else { s.to_string() });
-            }
-            let text = parts.join("\n");
-            if !t.is_match(&text) || self.unless_text.as_ref().is_some_and(|u| u.is_match(&text)) {
-                return false;
-            }
-        }
-        true
+        let text = parts.join("\n");
+        t.is_match(&text) && !self.unless_text.as_ref().is_some_and(|u| u.is_match(&text))
     }
 
     fn opt_matches(&self, args: &[String]) -> bool {
