@@ -40,6 +40,8 @@ const DESTRUCTIVE: &[(&str, &str)] = &[
     ("data-dirs", "unlink /var/lib/mysql/ibdata1"),
     ("data-dirs", "mv /var/lib/mysql /tmp/mysql.bak"),
     ("data-dirs", "rm -rf /var/jenkins_home/jobs"),
+    ("data-dirs", "rm -rf /data1"),
+    ("data-dirs", "rm -rf /disk1/hdfs"),
     // Wrappers: the command they run is judged.
     ("wrappers", "env FOO=1 rm -rf /data"),
     ("wrappers", "env -i rm -rf /var/lib/mysql"),
@@ -183,6 +185,7 @@ const DESTRUCTIVE: &[(&str, &str)] = &[
     ("services", "systemctl disable --now kubelet"),
     ("services", "systemctl stop postgresql.service"),
     ("services", "service docker stop"),
+    ("services", "systemctl stop postgresql-15"),
     // Cleaning or resetting a checkout outside the CI workspace.
     ("git", "git clean -fdx /"),
     ("git", "git -C / clean -fdx"),
@@ -358,6 +361,8 @@ const EVERYDAY: &[(&str, &str)] = &[
     ("temp", "rm -rf \"$GITHUB_WORKSPACE/dist\""),
     ("temp", "rm -rf $CI_PROJECT_DIR/.cache"),
     ("temp", "rm -rf ${WORKSPACE}/build"),
+    ("temp", "rm -rf \"$(pwd)/build\""),
+    ("temp", "rm -rf \"$PWD/dist\""),
     // One named pod or job, outside production.
     ("k8s-one", "kubectl delete pod api-7d9f-xk2 -n ci"),
     ("k8s-one", "kubectl delete job migrate -n staging"),
@@ -421,6 +426,8 @@ const STILL_HIGH: &[&str] = &[
     "rm -rf \"$AGENT_TEMPDIRECTORY/$BUILD_ID\"",
     "rm -rf \"${TMPDIR:-/}\"etc",
     "rm -rf \"$GITHUB_WORKSPACE\"/*",
+    "cd /srv && rm -rf \"$PWD/data\"",
+    "rm -rf \"$(pwd)\"/*",
     "rm -rf \"$SOMEDIR/cache\"",
     "rm -rf \"/srv/app/$X\"",
     "TMPDIR=/; rm -rf \"$TMPDIR\"var/lib/mysql",

@@ -1376,9 +1376,16 @@ fn copy_operands<'a>(name: &str, args: &'a [Arg]) -> (Vec<&'a Arg>, Option<&'a A
     }
 }
 
-/// A unit's service name: `postgresql@16-main.service` is `postgresql`.
+/// A unit's service name: `postgresql@16-main.service` and `postgresql-15` are `postgresql`.
 fn unit_base(u: &str) -> &str {
-    u.split(['@', '.']).next().unwrap_or(u)
+    let base = u.split(['@', '.']).next().unwrap_or(u);
+    match base
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .strip_suffix('-')
+    {
+        Some(name) if !name.is_empty() => name,
+        _ => base,
+    }
 }
 
 /// The files and directories `tar` is given to archive (not options or their values).

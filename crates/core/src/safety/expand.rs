@@ -123,6 +123,8 @@ impl Ctx {
                     subs.push(script.clone());
                     let v = match self.sub_output(script) {
                         Some(out) => Val::Known(vec![out], false),
+                        // `$(pwd)` where it runs is unknown: the run's work directory.
+                        None if script.trim() == "pwd" => Val::Temp,
                         None => Val::Unknown,
                     };
                     self.push_val(&mut text, v, *quoted, &mut keep_empty);

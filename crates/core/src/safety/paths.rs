@@ -169,7 +169,13 @@ impl Paths {
             return None;
         }
         let n = normalize(p);
-        if n.split('/').any(|c| listed(&self.data_names, c)) {
+        let named = |c: &str| {
+            listed(
+                &self.data_names,
+                c.trim_end_matches(|d: char| d.is_ascii_digit()),
+            )
+        };
+        if n.split('/').any(named) {
             return Some("a directory named for the data it holds");
         }
         self.data_roots
