@@ -237,7 +237,9 @@ const CASES: &[(&str, Risk)] = &[
     ("git push origin :release/1.0", Refused),
     ("git push --mirror origin", Refused),
     ("git push origin --delete old-branch", High),
-    ("git push --force-with-lease origin feature/x", High),
+    // With a lease to a named feature branch it is medium (safety_corpus.rs).
+    ("git push --force origin feature/x", High),
+    ("git push --force-with-lease", High),
     ("git -C repo push -f origin HEAD:master", Refused),
     ("git -c core.sshCommand='touch /tmp/x' fetch", High),
     ("curl -X DELETE -H \"Authorization: token $T\" https://api.github.com/repos/org/app", Refused),

@@ -148,6 +148,10 @@ impl Ctx {
             "awk" | "gawk" | "mawk" | "nawk" => self.awk(name, argv),
             "kill" | "pkill" | "killall" | "killall5" | "skill" | "slay" => self.kill(name, argv),
             "systemctl" => self.systemctl(argv),
+            "git" => {
+                self.git_outside_workspace(argv);
+                return false;
+            }
             "terraform" | "tofu" | "terragrunt" => {
                 self.destroy_plan(argv);
                 return false;
@@ -198,6 +202,66 @@ impl Ctx {
         }
     }
 
+    /// `git clean -f` or `git reset --hard` in a checkout outside every CI workspace (a
+    /// deploy host's `/srv/app`, `/etc`, `/`): what is not committed there is lost. Inside a
+    /// workspace, or where it runs is unknown, the tables' verdict stands.
+    fn git_outside_workspace(&mut self, argv: &[Arg]) {
+        let args = &argv[1..];
+        let (dir, at) = self.git_dir(args);
+        let rest = &args[(at + 1).min(args.len())..];
+        let (sub, dry) = (
+            args.get(at).map_or("", |a| a.s()),
+            short(rest, 'n') || has(rest, "--dry-run"),
+        );
+        let loses = match sub {
+            "clean" => (short(rest, 'f') || has(rest, "--force")) && !dry,
+            "reset" => has(rest, "--hard"),
+            _ => false,
+        };
+        if !loses {
+            return;
+        }
+        let pathspecs = operands(rest).into_iter().filter(|_| sub == "clean");
+        let places = dir.into_iter().chain(pathspecs.map(|a| self.abs(&a.text)));
+        for p in places {
+            let outside =
+                p.starts_with('~') || (p.starts_with('/') && !self.t.paths.in_workspace(&p));
+            if outside {
+                let reason = format!(
+                    "git {sub} in {p}, outside any CI workspace, loses what is not committed there"
+                );
+                self.add(Risk::High, reason, argv);
+                return;
+            }
+        }
+    }
+
+    /// Where git works (`-C`, `--work-tree`, the working directory) and the index of its
+    /// subcommand.
+    fn git_dir(&self, args: &[Arg]) -> (Option<String>, usize) {
+        let mut dir = self.cwd.clone();
+        let mut i = 0;
+        while i < args.len() {
+            let s = args[i].s();
+            let value = match s {
+                "-C" | "--work-tree" => {
+                    i += 1;
+                    args.get(i).map(|a| a.text.clone())
+                }
+                _ => s.strip_prefix("--work-tree=").map(String::from),
+            };
+            match value {
+                Some(v) if v.starts_with(['/', '~']) => dir = Some(v),
+                Some(v) => dir = dir.map(|d| format!("{}/{v}", d.trim_end_matches('/'))),
+                None if matches!(s, "-c" | "--git-dir" | "--namespace" | "--config-env") => i += 1,
+                None if s.starts_with('-') => {}
+                None => break,
+            }
+            i += 1;
+        }
+        (dir, i)
+    }
+
     fn rm(&mut self, name: &str, argv: &[Arg], always_recursive: bool) {
         let args = &argv[1..];
         if has(args, "--no-preserve-root") {
@@ -238,21 +302,7 @@ impl Ctx {
                 .strip_prefix("~/")
                 .is_some_and(|r| !r.is_empty() && r.chars().all(|c| "*?./".contains(c)));
             if t.dynamic() {
-                if recursive && (paths.is_root_or_top(&p) || is_home(&p) || home_glob) {
-                    bump((
-                        Risk::Refused,
-                        format!(
-                            "{what} {}, which is {} when the variable is empty",
-                            t.shown(),
-                            normalize(&p)
-                        ),
-                    ));
-                } else {
-                    bump((
-                        Risk::High,
-                        format!("{what} a path computed at run time ({})", t.shown()),
-                    ));
-                }
+                bump(self.dynamic_deletion(t, recursive, home_glob));
                 continue;
             }
             let n = normalize(&p);
@@ -283,6 +333,15 @@ impl Ctx {
                         format!("{what} {n}, part of the data in {}", d.path),
                     ));
                 }
+            } else if let Some(why) = paths.holds_data(&p).filter(|_| recursive) {
+                bump((Risk::High, format!("{what} {n}, {why}")));
+            } else if paths.is_db_file(&p) {
+                bump((Risk::High, format!("{what} the database file {n}")));
+            } else if paths.is_regenerable(&p) {
+                bump((
+                    Risk::Medium,
+                    format!("{what} {n}, a cache downloaded again"),
+                ));
             } else if paths.is_system_path(&p)
                 || (p.starts_with('/') && n.starts_with("/etc") && recursive)
             {
@@ -301,6 +360,57 @@ impl Ctx {
             }
         }
         worst.unwrap_or((Risk::Low, "deletes nothing".to_string()))
+    }
+
+    /// Deleting a path with a part only the run knows: refused when it is `/` or a home with
+    /// that part empty, medium below the temporary directory or below a place whose
+    /// deletion is medium itself (`dist/$APP`), high otherwise.
+    fn dynamic_deletion(&self, t: &Arg, recursive: bool, home_glob: bool) -> (Risk, String) {
+        let paths = &self.t.paths;
+        let what = if recursive {
+            "recursively deletes"
+        } else {
+            "deletes"
+        };
+        if let Some(rest) = t.below_temp().filter(|r| self.plain_below(r)) {
+            return (
+                Risk::Medium,
+                format!("{what} {rest} below the run's temporary or work directory"),
+            );
+        }
+        let p = t.if_empty();
+        if recursive && (paths.is_root_or_top(&p) || is_home(&p) || home_glob) {
+            let shown = t.shown();
+            let n = normalize(&p);
+            return (
+                Risk::Refused,
+                format!("{what} {shown}, which is {n} when the variable is empty"),
+            );
+        }
+        let shown = t.shown();
+        match filled(t) {
+            Some([a, b]) if self.deletion(&[&a, &b], recursive).0 <= Risk::Medium => (
+                Risk::Medium,
+                format!(
+                    "{what} {shown}, below {} (the rest is computed at run time)",
+                    b.text
+                ),
+            ),
+            _ => (
+                Risk::High,
+                format!("{what} a path computed at run time ({shown})"),
+            ),
+        }
+    }
+
+    /// A path below the temporary directory that stays there: a first component that is
+    /// neither a top-level directory's name nor a pattern matching one (`$TMPDIR/`*).
+    fn plain_below(&self, rest: &str) -> bool {
+        let first = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+        rest.starts_with('/')
+            && !first.is_empty()
+            && !first.chars().all(|c| "*?.".contains(c))
+            && !self.t.paths.top_level.iter().any(|t| t == first)
     }
 
     fn find(&mut self, argv: &[Arg]) {
@@ -388,7 +498,12 @@ impl Ctx {
                             s.shown()
                         ),
                     )
-                } else if n == "/" || top || paths.is_system_path(&p) || is_home(&p) {
+                } else if n == "/"
+                    || top
+                    || paths.is_system_path(&p)
+                    || is_home(&p)
+                    || paths.data_dir(&p).is_some()
+                {
                     (
                         Risk::High,
                         format!("find deletes the files it selects below {n}"),
@@ -569,6 +684,15 @@ impl Ctx {
                 self.shell_string(&s, argv, input, &[]);
             }
         }
+        if a.contains(&"--remove-files") {
+            let members = tar_members(args);
+            let (level, reason) = self.deletion(&members, true);
+            self.add(
+                level.max(Risk::Medium),
+                format!("tar --remove-files {reason}"),
+                argv,
+            );
+        }
         let extracting = a.iter().any(|s| {
             (s.starts_with('-') && !s.starts_with("--") && s.contains('x'))
                 || (!s.starts_with('-') && s.contains('x') && s.len() <= 6 && a.first() == Some(s))
@@ -746,10 +870,9 @@ impl Ctx {
                 )
             }
         } else {
-            let critical = units.iter().any(|u| {
-                let u = u.trim_end_matches(".service");
-                s.critical_units.iter().any(|c| c == u)
-            });
+            let critical = units
+                .iter()
+                .any(|u| s.critical_units.iter().any(|c| c == unit_base(u)));
             let many = units.iter().any(|u| has_glob(u)) || units.len() >= 5;
             match self.service_action("systemctl", sub) {
                 (Risk::Medium, r) if critical => (
@@ -780,7 +903,14 @@ impl Ctx {
             (second, first)
         };
         let (level, reason) = match self.service_action(&format!("{name} {svc}"), action) {
-            (Risk::Medium, r) if self.t.services.critical_units.iter().any(|c| c == svc) => {
+            (Risk::Medium, r)
+                if self
+                    .t
+                    .services
+                    .critical_units
+                    .iter()
+                    .any(|c| c == unit_base(svc)) =>
+            {
                 (Risk::High, format!("{r} the host depends on"))
             }
             other => other,
@@ -815,6 +945,10 @@ impl Ctx {
         if name == "killall5" {
             return (Risk::Refused, "killall5 kills every process".into());
         }
+        let reloads = &self.t.services.reload_signals;
+        let reload = a
+            .iter()
+            .any(|s| reloads.iter().any(|r| r == s.trim_start_matches('-')));
         if name == "kill" {
             let mut pids: Vec<&str> = vec![];
             let mut i = 0;
@@ -844,6 +978,17 @@ impl Ctx {
             if pids.iter().any(|p| matches!(*p, "1" | "-1" | "0")) {
                 return (Risk::Refused, "kill targets init or every process".into());
             }
+            let found: Vec<&str> = args
+                .iter()
+                .flat_map(|x| x.subs.iter())
+                .map(|s| s.as_str())
+                .collect();
+            if let Some(p) = self.critical_process(&found.join(" ")).filter(|_| !reload) {
+                return (
+                    Risk::High,
+                    format!("kill stops {p}, which the host's services need"),
+                );
+            }
             if args.iter().any(|x| x.dynamic()) {
                 return (Risk::Medium, "kill a process found at run time".into());
             }
@@ -866,16 +1011,43 @@ impl Ctx {
                 format!("{name} targets every process or one the host cannot live without"),
             );
         }
+        if let Some(p) = targets
+            .iter()
+            .find_map(|t| self.critical_process(t))
+            .filter(|_| !reload)
+        {
+            return (
+                Risk::High,
+                format!("{name} stops {p}, which the host's services need"),
+            );
+        }
         if a.contains(&"-u") || a.contains(&"--user") || targets.is_empty() {
             return (Risk::High, format!("{name} kills processes broadly"));
         }
         (Risk::Medium, format!("{name} {}", targets.join(" ")))
     }
 
+    /// A process of a service the host depends on that `text` names (`postgres`, a pid
+    /// file `/var/run/mysqld/mysqld.pid`, `pgrep -x dockerd`).
+    fn critical_process(&self, text: &str) -> Option<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+            .map(|w| w.trim_matches(['.', '-']))
+            .find(|w| self.t.services.critical_processes.iter().any(|p| p == w))
+            .map(String::from)
+    }
+
     fn copy(&mut self, name: &str, argv: &[Arg], input: &Input) {
         let args = &argv[1..];
         if name == "rsync" {
             self.rsync_shells(argv, input);
+        }
+        if name == "rsync" && (has(args, "--dry-run") || short(args, 'n')) {
+            self.add(
+                Risk::Low,
+                "rsync --dry-run only lists what it would do",
+                argv,
+            );
+            return;
         }
         let (sources, dest) = copy_operands(name, args);
         if let Some(verdict) = self.moves_away(name, &sources, dest, args) {
@@ -950,17 +1122,33 @@ impl Ctx {
                         format!("mv moves the system path {}", normalize(&p)),
                     ));
                 }
+                // A service's data moved elsewhere is gone for the service.
+                if paths.data_dir(&p).is_some() || paths.holds_data_by_place(&p).is_some() {
+                    let n = normalize(&p);
+                    return Some((Risk::High, format!("mv moves {n}, which holds data, away")));
+                }
             }
         }
         let deletes = args
             .iter()
             .any(|s| s.s().starts_with("--delete") || s.s() == "--remove-source-files");
         if name == "rsync" && deletes {
-            let p = self.abs(&dest?.if_empty());
-            if paths.is_root_or_top(&p) || is_home(&p) {
+            // `HOST:/path` is a path on that host, judged as here.
+            let d = dest?;
+            let local = match d.text.split_once(':') {
+                Some((host, path)) if !host.contains('/') => Arg {
+                    text: path.to_string(),
+                    ..d.clone()
+                },
+                _ => d.clone(),
+            };
+            let (level, reason) = self.deletion(&[&local], true);
+            let deploy = paths.holds_data(&local.text).is_some()
+                && paths.holds_data_by_place(&local.text).is_none();
+            if level >= Risk::High && !deploy {
                 return Some((
-                    Risk::Refused,
-                    format!("rsync --delete into {}", normalize(&p)),
+                    level,
+                    format!("rsync --delete into {}: {reason}", local.shown()),
                 ));
             }
         }
@@ -987,8 +1175,32 @@ impl Ctx {
         if paths.is_harmless_device(&p) && !t.dynamic() {
             return;
         }
+        let (level, reason) = self.write_verdict(t, truncates);
+        self.add(level, reason, argv);
+    }
+
+    /// What writing the file `t` risks (already resolved against the working directory).
+    fn write_verdict(&self, t: &Arg, truncates: bool) -> (Risk, String) {
+        let paths = &self.t.paths;
+        let p = t.if_empty();
         let n = normalize(&p);
-        let (level, reason) = if paths.is_block_device(&p) {
+        // Logs inside a data directory (`/var/lib/docker/containers/*/*-json.log`) are no data.
+        let log = n.contains(".log") || n.split('/').any(|c| c == "log" || c == "logs");
+        let data_file =
+            paths.is_db_file(&p) || (paths.data_dir(&p).is_some_and(|(_, whole)| !whole) && !log);
+        if let Some([a, b]) = filled(t) {
+            let worst = self
+                .write_verdict(&a, truncates)
+                .0
+                .max(self.write_verdict(&b, truncates).0);
+            if worst <= Risk::Medium {
+                return (
+                    Risk::Medium,
+                    format!("writes {}, below {}", t.shown(), b.text),
+                );
+            }
+        }
+        if paths.is_block_device(&p) {
             (Risk::Refused, format!("writes to the device {p}"))
         } else if n == "/proc/sysrq-trigger" {
             (
@@ -1001,17 +1213,24 @@ impl Ctx {
             } else {
                 (Risk::High, format!("changes {n}"))
             }
+        } else if t.below_temp().is_some_and(|r| self.plain_below(r)) {
+            (
+                Risk::Medium,
+                format!("writes {} below the temporary directory", t.shown()),
+            )
         } else if t.dynamic() {
             (
                 Risk::High,
                 format!("writes to a path computed at run time ({})", t.shown()),
             )
+        } else if data_file {
+            let verb = if truncates { "empties" } else { "changes" };
+            (Risk::High, format!("{verb} {n}, a file of a database"))
         } else if paths.is_system_path(&p) {
             (Risk::High, format!("writes to the system path {p}"))
         } else {
             (Risk::Medium, format!("writes the file {p}"))
-        };
-        self.add(level, reason, argv);
+        }
     }
 
     pub(super) fn classify_write(&self, t: &Arg) -> (Risk, String) {
@@ -1022,6 +1241,11 @@ impl Ctx {
             (Risk::Refused, format!(" onto the device {p}"))
         } else if paths.is_critical_file(&p) {
             (Risk::Refused, format!(" over {}", normalize(&p)))
+        } else if paths.is_db_file(&p) || paths.data_dir(&p).is_some_and(|(_, whole)| !whole) {
+            (
+                Risk::High,
+                format!(" over {}, a file of a database", normalize(&p)),
+            )
         } else if t.dynamic() {
             (
                 Risk::High,
@@ -1087,6 +1311,20 @@ impl Ctx {
     }
 }
 
+/// The path with a stand-in for each part only the run knows (`dist/_` for `dist/$APP`),
+/// and with those parts empty (`dist/`), when it starts with known text and cannot climb
+/// out of it (no `..`).
+fn filled(t: &Arg) -> Option<[Arg; 2]> {
+    let (pre, _) = t.text.split_once(super::DYN)?;
+    let safe = !pre.is_empty() && !t.text.contains("..") && !pre.contains(['*', '?', '[']);
+    safe.then(|| {
+        [
+            Arg::literal(&t.text.replace(super::DYN, "_")),
+            Arg::literal(&t.if_empty()),
+        ]
+    })
+}
+
 /// The sources and destination of `cp`/`mv`/`install`/`ln`/`rsync`/`scp`.
 fn copy_operands<'a>(name: &str, args: &'a [Arg]) -> (Vec<&'a Arg>, Option<&'a Arg>) {
     const WITH_VALUE: [&str; 18] = [
@@ -1136,6 +1374,50 @@ fn copy_operands<'a>(name: &str, args: &'a [Arg]) -> (Vec<&'a Arg>, Option<&'a A
         None if ops.len() >= 2 => (ops[..ops.len() - 1].to_vec(), ops.last().copied()),
         None => (ops, None),
     }
+}
+
+/// A unit's service name: `postgresql@16-main.service` and `postgresql-15` are `postgresql`.
+fn unit_base(u: &str) -> &str {
+    let base = u.split(['@', '.']).next().unwrap_or(u);
+    match base
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .strip_suffix('-')
+    {
+        Some(name) if !name.is_empty() => name,
+        _ => base,
+    }
+}
+
+/// The files and directories `tar` is given to archive (not options or their values).
+fn tar_members(args: &[Arg]) -> Vec<&Arg> {
+    const SHORT_VALUES: &str = "fCTXbHgIFLNVK";
+    const LONG_VALUES: [&str; 8] = [
+        "--file",
+        "--directory",
+        "--files-from",
+        "--exclude-from",
+        "--exclude",
+        "--format",
+        "--listed-incremental",
+        "--use-compress-program",
+    ];
+    let mut out = vec![];
+    let mut i = 0;
+    while i < args.len() {
+        let s = args[i].s();
+        let old_style = i == 0
+            && s.chars().all(|c| c.is_ascii_alphabetic())
+            && s.contains(['c', 'r', 'u', 'x', 't']);
+        i += 1;
+        if LONG_VALUES.contains(&s) {
+            i += 1;
+        } else if old_style || (s.starts_with('-') && !s.starts_with("--")) {
+            i += s.chars().filter(|c| SHORT_VALUES.contains(*c)).count();
+        } else if !s.starts_with('-') {
+            out.push(&args[i - 1]);
+        }
+    }
+    out
 }
 
 /// Whether find's tests select some files only (a name, an age, a size, an owner), so that

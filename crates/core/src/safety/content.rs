@@ -232,6 +232,16 @@ impl Ctx {
             "pwd" => format!("{}\n", self.cwd.as_ref()?),
             "which" | "type" | "command" => format!("/usr/bin/{}\n", basename(operand?)),
             "basename" => format!("{}\n", basename(operand?.trim_end_matches('/'))),
+            // A new name in the temporary directory (or the one `-p DIR` gives).
+            "mktemp" => {
+                let dir = args
+                    .windows(2)
+                    .find(|w| matches!(w[0], "-p" | "--tmpdir"))
+                    .map(|w| w[1])
+                    .or_else(|| args.iter().find_map(|a| a.strip_prefix("--tmpdir=")))
+                    .unwrap_or("/tmp");
+                format!("{}/tmp.XXXXXXXXXX\n", dir.trim_end_matches('/'))
+            }
             "dirname" => {
                 let p = operand?;
                 let t = p.trim_end_matches('/');

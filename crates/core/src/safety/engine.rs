@@ -9,7 +9,7 @@ use super::expand::ARRAY_SEP;
 use super::paths::{basename, has_glob, normalize};
 use super::shell::{self, Pipeline, Script, SimpleCommand};
 use super::tables::{has_flag, Entry, InnerCmd, InnerMatch, Tables};
-use super::{Finding, DYN};
+use super::{Finding, DYN, TMP};
 use crate::policy::Risk;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -53,10 +53,19 @@ impl Arg {
     }
     /// The value if every unknown expansion turned out empty (the classic `rm -rf "$DIR/"*`).
     pub fn if_empty(&self) -> String {
-        self.text.replace(DYN, "")
+        self.text.replace([DYN, TMP], "")
     }
     pub fn shown(&self) -> String {
-        self.text.replace(DYN, "$?").replace(ARRAY_SEP, " ")
+        self.text
+            .replace(&format!("{DYN}{TMP}"), "$RUN_DIR")
+            .replace(DYN, "$?")
+            .replace(ARRAY_SEP, " ")
+    }
+    /// The path below the run's temporary or work directory (`$TMPDIR/x` gives `/x`), when that is
+    /// where the argument points and nothing else in it is unknown.
+    pub fn below_temp(&self) -> Option<&str> {
+        let rest = self.text.strip_prefix(DYN)?.strip_prefix(TMP)?;
+        (!rest.contains(DYN) && !rest.split('/').any(|c| c == "..")).then_some(rest)
     }
     pub fn s(&self) -> &str {
         &self.text
@@ -90,6 +99,8 @@ pub(super) struct Ctx {
     pub expansion_depth: u32,
     /// `>(...)` scripts met while expanding the current command.
     pub pending_out: Vec<String>,
+    /// The command whose output the current one reads through a pipe, for `xargs`.
+    producer: Option<String>,
     steps: u32,
     command_depth: u32,
     call_stack: Vec<String>,
@@ -130,6 +141,7 @@ impl Ctx {
             quiet: 0,
             expansion_depth: 0,
             pending_out: vec![],
+            producer: None,
             steps: 0,
             command_depth: 0,
             call_stack: vec![],
@@ -350,7 +362,9 @@ impl Ctx {
             let input = self.input_for(c, i, prev.take());
             self.redirects(c, &argv);
             let outs = std::mem::take(&mut self.pending_out);
+            self.producer = (i > 0).then(|| shown_line(&p.commands[i - 1].words));
             self.command_with_env(env, argv.clone(), &input);
+            self.producer = None;
             let out = self.output(&argv, &input);
             for s in outs {
                 self.nested(&s, Input::Given(out.clone()), None);
@@ -756,7 +770,13 @@ impl Ctx {
         let outer_end = inner.as_ref().map_or(texts.len(), |m| m.outer_end);
         let has_inner = inner.as_ref().is_some_and(|m| m.cmd != InnerCmd::None);
         let stdin_unknown = matches!(input, Input::Given(Content::Unknown | Content::Download));
-        let view = entry.view(&texts[..outer_end], input.text(), stdin_unknown, has_inner);
+        let subs: Vec<&str> = argv[1..=outer_end]
+            .iter()
+            .flat_map(|a| a.subs.iter().map(String::as_str))
+            .collect();
+        let subs = subs.join("\n");
+        let mut view = entry.view(&texts[..outer_end], input.text(), stdin_unknown, has_inner);
+        view.subs = &subs;
         if let Some((level, reason)) = entry.judge(&view, name) {
             self.add(level, reason, &argv[..=outer_end]);
         }
@@ -887,6 +907,20 @@ impl Ctx {
             template
         };
         let items = items.unwrap_or_else(|| vec![DYN.to_string()]);
+        // Items only the run knows came from the command piped in (`docker ps -q | xargs`).
+        let from = match input {
+            Input::Given(Content::Unknown) => self.producer.clone(),
+            _ => None,
+        };
+        let item = |text: String| Arg {
+            subs: from
+                .iter()
+                .filter(|_| text.contains(DYN))
+                .cloned()
+                .collect(),
+            procsub: None,
+            text,
+        };
         let runs: Vec<Vec<Arg>> = match &replace {
             Some(r) => items
                 .iter()
@@ -894,16 +928,16 @@ impl Ctx {
                 .map(|it| {
                     template
                         .iter()
-                        .map(|a| Arg {
-                            text: a.text.replace(r.as_str(), it),
-                            ..a.clone()
+                        .map(|a| match a.text.contains(r.as_str()) {
+                            true => item(a.text.replace(r.as_str(), it)),
+                            false => a.clone(),
                         })
                         .collect()
                 })
                 .collect(),
             None => {
                 let mut v = template.clone();
-                v.extend(items.iter().map(|i| Arg::literal(i)));
+                v.extend(items.iter().map(|i| item(i.clone())));
                 vec![v]
             }
         };
@@ -1027,6 +1061,15 @@ fn joined(args: &[Arg]) -> Arg {
         subs: args.iter().flat_map(|a| a.subs.clone()).collect(),
         procsub: None,
     }
+}
+
+/// A command's words as written, for naming where an input came from.
+fn shown_line(words: &[shell::Word]) -> String {
+    words
+        .iter()
+        .map(|w| w.literal().unwrap_or_else(|| "$?".to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The replace-string of `xargs -I R` / `-i` / `--replace[=R]`.

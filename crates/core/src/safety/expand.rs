@@ -6,7 +6,7 @@
 use super::content::Input;
 use super::engine::{Arg, Ctx};
 use super::shell::{self, Part, Word};
-use super::DYN;
+use super::{DYN, TMP};
 
 /// Separates the fields an expansion produced.
 const SPLIT: char = '\u{2}';
@@ -25,6 +25,8 @@ enum Val {
     Unknown,
     /// Unknown, or when unset this default (`${x:-d}`).
     UnknownOr(String),
+    /// The run's temporary directory (`$TMPDIR`, `$RUNNER_TEMP`), or empty.
+    Temp,
 }
 
 impl Ctx {
@@ -58,6 +60,7 @@ impl Ctx {
         };
         match v {
             Val::Known(fields, separate) => {
+                let fields: Vec<String> = fields.iter().map(|f| f.replace(TMP, "?")).collect();
                 if quoted {
                     *keep_empty |= !(separate && fields.is_empty());
                     let sep = if separate {
@@ -78,7 +81,13 @@ impl Ctx {
             Val::UnknownOr(d) => {
                 *keep_empty = true;
                 text.push(DYN);
+                let d = d.replace(TMP, "?");
                 text.push_str(&if quoted { d } else { split(&d) });
+            }
+            Val::Temp => {
+                *keep_empty = true;
+                text.push(DYN);
+                text.push(TMP);
             }
         }
     }
@@ -95,7 +104,7 @@ impl Ctx {
                 Part::Lit { text: t, quoted } => {
                     keep_empty = true;
                     braces |= !quoted && t.contains('{') && t.contains(',') && t.contains('}');
-                    text.push_str(t);
+                    text.push_str(&t.replace(TMP, "?"));
                 }
                 Part::Var { name, quoted } => {
                     let v = self.var(name);
@@ -114,6 +123,8 @@ impl Ctx {
                     subs.push(script.clone());
                     let v = match self.sub_output(script) {
                         Some(out) => Val::Known(vec![out], false),
+                        // `$(pwd)` where it runs is unknown: the run's work directory.
+                        None if script.trim() == "pwd" => Val::Temp,
                         None => Val::Unknown,
                     };
                     self.push_val(&mut text, v, *quoted, &mut keep_empty);
@@ -216,8 +227,25 @@ impl Ctx {
             Some(all) if name == "@" => Val::Known(all, true),
             Some(all) if name == "*" => Val::Known(vec![all.join(" ")], false),
             Some(all) => Val::Known(vec![all.into_iter().next().unwrap_or_default()], false),
+            None if self.is_temp_var(name) => Val::Temp,
             None => Val::Unknown,
         }
+    }
+
+    /// Whether `${RUN_DIR<op>}` still names the run's directory: no operation, `:?` (an error
+    /// when unset) or a default that is itself a workspace (`${TMPDIR:-/tmp}`).
+    fn keeps_run_dir(&self, op: &str) -> bool {
+        let op = op.strip_prefix(':').unwrap_or(op);
+        match op.chars().next() {
+            None | Some('?') => true,
+            Some('-') => self.t.paths.in_workspace(&op[1..]) && !op[1..].contains('$'),
+            _ => false,
+        }
+    }
+
+    /// A variable that names the run's temporary or work directory, not set by the script.
+    fn is_temp_var(&self, name: &str) -> bool {
+        !self.vars.contains_key(name) && self.t.paths.temp_vars.iter().any(|v| v == name)
     }
 
     fn param(&mut self, expr: &str) -> Val {
@@ -264,6 +292,9 @@ impl Ctx {
             Some((i, op)) => (Some(i), op),
             None => (None, rest),
         };
+        if index.is_none() && self.is_temp_var(name) && self.keeps_run_dir(op) {
+            return Val::Temp;
+        }
         let base = self.lookup(name, !op.is_empty()).map(|all| match index {
             Some("@") => (all, true),
             Some("*") => (vec![all.join(" ")], false),

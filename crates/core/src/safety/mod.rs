@@ -89,7 +89,10 @@ pub fn assess(argv: &[String]) -> Assessment {
     let Some(mut ctx) = context() else {
         return unreadable();
     };
-    let args: Vec<Arg> = argv.iter().map(|a| Arg::literal(a)).collect();
+    let args: Vec<Arg> = argv
+        .iter()
+        .map(|a| Arg::literal(&a.replace([DYN, TMP], "\u{fffd}")))
+        .collect();
     ctx.command(args, &content::Input::Outside);
     verdict(ctx.findings)
 }
@@ -143,3 +146,6 @@ fn verdict(mut findings: Vec<Finding>) -> Assessment {
 
 /// Marks the place of an expansion whose value is only known at run time.
 const DYN: char = '\u{1}';
+/// Follows `DYN` when that expansion is the run's temporary or work directory (`$TMPDIR`,
+/// `$GITHUB_WORKSPACE`, unset in the script); the text never holds it otherwise.
+const TMP: char = '\u{4}';

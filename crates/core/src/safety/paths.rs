@@ -33,6 +33,21 @@ fn listed(list: &[String], s: &str) -> bool {
     list.iter().any(|x| x == s)
 }
 
+/// Whether the normalised path `n` is below `root` (not `root` itself).
+fn strictly_below(n: &str, root: &str) -> bool {
+    n.strip_prefix(root)
+        .is_some_and(|x| x.len() > 1 && x.starts_with('/'))
+}
+
+/// Whether the normalised path `n` is one of `roots` or below one.
+fn under(roots: &[String], n: &str) -> bool {
+    roots.iter().any(|r| {
+        n == r
+            || n.strip_prefix(r.as_str())
+                .is_some_and(|x| x.starts_with('/'))
+    })
+}
+
 /// A path with its home written as `~` (`$HOME`, `~user`, `/root`, `/home/NAME`).
 pub(super) fn is_home(p: &str) -> bool {
     let n = normalize(p);
@@ -115,6 +130,71 @@ impl Paths {
             || self.login_files.iter().any(|f| n.ends_with(f.as_str()))
     }
 
+    /// A CI job's own place (a checkout, the temporary directory): what is there is the job's.
+    pub fn in_workspace(&self, p: &str) -> bool {
+        under(&self.workspaces, &normalize(p))
+    }
+
+    /// A cache a system tool downloads again (`/var/lib/apt/lists`).
+    pub fn is_regenerable(&self, p: &str) -> bool {
+        p.starts_with('/') && under(&self.regenerable_paths, &normalize(p))
+    }
+
+    /// Why deleting `p` (absolute) recursively loses data, if it does: it is below a place
+    /// data lives (`/srv`, `/var/lib`, `/opt/APP`, `/home/USER/…`, mounts, backups) or has a
+    /// data directory's name, and is neither a CI workspace nor rebuilt (`node_modules`…).
+    pub fn holds_data(&self, p: &str) -> Option<&'static str> {
+        let n = normalize(p);
+        match self.holds_data_by_place(p) {
+            Some(why) => Some(why),
+            None if self.plain_data(p) && self.app_roots.iter().any(|r| strictly_below(&n, r)) => {
+                Some("an application's or a user's files and data")
+            }
+            None => None,
+        }
+    }
+
+    /// Whether deleting `p` may lose data (neither a workspace, nor rebuilt).
+    fn plain_data(&self, p: &str) -> bool {
+        let n = normalize(p);
+        p.starts_with('/')
+            && !self.in_workspace(p)
+            && !self.is_regenerable(p)
+            && !n.split('/').any(|c| listed(&self.regenerable, c))
+    }
+
+    /// Like [`Paths::holds_data`] without the places applications are deployed to.
+    pub fn holds_data_by_place(&self, p: &str) -> Option<&'static str> {
+        if !self.plain_data(p) {
+            return None;
+        }
+        let n = normalize(p);
+        let named = |c: &str| {
+            listed(
+                &self.data_names,
+                c.trim_end_matches(|d: char| d.is_ascii_digit()),
+            )
+        };
+        if n.split('/').any(named) {
+            return Some("a directory named for the data it holds");
+        }
+        self.data_roots
+            .iter()
+            .any(|r| strictly_below(&n, r))
+            .then_some("where services, mounts or backups keep their data")
+    }
+
+    /// A database file (by its name) outside a CI workspace: emptying or deleting it loses
+    /// data.
+    pub fn is_db_file(&self, p: &str) -> bool {
+        if !p.starts_with('/') || self.in_workspace(p) {
+            return false;
+        }
+        let n = normalize(p);
+        let name = basename(&n);
+        self.db_files.iter().any(|e| name.ends_with(e.as_str()))
+    }
+
     /// The data directory of a stateful service that `p` is or holds (`true`), or that
     /// holds `p` (`false`).
     pub fn data_dir(&self, p: &str) -> Option<(&DataDir, bool)> {
@@ -186,5 +266,42 @@ mod tests {
         assert!(!t.is_system_path("/var/lib/myapp"));
         // A top-level directory is not the data directory of a service below it.
         assert!(t.data_dir("/var").is_none());
+    }
+
+    #[test]
+    fn data_places_workspaces_and_database_files() {
+        let t = &tables().expect("tables").paths;
+        for data in [
+            "/data/x",
+            "/var/lib/grafana",
+            "/pgdata",
+            "/opt/app",
+            "/home/u/app",
+            "/srv/x",
+        ] {
+            assert!(t.holds_data(data).is_some(), "{data} holds data");
+        }
+        for not in [
+            "/opt",
+            "/mnt",
+            "/tmp/data",
+            "/home/runner/work/a/data",
+            "/srv/app/node_modules",
+            "/var/lib/apt/lists",
+            "build/data",
+        ] {
+            assert!(
+                t.holds_data(not).is_none(),
+                "{not} holds no data of its own"
+            );
+        }
+        // Deploys replace what is below /srv, /opt and /home; /var/lib is a service's own.
+        assert!(t.holds_data_by_place("/srv/app").is_none());
+        assert!(t.holds_data_by_place("/var/lib/grafana").is_some());
+        assert!(t.holds_data_by_place("/srv/db").is_some());
+        assert!(t.in_workspace("/builds/g/p") && !t.in_workspace("/buildsx"));
+        assert!(t.is_regenerable("/var/lib/apt/lists/x") && !t.is_regenerable("lists"));
+        assert!(t.is_db_file("/srv/app.db") && t.is_db_file("/var/lib/mysql/ibdata1"));
+        assert!(!t.is_db_file("/tmp/app.db") && !t.is_db_file("app.db"));
     }
 }

@@ -227,6 +227,7 @@ impl Ctx {
     /// `env [-i] [-u NAME] [-C DIR] [-S STRING] [NAME=VALUE]... [CMD ARGS...]`.
     pub(super) fn env(&mut self, argv: &[Arg], input: &Input) {
         let mut i = 1;
+        let mut chdir: Option<String> = None;
         while i < argv.len() {
             let s = argv[i].s().to_string();
             if s == "--" {
@@ -246,7 +247,14 @@ impl Ctx {
                 self.command(out, input);
                 return;
             }
-            if matches!(s.as_str(), "-u" | "--unset" | "-C" | "--chdir") {
+            if matches!(s.as_str(), "-C" | "--chdir") || s.starts_with("--chdir=") {
+                let given = s.strip_prefix("--chdir=").map(String::from);
+                let step = if given.is_some() { 1 } else { 2 };
+                chdir = given.or_else(|| argv.get(i + 1).map(|a| a.text.clone()));
+                i += step;
+                continue;
+            }
+            if matches!(s.as_str(), "-u" | "--unset") {
                 i += 2;
                 continue;
             }
@@ -270,9 +278,15 @@ impl Ctx {
         let rest = argv[i.min(argv.len())..].to_vec();
         if rest.is_empty() {
             self.add(Risk::Low, "env prints the environment", argv);
-        } else {
-            self.command(rest, input);
+            return;
         }
+        // `env -C DIR CMD` runs CMD in DIR.
+        let saved = self.cwd.clone();
+        if let Some(d) = chdir {
+            self.cwd = Some(super::paths::normalize(&self.abs(&d)));
+        }
+        self.command(rest, input);
+        self.cwd = saved;
     }
 
     pub(super) fn is_interpreter(&self, n: &str) -> bool {

@@ -19,6 +19,10 @@
 //!   match (case-insensitive search), and `unless_text` does not; `sql` strips SQL comments
 //!   and leaves options out first.
 //! - `stdin_unknown`: the tool reads an input only the run knows (`mysql < dump.sql`).
+//! - `unless_arg`: no argument matches (regex search: `--dry-run` modes); `unless_sub`: the
+//!   words of `sub` given here do not appear; `min_positionals` / `max_positionals`.
+//! - `sub_script`: the script of a `$(...)` that computed an argument (or the command whose
+//!   output `xargs` appended) matches (case-insensitive search): `docker rm $(docker ps -aq)`.
 //! - `dynamic`: some argument is only known at run time; `no_positionals`; `max_args`;
 //!   `no_inner` (the tool runs no other command here).
 //!
@@ -112,6 +116,12 @@ struct RuleSpec {
     arg: Option<String>,
     text: Option<String>,
     unless_text: Option<String>,
+    unless_arg: Option<String>,
+    #[serde(default)]
+    unless_sub: Vec<String>,
+    sub_script: Option<String>,
+    min_positionals: Option<usize>,
+    max_positionals: Option<usize>,
     #[serde(default)]
     sql: bool,
     #[serde(default)]
@@ -186,6 +196,14 @@ pub(super) struct Paths {
     pub raw_devices: Vec<String>,
     pub harmless_devices: Vec<String>,
     pub recursive_deleters: Vec<String>,
+    pub data_roots: Vec<String>,
+    pub app_roots: Vec<String>,
+    pub data_names: Vec<String>,
+    pub regenerable: Vec<String>,
+    pub regenerable_paths: Vec<String>,
+    pub workspaces: Vec<String>,
+    pub db_files: Vec<String>,
+    pub temp_vars: Vec<String>,
     #[serde(default)]
     pub data: Vec<DataDir>,
 }
@@ -213,6 +231,8 @@ pub(super) struct Services {
     pub state_changes: Vec<String>,
     pub host_down_targets: Vec<String>,
     pub critical_units: Vec<String>,
+    pub critical_processes: Vec<String>,
+    pub reload_signals: Vec<String>,
 }
 
 /// Shells, interpreters, downloaders and what inline code can run (interpreters.toml).
@@ -286,6 +306,11 @@ pub(super) struct Rule {
     arg: Option<Regex>,
     text: Option<Regex>,
     unless_text: Option<Regex>,
+    unless_arg: Option<Regex>,
+    unless_sub: Vec<Regex>,
+    sub_script: Option<Regex>,
+    min_positionals: Option<usize>,
+    max_positionals: Option<usize>,
     sql: bool,
     dynamic: bool,
     stdin_unknown: bool,
@@ -376,6 +401,11 @@ impl Rule {
             arg: opt_regex(&r.arg, false, false)?,
             text: opt_regex(&r.text, false, true)?,
             unless_text: opt_regex(&r.unless_text, false, true)?,
+            unless_arg: opt_regex(&r.unless_arg, false, false)?,
+            unless_sub: words(&r.unless_sub)?,
+            sub_script: opt_regex(&r.sub_script, false, true)?,
+            min_positionals: r.min_positionals,
+            max_positionals: r.max_positionals,
             sql: r.sql,
             dynamic: r.dynamic,
             stdin_unknown: r.stdin_unknown,
@@ -525,6 +555,9 @@ pub(super) struct View<'a> {
     /// The standard input is produced at run time (a file, another command).
     pub stdin_unknown: bool,
     pub has_inner: bool,
+    /// The scripts of the `$(...)` substitutions (and of what a pipe fed `xargs`) that
+    /// computed arguments.
+    pub subs: &'a str,
 }
 
 /// All table entries for one command name, read as one.
@@ -722,6 +755,7 @@ impl<'a> Entry<'a> {
             stdin: if self.reads_stdin() { stdin } else { None },
             stdin_unknown: stdin_unknown && self.reads_stdin(),
             has_inner,
+            subs: "",
         }
     }
 
@@ -856,66 +890,60 @@ impl<'a> Entry<'a> {
 
 impl Rule {
     fn matches(&self, v: &View) -> bool {
-        if self.no_inner && v.has_inner {
-            return false;
+        self.shape_matches(v) && self.options_match(v) && self.text_matches(v)
+    }
+
+    /// The positional words: subcommands, words, how many.
+    fn shape_matches(&self, v: &View) -> bool {
+        let n = v.positionals.len();
+        let excluded = (self.no_inner && v.has_inner) || (self.no_positionals && n > 0);
+        !excluded
+            && self.max_args.is_none_or(|m| v.args.len() <= m)
+            && window(&self.sub, &v.positionals, self.at_start).is_some()
+            && (self.unless_sub.is_empty()
+                || window(&self.unless_sub, &v.positionals, false).is_none())
+            && self.min_positionals.is_none_or(|m| n >= m)
+            && self.max_positionals.is_none_or(|m| n <= m)
+            && self
+                .word
+                .as_ref()
+                .is_none_or(|w| v.positionals.iter().any(|p| word_matches(w, p)))
+    }
+
+    /// Options, arguments, substitutions and the standard input's origin.
+    fn options_match(&self, v: &View) -> bool {
+        let any_arg = |re: &Regex| v.args.iter().any(|x| re.is_match(x));
+        (self.flag.is_empty() || self.flag.iter().any(|f| has_flag(&v.options, f)))
+            && self.all_flags.iter().all(|f| has_flag(&v.options, f))
+            && !self.no_flag.iter().any(|f| has_flag(&v.options, f))
+            && (self.opt.is_empty() || self.opt_matches(v.args))
+            && self.arg.as_ref().is_none_or(any_arg)
+            && !self.unless_arg.as_ref().is_some_and(any_arg)
+            && self.sub_script.as_ref().is_none_or(|r| r.is_match(v.subs))
+            && (!self.dynamic || v.args.iter().any(|x| x.contains(DYN)))
+            && (!self.stdin_unknown || v.stdin_unknown)
+    }
+
+    /// `text` / `unless_text` over the arguments and the standard input.
+    fn text_matches(&self, v: &View) -> bool {
+        let Some(t) = &self.text else {
+            return true;
+        };
+        let mut parts: Vec<String> = if self.sql {
+            // Options are not SQL (`--query` is no comment).
+            v.args
+                .iter()
+                .filter(|a| !a.starts_with('-') || a.contains(char::is_whitespace))
+                .map(|a| sql_text(a))
+                .collect()
+        } else {
+            v.args.to_vec()
+        };
+        if let Some(s) = v.stdin {
+            parts.push(if self.sql { sql_text(s) } else { s.to_string() });
         }
-        if self.no_positionals && !v.positionals.is_empty() {
-            return false;
-        }
-        if self.max_args.is_some_and(|m| v.args.len() > m) {
-            return false;
-        }
-        if window(&self.sub, &v.positionals, self.at_start).is_none() {
-            return false;
-        }
-        if let Some(w) = &self.word {
-            if !v.positionals.iter().any(|p| word_matches(w, p)) {
-                return false;
-            }
-        }
-        if !self.flag.is_empty() && !self.flag.iter().any(|f| has_flag(&v.options, f)) {
-            return false;
-        }
-        if !self.all_flags.iter().all(|f| has_flag(&v.options, f)) {
-            return false;
-        }
-        if self.no_flag.iter().any(|f| has_flag(&v.options, f)) {
-            return false;
-        }
-        if !self.opt.is_empty() && !self.opt_matches(v.args) {
-            return false;
-        }
-        if let Some(a) = &self.arg {
-            if !v.args.iter().any(|x| a.is_match(x)) {
-                return false;
-            }
-        }
-        if self.dynamic && !v.args.iter().any(|x| x.contains(DYN)) {
-            return false;
-        }
-        if self.stdin_unknown && !v.stdin_unknown {
-            return false;
-        }
-        if let Some(t) = &self.text {
-            let mut parts: Vec<String> = if self.sql {
-                // Options are not SQL (`--query` is no comment).
-                v.args
-                    .iter()
-                    .filter(|a| !a.starts_with('-') || a.contains(char::is_whitespace))
-                    .map(|a| sql_text(a))
-                    .collect()
-            } else {
-                v.args.to_vec()
-            };
-            if let Some(s) = v.stdin {
-                parts.push(if self.sql { sql_text(s) } else { s.to_string() });
-            }
-            let text = parts.join("\n");
-            if !t.is_match(&text) || self.unless_text.as_ref().is_some_and(|u| u.is_match(&text)) {
-                return false;
-            }
-        }
-        true
+        let text = parts.join("\n");
+        t.is_match(&text) && !self.unless_text.as_ref().is_some_and(|u| u.is_match(&text))
     }
 
     fn opt_matches(&self, args: &[String]) -> bool {
