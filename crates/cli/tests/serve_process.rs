@@ -358,7 +358,17 @@ async fn deliver(bases: &[String], deliveries: Vec<(usize, String, u64)>) -> Vec
 
 fn start_replica(port: u16, db: &str, api: &str) -> Child {
     // Longer than any job here (2 s), so only a dead replica's jobs are taken again.
-    start_with(port, db, api, &[("PIPEGUARD_WORKER_LEASE_SECONDS", "5")])
+    // The replicas share one audit head file, out of the crate's directory.
+    let audit_dir = std::env::temp_dir().display().to_string();
+    start_with(
+        port,
+        db,
+        api,
+        &[
+            ("PIPEGUARD_WORKER_LEASE_SECONDS", "5"),
+            ("PIPEGUARD_AUDIT_DIR", &audit_dir),
+        ],
+    )
 }
 
 /// Three replicas on one PostgreSQL database; every failure is delivered twice (to two
