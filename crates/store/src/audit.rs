@@ -727,7 +727,7 @@ impl<'a> Walk<'a> {
                     ),
                     PinSource::HeadFile => format!(
                         "truncated: the head file says seq {}, the table ends at seq {ends}: \
-                         later entries were deleted",
+                         later entries were deleted or their seals removed",
                         pin.seq
                     ),
                 },
