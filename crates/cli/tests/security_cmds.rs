@@ -2,7 +2,9 @@
 //! store, as the server fills them.
 
 use pipeguard_core::event::{FailureEvent, Platform};
-use pipeguard_store::{AuditEntry, Intake, Keyring, SessionStatus, SessionUpdate, Store};
+use pipeguard_store::{
+    AuditAnchor, AuditEntry, Intake, Keyring, SessionStatus, SessionUpdate, Store,
+};
 use pipeguard_store::{AuditQuery, Transition};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -68,9 +70,22 @@ async fn session(store: &Store, repo: &str, run: &str, age_days: i64) -> String 
     id
 }
 
+/// The store as the server opens it: the audit key file and head file beside the database.
+async fn server_store(dir: &Path) -> Store {
+    let anchor = AuditAnchor::files(&dir.join("p.db"), None, true).unwrap();
+    Store::connect(&url(dir))
+        .await
+        .unwrap()
+        .with_audit_anchor(anchor)
+}
+
 async fn filled(dir: &Path) -> Store {
-    let store = Store::connect(&url(dir)).await.unwrap();
-    for i in 0..3 {
+    filled_with(dir, 3).await
+}
+
+async fn filled_with(dir: &Path, n: usize) -> Store {
+    let store = server_store(dir).await;
+    for i in 0..n {
         let e = AuditEntry::new(
             "user:alice",
             "approval.granted",
@@ -89,8 +104,7 @@ async fn audit_verify_passes_names_the_bad_entry_and_pins_the_head() {
     store.seal_audit().await.unwrap();
     let db = url(dir.path());
     let args = ["audit", "verify", "--database-url", &db];
-    // No key is needed (nor read) to verify.
-    let ok = pipeguard(dir.path(), &args, Some("not-a-key"));
+    let ok = pipeguard(dir.path(), &args, None);
     assert!(ok.status.success(), "{}", text(&ok));
     let out = text(&ok);
     assert!(out.contains("intact: 3 sealed entries"), "{out}");
@@ -121,7 +135,7 @@ async fn audit_verify_passes_names_the_bad_entry_and_pins_the_head() {
     assert!(text(&bad).contains("BROKEN at seq 2"), "{}", text(&bad));
     assert!(text(&bad).contains("edited"), "{}", text(&bad));
 
-    // A cut tail is only visible against the recorded head.
+    // A cut tail: the head file beside the key names it; so does a recorded head.
     sqlx::query("UPDATE audit_log SET target = 's1' WHERE seq = 2")
         .execute(store.pool())
         .await
@@ -130,7 +144,13 @@ async fn audit_verify_passes_names_the_bad_entry_and_pins_the_head() {
         .execute(store.pool())
         .await
         .unwrap();
-    assert!(pipeguard(dir.path(), &args, None).status.success());
+    let cut = pipeguard(dir.path(), &args, None);
+    assert_eq!(cut.status.code(), Some(1), "{}", text(&cut));
+    assert!(
+        text(&cut).contains("head file says seq 3, the table ends at seq 2"),
+        "{}",
+        text(&cut)
+    );
     let pinned = [&args[..], &["--expect-head", &pin]].concat();
     let cut = pipeguard(dir.path(), &pinned, None);
     assert_eq!(cut.status.code(), Some(1), "{}", text(&cut));
@@ -146,6 +166,54 @@ async fn audit_verify_passes_names_the_bad_entry_and_pins_the_head() {
         text(&malformed).contains("SEQ:HASH"),
         "{}",
         text(&malformed)
+    );
+}
+
+/// The attacks of issue 23 on a trail the server sealed: delete the last entry, the last 50,
+/// all; edit entry 30 and remove the seals from there so the sealer would re-chain them.
+#[tokio::test]
+async fn audit_verify_finds_a_cut_tail_and_removed_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled_with(dir.path(), 60).await;
+    assert_eq!(store.seal_audit().await.unwrap(), 60);
+    let db = url(dir.path());
+    let args = ["audit", "verify", "--database-url", &db];
+    assert!(pipeguard(dir.path(), &args, None).status.success());
+    for (from, ends) in [(60, 59), (10, 9), (1, 0)] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM audit_log WHERE seq >= {from}"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let out = pipeguard(dir.path(), &args, None);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let want = format!("head file says seq 60, the table ends at seq {ends}");
+        assert!(text(&out).contains(&want), "{}", text(&out));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled_with(dir.path(), 60).await;
+    store.seal_audit().await.unwrap();
+    for sql in [
+        "UPDATE audit_log SET actor = 'nobody' WHERE seq = 30",
+        "UPDATE audit_log SET seq = NULL, hash = NULL, prev_hash = NULL WHERE seq >= 30",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    // The server's sealer, restarted, refuses to chain them again.
+    let restarted = server_store(dir.path()).await;
+    assert!(restarted.seal_audit().await.is_err());
+    let out = pipeguard(
+        dir.path(),
+        &["audit", "verify", "--database-url", &url(dir.path())],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("head file says seq 60"),
+        "{}",
+        text(&out)
     );
 }
 

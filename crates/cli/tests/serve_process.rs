@@ -3,6 +3,7 @@
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use wiremock::matchers::{method, path};
@@ -356,9 +357,19 @@ async fn deliver(bases: &[String], deliveries: Vec<(usize, String, u64)>) -> Vec
     set.join_all().await
 }
 
-fn start_replica(port: u16, db: &str, api: &str) -> Child {
+/// `audit_dir`: the replicas share one audit key and head file, out of the crate's directory.
+fn start_replica(port: u16, db: &str, api: &str, audit_dir: &Path) -> Child {
     // Longer than any job here (2 s), so only a dead replica's jobs are taken again.
-    start_with(port, db, api, &[("PIPEGUARD_WORKER_LEASE_SECONDS", "5")])
+    let audit_dir = audit_dir.display().to_string();
+    start_with(
+        port,
+        db,
+        api,
+        &[
+            ("PIPEGUARD_WORKER_LEASE_SECONDS", "5"),
+            ("PIPEGUARD_AUDIT_DIR", &audit_dir),
+        ],
+    )
 }
 
 /// Three replicas on one PostgreSQL database; every failure is delivered twice (to two
@@ -374,13 +385,14 @@ async fn three_replicas_on_postgres_survive_a_sigkill_and_rerun_each_failure_onc
     mount_slow_github(&gh).await;
     let http = admin_client(&pg.url); // also migrates the database
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let audit_dir = tempfile::tempdir().unwrap();
     let bases: Vec<String> = ports
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
     let mut replicas: Vec<Child> = Vec::new();
     for (port, base) in ports.iter().zip(&bases) {
-        replicas.push(start_replica(*port, &pg.url, &gh.uri()));
+        replicas.push(start_replica(*port, &pg.url, &gh.uri(), audit_dir.path()));
         wait_healthy(&http, base).await;
     }
     let deliveries: Vec<(usize, String, u64)> = (0..REPLICA_RUNS)

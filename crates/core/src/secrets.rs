@@ -151,6 +151,20 @@ fn before_rules() -> &'static [Rule] {
     RULES.get_or_init(|| compile(BEFORE_LINE_RULES))
 }
 
+/// The after-rules for stored text: secrets only (e-mail addresses and long base64 runs
+/// such as artifact digests stay, for diagnosis).
+fn storage_rules() -> &'static [Rule] {
+    static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let secrets: Vec<_> = AFTER_LINE_RULES
+            .iter()
+            .copied()
+            .filter(|(kind, _, _)| !matches!(*kind, "email" | "base64_blob"))
+            .collect();
+        compile(&secrets)
+    })
+}
+
 fn after_rules() -> &'static [Rule] {
     static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
     RULES.get_or_init(|| compile(AFTER_LINE_RULES))
@@ -195,6 +209,115 @@ fn without_eol(raw: &str) -> &str {
     raw.strip_suffix('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .unwrap_or(raw)
+}
+
+/// Private-key blocks masked as a whole (`BEGIN` to `END`, or to the first line that is not
+/// key material), the rest of each line through `line(index, text)`. One result per line:
+/// `None` for a line swallowed by a block that began on an earlier line.
+fn mask_key_blocks<S: AsRef<str>>(
+    lines: &[S],
+    mut line: impl FnMut(usize, &str) -> String,
+) -> Vec<Option<String>> {
+    let (begin, end, body) = key_markers();
+    let mut in_key = false;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        let mut rest = l.as_ref();
+        if in_key {
+            if let Some(m) = end.find(rest) {
+                rest = &rest[m.end()..];
+                in_key = false;
+                if rest.trim().is_empty() {
+                    out.push(None);
+                    continue;
+                }
+            } else if body.is_match(rest) {
+                out.push(None);
+                continue;
+            } else {
+                in_key = false;
+            }
+        }
+        let mut masked = String::new();
+        while let Some(b) = begin.find(rest) {
+            masked.push_str(&line(i, &rest[..b.start()]));
+            masked.push_str(REDACTED_KEY);
+            match end.find_at(rest, b.end()) {
+                Some(e) => rest = &rest[e.end()..],
+                None => {
+                    rest = "";
+                    in_key = true;
+                }
+            }
+        }
+        masked.push_str(&line(i, rest));
+        out.push(Some(masked));
+    }
+    out
+}
+
+/// Lines this close to an AWS access key id or a secret-key label may hold the secret key
+/// alone (the `aws configure` prompts, a credentials file, a CSV split over lines).
+const AWS_CONTEXT_LINES: usize = 3;
+
+fn aws_patterns() -> &'static (Regex, Regex) {
+    static RE: OnceLock<(Regex, Regex)> = OnceLock::new();
+    RE.get_or_init(|| {
+        (
+            Regex::new(
+                r"(?i)\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|aws.?secret|secret.?access.?key|\baws_?access_?key",
+            )
+            .expect("compiles"),
+            // A 40-character secret key standing alone as a token.
+            Regex::new(r#"(?P<k>^|[\s"'=:,|])[A-Za-z0-9/+]{40}(?P<post>[\s"',|]|$)"#)
+                .expect("compiles"),
+        )
+    })
+}
+
+/// Random key material mixes cases and digits; a 40-character commit hash is lower-case hex.
+fn looks_random(token: &str) -> bool {
+    let has = |f: fn(&u8) -> bool| token.as_bytes().iter().any(f);
+    has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase) && has(u8::is_ascii_digit)
+}
+
+/// Masks secrets in a log or message before it is stored: private-key blocks as a whole,
+/// AWS secret keys alone on a line near their key id or name, and every line through the
+/// analyzer's rules ([`crate::analysis::redact::redact`]). E-mail addresses and host names are
+/// kept: they help diagnose and stay inside.
+pub fn redact_log(text: &str) -> String {
+    let raws: Vec<&str> = text.split_inclusive('\n').collect();
+    let lines: Vec<&str> = raws.iter().map(|raw| without_eol(raw)).collect();
+    let (context, lone) = aws_patterns();
+    let hits: Vec<usize> = (0..lines.len())
+        .filter(|&i| context.is_match(lines[i]))
+        .collect();
+    let near = |i: usize| hits.iter().any(|&h| h.abs_diff(i) <= AWS_CONTEXT_LINES);
+    let masked = mask_key_blocks(&lines, |i, l| {
+        let l = apply(before_rules(), l.to_string());
+        let l = apply(storage_rules(), redact_line(&l));
+        if !near(i) {
+            return l;
+        }
+        lone.replace_all(&l, |c: &Captures| {
+            let whole = &c[0];
+            let token = &whole[c["k"].len()..whole.len() - c["post"].len()];
+            if looks_random(token) {
+                format!("{}{REDACTED}{}", &c["k"], &c["post"])
+            } else {
+                c[0].to_string()
+            }
+        })
+        .into_owned()
+    });
+    let mut out = String::with_capacity(text.len());
+    for (raw, m) in raws.iter().zip(masked) {
+        if let Some(m) = m {
+            out.push_str(&m);
+            out.push_str(&raw[without_eol(raw).len()..]);
+        }
+    }
+    out
 }
 
 /// A host-name pattern from the configuration, e.g. `*.corp.example.com` or `10.*`.
@@ -255,42 +378,7 @@ impl Redactor {
     /// Each line masked, one result per line: `None` for a line swallowed by a private-key
     /// block that began on an earlier line (its first line shows [`REDACTED_KEY`]).
     pub fn redact_lines<S: AsRef<str>>(&self, lines: &[S]) -> Vec<Option<String>> {
-        let (begin, end, body) = key_markers();
-        let mut in_key = false;
-        let mut out = Vec::with_capacity(lines.len());
-        for line in lines {
-            let mut rest = line.as_ref();
-            if in_key {
-                if let Some(m) = end.find(rest) {
-                    rest = &rest[m.end()..];
-                    in_key = false;
-                    if rest.trim().is_empty() {
-                        out.push(None);
-                        continue;
-                    }
-                } else if body.is_match(rest) {
-                    out.push(None);
-                    continue;
-                } else {
-                    in_key = false;
-                }
-            }
-            let mut masked = String::new();
-            while let Some(b) = begin.find(rest) {
-                masked.push_str(&self.redact_line(&rest[..b.start()]));
-                masked.push_str(REDACTED_KEY);
-                match end.find_at(rest, b.end()) {
-                    Some(e) => rest = &rest[e.end()..],
-                    None => {
-                        rest = "";
-                        in_key = true;
-                    }
-                }
-            }
-            masked.push_str(&self.redact_line(rest));
-            out.push(Some(masked));
-        }
-        out
+        mask_key_blocks(lines, |_, l| self.redact_line(l))
     }
 
     fn redact_line(&self, line: &str) -> String {
@@ -599,5 +687,71 @@ password prompt skipped
     #[test]
     fn crlf_lines_keep_their_endings() {
         assert_eq!(r("a\r\nb jane@example.org\r\n"), "a\r\nb [EMAIL]\r\n");
+    }
+
+    const OPENSSH_BODY: [&str; 3] = [
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+        "QyNTUxOQAAACDk3Vbl1RZ2h0ZXN0a2V5Ym9keWxpbmV0d29BAAAAJGJvZHlsaW5ldGhyZW",
+        "UAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZWQyNTUxOQAAACDk3Vbl1RZ2h0ZXN0a2",
+    ];
+
+    #[test]
+    fn stored_logs_lose_whole_key_blocks_and_keep_the_rest() {
+        for (begin, end) in [
+            (
+                "-----BEGIN OPENSSH PRIVATE KEY-----",
+                "-----END OPENSSH PRIVATE KEY-----",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----",
+                "-----END RSA PRIVATE KEY-----",
+            ),
+            (
+                "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+                "-----END PGP PRIVATE KEY BLOCK-----",
+            ),
+        ] {
+            let log = format!(
+                "step 1: cat deploy_key\n{begin}\n{}\n{end}\nerror: Permission denied (publickey)\n",
+                OPENSSH_BODY.join("\n")
+            );
+            let out = redact_log(&log);
+            for body in OPENSSH_BODY {
+                assert!(!out.contains(body), "{begin}: {out}");
+            }
+            assert!(!out.contains("-----END"), "{out}");
+            assert_eq!(
+                out,
+                format!(
+                    "step 1: cat deploy_key\n{REDACTED_KEY}\nerror: Permission denied (publickey)\n"
+                )
+            );
+        }
+        // The per-line rules still apply; e-mail addresses stay for diagnosis.
+        let out =
+            redact_log("push as dev@example.com with ghp_abcdefghijklmnopqrstuvwxyz0123456789\n");
+        assert_eq!(out, "push as dev@example.com with [REDACTED]\n");
+    }
+
+    #[test]
+    fn stored_logs_lose_aws_secret_keys_standing_alone_near_their_id_or_name() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        for log in [
+            format!("AWS Access Key ID [None]: AKIAIOSFODNN7EXAMPLE\n{secret}\n"),
+            format!("aws_access_key_id = AKIAIOSFODNN7EXAMPLE\nregion = eu-west-1\n  {secret}\n"),
+            format!("[default]\naws_secret_access_key\n{secret}\n"),
+            format!("2024-05-01T10:00:00Z {secret}\n2024-05-01T10:00:01Z ASIAIOSFODNN7EXAMPLE\n"),
+        ] {
+            let out = redact_log(&log);
+            assert!(!out.contains(secret), "{log:?} -> {out:?}");
+            assert!(!out.contains("IOSFODNN7EXAMPLE"), "{out:?}");
+            assert_eq!(out.lines().count(), log.lines().count(), "{out:?}");
+        }
+        // Far from any key id or name, and commit hashes anywhere, are kept.
+        let sha = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+        let far = format!("{secret}\n\n\n\n\n\nAKIAIOSFODNN7EXAMPLE\n");
+        assert!(redact_log(&far).starts_with(secret));
+        let near_sha = format!("AKIAIOSFODNN7EXAMPLE\ncommit {sha}\n{sha}\n");
+        assert_eq!(redact_log(&near_sha).matches(sha).count(), 2);
     }
 }

@@ -133,8 +133,12 @@ pub struct EncryptionSection {
     /// keys after it, one per line.
     pub key_file: Option<std::path::PathBuf>,
     /// The keys from `PIPEGUARD_ENCRYPTION_KEY` (same format); they win over `key_file`.
+    /// Never read from the configuration file, so key material stays out of it.
     #[serde(skip)]
     pub key: Option<String>,
+    /// Where the audit chain's key file (when no encryption key is set) and head file are
+    /// kept: default beside the SQLite database, or the working directory for PostgreSQL.
+    pub audit_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for EncryptionSection {
@@ -143,6 +147,7 @@ impl std::fmt::Debug for EncryptionSection {
         f.debug_struct("EncryptionSection")
             .field("key_file", &self.key_file)
             .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .field("audit_dir", &self.audit_dir)
             .finish()
     }
 }
@@ -161,6 +166,25 @@ impl EncryptionSection {
             None => anyhow::anyhow!("{}: {e}", self.key_file.as_deref().unwrap().display()),
         })?;
         Ok(Some(ring))
+    }
+
+    /// The audit chain's keys and head file for `database_url`: keyed with the encryption
+    /// key when one is set, otherwise with a key file made (mode 0600) when `create`.
+    pub fn audit_anchor(
+        &self,
+        database_url: &str,
+        create: bool,
+    ) -> Result<pipeguard_store::AuditAnchor> {
+        let ring = self.keyring()?;
+        let Some(base) = pipeguard_store::audit_files_base(database_url, self.audit_dir.as_deref())
+        else {
+            return Ok(pipeguard_store::AuditAnchor::default());
+        };
+        Ok(pipeguard_store::AuditAnchor::files(
+            &base,
+            ring.as_ref(),
+            create,
+        )?)
     }
 }
 
@@ -436,6 +460,9 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_ENCRYPTION_KEY") {
             self.encryption.key = Some(v);
         }
+        if let Some(v) = nonempty("PIPEGUARD_AUDIT_DIR") {
+            self.encryption.audit_dir = Some(v.into());
+        }
         if let Some(v) = nonempty("PIPEGUARD_RETENTION_DAYS") {
             self.retention.days = num("PIPEGUARD_RETENTION_DAYS", v)?;
         }
@@ -656,6 +683,27 @@ tokn = \"x\"
             "{e}"
         );
         assert!(Config::from_toml("[encryption]\nkey = \"x\"").is_err());
+    }
+
+    /// Every `[encryption]` key the README names is one the configuration accepts.
+    #[test]
+    fn the_readme_names_only_encryption_keys_that_exist() {
+        let readme = include_str!("../../../README.md");
+        let mut named = Vec::new();
+        for line in readme.lines().filter(|l| l.starts_with('|')) {
+            for cell in line.split('|').filter(|c| c.contains("`[encryption] ")) {
+                let words = cell.split('`').skip(1).step_by(2);
+                named.extend(words.map(|w| w.trim_start_matches("[encryption] ").to_string()));
+            }
+        }
+        assert!(named.contains(&"key_file".to_string()), "{named:?}");
+        for key in named {
+            let toml = format!("[encryption]\n{key} = \"x\"\n");
+            assert!(
+                Config::from_toml(&toml).is_ok(),
+                "the README names [encryption] {key}, which the configuration refuses"
+            );
+        }
     }
 
     #[test]

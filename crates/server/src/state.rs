@@ -102,6 +102,8 @@ impl AppState {
         if let Some(keys) = config.encryption.keyring()? {
             store = store.with_encryption(keys);
         }
+        let store =
+            store.with_audit_anchor(config.encryption.audit_anchor(&config.database_url, true)?);
         let analyzer = Analyzer::with_user_signatures(config.signatures.clone())
             .context("invalid [[signatures]]")?;
         let policy = config.healing.policy();

@@ -1,17 +1,22 @@
-//! The audit trail: who did what to which target, as an append-only hash chain.
+//! The audit trail: who did what to which target, as an append-only keyed hash chain.
 //!
-//! Entries are inserted without a hash inside the business transaction that does the audited
+//! Entries are inserted without a seal inside the business transaction that does the audited
 //! work, so the hot path takes no global lock and several replicas can write at once. A sealer
-//! ([`Store::seal_audit`], about every second) then chains unsealed entries in id order under
-//! one lock: each gets the next `seq`, the previous entry's hash and its own hash. Editing or
-//! deleting a sealed entry breaks the chain unless every later hash is recomputed; pinning the
-//! head hash elsewhere (`pipeguard audit verify` prints it) defeats that too.
+//! ([`Store::seal_audit`], about every second) then chains the unsealed entries newer than the
+//! head in id order under one lock: each gets the next `seq`, the previous entry's hash and
+//! its own HMAC, keyed with a key the database does not hold (see [`crate::AuditAnchor`]).
+//! The sealer records the head it reached in a signed head file beside the key, so a cut-off
+//! tail is found, and it never seals an entry older than the head: one whose seal was removed
+//! stays reported. Entries sealed before chains were keyed (`chain_key` NULL) keep their
+//! sha256 seals; the first keyed entry's HMAC covers their last hash.
 //!
 //! `detail` is metadata (ids, names, counts), never payloads: it is stored in the clear, with
-//! secrets redacted, so the chain can be verified without the encryption key and does not
-//! change when the key is rotated.
+//! secrets redacted, so the chain can be verified without decrypting and does not change when
+//! the key is rotated.
 
-use crate::{now_ms, opt_str, Backend, Result, Store};
+use crate::audit_key::{AuditAnchor, ChainKey};
+use crate::{now_ms, opt_str, Backend, Result, Store, StoreError};
+use hmac::Mac;
 use pipeguard_core::analysis::redact::redact;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,6 +111,13 @@ pub enum ProblemKind {
     BrokenLink,
     /// The entry at a pinned `seq` is gone or has another hash: the tail was rewritten.
     PinMismatch,
+    /// The table ends before the head the sealer recorded outside it (or that record is
+    /// missing or edited): entries at the end were deleted.
+    Truncated,
+    /// Unsealed entries older than sealed ones: their seals were removed.
+    SealRemoved,
+    /// Sealed with a key this verifier does not hold: it could not be checked.
+    UnknownKey,
 }
 
 /// The first entry that fails verification.
@@ -135,6 +147,13 @@ impl AuditReport {
     pub fn is_intact(&self) -> bool {
         self.problem.is_none()
     }
+
+    /// The trail could not be checked (a key is missing), rather than found broken.
+    pub fn is_unchecked(&self) -> bool {
+        self.problem
+            .as_ref()
+            .is_some_and(|p| p.kind == ProblemKind::UnknownKey)
+    }
 }
 
 /// Masks secrets in every string of a detail value.
@@ -157,10 +176,18 @@ pub(crate) async fn audit_all_in(conn: &mut sqlx::AnyConnection, es: &[AuditEntr
     if es.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO audit_log (at, actor, action, target, detail) {}",
-        crate::rows::values(conn, "($, $, $, $, $)", es.len())
-    );
+    let values = crate::rows::values(conn, "($, $, $, $, $)", es.len());
+    let sql = if conn.backend_name() == "SQLite" {
+        format!("INSERT INTO audit_log (at, actor, action, target, detail) {values}")
+    } else {
+        // Held until commit, so the sealer (exclusive on the same key) waits for every entry
+        // that already has an id: none can commit behind the head it seals.
+        format!(
+            "INSERT INTO audit_log (at, actor, action, target, detail) \
+             SELECT v.* FROM ({values}) AS v (at, actor, action, target, detail) \
+             CROSS JOIN (SELECT pg_advisory_xact_lock_shared({SEAL_LOCK})) AS l"
+        )
+    };
     let now = now_ms();
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for e in es {
@@ -200,8 +227,8 @@ impl Sealable {
         })
     }
 
-    /// sha256 over the length-prefixed fields, so no two field lists hash alike.
-    fn hash(&self, seq: i64, prev_hash: &str) -> String {
+    /// The length-prefixed fields, so no two field lists hash alike.
+    fn parts(&self, seq: i64, prev_hash: &str) -> Vec<u8> {
         let numbers = [seq.to_string(), self.id.to_string(), self.at.to_string()];
         let texts = [
             self.actor.as_str(),
@@ -210,14 +237,56 @@ impl Sealable {
             &self.detail,
             prev_hash,
         ];
-        let mut h = Sha256::new();
-        h.update(b"pipeguard-audit-v1");
+        let mut out = Vec::new();
         for part in numbers.iter().map(String::as_str).chain(texts) {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
         }
-        hex::encode(h.finalize())
+        out
     }
+
+    /// The seal: an HMAC with the chain key, or (entries sealed before chains were keyed,
+    /// `key` None) a plain sha256 anyone could recompute.
+    fn hash(&self, seq: i64, prev_hash: &str, key: Option<&ChainKey>) -> String {
+        let parts = self.parts(seq, prev_hash);
+        match key {
+            Some(k) => {
+                let mut m = k.mac();
+                m.update(b"pipeguard-audit-v2");
+                m.update(&parts);
+                hex::encode(m.finalize().into_bytes())
+            }
+            None => {
+                let mut h = Sha256::new();
+                h.update(b"pipeguard-audit-v1");
+                h.update(&parts);
+                hex::encode(h.finalize())
+            }
+        }
+    }
+}
+
+/// The last sealed entry in the table.
+struct TableHead {
+    seq: i64,
+    id: i64,
+    hash: String,
+}
+
+async fn table_head(conn: &mut sqlx::AnyConnection) -> Result<Option<TableHead>> {
+    let r = sqlx::query(
+        "SELECT seq, id, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    r.map(|r| {
+        Ok(TableHead {
+            seq: r.try_get("seq")?,
+            id: r.try_get("id")?,
+            hash: opt_str(&r, "hash")?.unwrap_or_default(),
+        })
+    })
+    .transpose()
 }
 
 impl Store {
@@ -228,8 +297,10 @@ impl Store {
         audit_in(&mut conn, &e).await
     }
 
-    /// Chains every unsealed entry, in id order, after the current head. Safe to run from
-    /// every replica at once: sealers take turns on one lock. Returns the entries sealed.
+    /// Chains every unsealed entry newer than the head, in id order, with the chain key.
+    /// Safe to run from every replica at once: sealers take turns on one lock. Refuses to
+    /// seal when the table no longer holds the head recorded outside it. Returns the entries
+    /// sealed.
     pub async fn seal_audit(&self) -> Result<usize> {
         let mut total = 0;
         loop {
@@ -242,61 +313,120 @@ impl Store {
     }
 
     async fn seal_batch(&self) -> Result<usize> {
+        let key = self.audit.sealing_key()?.clone();
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
-            // The lock function returns `void`, which the Any driver cannot decode: select
-            // around it.
+            // Exclusive against the writers' shared hold: once it is granted, every entry
+            // with a lower id has committed, so none can appear behind the head later. The
+            // lock function returns `void`, which the Any driver cannot decode.
             sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS l")
                 .bind(SEAL_LOCK)
                 .execute(&mut *tx)
                 .await?;
         }
-        let head = sqlx::query(
-            "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (mut seq, mut prev) = match head {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS.to_string()),
+        let head = table_head(&mut tx).await?;
+        if let Some(why) = self.anchor_mismatch(&mut tx, head.as_ref()).await? {
+            return Err(StoreError::Invalid(format!(
+                "audit trail tampered, not sealing: {why}"
+            )));
+        }
+        let (mut seq, mut prev, after) = match head {
+            Some(h) => (h.seq, h.hash, h.id),
+            None => (0, GENESIS.to_string(), i64::MIN),
         };
+        // Only entries newer than the head: one whose seal was removed stays unsealed, and
+        // verify names it.
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, detail FROM audit_log WHERE seq IS NULL \
-             ORDER BY id LIMIT $1",
+            "SELECT id, at, actor, action, target, detail FROM audit_log \
+             WHERE seq IS NULL AND id > $1 ORDER BY id LIMIT $2",
         )
+        .bind(after)
         .bind(SEAL_BATCH)
         .fetch_all(&mut *tx)
         .await?;
+        let mut last_id = None;
         for r in &rows {
             let e = Sealable::from_row(r)?;
             seq += 1;
-            let hash = e.hash(seq, &prev);
-            sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4")
-                .bind(seq)
-                .bind(&prev)
-                .bind(&hash)
-                .bind(e.id)
-                .execute(&mut *tx)
-                .await?;
+            let hash = e.hash(seq, &prev, Some(&key));
+            sqlx::query(
+                "UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3, chain_key = $4 \
+                 WHERE id = $5",
+            )
+            .bind(seq)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(&key.id)
+            .bind(e.id)
+            .execute(&mut *tx)
+            .await?;
             prev = hash;
+            last_id = Some(e.id);
         }
         tx.commit().await?;
+        if let Some(id) = last_id {
+            self.audit.set_head(seq, id, &prev)?;
+        }
         Ok(rows.len())
     }
 
-    /// Walks the sealed entries by `seq`, recomputing every hash, and names the first entry
-    /// that was edited or deleted.
+    /// Why the table does not hold the head recorded outside it, if it does not.
+    async fn anchor_mismatch(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        head: Option<&TableHead>,
+    ) -> Result<Option<String>> {
+        let Some(rec) = self.audit.head()? else {
+            return Ok(None);
+        };
+        let at = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+            .bind(rec.seq)
+            .fetch_optional(conn)
+            .await?;
+        let ends = head.map_or(0, |h| h.seq);
+        Ok(match at {
+            None => Some(format!(
+                "truncated: the head file says seq {}, the table ends at seq {ends}",
+                rec.seq
+            )),
+            Some(r) if opt_str(&r, "hash")?.as_deref() != Some(rec.hash.as_str()) => Some(format!(
+                "the entry at seq {} is not the one the head file recorded: the chain \
+                     was rewritten from there",
+                rec.seq
+            )),
+            Some(_) => None,
+        })
+    }
+
+    /// Walks the sealed entries by `seq`, recomputing every seal, and names the first entry
+    /// that was edited or deleted, a tail cut off behind the recorded head, or an entry
+    /// whose seal was removed.
     pub async fn verify_audit(&self) -> Result<AuditReport> {
         self.verify_audit_pinned(None).await
     }
 
-    /// [`Store::verify_audit`], also checking that the entry at a recorded head still has
-    /// the recorded hash (which catches a truncated or wholly rewritten tail).
+    /// [`Store::verify_audit`], also checking that the entry at a head recorded elsewhere
+    /// still has the recorded hash.
     pub async fn verify_audit_pinned(&self, pin: Option<&AuditPin>) -> Result<AuditReport> {
-        let mut walk = Walk::default();
+        let mut pins: Vec<(AuditPin, PinSource)> = pin
+            .map(|p| (p.clone(), PinSource::Given))
+            .into_iter()
+            .collect();
+        match self.audit.head() {
+            Ok(Some(h)) => pins.push((
+                AuditPin {
+                    seq: h.seq,
+                    hash: h.hash,
+                },
+                PinSource::HeadFile,
+            )),
+            Ok(None) => {}
+            Err(e) => return self.audit_report(Walk::failed(e.to_string())).await,
+        }
+        let mut walk = Walk::new(&self.audit, pins);
         'pages: loop {
             let rows = sqlx::query(
-                "SELECT id, seq, at, actor, action, target, detail, prev_hash, hash \
+                "SELECT id, seq, at, actor, action, target, detail, prev_hash, hash, chain_key \
                  FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .bind(walk.seq)
@@ -304,7 +434,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
             for r in &rows {
-                if walk.step(r, pin)? {
+                if walk.step(r)? {
                     break 'pages;
                 }
             }
@@ -312,13 +442,39 @@ impl Store {
                 break;
             }
         }
+        walk.finish();
         if walk.problem.is_none() {
-            walk.problem = pin.and_then(|p| walk.missed_pin(p));
+            walk.problem = self.seal_removed(walk.max_id).await?;
         }
         self.audit_report(walk).await
     }
 
-    async fn audit_report(&self, walk: Walk) -> Result<AuditReport> {
+    /// Unsealed entries older than a sealed one: the sealer never leaves those behind, so
+    /// their seal was removed.
+    async fn seal_removed(&self, max_sealed_id: Option<i64>) -> Result<Option<AuditProblem>> {
+        let Some(max) = max_sealed_id else {
+            return Ok(None);
+        };
+        let r = sqlx::query(
+            "SELECT MIN(id) AS id, COUNT(*) AS n FROM audit_log WHERE seq IS NULL AND id < $1",
+        )
+        .bind(max)
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = r.try_get("n")?;
+        let first: Option<i64> = r.try_get("id")?;
+        Ok(first.filter(|_| n > 0).map(|id| AuditProblem {
+            seq: 0,
+            id: Some(id),
+            kind: ProblemKind::SealRemoved,
+            message: format!(
+                "{n} unsealed entries (from id {id}) are older than sealed entry id {max}: \
+                 their seals were removed"
+            ),
+        }))
+    }
+
+    async fn audit_report(&self, walk: Walk<'_>) -> Result<AuditReport> {
         let r = sqlx::query(
             "SELECT SUM(CASE WHEN seq IS NOT NULL THEN 1 ELSE 0 END) AS sealed, \
              SUM(CASE WHEN seq IS NULL THEN 1 ELSE 0 END) AS unsealed, \
@@ -404,27 +560,71 @@ fn record(r: &AnyRow) -> Result<AuditRecord> {
     })
 }
 
-/// Verification state: the last entry checked, the pin when it was passed.
-#[derive(Default)]
-struct Walk {
+/// Where a pinned head came from, for the message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PinSource {
+    Given,
+    HeadFile,
+}
+
+/// Verification state: the last entry checked, the pins still to meet.
+struct Walk<'a> {
+    anchor: Option<&'a AuditAnchor>,
     seq: i64,
+    max_id: Option<i64>,
     head: Option<AuditHead>,
-    pin_checked: bool,
+    /// A keyed entry was seen: every later one must be keyed too.
+    keyed: bool,
+    pins: Vec<(AuditPin, PinSource, bool)>,
     problem: Option<AuditProblem>,
 }
 
-impl Walk {
+impl<'a> Walk<'a> {
+    fn new(anchor: &'a AuditAnchor, pins: Vec<(AuditPin, PinSource)>) -> Walk<'a> {
+        Walk {
+            anchor: Some(anchor),
+            seq: 0,
+            max_id: None,
+            head: None,
+            keyed: false,
+            pins: pins.into_iter().map(|(p, s)| (p, s, false)).collect(),
+            problem: None,
+        }
+    }
+
+    /// A walk that could not start: the head file is unreadable or was edited.
+    fn failed(why: String) -> Walk<'a> {
+        let mut w = Walk {
+            anchor: None,
+            seq: 0,
+            max_id: None,
+            head: None,
+            keyed: false,
+            pins: vec![],
+            problem: None,
+        };
+        w.problem = Some(AuditProblem {
+            seq: 0,
+            id: None,
+            kind: ProblemKind::Truncated,
+            message: why,
+        });
+        w
+    }
+
     /// Checks the next entry by seq; true when it is bad (the walk stops there).
-    fn step(&mut self, r: &AnyRow, pin: Option<&AuditPin>) -> Result<bool> {
+    fn step(&mut self, r: &AnyRow) -> Result<bool> {
         let seq: i64 = r.try_get("seq")?;
         let e = Sealable::from_row(r)?;
         let prev_hash = opt_str(r, "prev_hash")?.unwrap_or_default();
         let hash = opt_str(r, "hash")?.unwrap_or_default();
+        let key_id = opt_str(r, "chain_key")?;
         let expected_prev = self.head.as_ref().map_or(GENESIS, |h| h.hash.as_str());
         self.problem = link_problem(self.seq, seq, e.id, expected_prev, &prev_hash)
-            .or_else(|| (e.hash(seq, &prev_hash) != hash).then(|| edited(seq, e.id)))
-            .or_else(|| pin.and_then(|p| self.pin_problem(p, seq, e.id, &hash)));
+            .or_else(|| self.seal_problem(&e, seq, &prev_hash, &hash, key_id.as_deref()))
+            .or_else(|| self.pin_problem(seq, e.id, &hash));
         self.seq = seq;
+        self.max_id = self.max_id.max(Some(e.id));
         self.head = Some(AuditHead {
             seq,
             id: e.id,
@@ -433,41 +633,121 @@ impl Walk {
         Ok(self.problem.is_some())
     }
 
-    fn pin_problem(
+    /// Whether the entry's seal holds, with the key it names.
+    fn seal_problem(
         &mut self,
-        pin: &AuditPin,
+        e: &Sealable,
         seq: i64,
-        id: i64,
+        prev_hash: &str,
         hash: &str,
+        key_id: Option<&str>,
     ) -> Option<AuditProblem> {
-        if seq != pin.seq {
-            return None;
-        }
-        self.pin_checked = true;
-        (hash != pin.hash).then(|| AuditProblem {
-            seq,
-            id: Some(id),
-            kind: ProblemKind::PinMismatch,
-            message: format!(
-                "entry seq {seq} (id {id}) has hash {hash}, but {} was recorded: the chain \
-                 was rewritten from there",
-                pin.hash
-            ),
-        })
+        let anchor = self.anchor?;
+        let key = match key_id {
+            None if self.keyed => {
+                return Some(AuditProblem {
+                    seq,
+                    id: Some(e.id),
+                    kind: ProblemKind::Edited,
+                    message: format!(
+                        "entry seq {seq} (id {}) carries an unkeyed seal after keyed                          entries: it was re-sealed by hand",
+                        e.id
+                    ),
+                })
+            }
+            None => None,
+            Some(id) => match anchor.key(id) {
+                Some(k) => Some(k),
+                None => {
+                    return Some(AuditProblem {
+                        seq,
+                        id: Some(e.id),
+                        kind: ProblemKind::UnknownKey,
+                        message: format!(
+                            "entry seq {seq} (id {}) was sealed with audit key {id}, which is                              not configured here (configured: {}): give this command the                              encryption key or the audit key file the server uses",
+                            e.id,
+                            anchor.key_ids()
+                        ),
+                    })
+                }
+            },
+        };
+        self.keyed |= key.is_some();
+        (e.hash(seq, prev_hash, key) != hash).then(|| edited(seq, e.id))
     }
 
-    /// The pinned seq was never reached: the tail was cut off.
-    fn missed_pin(&self, pin: &AuditPin) -> Option<AuditProblem> {
-        (!self.pin_checked).then(|| AuditProblem {
-            seq: pin.seq,
-            id: None,
-            kind: ProblemKind::PinMismatch,
-            message: format!(
-                "entry seq {} was recorded but the chain ends at seq {}: later entries \
-                 were deleted",
-                pin.seq, self.seq
-            ),
-        })
+    /// Every pin at this seq is met; the first whose hash differs is the problem.
+    fn pin_problem(&mut self, seq: i64, id: i64, hash: &str) -> Option<AuditProblem> {
+        let mut problem = None;
+        for (pin, source, met) in self.pins.iter_mut().filter(|(p, _, _)| p.seq == seq) {
+            *met = true;
+            let recorded = match source {
+                PinSource::Given => "was recorded",
+                PinSource::HeadFile => "is in the head file",
+            };
+            if hash != pin.hash && problem.is_none() {
+                problem = Some(AuditProblem {
+                    seq,
+                    id: Some(id),
+                    kind: ProblemKind::PinMismatch,
+                    message: format!(
+                        "entry seq {seq} (id {id}) has hash {hash}, but {} {recorded}: the \
+                         chain was rewritten from there",
+                        pin.hash
+                    ),
+                });
+            }
+        }
+        problem
+    }
+
+    /// After the last entry: a pinned seq never reached means the tail was cut off; keyed
+    /// entries without a head file mean it was removed.
+    fn finish(&mut self) {
+        if self.problem.is_some() {
+            return;
+        }
+        let ends = self.seq;
+        self.problem = self
+            .pins
+            .iter()
+            .find(|(_, _, met)| !met)
+            .map(|(pin, source, _)| AuditProblem {
+                seq: pin.seq,
+                id: None,
+                kind: match source {
+                    PinSource::Given => ProblemKind::PinMismatch,
+                    PinSource::HeadFile => ProblemKind::Truncated,
+                },
+                message: match source {
+                    PinSource::Given => format!(
+                        "entry seq {} was recorded but the chain ends at seq {ends}: later \
+                         entries were deleted",
+                        pin.seq
+                    ),
+                    PinSource::HeadFile => format!(
+                        "truncated: the head file says seq {}, the table ends at seq {ends}: \
+                         later entries were deleted or their seals removed",
+                        pin.seq
+                    ),
+                },
+            });
+        let head_file_pinned = self.pins.iter().any(|p| p.1 == PinSource::HeadFile);
+        if self.problem.is_none() && self.keyed && !head_file_pinned {
+            let place = self
+                .anchor
+                .and_then(AuditAnchor::head_file)
+                .map_or("kept in memory".to_string(), |p| p.display().to_string());
+            self.problem = Some(AuditProblem {
+                seq: ends,
+                id: None,
+                kind: ProblemKind::Truncated,
+                message: format!(
+                    "the trail has keyed entries but no head file ({place}): it was removed, \
+                     or this is not where the server keeps it"
+                ),
+            });
+        }
     }
 }
 
@@ -528,18 +808,31 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_covers_every_field_and_the_link() {
-        let base = entry(1, "{}").hash(1, GENESIS);
+    fn the_seal_covers_every_field_the_link_and_the_key() {
+        let anchor = AuditAnchor::default();
+        let k = Some(anchor.sealing_key().unwrap());
+        let base = entry(1, "{}").hash(1, GENESIS, k);
         assert_eq!(base.len(), 64);
-        assert_eq!(base, entry(1, "{}").hash(1, GENESIS), "deterministic");
-        assert_ne!(base, entry(1, "{}").hash(2, GENESIS));
-        assert_ne!(base, entry(2, "{}").hash(1, GENESIS));
-        assert_ne!(base, entry(1, "{ }").hash(1, GENESIS));
-        assert_ne!(base, entry(1, "{}").hash(1, &"1".repeat(64)));
+        assert_eq!(base, entry(1, "{}").hash(1, GENESIS, k), "deterministic");
+        assert_ne!(base, entry(1, "{}").hash(2, GENESIS, k));
+        assert_ne!(base, entry(2, "{}").hash(1, GENESIS, k));
+        assert_ne!(base, entry(1, "{ }").hash(1, GENESIS, k));
+        assert_ne!(base, entry(1, "{}").hash(1, &"1".repeat(64), k));
         let mut moved = entry(1, "{}");
         moved.actor = "user:alic".into();
         moved.action = "eapproval.granted".into();
-        assert_ne!(base, moved.hash(1, GENESIS), "fields are length-prefixed");
+        assert_ne!(
+            base,
+            moved.hash(1, GENESIS, k),
+            "fields are length-prefixed"
+        );
+        // Without the key the seal cannot be recomputed: neither unkeyed nor another key.
+        assert_ne!(base, entry(1, "{}").hash(1, GENESIS, None));
+        let other = AuditAnchor::default();
+        assert_ne!(
+            base,
+            entry(1, "{}").hash(1, GENESIS, Some(other.sealing_key().unwrap()))
+        );
     }
 
     #[test]

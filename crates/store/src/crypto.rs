@@ -41,6 +41,8 @@ impl Field {
 struct Key {
     id: String,
     cipher: Aes256Gcm,
+    /// The audit chain's HMAC key, derived from this key (never the key itself).
+    chain: [u8; 32],
 }
 
 /// The key new values are sealed with, and older keys still accepted for reading (while a
@@ -131,6 +133,11 @@ impl Keyring {
         Keyring { keys }
     }
 
+    /// The audit chain keys derived from these keys, by key id, the current one first.
+    pub(crate) fn chain_keys(&self) -> Vec<(String, [u8; 32])> {
+        self.keys.iter().map(|k| (k.id.clone(), k.chain)).collect()
+    }
+
     fn seal(&self, field: Field, plain: &str) -> Result<String> {
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
@@ -183,9 +190,13 @@ impl Keyring {
 impl Key {
     fn from_bytes(bytes: &[u8]) -> Key {
         let digest = Sha256::digest(bytes);
+        let mut mac =
+            crate::audit_key::HmacSha256::new_from_slice(bytes).expect("HMAC takes any key");
+        hmac::Mac::update(&mut mac, b"pipeguard audit chain key");
         Key {
             id: hex::encode(&digest[..4]),
             cipher: Aes256Gcm::new_from_slice(bytes).expect("a 32-byte key"),
+            chain: hmac::Mac::finalize(mac).into_bytes().into(),
         }
     }
 }

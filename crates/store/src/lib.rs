@@ -6,6 +6,7 @@
 //! and times as epoch milliseconds.
 
 mod audit;
+mod audit_key;
 mod auth;
 mod batch;
 mod crypto;
@@ -26,6 +27,7 @@ pub use audit::{
     AuditEntry, AuditHead, AuditPin, AuditProblem, AuditQuery, AuditRecord, AuditReport,
     ProblemKind,
 };
+pub use audit_key::{audit_files_base, AuditAnchor, HeadRecord};
 pub use auth::{ApprovalRecord, TokenRecord};
 pub use batch::IntakeStats;
 pub use crypto::Keyring;
@@ -65,6 +67,8 @@ pub struct Store {
     keys: Option<Arc<Keyring>>,
     /// The queue to intake's group-commit writers.
     intake: Arc<batch::Batcher>,
+    /// The audit chain's key and head, kept outside the database.
+    audit: Arc<AuditAnchor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +176,7 @@ impl Store {
             backend,
             keys: None,
             intake: Default::default(),
+            audit: Default::default(),
         })
     }
 
@@ -181,6 +186,12 @@ impl Store {
         self.keys = Some(Arc::new(keys));
         // Writers started before hold the store without the keys.
         self.intake = Default::default();
+        self
+    }
+
+    /// The same store, sealing and verifying the audit trail with `anchor`'s key and head.
+    pub fn with_audit_anchor(mut self, anchor: AuditAnchor) -> Store {
+        self.audit = Arc::new(anchor);
         self
     }
 

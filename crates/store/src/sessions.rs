@@ -118,10 +118,11 @@ fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {
     Ok(opt_str(row, col)?.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-/// Masks secrets line by line in free text a delivery carried (generic and Ansible logs).
+/// Masks secrets in free text a delivery carried (generic and Ansible logs): private-key
+/// blocks as a whole, then line by line.
 fn redact_text(text: &mut Option<String>) {
     if let Some(t) = text {
-        *t = t.split('\n').map(redact).collect::<Vec<_>>().join("\n");
+        *t = pipeguard_core::secrets::redact_log(t);
     }
 }
 

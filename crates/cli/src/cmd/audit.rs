@@ -1,10 +1,12 @@
-//! `pipeguard audit verify`: checks the audit trail's hash chain and names the first entry
-//! that was edited or deleted. Exit 0 intact, 1 broken, 2 could not check.
+//! `pipeguard audit verify`: checks the audit trail's keyed hash chain against the head the
+//! server recorded beside its key, and names the first entry that was edited or deleted, a
+//! cut-off tail, or entries whose seals were removed. Exit 0 intact, 1 broken, 2 could not
+//! check (e.g. the key is not available here).
 
 use super::db::{self, DbArgs};
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use pipeguard_store::{AuditPin, AuditReport};
+use pipeguard_store::{AuditPin, AuditReport, ProblemKind};
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,6 +57,9 @@ fn parse_pin(s: &str) -> Result<AuditPin> {
 
 fn render(r: &AuditReport) -> String {
     let mut out = match (&r.problem, &r.head) {
+        (Some(p), _) if p.kind == ProblemKind::UnknownKey => {
+            format!("audit trail NOT CHECKED: {}\n", p.message)
+        }
         (Some(p), _) => format!(
             "audit trail BROKEN at seq {}{}: {}\n",
             p.seq,
@@ -63,7 +68,9 @@ fn render(r: &AuditReport) -> String {
         ),
         (None, Some(h)) => format!(
             "audit trail intact: {} sealed entries\nhead: seq {} hash {}\n\
-             record it elsewhere and check later with --expect-head {}:{}\n",
+             the server records its head beside the audit key; to guard against someone who \
+             can also write there, record it elsewhere and check later with \
+             --expect-head {}:{}\n",
             r.sealed, h.seq, h.hash, h.seq, h.hash
         ),
         (None, None) => "audit trail intact: no sealed entries yet\n".to_string(),
@@ -84,8 +91,12 @@ fn render(r: &AuditReport) -> String {
 pub fn run(args: CmdArgs) -> Result<ExitCode> {
     let AuditCommand::Verify(a) = args.command;
     let report = db::runtime()?.block_on(async {
-        // The chain is verified without the encryption key: details are stored in the clear.
-        let (_, store) = db::open(&a.db, false).await?;
+        // Details are stored in the clear; the keys are only the chain's (never made here).
+        let (config, store) = db::open(&a.db, false).await?;
+        let anchor = config
+            .encryption
+            .audit_anchor(&config.database_url, false)?;
+        let store = store.with_audit_anchor(anchor);
         let r = store.verify_audit_pinned(a.expect_head.as_ref()).await;
         store.close().await;
         anyhow::Ok(r?)
@@ -96,6 +107,8 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     }
     Ok(if report.is_intact() {
         ExitCode::SUCCESS
+    } else if report.is_unchecked() {
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     })

@@ -1,10 +1,13 @@
 //! `pipeguard token create|list|revoke`: the API tokens of the server whose database
-//! `PIPEGUARD_DATABASE_URL` (or the configuration) names.
+//! `PIPEGUARD_DATABASE_URL` (or the configuration) names. Creating and revoking are audited
+//! like the API's (`token.created`, `token.revoked`), with the actor `cli:$USER`.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use pipeguard_server::auth::{tokens, Role};
 use pipeguard_server::config::Config;
+use pipeguard_store::{AuditEntry, Store};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +51,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                 if !store.revoke_token(&name).await? {
                     bail!("no live token named {name}");
                 }
+                audit(&store, "token.revoked", &name, "").await?;
                 println!("revoked {name}");
                 Ok(ExitCode::SUCCESS)
             }
@@ -55,7 +59,17 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     })
 }
 
-async fn create(store: &pipeguard_store::Store, role: &str, name: &str) -> Result<ExitCode> {
+/// The entry the API writes for the same change (`crate::audit::token_changed` of the
+/// server), with the person running the command as the actor.
+async fn audit(store: &Store, action: &str, name: &str, role: &str) -> Result<()> {
+    let e = AuditEntry::new(&super::db::actor(), action, name, json!({ "role": role }));
+    store
+        .audit(e)
+        .await
+        .with_context(|| format!("{action} {name}, but the audit trail could not record it"))
+}
+
+async fn create(store: &Store, role: &str, name: &str) -> Result<ExitCode> {
     let role: Role = role.parse().map_err(anyhow::Error::msg)?;
     if !tokens::valid_name(name) {
         bail!("--name: 1-64 letters, digits, '-', '_', '.' or '@'");
@@ -67,20 +81,28 @@ async fn create(store: &pipeguard_store::Store, role: &str, name: &str) -> Resul
     {
         bail!("a token named {name} exists; revoke it first or choose another name");
     }
+    audit(store, "token.created", name, role.as_str()).await?;
     eprintln!("created {} token {name}; it is shown once:", role.as_str());
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(store: &pipeguard_store::Store) -> Result<ExitCode> {
-    let fmt = |t: Option<i64>| {
-        t.map(|ms| {
-            time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-                .map(|d| d.date().to_string() + " " + &d.time().to_string()[..8])
-                .unwrap_or_default()
-        })
-        .unwrap_or_else(|| "-".into())
+/// RFC 3339 in UTC to the second (`2026-12-07T03:10:58Z`), `-` for never.
+fn timestamp(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "-".into();
     };
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+async fn list(store: &Store) -> Result<ExitCode> {
+    let fmt = timestamp;
     println!(
         "{:<24} {:<9} {:<20} {:<20} STATE",
         "NAME", "ROLE", "CREATED", "LAST USED"
@@ -100,4 +122,17 @@ async fn list(store: &pipeguard_store::Store) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn timestamps_are_whole_rfc3339_in_utc() {
+        // 03:10:58.123: the hour is zero-padded, nothing is cut, milliseconds are dropped.
+        assert_eq!(timestamp(Some(1_796_613_058_123)), "2026-12-07T03:10:58Z");
+        assert_eq!(timestamp(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(None), "-");
+    }
 }

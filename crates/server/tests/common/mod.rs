@@ -65,6 +65,8 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
     ) -> TestApp {
         let mut cfg = config(&github, &db_url);
+        // The audit key and head files in the test's directory, never the crate's.
+        cfg.encryption.audit_dir = Some(dir.path().to_path_buf());
         tweak(&mut cfg);
         let token = create_token(&db_url, admin, "admin").await;
         let (base, shutdown, handle) = spawn(cfg).await;

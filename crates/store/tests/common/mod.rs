@@ -10,6 +10,15 @@ mod postgres;
 
 use pipeguard_store::Store;
 
+/// Runs `sql` as someone with direct access to the database would; returns the rows changed.
+pub async fn exec(store: &Store, sql: &str) -> u64 {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(store.pool())
+        .await
+        .unwrap()
+        .rows_affected()
+}
+
 pub async fn sqlite() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
