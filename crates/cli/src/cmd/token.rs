@@ -2,7 +2,7 @@
 //! `PIPEGUARD_DATABASE_URL` (or the configuration) names. Creating and revoking are audited
 //! like the API's (`token.created`, `token.revoked`), with the actor `cli:$USER`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use pipeguard_server::auth::{tokens, Role};
 use pipeguard_server::config::Config;
