@@ -164,7 +164,7 @@ pub struct Fix {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn diag(category: Category, confidence: f64) -> Diagnosis {

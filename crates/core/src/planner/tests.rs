@@ -2,25 +2,11 @@ use super::*;
 use crate::analysis::Diagnosis;
 use crate::category::Category;
 use crate::event::FailedJob;
+use crate::heal::tests::diag;
 use crate::heal::KNOWN_FLAKY;
 use crate::learning::ArmStats;
 use crate::policy::{Decision, StepKind};
 use SessionStatus as S;
-
-fn diag(category: Category, confidence: f64) -> Diagnosis {
-    Diagnosis {
-        category,
-        confidence,
-        transient: category.is_transient() && confidence >= 0.5,
-        evidence: vec![],
-        fingerprint: format!("fp-{category}"),
-        strategy: Strategy::default_for(category),
-        failing_tests: vec![],
-        analyzer: "rules".into(),
-        signature: None,
-        summary: String::new(),
-    }
-}
 
 fn job(name: &str, d: Diagnosis) -> JobDiagnosis {
     JobDiagnosis {
@@ -251,8 +237,17 @@ fn a_plan_on_the_models_reading_waits_for_people_when_it_proposes_a_risky_fix() 
     };
     let mut k = known();
     k.model = Some(verdict(true));
-    let (next, s) = planned(&[job("t", diag(Category::Network, 0.9))], k.clone());
+    let jobs = [job("t", diag(Category::Network, 0.9))];
+    let (next, s) = planned(&jobs, k.clone());
     assert_eq!(next.status, S::AwaitingApproval);
+    // The backtest replays the recorded verdict into the same gated plan.
+    let replayed = replay(
+        &jobs,
+        &FailureEvent::default(),
+        s.facts.as_ref().unwrap(),
+        &POLICY(),
+    );
+    assert_eq!(replayed.as_ref(), Some(&s));
     assert!(
         s.plan
             .reason
