@@ -587,16 +587,8 @@ fn replay_session(
             known.capabilities.used.push(plan.strategy);
         }
         tried = Some(plan.strategy);
-        f.status = SessionStatus::Verifying;
         f.attempts_done = attempts;
-        f.plan = Some(&stored);
-        f.happened = Happened::Completed {
-            attempt: attempts + 1,
-            shown: attempts as i64 + 1,
-            success: passed,
-        };
-        let after = planner::decide(&f).expect("an attempt completes while verifying");
-        match after.status {
+        match completed(f, &stored, passed) {
             SessionStatus::Healed => return (o, Some((plan.strategy, true))),
             SessionStatus::Analyzing => continue,
             // Out of heal attempts: handed to a person.
@@ -607,6 +599,23 @@ fn replay_session(
             }
         }
     }
+}
+
+/// Where the planner takes the session once the heal's attempt completed.
+fn completed<'a>(
+    mut f: Facts<'a>,
+    stored: &'a crate::heal::StoredPlan,
+    passed: bool,
+) -> SessionStatus {
+    f.status = SessionStatus::Verifying;
+    f.plan = Some(stored);
+    f.happened = Happened::Completed {
+        attempt: f.attempts_done + 1,
+        shown: f.attempts_done as i64 + 1,
+        success: passed,
+    };
+    let after = planner::decide(&f).expect("an attempt completes while verifying");
+    after.status
 }
 
 /// One heal attempt of `plan`: the approval a deploy waits for, the backoff and the re-run.
