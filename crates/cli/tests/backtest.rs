@@ -1,7 +1,8 @@
 //! `pipeguard backtest` on a SQLite database filled through the store, as the worker fills it.
 
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
-use pipeguard_core::heal::StoredPlan;
+use pipeguard_core::heal::JobDiagnosis;
+use pipeguard_core::planner::{self, Known};
 use pipeguard_core::policy::Capabilities;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_store::{Intake, SessionStatus, SessionUpdate, Store, Transition};
@@ -41,21 +42,27 @@ async fn session(store: &Store, run: &str, log: &str, status: SessionStatus, hea
         .unwrap()
         .to_string();
     let diag = Analyzer::builtin().analyze(log.as_bytes());
-    let caps = Capabilities {
-        retry: true,
+    let known = Known {
+        capabilities: Capabilities {
+            retry: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let plan = Policy::default().plan(&diag, &event, &caps, 0);
+    let jobs = [JobDiagnosis {
+        job: event.jobs[0].clone(),
+        diagnosis: diag.clone(),
+    }];
+    let mut stored = planner::replay(&jobs, &event, &known, &Policy::default()).unwrap();
+    // As stored before plans recorded their facts: the backtest infers them.
+    stored.facts = None;
+    let plan = stored.plan.clone();
     let mut diagnosis = serde_json::to_value(&diag).unwrap();
     diagnosis["jobs"] = json!([{"job": event.jobs[0], "diagnosis": diag}]);
     let moved = store
         .update_session(
             &id,
-            Transition {
-                from: &[SessionStatus::Received],
-                to: status,
-                message: "test",
-            },
+            Transition::fixture(&[SessionStatus::Received], status, "test"),
             SessionUpdate {
                 category: Some(diag.category.to_string()),
                 confidence: Some(diag.confidence),
@@ -63,15 +70,7 @@ async fn session(store: &Store, run: &str, log: &str, status: SessionStatus, hea
                 strategy: Some(plan.strategy.as_str().into()),
                 transient: Some(diag.transient),
                 diagnosis: Some(diagnosis),
-                plan: Some(StoredPlan {
-                    category: diag.category,
-                    plan: plan.clone(),
-                    jobs: vec![],
-                    all_failed: true,
-                    mixed: false,
-                    queued: vec![],
-                    awaiting_attempt: None,
-                }),
+                plan: Some(stored),
                 reason: Some(plan.reason.clone()),
                 heal_attempts: Some(heal_attempts),
                 ..Default::default()

@@ -57,11 +57,7 @@ async fn session(store: &Store, repo: &str, run: &str, age_days: i64) -> String 
         .await
         .unwrap();
     let id = r.outcome.session_id().unwrap().to_string();
-    let t = Transition {
-        from: &[SessionStatus::Received],
-        to: SessionStatus::Escalated,
-        message: "t",
-    };
+    let t = Transition::fixture(&[SessionStatus::Received], SessionStatus::Escalated, "t");
     let u = SessionUpdate {
         finished_at: Some(pipeguard_store::now_ms() - age_days * DAY),
         ..Default::default()

@@ -23,7 +23,7 @@ impl ArmStats {
 }
 
 /// What was learned about the failure at hand.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Learned {
     pub fingerprint: ArmStats,
     pub category: ArmStats,

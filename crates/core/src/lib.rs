@@ -1,6 +1,7 @@
 //! The pure domain of pipeguard: no I/O beyond reading a log stream handed in.
 //!
-//! `analyze(log) -> Diagnosis`, `plan(&Diagnosis, &FailureEvent, &Policy) -> HealPlan` and
+//! `analyze(log) -> Diagnosis`, `planner::decide(&Facts) -> Next` (every decision about a
+//! session, beside its state machine in `lifecycle`) and
 //! `safety::assess(argv) -> Assessment` live here so every decision can be unit-tested
 //! without a server, a database or a CI platform.
 
@@ -13,6 +14,8 @@ pub mod event;
 pub mod fuzzing;
 pub mod heal;
 pub mod learning;
+pub mod lifecycle;
+pub mod planner;
 pub mod policy;
 pub mod safety;
 pub mod secrets;

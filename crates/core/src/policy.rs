@@ -171,7 +171,8 @@ impl Default for Policy {
 }
 
 /// What the executor can do for this event, so the plan does not promise the impossible.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Capabilities {
     pub retry: bool,
     pub scale_resources: bool,
@@ -180,6 +181,7 @@ pub struct Capabilities {
     pub heal_host: bool,
     /// Strategies already carried out for this run. Scaling, clearing caches and resetting
     /// change the environment, so each is done at most once per run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub used: Vec<Strategy>,
 }
 
@@ -225,8 +227,20 @@ impl Policy {
         })
     }
 
-    /// Decide what to do about one failure. `attempts_done` counts heals already made for the run.
-    pub fn plan(
+    /// Why no heal attempt is left for a failure of `category`, if none is.
+    pub fn exhausted(&self, category: Category, attempts_done: u32) -> Option<String> {
+        (attempts_done >= self.max_attempts).then(|| {
+            format!(
+                "{category} persisted after {attempts_done} heal attempt(s); the limit is {}",
+                self.max_attempts
+            )
+        })
+    }
+
+    /// The policy's part of a plan for one failure, before learning, fixes and gates: only
+    /// the planner (`crate::planner::decide`) calls it. `attempts_done` counts heals already
+    /// made for the run.
+    pub(crate) fn plan(
         &self,
         diagnosis: &Diagnosis,
         event: &FailureEvent,
@@ -256,11 +270,8 @@ impl Policy {
                 diagnosis.confidence, self.min_confidence
             ));
         }
-        if attempts_done >= self.max_attempts {
-            return escalate(format!(
-                "{category} persisted after {attempts_done} heal attempt(s); the limit is {}",
-                self.max_attempts
-            ));
+        if let Some(why) = self.exhausted(category, attempts_done) {
+            return escalate(why);
         }
         let mut strategy = diagnosis.strategy;
         // A job that ran out of time may need a bigger runner, when one is configured.

@@ -1,5 +1,5 @@
 //! Replays a trace of failed pipeline runs through pipeguard's real decision path (analyzer →
-//! policy → learning) and through two baselines, so the value of healing can be measured
+//! the worker's planner, `planner::decide`, with learning) and through two baselines, so the value of healing can be measured
 //! before it is switched on. Pure and deterministic: the same trace gives the same report.
 //!
 //! The trace format and the metrics are documented in `docs/simulate.md`.
@@ -13,8 +13,11 @@ pub use transient::{Spread, TransientArm, TransientArmReport, TransientReport};
 use crate::analysis::{Analyzer, Diagnosis};
 use crate::category::Category;
 use crate::event::{FailedJob, FailureEvent, Platform};
-use crate::learning::{self, ArmStats, Learned};
-use crate::policy::{Capabilities, Decision, Policy, StepKind, Strategy};
+use crate::heal::JobDiagnosis;
+use crate::learning::{ArmStats, Learned};
+use crate::lifecycle::SessionStatus;
+use crate::planner::{self, Facts, Happened, Known, Step};
+use crate::policy::{Capabilities, Decision, HealPlan, Policy, StepKind, Strategy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -460,97 +463,182 @@ fn retry_naively(run: &TraceRun, cfg: &SimConfig) -> Outcome {
     o
 }
 
-/// pipeguard's arm: the session loop of the server's worker, one run at a time, with outcome
-/// statistics per (fingerprint, strategy) carried from earlier runs when `learn` is set.
+/// Outcomes carried from earlier runs: per (fingerprint, strategy), and the repository's
+/// record per (repository, category, strategy), as the store's `learned` counts them.
+#[derive(Default)]
+struct Record {
+    by_fingerprint: HashMap<(String, Strategy), ArmStats>,
+    by_category: HashMap<(String, Category, Strategy), ArmStats>,
+}
+
+impl Record {
+    /// What the worker's `learned` facts would say about `diag` in `repository`.
+    fn learned(&self, repository: &str, diag: &Diagnosis) -> Vec<(Strategy, Learned)> {
+        STRATEGIES
+            .into_iter()
+            .map(|st| {
+                let fp = (diag.fingerprint.clone(), st);
+                let cat = (repository.to_string(), diag.category, st);
+                let learned = Learned {
+                    fingerprint: self.by_fingerprint.get(&fp).copied().unwrap_or_default(),
+                    category: self.by_category.get(&cat).copied().unwrap_or_default(),
+                };
+                (st, learned)
+            })
+            .filter(|(_, l)| l.fingerprint.trials() + l.category.trials() > 0)
+            .collect()
+    }
+
+    fn count(&mut self, repository: &str, diag: &Diagnosis, st: Strategy, healed: bool) {
+        let fp = self.by_fingerprint.entry((diag.fingerprint.clone(), st));
+        let arms = [
+            fp.or_default(),
+            self.by_category
+                .entry((repository.to_string(), diag.category, st))
+                .or_default(),
+        ];
+        for a in arms {
+            if healed {
+                a.healed += 1;
+            } else {
+                a.failed += 1;
+            }
+        }
+    }
+}
+
+const STRATEGIES: [Strategy; 5] = [
+    Strategy::Retry,
+    Strategy::ScaleResources,
+    Strategy::ClearCache,
+    Strategy::ResetEnvironment,
+    Strategy::HealHost,
+];
+
+/// pipeguard's arm: the server's session loop through the worker's planner, one run at a
+/// time, with outcomes carried from earlier runs when `learn` is set.
 fn replay_pipeguard(
     runs: &[TraceRun],
     diagnoses: &[Diagnosis],
     cfg: &SimConfig,
     learn: bool,
 ) -> Vec<Outcome> {
-    let mut stats: HashMap<(String, Strategy), ArmStats> = HashMap::new();
-    // The repository's record per category, as the worker's `category_stats`.
-    let mut by_category: HashMap<(String, Category, Strategy), ArmStats> = HashMap::new();
+    let mut record = Record::default();
     runs.iter()
         .zip(diagnoses)
         .map(|(run, diag)| {
-            let ev = event(run);
-            let mut o = Outcome::default();
-            let mut attempts = 0u32;
-            // Scaling and cache clearing happen once per run, as in the worker.
-            let mut caps = cfg.caps.clone();
-            // The strategy last carried out: an escalation after it counts against it, as the
-            // store's outcome records do.
-            let mut tried: Option<Strategy> = None;
-            loop {
-                let mut plan = cfg.policy.plan(diag, &ev, &caps, attempts);
-                if learn && plan.strategy.acts() {
-                    let key = (diag.fingerprint.clone(), plan.strategy);
-                    let cat_key = (run.repository.clone(), diag.category, plan.strategy);
-                    let learned = Learned {
-                        fingerprint: stats.get(&key).copied().unwrap_or_default(),
-                        category: by_category.get(&cat_key).copied().unwrap_or_default(),
-                    };
-                    plan = learning::apply(plan, &learned);
-                }
-                let delay_minutes = plan
-                    .steps
-                    .iter()
-                    .filter(|s| s.kind == StepKind::Retry)
-                    .map(|s| s.delay_seconds as f64 / 60.0)
-                    .sum::<f64>();
-                match plan.decision {
-                    Decision::Act | Decision::AwaitApproval => {
-                        if plan.decision == Decision::AwaitApproval {
-                            o.awaited_approval = true;
-                            o.human = true;
-                            o.time_to_green += cfg.approval_minutes;
-                        }
-                        attempts += 1;
-                        o.time_to_green += delay_minutes;
-                        if o.first_call.is_none() {
-                            o.first_call = Some(o.time_to_green);
-                            o.first_plain_retry =
-                                plan.decision == Decision::Act && plan.strategy == Strategy::Retry;
-                        }
-                        let passed = run.attempt_passes(plan.strategy, attempts);
-                        o.rerun(run, passed);
-                        if plan.strategy != Strategy::Retry {
-                            caps.used.push(plan.strategy);
-                        }
-                        tried = Some(plan.strategy);
-                        let key = (diag.fingerprint.clone(), plan.strategy);
-                        let cat_key = (run.repository.clone(), diag.category, plan.strategy);
-                        if passed {
-                            stats.entry(key).or_default().healed += 1;
-                            by_category.entry(cat_key).or_default().healed += 1;
-                            break;
-                        }
-                        // The worker marks the session failed once the budget is spent.
-                        if attempts >= cfg.policy.max_attempts {
-                            stats.entry(key).or_default().failed += 1;
-                            by_category.entry(cat_key).or_default().failed += 1;
-                            o.hand_to_person(run);
-                            break;
-                        }
-                    }
-                    Decision::Escalate | Decision::Skip => {
-                        if let Some(t) = tried {
-                            let key = (diag.fingerprint.clone(), t);
-                            stats.entry(key).or_default().failed += 1;
-                            let cat_key = (run.repository.clone(), diag.category, t);
-                            by_category.entry(cat_key).or_default().failed += 1;
-                        }
-                        o.escalated = true;
-                        o.learned_escalation = plan.reason.starts_with("learning:");
-                        o.hand_to_person(run);
-                        break;
-                    }
-                }
+            let o = replay_session(run, diag, cfg, learn.then_some(&record));
+            if let Some((strategy, healed)) = o.1 {
+                record.count(&run.repository, diag, strategy, healed);
             }
-            o
+            o.0
         })
         .collect()
+}
+
+/// One session: the planner decides on the diagnosis, then on each attempt's outcome, as the
+/// worker asks it. Returns the outcome and, when a strategy was tried, whether it healed.
+fn replay_session(
+    run: &TraceRun,
+    diag: &Diagnosis,
+    cfg: &SimConfig,
+    record: Option<&Record>,
+) -> (Outcome, Option<(Strategy, bool)>) {
+    let ev = event(run);
+    let jobs = [JobDiagnosis {
+        job: ev.jobs[0].clone(),
+        diagnosis: diag.clone(),
+    }];
+    let mut o = Outcome::default();
+    let mut known = Known {
+        capabilities: cfg.caps.clone(),
+        learned: record
+            .map(|r| r.learned(&run.repository, diag))
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut attempts = 0u32;
+    let mut tried = None;
+    loop {
+        let mut f = Facts {
+            status: SessionStatus::Analyzing,
+            happened: Happened::Diagnosed(&jobs),
+            event: &ev,
+            policy: &cfg.policy,
+            attempts_done: attempts,
+            plan: None,
+            known: known.clone(),
+        };
+        let next = planner::decide(&f).expect("a diagnosed session is analyzing");
+        let Step::Plan(stored) = next.step else {
+            unreachable!("one diagnosed job always gives a plan")
+        };
+        let plan = &stored.plan;
+        if !matches!(plan.decision, Decision::Act | Decision::AwaitApproval) {
+            o.escalated = true;
+            o.learned_escalation = plan.reason.starts_with("learning:");
+            o.hand_to_person(run);
+            // An escalation after a heal counts against the strategy tried, as the store does.
+            return (o, tried.map(|t| (t, false)));
+        }
+        attempts += 1;
+        let passed = rerun(run, &mut o, plan, cfg, attempts);
+        if plan.strategy != Strategy::Retry {
+            known.capabilities.used.push(plan.strategy);
+        }
+        tried = Some(plan.strategy);
+        f.attempts_done = attempts;
+        match completed(f, &stored, passed) {
+            SessionStatus::Healed => return (o, Some((plan.strategy, true))),
+            SessionStatus::Analyzing => continue,
+            // Out of heal attempts: handed to a person.
+            _ => {
+                o.escalated = true;
+                o.hand_to_person(run);
+                return (o, Some((plan.strategy, false)));
+            }
+        }
+    }
+}
+
+/// Where the planner takes the session once the heal's attempt completed.
+fn completed<'a>(
+    mut f: Facts<'a>,
+    stored: &'a crate::heal::StoredPlan,
+    passed: bool,
+) -> SessionStatus {
+    f.status = SessionStatus::Verifying;
+    f.plan = Some(stored);
+    f.happened = Happened::Completed {
+        attempt: f.attempts_done + 1,
+        shown: f.attempts_done as i64 + 1,
+        success: passed,
+    };
+    let after = planner::decide(&f).expect("an attempt completes while verifying");
+    after.status
+}
+
+/// One heal attempt of `plan`: the approval a deploy waits for, the backoff and the re-run.
+fn rerun(run: &TraceRun, o: &mut Outcome, plan: &HealPlan, cfg: &SimConfig, n: u32) -> bool {
+    if plan.decision == Decision::AwaitApproval {
+        o.awaited_approval = true;
+        o.human = true;
+        o.time_to_green += cfg.approval_minutes;
+    }
+    let delay_minutes = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Retry)
+        .map(|s| s.delay_seconds as f64 / 60.0)
+        .sum::<f64>();
+    o.time_to_green += delay_minutes;
+    if o.first_call.is_none() {
+        o.first_call = Some(o.time_to_green);
+        o.first_plain_retry = plan.decision == Decision::Act && plan.strategy == Strategy::Retry;
+    }
+    let passed = run.attempt_passes(plan.strategy, n);
+    o.rerun(run, passed);
+    passed
 }
 
 fn share(n: usize, of: usize) -> f64 {
@@ -641,6 +729,7 @@ fn diagnosis_report(runs: &[TraceRun], diagnoses: &[Diagnosis]) -> DiagnosisRepo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learning;
 
     fn run(id: usize, category: Category, log: &str, reruns_to_pass: Option<u32>) -> TraceRun {
         TraceRun {

@@ -4,6 +4,8 @@
 
 use crate::auth::Principal;
 use crate::Shared;
+use pipeguard_core::lifecycle::Event;
+use pipeguard_core::planner::{self, Happened, Step};
 use pipeguard_store::{
     now_ms, ApprovalRecord, SessionFilter, SessionRecord, SessionStatus as S, SessionUpdate, Task,
     Transition,
@@ -143,7 +145,14 @@ pub async fn approve(
         format!("approved by {} ({} of {required})", who.name, by.len()),
         comment,
     );
-    if by.len() < required {
+    let happened = Happened::Approved {
+        approvals: by.len(),
+        required,
+    };
+    let known = pipeguard_core::planner::Known::default();
+    let next = planner::decide(&crate::worker::facts(st, &s, happened, known))
+        .map_err(|e| DecisionError::Conflict(e.to_string()))?;
+    if next.step == Step::Wait {
         st.store.note(&s.id, S::AwaitingApproval, &note).await?;
         let e = decision_entry(who, "approval.given", &s.id, &by, comment);
         st.store.audit(e).await?;
@@ -152,22 +161,12 @@ pub async fn approve(
             required,
         });
     }
-    let moved = st
-        .store
-        .update_session(
-            &s.id,
-            Transition {
-                from: &[S::AwaitingApproval],
-                to: S::Planned,
-                message: &note,
-            },
-            SessionUpdate {
-                audit: Some(decision_entry(who, "approval.granted", &s.id, &by, comment)),
-                ..Default::default()
-            },
-        )
-        .await?;
-    if !moved {
+    let update = SessionUpdate {
+        audit: Some(decision_entry(who, "approval.granted", &s.id, &by, comment)),
+        ..Default::default()
+    };
+    let t = Transition::new(next.event, &note);
+    if !st.store.update_session(&s.id, t, update).await? {
         return Err(DecisionError::Conflict(
             "the session moved on meanwhile".into(),
         ));
@@ -192,11 +191,7 @@ pub async fn reject(
         .store
         .update_session(
             &s.id,
-            Transition {
-                from: &[S::AwaitingApproval],
-                to: S::Escalated,
-                message: &reason,
-            },
+            Transition::new(Event::Reject, &reason),
             SessionUpdate {
                 reason: Some(reason.clone()),
                 finished_at: Some(now_ms()),
@@ -231,11 +226,7 @@ pub async fn expire(st: &Shared) -> pipeguard_store::Result<usize> {
             .store
             .update_session(
                 &s.id,
-                Transition {
-                    from: &[S::AwaitingApproval],
-                    to: S::Escalated,
-                    message: &reason,
-                },
+                Transition::new(Event::Lapse, &reason),
                 SessionUpdate {
                     reason: Some(reason.clone()),
                     finished_at: Some(now_ms()),

@@ -247,9 +247,13 @@ async fn a_retry_that_fails_again_is_found_by_polling_the_timeline_attempt() {
     )
     .await;
     let id = session_id_in(&r.json().await.unwrap());
-    let s = app.wait_status(&id, "failed").await;
+    // Out of heal attempts: escalated with the policy's reason, as a fresh plan would be.
+    let s = app.wait_status(&id, "escalated").await;
     assert!(
-        s["reason"].as_str().unwrap().contains("still failing"),
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after 1 heal attempt(s); the limit is 1"),
         "{s:#}"
     );
     let (mock, _dir, _) = app.stop().await;

@@ -271,9 +271,13 @@ async fn the_retried_job_failing_again_is_the_outcome() {
         .await
         .unwrap();
     assert_eq!(r["status"], "outcome", "{r}");
-    let s = app.wait_status(&id, "failed").await;
+    // Out of heal attempts: escalated with the policy's reason, as a fresh plan would be.
+    let s = app.wait_status(&id, "escalated").await;
     assert!(
-        s["reason"].as_str().unwrap().contains("still failing"),
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after 1 heal attempt(s); the limit is 1"),
         "{s:#}"
     );
     let (mock, _dir, _) = app.stop().await;

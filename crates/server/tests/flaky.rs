@@ -125,7 +125,7 @@ async fn quarantined_then_known_flaky_tests_are_retried_at_once_and_counted() {
     );
     // This time it fails again: a plain failure, and the rate drops.
     second_attempt(&app, 72, "failure").await;
-    app.wait_status(&id, "failed").await;
+    app.wait_status(&id, "escalated").await;
     let t = &flaky_list(&app, "").await[0];
     assert_eq!(
         (t["runs"].as_i64(), t["failures"].as_i64()),

@@ -175,7 +175,7 @@ async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
 }
 
 #[tokio::test]
-async fn failure_again_retries_until_the_limit_then_fails() {
+async fn failure_again_retries_until_the_limit_then_escalates() {
     let app = TestApp::start_with(|c| c.healing.max_attempts = 1).await;
     mount_run(
         &app.github,
@@ -200,9 +200,12 @@ async fn failure_again_retries_until_the_limit_then_fails() {
         &workflow_run(45, 2, "failure", "CI"),
     )
     .await;
-    let s = app.wait_status(&id, "failed").await;
+    let s = app.wait_status(&id, "escalated").await;
     assert!(
-        s["reason"].as_str().unwrap().contains("1 heal attempt"),
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after 1 heal attempt(s); the limit is 1"),
         "{s}"
     );
     let (gh, _dir, _) = app.stop().await;
@@ -393,7 +396,7 @@ async fn a_failure_whose_retries_never_heal_stops_being_retried() {
             &workflow_run(run, 2, "failure", "CI"),
         )
         .await;
-        app.wait_status(&id, "failed").await;
+        app.wait_status(&id, "escalated").await;
     }
     // The same failure a fourth time: learning says retrying it wastes compute.
     mount_run(

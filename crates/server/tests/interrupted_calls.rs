@@ -50,11 +50,11 @@ async fn stop_during_the_call(db_url: &str, id: &str, call_status: &str) {
     assert!(store
         .transition(
             id,
-            Transition {
-                from: &[SessionStatus::AwaitingApproval],
-                to: SessionStatus::Executing,
-                message: "approved; re-running",
-            },
+            Transition::fixture(
+                &[SessionStatus::AwaitingApproval],
+                SessionStatus::Executing,
+                "approved; re-running"
+            ),
         )
         .await
         .unwrap());

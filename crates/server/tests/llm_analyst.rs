@@ -656,3 +656,34 @@ async fn host_facts_from_server_awareness_reach_the_prompt() {
     assert!(prompt.contains("job: sync") && prompt.contains("step: publish"));
     app.stop().await;
 }
+
+/// The backtest's replay (`planner::replay` on the facts the plan recorded) makes the same
+/// model-gated plan the worker made; without the model's verdict it would have acted.
+#[tokio::test]
+async fn the_backtest_replays_a_model_gated_plan_as_the_worker_made_it() {
+    let a = answer("network", &["systemctl status artifact-sync"], &[FIX]);
+    let m = model(completion(&a.to_string())).await;
+    let app = app_with_model(&m, |_| {}).await;
+    let id = failed_run(&app, 5090, UNKNOWN_LOG).await;
+    assert_eq!(analyzed(&app, &id).await["status"], "awaiting_approval");
+    let (_gh, _dir, db_url) = app.stop().await;
+    let store = pipeguard_store::Store::connect(&db_url).await.unwrap();
+    let s = store.get_session(&id).await.unwrap().unwrap();
+    let stored = s.plan.clone().unwrap();
+    let mut known = stored
+        .facts
+        .clone()
+        .expect("the facts the plan was made from");
+    // The test servers' policy: no backoff.
+    let policy = pipeguard_core::Policy {
+        backoff_seconds: 0,
+        ..pipeguard_server::config::Config::default().healing.policy()
+    };
+    let jobs = s.diagnosed_jobs();
+    let replayed = pipeguard_core::planner::replay(&jobs, &s.event, &known, &policy).unwrap();
+    assert_eq!(replayed.plan, stored.plan);
+    known.model = None;
+    let ungated = pipeguard_core::planner::replay(&jobs, &s.event, &known, &policy).unwrap();
+    assert_eq!(ungated.plan.decision, pipeguard_core::policy::Decision::Act);
+    store.close().await;
+}

@@ -113,11 +113,7 @@ mod tests {
         let IntakeOutcome::Created { session_id } = r.outcome else {
             panic!("no session: {r:?}")
         };
-        let t = Transition {
-            from: &[SessionStatus::Received],
-            to,
-            message: "done",
-        };
+        let t = Transition::fixture(&[SessionStatus::Received], to, "done");
         let u = SessionUpdate {
             finished_at: Some(at),
             time_to_green_ms: ttg,

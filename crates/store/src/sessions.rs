@@ -6,84 +6,15 @@ use crate::crypto::{open, open_opt, seal, Field, Keyring};
 use crate::{now_ms, opt_str, parse_col, Result, Store, StoreError};
 use pipeguard_core::analysis::redact::redact;
 use pipeguard_core::event::{FailureEvent, Platform};
-use pipeguard_core::heal::StoredPlan;
-use serde::{Deserialize, Serialize};
+use pipeguard_core::heal::{JobDiagnosis, StoredPlan};
+use pipeguard_core::Diagnosis;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::fmt;
-use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    Received,
-    Analyzing,
-    Planned,
-    AwaitingApproval,
-    Executing,
-    Verifying,
-    Healed,
-    Failed,
-    Escalated,
-    Skipped,
-}
-
-impl SessionStatus {
-    pub const ALL: [SessionStatus; 10] = [
-        SessionStatus::Received,
-        SessionStatus::Analyzing,
-        SessionStatus::Planned,
-        SessionStatus::AwaitingApproval,
-        SessionStatus::Executing,
-        SessionStatus::Verifying,
-        SessionStatus::Healed,
-        SessionStatus::Failed,
-        SessionStatus::Escalated,
-        SessionStatus::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Received => "received",
-            SessionStatus::Analyzing => "analyzing",
-            SessionStatus::Planned => "planned",
-            SessionStatus::AwaitingApproval => "awaiting_approval",
-            SessionStatus::Executing => "executing",
-            SessionStatus::Verifying => "verifying",
-            SessionStatus::Healed => "healed",
-            SessionStatus::Failed => "failed",
-            SessionStatus::Escalated => "escalated",
-            SessionStatus::Skipped => "skipped",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            SessionStatus::Healed
-                | SessionStatus::Failed
-                | SessionStatus::Escalated
-                | SessionStatus::Skipped
-        )
-    }
-}
-
-impl fmt::Display for SessionStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SessionStatus {
-    type Err = ();
-    fn from_str(s: &str) -> std::result::Result<Self, ()> {
-        SessionStatus::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or(())
-    }
-}
+pub use pipeguard_core::lifecycle::SessionStatus;
+use pipeguard_core::lifecycle::{self, Event};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionRecord {
@@ -173,11 +104,57 @@ impl SessionRecord {
     }
 }
 
-/// A conditional status change: applied only when the session is in one of `from`.
+impl SessionRecord {
+    /// The diagnosed jobs the session's plan was made from, as the worker stored them (each
+    /// failed job with its own diagnosis); older sessions stored one diagnosis for the run.
+    pub fn diagnosed_jobs(&self) -> Vec<JobDiagnosis> {
+        let Some(d) = &self.diagnosis else {
+            return vec![];
+        };
+        let jobs: Vec<JobDiagnosis> = d["jobs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|j| serde_json::from_value(j.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !jobs.is_empty() {
+            return jobs;
+        }
+        let Ok(diagnosis) = serde_json::from_value::<Diagnosis>(d.clone()) else {
+            return vec![];
+        };
+        let job = self.event.jobs.first().cloned().unwrap_or_default();
+        vec![JobDiagnosis { job, diagnosis }]
+    }
+}
+
+/// A conditional status change: applied only while the session is in one of `from`. The
+/// legal moves are core's state machine ([`lifecycle`]); the store only guards them.
 pub struct Transition<'a> {
-    pub from: &'a [SessionStatus],
-    pub to: SessionStatus,
-    pub message: &'a str,
+    from: &'a [SessionStatus],
+    to: SessionStatus,
+    message: &'a str,
+}
+
+impl<'a> Transition<'a> {
+    /// The move `event` makes, from the statuses the state machine allows it from.
+    pub fn new(event: Event, message: &'a str) -> Transition<'a> {
+        let (from, to) = lifecycle::moves(event);
+        Transition { from, to, message }
+    }
+
+    /// Puts a session in `to` from `from` without the state machine: for test fixtures
+    /// that need a session in a given status, never for the service's own moves.
+    #[doc(hidden)]
+    pub fn fixture(from: &'a [SessionStatus], to: SessionStatus, message: &'a str) -> Self {
+        Transition { from, to, message }
+    }
+
+    pub fn to(&self) -> SessionStatus {
+        self.to
+    }
 }
 
 impl Store {

@@ -50,11 +50,7 @@ async fn fill(store: &Store) -> String {
         .record_ignored(Platform::Github, "d2", "ping")
         .await
         .unwrap();
-    let t = |from, to| Transition {
-        from,
-        to,
-        message: "t",
-    };
+    let t = |from, to| Transition::fixture(from, to, "t");
     let with_audit = |action: &str| SessionUpdate {
         audit: Some(AuditEntry::new("worker", action, &id, json!({}))),
         ..Default::default()

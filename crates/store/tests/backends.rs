@@ -53,11 +53,7 @@ async fn exercise(store: &Store) {
     store.finish_job(job.id).await.unwrap();
 
     // Conditional transitions: only from the expected state.
-    let t = |from, to| Transition {
-        from,
-        to,
-        message: "t",
-    };
+    let t = |from, to| Transition::fixture(from, to, "t");
     assert!(store
         .transition(&id, t(&[SessionStatus::Received], SessionStatus::Analyzing))
         .await
@@ -192,11 +188,11 @@ async fn dead_letters(store: &Store) {
     );
     let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     store.fail_job(job.id, "platform said 503").await.unwrap();
-    let t = Transition {
-        from: &[SessionStatus::Received],
-        to: SessionStatus::Failed,
-        message: "analyze: platform said 503",
-    };
+    let t = Transition::fixture(
+        &[SessionStatus::Received],
+        SessionStatus::Failed,
+        "analyze: platform said 503",
+    );
     assert!(store.transition(&id, t).await.unwrap());
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);

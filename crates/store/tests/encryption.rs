@@ -40,11 +40,7 @@ async fn write_all(store: &Store, run: &str) -> String {
     let moved = store
         .update_session(
             &id,
-            Transition {
-                from: &[SessionStatus::Received],
-                to: SessionStatus::Escalated,
-                message: "t",
-            },
+            Transition::fixture(&[SessionStatus::Received], SessionStatus::Escalated, "t"),
             SessionUpdate {
                 diagnosis: Some(json!({"evidence": [MARKER]})),
                 ..Default::default()
@@ -116,11 +112,7 @@ async fn outcome_events_are_sealed_and_redacted(store: &Store, key_id: &str) {
     let id = r.outcome.session_id().unwrap().to_string();
     let job = store.claim(60_000, &[]).await.unwrap().unwrap();
     store.finish_job(job.id).await.unwrap();
-    let t = Transition {
-        from: &[SessionStatus::Received],
-        to: SessionStatus::Verifying,
-        message: "t",
-    };
+    let t = Transition::fixture(&[SessionStatus::Received], SessionStatus::Verifying, "t");
     assert!(store.transition(&id, t).await.unwrap());
     let Intake::Failure(mut next) = failure("9") else {
         unreachable!()
@@ -240,11 +232,7 @@ async fn secrets_in_errors_and_notes_are_redacted(store: Store) {
         .note(&id, SessionStatus::Escalated, &leak)
         .await
         .unwrap();
-    let t = Transition {
-        from: &[SessionStatus::Escalated],
-        to: SessionStatus::Escalated,
-        message: "t",
-    };
+    let t = Transition::fixture(&[SessionStatus::Escalated], SessionStatus::Escalated, "t");
     let u = SessionUpdate {
         reason: Some(leak.clone()),
         ..Default::default()

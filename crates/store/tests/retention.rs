@@ -51,11 +51,7 @@ async fn session(store: &Store, repo: &str, run: &str, age_days: Option<i64>) ->
         finished_at: age_days.map(|d| pipeguard_store::now_ms() - d * DAY),
         ..Default::default()
     };
-    let t = Transition {
-        from: &[SessionStatus::Received],
-        to,
-        message: "t",
-    };
+    let t = Transition::fixture(&[SessionStatus::Received], to, "t");
     assert!(store.update_session(&id, t, u).await.unwrap());
     store
         .put_verdict(&VerdictRecord {

@@ -41,11 +41,7 @@ async fn session(store: &Store, run: &str) -> String {
 
 /// Ends a received session as `to` with a category, fingerprint and strategy.
 async fn finish(store: &Store, id: &str, to: SessionStatus, fp: &str, ttg: Option<i64>) {
-    let t = Transition {
-        from: &[SessionStatus::Received],
-        to,
-        message: "finished",
-    };
+    let t = Transition::fixture(&[SessionStatus::Received], to, "finished");
     let u = SessionUpdate {
         category: Some("network".into()),
         fingerprint: Some(fp.into()),

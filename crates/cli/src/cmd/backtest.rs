@@ -1,14 +1,16 @@
-//! `pipeguard backtest`: re-decide the stored sessions with a candidate policy and show what
+//! `pipeguard backtest`: re-decide the stored sessions with a candidate policy through the
+//! worker's planner (`planner::replay`, from the facts each session recorded) and show what
 //! would change, so a policy can be tried before it is enabled.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use pipeguard_core::learning::{self, ArmStats, Learned};
-use pipeguard_core::policy::{Capabilities, HealPlan, Strategy};
-use pipeguard_core::{Diagnosis, FailureEvent, Policy};
+use pipeguard_core::heal::StoredPlan;
+use pipeguard_core::learning::{ArmStats, Learned};
+use pipeguard_core::planner::{self, Known};
+use pipeguard_core::policy::{Capabilities, Strategy};
+use pipeguard_core::Policy;
 use pipeguard_store::{SessionRecord, SessionStatus, Store};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,45 +118,8 @@ fn name<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-/// What the worker planned from: the session's diagnosis, or the first transient job's when
-/// some jobs are genuine and others transient, with only the transient jobs in the event.
-fn planning_input(s: &SessionRecord, diagnosis: &Value) -> Option<(Diagnosis, FailureEvent)> {
-    let session_diag: Diagnosis = serde_json::from_value(diagnosis.clone()).ok()?;
-    let jobs: Vec<(pipeguard_core::event::FailedJob, Diagnosis)> = diagnosis["jobs"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|j| {
-                    Some((
-                        serde_json::from_value(j["job"].clone()).ok()?,
-                        serde_json::from_value(j["diagnosis"].clone()).ok()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut event = s.event.clone();
-    if jobs.is_empty() {
-        return Some((session_diag, event));
-    }
-    let transient: Vec<&(pipeguard_core::event::FailedJob, Diagnosis)> =
-        jobs.iter().filter(|(_, d)| d.transient).collect();
-    let mixed = !transient.is_empty() && transient.len() < jobs.len();
-    let diag = if mixed {
-        transient[0].1.clone()
-    } else {
-        session_diag
-    };
-    event.jobs = if transient.is_empty() {
-        jobs.iter().map(|(j, _)| j.clone()).collect()
-    } else {
-        transient.iter().map(|(j, _)| j.clone()).collect()
-    };
-    Some((diag, event))
-}
-
-/// Heal attempts already made when the stored plan was made: a session that executed its plan
-/// counts that attempt in `heal_attempts`.
+/// Heal attempts already made when the stored plan was made, for sessions stored before plans
+/// recorded it: a session that executed its plan counts that attempt in `heal_attempts`.
 fn attempts_at_plan(s: &SessionRecord) -> u32 {
     let executed = matches!(
         s.status,
@@ -171,43 +136,73 @@ fn attempts_at_plan(s: &SessionRecord) -> u32 {
     }
 }
 
+/// Outcomes of each (fingerprint, strategy) among the sessions before.
+type Stats = HashMap<(String, String), ArmStats>;
+
+/// The facts the worker planned with. Sessions stored before plans recorded them get what
+/// the stored plan implies: a session that acted with a strategy could do it; one escalated
+/// for lack of any means could not re-run; learning from the sessions before it.
+fn known(s: &SessionRecord, old: &StoredPlan, fingerprint: &str, stats: &Stats) -> Known {
+    if let Some(k) = &old.facts {
+        return k.clone();
+    }
+    let mut caps = Capabilities {
+        retry: !old.plan.reason.contains("which this source cannot do"),
+        ..Default::default()
+    };
+    match old.plan.strategy {
+        Strategy::ScaleResources => caps.scale_resources = true,
+        Strategy::ClearCache => caps.clear_cache = true,
+        Strategy::ResetEnvironment => caps.reset_environment = true,
+        Strategy::HealHost => caps.heal_host = true,
+        _ => {}
+    }
+    let learned = [
+        Strategy::Retry,
+        Strategy::ScaleResources,
+        Strategy::ClearCache,
+    ]
+    .into_iter()
+    .chain([Strategy::ResetEnvironment, Strategy::HealHost])
+    .filter_map(|st| {
+        let key = (fingerprint.to_string(), st.as_str().to_string());
+        let fp = stats.get(&key).copied()?;
+        Some((
+            st,
+            Learned {
+                fingerprint: fp,
+                ..Default::default()
+            },
+        ))
+    })
+    .collect();
+    Known {
+        capabilities: caps,
+        learned,
+        attempts_done: attempts_at_plan(s),
+        ..Default::default()
+    }
+}
+
 fn backtest(mut sessions: Vec<SessionRecord>, policy: &Policy) -> Backtest {
     // Oldest first, so learning only sees outcomes that came before each session.
     sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let mut stats: HashMap<(String, String), ArmStats> = HashMap::new();
+    let mut stats = Stats::new();
     let mut changes = Vec::new();
     let mut decided = 0;
     for s in &sessions {
-        let (Some(diagnosis), Some(plan)) = (&s.diagnosis, &s.plan) else {
+        let Some(old) = &s.plan else { continue };
+        let jobs = s.diagnosed_jobs();
+        let Some(choice) = planner::choose(&jobs) else {
             continue;
         };
-        let old: HealPlan = plan.plan.clone();
-        let Some((diag, event)) = planning_input(s, diagnosis) else {
+        let (category, fingerprint) = (choice.heal.category, choice.heal.fingerprint.clone());
+        let k = known(s, old, &fingerprint, &stats);
+        let Some(new) = planner::replay(&jobs, &s.event, &k, policy) else {
             continue;
         };
         decided += 1;
-        // Stored sessions do not record what the platform could do: a session that acted
-        // with a strategy could do it; one escalated for lack of any means could not re-run.
-        let mut caps = Capabilities {
-            retry: !old.reason.contains("which this source cannot do"),
-            ..Default::default()
-        };
-        match old.strategy {
-            Strategy::ScaleResources => caps.scale_resources = true,
-            Strategy::ClearCache => caps.clear_cache = true,
-            Strategy::ResetEnvironment => caps.reset_environment = true,
-            Strategy::HealHost => caps.heal_host = true,
-            _ => {}
-        }
-        let mut new = policy.plan(&diag, &event, &caps, attempts_at_plan(s));
-        if new.strategy.acts() {
-            let key = (diag.fingerprint.clone(), new.strategy.as_str().to_string());
-            let learned = Learned {
-                fingerprint: stats.get(&key).copied().unwrap_or_default(),
-                ..Default::default()
-            };
-            new = learning::apply(new, &learned);
-        }
+        let (old, new) = (&old.plan, &new.plan);
         let new_decision = name(&new.decision);
         if new_decision != name(&old.decision) || new.strategy != old.strategy {
             changes.push(Change {
@@ -215,7 +210,7 @@ fn backtest(mut sessions: Vec<SessionRecord>, policy: &Policy) -> Backtest {
                 repository: s.repository.clone(),
                 run_id: s.run_id.clone(),
                 status: s.status.as_str().to_string(),
-                category: diag.category.to_string(),
+                category: category.to_string(),
                 old_decision: name(&old.decision),
                 old_strategy: old.strategy.as_str().to_string(),
                 new_decision,
@@ -228,12 +223,24 @@ fn backtest(mut sessions: Vec<SessionRecord>, policy: &Policy) -> Backtest {
             match s.status {
                 SessionStatus::Healed => e.healed += 1,
                 SessionStatus::Failed => e.failed += 1,
+                SessionStatus::Escalated if s.heal_attempts > 0 => e.failed += 1,
                 _ => {}
             }
         }
     }
+    Backtest {
+        sessions: sessions.len(),
+        decided,
+        changed: changes.len(),
+        totals: totals(&changes),
+        changes,
+    }
+}
+
+/// Changes counted by (old decision, new decision), most frequent first.
+fn totals(changes: &[Change]) -> Vec<Total> {
     let mut totals: BTreeMap<(String, String), Total> = BTreeMap::new();
-    for c in &changes {
+    for c in changes {
         let t = totals
             .entry((c.old_decision.clone(), c.new_decision.clone()))
             .or_insert_with(|| Total {
@@ -247,13 +254,7 @@ fn backtest(mut sessions: Vec<SessionRecord>, policy: &Policy) -> Backtest {
     }
     let mut totals: Vec<Total> = totals.into_values().collect();
     totals.sort_by_key(|t| std::cmp::Reverse(t.sessions));
-    Backtest {
-        sessions: sessions.len(),
-        decided,
-        changed: changes.len(),
-        changes,
-        totals,
-    }
+    totals
 }
 
 fn render(b: &Backtest) -> String {

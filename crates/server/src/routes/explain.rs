@@ -82,11 +82,7 @@ pub async fn explain(
         .store
         .update_session(
             &id,
-            Transition {
-                from: &[s.status],
-                to: s.status,
-                message: &message,
-            },
+            Transition::new(pipeguard_core::lifecycle::Event::Amend(s.status), &message),
             pipeguard_store::SessionUpdate {
                 diagnosis: Some(diagnosis),
                 ..Default::default()

@@ -204,8 +204,40 @@ pub async fn test_trigger(
         heal_host: req.host.is_some(),
         ..Default::default()
     };
-    let plan = st.policy.plan(&diagnosis, &event, &caps, 0);
+    let plan = trigger_plan(&st, diagnosis.clone(), &event, caps);
     Ok(Json(
         json!({"diagnosis": diagnosis, "plan": plan, "executed": false}),
     ))
+}
+
+/// The plan the worker's planner makes for a first failure with `caps`, before any budget,
+/// learning or fix: the heal plan a session would store.
+fn trigger_plan(
+    st: &Shared,
+    diagnosis: pipeguard_core::Diagnosis,
+    event: &FailureEvent,
+    capabilities: Capabilities,
+) -> Option<pipeguard_core::HealPlan> {
+    use pipeguard_core::heal::JobDiagnosis;
+    use pipeguard_core::planner::{self, Facts, Happened, Known, Step};
+    let jobs = [JobDiagnosis {
+        job: event.jobs.first().cloned().unwrap_or_default(),
+        diagnosis,
+    }];
+    let facts = Facts {
+        status: SessionStatus::Analyzing,
+        happened: Happened::Diagnosed(&jobs),
+        event,
+        policy: &st.policy,
+        attempts_done: 0,
+        plan: None,
+        known: Known {
+            capabilities,
+            ..Default::default()
+        },
+    };
+    match planner::decide(&facts).ok()?.step {
+        Step::Plan(stored) => Some(stored.plan),
+        _ => None,
+    }
 }

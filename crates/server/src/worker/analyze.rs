@@ -1,13 +1,15 @@
 //! The analyze job: fetch the failed jobs' logs → diagnose → gather what was learned →
 //! refine and plan (pure, in core) → persist, and queue the execution.
 
-use super::{ci_for, load, platform_of, requeue, JobError};
+use super::{ci_for, facts, load, requeue, JobError};
 use crate::Shared;
 use pipeguard_core::analysis::Hints;
 use pipeguard_core::event::{FailedJob, FailureEvent};
-use pipeguard_core::heal::{self, Facts, JobDiagnosis, Knowledge, StoredPlan};
+use pipeguard_core::heal::{self, JobDiagnosis, Knowledge};
+use pipeguard_core::lifecycle::Event;
+use pipeguard_core::planner::{self, Happened, Known, ModelVerdict, Next, Step};
 use pipeguard_core::policy::{Capabilities, Decision, Strategy};
-use pipeguard_core::{Category, Diagnosis};
+use pipeguard_core::Category;
 use pipeguard_platforms::{Ci, JobLog, RunState};
 use pipeguard_store::{
     now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
@@ -22,17 +24,13 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         return Ok(());
     }
     if s.status == S::Received {
-        st.store
-            .transition(
-                &s.id,
-                Transition {
-                    from: &[S::Received],
-                    to: S::Analyzing,
-                    message: "fetching logs",
-                },
-            )
-            .await?;
+        let t = Transition::new(Event::Take, "fetching logs");
+        st.store.transition(&s.id, t).await?;
     }
+    let s = SessionRecord {
+        status: S::Analyzing,
+        ..s
+    };
     let ci = ci_for(st, &s);
     let logs = match fetch(st, &s, ci)
         .instrument(tracing::info_span!("fetch"))
@@ -52,17 +50,15 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     let explained = super::explain::consult(st, &s, &mut jobs, kept)
         .instrument(tracing::info_span!("explain"))
         .await;
-    let Some(choice) = heal::choose(&jobs) else {
-        let reason = "no failed job or log found for this run attempt";
-        return escalate_unknown(st, &s, reason).await;
-    };
-    let facts = gather(st, &s, ci, choice.heal)
+    let model = super::explain::verdict(explained.as_ref());
+    let known = gather(st, &s, ci, &jobs, model)
         .instrument(tracing::info_span!("gather"))
         .await?;
-    let run_diagnosis = choice.run.clone();
-    let mut plan = heal::plan(&jobs, &s.event, &facts).expect("a run with a diagnosis has a plan");
-    super::explain::gate(explained.as_ref(), &mut plan);
-    persist(st, &s, &run_diagnosis, &jobs, plan, explained.as_ref())
+    let next = match planner::decide(&facts(st, &s, Happened::Diagnosed(&jobs), known)) {
+        Ok(next) => next,
+        Err(_) => return Ok(()),
+    };
+    persist(st, &s, &jobs, next, explained.as_ref())
         .instrument(tracing::info_span!("persist"))
         .await
 }
@@ -128,27 +124,26 @@ async fn early(
     let mut jobs = diagnose(st, vec![log]).await?;
     refine(st, s, &mut jobs).await;
     let Some(first) = jobs.first() else {
-        return wait_for_run(st, job, s, "no log").await;
+        let name = s
+            .event
+            .jobs
+            .first()
+            .map(|j| j.name.as_str())
+            .unwrap_or_default();
+        let msg = format!(
+            "job {name} is not retried while the run goes on (no log); waiting for the run"
+        );
+        return wait_for_run(st, job, s, &msg).await;
     };
-    let facts = gather(st, s, ci, &first.diagnosis).await?;
-    match heal::plan_early(first, &s.event, &facts) {
-        Some(plan) => {
-            let note = format!(
-                "job {} failed while the run goes on: retrying it alone now",
-                first.job.name
-            );
-            st.store.note(&s.id, S::Analyzing, &note).await?;
-            let diagnosis = first.diagnosis.clone();
-            persist(st, s, &diagnosis, &jobs, plan, None).await
-        }
-        None => {
-            // Say what the whole-run plan will weigh: a person, an approval, another remedy.
-            let why = heal::plan(&jobs, &s.event, &facts)
-                .map(|p| p.plan.reason)
-                .unwrap_or_else(|| first.diagnosis.category.to_string());
-            wait_for_run(st, job, s, &why).await
-        }
+    let known = gather(st, s, ci, &jobs, None).await?;
+    let next = match planner::decide(&facts(st, s, Happened::DiagnosedEarly(first), known)) {
+        Ok(next) => next,
+        Err(_) => return Ok(()),
+    };
+    if next.step == Step::WaitForRun {
+        return wait_for_run(st, job, s, &next.reason).await;
     }
+    persist(st, s, &jobs, next, None).await
 }
 
 /// Leaves the early path for good: the session waits for the run and plans over all its
@@ -157,27 +152,16 @@ async fn wait_for_run(
     st: &Shared,
     job: &Job,
     s: &SessionRecord,
-    why: &str,
+    msg: &str,
 ) -> Result<(), JobError> {
     let mut ev = s.event.clone();
     ev.job_event = false;
-    let name = ev.jobs.first().map(|j| j.name.clone()).unwrap_or_default();
-    let msg =
-        format!("job {name} is not retried while the run goes on ({why}); waiting for the run");
-    st.store
-        .update_session(
-            &s.id,
-            Transition {
-                from: &[S::Analyzing],
-                to: S::Analyzing,
-                message: &msg,
-            },
-            SessionUpdate {
-                event: Some(ev),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let update = SessionUpdate {
+        event: Some(ev),
+        ..Default::default()
+    };
+    let t = Transition::new(Event::Amend(S::Analyzing), msg);
+    st.store.update_session(&s.id, t, update).await?;
     requeue(st, job, "run still in progress", run_poll(st)).await
 }
 
@@ -242,14 +226,19 @@ async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
     }
 }
 
-/// Everything the plan depends on: the repository's policy, what the platform and the
-/// configuration allow, what outcomes taught about this failure, and the configured fixes.
-async fn gather<'a>(
-    st: &'a Shared,
+/// Everything the plan depends on besides the diagnoses: what the platform and the
+/// configuration allow, what outcomes taught about the failure to heal, the configured fixes
+/// and the model's verdict.
+async fn gather(
+    st: &Shared,
     s: &SessionRecord,
     ci: Option<&dyn Ci>,
-    heal: &Diagnosis,
-) -> Result<Facts<'a>, JobError> {
+    jobs: &[JobDiagnosis],
+    model: Option<ModelVerdict>,
+) -> Result<Known, JobError> {
+    let Some(heal) = planner::choose(jobs).map(|c| c.heal) else {
+        return Ok(Known::default());
+    };
     let learned = st
         .store
         .learned(
@@ -262,12 +251,15 @@ async fn gather<'a>(
         .into_iter()
         .filter_map(|(k, l)| Some((Strategy::parse(&k)?, l)))
         .collect();
-    Ok(Facts {
-        policy: st.policy_for(platform_of(s), &s.repository),
+    Ok(Known {
         capabilities: capabilities(st, s, ci).await?,
-        attempts_done: s.heal_attempts as u32,
         learned,
         fixes: super::fixes::planned(st, s, heal.category),
+        model,
+        platform: ci
+            .map(|ci| super::fixes::traits(st, s, ci))
+            .unwrap_or_default(),
+        ..Default::default()
     })
 }
 
@@ -304,96 +296,75 @@ async fn capabilities(
     Ok(caps)
 }
 
-async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
-    st.store
-        .update_session(
-            &s.id,
-            Transition {
-                from: &[S::Analyzing],
-                to: S::Escalated,
-                message: reason,
-            },
-            SessionUpdate {
-                reason: Some(reason.to_string()),
-                category: Some(Category::Unknown.to_string()),
-                finished_at: Some(now_ms()),
-                ..Default::default()
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-/// Stores the diagnosis and plan, moves the session to what the plan decided, and queues the
-/// execution after the plan's backoff.
+/// Stores the diagnosis and the planner's decision, moves the session as it says, and queues
+/// the execution after the plan's backoff.
 async fn persist(
     st: &Shared,
     s: &SessionRecord,
-    diag: &Diagnosis,
     jobs: &[JobDiagnosis],
-    stored: StoredPlan,
+    next: Next,
     explained: Option<&super::explain::Consulted>,
 ) -> Result<(), JobError> {
+    let Step::Plan(stored) = next.step else {
+        return escalate_unknown(st, s, &next.reason).await;
+    };
+    let diag = &planner::choose(jobs)
+        .expect("a run with a plan has a diagnosis")
+        .run;
     let plan = &stored.plan;
     let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
     diagnosis_json["jobs"] = json!(jobs);
     super::explain::attach(&mut diagnosis_json, explained);
-    let (to, message) = match plan.decision {
-        Decision::Act => (S::Planned, "plan ready"),
-        Decision::AwaitApproval => (S::AwaitingApproval, "waiting for a human to approve"),
-        Decision::Escalate => (S::Escalated, "escalated to a human"),
-        Decision::Skip => (S::Skipped, "nothing to heal"),
-    };
     let delay = plan
         .steps
         .iter()
         .map(|x| x.delay_seconds)
         .max()
         .unwrap_or(0);
-    let moved = st
-        .store
-        .update_session(
+    let update = SessionUpdate {
+        category: Some(diag.category.to_string()),
+        confidence: Some(diag.confidence),
+        fingerprint: Some(diag.fingerprint.clone()),
+        // An escalation after a heal keeps the strategy that was tried, so learning counts
+        // it against that strategy.
+        strategy: (plan.decision != Decision::Escalate || s.heal_attempts == 0)
+            .then(|| plan.strategy.as_str().to_string()),
+        transient: Some(diag.transient),
+        diagnosis: Some(diagnosis_json),
+        reason: Some(plan.reason.clone()),
+        finished_at: next.status.is_terminal().then(now_ms),
+        plan: Some(stored.clone()),
+        audit: Some(pipeguard_store::AuditEntry::new(
+            "pipeguard",
+            "session.planned",
             &s.id,
-            Transition {
-                from: &[S::Analyzing],
-                to,
-                message,
-            },
-            SessionUpdate {
-                category: Some(diag.category.to_string()),
-                confidence: Some(diag.confidence),
-                fingerprint: Some(diag.fingerprint.clone()),
-                // An escalation after a heal keeps the strategy that was tried, so learning
-                // counts it against that strategy.
-                strategy: (plan.decision != Decision::Escalate || s.heal_attempts == 0)
-                    .then(|| plan.strategy.as_str().to_string()),
-                transient: Some(diag.transient),
-                diagnosis: Some(diagnosis_json),
-                reason: Some(plan.reason.clone()),
-                finished_at: to.is_terminal().then(now_ms),
-                plan: Some(stored.clone()),
-                audit: Some(pipeguard_store::AuditEntry::new(
-                    "pipeguard",
-                    "session.planned",
-                    &s.id,
-                    json!({"category": diag.category, "confidence": diag.confidence,
-                           "fingerprint": diag.fingerprint, "decision": plan.decision,
-                           "strategy": plan.strategy, "reason": plan.reason}),
-                )),
-                ..Default::default()
-            },
-        )
-        .await?;
+            json!({"category": diag.category, "confidence": diag.confidence,
+                   "fingerprint": diag.fingerprint, "decision": plan.decision,
+                   "strategy": plan.strategy, "reason": plan.reason}),
+        )),
+        ..Default::default()
+    };
+    let t = Transition::new(next.event, &next.reason);
+    let moved = st.store.update_session(&s.id, t, update).await?;
     tracing::info!(category = %diag.category, decision = ?plan.decision, reason = ?plan.reason, "planned");
     crate::flaky::record_outcome(st, &s.id).await;
-    if moved && to == S::Planned {
-        st.store
-            .enqueue(
-                &s.id,
-                &Task::Execute { approved: false },
-                now_ms() + delay as i64 * 1000,
-            )
-            .await?;
+    if moved && next.status == S::Planned {
+        let at = now_ms() + delay as i64 * 1000;
+        let task = Task::Execute { approved: false };
+        st.store.enqueue(&s.id, &task, at).await?;
     }
+    Ok(())
+}
+
+/// No failed job or log: a person must look.
+async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
+    let update = SessionUpdate {
+        reason: Some(reason.to_string()),
+        category: Some(Category::Unknown.to_string()),
+        finished_at: Some(now_ms()),
+        ..Default::default()
+    };
+    let t = Transition::new(Event::EscalatePlan, reason);
+    st.store.update_session(&s.id, t, update).await?;
     Ok(())
 }

@@ -2,14 +2,14 @@
 //! of a job (`unknown`, or below the repository's `min_confidence`), or the user signature
 //! that matched says `explain = true`. One job per analysis is asked about. The model's
 //! category replaces the rules' only where they said `unknown`; its proposed commands are
-//! shown with the safety gate's verdict, and a fix above low risk makes the plan wait for a
-//! person.
+//! shown with the safety gate's verdict; the planner makes a plan on the model's reading wait
+//! for a person when it proposes a fix above low risk.
 
 use super::platform_of;
 use crate::analyst;
 use crate::Shared;
-use pipeguard_core::heal::{JobDiagnosis, StoredPlan};
-use pipeguard_core::policy::Decision;
+use pipeguard_core::heal::JobDiagnosis;
+use pipeguard_core::planner::ModelVerdict;
 use pipeguard_core::Diagnosis;
 use pipeguard_llm::{Explanation, Purpose};
 use pipeguard_platforms::JobLog;
@@ -71,30 +71,20 @@ pub(super) async fn consult(
     })
 }
 
-/// A plan built on the model's reading waits for a person when the model proposes a fix
-/// above low risk, whatever the policy says.
-pub(super) fn gate(c: Option<&Consulted>, stored: &mut StoredPlan) {
-    let Some(c) = c.filter(|c| c.decided) else {
-        return;
-    };
-    let plan = &mut stored.plan;
-    if plan.decision != Decision::Act {
-        return;
-    }
-    let risky = c
+/// The model's verdict as the planner weighs it: whether its reading decided the category,
+/// and the first runnable fix it proposes that the safety gate puts above low risk.
+pub(super) fn verdict(c: Option<&Consulted>) -> Option<ModelVerdict> {
+    let c = c?;
+    let risky_fix = c
         .explanation
         .commands
         .iter()
-        .find(|p| p.purpose == Purpose::Fix && p.runnable && p.needs_approval);
-    if let Some(p) = risky {
-        plan.decision = Decision::AwaitApproval;
-        plan.reason = format!(
-            "{}; the model proposes the fix `{}` ({} risk), so a human must approve",
-            plan.reason,
-            p.command,
-            pipeguard_core::safety::risk_name(p.risk)
-        );
-    }
+        .find(|p| p.purpose == Purpose::Fix && p.runnable && p.needs_approval)
+        .map(|p| (p.command.clone(), p.risk));
+    Some(ModelVerdict {
+        decided: c.decided,
+        risky_fix,
+    })
 }
 
 /// Stores the explanation under `diagnosis.explanation`.

@@ -8,6 +8,7 @@ use crate::Shared;
 use pipeguard_core::event::FailedJob;
 use pipeguard_core::event::Platform;
 use pipeguard_core::heal::Fix;
+use pipeguard_core::planner::{Call, Inputs, Traits};
 use pipeguard_core::policy::{Capabilities, Risk, Strategy};
 use pipeguard_core::{safety, Category};
 use pipeguard_platforms::api::{send, HttpOptions};
@@ -23,22 +24,19 @@ pub struct Acted {
     pub detail: String,
     /// A new run the heal started, whose outcome is the heal's.
     pub new_run: Option<String>,
-    /// The call starts a new run, so one must be followed.
-    pub expects_new_run: bool,
     /// The attempt whose completion is this heal's outcome, when the platform named it.
     pub attempt: Option<u32>,
 }
 
-/// Whether carrying out `strategy` starts a new run (rather than a new attempt of this one).
-pub fn starts_new_run(st: &Shared, s: &SessionRecord, ci: &dyn Ci, strategy: Strategy) -> bool {
-    let r = repo(st, s);
-    let reruns_with = match strategy {
-        Strategy::ScaleResources => true,
-        Strategy::ClearCache => !ci.can_clear_caches(),
-        Strategy::ResetEnvironment => reset_command(r).is_none(),
-        _ => false,
-    };
-    reruns_with && ci.rerun_starts_new_run()
+/// How this platform and the repository's configuration carry strategies out: what the
+/// planner turns a strategy into a platform call with.
+pub fn traits(st: &Shared, s: &SessionRecord, ci: &dyn Ci) -> Traits {
+    Traits {
+        one_job_per_attempt: ci.one_job_per_attempt(),
+        can_clear_caches: ci.can_clear_caches(),
+        rerun_starts_new_run: ci.rerun_starts_new_run(),
+        reset_command: reset_command(repo(st, s)).is_some(),
+    }
 }
 
 fn repo<'a>(st: &'a Shared, s: &SessionRecord) -> Option<&'a RepoConfig> {
@@ -303,37 +301,59 @@ pub async fn run_fixes(st: &Shared, s: &SessionRecord, attempt: i64) -> Result<(
     Ok(())
 }
 
-/// Carries out `strategy` on the platform.
+/// Makes the platform call the planner chose.
 pub async fn act(
     st: &Shared,
     s: &SessionRecord,
     ci: &dyn Ci,
-    strategy: Strategy,
+    call: Call,
     jobs: &[FailedJob],
     all_failed: bool,
 ) -> Result<Acted, PlatformError> {
-    let r = repo(st, s);
     let retry = || async {
         ci.retry_tracked(&s.event, jobs, all_failed)
             .await
             .map(|r| Acted {
                 detail: r.detail,
                 new_run: None,
-                expects_new_run: false,
                 attempt: r.attempt,
             })
     };
-    let rerun = |workflow: Option<String>, inputs: Vec<(String, String)>| async move {
-        ci.rerun_with(&s.event, workflow.as_deref(), &inputs)
-            .await
-            .map(|r| Acted {
+    match call {
+        Call::Retry => retry().await,
+        Call::ClearCachesThenRetry => {
+            let prefix = repo(st, s).and_then(|r| r.cache.key_prefix.as_deref());
+            let cleared = ci.clear_caches(&s.event, prefix).await?;
+            let done = retry().await?;
+            Ok(Acted {
+                detail: format!("{cleared}; {}", done.detail),
+                ..done
+            })
+        }
+        Call::RerunWith(inputs) => {
+            let (workflow, vars) = rerun_inputs(st, s, ci, inputs)?;
+            let r = ci.rerun_with(&s.event, workflow.as_deref(), &vars).await?;
+            Ok(Acted {
                 detail: r.detail,
                 new_run: r.new_run_id,
-                expects_new_run: ci.rerun_starts_new_run(),
                 attempt: r.new_attempt,
             })
-    };
-    let inputs = |t: Option<&Trigger>| -> Vec<(String, String)> {
+        }
+    }
+}
+
+/// A re-run's workflow (`None`: the run's own) and its inputs.
+type Rerun = (Option<String>, Vec<(String, String)>);
+
+/// The workflow and inputs of a re-run, from the repository's configuration.
+fn rerun_inputs(
+    st: &Shared,
+    s: &SessionRecord,
+    ci: &dyn Ci,
+    inputs: Inputs,
+) -> Result<Rerun, PlatformError> {
+    let r = repo(st, s);
+    let of = |t: Option<&Trigger>| -> Vec<(String, String)> {
         t.map(|t| {
             t.inputs
                 .iter()
@@ -342,21 +362,13 @@ pub async fn act(
         })
         .unwrap_or_default()
     };
-    match strategy {
-        Strategy::ScaleResources => {
+    let workflow = |t: Option<&Trigger>| t.and_then(|t| t.workflow.clone());
+    Ok(match inputs {
+        Inputs::Scale => {
             let scale = r.and_then(|r| r.scale.as_ref());
-            rerun(scale.and_then(|t| t.workflow.clone()), inputs(scale)).await
+            (workflow(scale), of(scale))
         }
-        Strategy::ClearCache if ci.can_clear_caches() => {
-            let prefix = r.and_then(|r| r.cache.key_prefix.as_deref());
-            let cleared = ci.clear_caches(&s.event, prefix).await?;
-            let done = retry().await?;
-            Ok(Acted {
-                detail: format!("{cleared}; {}", done.detail),
-                ..done
-            })
-        }
-        Strategy::ClearCache => {
+        Inputs::FreshCacheKey => {
             let variable = r
                 .and_then(|r| r.cache.variable.clone())
                 .ok_or_else(|| PlatformError::NotConfigured("no cache variable".into()))?;
@@ -366,24 +378,20 @@ pub async fn act(
                 &s.id[..8.min(s.id.len())],
                 s.heal_attempts + 1
             );
-            let workflow = r
-                .and_then(|r| r.scale.as_ref().or(r.reset.as_ref()))
-                .and_then(|t| t.workflow.clone());
-            rerun(workflow, vec![(variable, fresh)]).await
+            let trigger = r.and_then(|r| r.scale.as_ref().or(r.reset.as_ref()));
+            (workflow(trigger), vec![(variable, fresh)])
         }
-        Strategy::ResetEnvironment if reset_command(r).is_some() => retry().await,
-        Strategy::ResetEnvironment => {
+        Inputs::CleanWorkspace => {
             let reset = r.and_then(|r| r.reset.as_ref());
-            let mut vars = inputs(reset);
+            let mut vars = of(reset);
             for (k, v) in ci.clean_workspace_inputs() {
                 if !vars.iter().any(|(name, _)| *name == k) {
                     vars.push((k, v));
                 }
             }
-            rerun(reset.and_then(|t| t.workflow.clone()), vars).await
+            (workflow(reset), vars)
         }
-        _ => retry().await,
-    }
+    })
 }
 
 #[cfg(test)]

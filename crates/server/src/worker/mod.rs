@@ -11,10 +11,10 @@ mod outcome;
 
 use crate::Shared;
 use pipeguard_core::event::Platform;
+use pipeguard_core::lifecycle::Event;
+use pipeguard_core::planner::{Facts, Happened, Known};
 use pipeguard_platforms::{Ci, PlatformError};
-use pipeguard_store::{
-    now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
-};
+use pipeguard_store::{now_ms, Job, SessionRecord, SessionUpdate, Task, Transition};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -45,16 +45,6 @@ impl From<PlatformError> for JobError {
         }
     }
 }
-
-/// Sessions still being worked on.
-const OPEN: [S; 6] = [
-    S::Received,
-    S::Analyzing,
-    S::Planned,
-    S::AwaitingApproval,
-    S::Executing,
-    S::Verifying,
-];
 
 /// How often housekeeping runs (lapsed approvals, sealing the audit trail, retention).
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -237,7 +227,7 @@ async fn handle(st: Shared, job: Job) {
         Err(JobError::Later(msg, _)) | Err(JobError::Fatal(msg)) => {
             tracing::error!(task = job.task.kind(), error = ?msg, "job failed");
             let reason = format!("{}: {msg}", job.task.kind());
-            let _ = close(st, &job.session_id, &OPEN, S::Failed, &reason).await;
+            let _ = close(st, &job.session_id, Event::Fail, &reason).await;
             st.store.fail_job(job.id, &msg).await
         }
     };
@@ -266,24 +256,70 @@ async fn load(st: &Shared, id: &str) -> Result<SessionRecord, JobError> {
         .ok_or_else(|| JobError::Fatal(format!("session {id} vanished")))
 }
 
-/// Ends a session in `to` (escalated, failed) with `reason`, when it is in one of `from`.
-async fn close(st: &Shared, id: &str, from: &[S], to: S, reason: &str) -> Result<bool, JobError> {
+/// Ends a session by `event` (escalated, failed) with `reason`, storing the plan it ends
+/// with when there is one.
+async fn close_with(
+    st: &Shared,
+    s: &SessionRecord,
+    event: Event,
+    reason: &str,
+    plan: Option<pipeguard_core::heal::StoredPlan>,
+) -> Result<bool, JobError> {
     Ok(st
         .store
         .update_session(
-            id,
-            Transition {
-                from,
-                to,
-                message: reason,
-            },
+            &s.id,
+            Transition::new(event, reason),
             SessionUpdate {
                 reason: Some(reason.to_string()),
                 finished_at: Some(now_ms()),
+                plan,
                 ..Default::default()
             },
         )
         .await?)
+}
+
+/// Ends a session by `event` with `reason`, when the state machine allows it from where it is.
+async fn close(st: &Shared, id: &str, event: Event, reason: &str) -> Result<bool, JobError> {
+    let t = Transition::new(event, reason);
+    let u = SessionUpdate {
+        reason: Some(reason.to_string()),
+        finished_at: Some(now_ms()),
+        ..Default::default()
+    };
+    Ok(st.store.update_session(id, t, u).await?)
+}
+
+/// The facts of session `s` for `happened`; `known` is what the plan was made from.
+pub(crate) fn facts<'a>(
+    st: &'a Shared,
+    s: &'a SessionRecord,
+    happened: Happened<'a>,
+    known: Known,
+) -> Facts<'a> {
+    Facts {
+        status: s.status,
+        happened,
+        event: &s.event,
+        policy: st.policy_for(platform_of(s), &s.repository),
+        attempts_done: s.heal_attempts.max(0) as u32,
+        plan: s.plan.as_ref(),
+        known,
+    }
+}
+
+/// What the plan was made from, with how the platform carries strategies out now.
+fn known_after(st: &Shared, s: &SessionRecord, ci: Option<&dyn Ci>) -> Known {
+    let mut k = s
+        .plan
+        .as_ref()
+        .and_then(|p| p.facts.clone())
+        .unwrap_or_default();
+    if let Some(ci) = ci {
+        k.platform = fixes::traits(st, s, ci);
+    }
+    k
 }
 
 /// Runs the job's task again after `after`, as a fresh job so that waiting does not use up

@@ -2,14 +2,17 @@
 //! (healed, failed) or diagnoses the new failure; a run handed to people that passed later
 //! makes its failing tests flaky.
 
-use super::{ci_for, load, platform_of, requeue, JobError};
+use super::{ci_for, facts, known_after, load, requeue, JobError};
 use crate::Shared;
 use pipeguard_core::event::FailureEvent;
+use pipeguard_core::planner::{self, Happened, Next, Step};
 use pipeguard_platforms::RunState;
-use pipeguard_store::{now_ms, Job, SessionStatus as S, SessionUpdate, Task, Transition};
+use pipeguard_store::{
+    now_ms, Job, SessionRecord, SessionStatus as S, SessionUpdate, Task, Transition,
+};
 use std::time::Duration;
 
-/// Closes or continues a session once the re-run attempt finished.
+/// Closes or continues a session once a later attempt finished, as the planner decides.
 pub(super) async fn outcome(
     st: &Shared,
     id: &str,
@@ -19,177 +22,98 @@ pub(super) async fn outcome(
     event: Option<FailureEvent>,
 ) -> Result<(), JobError> {
     let s = load(st, id).await?;
-    if !matches!(s.status, S::Verifying | S::Executing) || attempt <= s.event.attempt as i64 {
+    if attempt <= s.event.attempt as i64 {
         return Ok(());
     }
-    let plan = s.plan.clone();
-    if let Some(ours) = plan.as_ref().and_then(|p| p.awaiting_attempt) {
-        if attempt != ours as i64 {
-            let note = format!(
-                "attempt {attempt} finished, but the heal started attempt {ours}: still waiting for it"
-            );
-            st.store.note(id, s.status, &note).await?;
-            return Ok(());
-        }
-    }
-    if plan.as_ref().is_some_and(|p| !p.queued.is_empty()) {
-        return next_job(st, &s, attempt, event).await;
-    }
+    // Platforms without run attempts report a stand-in number; people count on.
+    let shown = if attempt >= pipeguard_platforms::OUTCOME_ATTEMPT as i64 {
+        s.current_attempt + 1
+    } else {
+        attempt
+    };
+    let happened = Happened::Completed {
+        attempt: attempt as u32,
+        shown,
+        success,
+    };
+    let known = known_after(st, &s, None);
+    let Ok(next) = planner::decide(&facts(st, &s, happened, known)) else {
+        return Ok(());
+    };
     // A run the heal started counts its own attempts; the session counts on from its own.
     let session_attempt = if s.event.run_id == s.run_id {
         attempt
     } else {
         s.current_attempt + 1
     };
-    let now = now_ms();
-    if success {
-        let ttg = finished_at.unwrap_or(now) - s.failed_at;
-        // Platforms without run attempts report a stand-in number; people count on.
-        let shown = if attempt >= pipeguard_platforms::OUTCOME_ATTEMPT as i64 {
-            s.current_attempt + 1
-        } else {
-            attempt
-        };
-        let msg = format!("attempt {shown} succeeded");
-        st.store
-            .update_session(
-                id,
-                Transition {
-                    from: &[S::Verifying, S::Executing],
-                    to: S::Healed,
-                    message: &msg,
-                },
-                SessionUpdate {
-                    current_attempt: Some(session_attempt),
-                    finished_at: Some(finished_at.unwrap_or(now)),
-                    time_to_green_ms: Some(ttg.max(0)),
-                    reason: Some(format!(
-                        "healed by {} on attempt {shown}",
-                        s.strategy.as_deref().unwrap_or("retry")
-                    )),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        crate::flaky::record_outcome(st, id).await;
-        tracing::info!(session = %id, attempt, "healed");
-        return Ok(());
-    }
     let mut ev = event.unwrap_or_else(|| s.event.clone());
     ev.attempt = attempt as u32;
-    ev.jobs.clear();
-    if s.heal_attempts >= st.policy_for(platform_of(&s), &s.repository).max_attempts as i64 {
-        let reason = format!("still failing after {} heal attempt(s)", s.heal_attempts);
-        st.store
-            .update_session(
-                id,
-                Transition {
-                    from: &[S::Verifying, S::Executing],
-                    to: S::Failed,
-                    message: &reason,
-                },
-                SessionUpdate {
-                    current_attempt: Some(session_attempt),
-                    reason: Some(reason.clone()),
-                    finished_at: Some(now),
-                    event: Some(ev),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        crate::flaky::record_outcome(st, id).await;
-        return Ok(());
-    }
-    // Diagnose the new attempt afresh: the second failure may have another cause.
-    let msg = format!("attempt {attempt} failed; diagnosing it");
-    let moved = st
-        .store
-        .update_session(
-            id,
-            Transition {
-                from: &[S::Verifying, S::Executing],
-                to: S::Analyzing,
-                message: &msg,
-            },
-            SessionUpdate {
-                current_attempt: Some(session_attempt),
-                event: Some(ev),
-                ..Default::default()
-            },
-        )
-        .await?;
-    if moved {
-        st.store.enqueue(id, &Task::Analyze, now).await?;
-    }
-    Ok(())
+    // Transient jobs still queued keep the run's failed jobs (for the next job, or for the
+    // people it is handed to); a failed attempt is diagnosed afresh.
+    let queued = s.plan.as_ref().is_some_and(|p| !p.queued.is_empty());
+    ev.jobs = if queued { s.event.jobs.clone() } else { vec![] };
+    let update = SessionUpdate {
+        current_attempt: Some(session_attempt),
+        event: Some(ev),
+        ..Default::default()
+    };
+    let end = End { finished_at, shown };
+    persist(st, &s, next, update, end).await
 }
 
-/// The attempt that re-ran one transient job completed: the next queued job goes now (the
-/// platform accepts a re-run again), unless the heal-attempt limit is reached.
-async fn next_job(
+/// When and on which attempt (as people count) the session's run completed.
+struct End {
+    finished_at: Option<i64>,
+    shown: i64,
+}
+
+/// Stores the planner's decision on a completed attempt and queues what follows.
+async fn persist(
     st: &Shared,
-    s: &pipeguard_store::SessionRecord,
-    attempt: i64,
-    event: Option<FailureEvent>,
+    s: &SessionRecord,
+    next: Next,
+    mut update: SessionUpdate,
+    end: End,
 ) -> Result<(), JobError> {
-    let mut plan = s
-        .plan
-        .clone()
-        .unwrap_or_else(|| unreachable!("checked by the caller"));
-    let mut ev = event.unwrap_or_else(|| s.event.clone());
-    ev.attempt = attempt as u32;
-    ev.jobs = s.event.jobs.clone();
-    let limit = st.policy_for(platform_of(s), &s.repository).max_attempts as i64;
-    if s.heal_attempts >= limit {
-        let names: Vec<&str> = plan.queued.iter().map(|j| j.name.as_str()).collect();
-        let reason = format!(
-            "reached the limit of {limit} heal attempt(s) with transient job(s) {} not re-run; the others need a human",
-            names.join(", ")
-        );
-        st.store
-            .update_session(
-                &s.id,
-                Transition {
-                    from: &[S::Verifying, S::Executing],
-                    to: S::Escalated,
-                    message: &reason,
-                },
-                SessionUpdate {
-                    reason: Some(reason.clone()),
-                    finished_at: Some(now_ms()),
-                    current_attempt: Some(attempt),
-                    event: Some(ev),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        return Ok(());
+    let (id, now) = (s.id.as_str(), now_ms());
+    let t = Transition::new(next.event, &next.reason);
+    match next.step {
+        Step::Wait => {
+            st.store.note(id, s.status, &next.reason).await?;
+            return Ok(());
+        }
+        Step::Execute(plan) => {
+            update.plan = plan;
+            if st.store.update_session(id, t, update).await? {
+                let task = Task::Execute { approved: false };
+                st.store.enqueue(id, &task, now).await?;
+            }
+            return Ok(());
+        }
+        Step::Diagnose => {
+            if st.store.update_session(id, t, update).await? {
+                st.store.enqueue(id, &Task::Analyze, now).await?;
+            }
+            return Ok(());
+        }
+        _ => {}
     }
-    plan.jobs = std::mem::take(&mut plan.queued);
-    plan.awaiting_attempt = None;
-    let msg = format!("attempt {attempt} completed; re-running the next transient job");
-    let moved = st
-        .store
-        .update_session(
-            &s.id,
-            Transition {
-                from: &[S::Verifying, S::Executing],
-                to: S::Planned,
-                message: &msg,
-            },
-            SessionUpdate {
-                current_attempt: Some(attempt),
-                event: Some(ev),
-                plan: Some(plan),
-                ..Default::default()
-            },
-        )
-        .await?;
-    if moved {
-        st.store
-            .enqueue(&s.id, &Task::Execute { approved: false }, now_ms())
-            .await?;
+    update.finished_at = Some(now);
+    update.reason = Some(next.reason.clone());
+    if next.status == S::Healed {
+        let at = end.finished_at.unwrap_or(now);
+        update.finished_at = Some(at);
+        update.time_to_green_ms = Some((at - s.failed_at).max(0));
+        update.reason = Some(format!(
+            "healed by {} on attempt {}",
+            s.strategy.as_deref().unwrap_or("retry"),
+            end.shown
+        ));
+        update.event = None;
+        tracing::info!(session = %id, attempt = end.shown, "healed");
     }
+    st.store.update_session(id, t, update).await?;
+    crate::flaky::record_outcome(st, id).await;
     Ok(())
 }
 

@@ -1,0 +1,450 @@
+use super::*;
+use crate::analysis::Diagnosis;
+use crate::category::Category;
+use crate::event::FailedJob;
+use crate::heal::tests::diag;
+use crate::heal::KNOWN_FLAKY;
+use crate::learning::ArmStats;
+use crate::policy::{Decision, StepKind};
+use SessionStatus as S;
+
+fn job(name: &str, d: Diagnosis) -> JobDiagnosis {
+    JobDiagnosis {
+        job: FailedJob {
+            id: name.into(),
+            name: name.into(),
+            ..Default::default()
+        },
+        diagnosis: d,
+    }
+}
+
+fn known() -> Known {
+    Known {
+        capabilities: Capabilities {
+            retry: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+const POLICY: fn() -> Policy = Policy::default;
+
+fn facts<'a>(
+    status: S,
+    happened: Happened<'a>,
+    policy: &'a Policy,
+    ev: &'a FailureEvent,
+) -> Facts<'a> {
+    Facts {
+        status,
+        happened,
+        event: ev,
+        policy,
+        attempts_done: 0,
+        plan: None,
+        known: known(),
+    }
+}
+
+/// The plan `decide` stores for diagnosed jobs, with `k` as the known facts.
+fn planned(jobs: &[JobDiagnosis], k: Known) -> (Next, StoredPlan) {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let mut f = facts(S::Analyzing, Happened::Diagnosed(jobs), &p, &ev);
+    f.known = k;
+    let next = decide(&f).unwrap();
+    let Step::Plan(stored) = next.step.clone() else {
+        panic!("no plan: {next:?}")
+    };
+    (next, stored)
+}
+
+#[test]
+fn a_mixed_run_re_runs_only_the_transient_jobs_and_names_the_others() {
+    let jobs = [
+        job("build", diag(Category::CompilationError, 0.9)),
+        job("fetch", diag(Category::Network, 0.8)),
+    ];
+    let (next, s) = planned(&jobs, known());
+    assert_eq!((next.event, next.status), (Event::Plan, S::Planned));
+    assert_eq!(s.category, Category::Network);
+    assert!(s.mixed && !s.all_failed);
+    assert_eq!(s.jobs.len(), 1);
+    assert_eq!(s.jobs[0].name, "fetch");
+    assert!(
+        s.plan.reason.contains("build (compilation_error)"),
+        "{}",
+        s.plan.reason
+    );
+    assert_eq!(
+        choose(&jobs).unwrap().run.category,
+        Category::CompilationError
+    );
+    assert_eq!(
+        s.facts,
+        Some(known()),
+        "the facts are recorded with the plan"
+    );
+    // Replayed from what was recorded, the same plan comes out.
+    let ev = FailureEvent::default();
+    assert_eq!(replay(&jobs, &ev, &known(), &POLICY()), Some(s));
+}
+
+#[test]
+fn no_diagnosed_job_escalates_and_a_cancelled_run_is_skipped() {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let next = decide(&facts(S::Analyzing, Happened::Diagnosed(&[]), &p, &ev)).unwrap();
+    assert_eq!(
+        (next.status, &next.step),
+        (S::Escalated, &Step::Close(None))
+    );
+    let (next, _) = planned(&[job("t", diag(Category::Cancelled, 0.9))], known());
+    assert_eq!(next.status, S::Skipped);
+    // A stale job for a session another worker moved on is refused by the state machine.
+    let jobs = [job("t", diag(Category::Network, 0.9))];
+    assert!(decide(&facts(S::Verifying, Happened::Diagnosed(&jobs), &p, &ev)).is_err());
+}
+
+#[test]
+fn an_early_plan_retries_only_its_transient_job_and_never_the_whole_run() {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let early = |j: JobDiagnosis, k: Known| {
+        let mut f = facts(S::Analyzing, Happened::DiagnosedEarly(&j), &p, &ev);
+        f.known = k;
+        decide(&f).unwrap()
+    };
+    let next = early(job("fetch", diag(Category::Network, 0.9)), known());
+    let Step::Plan(s) = &next.step else {
+        panic!("{next:?}")
+    };
+    assert!(!s.all_failed, "the other jobs are not known yet");
+    assert!(
+        s.plan.reason.contains("job fetch retried while"),
+        "{}",
+        s.plan.reason
+    );
+    assert!(
+        next.reason.contains("retrying it alone now"),
+        "{}",
+        next.reason
+    );
+    // A genuine failure, a deploy that needs approval and a remedy other than a retry wait
+    // for the run, saying why.
+    let waits = |n: Next| n.step == Step::WaitForRun && n.status == S::Analyzing;
+    assert!(waits(early(
+        job("unit", diag(Category::CompilationError, 0.9)),
+        known()
+    )));
+    let deploy = early(job("deploy-prod", diag(Category::Network, 0.9)), known());
+    assert!(
+        deploy.reason.contains("deploys or publishes"),
+        "{}",
+        deploy.reason
+    );
+    assert!(waits(deploy));
+    let mut scaled = known();
+    scaled.capabilities.scale_resources = true;
+    assert!(waits(early(
+        job("t", diag(Category::OutOfMemory, 0.9)),
+        scaled
+    )));
+    let mut fixed = known();
+    fixed.fixes = vec![fix(Risk::Low, None)];
+    assert!(waits(early(
+        job("fetch", diag(Category::Network, 0.9)),
+        fixed
+    )));
+}
+
+#[test]
+fn learning_for_the_chosen_strategy_can_escalate() {
+    let mut k = known();
+    k.learned = vec![(
+        Strategy::Retry,
+        Learned {
+            fingerprint: ArmStats {
+                healed: 0,
+                failed: 4,
+            },
+            ..Default::default()
+        },
+    )];
+    let (next, s) = planned(&[job("t", diag(Category::Network, 0.9))], k);
+    assert_eq!(
+        (s.plan.decision, next.status),
+        (Decision::Escalate, S::Escalated)
+    );
+    assert!(s.plan.reason.starts_with("learning:"), "{}", s.plan.reason);
+}
+
+fn fix(risk: Risk, strategy: Option<Strategy>) -> Fix {
+    Fix {
+        name: "mirror".into(),
+        risk,
+        what: "ansible-playbook x".into(),
+        strategy,
+    }
+}
+
+#[test]
+fn fixes_gate_the_plan_by_their_risk_and_strategy() {
+    let with = |f: Fix| {
+        let mut k = known();
+        k.fixes = vec![f];
+        planned(&[job("t", diag(Category::Network, 0.9))], k)
+    };
+    let (next, s) = with(fix(Risk::High, None));
+    assert_eq!(next.status, S::AwaitingApproval);
+    assert!(s
+        .plan
+        .steps
+        .iter()
+        .any(|st| st.kind == StepKind::Fix && st.risk == Risk::High));
+    assert_eq!(
+        with(fix(Risk::Refused, None)).1.plan.decision,
+        Decision::Escalate
+    );
+    // A reset command belongs to the reset strategy: a plain retry does not run it.
+    let (_, s) = with(fix(Risk::Refused, Some(Strategy::ResetEnvironment)));
+    assert_eq!(s.plan.decision, Decision::Act);
+}
+
+#[test]
+fn a_known_flaky_test_is_retried_at_once() {
+    let mut d = diag(Category::FlakyTest, 0.9);
+    d.summary = format!("{KNOWN_FLAKY}a (flaky in 2 of 4 failing runs)");
+    let (_, s) = planned(&[job("t", d)], known());
+    let retry = s
+        .plan
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::Retry)
+        .unwrap();
+    assert_eq!(retry.delay_seconds, 0);
+    assert!(
+        s.plan.reason.ends_with("retry at once"),
+        "{}",
+        s.plan.reason
+    );
+}
+
+#[test]
+fn a_plan_on_the_models_reading_waits_for_people_when_it_proposes_a_risky_fix() {
+    let verdict = |decided| ModelVerdict {
+        decided,
+        risky_fix: Some(("rm -rf node_modules".into(), Risk::Medium)),
+    };
+    let mut k = known();
+    k.model = Some(verdict(true));
+    let jobs = [job("t", diag(Category::Network, 0.9))];
+    let (next, s) = planned(&jobs, k.clone());
+    assert_eq!(next.status, S::AwaitingApproval);
+    // The backtest replays the recorded verdict into the same gated plan.
+    let replayed = replay(
+        &jobs,
+        &FailureEvent::default(),
+        s.facts.as_ref().unwrap(),
+        &POLICY(),
+    );
+    assert_eq!(replayed.as_ref(), Some(&s));
+    assert!(
+        s.plan
+            .reason
+            .contains("`rm -rf node_modules` (medium risk)"),
+        "{}",
+        s.plan.reason
+    );
+    // The model only explained a diagnosis the rules made: the plan is theirs.
+    k.model = Some(verdict(false));
+    assert_eq!(
+        planned(&[job("t", diag(Category::Network, 0.9))], k)
+            .0
+            .status,
+        S::Planned
+    );
+}
+
+#[test]
+fn one_job_per_attempt_queues_the_others_and_runs_them_in_turn_up_to_the_limit() {
+    let mut k = known();
+    k.platform.one_job_per_attempt = true;
+    let jobs = [
+        job("a", diag(Category::Network, 0.9)),
+        job("b", diag(Category::Network, 0.9)),
+        job("c", diag(Category::CompilationError, 0.9)),
+    ];
+    let (_, s) = planned(&jobs, k);
+    assert_eq!(
+        (s.jobs[0].name.as_str(), s.queued[0].name.as_str()),
+        ("a", "b")
+    );
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let done = Happened::Completed {
+        attempt: 2,
+        shown: 2,
+        success: false,
+    };
+    let mut f = facts(S::Verifying, done, &p, &ev);
+    f.plan = Some(&s);
+    f.attempts_done = 1;
+    let next = decide(&f).unwrap();
+    let Step::Execute(Some(again)) = &next.step else {
+        panic!("{next:?}")
+    };
+    assert_eq!((again.jobs[0].name.as_str(), again.queued.len()), ("b", 0));
+    assert_eq!(next.status, S::Planned);
+    f.attempts_done = 2;
+    let next = decide(&f).unwrap();
+    assert_eq!(next.status, S::Escalated);
+    assert!(
+        next.reason.contains("transient job(s) b not re-run"),
+        "{}",
+        next.reason
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_diagnosed_again_until_no_attempt_is_left_then_escalated() {
+    let (_, s) = planned(&[job("t", diag(Category::Network, 0.9))], known());
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let outcome = |success, attempts_done| {
+        let done = Happened::Completed {
+            attempt: 2,
+            shown: 2,
+            success,
+        };
+        let mut f = facts(S::Verifying, done, &p, &ev);
+        f.plan = Some(&s);
+        f.attempts_done = attempts_done;
+        decide(&f).unwrap()
+    };
+    assert_eq!(outcome(true, 1).status, S::Healed);
+    assert_eq!(outcome(false, 1).step, Step::Diagnose);
+    // Out of attempts: escalated with the policy's reason, as a fresh plan would say.
+    let last = outcome(false, 2);
+    assert_eq!((last.event, last.status), (Event::GiveUp, S::Escalated));
+    assert_eq!(
+        last.reason,
+        "network persisted after 2 heal attempt(s); the limit is 2"
+    );
+    // Another attempt than the heal's finishing first changes nothing.
+    let mut ours = s.clone();
+    ours.awaiting_attempt = Some(3);
+    let mut f = facts(
+        S::Verifying,
+        Happened::Completed {
+            attempt: 2,
+            shown: 2,
+            success: true,
+        },
+        &p,
+        &ev,
+    );
+    f.plan = Some(&ours);
+    assert_eq!(decide(&f).unwrap().step, Step::Wait);
+}
+
+#[test]
+fn the_budget_stops_a_call_that_was_not_made_yet() {
+    let (_, s) = planned(&[job("t", diag(Category::Network, 0.9))], known());
+    let (p, mut ev) = (POLICY(), FailureEvent::default());
+    ev.repository = "acme/api".into();
+    let full = Budget {
+        repository: Some(Count { used: 3, limit: 3 }),
+        global: None,
+    };
+    let due = |status, budget: Budget| {
+        let mut f = facts(status, Happened::Due(budget), &p, &ev);
+        f.plan = Some(&s);
+        decide(&f).unwrap()
+    };
+    let stopped = due(S::Planned, full.clone());
+    assert_eq!(stopped.status, S::Escalated);
+    assert!(
+        stopped.reason.contains("3 re-runs of acme/api"),
+        "{}",
+        stopped.reason
+    );
+    assert!(matches!(
+        due(S::Planned, Budget::default()).step,
+        Step::Call(_, Call::Retry)
+    ));
+    // A job taken again after its call was counted already.
+    assert!(matches!(due(S::Executing, full).step, Step::Call(..)));
+}
+
+#[test]
+fn each_strategy_becomes_one_platform_call_and_a_new_run_must_be_followed() {
+    let t = Traits {
+        rerun_starts_new_run: true,
+        ..Default::default()
+    };
+    let scale = Call::for_strategy(Strategy::ScaleResources, &t);
+    assert_eq!(scale, Call::RerunWith(Inputs::Scale));
+    assert!(scale.starts_new_run(&t));
+    let api = Traits {
+        can_clear_caches: true,
+        ..t
+    };
+    assert_eq!(
+        Call::for_strategy(Strategy::ClearCache, &api),
+        Call::ClearCachesThenRetry
+    );
+    let cmd = Traits {
+        reset_command: true,
+        ..t
+    };
+    assert!(!Call::for_strategy(Strategy::ResetEnvironment, &cmd).starts_new_run(&cmd));
+    // The platform's answers.
+    let mut k = known();
+    k.platform = t;
+    let (_, mut s) = planned(&[job("t", diag(Category::OutOfMemory, 0.9))], known());
+    s.plan.strategy = Strategy::ScaleResources;
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let answer = |a: Result<Answer, CallError>| {
+        let mut f = facts(S::Executing, Happened::Called(a), &p, &ev);
+        f.plan = Some(&s);
+        f.known = k.clone();
+        decide(&f).unwrap()
+    };
+    assert_eq!(
+        answer(Ok(Answer::default())).status,
+        S::Escalated,
+        "no run to follow"
+    );
+    let followed = answer(Ok(Answer {
+        new_run: true,
+        attempt: None,
+    }));
+    assert!(matches!(followed.step, Step::Called { soon: true, .. }));
+    let busy = CallError {
+        transient: true,
+        message: "502".into(),
+    };
+    assert_eq!(
+        answer(Err(busy)).status,
+        S::Escalated,
+        "it may have started a run"
+    );
+}
+
+#[test]
+fn a_plan_runs_once_enough_people_approved() {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let approve = |approvals| {
+        let a = Happened::Approved {
+            approvals,
+            required: 2,
+        };
+        decide(&facts(S::AwaitingApproval, a, &p, &ev)).unwrap()
+    };
+    assert_eq!(
+        (approve(1).status, approve(1).step),
+        (S::AwaitingApproval, Step::Wait)
+    );
+    assert_eq!(
+        (approve(2).status, approve(2).step),
+        (S::Planned, Step::Execute(None))
+    );
+}
