@@ -32,6 +32,11 @@ pub enum Gate {
 /// Decide one command: the safety verdict `risk`, then whether it fits the host, then
 /// (for diagnostics) whether it only reads.
 pub fn gate(purpose: Purpose, command: &str, risk: Risk, facts: &HostFacts) -> Gate {
+    // Ansible templates ad-hoc arguments on the controller: `{{ lookup('pipe', …) }}` would
+    // run there, unseen by the gate.
+    if command.contains("{{") || command.contains("{%") {
+        return Gate::Refuse("Jinja templating in a command is not allowed".into());
+    }
     if let Some(why) = fit::misfit(command, facts) {
         return Gate::Refuse(why);
     }

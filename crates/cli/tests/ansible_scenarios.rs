@@ -4,6 +4,9 @@
 //! `PIPEGUARD_ANSIBLE_PLAYBOOK`; without it every scenario is skipped with a message, and fails
 //! under `CI` (see `tests/support/require.rs`).
 
+#[macro_use]
+#[path = "common/ansible.rs"]
+mod ansible_support;
 #[path = "../../../tests/support/require.rs"]
 mod require;
 
@@ -11,30 +14,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn ansible_playbook() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PIPEGUARD_ANSIBLE_PLAYBOOK") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = repo.join(".venv-ansible/bin/ansible-playbook");
-    p.is_file().then_some(p)
-}
-
-macro_rules! require_ansible {
-    () => {
-        match require::require(
-            "ansible-core (run .ci/setup-ansible.sh or set PIPEGUARD_ANSIBLE_PLAYBOOK)",
-            ansible_playbook(),
-        ) {
-            Some(p) => p,
-            None => return,
-        }
-    };
-}
 
 struct Scenario {
     dir: tempfile::TempDir,

@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 const MAX_LINE_CHARS: usize = 400;
 /// Longest job, step, repository… name sent, in characters.
 const MAX_FIELD_CHARS: usize = 200;
+/// Most characters of one diagnostic's output in the prompt.
+const MAX_DIAGNOSTIC_CHARS: usize = 2000;
+
 /// Most entries of "already tried" and "earlier fixes".
 const MAX_HISTORY: usize = 10;
 
@@ -228,6 +231,14 @@ log: {} line(s) of the failing step, numbered as in the log{}; the rules picked 
     for q in evidence {
         m.push_str(&q.text);
         m.push('\n');
+    }
+    if !ctx.diagnostics.is_empty() {
+        m.push_str("diagnostic commands pipeguard ran on the host, with their output:\n");
+        for d in &ctx.diagnostics {
+            let d: String = d.chars().take(MAX_DIAGNOSTIC_CHARS).collect();
+            m.push_str(&redactor.redact(&d).replace(fence, "[fence]"));
+            m.push('\n');
+        }
     }
     m.push_str(&format!("{fence}-END\nAnswer with the JSON object only."));
     m
