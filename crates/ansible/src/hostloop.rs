@@ -150,6 +150,68 @@ impl Report {
     }
 }
 
+/// What healed which failure on which OS family, offered to the analyst first next time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Learned {
+    pub entries: Vec<LearnedFix>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct LearnedFix {
+    pub fingerprint: String,
+    pub os_family: String,
+    pub diagnostics: Vec<String>,
+    pub fixes: Vec<String>,
+    pub healed: u32,
+}
+
+impl Learned {
+    /// Count a heal of `fingerprint` on an `os_family` host by these commands.
+    pub fn record(&mut self, fingerprint: &str, os_family: &str, r: &HostReport) {
+        let ran = |l: &[Ran]| -> Vec<String> {
+            l.iter()
+                .filter(|x| x.ran)
+                .map(|x| x.command.clone())
+                .collect()
+        };
+        let (diagnostics, fixes) = (ran(&r.diagnostics), ran(&r.fixes));
+        let same = |e: &&mut LearnedFix| {
+            e.fingerprint == fingerprint && e.os_family == os_family && e.fixes == fixes
+        };
+        match self.entries.iter_mut().find(|e| same(e)) {
+            Some(e) => e.healed += 1,
+            None => self.entries.push(LearnedFix {
+                fingerprint: fingerprint.into(),
+                os_family: os_family.into(),
+                diagnostics,
+                fixes,
+                healed: 1,
+            }),
+        }
+    }
+
+    /// What healed this failure on this OS family before, most heals first, as lines for
+    /// the analyst's "earlier fixes".
+    pub fn offers(&self, fingerprint: &str, os_family: &str) -> Vec<String> {
+        let mut hits: Vec<&LearnedFix> = self
+            .entries
+            .iter()
+            .filter(|e| e.fingerprint == fingerprint && e.os_family == os_family)
+            .collect();
+        hits.sort_by_key(|e| std::cmp::Reverse(e.healed));
+        hits.iter()
+            .map(|e| {
+                format!(
+                    "on a {os_family} host, diagnostics [{}] then fixes [{}] healed it {} time(s)",
+                    e.diagnostics.join("; "),
+                    e.fixes.join("; "),
+                    e.healed
+                )
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +256,33 @@ mod tests {
             panic!("dnf on an apt host must be refused");
         };
         assert!(why.contains("dnf"), "{why}");
+    }
+
+    #[test]
+    fn what_healed_is_offered_for_the_same_failure_and_os_family_only() {
+        let mut r = HostReport::default();
+        r.fixes.push(Ran {
+            command: "mkdir -p /etc/app".into(),
+            ran: true,
+            exit_code: Some(0),
+            ..Ran::default()
+        });
+        r.fixes.push(Ran {
+            command: "rm -rf /".into(),
+            ..Ran::default()
+        });
+        let mut l = Learned::default();
+        l.record("t|command|unknown", "Debian", &r);
+        l.record("t|command|unknown", "Debian", &r);
+        let offers = l.offers("t|command|unknown", "Debian");
+        assert_eq!(offers.len(), 1);
+        assert!(
+            offers[0].contains("fixes [mkdir -p /etc/app] healed it 2 time(s)"),
+            "{offers:?}"
+        );
+        assert!(!offers[0].contains("rm -rf"), "only what ran");
+        assert!(l.offers("t|command|unknown", "RedHat").is_empty());
+        assert!(l.offers("other|command|unknown", "Debian").is_empty());
     }
 
     #[test]

@@ -371,6 +371,11 @@ async fn without_approval_a_medium_rollback_does_not_run() {
         rb["note"].as_str().unwrap().contains("--approve-medium"),
         "{rb}"
     );
+    let reason = fleet.report()["hosts"]["web1"]["reason"].clone();
+    assert!(
+        reason.as_str().unwrap().contains("NOT fully rolled back"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,4 +420,30 @@ async fn a_failing_verification_on_the_canary_leaves_the_other_hosts_untouched()
     let p = prompts(&server).await;
     assert_eq!(p.len(), 1);
     assert!(p[0].contains(&fleet.conf("web1").display().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_healed_a_failure_is_offered_to_the_model_first_next_time() {
+    let fleet = Fleet::new(require_ansible!(), &["web1"]);
+    let server = model(Model::Fix).await;
+    assert_eq!(fleet.run(&server, &[]).await.status.code(), Some(0));
+    let p = prompts(&server).await;
+    assert!(
+        p[0].contains("earlier fixes that healed this failure: none"),
+        "{}",
+        p[0]
+    );
+    // The same failure again on the same kind of host.
+    std::fs::remove_dir(fleet.conf("web1")).unwrap();
+    assert_eq!(fleet.run(&server, &[]).await.status.code(), Some(0));
+    let p = prompts(&server).await;
+    let offered = format!(
+        "fixes [mkdir -p {}] healed it 1 time(s)",
+        fleet.conf("web1").display()
+    );
+    assert!(
+        p.last().unwrap().contains(&offered),
+        "{}",
+        p.last().unwrap()
+    );
 }

@@ -8,7 +8,7 @@ use super::{confirm, escalate, Ansible, RunRecord, Session};
 use anyhow::{Context as _, Result};
 use pipeguard_ansible::fit;
 use pipeguard_ansible::hostloop::{
-    default_batch, gate, waves, Diagnosis, Gate, Outcome, Purpose, Ran, Report,
+    default_batch, gate, waves, Diagnosis, Gate, Learned, Outcome, Purpose, Ran, Report,
 };
 use pipeguard_ansible::{Decision, HostFacts, TaskFailure};
 use pipeguard_core::safety::{assess_script, risk_name};
@@ -69,6 +69,9 @@ pub struct HostLoop<'a> {
     pub report: Report,
     pub redactor: Redactor,
     adhoc_runs: usize,
+    /// Where what healed is kept (`<state dir>/hostloop-learned.json`).
+    learned_path: PathBuf,
+    learned: Learned,
 }
 
 impl<'a> HostLoop<'a> {
@@ -78,8 +81,17 @@ impl<'a> HostLoop<'a> {
         approve_medium: bool,
         batch: Option<usize>,
         dir: &Path,
+        state_dir: &Path,
     ) -> Result<HostLoop<'a>> {
+        let learned_path = state_dir.join("hostloop-learned.json");
+        // A missing or unreadable file is an empty memory, never a failed run.
+        let learned = std::fs::read_to_string(&learned_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         Ok(HostLoop {
+            learned_path,
+            learned,
             redactor: analyst.redactor().clone(),
             ansible,
             analyst,
@@ -143,6 +155,10 @@ impl<'a> HostLoop<'a> {
                         r.outcome = Outcome::Healed;
                         r.reason = "fixed, verified, and the task passed when retried".into();
                         eprintln!("pipeguard: {h}: healed (fixed, verified, retried)");
+                        let os = r.facts.os_family.clone().unwrap_or_default();
+                        let r = r.clone();
+                        self.learned.record(&fp, &os, &r);
+                        self.save_learned();
                         healed.insert(h.clone());
                     } else {
                         r.outcome = Outcome::Escalated;
@@ -173,6 +189,16 @@ impl<'a> HostLoop<'a> {
         Ok(healed)
     }
 
+    fn save_learned(&self) {
+        let text = serde_json::to_string_pretty(&self.learned).unwrap_or_default();
+        if let Err(e) = std::fs::write(&self.learned_path, text + "\n") {
+            eprintln!(
+                "pipeguard: warning: {} not written: {e}",
+                self.learned_path.display()
+            );
+        }
+    }
+
     /// The playbook again on the verified hosts.
     fn retry(
         &mut self,
@@ -200,7 +226,13 @@ impl<'a> HostLoop<'a> {
             .collect())
     }
 
-    fn ask(&self, f: &TaskFailure, facts: &HostFacts, diagnostics: Vec<String>) -> Explanation {
+    fn ask(
+        &self,
+        f: &TaskFailure,
+        facts: &HostFacts,
+        fp: &str,
+        diagnostics: Vec<String>,
+    ) -> Explanation {
         let ctx = Context {
             evidence: f
                 .text()
@@ -221,6 +253,9 @@ impl<'a> HostLoop<'a> {
                 service_manager: facts.service_mgr.clone(),
             },
             rules_category: Category::Unknown,
+            earlier_fixes: self
+                .learned
+                .offers(fp, facts.os_family.as_deref().unwrap_or_default()),
             diagnostics,
             ..Context::default()
         };
@@ -255,7 +290,7 @@ impl<'a> HostLoop<'a> {
             d.kind,
             self.analyst.source()
         );
-        let mut e = self.ask(f, facts, vec![]);
+        let mut e = self.ask(f, facts, fp, vec![]);
         if !e.is_usable() {
             return self.give_up(
                 session,
@@ -269,7 +304,7 @@ impl<'a> HostLoop<'a> {
         self.set_diagnosis(&host, &e, fp);
         let diags = self.run_list(&host, Purpose::Diagnostic, &e, facts, f.with_become)?;
         if !diags.is_empty() {
-            let second = self.ask(f, facts, diags);
+            let second = self.ask(f, facts, fp, diags);
             if second.is_usable() {
                 e = second;
                 self.set_diagnosis(&host, &e, fp);
@@ -304,22 +339,29 @@ impl<'a> HostLoop<'a> {
         }
         let rollbacks = commands(&e, pipeguard_llm::Purpose::Rollback);
         let mut allowed = vec![];
-        for c in rollbacks {
+        for c in rollbacks.iter().cloned() {
             if self.blocked(Purpose::Rollback, &c, facts).is_some() {
                 self.record_not_run(&host, Purpose::Rollback, std::slice::from_ref(&c), facts);
             } else {
                 allowed.push(c);
             }
         }
-        self.run_all(&host, Purpose::Rollback, &allowed, facts, f.with_become)?;
-        let why = if !ran {
-            "a fix failed; rolled back"
+        let rolled_back = !allowed.is_empty()
+            && allowed.len() == rollbacks.len()
+            && self.run_all(&host, Purpose::Rollback, &allowed, facts, f.with_become)?;
+        let what = if !ran {
+            "a fix failed"
         } else if verifies.is_empty() {
-            "the model proposed no verification; rolled back"
+            "the model proposed no verification"
         } else {
-            "the verification failed; rolled back"
+            "the verification failed"
         };
-        self.give_up(session, d, why.into())
+        let rb = if rolled_back {
+            "rolled back"
+        } else {
+            "NOT fully rolled back (see the report)"
+        };
+        self.give_up(session, d, format!("{what}; {rb}"))
     }
 
     fn set_diagnosis(&mut self, host: &str, e: &Explanation, fp: &str) {
@@ -369,7 +411,8 @@ impl<'a> HostLoop<'a> {
                 _ => "another command of the same step may not run".into(),
             };
             eprintln!(
-                "pipeguard: {host}: {p:?} [{}] {c} — not run: {note}",
+                "pipeguard: {host}: {} [{}] {c} — not run: {note}",
+                name(p),
                 risk_name(risk)
             );
             self.report.host(host).list(p).push(Ran {
@@ -430,7 +473,7 @@ impl<'a> HostLoop<'a> {
         let (code, output) = self.ansible.adhoc(host, c, become_, &tree)?;
         let output = self.redactor.redact(&output);
         let risk = risk_name(assess_script(c).level);
-        eprintln!("pipeguard: {host}: {p:?} [{risk}] {c} → exit {code}");
+        eprintln!("pipeguard: {host}: {} [{risk}] {c} → exit {code}", name(p));
         for l in output.lines().take(3) {
             eprintln!("pipeguard:   | {l}");
         }
@@ -455,6 +498,15 @@ fn commands(e: &Explanation, p: pipeguard_llm::Purpose) -> Vec<String> {
         .filter(|c| c.purpose == p)
         .map(|c| c.command.clone())
         .collect()
+}
+
+fn name(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Diagnostic => "diagnostic",
+        Purpose::Fix => "fix",
+        Purpose::Verify => "verify",
+        Purpose::Rollback => "rollback",
+    }
 }
 
 /// The end of `s`, at most `max` characters.

@@ -425,6 +425,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             args.approve_medium,
             args.batch.map(|b| b as usize),
             &dir,
+            &args.state_dir,
         )?),
         None => None,
     };
