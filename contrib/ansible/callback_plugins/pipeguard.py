@@ -188,6 +188,7 @@ class CallbackModule(CallbackBase):
             "ignored": bool(ignored),
             "args": args,
             "become_user": getattr(task, "become_user", None) if task is not None else None,
+            "become": bool(getattr(task, "become", False)) if task is not None else False,
             "task_path": task.get_path() if task is not None and hasattr(task, "get_path") else None,
         }
         if exception:

@@ -20,6 +20,9 @@ pub struct TaskFailure {
     pub ignored: bool,
     pub args: Value,
     pub become_user: Option<String>,
+    /// Whether the task ran with `become` (diagnostics and fixes then do too).
+    #[serde(rename = "become")]
+    pub with_become: bool,
     pub task_path: Option<String>,
     pub exception: Option<String>,
 }

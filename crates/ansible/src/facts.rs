@@ -26,6 +26,64 @@ impl HostFacts {
         serde_json::from_value(serde_json::Value::Object(m.clone())).unwrap_or_default()
     }
 
+    /// Facts as `ansible -m setup` prints them (`{"ansible_facts": {...}}` or the bare
+    /// `ansible_*` map), summarised the way the callback plugin summarises them.
+    pub fn from_setup(v: &serde_json::Value) -> HostFacts {
+        let f = v.get("ansible_facts").unwrap_or(v);
+        let text = |k: &str| f.get(k).and_then(|x| x.as_str()).map(String::from);
+        let num = |k: &str| f.get(k).and_then(|x| x.as_i64());
+        let mounts = f.get("ansible_mounts").and_then(|m| m.as_array());
+        let root = mounts.and_then(|m| {
+            m.iter()
+                .find(|x| x.get("mount").and_then(|p| p.as_str()) == Some("/"))
+                .or(m.first())
+        });
+        let mb = |k: &str| {
+            root.and_then(|r| r.get(k))
+                .and_then(|x| x.as_i64())
+                .map(|b| b / (1024 * 1024))
+        };
+        HostFacts {
+            os_family: text("ansible_os_family"),
+            distribution: text("ansible_distribution"),
+            distribution_version: text("ansible_distribution_version"),
+            pkg_mgr: text("ansible_pkg_mgr"),
+            service_mgr: text("ansible_service_mgr"),
+            architecture: text("ansible_architecture"),
+            memtotal_mb: num("ansible_memtotal_mb"),
+            memfree_mb: num("ansible_memfree_mb"),
+            disk_free_mb: mb("size_available"),
+            disk_total_mb: mb("size_total"),
+            hostname: text("ansible_hostname"),
+            kernel: text("ansible_kernel"),
+            python: f
+                .pointer("/ansible_python/executable")
+                .and_then(|x| x.as_str())
+                .map(String::from),
+        }
+    }
+
+    /// One line for people and the analyst: `Debian 12 (Debian family), apt, systemd, 812 MB
+    /// memory free, 20480 MB disk free`.
+    pub fn summary(&self) -> String {
+        let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+        let mut s = format!(
+            "{} {} ({} family), package manager {}, init {}",
+            or(&self.distribution),
+            self.distribution_version.as_deref().unwrap_or(""),
+            or(&self.os_family),
+            or(&self.pkg_mgr),
+            or(&self.service_mgr)
+        );
+        if let Some(m) = self.memfree_mb {
+            s.push_str(&format!(", {m} MB memory free"));
+        }
+        if let Some(d) = self.disk_free_mb {
+            s.push_str(&format!(", {d} MB disk free on /"));
+        }
+        s
+    }
+
     pub fn package_manager(&self) -> PackageManager {
         let by_pkg = match self.pkg_mgr.as_deref() {
             Some("apt") => Some(PackageManager::Apt),

@@ -6,6 +6,8 @@
 
 pub mod events;
 pub mod facts;
+pub mod fit;
+pub mod hostloop;
 pub mod plan;
 pub mod playbook;
 

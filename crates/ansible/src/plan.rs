@@ -72,6 +72,9 @@ pub struct Decision {
     pub action: Action,
     /// The lines of the task's output that explain the decision.
     pub evidence: Vec<String>,
+    /// No rule recognised the failure: only the generic analyzer's guess stands behind
+    /// the decision, so an analyst may be asked.
+    pub unsure: bool,
 }
 
 impl Decision {
@@ -212,6 +215,7 @@ pub fn classify(f: &TaskFailure, facts: Option<&HostFacts>, analyzer: &Analyzer)
         reason,
         action,
         evidence,
+        unsure: false,
     };
     let first_lines = |n: usize| -> Vec<String> {
         text.lines()
@@ -290,7 +294,7 @@ pub fn classify(f: &TaskFailure, facts: Option<&HostFacts>, analyzer: &Analyzer)
             ev,
         );
     }
-    mk(
+    let mut d = mk(
         diag.category.as_str(),
         if diag.category == pipeguard_core::Category::Unknown {
             "the failure is not one pipeguard knows how to heal".to_string()
@@ -299,7 +303,10 @@ pub fn classify(f: &TaskFailure, facts: Option<&HostFacts>, analyzer: &Analyzer)
         },
         Action::Escalate,
         ev,
-    )
+    );
+    // The same threshold as the retry above: below it the category is a guess.
+    d.unsure = diag.category == pipeguard_core::Category::Unknown || diag.confidence < 0.5;
+    d
 }
 
 type Planned = (&'static str, String, Action, Vec<String>);
@@ -1084,7 +1091,19 @@ mod tests {
             "error[E0308]: mismatched types",
             json!({}),
         );
-        assert_eq!(classify(&f, None, &a).action, Action::Escalate);
+        let d = classify(&f, None, &a);
+        assert_eq!(d.action, Action::Escalate);
+        assert!(!d.unsure, "a compiler error is recognised: {d:?}");
+        assert!(!classify(&u, None, &a).unsure);
+        let f = failure(
+            "command",
+            "non-zero return code",
+            "app: configuration directory /srv/app/etc is missing",
+            json!({}),
+        );
+        let d = classify(&f, None, &a);
+        assert_eq!(d.action, Action::Escalate);
+        assert!(d.unsure, "no rule knows this: {d:?}");
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! `PIPEGUARD_ANSIBLE_PLAYBOOK`; without it every scenario is skipped with a message, and fails
 //! under `CI` (see `tests/support/require.rs`).
 
+#[macro_use]
+#[path = "common/ansible.rs"]
+mod ansible_support;
 #[path = "../../../tests/support/require.rs"]
 mod require;
 
@@ -11,30 +14,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn ansible_playbook() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PIPEGUARD_ANSIBLE_PLAYBOOK") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = repo.join(".venv-ansible/bin/ansible-playbook");
-    p.is_file().then_some(p)
-}
-
-macro_rules! require_ansible {
-    () => {
-        match require::require(
-            "ansible-core (run .ci/setup-ansible.sh or set PIPEGUARD_ANSIBLE_PLAYBOOK)",
-            ansible_playbook(),
-        ) {
-            Some(p) => p,
-            None => return,
-        }
-    };
-}
 
 struct Scenario {
     dir: tempfile::TempDir,
@@ -156,9 +135,28 @@ fn missing_directory_is_created_and_the_playbook_passes() {
             conf.display()
         ),
     );
-    let out = s.ansible(&[]);
+    let out = s.ansible(&["--report", "report.json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "port=8080\n");
+    // The rules' heal in the --report JSON, step by step.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("report.json")).unwrap()).unwrap();
+    let h = &report["hosts"]["localhost"];
+    assert_eq!(h["outcome"], "healed", "{report:#}");
+    assert_eq!(h["diagnosis"]["source"], "rules");
+    assert_eq!(h["diagnosis"]["category"], "missing_directory");
+    assert!(h["facts"]["pkg_mgr"].is_string(), "{h}");
+    let mkdir = format!("mkdir -p {}", conf.parent().unwrap().display());
+    assert_eq!(h["fixes"][0]["command"], mkdir);
+    assert_eq!(
+        (
+            h["fixes"][0]["ran"].as_bool(),
+            h["fixes"][0]["exit_code"].as_i64()
+        ),
+        (Some(true), Some(0))
+    );
+    assert_eq!(h["verification"][0]["exit_code"], 0);
+    assert_eq!(report["order"], serde_json::json!(["localhost"]));
     let yml = heal_playbook(&s);
     assert!(yml.contains("- \"mkdir\""), "{yml}");
     let session = s.session_json();

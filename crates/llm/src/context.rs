@@ -36,6 +36,9 @@ pub struct Context {
     pub tried: Vec<String>,
     /// Fixes that healed the same fingerprint before, e.g. `clear_cache healed 3 of 3`.
     pub earlier_fixes: Vec<String>,
+    /// Diagnostic commands pipeguard ran on the host and what they printed, for a second
+    /// round: `$ ls -ld /etc/app (exit 2)` followed by the output. Quoted as data.
+    pub diagnostics: Vec<String>,
 }
 
 impl Default for Context {
@@ -53,6 +56,7 @@ impl Default for Context {
             rules_confidence: 0.0,
             tried: Vec::new(),
             earlier_fixes: Vec::new(),
+            diagnostics: Vec::new(),
         }
     }
 }

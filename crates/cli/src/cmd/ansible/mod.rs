@@ -6,6 +6,9 @@
 //! with its plan, assessments and rollbacks in `heal-N.json`), then the original playbook
 //! is retried with `--limit` on those hosts. Everything else is escalated with evidence.
 
+mod hostloop;
+mod report;
+
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use pipeguard_ansible::plan::{Action, Decision, Phase};
@@ -66,6 +69,18 @@ pub struct CmdArgs {
     /// unless ANSIBLE_PYTHON_INTERPRETER is set).
     #[arg(long)]
     python_interpreter: Option<String>,
+    /// Run fix, verification and rollback commands assessed medium without asking.
+    #[arg(long)]
+    approve_medium: bool,
+    /// Hosts with the same failure healed at once after the canary (default 25 %, at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
+    /// Write the per-host report (facts, diagnosis, commands run, outcome) as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Config file whose `[llm]` table names the analyst (default ./pipeguard.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Extra arguments for ansible-playbook, after `--`.
     #[arg(last = true, allow_hyphen_values = true)]
     extra: Vec<String>,
@@ -81,6 +96,27 @@ struct RunRecord {
     duration_ms: u64,
     events: String,
     failed_hosts: Vec<String>,
+}
+
+impl RunRecord {
+    fn of(
+        kind: &'static str,
+        playbook: &Path,
+        limit: &str,
+        out: &RunOutput,
+        t0: Instant,
+        events: &Path,
+    ) -> RunRecord {
+        RunRecord {
+            kind,
+            playbook: playbook.display().to_string(),
+            limit: Some(limit.to_string()),
+            exit_code: out.code,
+            duration_ms: t0.elapsed().as_millis() as u64,
+            events: events.display().to_string(),
+            failed_hosts: out.events.failures().into_iter().map(|f| f.host).collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -382,6 +418,18 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     eprintln!("pipeguard: session {id} ({})", dir.display());
 
     let analyzer = Analyzer::builtin();
+    let mut host_loop = match hostloop::analyst(args.config.as_deref())? {
+        Some(a) => Some(hostloop::HostLoop::new(
+            &ansible,
+            a,
+            args.approve_medium,
+            args.batch.map(|b| b as usize),
+            &dir,
+            &args.state_dir,
+        )?),
+        None => None,
+    };
+    let mut first_failures: Vec<Decision> = vec![];
     let mut session = Session {
         id: id.clone(),
         playbook: args.playbook.display().to_string(),
@@ -447,8 +495,10 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         let need_facts: Vec<TaskFailure> = failures
             .iter()
             .filter(|f| {
+                let d = classify(f, None, &analyzer);
                 !facts.contains_key(&f.host)
-                    && NEEDS_FACTS.contains(&classify(f, None, &analyzer).kind.as_str())
+                    && (NEEDS_FACTS.contains(&d.kind.as_str())
+                        || (host_loop.is_some() && hostloop::unsure(&d)))
             })
             .cloned()
             .collect();
@@ -459,10 +509,20 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             .iter()
             .map(|f| classify(f, facts.get(&f.host), &analyzer))
             .collect();
+        if round == 0 {
+            first_failures = decisions.clone();
+        }
         let mut retry_hosts: BTreeSet<String> = BTreeSet::new();
         let mut heals: Vec<&Decision> = vec![];
-        for d in &decisions {
+        let mut for_loop: Vec<(TaskFailure, Decision)> = vec![];
+        for (d, f) in decisions.iter().zip(&failures) {
+            let looped = host_loop
+                .as_ref()
+                .map(|l| l.report.hosts.contains_key(&d.host));
             match &d.action {
+                Action::Escalate if looped == Some(false) && hostloop::unsure(d) => {
+                    for_loop.push((f.clone(), d.clone()));
+                }
                 Action::Escalate => escalate(&mut session, d, d.reason.clone()),
                 Action::Retry => {
                     retry_hosts.insert(d.host.clone());
@@ -509,6 +569,17 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                 }
             }
         }
+        let mut loop_healed = BTreeSet::new();
+        if let Some(l) = host_loop
+            .as_mut()
+            .filter(|_| !for_loop.is_empty() && !args.dry_run)
+        {
+            loop_healed = l.handle(&for_loop, &facts, &args.playbook, &args.extra, &mut session)?;
+        } else {
+            for (_, d) in &for_loop {
+                escalate(&mut session, d, d.reason.clone());
+            }
+        }
         if session
             .escalations
             .iter()
@@ -518,7 +589,8 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         }
         let heal_hosts: BTreeSet<String> = heals.iter().map(|d| d.host.clone()).collect();
         if heals.is_empty() && retry_hosts.is_empty() {
-            break out.code;
+            let all_healed = failures.iter().all(|f| loop_healed.contains(&f.host));
+            break if all_healed { 0 } else { out.code };
         }
         if round >= args.max_retries {
             for d in heals.iter() {
@@ -569,15 +641,14 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             )?;
             let failed_heal: BTreeSet<String> =
                 h.events.failures().into_iter().map(|f| f.host).collect();
-            session.runs.push(RunRecord {
-                kind: "heal",
-                playbook: yml.display().to_string(),
-                limit: Some(limit_heal),
-                exit_code: h.code,
-                duration_ms: t0.elapsed().as_millis() as u64,
-                events: heal_events.display().to_string(),
-                failed_hosts: failed_heal.iter().cloned().collect(),
-            });
+            session.runs.push(RunRecord::of(
+                "heal",
+                &yml,
+                &limit_heal,
+                &h,
+                t0,
+                &heal_events,
+            ));
             let record = write_plan_json(&dir, round, &heals, Some(&h.events))?;
             session.heals.push(record);
             for d in &heals {
@@ -645,6 +716,17 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     } else {
         "failed".into()
     };
+    if let Some(path) = &args.report {
+        let r = report::build(
+            &args.playbook,
+            host_loop.map(|l| l.report).unwrap_or_default(),
+            &first_failures,
+            &facts,
+            &session,
+        );
+        std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")
+            .with_context(|| format!("writing the report {}", path.display()))?;
+    }
     std::fs::write(
         dir.join("session.json"),
         serde_json::to_string_pretty(&session)? + "\n",
@@ -837,15 +919,9 @@ fn gather_missing_facts(
     for (h, m) in out.events.facts() {
         facts.insert(h, HostFacts::from_map(&m));
     }
-    session.runs.push(RunRecord {
-        kind: "facts",
-        playbook: yml.display().to_string(),
-        limit: Some(l),
-        exit_code: out.code,
-        duration_ms: t0.elapsed().as_millis() as u64,
-        events: events.display().to_string(),
-        failed_hosts: out.events.failures().into_iter().map(|f| f.host).collect(),
-    });
+    session
+        .runs
+        .push(RunRecord::of("facts", &yml, &l, &out, t0, &events));
     Ok(())
 }
 

@@ -1,0 +1,587 @@
+//! The host loop for failures the rules cannot heal: the analyst proposes commands, the
+//! read-only low-risk diagnostics run on the host (Ansible ad-hoc), their output goes back
+//! for one more round, then fix → verify → (rollback) → retry the task on that host. Hosts
+//! with the same failure go canary first, then in batches, stopping at the first failed
+//! verification.
+
+use super::{confirm, escalate, Ansible, RunRecord, Session};
+use anyhow::{Context as _, Result};
+use pipeguard_ansible::fit;
+use pipeguard_ansible::hostloop::{
+    default_batch, gate, waves, Diagnosis, Gate, Learned, Outcome, Purpose, Ran, Report,
+};
+use pipeguard_ansible::{Decision, HostFacts, TaskFailure};
+use pipeguard_core::safety::{assess_script, risk_name};
+use pipeguard_core::secrets::Redactor;
+use pipeguard_core::{Category, Evidence};
+use pipeguard_llm::{Analyst, ConfigError, Context, Explanation, LlmConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one ad-hoc command may run on a host.
+const ADHOC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of a command's output is kept (its end).
+const MAX_OUTPUT: usize = 4000;
+
+/// Whether an escalation came from the rules being unsure (the model may try).
+pub fn unsure(d: &Decision) -> bool {
+    matches!(d.action, pipeguard_ansible::Action::Escalate) && d.unsure
+}
+
+/// Only the `[llm]` table of the config file.
+#[derive(serde::Deserialize, Default)]
+struct File {
+    #[serde(default)]
+    llm: LlmConfig,
+}
+
+/// The model configured in `--config` (or ./pipeguard.toml) and PIPEGUARD_LLM_*, if any.
+pub fn analyst(config: Option<&Path>) -> Result<Option<Analyst>> {
+    let default = Path::new("pipeguard.toml");
+    let path = config.or(default.exists().then_some(default));
+    let mut cfg = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            toml::from_str::<File>(&text)
+                .with_context(|| format!("[llm] in {} is not valid", p.display()))?
+                .llm
+        }
+        None => LlmConfig::default(),
+    };
+    cfg.apply_env(|k| std::env::var(k).ok())?;
+    match Analyst::new(cfg) {
+        Ok(a) => Ok(Some(a)),
+        Err(ConfigError::NotConfigured) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub struct HostLoop<'a> {
+    pub ansible: &'a Ansible,
+    pub analyst: Analyst,
+    pub rt: tokio::runtime::Runtime,
+    pub approve_medium: bool,
+    pub batch: Option<usize>,
+    pub dir: PathBuf,
+    pub report: Report,
+    pub redactor: Redactor,
+    adhoc_runs: usize,
+    /// Where what healed is kept (`<state dir>/hostloop-learned.json`).
+    learned_path: PathBuf,
+    learned: Learned,
+}
+
+impl<'a> HostLoop<'a> {
+    pub fn new(
+        ansible: &'a Ansible,
+        analyst: Analyst,
+        approve_medium: bool,
+        batch: Option<usize>,
+        dir: &Path,
+        state_dir: &Path,
+    ) -> Result<HostLoop<'a>> {
+        let learned_path = state_dir.join("hostloop-learned.json");
+        // A missing or unreadable file is an empty memory, never a failed run.
+        let learned = std::fs::read_to_string(&learned_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        Ok(HostLoop {
+            learned_path,
+            learned,
+            redactor: analyst.redactor().clone(),
+            ansible,
+            analyst,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            approve_medium,
+            batch,
+            dir: dir.to_path_buf(),
+            report: Report::default(),
+            adhoc_runs: 0,
+        })
+    }
+
+    /// Handle the failures the rules were unsure of; returns the hosts healed (fixed,
+    /// verified and passing the retried playbook).
+    pub fn handle(
+        &mut self,
+        items: &[(TaskFailure, Decision)],
+        facts: &BTreeMap<String, HostFacts>,
+        playbook: &Path,
+        extra: &[String],
+        session: &mut Session,
+    ) -> Result<BTreeSet<String>> {
+        // Same task, module and rules' verdict: the same failure on several hosts.
+        let mut groups: BTreeMap<String, Vec<&(TaskFailure, Decision)>> = BTreeMap::new();
+        for it in items {
+            let fp = format!("{}|{}|{}", it.0.task, it.0.module, it.1.kind);
+            groups.entry(fp).or_default().push(it);
+        }
+        let mut healed = BTreeSet::new();
+        for (fp, group) in groups {
+            let hosts: Vec<String> = group.iter().map(|(f, _)| f.host.clone()).collect();
+            let batch = self.batch.unwrap_or_else(|| default_batch(hosts.len()));
+            let mut stopped: Option<String> = None;
+            for wave in waves(&hosts, batch) {
+                if stopped.is_some() {
+                    break;
+                }
+                let mut verified = vec![];
+                for host in &wave {
+                    let (f, d) = group
+                        .iter()
+                        .find(|(f, _)| &f.host == host)
+                        .expect("in group");
+                    let hf = facts.get(host).cloned().unwrap_or_default();
+                    if self.host(f, d, &hf, &fp, session)? {
+                        verified.push(host.clone());
+                    } else {
+                        stopped = Some(host.clone());
+                        break;
+                    }
+                }
+                if verified.is_empty() {
+                    continue;
+                }
+                let passed = self.retry(&verified, playbook, extra, session)?;
+                for h in &verified {
+                    let r = self.report.host(h);
+                    if passed.contains(h) {
+                        r.outcome = Outcome::Healed;
+                        r.reason = "fixed, verified, and the task passed when retried".into();
+                        eprintln!("pipeguard: {h}: healed (fixed, verified, retried)");
+                        let os = r.facts.os_family.clone().unwrap_or_default();
+                        let r = r.clone();
+                        self.learned.record(&fp, &os, &r);
+                        self.save_learned();
+                        healed.insert(h.clone());
+                    } else {
+                        r.outcome = Outcome::Escalated;
+                        r.reason = "the fix verified but the task still fails".into();
+                        let (_, d) = group.iter().find(|(f, _)| &f.host == h).expect("in group");
+                        escalate(session, d, r.reason.clone());
+                        stopped.get_or_insert(h.clone());
+                    }
+                }
+            }
+            if let Some(at) = stopped {
+                let rest: Vec<_> = group
+                    .iter()
+                    .filter(|(f, _)| !self.report.hosts.contains_key(&f.host))
+                    .collect();
+                for (f, d) in rest {
+                    let why = format!("left untouched: the same failure was not healed on {at}");
+                    eprintln!("pipeguard: {}: {why}", f.host);
+                    let r = self.report.host(&f.host);
+                    r.task = f.task.clone();
+                    r.facts = facts.get(&f.host).cloned().unwrap_or_default();
+                    r.outcome = Outcome::Untouched;
+                    r.reason = why.clone();
+                    escalate(session, d, why);
+                }
+            }
+        }
+        Ok(healed)
+    }
+
+    fn save_learned(&self) {
+        let text = serde_json::to_string_pretty(&self.learned).unwrap_or_default();
+        if let Err(e) = std::fs::write(&self.learned_path, text + "\n") {
+            eprintln!(
+                "pipeguard: warning: {} not written: {e}",
+                self.learned_path.display()
+            );
+        }
+    }
+
+    /// The playbook again on the verified hosts.
+    fn retry(
+        &mut self,
+        hosts: &[String],
+        playbook: &Path,
+        extra: &[String],
+        session: &mut Session,
+    ) -> Result<BTreeSet<String>> {
+        let limit = hosts.join(",");
+        eprintln!("pipeguard: retry after verified fix: --limit {limit}");
+        self.adhoc_runs += 1;
+        let events = self
+            .dir
+            .join(format!("loop-retry-{}.jsonl", self.adhoc_runs));
+        let t0 = Instant::now();
+        let out = self.ansible.run(playbook, Some(&limit), extra, &events)?;
+        let failed: BTreeSet<String> = out.events.failures().into_iter().map(|f| f.host).collect();
+        session.runs.push(RunRecord::of(
+            "playbook", playbook, &limit, &out, t0, &events,
+        ));
+        Ok(hosts
+            .iter()
+            .filter(|h| !failed.contains(*h) && (out.code == 0 || !failed.is_empty()))
+            .cloned()
+            .collect())
+    }
+
+    fn ask(
+        &self,
+        f: &TaskFailure,
+        facts: &HostFacts,
+        fp: &str,
+        diagnostics: Vec<String>,
+    ) -> Explanation {
+        let ctx = Context {
+            evidence: f
+                .text()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .enumerate()
+                .map(|(i, l)| Evidence {
+                    line: i + 1,
+                    text: l.to_string(),
+                })
+                .collect(),
+            platform: "ansible".into(),
+            job: f.playbook.clone(),
+            step: f.task.clone(),
+            host: pipeguard_llm::HostFacts {
+                os: Some(facts.summary()),
+                package_manager: facts.pkg_mgr.clone(),
+                service_manager: facts.service_mgr.clone(),
+            },
+            rules_category: Category::Unknown,
+            earlier_fixes: self
+                .learned
+                .offers(fp, facts.os_family.as_deref().unwrap_or_default()),
+            diagnostics,
+            ..Context::default()
+        };
+        // No fingerprint: each host and round is asked afresh (outputs differ per host).
+        self.rt.block_on(self.analyst.explain("", &ctx))
+    }
+
+    /// Diagnose, fix, verify (and roll back) one host; true when verified.
+    fn host(
+        &mut self,
+        f: &TaskFailure,
+        d: &Decision,
+        facts: &HostFacts,
+        fp: &str,
+        session: &mut Session,
+    ) -> Result<bool> {
+        let host = f.host.clone();
+        {
+            let r = self.report.host(&host);
+            r.task = f.task.clone();
+            r.facts = facts.clone();
+            r.diagnosis = Diagnosis {
+                category: d.kind.clone(),
+                source: "rules".into(),
+                reason: d.reason.clone(),
+                fingerprint: fp.to_string(),
+            };
+        }
+        eprintln!(
+            "pipeguard: {host}: task {:?} failed ({}); asking {}",
+            f.task,
+            d.kind,
+            self.analyst.source()
+        );
+        let mut e = self.ask(f, facts, fp, vec![]);
+        if !e.is_usable() {
+            return self.give_up(
+                session,
+                d,
+                format!(
+                    "{}; the model gave no usable answer ({})",
+                    d.reason, e.reason
+                ),
+            );
+        }
+        self.set_diagnosis(&host, &e, fp);
+        let diags = self.run_list(&host, Purpose::Diagnostic, &e, facts, f.with_become)?;
+        if !diags.is_empty() {
+            let second = self.ask(f, facts, fp, diags);
+            if second.is_usable() {
+                e = second;
+                self.set_diagnosis(&host, &e, fp);
+            } else {
+                eprintln!(
+                    "pipeguard: {host}: second round unusable ({}); the first answer stands",
+                    second.reason
+                );
+            }
+        }
+        // Every fix must be allowed before any runs.
+        let fixes = commands(&e, pipeguard_llm::Purpose::Fix);
+        if fixes.is_empty() {
+            return self.give_up(session, d, "the model proposed no fix".into());
+        }
+        for c in &fixes {
+            if let Some(why) = self.blocked(Purpose::Fix, c, facts) {
+                self.record_not_run(&host, Purpose::Fix, &fixes, facts);
+                return self.give_up(session, d, format!("the fix `{c}` was not run: {why}"));
+            }
+        }
+        let ran = self.run_all(&host, Purpose::Fix, &fixes, facts, f.with_become)?;
+        let verifies = commands(&e, pipeguard_llm::Purpose::Verify);
+        let verified = ran
+            && !verifies.is_empty()
+            && verifies
+                .iter()
+                .all(|c| self.blocked(Purpose::Verify, c, facts).is_none())
+            && self.run_all(&host, Purpose::Verify, &verifies, facts, f.with_become)?;
+        if verified {
+            return Ok(true);
+        }
+        let rollbacks = commands(&e, pipeguard_llm::Purpose::Rollback);
+        let mut allowed = vec![];
+        for c in rollbacks.iter().cloned() {
+            if self.blocked(Purpose::Rollback, &c, facts).is_some() {
+                self.record_not_run(&host, Purpose::Rollback, std::slice::from_ref(&c), facts);
+            } else {
+                allowed.push(c);
+            }
+        }
+        let rolled_back = !allowed.is_empty()
+            && allowed.len() == rollbacks.len()
+            && self.run_all(&host, Purpose::Rollback, &allowed, facts, f.with_become)?;
+        let what = if !ran {
+            "a fix failed"
+        } else if verifies.is_empty() {
+            "the model proposed no verification"
+        } else {
+            "the verification failed"
+        };
+        let rb = if rolled_back {
+            "rolled back"
+        } else {
+            "NOT fully rolled back (see the report)"
+        };
+        self.give_up(session, d, format!("{what}; {rb}"))
+    }
+
+    fn set_diagnosis(&mut self, host: &str, e: &Explanation, fp: &str) {
+        let a = e.answer.as_ref().expect("usable");
+        self.report.host(host).diagnosis = Diagnosis {
+            category: a.category.to_string(),
+            source: "model".into(),
+            reason: a.root_cause.clone(),
+            fingerprint: fp.to_string(),
+        };
+        eprintln!(
+            "pipeguard: {host}: {} says {} ({:.2}): {}",
+            e.source, a.category, a.confidence, a.root_cause
+        );
+    }
+
+    fn give_up(&mut self, session: &mut Session, d: &Decision, why: String) -> Result<bool> {
+        let r = self.report.host(&d.host);
+        r.outcome = Outcome::Escalated;
+        r.reason = why.clone();
+        escalate(session, d, why);
+        Ok(false)
+    }
+
+    /// Why a command may not run (refused, or medium and not approved), or `None`.
+    fn blocked(&self, p: Purpose, c: &str, facts: &HostFacts) -> Option<String> {
+        match gate(p, c, assess_script(c).level, facts) {
+            Gate::Run => None,
+            Gate::Refuse(why) => Some(why),
+            Gate::NeedsApproval if self.approve_medium => None,
+            Gate::NeedsApproval => {
+                let q = format!("pipeguard: run the medium-risk {p:?} `{c}`?");
+                (!confirm(&q)).then(|| "medium risk and not approved (use --approve-medium)".into())
+            }
+        }
+    }
+
+    /// Record commands that will not run, with the gate's reason.
+    fn record_not_run(&mut self, host: &str, p: Purpose, cmds: &[String], facts: &HostFacts) {
+        for c in cmds {
+            let risk = assess_script(c).level;
+            let note = match gate(p, c, risk, facts) {
+                Gate::Refuse(why) => why,
+                Gate::NeedsApproval if !self.approve_medium => {
+                    "medium risk and not approved (use --approve-medium)".into()
+                }
+                _ => "another command of the same step may not run".into(),
+            };
+            eprintln!(
+                "pipeguard: {host}: {} [{}] {c} — not run: {note}",
+                name(p),
+                risk_name(risk)
+            );
+            self.report.host(host).list(p).push(Ran {
+                command: c.clone(),
+                risk: risk_name(risk).into(),
+                note,
+                ..Ran::default()
+            });
+        }
+    }
+
+    /// Run the diagnostics the gate allows; returns their outputs for the second round.
+    fn run_list(
+        &mut self,
+        host: &str,
+        p: Purpose,
+        e: &Explanation,
+        facts: &HostFacts,
+        become_: bool,
+    ) -> Result<Vec<String>> {
+        let mut out = vec![];
+        for c in commands(e, pipeguard_llm::Purpose::Diagnostic) {
+            if self.blocked(p, &c, facts).is_some() {
+                self.record_not_run(host, p, std::slice::from_ref(&c), facts);
+                continue;
+            }
+            let r = self.run_one(host, p, &c, become_)?;
+            out.push(format!(
+                "$ {} (exit {})\n{}",
+                r.command,
+                r.exit_code.unwrap_or(-1),
+                r.output
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Run each command in order, stopping at the first that fails; true when all passed.
+    fn run_all(
+        &mut self,
+        host: &str,
+        p: Purpose,
+        cmds: &[String],
+        _facts: &HostFacts,
+        become_: bool,
+    ) -> Result<bool> {
+        for c in cmds {
+            if !self.run_one(host, p, c, become_)?.ok() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn run_one(&mut self, host: &str, p: Purpose, c: &str, become_: bool) -> Result<Ran> {
+        self.adhoc_runs += 1;
+        let tree = self.dir.join(format!("adhoc-{}", self.adhoc_runs));
+        let (code, output) = self.ansible.adhoc(host, c, become_, &tree)?;
+        let output = self.redactor.redact(&output);
+        let risk = risk_name(assess_script(c).level);
+        eprintln!("pipeguard: {host}: {} [{risk}] {c} → exit {code}", name(p));
+        for l in output.lines().take(3) {
+            eprintln!("pipeguard:   | {l}");
+        }
+        let r = Ran {
+            command: c.to_string(),
+            risk: risk.into(),
+            ran: true,
+            exit_code: Some(code),
+            output,
+            note: String::new(),
+        };
+        self.report.host(host).list(p).push(r.clone());
+        Ok(r)
+    }
+}
+
+/// The answer's commands for one purpose (the gate decides later; the assessment the
+/// analyst attached is not trusted here).
+fn commands(e: &Explanation, p: pipeguard_llm::Purpose) -> Vec<String> {
+    e.commands
+        .iter()
+        .filter(|c| c.purpose == p)
+        .map(|c| c.command.clone())
+        .collect()
+}
+
+fn name(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Diagnostic => "diagnostic",
+        Purpose::Fix => "fix",
+        Purpose::Verify => "verify",
+        Purpose::Rollback => "rollback",
+    }
+}
+
+/// The end of `s`, at most `max` characters.
+fn tail(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    s.chars().skip(n.saturating_sub(max)).collect()
+}
+
+impl Ansible {
+    /// One command on one host through `ansible HOST -m command|shell -a CMD`, bounded in
+    /// time; returns its exit code and output (stdout, stderr, message).
+    fn adhoc(&self, host: &str, script: &str, become_: bool, tree: &Path) -> Result<(i32, String)> {
+        let module = if fit::is_plain_command(script) {
+            "ansible.builtin.command"
+        } else {
+            "ansible.builtin.shell"
+        };
+        let mut cmd = Command::new(self.bin.with_file_name("ansible"));
+        cmd.arg(host);
+        if let Some(i) = &self.inventory {
+            cmd.arg("-i").arg(i);
+        }
+        cmd.args(["-m", module, "-a", script, "--tree"]).arg(tree);
+        if become_ {
+            cmd.arg("--become");
+        }
+        cmd.args(&self.connection_args);
+        if let Some(py) = &self.python {
+            cmd.env("ANSIBLE_PYTHON_INTERPRETER", py);
+        }
+        cmd.env("ANSIBLE_RETRY_FILES_ENABLED", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().context("running ansible (ad-hoc)")?;
+        let t0 = Instant::now();
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if t0.elapsed() > ADHOC_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok((
+                    124,
+                    format!("timed out after {} s", ADHOC_TIMEOUT.as_secs()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(tree.join(host)).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .trim_end()
+                .to_string()
+        };
+        let failed = v.get("failed").and_then(|x| x.as_bool()).unwrap_or(false)
+            || v.get("unreachable")
+                .and_then(|x| x.as_bool())
+                .unwrap_or(false);
+        let code = v
+            .get("rc")
+            .and_then(|x| x.as_i64())
+            .map(|c| c as i32)
+            .unwrap_or(if failed || text.is_empty() { 1 } else { 0 });
+        let mut output: Vec<String> = [s("stdout"), s("stderr")]
+            .into_iter()
+            .filter(|x| !x.is_empty())
+            .collect();
+        if output.is_empty() {
+            output.push(s("msg"));
+        }
+        Ok((code, tail(&output.join("\n"), MAX_OUTPUT)))
+    }
+}
