@@ -284,23 +284,23 @@ fn the_shipped_trace_gives_the_published_figures() {
     // pipeguard's move a little when the analyzer's tables change (about 2 % here); more is
     // a change the published tables must follow.
     for (arm_name, k, figure, slack) in [
-        ("pipeguard", "healed", 475.0, 10.0),
-        ("pipeguard", "mean_time_to_green_minutes", 123.2, 2.0),
-        ("pipeguard", "median_time_to_green_minutes", 69.3, 2.0),
-        ("pipeguard", "reruns", 695.0, 20.0),
-        ("pipeguard", "wasted_minutes", 1_976.0, 60.0),
-        ("pipeguard_static", "wasted_minutes", 3_457.0, 100.0),
+        ("pipeguard", "healed", 484.0, 10.0),
+        ("pipeguard", "mean_time_to_green_minutes", 123.0, 2.0),
+        ("pipeguard", "median_time_to_green_minutes", 69.0, 2.0),
+        ("pipeguard", "reruns", 706.0, 20.0),
+        ("pipeguard", "wasted_minutes", 2_010.0, 60.0),
+        ("pipeguard_static", "wasted_minutes", 3_491.0, 100.0),
     ] {
         near(&format!("{arm_name} {k}"), f(arm_name, k), figure, slack);
     }
     for k in ["false_heals", "unapproved_deploy_reruns"] {
         assert_eq!(f("pipeguard", k), 0.0, "pipeguard {k}");
     }
-    // The analyzer on the trace: precision 86.0 %, recall 79.4 %, 140 logs unknown.
+    // The analyzer on the trace: precision 86.3 %, recall 80.8 %, 130 logs unknown.
     let d = |k: &str| r["diagnosis"][k].as_f64().unwrap();
-    near("transient precision", d("transient_precision"), 0.860, 0.01);
-    near("transient recall", d("transient_recall"), 0.794, 0.01);
-    near("unknown logs", d("unknown"), 140.0, 8.0);
+    near("transient precision", d("transient_precision"), 0.863, 0.01);
+    near("transient recall", d("transient_recall"), 0.808, 0.01);
+    near("unknown logs", d("unknown"), 130.0, 8.0);
 }
 
 /// Outside the repository (an installed binary, another working directory) `simulate` alone
