@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod baselines;
 mod batch;
 mod crypto;
 mod daily;
@@ -27,6 +28,7 @@ pub use audit::{
     ProblemKind,
 };
 pub use auth::{ApprovalRecord, TokenRecord};
+pub use baselines::{BaselineKey, BaselineRecord};
 pub use batch::IntakeStats;
 pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
