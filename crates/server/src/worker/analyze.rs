@@ -3,7 +3,6 @@
 
 use super::{ci_for, load, platform_of, requeue, JobError};
 use crate::Shared;
-use pipeguard_core::analysis::Hints;
 use pipeguard_core::event::{FailedJob, FailureEvent};
 use pipeguard_core::heal::{self, Facts, JobDiagnosis, Knowledge, StoredPlan};
 use pipeguard_core::policy::{Capabilities, Decision, Strategy};
@@ -43,7 +42,7 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         Logs::Run(logs) => logs,
     };
     let kept = super::explain::keep_logs(st, &logs);
-    let mut jobs = diagnose(st, logs)
+    let (mut jobs, marks) = super::baseline::diagnose(st, &s, logs)
         .instrument(tracing::info_span!("diagnose"))
         .await?;
     refine(st, &s, &mut jobs)
@@ -62,9 +61,17 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     let run_diagnosis = choice.run.clone();
     let mut plan = heal::plan(&jobs, &s.event, &facts).expect("a run with a diagnosis has a plan");
     super::explain::gate(explained.as_ref(), &mut plan);
-    persist(st, &s, &run_diagnosis, &jobs, plan, explained.as_ref())
-        .instrument(tracing::info_span!("persist"))
-        .await
+    persist(
+        st,
+        &s,
+        &run_diagnosis,
+        &jobs,
+        plan,
+        explained.as_ref(),
+        &marks,
+    )
+    .instrument(tracing::info_span!("persist"))
+    .await
 }
 
 /// What the analysis can read now.
@@ -125,7 +132,7 @@ async fn early(
     ci: Option<&dyn Ci>,
     log: JobLog,
 ) -> Result<(), JobError> {
-    let mut jobs = diagnose(st, vec![log]).await?;
+    let (mut jobs, marks) = super::baseline::diagnose(st, s, vec![log]).await?;
     refine(st, s, &mut jobs).await;
     let Some(first) = jobs.first() else {
         return wait_for_run(st, job, s, "no log").await;
@@ -139,7 +146,7 @@ async fn early(
             );
             st.store.note(&s.id, S::Analyzing, &note).await?;
             let diagnosis = first.diagnosis.clone();
-            persist(st, s, &diagnosis, &jobs, plan, None).await
+            persist(st, s, &diagnosis, &jobs, plan, None, &marks).await
         }
         None => {
             // Say what the whole-run plan will weigh: a person, an approval, another remedy.
@@ -185,28 +192,6 @@ async fn wait_for_run(
 /// 15 seconds.
 fn run_poll(st: &Shared) -> Duration {
     Duration::from_secs(st.config.worker.verify_poll_seconds.clamp(1, 15))
-}
-
-/// Each log through the analyzer, off the async threads that serve webhooks: scanning a
-/// large log is CPU work.
-async fn diagnose(st: &Shared, logs: Vec<JobLog>) -> Result<Vec<JobDiagnosis>, JobError> {
-    let shared = st.clone();
-    tokio::task::spawn_blocking(move || {
-        logs.into_iter()
-            .map(|l| JobDiagnosis {
-                diagnosis: shared.analyzer.analyze_with(
-                    &l.log,
-                    &Hints {
-                        exit_code: None,
-                        platform_reason: l.job.platform_reason.clone(),
-                    },
-                ),
-                job: l.job,
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| JobError::Fatal(format!("analysis failed: {e}")))
 }
 
 /// What people taught (verdicts, quarantine, flaky history) applied to each diagnosis. Errors
@@ -333,11 +318,13 @@ async fn persist(
     jobs: &[JobDiagnosis],
     stored: StoredPlan,
     explained: Option<&super::explain::Consulted>,
+    marks: &super::baseline::Marks,
 ) -> Result<(), JobError> {
     let plan = &stored.plan;
     let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
     diagnosis_json["jobs"] = json!(jobs);
     super::explain::attach(&mut diagnosis_json, explained);
+    super::baseline::attach(&mut diagnosis_json, marks);
     let (to, message) = match plan.decision {
         Decision::Act => (S::Planned, "plan ready"),
         Decision::AwaitApproval => (S::AwaitingApproval, "waiting for a human to approve"),
