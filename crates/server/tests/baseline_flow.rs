@@ -4,6 +4,9 @@
 
 mod common;
 
+#[path = "../../../tests/support/require.rs"]
+mod require;
+
 use common::*;
 use pipeguard_core::analysis::{Analyzer, Hints};
 use pipeguard_server::worker::baseline::{learn, Learned};
@@ -72,6 +75,34 @@ async fn accept_actions(app: &TestApp) {
         .await;
 }
 
+/// The session page in headless Chromium marks the new line (skipped without the browser).
+async fn dashboard_marks(app: &TestApp, id: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let driver = root.join("node_modules/playwright-core");
+    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
+    if !driver.exists() || !chromium.exists() {
+        require::missing("the dashboard check: bash .ci/setup-browser.sh installs its tools");
+        return;
+    }
+    let out = tokio::process::Command::new("node")
+        .arg("baseline.mjs")
+        .current_dir(&root)
+        .env("BASE", &app.base)
+        .env("TOKEN", app.token("vera", "viewer").await)
+        .env("SESSION_ID", id)
+        .env("NEW_TEXT", "Input required and not supplied")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser check failed: {stdout}{stderr}"
+    );
+}
+
 fn line<'a>(s: &'a Value, needle: &str) -> Option<&'a Value> {
     s["evidence"]
         .as_array()
@@ -135,6 +166,8 @@ async fn evidence_says_which_lines_the_green_runs_never_printed() {
         .unwrap()
         .iter()
         .all(|e| e["new"].is_boolean()));
+    dashboard_marks(&app, s["id"].as_str().unwrap()).await;
+
     let s = fail(&app, 64, NOISY_FAILURE).await;
     let session = app
         .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
