@@ -24,6 +24,7 @@ pub(crate) enum Field {
     SessionDiagnosis,
     VerdictEvidence,
     JobPayload,
+    BaselineModel,
 }
 
 impl Field {
@@ -33,6 +34,7 @@ impl Field {
             Field::SessionDiagnosis => "sessions.diagnosis",
             Field::VerdictEvidence => "verdicts.evidence",
             Field::JobPayload => "jobs.payload",
+            Field::BaselineModel => "baselines.model",
         }
     }
 }

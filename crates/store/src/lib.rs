@@ -8,6 +8,7 @@
 mod audit;
 mod audit_key;
 mod auth;
+mod baselines;
 mod batch;
 mod crypto;
 mod daily;
@@ -29,6 +30,7 @@ pub use audit::{
 };
 pub use audit_key::{audit_files_base, AuditAnchor, HeadRecord};
 pub use auth::{ApprovalRecord, TokenRecord};
+pub use baselines::{BaselineKey, BaselineRecord};
 pub use batch::IntakeStats;
 pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};

@@ -40,6 +40,8 @@ pub struct PurgeReport {
     pub verdicts: u64,
     /// Open sessions of the repository left alone; purge again once they are closed.
     pub open_skipped: u64,
+    /// Models of jobs' green runs deleted (older than the cutoff, or of the repository).
+    pub baselines: u64,
 }
 
 /// What of an event survives retention.
@@ -76,6 +78,9 @@ impl Store {
         if let Some(before) = f.finished_before_ms {
             self.purge_old_rows(before, &mut report).await?;
         }
+        report.baselines = self
+            .purge_baselines(f.finished_before_ms, f.repository.as_deref())
+            .await?;
         if let Some(repo) = &f.repository {
             report.open_skipped = self.open_sessions(repo).await?;
         }

@@ -26,7 +26,7 @@ struct Column {
     field: Field,
 }
 
-const COLUMNS: [Column; 4] = [
+const COLUMNS: [Column; 5] = [
     Column {
         table: "sessions",
         key: "id",
@@ -54,6 +54,13 @@ const COLUMNS: [Column; 4] = [
         text_key: false,
         col: "payload",
         field: Field::JobPayload,
+    },
+    Column {
+        table: "baselines",
+        key: "id",
+        text_key: true,
+        col: "model",
+        field: Field::BaselineModel,
     },
 ];
 

@@ -316,14 +316,36 @@ pub mod schema {
         pub reason: Option<String>,
         pub heal_attempts: i64,
         /// The log lines the diagnosis rests on.
-        #[schema(value_type = Vec<Object>)]
-        pub evidence: Vec<Value>,
+        pub evidence: Vec<EvidenceLine>,
+        /// The job's green runs the evidence was read against; absent or null without any.
+        pub baseline: Option<BaselineRef>,
         pub time_to_green_ms: Option<i64>,
         /// Milliseconds since the Unix epoch.
         pub created_at: i64,
         pub updated_at: i64,
         /// When retention removed its log, evidence and diagnosis (milliseconds since the epoch).
         pub purged_at: Option<i64>,
+    }
+
+    /// One line of evidence.
+    #[derive(ToSchema, Deserialize)]
+    pub struct EvidenceLine {
+        /// 1-based line number in the job's log.
+        pub line: i64,
+        pub text: String,
+        /// Whether none of the job's green runs printed this line (its template); present
+        /// only when the failure was read against green runs.
+        pub new: Option<bool>,
+    }
+
+    /// The green runs of the same job a failure was compared with.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct BaselineRef {
+        /// Their run ids (or links), newest first.
+        pub green_runs: Vec<String>,
+        /// Lines of the failing step before the failure that no green run printed.
+        pub new_lines: i64,
     }
 
     #[derive(ToSchema, Deserialize)]

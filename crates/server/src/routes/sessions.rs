@@ -55,6 +55,8 @@ pub fn session_json(s: &SessionRecord) -> Value {
         "reason": s.reason,
         "heal_attempts": s.heal_attempts,
         "evidence": evidence,
+        // Against which green runs of the job the evidence was read (`null`: none known).
+        "baseline": s.diagnosis.as_ref().and_then(|d| d.get("baseline").cloned()),
         "time_to_green_ms": s.time_to_green_ms,
         "created_at": s.created_at,
         "updated_at": s.updated_at,

@@ -3,7 +3,6 @@
 
 use super::{ci_for, facts, load, requeue, JobError};
 use crate::Shared;
-use pipeguard_core::analysis::Hints;
 use pipeguard_core::event::{FailedJob, FailureEvent};
 use pipeguard_core::heal::{self, JobDiagnosis, Knowledge};
 use pipeguard_core::lifecycle::Event;
@@ -41,7 +40,7 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         Logs::Run(logs) => logs,
     };
     let kept = super::explain::keep_logs(st, &logs);
-    let mut jobs = diagnose(st, logs)
+    let (mut jobs, marks) = super::baseline::diagnose(st, &s, logs)
         .instrument(tracing::info_span!("diagnose"))
         .await?;
     refine(st, &s, &mut jobs)
@@ -58,7 +57,7 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         Ok(next) => next,
         Err(_) => return Ok(()),
     };
-    persist(st, &s, &jobs, next, explained.as_ref())
+    persist(st, &s, &jobs, next, explained.as_ref(), &marks)
         .instrument(tracing::info_span!("persist"))
         .await
 }
@@ -121,7 +120,7 @@ async fn early(
     ci: Option<&dyn Ci>,
     log: JobLog,
 ) -> Result<(), JobError> {
-    let mut jobs = diagnose(st, vec![log]).await?;
+    let (mut jobs, marks) = super::baseline::diagnose(st, s, vec![log]).await?;
     refine(st, s, &mut jobs).await;
     let Some(first) = jobs.first() else {
         let name = s
@@ -143,7 +142,7 @@ async fn early(
     if next.step == Step::WaitForRun {
         return wait_for_run(st, job, s, &next.reason).await;
     }
-    persist(st, s, &jobs, next, None).await
+    persist(st, s, &jobs, next, None, &marks).await
 }
 
 /// Leaves the early path for good: the session waits for the run and plans over all its
@@ -169,28 +168,6 @@ async fn wait_for_run(
 /// 15 seconds.
 fn run_poll(st: &Shared) -> Duration {
     Duration::from_secs(st.config.worker.verify_poll_seconds.clamp(1, 15))
-}
-
-/// Each log through the analyzer, off the async threads that serve webhooks: scanning a
-/// large log is CPU work.
-async fn diagnose(st: &Shared, logs: Vec<JobLog>) -> Result<Vec<JobDiagnosis>, JobError> {
-    let shared = st.clone();
-    tokio::task::spawn_blocking(move || {
-        logs.into_iter()
-            .map(|l| JobDiagnosis {
-                diagnosis: shared.analyzer.analyze_with(
-                    &l.log,
-                    &Hints {
-                        exit_code: None,
-                        platform_reason: l.job.platform_reason.clone(),
-                    },
-                ),
-                job: l.job,
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| JobError::Fatal(format!("analysis failed: {e}")))
 }
 
 /// What people taught (verdicts, quarantine, flaky history) applied to each diagnosis. Errors
@@ -304,6 +281,7 @@ async fn persist(
     jobs: &[JobDiagnosis],
     next: Next,
     explained: Option<&super::explain::Consulted>,
+    marks: &super::baseline::Marks,
 ) -> Result<(), JobError> {
     let Step::Plan(stored) = next.step else {
         return escalate_unknown(st, s, &next.reason).await;
@@ -315,6 +293,7 @@ async fn persist(
     let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
     diagnosis_json["jobs"] = json!(jobs);
     super::explain::attach(&mut diagnosis_json, explained);
+    super::baseline::attach(&mut diagnosis_json, marks);
     let delay = plan
         .steps
         .iter()

@@ -3,6 +3,7 @@
 //! died is taken again.
 
 mod analyze;
+pub mod baseline;
 mod execute;
 mod explain;
 mod fixes;

@@ -170,9 +170,23 @@ function evidenceCard(s) {
   return card(
     "Evidence",
     h("p", { class: "muted" }, "The log lines that explain the failure, with their line numbers."),
+    greenRuns(s.diagnosis?.baseline || s.baseline),
     h("ol", { class: "evidence mono", id: "evidence" },
-      lines.map((e) => h("li", {}, h("span", { class: "ln" }, e.line), h("span", { class: "text" }, e.text)))),
+      lines.map((e) => h("li", {}, h("span", { class: "ln" }, e.line),
+        h("span", { class: "text" }, e.new === true && newMark(), e.text)))),
   );
+}
+
+/** Which green runs of the job the evidence was read against. */
+function greenRuns(b) {
+  if (!b?.green_runs?.length) return null;
+  return h("p", { class: "muted", id: "green-runs" },
+    `Compared with green runs ${b.green_runs.join(", ")}: lines marked new are in none of them.`);
+}
+
+/** A line no green run of the job printed. */
+function newMark() {
+  return h("span", { class: "new", title: "None of the job's green runs printed this line" }, "new");
 }
 
 /** Retention removed the log, the evidence and the diagnosis; the rest is kept. */

@@ -1,0 +1,235 @@
+//! Reading a failure against its job's green runs: the model of each job's recent green logs
+//! (learned by [`learn`]) turns `analyze` into `analyze_against`, and the stored diagnosis
+//! marks each evidence line `new: true|false` with the green runs it was compared against.
+//!
+//! Learning is bounded: a job's model is updated at most once per [`LEARN_EVERY_MS`], and only
+//! for workflows that had a failure session within [`FAILED_WITHIN_MS`]; a green log is read
+//! once, streamed, into at most 3 runs × 5,000 templates.
+
+use crate::Shared;
+use pipeguard_core::analysis::{Baseline, Hints};
+use pipeguard_core::heal::JobDiagnosis;
+use pipeguard_platforms::JobLog;
+use pipeguard_store::{now_ms, BaselineKey, SessionRecord, Store, StoreError};
+use serde_json::{json, Value};
+
+/// A job's model is updated at most this often (one green log read per job per period).
+pub const LEARN_EVERY_MS: i64 = 10 * 60_000;
+/// Green runs are learned only for workflows that failed within this window.
+pub const FAILED_WITHIN_MS: i64 = 30 * 86_400_000;
+
+/// What [`learn`] did with a green log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Folded into the job's model.
+    Folded,
+    /// The model was updated less than [`LEARN_EVERY_MS`] ago.
+    TooSoon,
+    /// The workflow had no failure session within [`FAILED_WITHIN_MS`]: nothing to compare.
+    NeverFails,
+}
+
+/// Folds one green run's log into its job's model, within the bounds above.
+pub async fn learn(
+    store: &Store,
+    key: &BaselineKey,
+    run_id: &str,
+    log: Vec<u8>,
+) -> Result<Learned, StoreError> {
+    let now = now_ms();
+    let since = now - FAILED_WITHIN_MS;
+    if !store
+        .failed_since(&key.platform, &key.repository, &key.workflow, since)
+        .await?
+    {
+        return Ok(Learned::NeverFails);
+    }
+    let stored = store.baseline(key).await?;
+    if stored
+        .as_ref()
+        .is_some_and(|b| now - b.updated_at < LEARN_EVERY_MS)
+    {
+        return Ok(Learned::TooSoon);
+    }
+    // An unreadable model (another template version) is learned afresh.
+    let mut model = stored
+        .and_then(|b| Baseline::from_bytes(b.model.as_bytes()).ok())
+        .unwrap_or_default();
+    let run = run_id.to_string();
+    let model = tokio::task::spawn_blocking(move || model.learn(run, &log[..]).map(|()| model))
+        .await
+        .map_err(|e| StoreError::Invalid(format!("learning failed: {e}")))?
+        .map_err(|e| StoreError::Invalid(format!("learning failed: {e}")))?;
+    let runs: Vec<String> = model.runs().iter().map(|r| r.id.clone()).collect();
+    let bytes = String::from_utf8(model.to_bytes()).expect("the model is JSON");
+    store.put_baseline(key, &bytes, &runs).await?;
+    Ok(Learned::Folded)
+}
+
+/// The model key of one job of a session.
+pub fn key(s: &SessionRecord, job: &str) -> BaselineKey {
+    BaselineKey {
+        platform: s.platform.clone(),
+        repository: s.repository.clone(),
+        workflow: s.workflow.clone(),
+        job: job.to_string(),
+    }
+}
+
+/// One job's evidence against its green runs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Against {
+    /// Evidence line number → whether no green run printed it.
+    new: Vec<(usize, bool)>,
+    new_lines: usize,
+    green_runs: Vec<String>,
+}
+
+/// Per diagnosed job (same order), its comparison when the job has a model.
+pub(super) type Marks = Vec<Option<Against>>;
+
+/// Each log through the analyzer, against its job's model when there is one; off the async
+/// threads, as scanning a large log is CPU work. A model that cannot be read is ignored:
+/// the analysis then stands as without one.
+pub(super) async fn diagnose(
+    st: &Shared,
+    s: &SessionRecord,
+    logs: Vec<JobLog>,
+) -> Result<(Vec<JobDiagnosis>, Marks), super::JobError> {
+    let mut models = Vec::with_capacity(logs.len());
+    for l in &logs {
+        let stored = st
+            .store
+            .baseline(&key(s, &l.job.name))
+            .await
+            .inspect_err(|e| tracing::warn!("green-run model unavailable: {e}"))
+            .ok()
+            .flatten();
+        models.push(stored.and_then(|b| Baseline::from_bytes(b.model.as_bytes()).ok()));
+    }
+    let shared = st.clone();
+    tokio::task::spawn_blocking(move || {
+        logs.into_iter()
+            .zip(models)
+            .map(|(l, model)| one(&shared, l, model))
+            .unzip()
+    })
+    .await
+    .map_err(|e| super::JobError::Fatal(format!("analysis failed: {e}")))
+}
+
+fn one(st: &Shared, l: JobLog, model: Option<Baseline>) -> (JobDiagnosis, Option<Against>) {
+    let hints = Hints {
+        exit_code: None,
+        platform_reason: l.job.platform_reason.clone(),
+    };
+    let compared = model.filter(|m| !m.is_empty()).and_then(|m| {
+        st.analyzer
+            .analyze_against(&l.log[..], &hints, &m, |_| {})
+            .ok()
+    });
+    let Some(c) = compared else {
+        let diagnosis = st.analyzer.analyze_with(&l.log, &hints);
+        return (
+            JobDiagnosis {
+                diagnosis,
+                job: l.job,
+            },
+            None,
+        );
+    };
+    let flags = c.evidence_new.unwrap_or_default();
+    let against = Against {
+        new: c
+            .diagnosis
+            .evidence
+            .iter()
+            .map(|e| e.line)
+            .zip(flags)
+            .collect(),
+        new_lines: c.new_lines,
+        green_runs: c.green_runs,
+    };
+    let d = JobDiagnosis {
+        diagnosis: c.diagnosis,
+        job: l.job,
+    };
+    (d, Some(against))
+}
+
+/// Marks the stored diagnosis: each job's evidence lines gain `new`, and so do the run's
+/// (taken from the job they came from), which also gains `baseline: {green_runs, new_lines}`.
+pub(super) fn attach(diagnosis: &mut Value, marks: &Marks) {
+    let top = diagnosis["evidence"].clone();
+    // The job the run's diagnosis came from; else the first job compared.
+    let (mut chosen, mut exact) = (None, false);
+    let jobs = diagnosis["jobs"].as_array_mut().map(|j| j.iter_mut());
+    for (job, against) in jobs.into_iter().flatten().zip(marks) {
+        let Some(a) = against else { continue };
+        let evidence = &mut job["diagnosis"]["evidence"];
+        if !exact && (chosen.is_none() || *evidence == top) {
+            (chosen, exact) = (Some(a), *evidence == top);
+        }
+        mark(evidence, a);
+    }
+    if let Some(a) = chosen {
+        mark(&mut diagnosis["evidence"], a);
+        diagnosis["baseline"] = json!({"green_runs": a.green_runs, "new_lines": a.new_lines});
+    }
+}
+
+fn mark(evidence: &mut Value, a: &Against) {
+    for e in evidence.as_array_mut().into_iter().flatten() {
+        let line = e["line"].as_u64().unwrap_or(0) as usize;
+        if let Some(&(_, new)) = a.new.iter().find(|(l, _)| *l == line) {
+            e["new"] = json!(new);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn against(new: &[(usize, bool)], run: &str) -> Option<Against> {
+        Some(Against {
+            new: new.to_vec(),
+            new_lines: new.iter().filter(|(_, n)| *n).count(),
+            green_runs: vec![run.to_string()],
+        })
+    }
+
+    #[test]
+    fn each_evidence_line_is_marked_from_the_job_the_run_diagnosis_came_from() {
+        let lint = json!([{"line": 3, "text": "noise"}]);
+        let build = json!([{"line": 3, "text": "reset"}, {"line": 9, "text": "cause"}]);
+        let mut d = json!({
+            "evidence": build,
+            "jobs": [{"diagnosis": {"evidence": lint}}, {"diagnosis": {"evidence": build}}],
+        });
+        let marks = vec![
+            against(&[(3, true)], "lint-green"),
+            against(&[(3, false), (9, true)], "build-green"),
+        ];
+        attach(&mut d, &marks);
+        assert_eq!(d["evidence"][0]["new"], false);
+        assert_eq!(d["evidence"][1]["new"], true);
+        assert_eq!(
+            d["baseline"],
+            json!({"green_runs": ["build-green"], "new_lines": 1})
+        );
+        assert_eq!(d["jobs"][0]["diagnosis"]["evidence"][0]["new"], true);
+        assert_eq!(d["jobs"][1]["diagnosis"]["evidence"][0]["new"], false);
+    }
+
+    #[test]
+    fn without_a_model_nothing_is_marked() {
+        let before = json!({
+            "evidence": [{"line": 1, "text": "x"}],
+            "jobs": [{"diagnosis": {"evidence": [{"line": 1, "text": "x"}]}}],
+        });
+        let mut d = before.clone();
+        attach(&mut d, &vec![None]);
+        assert_eq!(d, before);
+    }
+}

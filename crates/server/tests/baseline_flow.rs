@@ -1,0 +1,214 @@
+//! Failures read against the job's green runs, end to end against a mock of the Actions API:
+//! a green run of the job is learned, then a failure's evidence says which lines are new;
+//! without green runs the diagnosis is the analyzer's as before.
+
+mod common;
+
+#[path = "../../../tests/support/require.rs"]
+mod require;
+
+use common::*;
+use pipeguard_core::analysis::{Analyzer, Hints};
+use pipeguard_server::worker::baseline::{learn, Learned};
+use pipeguard_store::{BaselineKey, Store};
+use serde_json::Value;
+use wiremock::matchers::method;
+use wiremock::{Mock, ResponseTemplate};
+
+/// A green run of `build`: its download is reset and retried, and a telemetry `##[error]`
+/// is printed, every time.
+const GREEN_LOG: &str = "2026-11-23T10:01:00.0000000Z ##[group]Run ./scripts/check.sh\n\
+2026-11-23T10:01:01.0000000Z Downloading toolchain 1.2.3\n\
+2026-11-23T10:01:02.0000000Z curl: (56) Recv failure: Connection reset by peer\n\
+2026-11-23T10:01:03.0000000Z retrying download (attempt 2 of 3)\n\
+2026-11-23T10:01:04.0000000Z ##[error]Unable to reach the telemetry endpoint\n\
+2026-11-23T10:01:05.0000000Z All checks passed\n";
+
+/// A failure of the same job: the same noise, and one line the green runs never print.
+const FAILED_LOG: &str = "2026-11-24T08:11:00.0000000Z ##[group]Run ./scripts/check.sh\n\
+2026-11-24T08:11:01.0000000Z Downloading toolchain 1.2.3\n\
+2026-11-24T08:11:02.0000000Z curl: (56) Recv failure: Connection reset by peer\n\
+2026-11-24T08:11:03.0000000Z retrying download (attempt 2 of 3)\n\
+2026-11-24T08:11:04.0000000Z ##[error]Unable to reach the telemetry endpoint\n\
+2026-11-24T08:11:05.0000000Z Error: Input required and not supplied: token\n\
+2026-11-24T08:11:06.0000000Z ##[error]Process completed with exit code 1.\n";
+
+/// A failure whose added line names nothing the knowledge base knows; alone, the log reads as
+/// a network failure because of the reset every green run prints too.
+const NOISY_FAILURE: &str = "2026-11-24T09:00:00.0000000Z ##[group]Run ./scripts/check.sh\n\
+2026-11-24T09:00:01.0000000Z Downloading toolchain 1.2.3\n\
+2026-11-24T09:00:02.0000000Z curl: (56) Recv failure: Connection reset by peer\n\
+2026-11-24T09:00:03.0000000Z retrying download (attempt 2 of 3)\n\
+2026-11-24T09:00:04.0000000Z ##[error]Unable to reach the telemetry endpoint\n\
+2026-11-24T09:00:05.0000000Z check-changelog: no entry for this change in CHANGES.md\n\
+2026-11-24T09:00:06.0000000Z ##[error]Process completed with exit code 1.\n";
+
+fn build_key() -> BaselineKey {
+    BaselineKey {
+        platform: "github".into(),
+        repository: REPO.into(),
+        workflow: "CI".into(),
+        job: "build".into(),
+    }
+}
+
+/// Delivers a failure of run `run` (job `build` printing `log`) and waits for its analysis.
+async fn fail(app: &TestApp, run: u64, log: &str) -> Value {
+    mount_run(&app.github, run, 1, &[(run * 10, "build", "failure", log)]).await;
+    let body = workflow_run(run, 1, "failure", "CI");
+    let r = app
+        .post_github("workflow_run", &format!("d-{run}"), &body)
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = session_id(r).await;
+    app.wait_session(&id, |s| {
+        !matches!(s["status"].as_str(), Some("received" | "analyzing"))
+    })
+    .await
+}
+
+/// Heals and verifications are answered, whatever the plan: this test is about the diagnosis.
+async fn accept_actions(app: &TestApp) {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({})))
+        .mount(&app.github)
+        .await;
+}
+
+/// The session page in headless Chromium marks the new line (skipped without the browser).
+async fn dashboard_marks(app: &TestApp, id: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let driver = root.join("node_modules/playwright-core");
+    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
+    if !driver.exists() || !chromium.exists() {
+        require::missing("the dashboard check: bash .ci/setup-browser.sh installs its tools");
+        return;
+    }
+    let out = tokio::process::Command::new("node")
+        .arg("baseline.mjs")
+        .current_dir(&root)
+        .env("BASE", &app.base)
+        .env("TOKEN", app.token("vera", "viewer").await)
+        .env("SESSION_ID", id)
+        .env("NEW_TEXT", "Input required and not supplied")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser check failed: {stdout}{stderr}"
+    );
+}
+
+fn line<'a>(s: &'a Value, needle: &str) -> Option<&'a Value> {
+    s["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["text"].as_str().unwrap().contains(needle))
+}
+
+#[tokio::test]
+async fn evidence_says_which_lines_the_green_runs_never_printed() {
+    let app = TestApp::start().await;
+    accept_actions(&app).await;
+    let store = Store::connect(&app.db_url).await.unwrap();
+    // A workflow that never failed is not learned: nothing would be compared with it.
+    assert_eq!(
+        learn(&store, &build_key(), "61", GREEN_LOG.into())
+            .await
+            .unwrap(),
+        Learned::NeverFails
+    );
+    fail(&app, 60, FAILED_LOG).await;
+    assert_eq!(
+        learn(&store, &build_key(), "61", GREEN_LOG.into())
+            .await
+            .unwrap(),
+        Learned::Folded
+    );
+    // One green log per job per period.
+    assert_eq!(
+        learn(&store, &build_key(), "62", GREEN_LOG.into())
+            .await
+            .unwrap(),
+        Learned::TooSoon
+    );
+
+    let s = fail(&app, 63, FAILED_LOG).await;
+    let session = app
+        .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(session["baseline"]["green_runs"], serde_json::json!(["61"]));
+    assert!(session["baseline"]["new_lines"].as_u64().unwrap() >= 1);
+    let cause =
+        line(&session, "Input required and not supplied").expect("the new line is evidence");
+    assert_eq!(cause["new"], true, "{cause}");
+    for e in session["evidence"].as_array().unwrap() {
+        let text = e["text"].as_str().unwrap();
+        let always = [
+            "Connection reset",
+            "telemetry endpoint",
+            "retrying download",
+        ];
+        if always.iter().any(|a| text.contains(a)) {
+            assert_eq!(e["new"], false, "printed by the green run too: {e}");
+        }
+        assert!(e["new"].is_boolean(), "every evidence line is marked: {e}");
+    }
+    // The job's own diagnosis carries the marks too.
+    let job = &session["diagnosis"]["jobs"][0]["diagnosis"]["evidence"];
+    assert!(job
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["new"].is_boolean()));
+    dashboard_marks(&app, s["id"].as_str().unwrap()).await;
+
+    let s = fail(&app, 64, NOISY_FAILURE).await;
+    let session = app
+        .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
+        .await;
+    let alone = Analyzer::builtin().analyze_with(NOISY_FAILURE.as_bytes(), &Hints::default());
+    // Alone, the reset every green run prints decides: a network failure, retried.
+    assert_eq!(alone.category.to_string(), "network");
+    assert!(alone.transient);
+    // Against the green run it is noise: what the failure added is the evidence, and it says
+    // nothing classifiable, so a person reads it instead of a retry.
+    assert_eq!(session["category"], "unknown", "{:#}", session["diagnosis"]);
+    assert_eq!(session["diagnosis"]["transient"], false);
+    let added = line(&session, "check-changelog").expect("the added line is evidence");
+    assert_eq!(added["new"], true);
+    assert!(line(&session, "Connection reset").is_none_or(|e| e["new"] == false));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_green_runs_the_diagnosis_is_the_analyzers() {
+    let app = TestApp::start().await;
+    accept_actions(&app).await;
+    let s = fail(&app, 70, NOISY_FAILURE).await;
+    let session = app
+        .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
+        .await;
+    let alone = Analyzer::builtin().analyze_with(NOISY_FAILURE.as_bytes(), &Hints::default());
+    assert_eq!(session["category"], alone.category.to_string());
+    let lines: Vec<u64> = session["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = alone.evidence.iter().map(|e| e.line as u64).collect();
+    assert_eq!(lines, expected);
+    assert!(session["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e.get("new").is_none()));
+    assert!(session["baseline"].is_null());
+    app.stop().await;
+}
