@@ -254,3 +254,129 @@ fn a_bad_app_key_is_a_clear_configuration_error_at_start() {
     ))
     .unwrap();
 }
+
+fn session(id: &str) -> pipeguard_store::SessionRecord {
+    pipeguard_store::SessionRecord {
+        id: id.into(),
+        platform: "github".into(),
+        repository: "octo/app".into(),
+        run_id: "42".into(),
+        first_attempt: 1,
+        current_attempt: 1,
+        heal_attempts: 1,
+        status: pipeguard_store::SessionStatus::Healed,
+        category: Some("network_timeout".into()),
+        confidence: Some(0.9),
+        fingerprint: None,
+        strategy: Some("retry".into()),
+        diagnosis: None,
+        plan: None,
+        reason: None,
+        event: FailureEvent::default(),
+        workflow: "CI".into(),
+        head_sha: Some("abc123".into()),
+        failed_at: 0,
+        finished_at: None,
+        time_to_green_ms: Some(130_000),
+        created_at: 0,
+        updated_at: 0,
+        purged_at: None,
+    }
+}
+
+/// The session's check run is created once with the app's installation token, then updated
+/// in place when the session heals.
+#[tokio::test]
+async fn a_session_s_check_run_is_created_with_the_app_then_updated_when_it_heals() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gh = MockServer::start().await;
+    let (pem, _) = rsa_key();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("app.pem");
+    std::fs::write(&key_file, pem).unwrap();
+    let mut config = pipeguard_server::config::Config::default();
+    let section = config.platform_mut(pipeguard_core::Platform::Github);
+    section.api_url = gh.uri();
+    section.app_id = Some(APP_ID.into());
+    section.private_key_file = Some(key_file.display().to_string());
+    let ch = pipeguard_server::tenants::NotifyConfig {
+        kind: "github_check".into(),
+        url: "https://pipeguard.example".into(),
+        ..Default::default()
+    };
+    let mount = |m: Mock| m.mount(&gh);
+    mount(
+        Mock::given(method("GET"))
+            .and(path("/repos/octo/app/installation"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": 5}))),
+    )
+    .await;
+    mount(
+        Mock::given(method("POST"))
+            .and(path("/app/installations/5/access_tokens"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(
+                serde_json::json!({"token": "ghs_five", "expires_at": "2099-01-01T00:00:00Z"}),
+            )),
+    )
+    .await;
+    let list = |runs: serde_json::Value| {
+        Mock::given(method("GET"))
+            .and(path("/repos/octo/app/commits/abc123/check-runs"))
+            .and(header("authorization", "Bearer ghs_five"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"total_count": 0, "check_runs": runs})),
+            )
+    };
+    mount(list(serde_json::json!([])).up_to_n_times(1)).await;
+    mount(list(serde_json::json!([{"id": 9, "external_id": "s1"}]))).await;
+    for (m, p, status) in [
+        ("POST", "/repos/octo/app/check-runs", 201),
+        ("PATCH", "/repos/octo/app/check-runs/9", 200),
+    ] {
+        mount(
+            Mock::given(method(m))
+                .and(path(p))
+                .and(header("authorization", "Bearer ghs_five"))
+                .respond_with(
+                    ResponseTemplate::new(status).set_body_json(serde_json::json!({"id": 9})),
+                ),
+        )
+        .await;
+    }
+    let http = HttpOptions::default();
+    let mut s = session("s1");
+    s.status = pipeguard_store::SessionStatus::Escalated;
+    s.reason = Some("the deploy job waits".into());
+    pipeguard_server::notify::platform::send(&config, &http, &ch, &s, "escalated")
+        .await
+        .unwrap();
+    let s = session("s1");
+    pipeguard_server::notify::platform::send(&config, &http, &ch, &s, "healed")
+        .await
+        .unwrap();
+    let calls = gh.received_requests().await.unwrap();
+    let writes: Vec<_> = calls
+        .iter()
+        .filter(|r| r.url.path().contains("check-runs") && r.method.as_str() != "GET")
+        .collect();
+    assert_eq!(writes.len(), 2, "one create, one update");
+    let created: serde_json::Value = serde_json::from_slice(&writes[0].body).unwrap();
+    assert_eq!(writes[0].method.as_str(), "POST");
+    assert_eq!(created["conclusion"], "failure");
+    assert_eq!(created["head_sha"], "abc123");
+    assert_eq!(created["external_id"], "s1");
+    let updated: serde_json::Value = serde_json::from_slice(&writes[1].body).unwrap();
+    assert_eq!(writes[1].method.as_str(), "PATCH");
+    assert_eq!(updated["conclusion"], "success");
+    assert_eq!(
+        updated["output"]["title"],
+        "network_timeout: healed by retry after 2 m 10 s"
+    );
+    let exchanges = calls
+        .iter()
+        .filter(|r| r.url.path() == "/app/installations/5/access_tokens")
+        .count();
+    assert_eq!(exchanges, 1, "the installation token is reused");
+}

@@ -71,6 +71,28 @@ pub fn configured_app(s: &Section, http: &HttpOptions) -> Result<Option<GithubAp
     }
 }
 
+/// The section's app, one per process for each API, app id and key: the healing clients and
+/// the notifications share its installation tokens.
+pub fn shared_app(s: &Section, http: &HttpOptions) -> Result<Option<Arc<GithubApp>>, String> {
+    type Key = (String, String, Vec<u8>);
+    static APPS: std::sync::OnceLock<Mutex<HashMap<Key, Arc<GithubApp>>>> =
+        std::sync::OnceLock::new();
+    let (Some(id), Some(file)) = (s.app_id.as_deref(), s.private_key_file.as_deref()) else {
+        return configured_app(s, http).map(|a| a.map(Arc::new));
+    };
+    let pem = std::fs::read(file).unwrap_or_default();
+    let key = (s.api_url.clone(), id.to_string(), pem);
+    if let Some(app) = APPS.get_or_init(Mutex::default).lock().unwrap().get(&key) {
+        return Ok(Some(app.clone()));
+    }
+    let app = configured_app(s, http)?.map(Arc::new);
+    if let Some(a) = &app {
+        let mut apps = APPS.get_or_init(Mutex::default).lock().unwrap();
+        return Ok(Some(apps.entry(key).or_insert_with(|| a.clone()).clone()));
+    }
+    Ok(app)
+}
+
 /// `pem` is GitHub's download (`RSA PRIVATE KEY`, PKCS#1) or a PKCS#8 `PRIVATE KEY`.
 fn rsa_key(pem_text: &[u8]) -> Result<EncodingKey, String> {
     let block = pem::parse(pem_text).map_err(|e| format!("not a PEM file: {e}"))?;

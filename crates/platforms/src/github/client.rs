@@ -1,6 +1,6 @@
 //! The Actions REST API: run state, failed jobs' logs, re-runs, workflow dispatch, caches.
 
-use super::app::{configured_app, github_api, GithubApp};
+use super::app::{github_api, shared_app, GithubApp};
 use super::webhook::{failed_conclusion, parse_time_ms, Run};
 use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
 use crate::settings::Section;
@@ -83,7 +83,7 @@ impl GithubClient {
         let auth = s.token.clone().map(Auth::Bearer).unwrap_or(Auth::None);
         GithubClient {
             api: github_api(&s.api_url, auth, http),
-            app: configured_app(s, http).transpose().map(|r| r.map(Arc::new)),
+            app: shared_app(s, http).transpose(),
         }
     }
 

@@ -12,7 +12,7 @@ mod app;
 mod client;
 mod webhook;
 
-pub use app::{configured_app, missing_permissions, GithubApp, APP_PERMISSIONS};
+pub use app::{configured_app, missing_permissions, shared_app, GithubApp, APP_PERMISSIONS};
 pub use client::GithubClient;
 pub use webhook::{parse_event, parse_time_ms};
 
