@@ -18,6 +18,27 @@ pub struct Section {
     pub webhook_secret: Option<String>,
     /// Accept unsigned deliveries even on a non-loopback address (trusted networks only).
     pub allow_unsigned: bool,
+    /// GitHub App: its id (or client id), a number or a string in TOML.
+    #[serde(deserialize_with = "id_text")]
+    pub app_id: Option<String>,
+    /// GitHub App: the PEM file of its private key.
+    pub private_key_file: Option<String>,
+}
+
+/// Platforms whose section also takes an app's id and private key.
+const APP_PLATFORMS: &[&str] = &["github"];
+
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Number(n) => n.to_string(),
+        Id::Text(t) => t,
+    }))
 }
 
 /// How a platform names its section, its credential and its environment variables.
@@ -41,6 +62,9 @@ impl SectionSpec {
         }
         if self.user {
             k.push("user");
+        }
+        if APP_PLATFORMS.contains(&self.key) {
+            k.extend(["app_id", "private_key_file"]);
         }
         k
     }
@@ -111,6 +135,14 @@ impl SectionSpec {
         if self.user {
             if let Some(v) = var("USER") {
                 s.user = Some(v);
+            }
+        }
+        if APP_PLATFORMS.contains(&self.key) {
+            if let Some(v) = var("APP_ID") {
+                s.app_id = Some(v);
+            }
+            if let Some(v) = var("APP_PRIVATE_KEY_FILE") {
+                s.private_key_file = Some(v);
             }
         }
         Ok(())

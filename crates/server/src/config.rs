@@ -343,6 +343,12 @@ impl Config {
             None => Config::default(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        // A GitHub App's key is read now: a bad one stops the start, not the first heal.
+        pipeguard_platforms::github::configured_app(
+            cfg.platform(pipeguard_core::Platform::Github),
+            &Default::default(),
+        )
+        .map_err(anyhow::Error::msg)?;
         crate::tenants::validate(&cfg.repos, &cfg.strategies, &cfg.notify)?;
         if let Some(o) = &cfg.auth.oidc {
             o.validate().map_err(anyhow::Error::msg)?;

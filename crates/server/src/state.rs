@@ -63,6 +63,9 @@ fn tenant_section(base: &Section, r: &RepoConfig) -> Section {
             .clone()
             .or_else(|| base.webhook_secret.clone()),
         allow_unsigned: base.allow_unsigned,
+        // A repository's own token replaces the app for it.
+        app_id: base.app_id.clone().filter(|_| r.token.is_none()),
+        private_key_file: base.private_key_file.clone().filter(|_| r.token.is_none()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Actions REST API: run state, failed jobs' logs, re-runs, workflow dispatch, caches.
 
+use super::app::{github_api, shared_app, GithubApp};
 use super::webhook::{failed_conclusion, parse_time_ms, Run};
 use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
 use crate::settings::Section;
@@ -11,6 +12,7 @@ use pipeguard_core::policy::Capabilities;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// GitHub refuses re-runs of runs older than this.
@@ -19,10 +21,14 @@ const RERUN_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 pub const MAX_RUN_ATTEMPTS: u32 = 50;
 
 const NO_TOKEN: &str =
-    "PIPEGUARD_GITHUB_TOKEN is not set; re-runs, dispatches and cache deletion need a token with actions:write";
+    "neither a GitHub App nor PIPEGUARD_GITHUB_TOKEN is set; re-runs, dispatches and cache deletion need actions:write";
 
 pub struct GithubClient {
+    /// The API with the configured token (or none).
     api: ApiClient,
+    /// With a GitHub App configured: the app (each call then uses the token of the
+    /// installation covering its repository), or why its key could not be used.
+    app: Option<Result<Arc<GithubApp>, String>>,
 }
 
 #[derive(Deserialize)]
@@ -76,10 +82,33 @@ impl GithubClient {
     pub fn new(s: &Section, http: &HttpOptions) -> GithubClient {
         let auth = s.token.clone().map(Auth::Bearer).unwrap_or(Auth::None);
         GithubClient {
-            api: ApiClient::new(&s.api_url, auth, http.clone())
-                .with_header("Accept", "application/vnd.github+json")
-                .with_header("X-GitHub-Api-Version", "2022-11-28"),
+            api: github_api(&s.api_url, auth, http),
+            app: shared_app(s, http).transpose(),
         }
+    }
+
+    /// The app, when one is configured.
+    pub fn app(&self) -> Option<Result<&GithubApp, PlatformError>> {
+        self.app.as_ref().map(|r| match r {
+            Ok(app) => Ok(app.as_ref()),
+            Err(e) => Err(PlatformError::NotConfigured(e.clone())),
+        })
+    }
+
+    /// The API as whoever may act on the event's repository: the app's installation token
+    /// for it, or the configured token.
+    pub async fn api_for(&self, ev: &FailureEvent) -> Result<ApiClient, PlatformError> {
+        match self.app() {
+            None => Ok(self.api.clone()),
+            Some(app) => {
+                repo_path(ev)?;
+                app?.client_for(&ev.repository).await
+            }
+        }
+    }
+
+    fn has_credentials(&self) -> bool {
+        self.app.is_some() || self.api.has_credentials()
     }
 
     fn run_path(&self, ev: &FailureEvent) -> Result<String, PlatformError> {
@@ -91,10 +120,13 @@ impl GithubClient {
     }
 
     /// The failed jobs of one run attempt, across pages.
-    async fn failed_jobs(&self, ev: &FailureEvent) -> Result<Vec<ApiJob>, PlatformError> {
+    async fn failed_jobs(
+        &self,
+        api: &ApiClient,
+        ev: &FailureEvent,
+    ) -> Result<Vec<ApiJob>, PlatformError> {
         let path = format!("{}/attempts/{}/jobs", self.run_path(ev)?, ev.attempt);
-        let jobs: Vec<ApiJob> = self
-            .api
+        let jobs: Vec<ApiJob> = api
             .get_all(
                 "list jobs",
                 &path,
@@ -116,6 +148,7 @@ impl GithubClient {
     /// moments, so the list is read a few times.
     async fn find_dispatched(
         &self,
+        api: &ApiClient,
         workflow_path: &str,
         git_ref: &str,
         since: OffsetDateTime,
@@ -130,7 +163,7 @@ impl GithubClient {
         );
         for wait in [0u64, 500, 1000, 2000, 4000] {
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            let runs: Value = self.api.get_json("list dispatched runs", &path).await?;
+            let runs: Value = api.get_json("list dispatched runs", &path).await?;
             let newest = runs["workflow_runs"]
                 .as_array()
                 .into_iter()
@@ -156,7 +189,7 @@ impl GithubClient {
     }
 
     fn check_rerun_limits(&self, ev: &FailureEvent) -> Result<(), PlatformError> {
-        require(self.api.has_credentials(), NO_TOKEN)?;
+        require(self.has_credentials(), NO_TOKEN)?;
         if ev
             .started_at_ms
             .is_some_and(|started| now_ms() - started > RERUN_WINDOW_MS)
@@ -182,13 +215,14 @@ impl Ci for GithubClient {
 
     fn capabilities(&self, _event: &FailureEvent) -> Capabilities {
         Capabilities {
-            retry: self.api.has_credentials(),
+            retry: self.has_credentials(),
             ..Default::default()
         }
     }
 
     async fn run_state(&self, ev: &FailureEvent) -> Result<RunState, PlatformError> {
-        let run: Run = self.api.get_json("get run", &self.run_path(ev)?).await?;
+        let api = self.api_for(ev).await?;
+        let run: Run = api.get_json("get run", &self.run_path(ev)?).await?;
         let attempt = run.run_attempt.unwrap_or(1);
         if run.status.as_deref() != Some("completed") {
             return Ok(RunState::InProgress { attempt });
@@ -201,12 +235,13 @@ impl Ci for GithubClient {
     }
 
     async fn failed_logs(&self, ev: &FailureEvent) -> Result<Vec<JobLog>, PlatformError> {
+        let api = self.api_for(ev).await?;
         let mut out = Vec::new();
-        for j in self.failed_jobs(ev).await? {
+        for j in self.failed_jobs(&api, ev).await? {
             // 302 to a short-lived download URL on blob storage: followed without the token,
             // which stays on the API's origin.
             let path = format!("{}/actions/jobs/{}/logs", repo_path(ev)?, j.id);
-            let log = self.api.log_tail("download job log", &path).await?;
+            let log = api.log_tail("download job log", &path).await?;
             out.push(JobLog {
                 job: FailedJob {
                     id: j.id.to_string(),
@@ -226,6 +261,7 @@ impl Ci for GithubClient {
         all_failed: bool,
     ) -> Result<String, PlatformError> {
         self.check_rerun_limits(ev)?;
+        let api = self.api_for(ev).await?;
         let paths: Vec<String> = if all_failed || jobs.is_empty() {
             vec![format!("{}/rerun-failed-jobs", self.run_path(ev)?)]
         } else {
@@ -242,11 +278,7 @@ impl Ci for GithubClient {
         let mut done = Vec::new();
         for path in paths {
             // Sent once: when the answer is lost, the run itself says whether it worked.
-            if let Err(e) = self
-                .api
-                .call_once("re-run", Method::POST, &path, None)
-                .await
-            {
+            if let Err(e) = api.call_once("re-run", Method::POST, &path, None).await {
                 let started = e.is_transient() && self.started_after(ev).await;
                 if !started {
                     return Err(attempt_in_progress(e));
@@ -265,7 +297,7 @@ impl Ci for GithubClient {
     }
 
     fn can_rerun_with(&self) -> bool {
-        self.api.has_credentials()
+        self.has_credentials()
     }
 
     /// A workflow-dispatch run on the failed run's branch with `inputs` (the workflow must
@@ -279,7 +311,8 @@ impl Ci for GithubClient {
         workflow: Option<&str>,
         inputs: &[(String, String)],
     ) -> Result<Rerun, PlatformError> {
-        require(self.api.has_credentials(), NO_TOKEN)?;
+        require(self.has_credentials(), NO_TOKEN)?;
+        let api = self.api_for(ev).await?;
         let workflow = workflow.ok_or_else(|| {
             PlatformError::NotConfigured(
                 "no workflow file is configured for this repository (repos.*.scale.workflow)"
@@ -297,8 +330,7 @@ impl Ci for GithubClient {
             .collect();
         let mut body = json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
         let since = OffsetDateTime::now_utc() - time::Duration::seconds(5);
-        let r = match self
-            .api
+        let r = match api
             .call_once("dispatch workflow", Method::POST, &path, Some(&body))
             .await
         {
@@ -306,8 +338,7 @@ impl Ci for GithubClient {
                 if (status == 400 || status == 422) && message.contains("return_run_details") =>
             {
                 body.as_object_mut().map(|b| b.remove("return_run_details"));
-                self.api
-                    .call_once("dispatch workflow", Method::POST, &path, Some(&body))
+                api.call_once("dispatch workflow", Method::POST, &path, Some(&body))
                     .await?
             }
             other => other?,
@@ -317,7 +348,7 @@ impl Ci for GithubClient {
         let new_run_id = match details["workflow_run_id"].as_u64() {
             Some(id) => Some(id.to_string()),
             None => self
-                .find_dispatched(&workflow_path, git_ref, since)
+                .find_dispatched(&api, &workflow_path, git_ref, since)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!("cannot find the dispatched run: {e}");
@@ -331,7 +362,7 @@ impl Ci for GithubClient {
         })
     }
     fn can_clear_caches(&self) -> bool {
-        self.api.has_credentials()
+        self.has_credentials()
     }
 
     /// Lists the Actions caches of the run's branch (optionally by key prefix, as the API
@@ -341,7 +372,8 @@ impl Ci for GithubClient {
         ev: &FailureEvent,
         key_prefix: Option<&str>,
     ) -> Result<String, PlatformError> {
-        require(self.api.has_credentials(), NO_TOKEN)?;
+        require(self.has_credentials(), NO_TOKEN)?;
+        let api = self.api_for(ev).await?;
         // Without a branch the whole repository's caches would match: refuse instead.
         let branch = ev.branch.as_deref().ok_or_else(|| {
             PlatformError::Permanent("the failed run names no branch whose caches to clear".into())
@@ -354,8 +386,7 @@ impl Ci for GithubClient {
         if let Some(k) = key_prefix.filter(|k| !k.is_empty()) {
             path.push_str(&format!("&key={}", encode(k)));
         }
-        let caches: Vec<ApiCache> = self
-            .api
+        let caches: Vec<ApiCache> = api
             .get_all(
                 "list caches",
                 &path,
@@ -369,11 +400,7 @@ impl Ci for GithubClient {
         let mut deleted = Vec::new();
         for c in caches {
             let path = format!("{}/actions/caches/{}", repo_path(ev)?, c.id);
-            match self
-                .api
-                .call("delete cache", Method::DELETE, &path, None)
-                .await
-            {
+            match api.call("delete cache", Method::DELETE, &path, None).await {
                 Ok(_) => deleted.push(c.key),
                 // Deleted meanwhile (another run, a person): what was asked for holds.
                 Err(PlatformError::Refused { status: 404, .. }) => {}

@@ -8,9 +8,11 @@
 //! can be re-run only once it completed and while no attempt is in progress, at most 50
 //! attempts, within 30 days of its start.
 
+mod app;
 mod client;
 mod webhook;
 
+pub use app::{configured_app, missing_permissions, shared_app, GithubApp, APP_PERMISSIONS};
 pub use client::GithubClient;
 pub use webhook::{parse_event, parse_time_ms};
 
@@ -32,7 +34,8 @@ impl Module for Github {
 
     fn setup(&self) -> Setup {
         Setup {
-            credential: "a fine-grained token with Actions: read and write, Contents: read \
+            credential: "a GitHub App (app_id and private_key_file; its manifest is in the \
+                     README) or a fine-grained token with Actions: read and write, Contents: read \
                      (classic: the repo scope); GitHub Enterprise: api_url = https://HOST/api/v3",
             webhook: "Settings > Webhooks: payload URL https://PIPEGUARD/webhooks/github, content \
                   type application/json, this secret, events Workflow runs and Workflow jobs",

@@ -51,6 +51,12 @@ fn wording(status: &str) -> Wording {
             github_state: "pending",
             gitlab_state: "pending",
         },
+        "healed" => Wording {
+            title: "was healed",
+            github_conclusion: "success",
+            github_state: "success",
+            gitlab_state: "success",
+        },
         "failed" => Wording {
             title: "could not be healed",
             github_conclusion: "failure",
@@ -105,13 +111,18 @@ pub fn markdown(ch: &NotifyConfig, s: &SessionRecord, status: &str) -> String {
     out
 }
 
-/// The title line: the status and the category.
+/// The title line: the status and the category; a heal says how and how long it took.
 fn title(s: &SessionRecord, status: &str) -> String {
-    format!(
-        "{}: {}",
-        s.category.as_deref().unwrap_or("unknown"),
-        wording(status).title
-    )
+    let category = s.category.as_deref().unwrap_or("unknown");
+    match (status, s.time_to_green_ms) {
+        ("healed", Some(ms)) => format!(
+            "{category}: healed by {} after {} m {} s",
+            s.strategy.as_deref().unwrap_or("re-run"),
+            ms / 60_000,
+            ms / 1000 % 60
+        ),
+        _ => format!("{category}: {}", wording(status).title),
+    }
 }
 
 /// The credentials pipeguard heals this repository with: its `[[repos]]` entry's, else the
@@ -141,42 +152,106 @@ pub async fn send(
         return Ok(());
     };
     let section = section_for(config, p, &s.repository);
+    let sha = s.head_sha.clone().unwrap_or_default();
+    if p == Platform::Github {
+        let api = github(&section, http, &s.repository, &ch.kind).await?;
+        return github_send(&api, ch, s, status, &sha).await;
+    }
     let Some(token) = section.token.clone() else {
         return Err(PlatformError::Refused {
             status: 0,
             message: format!("{}: no {} token configured", ch.kind, p.as_str()),
         });
     };
-    let sha = s.head_sha.clone().unwrap_or_default();
-    match ch.kind.as_str() {
-        "github_check" => {
-            let api = github(&section, token, http);
-            let body = check_run(ch, s, status, &sha);
-            let path = format!("/repos/{}/check-runs", s.repository);
-            api.call("create check run", Method::POST, &path, Some(&body))
-                .await?;
-        }
-        "github_status" => {
-            let api = github(&section, token, http);
-            let body = json!({
-                "state": wording(status).github_state,
-                "target_url": session_link(ch, s),
-                "description": short(&title(s, status), 140),
-                "context": "pipeguard",
-            });
-            let path = format!("/repos/{}/statuses/{sha}", s.repository);
-            api.call("create commit status", Method::POST, &path, Some(&body))
-                .await?;
-        }
-        _ => gitlab_status(ch, &section, token, http, s, status, &sha).await?,
+    gitlab_status(ch, &section, token, http, s, status, &sha).await
+}
+
+/// The API as the repository's token, else as the GitHub App's installation for it.
+async fn github(
+    section: &Section,
+    http: &HttpOptions,
+    repository: &str,
+    kind: &str,
+) -> Result<ApiClient, PlatformError> {
+    if let Some(token) = section.token.clone() {
+        return Ok(
+            ApiClient::new(&section.api_url, Auth::Bearer(token), http.clone())
+                .with_header("Accept", "application/vnd.github+json")
+                .with_header("X-GitHub-Api-Version", "2022-11-28"),
+        );
     }
+    match pipeguard_platforms::github::shared_app(section, http) {
+        Ok(Some(app)) => app.client_for(repository).await,
+        Ok(None) => Err(PlatformError::Refused {
+            status: 0,
+            message: format!("{kind}: no github token or app configured"),
+        }),
+        Err(e) => Err(PlatformError::NotConfigured(e)),
+    }
+}
+
+async fn github_send(
+    api: &ApiClient,
+    ch: &NotifyConfig,
+    s: &SessionRecord,
+    status: &str,
+    sha: &str,
+) -> Result<(), PlatformError> {
+    if ch.kind == "github_check" {
+        let body = check_run(ch, s, status, sha);
+        return upsert_check_run(api, &s.repository, &s.id, body).await;
+    }
+    let body = json!({
+        "state": wording(status).github_state,
+        "target_url": session_link(ch, s),
+        "description": short(&title(s, status), 140),
+        "context": "pipeguard",
+    });
+    let path = format!("/repos/{}/statuses/{sha}", s.repository);
+    api.call("create commit status", Method::POST, &path, Some(&body))
+        .await?;
     Ok(())
 }
 
-fn github(section: &Section, token: String, http: &HttpOptions) -> ApiClient {
-    ApiClient::new(&section.api_url, Auth::Bearer(token), http.clone())
-        .with_header("Accept", "application/vnd.github+json")
-        .with_header("X-GitHub-Api-Version", "2022-11-28")
+/// One check run per session: the commit's `pipeguard` check run whose `external_id` is the
+/// session is updated (`PATCH`), else one is created.
+async fn upsert_check_run(
+    api: &ApiClient,
+    repository: &str,
+    session: &str,
+    mut body: Value,
+) -> Result<(), PlatformError> {
+    let repo = format!("/repos/{repository}");
+    let sha = body["head_sha"].as_str().unwrap_or_default();
+    let list = format!(
+        "{repo}/commits/{}/check-runs?check_name=pipeguard&filter=all",
+        encode(sha)
+    );
+    let existing = match api.get_json::<Value>("list check runs", &list).await {
+        Ok(v) => v["check_runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["external_id"] == session)
+            .and_then(|r| r["id"].as_u64()),
+        // No check run seen for the commit yet.
+        Err(PlatformError::Refused { status: 404, .. }) => None,
+        Err(e) => return Err(e),
+    };
+    match existing {
+        Some(id) => {
+            body.as_object_mut().map(|b| b.remove("head_sha"));
+            let path = format!("{repo}/check-runs/{id}");
+            api.call("update check run", Method::PATCH, &path, Some(&body))
+                .await?;
+        }
+        None => {
+            let path = format!("{repo}/check-runs");
+            api.call("create check run", Method::POST, &path, Some(&body))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// `POST /repos/{owner}/{repo}/check-runs`: a completed check whose output carries the

@@ -57,6 +57,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         .route_layer(middleware::from_fn_with_state(shared, auth));
     // Blob storage: pre-signed links, no token (the client must not send it there anyway).
     api.route("/_blobs/github/jobs/{job}/log", get(blob_log))
+        .merge(super::app::routes())
 }
 
 fn error(status: u16, message: &str) -> Response {
@@ -72,13 +73,21 @@ fn refused(r: Refusal) -> Response {
     error(r.status, &r.message)
 }
 
-/// `Authorization: Bearer <token>` (or `token <token>`), as the REST API checks it.
+/// `Authorization: Bearer <token>` (or `token <token>`), as the REST API checks it: the
+/// configured token, or an app installation token on its installation's repositories.
 async fn auth(State(sh): St, req: Request, next: Next) -> Response {
-    let expected = sh.state.lock().await.config.token.clone();
-    match bearer(req.headers()) {
-        None => error(401, "Requires authentication"),
-        Some(t) if t != expected => error(401, "Bad credentials"),
-        Some(_) => next.run(req).await,
+    let verdict = {
+        let mut st = sh.state.lock().await;
+        match bearer(req.headers()) {
+            None => Err((401, "Requires authentication".to_string())),
+            Some(t) if t == st.config.token => Ok(()),
+            Some(t) => super::app::check_installation_token(&mut st, t, req.uri().path())
+                .unwrap_or_else(|| Err((401, "Bad credentials".into()))),
+        }
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err((status, message)) => error(status, &message),
     }
 }
 

@@ -3,9 +3,11 @@
 //! `workflow_run` / `workflow_job` deliveries.
 
 mod api;
+mod app;
 mod payload;
 mod state;
 
+pub use app::{AppConfig, AppLog};
 pub use state::{
     Attempt, Cache, Dispatch, GithubState, Job, Refusal, Rerun, Run, Status, Workflow, RERUN_WINDOW,
 };
@@ -37,6 +39,8 @@ pub struct GithubConfig {
     pub dispatch: DispatchMode,
     /// Attempts a run may have (GitHub: 50).
     pub max_attempts: u32,
+    /// A GitHub App whose installation tokens the API also accepts.
+    pub app: Option<AppConfig>,
 }
 
 impl Default for GithubConfig {
@@ -46,6 +50,7 @@ impl Default for GithubConfig {
             webhook: None,
             dispatch: DispatchMode::RunDetails,
             max_attempts: 50,
+            app: None,
         }
     }
 }
@@ -58,6 +63,11 @@ impl GithubConfig {
 
     pub fn webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
         self.webhook = Some(WebhookTarget::new(url, secret));
+        self
+    }
+
+    pub fn app(mut self, app: AppConfig) -> Self {
+        self.app = Some(app);
         self
     }
 
@@ -116,6 +126,11 @@ impl Sim<GithubState> {
             id
         })
         .await
+    }
+
+    /// What the app side saw: JWTs, tokens issued, installation of each call.
+    pub async fn app_log(&self) -> AppLog {
+        self.inspect(|st| st.app_log.clone()).await
     }
 
     pub async fn run(&self, id: u64) -> Option<Run> {

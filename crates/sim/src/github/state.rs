@@ -178,6 +178,7 @@ pub struct GithubState {
     pub dispatches: Vec<Dispatch>,
     pub(crate) scripts: Vec<Script>,
     pub(crate) base_url: String,
+    pub app_log: super::app::AppLog,
     next_id: u64,
 }
 
@@ -192,6 +193,7 @@ impl GithubState {
             dispatches: Vec::new(),
             scripts: Vec::new(),
             base_url: base_url.to_string(),
+            app_log: Default::default(),
             next_id: 7_000_000_000,
         }
     }

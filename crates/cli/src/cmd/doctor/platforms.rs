@@ -3,6 +3,8 @@
 
 use super::{Finding, Level};
 use pipeguard_core::event::Platform;
+use pipeguard_platforms::api::HttpOptions;
+use pipeguard_platforms::github;
 use pipeguard_platforms::registry::module;
 use pipeguard_platforms::settings::Section;
 use pipeguard_platforms::ProbeAuth;
@@ -32,6 +34,19 @@ pub async fn check(http: &Client, config: &Config, p: Platform, s: &Section) -> 
             name,
             format!("no api_url: set [{name}] api_url or {env}_API_URL"),
         ));
+        return out;
+    }
+    if p == Platform::Github && (s.app_id.is_some() || s.private_key_file.is_some()) {
+        out.extend(
+            github_app(s)
+                .await
+                .into_iter()
+                .map(|(level, detail)| Finding {
+                    level,
+                    what: name.to_string(),
+                    detail,
+                }),
+        );
         return out;
     }
     let Some(token) = s.token.as_deref() else {
@@ -220,6 +235,40 @@ async fn github(http: &Client, config: &Config, api: &str, token: &str) -> Found
             Err(f) => out.push(f),
         }
     }
+    out
+}
+
+/// A GitHub App: its key signs a JWT GitHub accepts (`GET /app`), and the app's
+/// `permissions` include what healing and check runs need.
+async fn github_app(s: &Section) -> Found {
+    let app = match github::configured_app(s, &HttpOptions::default()) {
+        Ok(Some(app)) => app,
+        Ok(None) => return vec![],
+        Err(e) => return vec![(Level::Missing, e)],
+    };
+    let v = match app.describe().await {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![(
+                Level::Missing,
+                format!("GET /app with the app's JWT (app_id and private key): {e}"),
+            )]
+        }
+    };
+    let name = v["name"].as_str().unwrap_or("?");
+    let mut out = vec![(Level::Ok, format!("GitHub App {name}"))];
+    let missing = github::missing_permissions(&v["permissions"]);
+    out.push(if missing.is_empty() {
+        (Level::Ok, "app permissions: actions write, checks write, contents read, pull_requests read".into())
+    } else {
+        (
+            Level::Missing,
+            format!(
+                "the app lacks permission(s) {} (the app's settings > Permissions, then accept them on each installation)",
+                missing.join(", ")
+            ),
+        )
+    });
     out
 }
 
