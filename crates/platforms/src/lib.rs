@@ -51,6 +51,9 @@ pub enum Parsed {
     Failure(Box<FailureEvent>),
     Success {
         repository: String,
+        /// The workflow's name where the delivery carries it (GitHub), for learning its
+        /// green runs without an API call when it never fails.
+        workflow: Option<String>,
         run_id: String,
         attempt: u32,
         finished_at_ms: Option<i64>,
@@ -114,6 +117,14 @@ impl PlatformError {
 #[derive(Debug, Clone)]
 pub struct JobLog {
     pub job: FailedJob,
+    pub log: Vec<u8>,
+}
+
+/// One successful job of a green attempt with its log, for learning what a green run prints.
+#[derive(Debug, Clone)]
+pub struct GreenJob {
+    pub name: String,
+    pub workflow: String,
     pub log: Vec<u8>,
 }
 
@@ -339,6 +350,15 @@ pub trait Ci: Send + Sync {
     ) -> Result<String, PlatformError> {
         Err(PlatformError::NotConfigured(format!(
             "{} has no cache API",
+            self.platform().as_str()
+        )))
+    }
+
+    /// The successful jobs of a green attempt (the event's repository, run and attempt)
+    /// with their logs.
+    async fn green_jobs(&self, _event: &FailureEvent) -> Result<Vec<GreenJob>, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} cannot read a green run's logs",
             self.platform().as_str()
         )))
     }

@@ -212,3 +212,57 @@ async fn without_green_runs_the_diagnosis_is_the_analyzers() {
     assert!(session["baseline"].is_null());
     app.stop().await;
 }
+
+/// The model of `build`, once the worker has stored one.
+async fn wait_model(store: &Store) -> pipeguard_store::BaselineRecord {
+    for _ in 0..200 {
+        if let Some(b) = store.baseline(&build_key()).await.unwrap() {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no model was learned from the green run");
+}
+
+#[tokio::test]
+async fn a_success_webhook_teaches_the_jobs_of_a_workflow_that_failed_lately() {
+    let app = TestApp::start().await;
+    accept_actions(&app).await;
+    let store = Store::connect(&app.db_url).await.unwrap();
+    // A green run of a workflow that never failed: stored, and not a single API call.
+    let body = workflow_run(80, 1, "success", "Nightly");
+    let r = app.post_github("workflow_run", "d-80", &body).await;
+    assert!(r.status().is_success());
+
+    fail(&app, 81, FAILED_LOG).await;
+    mount_run(&app.github, 82, 1, &[(820, "build", "success", GREEN_LOG)]).await;
+    let body = workflow_run(82, 1, "success", "CI");
+    let r = app.post_github("workflow_run", "d-82", &body).await;
+    assert!(r.status().is_success());
+    let model = wait_model(&store).await;
+    assert_eq!(model.green_runs, ["82"]);
+    let requests = app.github.received_requests().await.unwrap();
+    let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
+    assert!(
+        !paths.iter().any(|p| p.contains("/runs/80")),
+        "the never-failing workflow cost an API call: {paths:?}"
+    );
+    // The green attempt: one listing of its jobs, one log download.
+    let green: Vec<&&str> = paths
+        .iter()
+        .filter(|p| p.contains("/runs/82/") || p.ends_with("/jobs/820/logs"))
+        .collect();
+    assert_eq!(green.len(), 2, "{green:?}");
+
+    let s = fail(&app, 83, FAILED_LOG).await;
+    let session = app
+        .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(session["baseline"]["green_runs"], serde_json::json!(["82"]));
+    let cause =
+        line(&session, "Input required and not supplied").expect("the new line is evidence");
+    assert_eq!(cause["new"], true, "{cause}");
+    let reset = line(&session, "Connection reset");
+    assert!(reset.is_none_or(|e| e["new"] == false), "{reset:?}");
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ mod common;
 use common::WAIT;
 use pipeguard_core::event::FailureEvent;
 use pipeguard_platforms::{circleci, github, gitlab, jenkins, Ci, Parsed, PlatformError, RunState};
-use pipeguard_sim::{Delivery, JobSpec, Model, RunSpec, Sim};
+use pipeguard_sim::{Delivery, JobSpec, Model, Outcome, RunSpec, Sim};
 use std::time::Duration;
 
 const TOKEN: &str = "client-test-token";
@@ -95,6 +95,38 @@ async fn github_client_reads_logs_through_the_redirect_and_sees_the_run_complete
             ..
         }
     ));
+}
+
+/// A green attempt's successful jobs, each with its workflow's name and log: one listing of
+/// the attempt's jobs, then one log download per successful job (skipped jobs cost nothing).
+#[tokio::test]
+async fn github_client_reads_the_successful_jobs_of_a_green_attempt() {
+    let sim = github_sim(pipeguard_sim::github::DispatchMode::RunDetails).await;
+    let spec = RunSpec::new("octo/app", "ci.yml")
+        .job(JobSpec::new("build").then(Outcome::pass().with_log("compiled 12 crates")))
+        .job(JobSpec::new("test").then(Outcome::pass().with_log("ok: 40 passed")));
+    let run = sim.start_run(spec).await.unwrap();
+    sim.wait_run(run, WAIT).await.unwrap();
+    let before = sim.requests().await.len();
+    let ev = FailureEvent {
+        repository: "octo/app".into(),
+        run_id: run.to_string(),
+        attempt: 1,
+        ..Default::default()
+    };
+    let mut jobs = github_client(&sim).green_jobs(&ev).await.unwrap();
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["build", "test"]);
+    assert!(String::from_utf8_lossy(&jobs[0].log).contains("compiled 12 crates"));
+    assert!(String::from_utf8_lossy(&jobs[1].log).contains("ok: 40 passed"));
+    let workflow = &jobs[0].workflow;
+    assert!(!workflow.is_empty() && *workflow == jobs[1].workflow);
+    let api_calls = sim.requests().await[before..]
+        .iter()
+        .filter(|r| !r.path().starts_with("/_blobs/"))
+        .count();
+    assert_eq!(api_calls, 3, "one listing, one log call per job");
 }
 
 /// GitHub refuses a second re-run while the attempt the first started is in progress: the

@@ -171,6 +171,7 @@ fn parse_build(resource: Value, containers: &Value) -> Result<Parsed, ParseError
         // Tasks allowed to fail (continueOnError) do not fail the build.
         "succeeded" | "partiallysucceeded" => Ok(Parsed::Success {
             repository,
+            workflow: None,
             run_id: r.id.to_string(),
             attempt: OUTCOME_ATTEMPT,
             finished_at_ms: finished,

@@ -115,6 +115,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
     let parsed = match results {
         SUCCESS | WARNINGS => Parsed::Success {
             repository: builder,
+            workflow: None,
             run_id,
             attempt,
             finished_at_ms,
@@ -196,6 +197,7 @@ mod tests {
             d.parsed,
             Parsed::Success {
                 repository: "flaky".into(),
+                workflow: None,
                 run_id: "1".into(),
                 attempt: 4,
                 finished_at_ms: Some(1_795_435_092_000)

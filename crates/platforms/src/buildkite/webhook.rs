@@ -220,6 +220,7 @@ pub fn parse_delivery(event: Option<&str>, body: &[u8]) -> Result<Parsed, ParseE
         ("build.finished", _) => match b.state.as_str() {
             "passed" => Parsed::Success {
                 repository: repository.clone(),
+                workflow: None,
                 run_id: run_id.clone(),
                 attempt: OUTCOME_ATTEMPT,
                 finished_at_ms: parse_time_ms(b.finished_at.as_deref()),

@@ -131,6 +131,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
         "workflow-completed" => match p.workflow.status.as_deref().unwrap_or("") {
             "success" => Parsed::Success {
                 repository: p.project.slug.clone(),
+                workflow: None,
                 run_id: run_id.clone(),
                 attempt: OUTCOME_ATTEMPT,
                 finished_at_ms: parse_time_ms(p.workflow.stopped_at.as_deref()),

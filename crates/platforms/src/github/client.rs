@@ -5,7 +5,7 @@ use super::webhook::{failed_conclusion, parse_time_ms, Run};
 use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
 use crate::settings::Section;
 use crate::webhook::{slug_char, valid_path};
-use crate::{require, Ci, JobLog, PlatformError, Rerun, RunState};
+use crate::{require, Ci, GreenJob, JobLog, PlatformError, Rerun, RunState};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -37,6 +37,8 @@ struct ApiJob {
     name: String,
     #[serde(default)]
     conclusion: Option<String>,
+    #[serde(default)]
+    workflow_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,22 +127,45 @@ impl GithubClient {
         api: &ApiClient,
         ev: &FailureEvent,
     ) -> Result<Vec<ApiJob>, PlatformError> {
-        let path = format!("{}/attempts/{}/jobs", self.run_path(ev)?, ev.attempt);
-        let jobs: Vec<ApiJob> = api
-            .get_all(
-                "list jobs",
-                &path,
-                Paging::PageNumber {
-                    items: Some("jobs"),
-                    total: Some("total_count"),
-                    per_page: 100,
-                },
-            )
-            .await?;
+        let jobs = self.attempt_jobs(api, ev).await?;
         Ok(jobs
             .into_iter()
             .filter(|j| j.conclusion.as_deref().is_some_and(failed_conclusion))
             .collect())
+    }
+
+    /// Every job of one run attempt, 100 a page.
+    async fn attempt_jobs(
+        &self,
+        api: &ApiClient,
+        ev: &FailureEvent,
+    ) -> Result<Vec<ApiJob>, PlatformError> {
+        let path = format!("{}/attempts/{}/jobs", self.run_path(ev)?, ev.attempt);
+        api.get_all(
+            "list jobs",
+            &path,
+            Paging::PageNumber {
+                items: Some("jobs"),
+                total: Some("total_count"),
+                per_page: 100,
+            },
+        )
+        .await
+    }
+
+    /// One job's log (its last [`crate::api::LOG_TAIL_BYTES`]): a 302 to a short-lived
+    /// download URL on blob storage, followed without the token, which stays on the API's
+    /// origin.
+    async fn log_of(
+        api: &ApiClient,
+        ev: &FailureEvent,
+        job: u64,
+    ) -> Result<Vec<u8>, PlatformError> {
+        let path = format!("{}/actions/jobs/{job}/logs", repo_path(ev)?);
+        Ok(api
+            .log_tail("download job log", &path)
+            .await?
+            .unwrap_or_default())
     }
 
     /// The run a dispatch answered without details started: the newest `workflow_dispatch`
@@ -238,17 +263,32 @@ impl Ci for GithubClient {
         let api = self.api_for(ev).await?;
         let mut out = Vec::new();
         for j in self.failed_jobs(&api, ev).await? {
-            // 302 to a short-lived download URL on blob storage: followed without the token,
-            // which stays on the API's origin.
-            let path = format!("{}/actions/jobs/{}/logs", repo_path(ev)?, j.id);
-            let log = api.log_tail("download job log", &path).await?;
+            let log = Self::log_of(&api, ev, j.id).await?;
             out.push(JobLog {
                 job: FailedJob {
                     id: j.id.to_string(),
                     name: j.name,
                     ..Default::default()
                 },
-                log: log.unwrap_or_default(),
+                log,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One call for the attempt's jobs (100 a page), then one per successful job's log.
+    async fn green_jobs(&self, ev: &FailureEvent) -> Result<Vec<GreenJob>, PlatformError> {
+        let api = self.api_for(ev).await?;
+        let mut out = Vec::new();
+        for j in self.attempt_jobs(&api, ev).await? {
+            if j.conclusion.as_deref() != Some("success") {
+                continue;
+            }
+            let log = Self::log_of(&api, ev, j.id).await?;
+            out.push(GreenJob {
+                name: j.name,
+                workflow: j.workflow_name.unwrap_or_default(),
+                log,
             });
         }
         Ok(out)

@@ -121,6 +121,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
             if conclusion == "success" {
                 return Ok(Parsed::Success {
                     repository: p.repository.full_name,
+                    workflow: r.name.clone(),
                     run_id: r.id.to_string(),
                     attempt,
                     finished_at_ms: parse_time_ms(r.updated_at.as_deref()),

@@ -142,6 +142,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
             match a.status.as_str() {
                 "success" => Ok(Parsed::Success {
                     repository,
+                    workflow: None,
                     run_id: a.id.to_string(),
                     attempt: OUTCOME_ATTEMPT,
                     finished_at_ms: parse_time_ms(a.finished_at.as_deref()),

@@ -83,6 +83,7 @@ fn outcome(
     match status.to_ascii_uppercase().as_str() {
         "SUCCESS" => Parsed::Success {
             repository: repo.clone(),
+            workflow: None,
             run_id: repo,
             attempt: number,
             finished_at_ms: times.1,

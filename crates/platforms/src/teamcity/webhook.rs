@@ -137,6 +137,7 @@ fn parse_finished(payload: Value) -> Result<Parsed, ParseError> {
     match b.status.as_deref().unwrap_or("") {
         "SUCCESS" => Ok(Parsed::Success {
             repository: b.build_type_id,
+            workflow: None,
             run_id,
             attempt,
             finished_at_ms: finished,

@@ -214,6 +214,7 @@ async fn intake(
     }
     // A replay is answered from the store inside the write (exact even for twins that
     // arrive together), so there is no separate look-up first.
+    let mut green = None;
     let intake = match delivery.parsed {
         Parsed::Ping => {
             return Ok((StatusCode::OK, Json(json!({"status": "pong"}))).into_response())
@@ -228,15 +229,19 @@ async fn intake(
         Parsed::Failure(ev) => Intake::Failure(*ev),
         Parsed::Success {
             repository,
+            workflow,
             run_id,
             attempt,
             finished_at_ms,
-        } => Intake::Success {
-            repository,
-            run_id,
-            attempt,
-            finished_at_ms,
-        },
+        } => {
+            green = workflow.map(|w| (w, repository.clone(), run_id.clone(), attempt));
+            Intake::Success {
+                repository,
+                run_id,
+                attempt,
+                finished_at_ms,
+            }
+        }
     };
     let run_id = match &intake {
         Intake::Failure(ev) => ev.run_id.clone(),
@@ -251,6 +256,17 @@ async fn intake(
         tracing::info!(%platform, delivery = ?delivery.id, session = %id, "delivery stored");
     }
     st.worker_wake.notify_one();
+    if let Some((workflow, repository, run_id, attempt)) = green {
+        // After the delivery is stored, so learning never delays or fails its intake.
+        let green = crate::worker::baseline::Green {
+            platform,
+            repository,
+            workflow,
+            run_id,
+            attempt,
+        };
+        tokio::spawn(crate::worker::baseline::learn_green(st.clone(), green));
+    }
     Ok(answer(r.outcome))
 }
 

@@ -8,6 +8,7 @@
 
 use crate::Shared;
 use pipeguard_core::analysis::{Baseline, Hints};
+use pipeguard_core::event::{FailureEvent, Platform};
 use pipeguard_core::heal::JobDiagnosis;
 use pipeguard_platforms::JobLog;
 use pipeguard_store::{now_ms, BaselineKey, SessionRecord, Store, StoreError};
@@ -64,6 +65,58 @@ pub async fn learn(
     let bytes = String::from_utf8(model.to_bytes()).expect("the model is JSON");
     store.put_baseline(key, &bytes, &runs).await?;
     Ok(Learned::Folded)
+}
+
+/// A green run attempt a success delivery announced.
+#[derive(Debug, Clone)]
+pub struct Green {
+    pub platform: Platform,
+    pub repository: String,
+    pub workflow: String,
+    pub run_id: String,
+    pub attempt: u32,
+}
+
+/// Learns each successful job of a green attempt, when its workflow failed within
+/// [`FAILED_WITHIN_MS`]; else no API call is made. Errors are logged: learning is best effort.
+pub async fn learn_green(st: Shared, g: Green) {
+    let since = now_ms() - FAILED_WITHIN_MS;
+    let platform = g.platform.as_str();
+    match st
+        .store
+        .failed_since(platform, &g.repository, &g.workflow, since)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => return tracing::warn!("green run not learned: {e}"),
+    }
+    let Some(ci) = st.ci(g.platform, &g.repository) else {
+        return;
+    };
+    let event = FailureEvent {
+        platform: Some(g.platform),
+        repository: g.repository.clone(),
+        run_id: g.run_id.clone(),
+        attempt: g.attempt,
+        workflow: g.workflow.clone(),
+        ..Default::default()
+    };
+    let jobs = match ci.green_jobs(&event).await {
+        Ok(jobs) => jobs,
+        Err(e) => return tracing::warn!(run = %g.run_id, "green run not learned: {e}"),
+    };
+    for j in jobs {
+        let key = BaselineKey {
+            platform: platform.to_string(),
+            repository: g.repository.clone(),
+            workflow: g.workflow.clone(),
+            job: j.name,
+        };
+        if let Err(e) = learn(&st.store, &key, &g.run_id, j.log).await {
+            tracing::warn!(run = %g.run_id, job = %key.job, "green run not learned: {e}");
+        }
+    }
 }
 
 /// The model key of one job of a session.
