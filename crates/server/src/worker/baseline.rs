@@ -19,6 +19,11 @@ pub const LEARN_EVERY_MS: i64 = 10 * 60_000;
 /// Green runs are learned only for workflows that failed within this window.
 pub const FAILED_WITHIN_MS: i64 = 30 * 86_400_000;
 
+/// Green runs read at once: during a burst of success webhooks the others are skipped rather
+/// than queued, so learning never holds more than this many sets of logs nor spends API calls
+/// faster than this many downloads at a time.
+static LEARNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// What [`learn`] did with a green log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
@@ -93,6 +98,9 @@ pub async fn learn_green(st: Shared, g: Green) {
     }
     let Some(ci) = st.ci(g.platform, &g.repository) else {
         return;
+    };
+    let Ok(_permit) = LEARNING.try_acquire() else {
+        return tracing::debug!(run = %g.run_id, "green run not learned: two are being read");
     };
     let event = FailureEvent {
         platform: Some(g.platform),
