@@ -20,6 +20,7 @@ pub mod policy;
 pub mod safety;
 pub mod secrets;
 pub mod simulate;
+pub mod stats;
 
 pub use analysis::{Analyzer, Diagnosis, Evidence};
 pub use category::Category;

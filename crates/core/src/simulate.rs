@@ -653,16 +653,6 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// The nearest-rank percentile `p` (0–100) of `xs`; 0 when empty.
-fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * xs.len() as f64).ceil() as usize;
-    xs[rank.clamp(1, xs.len()) - 1]
-}
-
 fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {
         return 0.0;

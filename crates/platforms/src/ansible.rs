@@ -63,12 +63,7 @@ impl AnsibleFailure {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::api::now_ms;
 
 /// One reported task failure.
 pub fn parse_report(body: &[u8]) -> Result<FailureEvent, ParseError> {

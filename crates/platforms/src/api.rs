@@ -680,6 +680,15 @@ pub async fn read_tail(
     Ok(buf)
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it). The one clock of this crate:
+/// platforms sits below the store in the crate graph, so it cannot use `pipeguard_store::now_ms`.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,12 +33,7 @@ struct GenericFailure {
     repository: Option<String>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::api::now_ms;
 
 /// `{"source","job_name","build_number","stage","error_message","target_hosts","log"}`.
 pub fn parse_report(body: &[u8]) -> Result<FailureEvent, ParseError> {

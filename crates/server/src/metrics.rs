@@ -11,6 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use pipeguard_core::stats::percentile;
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -202,14 +203,6 @@ fn rate(part: i64, whole: i64) -> Value {
     }
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
 #[derive(Default)]
 struct Tally {
     sessions: i64,
@@ -329,18 +322,4 @@ pub async fn stats(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
         "escalations": total.escalated,
         "top_fingerprints": st.store.top_fingerprints(10).await?,
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<i64> = (1..=10).collect();
-        assert_eq!(percentile(&v, 0.5), Some(5));
-        assert_eq!(percentile(&v, 0.9), Some(9));
-        assert_eq!(percentile(&[7], 0.9), Some(7));
-        assert_eq!(percentile(&[], 0.5), None);
-    }
 }

@@ -1,6 +1,7 @@
 //! Outcomes per UTC day, for charts of healing over time.
 
 use crate::{Result, Store};
+use pipeguard_core::stats::percentile;
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -74,28 +75,11 @@ impl Store {
     }
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Intake, IntakeOutcome, SessionStatus, SessionUpdate, Transition};
     use pipeguard_core::event::{FailureEvent, Platform};
-
-    #[test]
-    fn nearest_rank() {
-        assert_eq!(percentile(&[], 0.5), None);
-        assert_eq!(percentile(&[7], 0.9), Some(7));
-        assert_eq!(percentile(&[1, 2, 3, 4], 0.5), Some(2));
-        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9), Some(9));
-    }
 
     /// A session of run `run` that ended as `to` at `at` with a time to green.
     async fn finish(store: &Store, run: &str, to: SessionStatus, at: i64, ttg: Option<i64>) {

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Args;
 use hmac::{Hmac, Mac};
+use pipeguard_core::stats;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
@@ -383,12 +384,9 @@ async fn send_one(client: &reqwest::Client, url: &str, plan: &Plan, send: Send) 
     }
 }
 
+/// The latency percentile in milliseconds from sorted microseconds; 0 when nothing was measured.
 fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64 / 1000.0
+    stats::percentile(sorted, p).map_or(0.0, |us| f64::from(us) / 1000.0)
 }
 
 fn percent(cpu_seconds: f64, elapsed: f64) -> f64 {

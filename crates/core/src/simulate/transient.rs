@@ -4,9 +4,10 @@
 //! take the same path; the ones it re-runs itself wait for the run to complete, except on
 //! platforms that retry a job while the run goes on.
 
-use super::{percentile, round1, Outcome, SimConfig, TraceRun};
+use super::{round1, Outcome, SimConfig, TraceRun};
 use crate::event::Platform;
 use crate::policy::Strategy;
+use crate::stats::percentile;
 use serde::Serialize;
 
 /// The ways of getting a transient failure green that the report compares.
@@ -55,10 +56,12 @@ impl Spread {
             };
         }
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let mut sorted = xs.to_vec();
+        sorted.sort_by(f64::total_cmp);
         Spread {
             mean: round1(mean),
-            p50: round1(percentile(xs.to_vec(), 50.0)),
-            p90: round1(percentile(xs.to_vec(), 90.0)),
+            p50: round1(percentile(&sorted, 0.5).unwrap_or(0.0)),
+            p90: round1(percentile(&sorted, 0.9).unwrap_or(0.0)),
         }
     }
 }

@@ -64,9 +64,7 @@ fn attempt_in_progress(e: PlatformError) -> PlatformError {
     }
 }
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::api::now_ms;
 
 /// `/repos/{owner}/{repo}`, each part checked and encoded: a name never steers the URL.
 fn repo_path(ev: &FailureEvent) -> Result<String, PlatformError> {
