@@ -9,15 +9,7 @@ use pipeguard_core::Risk;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// What a command is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    Diagnostic,
-    Fix,
-    Verify,
-    Rollback,
-}
+pub use pipeguard_core::safety::Purpose;
 
 /// Whether a command runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

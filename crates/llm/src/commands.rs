@@ -7,25 +7,7 @@ use pipeguard_core::secrets::{REDACTED, REDACTED_EMAIL, REDACTED_HOST, REDACTED_
 use pipeguard_core::Risk;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    Diagnostic,
-    Fix,
-    Verify,
-    Rollback,
-}
-
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Diagnostic => "diagnostic",
-            Purpose::Fix => "fix",
-            Purpose::Verify => "verify",
-            Purpose::Rollback => "rollback",
-        }
-    }
-}
+pub use pipeguard_core::safety::Purpose;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposedCommand {

@@ -118,17 +118,18 @@ pub struct ApiClient {
     opts: HttpOptions,
 }
 
+/// What every pipeguard HTTP client has: its name and bounded waits.
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("pipeguard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+}
+
 fn shared_http() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("pipeguard/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("HTTP client builds")
-        })
+        .get_or_init(|| http_builder().build().expect("HTTP client builds"))
         .clone()
 }
 
@@ -138,10 +139,7 @@ fn api_http() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("pipeguard/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
+            http_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("HTTP client builds")

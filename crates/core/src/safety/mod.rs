@@ -149,3 +149,25 @@ const DYN: char = '\u{1}';
 /// Follows `DYN` when that expansion is the run's temporary or work directory (`$TMPDIR`,
 /// `$GITHUB_WORKSPACE`, unset in the script); the text never holds it otherwise.
 const TMP: char = '\u{4}';
+
+/// What a proposed command is for: the model's answers and the Ansible host loop sort the
+/// commands they gate by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Diagnostic,
+    Fix,
+    Verify,
+    Rollback,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Diagnostic => "diagnostic",
+            Purpose::Fix => "fix",
+            Purpose::Verify => "verify",
+            Purpose::Rollback => "rollback",
+        }
+    }
+}
