@@ -4,6 +4,9 @@
 
 mod common;
 
+#[path = "../../../tests/support/require.rs"]
+mod require;
+
 use common::*;
 use pipeguard_core::event::Platform;
 use pipeguard_core::planner::Mode;
@@ -261,5 +264,42 @@ async fn observe_records_what_it_would_do_people_confirm_it_and_act_takes_over()
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
+    if readiness_page(&app).await {
+        let now = app.get("/api/v1/readiness").await;
+        assert_eq!(
+            now["repositories"][0]["mode"], "observe",
+            "switched from the page"
+        );
+    }
     app.stop().await;
+}
+
+/// The Readiness page in headless Chromium (skipped without the browser): the figures, the
+/// recommendation, the cases and the switch back to observe. False when skipped.
+async fn readiness_page(app: &TestApp) -> bool {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
+    if !root.join("node_modules/playwright-core").exists() || !chromium.exists() {
+        require::missing("the Readiness page check: bash .ci/setup-browser.sh installs its tools");
+        return false;
+    }
+    let out = tokio::process::Command::new("node")
+        .arg("readiness.mjs")
+        .current_dir(&root)
+        .env("BASE", &app.base)
+        .env("TOKEN", &app.token)
+        .env("REPOSITORY", REPO)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the browser check failed: {stdout}{stderr}"
+    );
+    true
 }
