@@ -54,10 +54,15 @@ impl Served {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned at once, so the process is killed and waited for even when it never listens.
+        let served = Served {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            db,
+        };
         for _ in 0..500 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Served { child, base, db };
+                return served;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
