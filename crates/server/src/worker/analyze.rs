@@ -213,8 +213,12 @@ async fn gather(
     jobs: &[JobDiagnosis],
     model: Option<ModelVerdict>,
 ) -> Result<Known, JobError> {
+    let mode = st.mode_for(super::platform_of(s), &s.repository).await?;
     let Some(heal) = planner::choose(jobs).map(|c| c.heal) else {
-        return Ok(Known::default());
+        return Ok(Known {
+            mode,
+            ..Default::default()
+        });
     };
     let learned = st
         .store
@@ -236,6 +240,7 @@ async fn gather(
         platform: ci
             .map(|ci| super::fixes::traits(st, s, ci))
             .unwrap_or_default(),
+        mode,
         ..Default::default()
     })
 }
@@ -283,8 +288,9 @@ async fn persist(
     explained: Option<&super::explain::Consulted>,
     marks: &super::baseline::Marks,
 ) -> Result<(), JobError> {
-    let Step::Plan(stored) = next.step else {
-        return escalate_unknown(st, s, &next.reason).await;
+    let stored = match next.step {
+        Step::Plan(stored) | Step::Close(Some(stored)) => stored,
+        _ => return escalate_unknown(st, s, &next).await,
     };
     let diag = &planner::choose(jobs)
         .expect("a run with a plan has a diagnosis")
@@ -310,7 +316,11 @@ async fn persist(
             .then(|| plan.strategy.as_str().to_string()),
         transient: Some(diag.transient),
         diagnosis: Some(diagnosis_json),
-        reason: Some(plan.reason.clone()),
+        // Observed: what would have happened is the session's reason.
+        reason: Some(match next.status {
+            S::Observed => next.reason.clone(),
+            _ => plan.reason.clone(),
+        }),
         finished_at: next.status.is_terminal().then(now_ms),
         plan: Some(stored.clone()),
         audit: Some(pipeguard_store::AuditEntry::new(
@@ -326,6 +336,9 @@ async fn persist(
     let t = Transition::new(next.event, &next.reason);
     let moved = st.store.update_session(&s.id, t, update).await?;
     tracing::info!(category = %diag.category, decision = ?plan.decision, reason = ?plan.reason, "planned");
+    if moved {
+        super::decisions::record(st, s, &stored).await?;
+    }
     crate::flaky::record_outcome(st, &s.id).await;
     if moved && next.status == S::Planned {
         let at = now_ms() + delay as i64 * 1000;
@@ -335,15 +348,17 @@ async fn persist(
     Ok(())
 }
 
-/// No failed job or log: a person must look.
-async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
+/// No failed job or log: a person must look (in observe mode, would have had to).
+async fn escalate_unknown(st: &Shared, s: &SessionRecord, next: &Next) -> Result<(), JobError> {
     let update = SessionUpdate {
-        reason: Some(reason.to_string()),
+        reason: Some(next.reason.clone()),
         category: Some(Category::Unknown.to_string()),
         finished_at: Some(now_ms()),
         ..Default::default()
     };
-    let t = Transition::new(Event::EscalatePlan, reason);
-    st.store.update_session(&s.id, t, update).await?;
+    let t = Transition::new(next.event, &next.reason);
+    if st.store.update_session(&s.id, t, update).await? {
+        super::decisions::withheld(st, s, next.status).await?;
+    }
     Ok(())
 }
