@@ -112,9 +112,12 @@ pub fn slack_payload(s: &SessionRecord, status: &str) -> Value {
     body
 }
 
-/// The buttons of a Slack message by the status it tells of: `(action_id, label, style)`.
-/// A press comes back to `POST /webhooks/slack/interactions` with the session as its value.
-const SLACK_BUTTONS: &[(&str, &[(&str, &str, &str)])] = &[
+/// A Slack button: `(action_id, label, style)`.
+type Button = (&'static str, &'static str, &'static str);
+
+/// The buttons of a Slack message by the status it tells of. A press comes back to
+/// `POST /webhooks/slack/interactions` with the session as its value.
+const SLACK_BUTTONS: &[(&str, &[Button])] = &[
     (
         "awaiting_approval",
         &[

@@ -275,7 +275,7 @@ async fn a_gitlab_approve_note_from_a_group_member_reruns_once_and_is_answered()
     let mallory = User::new(9, "mallory");
     let config = GitlabConfig::default()
         .token("glpat-sim")
-        .group("acme/release", &[alice.clone()]);
+        .group("acme/release", std::slice::from_ref(&alice));
     let sim = GitlabSim::start(config).await.unwrap();
     let url = sim.base_url();
     let app = TestApp::start_with(|c| {

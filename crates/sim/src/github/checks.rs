@@ -83,9 +83,9 @@ fn check(body: &Value, creating: bool) -> Result<(), String> {
     if body["status"] == "completed" && !body["conclusion"].is_string() {
         return Err("conclusion is required when status is completed".into());
     }
-    if !body["output"].is_null()
-        && !(body["output"]["title"].is_string() && body["output"]["summary"].is_string())
-    {
+    let output = &body["output"];
+    let described = output["title"].is_string() && output["summary"].is_string();
+    if !output.is_null() && !described {
         return Err("output needs title and summary".into());
     }
     let actions = body["actions"].as_array().map(Vec::as_slice).unwrap_or(&[]);
