@@ -58,6 +58,61 @@ pub enum Parsed {
         attempt: u32,
         finished_at_ms: Option<i64>,
     },
+    /// A person's decision given where they work: a check run's button, a note.
+    Command(Box<Command>),
+}
+
+/// What a person asked pipeguard to do about a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Approve,
+    Reject,
+    /// Send a failed session's work again.
+    Retry,
+}
+
+impl Verb {
+    /// The words people type and buttons carry: `approve`, `reject`, `retry`.
+    pub const ALL: [(&'static str, Verb); 3] = [
+        ("approve", Verb::Approve),
+        ("reject", Verb::Reject),
+        ("retry", Verb::Retry),
+    ];
+
+    pub fn parse(word: &str) -> Option<Verb> {
+        Verb::ALL.iter().find(|(w, _)| *w == word).map(|(_, v)| *v)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Verb::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(w, _)| *w)
+            .unwrap_or("")
+    }
+}
+
+/// Where a command was given; it names the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandPlace {
+    /// A check run pipeguard made: its `external_id` is the session.
+    CheckRun { id: u64, session: String },
+    /// A note on a merge request whose head is `sha`.
+    MergeRequest { iid: u64, sha: String },
+    /// A note on commit `sha`.
+    Commit { sha: String },
+}
+
+/// A person's command as a platform delivered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub verb: Verb,
+    /// The platform's user name (GitHub login, GitLab username).
+    pub user: String,
+    /// The platform's numeric user id, where memberships are looked up by it (GitLab).
+    pub user_id: Option<u64>,
+    pub repository: String,
+    pub place: CommandPlace,
 }
 
 impl Parsed {
@@ -66,6 +121,7 @@ impl Parsed {
         match self {
             Parsed::Failure(ev) => Some(&ev.repository),
             Parsed::Success { repository, .. } => Some(repository),
+            Parsed::Command(c) => Some(&c.repository),
             _ => None,
         }
     }

@@ -23,10 +23,15 @@ pub struct Section {
     pub app_id: Option<String>,
     /// GitHub App: the PEM file of its private key.
     pub private_key_file: Option<String>,
+    /// Who may approve from the platform itself (a check run's button, a `/pipeguard` note):
+    /// user names, and GitHub `org/team` or GitLab group paths whose members may.
+    pub approvers: Vec<String>,
 }
 
 /// Platforms whose section also takes an app's id and private key.
 const APP_PLATFORMS: &[&str] = &["github"];
+/// Platforms where people approve from the platform (`approvers`).
+const APPROVER_PLATFORMS: &[&str] = &["github", "gitlab"];
 
 fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
@@ -65,6 +70,9 @@ impl SectionSpec {
         }
         if APP_PLATFORMS.contains(&self.key) {
             k.extend(["app_id", "private_key_file"]);
+        }
+        if APPROVER_PLATFORMS.contains(&self.key) {
+            k.push("approvers");
         }
         k
     }
@@ -143,6 +151,12 @@ impl SectionSpec {
             }
             if let Some(v) = var("APP_PRIVATE_KEY_FILE") {
                 s.private_key_file = Some(v);
+            }
+        }
+        if APPROVER_PLATFORMS.contains(&self.key) {
+            if let Some(v) = var("APPROVERS") {
+                s.approvers = v.split(',').map(|a| a.trim().to_string()).collect();
+                s.approvers.retain(|a| !a.is_empty());
             }
         }
         Ok(())

@@ -7,8 +7,8 @@ use crate::Shared;
 use pipeguard_core::lifecycle::Event;
 use pipeguard_core::planner::{self, Happened, Step};
 use pipeguard_store::{
-    now_ms, ApprovalRecord, SessionFilter, SessionRecord, SessionStatus as S, SessionUpdate, Task,
-    Transition,
+    now_ms, ApprovalRecord, RetryDead, SessionFilter, SessionRecord, SessionStatus as S,
+    SessionUpdate, Task, Transition,
 };
 
 /// What a decision did.
@@ -205,6 +205,34 @@ pub async fn reject(
         ));
     }
     Ok(Decided::Rejected)
+}
+
+/// What sending a failed session's work again did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retried {
+    pub kinds: Vec<String>,
+    pub status: S,
+}
+
+/// Sends a failed session's dead letters again, as `who`.
+pub async fn retry(st: &Shared, id: &str, who: &Principal) -> Result<Retried, DecisionError> {
+    match st.store.retry_dead(id, &who.name).await? {
+        RetryDead::NotFound => Err(DecisionError::NotFound(id.to_string())),
+        RetryDead::NotFailed(s) => Err(DecisionError::Conflict(format!(
+            "session {id} is {}, not failed: only a failed session's work is sent again",
+            s.as_str()
+        ))),
+        RetryDead::NothingDead => Err(DecisionError::Conflict(format!(
+            "session {id} has no dead letters"
+        ))),
+        RetryDead::Requeued { kinds, status } => {
+            let detail = serde_json::json!({"requeued": kinds, "status": status.as_str(),
+                                            "via": who.via});
+            crate::audit::record(st, &who.name, "session.retried", id, detail).await;
+            st.worker_wake.notify_one();
+            Ok(Retried { kinds, status })
+        }
+    }
 }
 
 /// Escalates plans nobody approved in time. Returns how many.

@@ -39,6 +39,32 @@ pub struct Config {
     pub retention: RetentionSection,
     /// The optional model that explains failures the rules cannot place.
     pub llm: pipeguard_llm::LlmConfig,
+    /// Decisions from Slack messages' buttons.
+    pub slack: SlackSection,
+}
+
+/// Slack's interactive messages: the app's signing secret proves each button press, and
+/// only the listed Slack user ids may decide.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackSection {
+    /// The Slack app's signing secret (`PIPEGUARD_SLACK_SIGNING_SECRET`).
+    pub signing_secret: Option<String>,
+    /// Slack user ids (`U…`) who may approve, reject or retry.
+    pub approvers: Vec<String>,
+}
+
+impl std::fmt::Debug for SlackSection {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackSection")
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("approvers", &self.approvers)
+            .finish()
+    }
 }
 
 /// How API callers prove who they are: API tokens always; JWTs when `[auth.oidc]` is set.
@@ -257,6 +283,7 @@ impl Default for Config {
             encryption: EncryptionSection::default(),
             retention: RetentionSection::default(),
             llm: pipeguard_llm::LlmConfig::default(),
+            slack: SlackSection::default(),
         }
     }
 }
@@ -482,6 +509,9 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_RETENTION_DAYS") {
             self.retention.days = num("PIPEGUARD_RETENTION_DAYS", v)?;
+        }
+        if let Some(v) = nonempty("PIPEGUARD_SLACK_SIGNING_SECRET") {
+            self.slack.signing_secret = Some(v);
         }
         self.llm.apply_env(nonempty)?;
         Ok(())

@@ -4,6 +4,7 @@ pub mod analyst;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod dashboard;

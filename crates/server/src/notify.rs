@@ -106,7 +106,39 @@ pub fn slack_payload(s: &SessionRecord, status: &str) -> Value {
             json!({"type": "section", "text": {"type": "mrkdwn", "text": x}}),
         );
     }
+    if let (Some(b), Some(blocks)) = (slack_buttons(s, status), body["blocks"].as_array_mut()) {
+        blocks.push(b);
+    }
     body
+}
+
+/// A Slack button: `(action_id, label, style)`.
+type Button = (&'static str, &'static str, &'static str);
+
+/// The buttons of a Slack message by the status it tells of. A press comes back to
+/// `POST /webhooks/slack/interactions` with the session as its value.
+const SLACK_BUTTONS: &[(&str, &[Button])] = &[
+    (
+        "awaiting_approval",
+        &[
+            ("approve", "Approve", "primary"),
+            ("reject", "Reject", "danger"),
+        ],
+    ),
+    ("failed", &[("retry", "Retry", "primary")]),
+];
+
+/// The `actions` block for `status`, when people can decide something there.
+fn slack_buttons(s: &SessionRecord, status: &str) -> Option<Value> {
+    let (_, buttons) = SLACK_BUTTONS.iter().find(|(st, _)| *st == status)?;
+    let elements: Vec<Value> = buttons
+        .iter()
+        .map(|(id, label, style)| {
+            json!({"type": "button", "action_id": id, "value": s.id, "style": style,
+                   "text": {"type": "plain_text", "text": label}})
+        })
+        .collect();
+    Some(json!({"type": "actions", "block_id": "pipeguard", "elements": elements}))
 }
 
 /// Log text is untrusted: Slack's control characters are escaped, and a code fence inside it

@@ -43,6 +43,8 @@ pub struct AppState {
     /// The model that explains failures the rules cannot place; `None` when none is
     /// configured, and then nothing asks one.
     pub analyst: Option<Arc<pipeguard_llm::Analyst>>,
+    /// Approvers' team and group memberships, read from the platforms and kept briefly.
+    pub memberships: crate::commands::Memberships,
 }
 
 pub type Shared = Arc<AppState>;
@@ -67,6 +69,7 @@ fn tenant_section(base: &Section, r: &RepoConfig) -> Section {
         // A repository's own token replaces the app for it.
         app_id: base.app_id.clone().filter(|_| r.token.is_none()),
         private_key_file: base.private_key_file.clone().filter(|_| r.token.is_none()),
+        approvers: base.approvers.clone(),
     }
 }
 
@@ -150,6 +153,7 @@ impl AppState {
             loopback: is_loopback(&config.listen),
             shutdown,
             analyst: analyst(&config)?,
+            memberships: Default::default(),
             config,
         }))
     }

@@ -1,9 +1,13 @@
-//! Notifications on the commit: a GitHub check run or commit status when a session is
-//! escalated or waits for approval, nothing when it heals.
+//! Notifications on the commit: a GitHub check run (on the GitHub stand-in) or commit status
+//! when a session is escalated or waits for approval, nothing when it heals.
 
 mod common;
 
 use common::*;
+use pipeguard_core::event::Platform;
+use pipeguard_sim::github::{GithubConfig, GithubSim};
+use pipeguard_sim::logs::sample;
+use pipeguard_sim::{JobSpec, RunSpec, WebhookTarget};
 use serde_json::{json, Value};
 use std::time::Duration;
 use wiremock::matchers::{method, path};
@@ -100,44 +104,113 @@ async fn posted_now(app: &TestApp, p: &str) -> Vec<(Value, wiremock::Request)> {
         .collect()
 }
 
+/// Three runs of one commit on the GitHub stand-in: a compile error (escalated), a deploy
+/// (awaiting approval), a flaky test (healed without people).
+async fn three_runs_on_the_stand_in() -> (GithubSim, TestApp, [String; 3]) {
+    let sim = GithubSim::start(GithubConfig::default().token("ghs_testtoken"))
+        .await
+        .unwrap();
+    let url = sim.base_url();
+    let app = TestApp::start_with(|c| {
+        c.platform_mut(Platform::Github).api_url = url;
+        c.worker.verify_poll_seconds = 1;
+        c.notify.push(pipeguard_server::tenants::NotifyConfig {
+            kind: "github_check".into(),
+            url: DASHBOARD.into(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let hook = format!("{}/webhooks/github", app.base);
+    sim.set_webhook(Some(WebhookTarget::new(hook, SECRET)))
+        .await;
+    let log = |c: &str| sample(c).unwrap().log.to_string();
+    let mut ids = vec![];
+    for (workflow, job, category, status) in [
+        ("build.yml", "build", "compilation_error", "escalated"),
+        (
+            "deploy.yml",
+            "deploy-production",
+            "network",
+            "awaiting_approval",
+        ),
+        ("test.yml", "test", "network", "healed"),
+    ] {
+        let spec = RunSpec::new(REPO, workflow)
+            .sha(SHA)
+            .job(JobSpec::new(job).fails(log(category)).passes());
+        sim.start_run(spec).await.unwrap();
+        let id = loop {
+            let list = app.get("/api/v1/sessions").await;
+            let found = list["sessions"].as_array().unwrap().iter().find_map(|s| {
+                let known = ids.contains(&s["id"].as_str().unwrap().to_string());
+                (!known).then(|| s["id"].as_str().unwrap().to_string())
+            });
+            if let Some(id) = found {
+                break id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        app.wait_status(&id, status).await;
+        ids.push(id);
+    }
+    let ids: [String; 3] = ids.try_into().unwrap();
+    (sim, app, ids)
+}
+
 #[tokio::test]
 async fn a_check_run_carries_the_diagnosis_for_escalations_and_approvals_only() {
-    let app = start("github_check").await;
-    let (escalated, waiting, healed) = three_sessions(&app).await;
-    let runs = posted(&app, &format!("/repos/{REPO}/check-runs"), 2).await;
+    let (sim, app, [escalated, waiting, healed]) = three_runs_on_the_stand_in().await;
+    // Anything more would come now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = sim.check_runs(REPO).await;
     assert_eq!(runs.len(), 2, "one check run per session that needs people");
     let by_session = |id: &str| {
         runs.iter()
-            .find(|(b, _)| b["external_id"] == id)
+            .find(|c| c.body["external_id"] == id)
             .unwrap_or_else(|| panic!("no check run for {id}"))
     };
-    let (body, req) = by_session(&escalated);
-    assert_eq!(req.headers["authorization"], "Bearer ghs_testtoken");
-    assert_eq!(req.headers["accept"], "application/vnd.github+json");
+    let writes: Vec<_> = sim
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.path().ends_with("/check-runs"))
+        .collect();
+    assert!(!writes.is_empty());
+    for r in &writes {
+        assert_eq!(r.header("authorization"), Some("Bearer ghs_testtoken"));
+        assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
+    }
+    let body = &by_session(&escalated).body;
     assert_eq!(body["name"], "pipeguard");
     assert_eq!(body["head_sha"], SHA);
     assert_eq!(body["status"], "completed");
     assert_eq!(body["conclusion"], "failure");
+    assert_eq!(
+        body["actions"],
+        json!([]),
+        "nothing to decide on an escalation"
+    );
     let link = format!("{DASHBOARD}/#/sessions/{escalated}");
     assert_eq!(body["details_url"], link);
     assert_eq!(body["output"]["title"], "compilation_error: needs a human");
     let summary = body["output"]["summary"].as_str().unwrap();
-    assert!(
-        summary.contains("error[E0308]: mismatched types"),
-        "{summary}"
-    );
+    let s = app.get(&format!("/api/v1/sessions/{escalated}")).await;
+    let evidence = s["diagnosis"]["evidence"][0]["text"].as_str().unwrap();
+    assert!(summary.contains(evidence), "{evidence} missing: {summary}");
     assert!(summary.contains(&link), "{summary}");
 
-    let (body, _) = by_session(&waiting);
+    let body = &by_session(&waiting).body;
     assert_eq!(body["conclusion"], "action_required");
     assert!(body["output"]["title"]
         .as_str()
         .unwrap()
         .ends_with("waits for an operator's approval"));
+    assert_eq!(body["actions"].as_array().unwrap().len(), 2);
     assert!(
         !runs
             .iter()
-            .any(|(b, _)| b["external_id"] == healed.as_str()),
+            .any(|c| c.body["external_id"] == healed.as_str()),
         "nothing for the healed session"
     );
     app.stop().await;

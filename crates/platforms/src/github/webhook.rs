@@ -1,6 +1,6 @@
 //! GitHub's `workflow_run` and `workflow_job` deliveries.
 
-use crate::{ParseError, Parsed};
+use crate::{Command, CommandPlace, ParseError, Parsed, Verb};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -177,8 +177,61 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 ..Default::default()
             })))
         }
+        "check_run" => requested_action(typed(event, body)?),
         other => object(body).map(|()| Parsed::Ignored(format!("event {other:?} is not handled"))),
     }
+}
+
+#[derive(Deserialize)]
+struct CheckRunPayload {
+    action: String,
+    check_run: CheckRunObject,
+    #[serde(default)]
+    requested_action: Option<RequestedAction>,
+    repository: Repo,
+    sender: Sender,
+}
+
+#[derive(Deserialize)]
+struct CheckRunObject {
+    id: u64,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RequestedAction {
+    identifier: String,
+}
+
+#[derive(Deserialize)]
+struct Sender {
+    login: String,
+}
+
+/// A button pressed on one of pipeguard's check runs (`external_id` = the session).
+fn requested_action(p: CheckRunPayload) -> Result<Parsed, ParseError> {
+    let identifier = p.requested_action.map(|a| a.identifier).unwrap_or_default();
+    let session = p.check_run.external_id.unwrap_or_default();
+    let verb = match Verb::parse(&identifier) {
+        Some(v) if p.action == "requested_action" && !session.is_empty() => v,
+        _ => {
+            return Ok(Parsed::Ignored(format!(
+                "check_run {} {identifier:?} is no pipeguard button",
+                p.action
+            )))
+        }
+    };
+    Ok(Parsed::Command(Box::new(Command {
+        verb,
+        user: p.sender.login,
+        user_id: None,
+        repository: p.repository.full_name,
+        place: CommandPlace::CheckRun {
+            id: p.check_run.id,
+            session,
+        },
+    })))
 }
 
 #[cfg(test)]

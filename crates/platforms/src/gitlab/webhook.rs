@@ -1,6 +1,6 @@
 //! GitLab's Pipeline Hook and Job Hook deliveries.
 
-use crate::{parse_time_ms, ParseError, Parsed, OUTCOME_ATTEMPT};
+use crate::{parse_time_ms, Command, CommandPlace, ParseError, Parsed, Verb, OUTCOME_ATTEMPT};
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use serde::Deserialize;
 use serde_json::Value;
@@ -231,8 +231,82 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 ..Default::default()
             })))
         }
+        "Note Hook" => {
+            let n: NotePayload = serde_json::from_value(value).map_err(shape)?;
+            Ok(note_command(n))
+        }
         other => Ok(Parsed::Ignored(format!("event {other:?} is not handled"))),
     }
+}
+
+#[derive(Deserialize)]
+struct NotePayload {
+    user: NoteUser,
+    project: Project,
+    object_attributes: NoteAttributes,
+    #[serde(default)]
+    merge_request: Option<NoteMergeRequest>,
+    #[serde(default)]
+    commit: Option<NoteCommit>,
+}
+
+#[derive(Deserialize)]
+struct NoteUser {
+    id: u64,
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct NoteAttributes {
+    note: String,
+    noteable_type: String,
+    #[serde(default)]
+    commit_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NoteMergeRequest {
+    iid: u64,
+    #[serde(default)]
+    last_commit: Option<NoteCommit>,
+}
+
+#[derive(Deserialize)]
+struct NoteCommit {
+    id: String,
+}
+
+/// The command of a note whose first line is `/pipeguard approve|reject|retry`, on a merge
+/// request (its head commit names the session) or on a commit.
+fn note_command(n: NotePayload) -> Parsed {
+    let first = n.object_attributes.note.lines().next().unwrap_or("").trim();
+    let mut words = first.split_whitespace();
+    let verb = match (words.next(), words.next().and_then(Verb::parse)) {
+        (Some("/pipeguard"), Some(v)) => v,
+        _ => return Parsed::Ignored("a note with no /pipeguard command".into()),
+    };
+    let place = match n.object_attributes.noteable_type.as_str() {
+        "MergeRequest" => n.merge_request.and_then(|mr| {
+            let sha = mr.last_commit?.id;
+            Some(CommandPlace::MergeRequest { iid: mr.iid, sha })
+        }),
+        "Commit" => n
+            .commit
+            .map(|c| c.id)
+            .or(n.object_attributes.commit_id)
+            .map(|sha| CommandPlace::Commit { sha }),
+        _ => None,
+    };
+    let (Some(place), Some(repository)) = (place, project_path(Some(&n.project), None)) else {
+        return Parsed::Ignored("a /pipeguard note not on a merge request or commit".into());
+    };
+    Parsed::Command(Box::new(Command {
+        verb,
+        user: n.user.username,
+        user_id: Some(n.user.id),
+        repository,
+        place,
+    }))
 }
 
 #[cfg(test)]

@@ -38,38 +38,78 @@ pub fn applies(ch: &NotifyConfig, s: &SessionRecord) -> bool {
 /// What the message says, by the status it was queued for.
 struct Wording {
     title: &'static str,
-    github_conclusion: &'static str,
+    /// `None` while the session is being healed: the check run is in progress.
+    github_conclusion: Option<&'static str>,
     github_state: &'static str,
     gitlab_state: &'static str,
 }
 
-fn wording(status: &str) -> Wording {
-    match status {
-        "awaiting_approval" => Wording {
+const NEEDS_A_HUMAN: Wording = Wording {
+    title: "needs a human",
+    github_conclusion: Some("failure"),
+    github_state: "failure",
+    gitlab_state: "failed",
+};
+
+const HEALING: Wording = Wording {
+    title: "is being healed",
+    github_conclusion: None,
+    github_state: "pending",
+    gitlab_state: "running",
+};
+
+/// By session status; any other status needs a human.
+const WORDING: &[(&str, Wording)] = &[
+    (
+        "awaiting_approval",
+        Wording {
             title: "waits for an operator's approval",
-            github_conclusion: "action_required",
+            github_conclusion: Some("action_required"),
             github_state: "pending",
             gitlab_state: "pending",
         },
-        "healed" => Wording {
+    ),
+    (
+        "healed",
+        Wording {
             title: "was healed",
-            github_conclusion: "success",
+            github_conclusion: Some("success"),
             github_state: "success",
             gitlab_state: "success",
         },
-        "failed" => Wording {
+    ),
+    (
+        "failed",
+        Wording {
             title: "could not be healed",
-            github_conclusion: "failure",
+            github_conclusion: Some("failure"),
             github_state: "failure",
             gitlab_state: "failed",
         },
-        _ => Wording {
-            title: "needs a human",
-            github_conclusion: "failure",
-            github_state: "failure",
-            gitlab_state: "failed",
-        },
-    }
+    ),
+    ("planned", HEALING),
+    ("executing", HEALING),
+    ("verifying", HEALING),
+];
+
+fn wording(status: &str) -> &'static Wording {
+    WORDING
+        .iter()
+        .find(|(s, _)| *s == status)
+        .map_or(&NEEDS_A_HUMAN, |(_, w)| w)
+}
+
+/// The buttons of a check run whose session waits for approval (GitHub: label at most 20
+/// characters, description 40, identifier 20).
+pub const APPROVAL_ACTIONS: &[(&str, &str, &str)] = &[
+    ("Approve re-run", "Run the held plan", "approve"),
+    ("Reject", "Do not run it; escalate", "reject"),
+];
+
+/// Whether a channel of this kind follows its sessions past the statuses it is `on`: a check
+/// run, once created, shows every later change.
+pub fn follows(kind: &str) -> bool {
+    kind == "github_check"
 }
 
 /// The session page on the dashboard.
@@ -151,19 +191,20 @@ pub async fn send(
     let Some(p) = platform_of(&ch.kind) else {
         return Ok(());
     };
-    let section = section_for(config, p, &s.repository);
     let sha = s.head_sha.clone().unwrap_or_default();
     if p == Platform::Github {
+        let section = section_for(config, p, &s.repository);
         let api = github(&section, http, &s.repository, &ch.kind).await?;
         return github_send(&api, ch, s, status, &sha).await;
     }
-    let Some(token) = section.token.clone() else {
-        return Err(PlatformError::Refused {
-            status: 0,
-            message: format!("{}: no {} token configured", ch.kind, p.as_str()),
-        });
-    };
-    gitlab_status(ch, &section, token, http, s, status, &sha).await
+    let api = gitlab_api(config, http, &s.repository).map_err(|e| match e {
+        PlatformError::Refused { status, message } => PlatformError::Refused {
+            status,
+            message: format!("{}: {message}", ch.kind),
+        },
+        other => other,
+    })?;
+    gitlab_status(&api, ch, s, status, &sha).await
 }
 
 /// The API as the repository's token, else as the GitHub App's installation for it.
@@ -254,14 +295,22 @@ async fn upsert_check_run(
     Ok(())
 }
 
-/// `POST /repos/{owner}/{repo}/check-runs`: a completed check whose output carries the
-/// diagnosis; `details_url` opens the session.
+/// `POST /repos/{owner}/{repo}/check-runs`: a check whose output carries the diagnosis,
+/// completed with the session's conclusion or in progress while it heals; `details_url`
+/// opens the session, and a session awaiting approval shows the approval buttons.
 pub fn check_run(ch: &NotifyConfig, s: &SessionRecord, status: &str, sha: &str) -> Value {
-    json!({
+    let w = wording(status);
+    let actions: Vec<Value> = APPROVAL_ACTIONS
+        .iter()
+        .filter(|_| status == "awaiting_approval")
+        .map(|(label, description, identifier)| {
+            json!({"label": label, "description": description, "identifier": identifier})
+        })
+        .collect();
+    let mut body = json!({
         "name": "pipeguard",
         "head_sha": sha,
         "status": "completed",
-        "conclusion": wording(status).github_conclusion,
         "details_url": session_link(ch, s),
         "external_id": s.id,
         "output": {
@@ -269,7 +318,66 @@ pub fn check_run(ch: &NotifyConfig, s: &SessionRecord, status: &str, sha: &str) 
             // GitHub caps the summary at 65535 characters.
             "summary": short(&markdown(ch, s, status), 60_000),
         },
-    })
+        "actions": actions,
+    });
+    match w.github_conclusion {
+        Some(c) => body["conclusion"] = json!(c),
+        None => body["status"] = json!("in_progress"),
+    }
+    body
+}
+
+/// Writes `note` (what a person's button press did) as the title of check run `id` of the
+/// session, keeping the rest as the session's status shows it.
+pub async fn note_on_check_run(
+    config: &Config,
+    http: &HttpOptions,
+    s: &SessionRecord,
+    id: u64,
+    note: &str,
+) -> Result<(), PlatformError> {
+    let Some(ch) = config.notify.iter().find(|c| c.kind == "github_check") else {
+        return Ok(());
+    };
+    let api = github_api(config, http, &s.repository).await?;
+    let mut body = check_run(ch, s, s.status.as_str(), "");
+    body.as_object_mut().map(|b| b.remove("head_sha"));
+    body["output"]["title"] = json!(short(note, 250));
+    let path = format!("/repos/{}/check-runs/{id}", s.repository);
+    api.call("update check run", Method::PATCH, &path, Some(&body))
+        .await?;
+    Ok(())
+}
+
+/// GitHub's API for `repository`, with the credentials pipeguard heals it with.
+pub async fn github_api(
+    config: &Config,
+    http: &HttpOptions,
+    repository: &str,
+) -> Result<ApiClient, PlatformError> {
+    let section = section_for(config, Platform::Github, repository);
+    github(&section, http, repository, "github").await
+}
+
+/// GitLab's API (`/api/v4`) for `repository`, with the credentials pipeguard heals it with.
+pub fn gitlab_api(
+    config: &Config,
+    http: &HttpOptions,
+    repository: &str,
+) -> Result<ApiClient, PlatformError> {
+    let section = section_for(config, Platform::Gitlab, repository);
+    let Some(token) = section.token.clone() else {
+        return Err(PlatformError::Refused {
+            status: 0,
+            message: "no gitlab token configured".into(),
+        });
+    };
+    let base = format!("{}/api/v4", section.api_url.trim_end_matches('/'));
+    Ok(ApiClient::new(
+        &base,
+        Auth::Header("PRIVATE-TOKEN", token),
+        http.clone(),
+    ))
 }
 
 fn short(text: &str, max: usize) -> String {
@@ -284,16 +392,12 @@ fn short(text: &str, max: usize) -> String {
 /// `POST /projects/{id}/statuses/{sha}`, then a note on each open merge request of the commit
 /// (`GET /projects/{id}/repository/commits/{sha}/merge_requests`).
 async fn gitlab_status(
+    api: &ApiClient,
     ch: &NotifyConfig,
-    section: &Section,
-    token: String,
-    http: &HttpOptions,
     s: &SessionRecord,
     status: &str,
     sha: &str,
 ) -> Result<(), PlatformError> {
-    let base = format!("{}/api/v4", section.api_url.trim_end_matches('/'));
-    let api = ApiClient::new(&base, Auth::Header("PRIVATE-TOKEN", token), http.clone());
     let project = format!("/projects/{}", encode(&s.repository));
     let mut body = json!({
         "state": wording(status).gitlab_state,

@@ -1,7 +1,6 @@
 //! Dead letters: work that failed for good. `GET /api/v1/dead-letters` lists them;
 //! `POST /api/v1/sessions/{id}/retry` (operators) sends a session's dead letters again.
 
-use crate::audit;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::Shared;
@@ -10,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use pipeguard_store::RetryDead;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -58,21 +56,7 @@ pub async fn retry(
     Path(id): Path<String>,
     Extension(who): Extension<Principal>,
 ) -> Result<impl IntoResponse, ApiError> {
-    match st.store.retry_dead(&id, &who.name).await? {
-        RetryDead::NotFound => Err(ApiError::not_found(format!("no session {id}"))),
-        RetryDead::NotFailed(s) => Err(ApiError::conflict(format!(
-            "session {id} is {}, not failed: only a failed session's work is sent again",
-            s.as_str()
-        ))),
-        RetryDead::NothingDead => Err(ApiError::conflict(format!(
-            "session {id} has no dead letters"
-        ))),
-        RetryDead::Requeued { kinds, status } => {
-            let detail = json!({"requeued": kinds, "status": status.as_str()});
-            audit::record(&st, &who.name, "session.retried", &id, detail).await;
-            st.worker_wake.notify_one();
-            let body = json!({"session_id": id, "status": status.as_str(), "requeued": kinds});
-            Ok((StatusCode::ACCEPTED, Json(body)))
-        }
-    }
+    let r = crate::approvals::retry(&st, &id, &who).await?;
+    let body = json!({"session_id": id, "status": r.status.as_str(), "requeued": r.kinds});
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }

@@ -11,6 +11,7 @@ pub mod learning;
 pub mod openapi;
 pub mod readiness;
 pub mod sessions;
+pub mod slack;
 pub mod status;
 pub mod tokens;
 pub mod webhooks;
@@ -70,6 +71,7 @@ pub fn router(st: Shared) -> Router {
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/webhooks/slack/interactions", post(slack::interactions))
         .route("/webhooks/{platform}", post(webhooks::receive))
         .route("/pipeline/webhook", post(webhooks::generic))
         .route("/metrics", get(metrics::metrics))

@@ -6,8 +6,8 @@
 use crate::dashboard;
 use crate::metrics;
 use crate::routes::{
-    approvals, audit, dead_letters, events, explain, learning, readiness, sessions, status, tokens,
-    webhooks,
+    approvals, audit, dead_letters, events, explain, learning, readiness, sessions, slack, status,
+    tokens, webhooks,
 };
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         dashboard::asset,
         webhooks::receive,
         webhooks::generic,
+        slack::interactions,
         status::status,
         status::history,
         status::test_trigger,
@@ -732,13 +733,24 @@ pub mod schema {
     }
 
     /// What intake did with a delivery: a new session (`received`), a replay (`duplicate`),
-    /// an outcome of a run pipeguard follows, or `ignored` with the reason.
+    /// an outcome of a run pipeguard follows, `ignored` with the reason, or a person's command
+    /// (a check run's button, a `/pipeguard` note): `decided` or `ignored` with the `message`
+    /// answered where it was given.
     #[derive(ToSchema, Deserialize)]
     pub struct WebhookAnswer {
         pub session_id: Option<String>,
         pub status: Option<String>,
         pub duplicate: Option<bool>,
         pub reason: Option<String>,
+        pub message: Option<String>,
+    }
+
+    /// What a button press did: `decided` (the session moved) or `ignored`, and in words.
+    #[derive(ToSchema, Deserialize)]
+    pub struct CommandAnswer {
+        pub status: String,
+        pub session_id: Option<String>,
+        pub message: String,
     }
 }
 

@@ -226,6 +226,7 @@ async fn intake(
                 .await?;
             return Ok(answer(o));
         }
+        Parsed::Command(c) => return crate::commands::from_platform(st, platform, *c).await,
         Parsed::Failure(ev) => Intake::Failure(*ev),
         Parsed::Success {
             repository,

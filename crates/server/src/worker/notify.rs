@@ -18,10 +18,13 @@ pub(super) async fn queue(st: &Shared, id: &str) -> Result<(), pipeguard_store::
         return Ok(());
     }
     let status = s.status.as_str();
+    let told = told(st, id).await?;
     let channels: Vec<usize> = (0..st.config.notify.len())
         .filter(|&i| {
             let ch = &st.config.notify[i];
-            ch.wants(status, &s.repository) && crate::notify::platform::applies(ch, &s)
+            let follows = crate::notify::platform::follows(&ch.kind)
+                && told.iter().any(|t| ch.wants(t, &s.repository));
+            (ch.wants(status, &s.repository) || follows) && crate::notify::platform::applies(ch, &s)
         })
         .collect();
     if channels.is_empty()
@@ -56,6 +59,20 @@ pub(super) async fn queue(st: &Shared, id: &str) -> Result<(), pipeguard_store::
         .finish_action(id, 0, &format!("notify:{status}"), "done", "queued")
         .await?;
     Ok(())
+}
+
+/// The statuses the session's channels were already told about (none asked when no channel
+/// follows its sessions).
+async fn told(st: &Shared, id: &str) -> Result<Vec<String>, pipeguard_store::StoreError> {
+    let kinds = st.config.notify.iter().map(|c| c.kind.as_str());
+    if !kinds.clone().any(crate::notify::platform::follows) {
+        return Ok(vec![]);
+    }
+    let actions = st.store.actions(id).await?;
+    Ok(actions
+        .into_iter()
+        .filter_map(|a| a.target.strip_prefix("notify:").map(String::from))
+        .collect())
 }
 
 pub(super) async fn send(

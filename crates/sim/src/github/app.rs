@@ -199,12 +199,20 @@ pub(super) fn check_installation_token(
         return Some(Err((401, "Bad credentials".into())));
     }
     let repo = repository_of(path).unwrap_or_default();
+    // `/orgs/{org}/…`: the organisation the installation's repositories belong to.
+    let org = path
+        .strip_prefix("/orgs/")
+        .and_then(|p| p.split('/').next())
+        .map(|o| format!("{o}/"));
     let covered = st
         .config
         .app
         .as_ref()
         .and_then(|a| a.installations.get(&installation))
-        .is_some_and(|repos| repos.contains(&repo));
+        .is_some_and(|repos| match &org {
+            Some(org) => repos.iter().any(|r| r.starts_with(org.as_str())),
+            None => repos.contains(&repo),
+        });
     st.app_log.calls.push((repo, installation));
     Some(if covered {
         Ok(())

@@ -4,10 +4,12 @@
 
 mod api;
 mod app;
+mod checks;
 mod payload;
 mod state;
 
 pub use app::{AppConfig, AppLog};
+pub use checks::CheckRun;
 pub use state::{
     Attempt, Cache, Dispatch, GithubState, Job, Refusal, Rerun, Run, Status, Workflow, RERUN_WINDOW,
 };
@@ -41,6 +43,8 @@ pub struct GithubConfig {
     pub max_attempts: u32,
     /// A GitHub App whose installation tokens the API also accepts.
     pub app: Option<AppConfig>,
+    /// `org/team` → the logins of its active members.
+    pub teams: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for GithubConfig {
@@ -51,6 +55,7 @@ impl Default for GithubConfig {
             dispatch: DispatchMode::RunDetails,
             max_attempts: 50,
             app: None,
+            teams: BTreeMap::new(),
         }
     }
 }
@@ -68,6 +73,13 @@ impl GithubConfig {
 
     pub fn app(mut self, app: AppConfig) -> Self {
         self.app = Some(app);
+        self
+    }
+
+    /// Makes `logins` the members of team `org/team`.
+    pub fn team(mut self, org_team: &str, logins: &[&str]) -> Self {
+        let members = logins.iter().map(|l| l.to_string()).collect();
+        self.teams.insert(org_team.to_string(), members);
         self
     }
 
@@ -131,6 +143,43 @@ impl Sim<GithubState> {
     /// What the app side saw: JWTs, tokens issued, installation of each call.
     pub async fn app_log(&self) -> AppLog {
         self.inspect(|st| st.app_log.clone()).await
+    }
+
+    /// The check runs of `repo`, oldest first.
+    pub async fn check_runs(&self, repo: &str) -> Vec<CheckRun> {
+        self.inspect(|st| {
+            st.check_runs
+                .values()
+                .filter(|c| c.repo == repo)
+                .cloned()
+                .collect()
+        })
+        .await
+    }
+
+    /// `login` presses the button `identifier` on check run `id`: GitHub's signed `check_run`
+    /// `requested_action` delivery. False when there is no such check run or button.
+    pub async fn press(&self, id: u64, identifier: &str, login: &str) -> bool {
+        let d = self
+            .inspect(|st| {
+                let shown = st.check_runs.get(&id).is_some_and(|c| {
+                    c.body["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|a| a["identifier"] == identifier)
+                });
+                shown
+                    .then(|| checks::press_delivery(st, id, identifier, login))
+                    .flatten()
+            })
+            .await;
+        let Some(d) = d else {
+            return false;
+        };
+        self.shared.outbox.send(vec![d]);
+        self.shared.outbox.drained().await;
+        true
     }
 
     pub async fn run(&self, id: u64) -> Option<Run> {

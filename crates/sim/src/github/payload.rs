@@ -104,7 +104,7 @@ pub(crate) fn job_json(st: &GithubState, job: &Job) -> Value {
 }
 
 /// Frames one delivery as GitHub's webhook sender does (the outbox signs it).
-fn delivery(event: &str, body: Value) -> Delivery {
+pub(crate) fn delivery(event: &str, body: Value) -> Delivery {
     let body = body.to_string().into_bytes();
     let headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),

@@ -179,6 +179,10 @@ pub struct GithubState {
     pub(crate) scripts: Vec<Script>,
     pub(crate) base_url: String,
     pub app_log: super::app::AppLog,
+    /// Check runs by id.
+    pub check_runs: BTreeMap<u64, super::checks::CheckRun>,
+    /// `(org/team, user)` of each team membership asked about.
+    pub membership_lookups: Vec<(String, String)>,
     next_id: u64,
 }
 
@@ -194,6 +198,8 @@ impl GithubState {
             scripts: Vec::new(),
             base_url: base_url.to_string(),
             app_log: Default::default(),
+            check_runs: BTreeMap::new(),
+            membership_lookups: Vec::new(),
             next_id: 7_000_000_000,
         }
     }

@@ -31,6 +31,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         .route(&format!("{p}/jobs/{{id}}"), get(get_job))
         .route(&format!("{p}/jobs/{{id}}/trace"), get(job_trace))
         .route(&format!("{p}/jobs/{{id}}/retry"), post(retry_job))
+        .merge(super::notes::routes())
         .route_layer(middleware::from_fn_with_state(shared, auth))
 }
 

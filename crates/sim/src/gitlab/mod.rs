@@ -3,14 +3,17 @@
 //! Pipeline Hook / Job Hook deliveries with `X-Gitlab-Token`.
 
 mod api;
+mod notes;
 mod payload;
 mod state;
 
+pub use notes::{MergeRequest, Note, Noteable, User};
 pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal};
 
 use crate::core::scenario::{RunSpec, SpecError};
 use crate::core::sim::{start, Sim, Timeout};
 use crate::core::webhook::WebhookTarget;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -19,6 +22,8 @@ pub struct GitlabConfig {
     pub token: String,
     /// Deliveries carry the target's secret as `X-Gitlab-Token`.
     pub webhook: Option<WebhookTarget>,
+    /// Group path → its direct members (subgroups inherit them).
+    pub groups: BTreeMap<String, Vec<User>>,
 }
 
 impl Default for GitlabConfig {
@@ -26,6 +31,7 @@ impl Default for GitlabConfig {
         GitlabConfig {
             token: "sim-gitlab-token".into(),
             webhook: None,
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -38,6 +44,12 @@ impl GitlabConfig {
 
     pub fn webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
         self.webhook = Some(WebhookTarget::new(url, secret));
+        self
+    }
+
+    /// Makes `members` the direct members of group `path`.
+    pub fn group(mut self, path: &str, members: &[User]) -> Self {
+        self.groups.insert(path.to_string(), members.to_vec());
         self
     }
 }
@@ -62,6 +74,46 @@ impl Sim<GitlabState> {
                 st.new_pipeline(script, &branch, "push", Vec::new())
             })
             .await)
+    }
+
+    /// Opens merge request `!iid` of `project` whose head is `sha`.
+    pub async fn open_merge_request(&self, project: &str, iid: u64, sha: &str) {
+        let mr = MergeRequest {
+            project: project.to_string(),
+            iid,
+            sha: sha.to_string(),
+        };
+        self.update(|st| st.merge_requests.push(mr)).await;
+    }
+
+    /// `author` writes `text` on a merge request or commit of `project`: the note is kept and
+    /// a `Note Hook` delivered (returns once it was answered).
+    pub async fn write_note(&self, project: &str, on: Noteable, author: &User, text: &str) {
+        let d = self
+            .update(|st| {
+                st.notes.push(Note {
+                    project: project.to_string(),
+                    on: on.clone(),
+                    body: text.to_string(),
+                    author: Some(author.clone()),
+                });
+                notes::note_hook(st, project, &on, author, text)
+            })
+            .await;
+        self.shared.outbox.send(vec![d]);
+        self.shared.outbox.drained().await;
+    }
+
+    /// The notes written by pipeguard's token (no author), oldest first.
+    pub async fn answers(&self) -> Vec<Note> {
+        self.inspect(|st| {
+            st.notes
+                .iter()
+                .filter(|n| n.author.is_none())
+                .cloned()
+                .collect()
+        })
+        .await
     }
 
     pub async fn pipeline(&self, id: u64) -> Option<Pipeline> {

@@ -16,7 +16,7 @@ fn seconds(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<f64> 
     Some((b? - a?).as_seconds_f64())
 }
 
-fn project_json(st: &GitlabState, path: &str) -> Value {
+pub(crate) fn project_json(st: &GitlabState, path: &str) -> Value {
     let id = st.project(path).map(|p| p.id).unwrap_or_default();
     let name = path.rsplit('/').next().unwrap_or(path);
     json!({"id": id, "name": name, "path_with_namespace": path, "default_branch": "main",
@@ -80,7 +80,7 @@ fn environment(j: &Job) -> Value {
     }
 }
 
-fn delivery(st: &GitlabState, event: &str, body: Value) -> Delivery {
+pub(crate) fn delivery(st: &GitlabState, event: &str, body: Value) -> Delivery {
     let headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),
         ("User-Agent".to_string(), "GitLab/17.5.0".to_string()),

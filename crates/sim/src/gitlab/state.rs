@@ -124,6 +124,11 @@ pub struct GitlabState {
     pub jobs: BTreeMap<u64, Job>,
     pub(crate) scripts: Vec<Script>,
     pub(crate) base_url: String,
+    pub merge_requests: Vec<super::notes::MergeRequest>,
+    /// Notes and commit comments, oldest first.
+    pub notes: Vec<super::notes::Note>,
+    /// `(group, user id)` of each group membership asked about.
+    pub membership_lookups: Vec<(String, u64)>,
     /// The pipeline status last announced by a Pipeline Hook.
     hooked: BTreeMap<u64, String>,
     next_pipeline: u64,
@@ -138,6 +143,9 @@ impl GitlabState {
             pipelines: BTreeMap::new(),
             jobs: BTreeMap::new(),
             scripts: Vec::new(),
+            merge_requests: Vec::new(),
+            notes: Vec::new(),
+            membership_lookups: Vec::new(),
             base_url: base_url.to_string(),
             hooked: BTreeMap::new(),
             next_pipeline: 1000,
