@@ -8,9 +8,11 @@
 mod after;
 mod call;
 mod plan;
+mod runner;
 
 pub use call::{Budget, Call, Count, Inputs, Traits};
 pub use plan::choose;
+pub use runner::RunnerState;
 
 use crate::event::FailureEvent;
 use crate::heal::{Fix, JobDiagnosis, StoredPlan};
@@ -109,6 +111,9 @@ pub struct Known {
     /// Heal attempts made for the run when the plan was made.
     #[serde(default)]
     pub attempts_done: u32,
+    /// The runners the run's failed jobs ran on, where one is suspect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runners: Vec<RunnerState>,
 }
 
 /// Everything a decision depends on.
