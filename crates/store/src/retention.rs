@@ -81,6 +81,8 @@ impl Store {
         report.baselines = self
             .purge_baselines(f.finished_before_ms, f.repository.as_deref())
             .await?;
+        self.purge_runner_jobs(f.finished_before_ms, f.repository.as_deref())
+            .await?;
         if let Some(repo) = &f.repository {
             report.open_skipped = self.open_sessions(repo).await?;
         }
