@@ -9,6 +9,7 @@ pub mod events;
 pub mod explain;
 pub mod learning;
 pub mod openapi;
+pub mod runners;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
@@ -51,6 +52,15 @@ fn api(st: &Shared) -> Router<Shared> {
             get(learning::quarantine_list)
                 .post(learning::quarantine_add)
                 .delete(learning::quarantine_remove),
+        )
+        .route("/api/v1/runners", get(runners::list))
+        .route(
+            "/api/v1/runners/{platform}/{name}/quarantine",
+            post(runners::quarantine),
+        )
+        .route(
+            "/api/v1/runners/{platform}/{name}/release",
+            post(runners::release),
         )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
