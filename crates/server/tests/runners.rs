@@ -134,10 +134,11 @@ async fn a_runner_failing_unrelated_jobs_is_paused_once_and_released_by_an_opera
     );
     assert_eq!(pauses(&sim, STEADY).await, 0);
     let pool = runner(&app, "gl-pool-1").await;
-    assert_eq!(
-        (&pool["jobs"], &pool["failures"]),
-        (&Value::from(20), &Value::from(0))
+    assert!(
+        pool["jobs"].as_u64().unwrap() >= 20,
+        "and the re-runs it took: {pool:#}"
     );
+    assert_eq!(pool["failures"], 0);
 
     // Re-runs after the pause went to the shared runner: the runner GitLab picks next.
     let (moved, on_bad_after_pause) = sim
@@ -178,7 +179,12 @@ async fn a_runner_failing_unrelated_jobs_is_paused_once_and_released_by_an_opera
     // A viewer reads the list but cannot release.
     let viewer = authenticated(&app.token("reader", "viewer").await);
     let url = format!("{}/api/v1/runners/gitlab/gl-bad/release", app.base);
-    let r = viewer.post(&url).send().await.unwrap();
+    let r = viewer
+        .post(&url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let listed = viewer
         .get(format!("{}/api/v1/runners", app.base))
@@ -190,7 +196,12 @@ async fn a_runner_failing_unrelated_jobs_is_paused_once_and_released_by_an_opera
 
     // An operator does; the counts start afresh.
     let operator = authenticated(&app.token("oncall", "operator").await);
-    let r = operator.post(&url).send().await.unwrap();
+    let r = operator
+        .post(&url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -217,6 +228,7 @@ async fn a_runner_failing_unrelated_jobs_is_paused_once_and_released_by_an_opera
     // Bad requests: JSON errors, nothing stored.
     let r = operator
         .post(format!("{}/api/v1/runners/gitlab/nobody/release", app.base))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
@@ -227,6 +239,7 @@ async fn a_runner_failing_unrelated_jobs_is_paused_once_and_released_by_an_opera
             "{}/api/v1/runners/nowhere/gl-bad/release",
             app.base
         ))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
@@ -267,11 +280,34 @@ async fn with_approve_a_suspect_runner_waits_for_an_operator_to_take_it_out() {
 
     let viewer = authenticated(&app.token("reader", "viewer").await);
     let url = format!("{}/api/v1/runners/gitlab/gl-bad/quarantine", app.base);
-    assert_eq!(viewer.post(&url).send().await.unwrap().status(), 403);
+    assert_eq!(
+        viewer
+            .post(&url)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let operator = authenticated(&app.token("oncall", "operator").await);
-    let r = operator.post(&url).send().await.unwrap();
+    let r = operator
+        .post(&url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(operator.post(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        operator
+            .post(&url)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(pauses(&sim, BAD).await, 1, "taken out once, asked twice");
     assert!(sim.runner(BAD).await.unwrap().paused);
     assert_eq!(runner(&app, "gl-bad").await["quarantined"], true);
