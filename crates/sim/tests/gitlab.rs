@@ -424,7 +424,8 @@ async fn a_paused_runner_takes_no_new_job() {
     let form = reqwest::Client::new()
         .put(format!("{}/api/v4/runners/7", s.base_url()))
         .header("PRIVATE-TOKEN", TOKEN)
-        .form(&[("paused", "false")])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("paused=false")
         .send()
         .await
         .unwrap();

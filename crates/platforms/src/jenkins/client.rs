@@ -155,6 +155,28 @@ impl JenkinsClient {
         Ok(None)
     }
 
+    /// A form POST with the CSRF crumb and the session cookie it belongs to, when Jenkins
+    /// issued one.
+    fn form_post(
+        &self,
+        url: &str,
+        body: &str,
+        crumb: Option<&CrumbHeader>,
+    ) -> reqwest::RequestBuilder {
+        let mut b = self
+            .api
+            .request(Method::POST, url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        if let Some(c) = crumb {
+            b = b.header(c.field.as_str(), c.value.as_str());
+            if let Some(cookie) = &c.cookie {
+                b = b.header("Cookie", cookie);
+            }
+        }
+        b
+    }
+
     /// The node the build ran on (`builtOn`; empty for the built-in node, which is never
     /// taken out). Only counted: an error leaves the build without a node.
     async fn built_on(&self, ev: &FailureEvent) -> Option<Runner> {
@@ -225,20 +247,7 @@ impl JenkinsClient {
         let url = self.api.url(&path);
         let r = self
             .api
-            .send_with("rebuild", 1, || {
-                let mut b = self
-                    .api
-                    .request(Method::POST, &url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body.clone());
-                if let Some(c) = &crumb {
-                    b = b.header(c.field.as_str(), c.value.as_str());
-                    if let Some(cookie) = &c.cookie {
-                        b = b.header("Cookie", cookie);
-                    }
-                }
-                b
-            })
+            .send_with("rebuild", 1, || self.form_post(&url, &body, crumb.as_ref()))
             .await?;
         let queued = r
             .headers()
@@ -336,18 +345,7 @@ impl Ci for JenkinsClient {
         let body = form(&[("offlineMessage".to_string(), message.to_string())]);
         self.api
             .send_with("take node offline", 1, || {
-                let mut b = self
-                    .api
-                    .request(Method::POST, &url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body.clone());
-                if let Some(c) = &crumb {
-                    b = b.header(c.field.as_str(), c.value.as_str());
-                    if let Some(cookie) = &c.cookie {
-                        b = b.header("Cookie", cookie);
-                    }
-                }
-                b
+                self.form_post(&url, &body, crumb.as_ref())
             })
             .await?;
         Ok(format!("POST {node}toggleOffline"))
