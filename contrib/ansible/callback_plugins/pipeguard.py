@@ -102,6 +102,10 @@ def summarize_facts(facts):
             out["disk_free_mb"] = int(root["size_available"]) // (1024 * 1024)
         if root.get("size_total") is not None:
             out["disk_total_mb"] = int(root["size_total"]) // (1024 * 1024)
+        if root.get("inode_available") is not None:
+            out["inodes_free"] = int(root["inode_available"])
+        if root.get("inode_total") is not None:
+            out["inodes_total"] = int(root["inode_total"])
     return out
 
 

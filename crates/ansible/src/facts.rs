@@ -16,6 +16,9 @@ pub struct HostFacts {
     pub memfree_mb: Option<i64>,
     pub disk_free_mb: Option<i64>,
     pub disk_total_mb: Option<i64>,
+    /// Free and total inodes of `/` (where the setup module reports them).
+    pub inodes_free: Option<i64>,
+    pub inodes_total: Option<i64>,
     pub hostname: Option<String>,
     pub kernel: Option<String>,
     pub python: Option<String>,
@@ -54,6 +57,12 @@ impl HostFacts {
             memfree_mb: num("ansible_memfree_mb"),
             disk_free_mb: mb("size_available"),
             disk_total_mb: mb("size_total"),
+            inodes_free: root
+                .and_then(|r| r.get("inode_available"))
+                .and_then(|x| x.as_i64()),
+            inodes_total: root
+                .and_then(|r| r.get("inode_total"))
+                .and_then(|x| x.as_i64()),
             hostname: text("ansible_hostname"),
             kernel: text("ansible_kernel"),
             python: f

@@ -10,6 +10,7 @@ pub mod fit;
 pub mod hostloop;
 pub mod plan;
 pub mod playbook;
+pub mod predict;
 
 /// The callback plugin, shipped inside the binary so `pipeguard ansible` works anywhere.
 pub const CALLBACK_PLUGIN: &str =

@@ -979,6 +979,17 @@ fn stale_cache(pkg: &str, facts: Option<&HostFacts>, ev: Vec<String>) -> Planned
 }
 
 fn disk_full(facts: Option<&HostFacts>, ev: Vec<String>) -> Planned {
+    (
+        "disk_full",
+        "the disk is full: clean package caches and old temporary files (never user data)".into(),
+        disk_cleanup(facts),
+        ev,
+    )
+}
+
+/// The cleanup a full (or filling) disk gets: package caches, the journal, week-old
+/// temporary files; never user data.
+pub(crate) fn disk_cleanup(facts: Option<&HostFacts>) -> Action {
     let mut b = Builder::new();
     b.diagnose("free space", vec![s("df"), s("-h")]);
     if let Some(clean) = facts.and_then(|f| f.package_manager().clean()) {
@@ -1013,12 +1024,7 @@ fn disk_full(facts: Option<&HostFacts>, ev: Vec<String>) -> Planned {
         );
     }
     b.verify("free space after cleaning", vec![s("df"), s("-h")]);
-    (
-        "disk_full",
-        "the disk is full: clean package caches and old temporary files (never user data)".into(),
-        b.done(),
-        ev,
-    )
+    b.done()
 }
 
 #[cfg(test)]

@@ -121,3 +121,73 @@ fn commands_that_do_not_fit_the_host_are_refused_before_they_run() {
         }
     }
 }
+
+/// Predicting on hosts: SLES has 2 GB free of 40 GB on `/` (5%), Ubuntu has 4,200 inodes
+/// left of 2.6 million; Debian, Rocky and Alpine are fine. The cleanup is offered for disk
+/// and inodes, built for the host (zypper's clean on SUSE, apt's on Ubuntu).
+#[test]
+fn hosts_about_to_fill_up_are_warned_and_offered_the_cleanup() {
+    use pipeguard_ansible::predict::{cleanup, warnings, Resource};
+    for fine in ["debian12", "rocky9", "alpine319"] {
+        assert!(warnings(fine, &facts(fine)).is_empty(), "{fine}");
+    }
+    assert_eq!(facts("debian12").inodes_free, Some(1_200_000));
+    let sles = facts("sles15");
+    let w = warnings("sles15", &sles);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(
+        (w[0].resource, w[0].free, w[0].total),
+        (Resource::Disk, 2048, 40952)
+    );
+    assert!(
+        w[0].message.contains("disk / 2048 of 40952 MB free (5.0%)"),
+        "{}",
+        w[0].message
+    );
+    let d = cleanup("sles15", &sles, &w).expect("a cleanup is offered");
+    assert_eq!(d.kind, "disk_filling");
+    let fixes: Vec<String> = d
+        .steps()
+        .iter()
+        .filter(|s| s.phase == pipeguard_ansible::Phase::Fix)
+        .map(|s| s.argv.join(" "))
+        .collect();
+    assert!(fixes.iter().any(|f| f.starts_with("zypper")), "{fixes:?}");
+    assert!(
+        d.risk() <= Risk::Medium,
+        "no approval beyond the usual: {:?}",
+        d.risk()
+    );
+    let yml = pipeguard_ansible::playbook::render("predict", 0, &[(&d, None)]);
+    assert!(
+        yml.contains("hosts: \"sles15\"") && yml.contains("disk_filling"),
+        "{yml}"
+    );
+
+    let ubuntu = facts("ubuntu2204");
+    let w = warnings("ubuntu2204", &ubuntu);
+    assert_eq!(
+        w.iter().map(|w| w.resource).collect::<Vec<_>>(),
+        [Resource::Inodes]
+    );
+    assert!(cleanup("ubuntu2204", &ubuntu, &w).is_some());
+}
+
+#[test]
+fn low_memory_is_warned_without_a_cleanup() {
+    use pipeguard_ansible::predict::{cleanup, warnings, Resource};
+    let mut rocky = facts("rocky9");
+    rocky.memfree_mb = Some(60);
+    let w = warnings("rocky9", &rocky);
+    assert_eq!(
+        w.iter().map(|w| w.resource).collect::<Vec<_>>(),
+        [Resource::Memory]
+    );
+    assert!(
+        cleanup("rocky9", &rocky, &w).is_none(),
+        "cleaning disks frees no memory"
+    );
+    // Unknown totals warn about nothing.
+    rocky.memtotal_mb = None;
+    assert!(warnings("rocky9", &rocky).is_empty());
+}

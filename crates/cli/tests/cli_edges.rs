@@ -237,3 +237,50 @@ fn progress_goes_to_a_terminal_only() {
         "progress never goes to stdout"
     );
 }
+
+/// `pipeguard hosts` warns about a host about to run out of disk and writes the cleanup
+/// playbook offered for it; a healthy host gets no warning.
+#[test]
+fn hosts_warns_before_a_disk_fills_up_and_offers_the_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = pipeguard_store::Store::connect(&url).await.unwrap();
+        for (name, free, total) in [("db-2", 2_048, 40_952), ("web-1", 30_000, 40_000)] {
+            let facts = serde_json::json!({"os_family": "Debian", "pkg_mgr": "apt",
+                "service_mgr": "systemd", "disk_free_mb": free, "disk_total_mb": total,
+                "memfree_mb": 900, "memtotal_mb": 2000});
+            let mut h = pipeguard_store::hosts::HostRecord {
+                name: name.into(),
+                facts: facts.clone(),
+                source: "ansible".into(),
+                ..Default::default()
+            };
+            h.disk_free_mb = Some(free);
+            h.disk_total_mb = Some(total);
+            store.upsert_host(&h).await.unwrap();
+        }
+        store.close().await;
+    });
+    let out = bin(dir.path())
+        .args(["hosts", "--cleanup-playbook", "cleanup.yml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("WARNING db-2: disk / 2048 of 40952 MB free (5.0%)"),
+        "{t}"
+    );
+    assert!(!t.contains("WARNING web-1"), "{t}");
+    let yml = std::fs::read_to_string(dir.path().join("cleanup.yml")).unwrap();
+    assert!(
+        yml.contains("hosts: \"db-2\"") && yml.contains("apt-get"),
+        "{yml}"
+    );
+    assert!(!yml.contains("web-1"), "{yml}");
+}

@@ -73,6 +73,32 @@ pub struct FailedJob {
     /// The platform's own reason, e.g. GitLab's `failure_reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_reason: Option<String>,
+    /// The runner, agent or node the job ran on, where the platform tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<Runner>,
+}
+
+/// A machine that runs jobs: a GitHub runner, a GitLab runner, a Buildkite agent, a Jenkins
+/// node. Failures are counted per `name`; `id` is what the platform's API takes to pause it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Runner {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl Runner {
+    /// A runner from the platform's name and id; `None` when neither is known. A runner
+    /// without a name is called by its id.
+    pub fn new(name: Option<&str>, id: Option<String>) -> Option<Runner> {
+        let id = id.filter(|i| !i.trim().is_empty());
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .or_else(|| id.as_ref().map(|i| format!("runner-{i}")))?;
+        Some(Runner { name, id })
+    }
 }
 
 /// A failure, normalised. `run_id` + `attempt` identify what is healed at most once.

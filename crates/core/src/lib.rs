@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod planner;
 pub mod policy;
 pub mod readiness;
+pub mod runners;
 pub mod safety;
 pub mod secrets;
 pub mod simulate;

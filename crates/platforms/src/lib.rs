@@ -284,6 +284,13 @@ pub trait Module: Send + Sync {
 
     /// The API client for `section`; `None` for sources pipeguard never calls back.
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>>;
+
+    /// The finished jobs a verified delivery tells with the runner each ran on, passed or
+    /// failed: what a runner's failure rate is counted over. Empty where the platform's
+    /// deliveries do not name runners.
+    fn runner_jobs(&self, _req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
+        Vec::new()
+    }
 }
 
 #[async_trait]
@@ -407,6 +414,24 @@ pub trait Ci: Send + Sync {
         Err(PlatformError::NotConfigured(format!(
             "{} has no cache API",
             self.platform().as_str()
+        )))
+    }
+
+    /// Whether the platform's API can take a runner out of service (pause, stop, offline).
+    fn can_take_out_runners(&self) -> bool {
+        false
+    }
+
+    /// Takes `runner` out of service so no new job lands on it. Returns a description of
+    /// the call made.
+    async fn take_out_runner(
+        &self,
+        runner: &pipeguard_core::event::Runner,
+    ) -> Result<String, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} cannot take runner {} out through its API",
+            self.platform().as_str(),
+            runner.name
         )))
     }
 

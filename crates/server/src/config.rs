@@ -37,6 +37,8 @@ pub struct Config {
     pub encryption: EncryptionSection,
     /// How long payloads, logs and evidence are kept.
     pub retention: RetentionSection,
+    /// Runners that fail unrelated jobs: whether they are taken out by themselves.
+    pub runners: RunnersSection,
     /// The optional model that explains failures the rules cannot place.
     pub llm: pipeguard_llm::LlmConfig,
     /// Decisions from Slack messages' buttons.
@@ -222,6 +224,23 @@ pub struct RetentionSection {
     pub days: u32,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnersSection {
+    pub quarantine: Quarantine,
+}
+
+/// What happens to a suspect runner where the platform's API can take it out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quarantine {
+    /// Reported; an operator takes it out (`POST /api/v1/runners/{platform}/{name}/quarantine`).
+    #[default]
+    Approve,
+    /// Taken out at once through the platform's API.
+    Auto,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealingSection {
@@ -282,6 +301,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             encryption: EncryptionSection::default(),
             retention: RetentionSection::default(),
+            runners: RunnersSection::default(),
             llm: pipeguard_llm::LlmConfig::default(),
             slack: SlackSection::default(),
         }
@@ -512,6 +532,15 @@ impl Config {
         }
         if let Some(v) = nonempty("PIPEGUARD_SLACK_SIGNING_SECRET") {
             self.slack.signing_secret = Some(v);
+        }
+        if let Some(v) = nonempty("PIPEGUARD_RUNNERS_QUARANTINE") {
+            self.runners.quarantine = match v.as_str() {
+                "approve" => Quarantine::Approve,
+                "auto" => Quarantine::Auto,
+                _ => anyhow::bail!(
+                    "PIPEGUARD_RUNNERS_QUARANTINE={v:?} is neither \"approve\" nor \"auto\""
+                ),
+            };
         }
         self.llm.apply_env(nonempty)?;
         Ok(())

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod parse_errors;
 pub mod ratelimit;
 pub mod routes;
+pub mod runners;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

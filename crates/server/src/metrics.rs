@@ -178,6 +178,13 @@ pub async fn metrics(
         "Tests that failed and then passed on the same commit at least once",
         flaky,
     );
+    let suspect: Gauge = Gauge::default();
+    suspect.set(crate::runners::suspect_count(&st).await?);
+    reg.register(
+        "pipeguard_runners_suspect",
+        "Runners whose unrelated failures are far above their pool's (quarantined or not)",
+        suspect,
+    );
     let verdicts = Family::<VerdictLabels, Counter>::default();
     for c in st.store.verdict_confusion().await? {
         verdicts

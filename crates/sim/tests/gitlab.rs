@@ -376,3 +376,74 @@ async fn hooks_carry_the_token_and_parse_as_pipeguard_expects() {
         .unwrap();
     assert_eq!(retried.json()["retries_count"], 1);
 }
+
+/// Runners: a job is picked up by the runner assigned to its project, else a shared one, and
+/// the job, its hooks and the jobs API name it; `PUT /runners/:id` `paused=true` (JSON or
+/// form) keeps it from new jobs, which then go to a shared runner.
+#[tokio::test]
+async fn a_paused_runner_takes_no_new_job() {
+    let s = sim(GitlabConfig::default()).await;
+    s.add_runner(1, "shared-1", &[]).await;
+    s.add_runner(7, "gl-7", &["grp/app"]).await;
+    let spec = || RunSpec::new("grp/app", "main").job(JobSpec::new("build").stage("build"));
+    let first = s.start_run(spec()).await.unwrap();
+    s.wait_pipeline(first, WAIT).await.unwrap();
+    let (_, _, jobs) = call(
+        &s,
+        reqwest::Method::GET,
+        &format!("{P}/pipelines/{first}/jobs"),
+        None,
+    )
+    .await;
+    assert_eq!(jobs[0]["runner"]["id"], 7);
+    assert_eq!(jobs[0]["runner"]["description"], "gl-7");
+
+    let (status, _, r) = call(
+        &s,
+        reqwest::Method::PUT,
+        "/api/v4/runners/7",
+        Some(json!({"paused": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, &r["paused"], &r["active"]),
+        (StatusCode::OK, &json!(true), &json!(false))
+    );
+    assert!(s.runner(7).await.unwrap().paused);
+    let second = s.start_run(spec()).await.unwrap();
+    s.wait_pipeline(second, WAIT).await.unwrap();
+    let (_, _, jobs) = call(
+        &s,
+        reqwest::Method::GET,
+        &format!("{P}/pipelines/{second}/jobs"),
+        None,
+    )
+    .await;
+    assert_eq!(jobs[0]["runner"]["id"], 1, "the shared runner took it");
+
+    let form = reqwest::Client::new()
+        .put(format!("{}/api/v4/runners/7", s.base_url()))
+        .header("PRIVATE-TOKEN", TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("paused=false")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(!s.runner(7).await.unwrap().paused);
+    let (status, _, _) = call(
+        &s,
+        reqwest::Method::PUT,
+        "/api/v4/runners/99",
+        Some(json!({"paused": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let unauthorized = reqwest::Client::new()
+        .put(format!("{}/api/v4/runners/7", s.base_url()))
+        .json(&json!({"paused": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+}

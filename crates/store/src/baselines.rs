@@ -116,21 +116,7 @@ impl Store {
         before: Option<i64>,
         repository: Option<&str>,
     ) -> Result<u64> {
-        let mut n = 0;
-        if let Some(t) = before {
-            n += sqlx::query("DELETE FROM baselines WHERE updated_at < $1")
-                .bind(t)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
-        if let Some(r) = repository {
-            n += sqlx::query("DELETE FROM baselines WHERE repository = $1")
-                .bind(r.to_string())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
-        Ok(n)
+        self.purge_table("baselines", "updated_at", before, repository)
+            .await
     }
 }

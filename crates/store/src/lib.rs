@@ -21,6 +21,7 @@ mod queue;
 mod retention;
 mod rotation;
 mod rows;
+mod runners;
 mod sessions;
 mod stats;
 mod verdicts;
@@ -41,6 +42,7 @@ pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{DeadLetter, Job, RetryDead, Task};
 pub use retention::{PurgeFilter, PurgeReport};
 pub use rotation::RotateReport;
+pub use runners::{RunnerRecord, RunnerState};
 pub use sessions::{
     ActionRecord, SessionFilter, SessionRecord, SessionStatus, SessionUpdate, Transition,
 };

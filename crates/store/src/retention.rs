@@ -55,6 +55,37 @@ fn skeleton(mut ev: FailureEvent) -> FailureEvent {
 }
 
 impl Store {
+    /// Deletes the rows of `table` whose `time` is before `before` (when given) and those of
+    /// `repository` (when given). `table` and `time` are the store's own names, never input.
+    pub(crate) async fn purge_table(
+        &self,
+        table: &'static str,
+        time: &'static str,
+        before: Option<i64>,
+        repository: Option<&str>,
+    ) -> Result<u64> {
+        let mut n = 0;
+        if let Some(t) = before {
+            n += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE {time} < $1"
+            )))
+            .bind(t)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        if let Some(r) = repository {
+            n += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE repository = $1"
+            )))
+            .bind(r.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+
     /// Purges the sessions `f` selects, in batches, and records it in the audit trail.
     /// Interrupted, it is completed by running it again.
     pub async fn purge(&self, f: &PurgeFilter, actor: &str) -> Result<PurgeReport> {
@@ -80,6 +111,8 @@ impl Store {
         }
         report.baselines = self
             .purge_baselines(f.finished_before_ms, f.repository.as_deref())
+            .await?;
+        self.purge_runner_jobs(f.finished_before_ms, f.repository.as_deref())
             .await?;
         if let Some(repo) = &f.repository {
             report.open_skipped = self.open_sessions(repo).await?;

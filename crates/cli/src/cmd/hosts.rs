@@ -1,9 +1,12 @@
 //! `pipeguard hosts`: the hosts and facts gathered by `pipeguard ansible`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use pipeguard_ansible::predict::{cleanup, warnings};
 use pipeguard_ansible::HostFacts;
 use pipeguard_store::hosts::HostRecord;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -24,6 +27,44 @@ pub struct CmdArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Write the cleanup playbook for hosts about to run out of disk or inodes to this file
+    /// (it is offered, not run: review it, then run it with ansible-playbook).
+    #[arg(long, value_name = "FILE")]
+    cleanup_playbook: Option<PathBuf>,
+}
+
+/// Warns (on stderr) about hosts about to run out of disk, inodes or memory, and writes the
+/// cleanup playbook for those a cleanup helps to `out`. Returns how many warnings there were.
+pub fn offer_cleanup(facts: &BTreeMap<String, HostFacts>, out: Option<&Path>) -> Result<usize> {
+    let mut n = 0;
+    let mut offered = vec![];
+    for (host, f) in facts {
+        let w = warnings(host, f);
+        for x in &w {
+            eprintln!("pipeguard: WARNING {}", x.message);
+        }
+        n += w.len();
+        offered.extend(cleanup(host, f, &w));
+    }
+    match out {
+        Some(path) if !offered.is_empty() => {
+            let pairs: Vec<_> = offered.iter().map(|d| (d, None)).collect();
+            let text = pipeguard_ansible::playbook::render("predict", 0, &pairs);
+            std::fs::write(path, text)
+                .with_context(|| format!("writing the cleanup playbook {}", path.display()))?;
+            eprintln!(
+                "pipeguard: cleanup offered ahead of the failure for {} host(s), not run: review {}, then run it with ansible-playbook",
+                offered.len(),
+                path.display()
+            );
+        }
+        None if !offered.is_empty() => eprintln!(
+            "pipeguard: a cleanup playbook is offered for {} host(s): pipeguard hosts --cleanup-playbook FILE writes it",
+            offered.len()
+        ),
+        _ => {}
+    }
+    Ok(n)
 }
 
 /// The stored form of one host's facts.
@@ -73,6 +114,15 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         store.close().await;
         anyhow::Ok(hosts)
     })?;
+    let facts: BTreeMap<String, HostFacts> = hosts
+        .iter()
+        .map(|h| {
+            (
+                h.name.clone(),
+                serde_json::from_value(h.facts.clone()).unwrap_or_default(),
+            )
+        })
+        .collect();
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&hosts)?),
         Format::Text => {
@@ -110,5 +160,6 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             }
         }
     }
+    offer_cleanup(&facts, args.cleanup_playbook.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

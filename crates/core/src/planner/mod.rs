@@ -9,10 +9,12 @@ mod after;
 mod call;
 mod observe;
 mod plan;
+mod runner;
 
 pub use call::{Budget, Call, Count, Inputs, Traits};
 pub use observe::Mode;
 pub use plan::choose;
+pub use runner::RunnerState;
 
 use crate::event::FailureEvent;
 use crate::heal::{Fix, JobDiagnosis, StoredPlan};
@@ -114,6 +116,9 @@ pub struct Known {
     /// The repository's effective mode: in observe mode a plan is recorded, never acted on.
     #[serde(default, skip_serializing_if = "Mode::is_act")]
     pub mode: Mode,
+    /// The runners the run's failed jobs ran on, where one is suspect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runners: Vec<RunnerState>,
 }
 
 /// Everything a decision depends on.

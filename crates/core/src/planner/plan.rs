@@ -130,6 +130,8 @@ fn plan(jobs: &[JobDiagnosis], f: &Facts) -> Option<StoredPlan> {
     }
     explain_refinement(heal, &mut plan);
     add_fixes(&k.fixes, &mut plan);
+    let platform = f.event.platform.map(|p| p.as_str()).unwrap_or_default();
+    super::runner::apply(&k.runners, platform, &mut plan);
     if mixed {
         let names: Vec<String> = genuine
             .iter()

@@ -524,3 +524,48 @@ fn observe_mode_records_an_approval_and_never_retries_a_job_early() {
     let next = decide(&f).unwrap();
     assert_eq!((next.status, next.step), (S::Analyzing, Step::WaitForRun));
 }
+
+#[test]
+fn a_failure_on_a_suspect_runner_is_not_re_run_onto_it() {
+    let jobs = [job("it", diag(Category::Network, 0.9))];
+    let runner = |suspect, quarantined, can_take_out| RunnerState {
+        name: "gl-runner-7".into(),
+        suspect,
+        quarantined,
+        can_take_out,
+    };
+    let with = |r: RunnerState| Known {
+        runners: vec![r],
+        ..known()
+    };
+    // Healthy: the plain re-run.
+    let (next, p) = planned(&jobs, with(runner(false, false, true)));
+    assert_eq!((next.status, p.plan.decision), (S::Planned, Decision::Act));
+    // Taken out: the re-run goes ahead, elsewhere.
+    let (next, p) = planned(&jobs, with(runner(true, true, true)));
+    assert_eq!((next.status, p.plan.decision), (S::Planned, Decision::Act));
+    assert!(
+        p.plan.reason.contains("runner gl-runner-7 was taken out"),
+        "{}",
+        p.plan.reason
+    );
+    // Suspect, not yet taken out: a person approves first.
+    let (next, p) = planned(&jobs, with(runner(true, false, true)));
+    assert_eq!(next.status, S::AwaitingApproval);
+    assert!(p.plan.reason.contains("/quarantine"), "{}", p.plan.reason);
+    // A platform that cannot take a runner out (GitHub): escalated, naming the runner.
+    let (next, p) = planned(&jobs, with(runner(true, false, false)));
+    assert_eq!(
+        (next.status, p.plan.decision),
+        (S::Escalated, Decision::Escalate)
+    );
+    assert!(
+        p.plan.reason.contains("take gl-runner-7 out"),
+        "{}",
+        p.plan.reason
+    );
+    // A genuine failure stays escalated as it was.
+    let genuine = [job("unit", diag(Category::CompilationError, 0.9))];
+    let (_, p) = planned(&genuine, with(runner(true, false, true)));
+    assert_eq!(p.plan.decision, Decision::Escalate);
+}

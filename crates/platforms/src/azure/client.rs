@@ -393,6 +393,7 @@ impl Ci for AzureClient {
                     stage: tree.stage_of(job).map(|s| s.name.clone()),
                     environment: None,
                     platform_reason: None,
+                    runner: None,
                 },
                 log,
             });

@@ -220,6 +220,40 @@ impl Ci for BuildkiteClient {
         Ok(done.join("; "))
     }
 
+    fn can_take_out_runners(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// Stops the agent (`PUT /v2/organizations/{org}/agents/{id}/stop`) without `force`: it
+    /// finishes its current job and takes no other.
+    async fn take_out_runner(
+        &self,
+        runner: &pipeguard_core::event::Runner,
+    ) -> Result<String, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        let (org, id) = runner
+            .id
+            .as_deref()
+            .and_then(|i| i.split_once('/'))
+            .filter(|(o, i)| valid_path(&format!("{o}/{i}"), 2..=2, slug_char))
+            .ok_or_else(|| {
+                PlatformError::Permanent(format!(
+                    "agent {} has no organization and id to stop it by",
+                    runner.name
+                ))
+            })?;
+        let path = format!(
+            "/v2/organizations/{}/agents/{}/stop",
+            encode(org),
+            encode(id)
+        );
+        let body = serde_json::json!({"force": false});
+        self.api
+            .call("stop agent", Method::PUT, &path, Some(&body))
+            .await?;
+        Ok(format!("PUT {path}"))
+    }
+
     fn can_rerun_with(&self) -> bool {
         self.api.has_credentials()
     }

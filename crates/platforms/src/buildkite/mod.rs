@@ -144,6 +144,13 @@ impl Module for Buildkite {
         })
     }
 
+    fn runner_jobs(&self, req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
+        match req.header("x-buildkite-event") {
+            Some("job.finished") => webhook::runner_jobs(req.body),
+            _ => Vec::new(),
+        }
+    }
+
     /// `organization/pipeline`: both are slugs.
     fn valid_repository(&self, name: &str) -> bool {
         valid_path(name, 2..=2, slug_char)

@@ -60,10 +60,38 @@ pub(super) struct Job {
     pub retries_count: Option<u32>,
     #[serde(default)]
     pub signal_reason: Option<String>,
+    /// The agent that ran the job (REST API and `job.*` deliveries).
+    #[serde(default)]
+    pub agent: Option<Agent>,
     #[serde(default)]
     pub started_at: Option<String>,
     #[serde(default)]
     pub finished_at: Option<String>,
+}
+
+/// The agent a job ran on: its `name`, and its API `url`
+/// (`…/v2/organizations/{org}/agents/{id}`), which the agents API stops it by.
+#[derive(Deserialize, Clone)]
+pub(super) struct Agent {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl Agent {
+    /// The runner, its id being `{org}/{agent id}` when the agent's URL tells the
+    /// organization (stopping an agent needs both).
+    fn runner(&self) -> Option<pipeguard_core::event::Runner> {
+        let from_url = self.url.as_deref().and_then(|u| {
+            let (_, rest) = u.split_once("/v2/organizations/")?;
+            let (org, id) = rest.split_once("/agents/")?;
+            Some(format!("{org}/{}", id.trim_end_matches('/')))
+        });
+        pipeguard_core::event::Runner::new(self.name.as_deref(), from_url.or(self.id.clone()))
+    }
 }
 
 /// Why the agent, not the command, ended a job (`signal_reason`), in the words pipeguard's
@@ -127,6 +155,7 @@ impl Job {
             stage,
             environment: None,
             platform_reason: reason,
+            runner: self.agent.as_ref().and_then(Agent::runner),
         }
     }
 }
@@ -170,6 +199,29 @@ fn repository(p: &Payload) -> Option<String> {
     .find_map(org_pipeline)
     .filter(|(o, s)| !o.is_empty() && !s.is_empty())
     .map(|(o, s)| format!("{o}/{s}"))
+}
+
+/// The job a `job.finished` delivery tells, passed or failed, with the agent it ran on.
+pub fn runner_jobs(body: &[u8]) -> Vec<pipeguard_core::runners::RunnerJob> {
+    let Ok(p) = serde_json::from_slice::<Payload>(body) else {
+        return vec![];
+    };
+    let (Some(job), Some(repository)) = (p.job.as_ref(), repository(&p)) else {
+        return vec![];
+    };
+    let failed = job.failed();
+    let finished = failed || job.state == "passed";
+    let runner = job.agent.as_ref().and_then(Agent::runner);
+    runner
+        .filter(|_| finished && !job.soft_failed)
+        .map(|runner| pipeguard_core::runners::RunnerJob {
+            runner,
+            job_id: job.id.clone(),
+            repository,
+            failed,
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Parses one delivery; the event is the `X-Buildkite-Event` header, else the body's `event`.

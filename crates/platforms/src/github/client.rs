@@ -39,6 +39,10 @@ struct ApiJob {
     conclusion: Option<String>,
     #[serde(default)]
     workflow_name: Option<String>,
+    #[serde(default)]
+    runner_name: Option<String>,
+    #[serde(default)]
+    runner_id: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +269,10 @@ impl Ci for GithubClient {
             out.push(JobLog {
                 job: FailedJob {
                     id: j.id.to_string(),
+                    runner: pipeguard_core::event::Runner::new(
+                        j.runner_name.as_deref(),
+                        j.runner_id.map(|i| i.to_string()),
+                    ),
                     name: j.name,
                     ..Default::default()
                 },

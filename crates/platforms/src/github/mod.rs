@@ -106,6 +106,15 @@ impl Module for Github {
         valid_path(name, 2..=2, slug_char)
     }
 
+    /// A completed `workflow_job` names its runner (`runner_name`, `runner_id`). JSON
+    /// deliveries only: form-encoded ones are rare and their jobs are not counted.
+    fn runner_jobs(&self, req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
+        match req.header("x-github-event") {
+            Some("workflow_job") => webhook::runner_job(req.body).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>> {
         Some(Box::new(GithubClient::new(section, http)))
     }

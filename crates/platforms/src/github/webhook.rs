@@ -1,7 +1,8 @@
 //! GitHub's `workflow_run` and `workflow_job` deliveries.
 
 use crate::{Command, CommandPlace, ParseError, Parsed, Verb};
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
+use pipeguard_core::runners::RunnerJob;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -79,6 +80,35 @@ struct Job {
     started_at: Option<String>,
     #[serde(default)]
     completed_at: Option<String>,
+    #[serde(default)]
+    runner_name: Option<String>,
+    #[serde(default)]
+    runner_id: Option<u64>,
+}
+
+impl Job {
+    fn runner(&self) -> Option<Runner> {
+        Runner::new(
+            self.runner_name.as_deref(),
+            self.runner_id.map(|i| i.to_string()),
+        )
+    }
+}
+
+/// The runner a completed `workflow_job` ran on, passed or failed; `None` for other actions,
+/// skipped or cancelled jobs and jobs no runner picked up.
+pub(super) fn runner_job(body: &[u8]) -> Option<RunnerJob> {
+    let p: JobPayload = serde_json::from_slice(body).ok()?;
+    let c = p.workflow_job.conclusion.as_deref().unwrap_or("");
+    if p.action != "completed" || !(c == "success" || failed_conclusion(c)) {
+        return None;
+    }
+    Some(RunnerJob {
+        runner: p.workflow_job.runner()?,
+        job_id: p.workflow_job.id.to_string(),
+        repository: p.repository.full_name,
+        failed: failed_conclusion(c),
+    })
 }
 
 /// The body straight into the payload type (the fields pipeguard reads; the rest is skipped
@@ -151,6 +181,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
         "workflow_job" => {
             let p: JobPayload = typed(event, body)?;
             let j = p.workflow_job;
+            let runner = j.runner();
             let conclusion = j.conclusion.as_deref().unwrap_or("");
             if p.action != "completed" || !failed_conclusion(conclusion) {
                 return Ok(Parsed::Ignored(format!(
@@ -169,6 +200,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 url: j.html_url,
                 jobs: vec![FailedJob {
                     id: j.id.to_string(),
+                    runner,
                     name: j.name,
                     ..Default::default()
                 }],
@@ -318,6 +350,13 @@ mod tests {
         };
         assert_eq!(ev.jobs[0].name, "linters");
         assert_eq!(ev.run_id, "2202229078");
+        let runner = ev.jobs[0].runner.clone().unwrap();
+        assert_eq!(
+            (runner.name.as_str(), runner.id.as_deref()),
+            ("GitHub Actions 5", Some("5"))
+        );
+        let seen = runner_job(&job).unwrap();
+        assert!(seen.failed && seen.runner == runner);
         let run = std::fs::read(dir.join("workflow_run/completed.payload.json")).unwrap();
         assert!(matches!(
             parse_event("workflow_run", &run).unwrap(),

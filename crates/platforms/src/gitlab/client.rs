@@ -5,7 +5,7 @@ use crate::settings::Section;
 use crate::webhook::{slug_char, valid_path};
 use crate::{parse_time_ms, require, Ci, JobLog, PlatformError, Rerun, RunState, OUTCOME_ATTEMPT};
 use async_trait::async_trait;
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
 use pipeguard_core::policy::Capabilities;
 use reqwest::Method;
 use serde::Deserialize;
@@ -32,6 +32,8 @@ struct ApiJob {
     allow_failure: bool,
     #[serde(default)]
     failure_reason: Option<String>,
+    #[serde(default)]
+    runner: Option<super::webhook::GlRunner>,
 }
 
 #[derive(Deserialize)]
@@ -222,11 +224,35 @@ impl Ci for GitlabClient {
                     stage: j.stage,
                     environment,
                     platform_reason: j.failure_reason,
+                    runner: super::webhook::GlRunner::runner(j.runner.as_ref()),
                 },
                 log: log.unwrap_or_default(),
             });
         }
         Ok(out)
+    }
+
+    fn can_take_out_runners(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// Pauses the runner (<https://docs.gitlab.com/api/runners/#update-runners-details>,
+    /// `paused=true`): it keeps its running job and takes no new one.
+    async fn take_out_runner(&self, runner: &Runner) -> Result<String, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        let id = runner
+            .id
+            .as_deref()
+            .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                PlatformError::Permanent(format!("runner {} has no numeric GitLab id", runner.name))
+            })?;
+        let path = format!("/api/v4/runners/{id}");
+        let body = json!({"paused": true});
+        self.api
+            .call("pause runner", Method::PUT, &path, Some(&body))
+            .await?;
+        Ok(format!("PUT {path} paused=true"))
     }
 
     async fn retry(

@@ -78,6 +78,12 @@ impl Module for Gitlab {
         })
     }
 
+    fn runner_jobs(&self, req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
+        req.header("x-gitlab-event")
+            .map(|e| webhook::runner_jobs(e, req.body))
+            .unwrap_or_default()
+    }
+
     /// `group/subgroup/project`: namespaces nest.
     fn valid_repository(&self, name: &str) -> bool {
         valid_path(name, 2..=20, slug_char)

@@ -1,7 +1,8 @@
 //! GitLab's Pipeline Hook and Job Hook deliveries.
 
 use crate::{parse_time_ms, Command, CommandPlace, ParseError, Parsed, Verb, OUTCOME_ATTEMPT};
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
+use pipeguard_core::runners::RunnerJob;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -35,6 +36,23 @@ struct PipelineAttrs {
     url: Option<String>,
 }
 
+/// The `runner` object of Job Hooks, Pipeline Hook builds and the jobs API: `id` is what
+/// `PUT /runners/:id` pauses; `description` is the name people gave it.
+#[derive(Deserialize, Clone)]
+pub(super) struct GlRunner {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl GlRunner {
+    pub(super) fn runner(r: Option<&GlRunner>) -> Option<Runner> {
+        let r = r?;
+        Runner::new(r.description.as_deref(), r.id.map(|i| i.to_string()))
+    }
+}
+
 #[derive(Deserialize)]
 struct Build {
     id: u64,
@@ -50,6 +68,8 @@ struct Build {
     failure_reason: Option<String>,
     #[serde(default)]
     environment: Option<Env>,
+    #[serde(default)]
+    runner: Option<GlRunner>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +126,8 @@ struct JobPayload {
     repository: Option<JobRepo>,
     #[serde(default)]
     environment: Option<Env>,
+    #[serde(default)]
+    runner: Option<GlRunner>,
 }
 
 /// `https://gitlab.example.com/group/sub/project` → `group/sub/project`.
@@ -159,6 +181,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                             stage: b.stage,
                             environment: b.environment.and_then(|e| e.name),
                             platform_reason: b.failure_reason,
+                            runner: GlRunner::runner(b.runner.as_ref()),
                         })
                         .collect();
                     Ok(Parsed::Failure(Box::new(FailureEvent {
@@ -224,6 +247,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                     stage: j.build_stage,
                     environment: j.environment.and_then(|e| e.name),
                     platform_reason: j.build_failure_reason,
+                    runner: GlRunner::runner(j.runner.as_ref()),
                 }],
                 started_at_ms: parse_time_ms(j.build_started_at.as_deref()),
                 finished_at_ms: parse_time_ms(j.build_finished_at.as_deref()),
@@ -309,6 +333,54 @@ fn note_command(n: NotePayload) -> Parsed {
     }))
 }
 
+/// The finished jobs a delivery names with their runners: a Job Hook's job, a Pipeline
+/// Hook's builds. Jobs without a runner (skipped, never picked up) are left out.
+pub(super) fn runner_jobs(event: &str, body: &[u8]) -> Vec<RunnerJob> {
+    let finished = |status: &str| matches!(status, "success" | "failed");
+    let job = |runner: Option<&GlRunner>, id: u64, repository: &str, status: &str| {
+        let runner = GlRunner::runner(runner).filter(|_| finished(status))?;
+        Some(RunnerJob {
+            runner,
+            job_id: id.to_string(),
+            repository: repository.to_string(),
+            failed: status == "failed",
+        })
+    };
+    match event {
+        "Pipeline Hook" => {
+            let Ok(p) = serde_json::from_slice::<PipelinePayload>(body) else {
+                return vec![];
+            };
+            let Some(repo) = project_path(Some(&p.project), None) else {
+                return vec![];
+            };
+            p.builds
+                .iter()
+                .filter(|b| !b.allow_failure)
+                .filter_map(|b| job(b.runner.as_ref(), b.id, &repo, &b.status))
+                .collect()
+        }
+        "Job Hook" | "Build Hook" => {
+            let Ok(j) = serde_json::from_slice::<JobPayload>(body) else {
+                return vec![];
+            };
+            let homepage = j.repository.as_ref().and_then(|r| r.homepage.as_deref());
+            let Some(repo) = project_path(j.project.as_ref(), homepage) else {
+                return vec![];
+            };
+            let status = if j.build_allow_failure {
+                ""
+            } else {
+                &j.build_status
+            };
+            job(j.runner.as_ref(), j.build_id, &repo, status)
+                .into_iter()
+                .collect()
+        }
+        _ => vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +462,47 @@ mod tests {
             ev.jobs[0].platform_reason.as_deref(),
             Some("runner_system_failure")
         );
+    }
+
+    /// The `runner` object (documented Job Hook and Pipeline Hook examples: `id`,
+    /// `description`) names the job's runner; builds without one are not counted.
+    #[test]
+    fn runners_are_read_from_job_and_pipeline_hooks() {
+        let mut body: Value = serde_json::from_slice(&pipeline("failed")).unwrap();
+        body["builds"][0]["runner"] = json!({"id": 380987, "description": "shared-runners-manager-6.gitlab.com",
+            "active": true, "is_shared": true, "runner_type": "instance_type", "tags": ["linux"]});
+        body["builds"][2]["runner"] = json!({"id": 42, "description": ""});
+        let bytes = body.to_string().into_bytes();
+        let Parsed::Failure(ev) = parse_event("Pipeline Hook", &bytes).unwrap() else {
+            panic!("expected a failure")
+        };
+        let r = ev.jobs[0].runner.clone().unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.id.as_deref()),
+            ("shared-runners-manager-6.gitlab.com", Some("380987"))
+        );
+        let seen = runner_jobs("Pipeline Hook", &bytes);
+        let seen: Vec<(&str, &str, bool)> = seen
+            .iter()
+            .map(|j| (j.runner.name.as_str(), j.job_id.as_str(), j.failed))
+            .collect();
+        assert_eq!(
+            seen,
+            [("shared-runners-manager-6.gitlab.com", "380", true), ("runner-42", "376", false)],
+            "the allowed-to-fail job is not counted; a runner without a description is named by its id"
+        );
+        let job = json!({"object_kind": "build", "build_id": 9, "build_status": "success",
+            "pipeline_id": 31, "project": {"path_with_namespace": "grp/proj"},
+            "runner": {"id": 7, "description": "gl-7"}});
+        let seen = runner_jobs("Job Hook", job.to_string().as_bytes());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].repository.as_str(), seen[0].failed),
+            ("grp/proj", false)
+        );
+        let running = json!({"build_id": 9, "build_status": "running", "pipeline_id": 31,
+            "project": {"path_with_namespace": "grp/proj"}, "runner": {"id": 7}});
+        assert!(runner_jobs("Job Hook", running.to_string().as_bytes()).is_empty());
     }
 
     /// Older GitLab's Build Hook (`object_kind: build`, the go-gitlab `build.json` shape):

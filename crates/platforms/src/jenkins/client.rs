@@ -5,7 +5,7 @@ use crate::settings::Section;
 use crate::webhook::{label_char, valid_path};
 use crate::{require, Ci, JobLog, PlatformError, Rerun, Retried, RunState};
 use async_trait::async_trait;
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
 use pipeguard_core::policy::Capabilities;
 use reqwest::Method;
 use serde::Deserialize;
@@ -155,6 +155,36 @@ impl JenkinsClient {
         Ok(None)
     }
 
+    /// A form POST with the CSRF crumb and the session cookie it belongs to, when Jenkins
+    /// issued one.
+    fn form_post(
+        &self,
+        url: &str,
+        body: &str,
+        crumb: Option<&CrumbHeader>,
+    ) -> reqwest::RequestBuilder {
+        let mut b = self
+            .api
+            .request(Method::POST, url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        if let Some(c) = crumb {
+            b = b.header(c.field.as_str(), c.value.as_str());
+            if let Some(cookie) = &c.cookie {
+                b = b.header("Cookie", cookie);
+            }
+        }
+        b
+    }
+
+    /// The node the build ran on (`builtOn`; empty for the built-in node, which is never
+    /// taken out). Only counted: an error leaves the build without a node.
+    async fn built_on(&self, ev: &FailureEvent) -> Option<Runner> {
+        let path = format!("{}{}/api/json?tree=builtOn", self.job(ev).ok()?, ev.attempt);
+        let b: Value = self.api.get_json("build node", &path).await.ok()?;
+        Runner::new(b["builtOn"].as_str(), None)
+    }
+
     /// The parameters the failed build ran with, to rebuild it the same way.
     async fn parameters(&self, ev: &FailureEvent) -> Result<Vec<(String, String)>, PlatformError> {
         let path = format!(
@@ -217,20 +247,7 @@ impl JenkinsClient {
         let url = self.api.url(&path);
         let r = self
             .api
-            .send_with("rebuild", 1, || {
-                let mut b = self
-                    .api
-                    .request(Method::POST, &url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body.clone());
-                if let Some(c) = &crumb {
-                    b = b.header(c.field.as_str(), c.value.as_str());
-                    if let Some(cookie) = &c.cookie {
-                        b = b.header("Cookie", cookie);
-                    }
-                }
-                b
-            })
+            .send_with("rebuild", 1, || self.form_post(&url, &body, crumb.as_ref()))
             .await?;
         let queued = r
             .headers()
@@ -296,10 +313,42 @@ impl Ci for JenkinsClient {
             job: FailedJob {
                 id: ev.attempt.to_string(),
                 name: ev.repository.clone(),
+                runner: self.built_on(ev).await,
                 ..Default::default()
             },
             log: log.unwrap_or_default(),
         }])
+    }
+
+    fn can_take_out_runners(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// Marks the node temporarily offline (`toggleOffline`, which flips the state: a node
+    /// already offline is left as it is). Its running build goes on; no new one starts.
+    async fn take_out_runner(&self, runner: &Runner) -> Result<String, PlatformError> {
+        require(
+            self.api.has_credentials(),
+            "Jenkins credentials are not set",
+        )?;
+        let node = format!("/computer/{}/", encode(&runner.name));
+        let state: Value = self
+            .api
+            .get_json("node", &format!("{node}api/json?tree=offline"))
+            .await?;
+        if state["offline"].as_bool() == Some(true) {
+            return Ok(format!("node {} is already offline", runner.name));
+        }
+        let crumb = self.crumb().await?;
+        let message = "pipeguard: fails unrelated jobs far more often than its pool";
+        let url = self.api.url(&format!("{node}toggleOffline"));
+        let body = form(&[("offlineMessage".to_string(), message.to_string())]);
+        self.api
+            .send_with("take node offline", 1, || {
+                self.form_post(&url, &body, crumb.as_ref())
+            })
+            .await?;
+        Ok(format!("POST {node}toggleOffline"))
     }
 
     async fn retry(

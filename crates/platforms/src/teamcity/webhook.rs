@@ -82,6 +82,7 @@ impl Build {
             stage: t.and_then(|t| t.project_name.clone()),
             environment: None,
             platform_reason: self.status_text.clone(),
+            runner: None,
         }
     }
 }

@@ -87,6 +87,7 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/whoami", Role::Viewer),
     ("GET", "/api/v1/readiness", Role::Viewer),
     ("GET", "/api/v1/readiness/cases", Role::Viewer),
+    ("GET", "/api/v1/runners", Role::Viewer),
     ("GET", "/pipeline/status", Role::Viewer),
     ("GET", "/pipeline/healing/history", Role::Viewer),
     // Computes a diagnosis and plan for a message; acts on nothing.
@@ -99,6 +100,16 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("POST", "/api/v1/sessions/{id}/explain", Role::Operator),
     ("POST", "/api/v1/quarantine", Role::Operator),
     ("DELETE", "/api/v1/quarantine", Role::Operator),
+    (
+        "POST",
+        "/api/v1/runners/{platform}/{name}/quarantine",
+        Role::Operator,
+    ),
+    (
+        "POST",
+        "/api/v1/runners/{platform}/{name}/release",
+        Role::Operator,
+    ),
     ("GET", "/api/v1/audit", Role::Admin),
     ("GET", "/api/v1/tokens", Role::Admin),
     ("POST", "/api/v1/tokens", Role::Admin),

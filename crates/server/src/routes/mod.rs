@@ -10,6 +10,7 @@ pub mod explain;
 pub mod learning;
 pub mod openapi;
 pub mod readiness;
+pub mod runners;
 pub mod sessions;
 pub mod slack;
 pub mod status;
@@ -53,6 +54,15 @@ fn api(st: &Shared) -> Router<Shared> {
             get(learning::quarantine_list)
                 .post(learning::quarantine_add)
                 .delete(learning::quarantine_remove),
+        )
+        .route("/api/v1/runners", get(runners::list))
+        .route(
+            "/api/v1/runners/{platform}/{name}/quarantine",
+            post(runners::quarantine),
+        )
+        .route(
+            "/api/v1/runners/{platform}/{name}/release",
+            post(runners::release),
         )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))

@@ -6,8 +6,8 @@
 use crate::dashboard;
 use crate::metrics;
 use crate::routes::{
-    approvals, audit, dead_letters, events, explain, learning, readiness, sessions, slack, status,
-    tokens, webhooks,
+    approvals, audit, dead_letters, events, explain, learning, readiness, runners, sessions, slack,
+    status, tokens, webhooks,
 };
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -55,6 +55,9 @@ use utoipa::{Modify, OpenApi};
         learning::quarantine_list,
         learning::quarantine_add,
         learning::quarantine_remove,
+        runners::list,
+        runners::quarantine,
+        runners::release,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -73,6 +76,7 @@ use utoipa::{Modify, OpenApi};
         (name = "pipeline", description = "The original `/pipeline/*` endpoints"),
         (name = "sessions", description = "Healing sessions and decisions on their plans"),
         (name = "learning", description = "Flaky tests, quarantine, human verdicts"),
+        (name = "runners", description = "Runners, agents and nodes that fail unrelated jobs"),
         (name = "admin", description = "Tokens, identity and the audit trail"),
     )
 )]
@@ -639,6 +643,41 @@ pub mod schema {
         pub repository: String,
         pub test: String,
         pub removed: bool,
+    }
+
+    /// A runner, agent or node over the last 24 hours (since its release, if later).
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RunnerEntry {
+        /// The platform key: `github`, `gitlab`, `buildkite`, `jenkins`…
+        pub platform: String,
+        pub name: String,
+        /// Jobs it ran, passed or failed, as deliveries and diagnoses told.
+        pub jobs: u64,
+        pub failures: u64,
+        /// Failures counted once per (repository, category).
+        pub unrelated_failures: u64,
+        /// Its unrelated failures are far above its pool's (binomial test, p < 0.001, at
+        /// least 5); stays so until released.
+        pub suspect: bool,
+        /// Taken out through the platform's API.
+        pub quarantined: bool,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Runners {
+        pub runners: Vec<RunnerEntry>,
+    }
+
+    /// A runner after an operator's quarantine or release.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RunnerChanged {
+        pub platform: String,
+        pub name: String,
+        pub suspect: bool,
+        pub quarantined: bool,
     }
 
     /// A token's record; the token itself is never shown again.

@@ -224,6 +224,8 @@ async fn intake(
                 .store
                 .record_ignored(platform, &delivery.id, &reason)
                 .await?;
+            // A job that passed is ignored for healing but counts for its runner.
+            count_runner_jobs(st, module, &req);
             return Ok(answer(o));
         }
         Parsed::Command(c) => return crate::commands::from_platform(st, platform, *c).await,
@@ -257,6 +259,7 @@ async fn intake(
         tracing::info!(%platform, delivery = ?delivery.id, session = %id, "delivery stored");
     }
     st.worker_wake.notify_one();
+    count_runner_jobs(st, module, &req);
     if let Some((workflow, repository, run_id, attempt)) = green {
         // After the delivery is stored, so learning never delays or fails its intake.
         let green = crate::worker::baseline::Green {
@@ -269,6 +272,15 @@ async fn intake(
         tokio::spawn(crate::worker::baseline::learn_green(st.clone(), green));
     }
     Ok(answer(r.outcome))
+}
+
+/// Counts the jobs a stored delivery names per runner, after its answer is decided.
+fn count_runner_jobs(st: &Shared, module: &dyn Module, req: &WebhookRequest) {
+    let seen = module.runner_jobs(req);
+    if !seen.is_empty() {
+        let platform = module.platform();
+        tokio::spawn(crate::runners::record_seen(st.clone(), platform, seen));
+    }
 }
 
 /// What HTTP says about a delivery's outcome.

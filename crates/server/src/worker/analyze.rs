@@ -204,8 +204,8 @@ async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
 }
 
 /// Everything the plan depends on besides the diagnoses: what the platform and the
-/// configuration allow, what outcomes taught about the failure to heal, the configured fixes
-/// and the model's verdict.
+/// configuration allow, what outcomes taught about the failure to heal, the configured fixes,
+/// the model's verdict and the suspect runners the failed jobs ran on.
 async fn gather(
     st: &Shared,
     s: &SessionRecord,
@@ -232,6 +232,9 @@ async fn gather(
         .into_iter()
         .filter_map(|(k, l)| Some((Strategy::parse(&k)?, l)))
         .collect();
+    let runners = crate::runners::after_diagnosis(st, &s.event, ci, jobs)
+        .instrument(tracing::info_span!("runners"))
+        .await;
     Ok(Known {
         capabilities: capabilities(st, s, ci).await?,
         learned,
@@ -241,6 +244,7 @@ async fn gather(
             .map(|ci| super::fixes::traits(st, s, ci))
             .unwrap_or_default(),
         mode,
+        runners,
         ..Default::default()
     })
 }

@@ -1,6 +1,6 @@
 //! The API v4 endpoints pipeguard calls, answering as GitLab does.
 
-use super::payload::{job_json, pipeline_json, trace};
+use super::payload::{job_json, pipeline_json, runner, trace};
 use super::state::{GitlabState, Refusal};
 use crate::core::http::{header, json, page, page_params, pairs, param, text, with_header};
 use crate::core::sim::Shared;
@@ -32,6 +32,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         .route(&format!("{p}/jobs/{{id}}/trace"), get(job_trace))
         .route(&format!("{p}/jobs/{{id}}/retry"), post(retry_job))
         .merge(super::notes::routes())
+        .route("/api/v4/runners/{id}", get(get_runner).put(update_runner))
         .route_layer(middleware::from_fn_with_state(shared, auth))
 }
 
@@ -141,6 +142,47 @@ fn paginated(items: Vec<Value>, q: &[(String, String)]) -> Response {
         r = with_header(r, k, &v);
     }
     r
+}
+
+async fn get_runner(State(sh): St, Path(id): Path<u64>) -> Response {
+    let st = sh.state.lock().await;
+    match st.runners.iter().find(|r| r.id == id) {
+        Some(r) => json(StatusCode::OK, runner(r)),
+        None => message(404, "404 Runner Not Found"),
+    }
+}
+
+/// `PUT /runners/:id`: `paused` (or the older `active`), as JSON or a form.
+async fn update_runner(
+    State(sh): St,
+    Path(id): Path<u64>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = header(&headers, "content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let fields: Vec<(String, String)> = if form {
+        pairs(std::str::from_utf8(&body).ok())
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+            _ if body.is_empty() => vec![],
+            _ => return message(400, "400 Bad request - body is not a JSON object"),
+        }
+    };
+    let flag = |name: &str| param(&fields, name).map(|v| v.trim_matches('"') == "true");
+    let paused = flag("paused").or_else(|| flag("active").map(|a| !a));
+    let mut st = sh.state.lock().await;
+    let Some(r) = st.runners.iter_mut().find(|r| r.id == id) else {
+        return message(404, "404 Runner Not Found");
+    };
+    if let Some(p) = paused {
+        r.paused = p;
+    }
+    let body = runner(r);
+    drop(st);
+    sh.poke();
+    json(StatusCode::OK, body)
 }
 
 async fn get_job(State(sh): St, Path((project, id)): Path<(String, u64)>) -> Response {

@@ -8,7 +8,7 @@ mod payload;
 mod state;
 
 pub use notes::{MergeRequest, Note, Noteable, User};
-pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal};
+pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal, SimRunner};
 
 use crate::core::scenario::{RunSpec, SpecError};
 use crate::core::sim::{start, Sim, Timeout};
@@ -130,6 +130,26 @@ impl Sim<GitlabState> {
                 .collect()
         })
         .await
+    }
+
+    /// Registers an active runner; it takes the jobs of `projects` before any shared runner
+    /// does (none: a shared runner).
+    pub async fn add_runner(&self, id: u64, description: &str, projects: &[&str]) {
+        self.update(|st| {
+            st.runners.push(SimRunner {
+                id,
+                description: description.to_string(),
+                paused: false,
+                projects: projects.iter().map(|p| p.to_string()).collect(),
+            })
+        })
+        .await
+    }
+
+    /// The runner's state, as `PUT /runners/:id` left it.
+    pub async fn runner(&self, id: u64) -> Option<SimRunner> {
+        self.inspect(|st| st.runners.iter().find(|r| r.id == id).cloned())
+            .await
     }
 
     /// Waits until no job of the pipeline is unfinished, and returns the pipeline.

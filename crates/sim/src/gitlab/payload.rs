@@ -68,9 +68,29 @@ pub(crate) fn job_json(st: &GitlabState, j: &Job) -> Value {
                      "status": p.status, "source": p.source},
         "web_url": format!("{}/{}/-/jobs/{}", st.base_url, p.project, j.id),
         "artifacts": [],
-        "runner": null,
+        "runner": runner_json(st, j),
         "archived": false,
     })
+}
+
+/// The job's `runner` object as Job Hooks, Pipeline Hook builds and the jobs API show it.
+fn runner_json(st: &GitlabState, j: &Job) -> Value {
+    match j
+        .runner
+        .and_then(|id| st.runners.iter().find(|r| r.id == id))
+    {
+        Some(r) => runner(r),
+        None => Value::Null,
+    }
+}
+
+/// A runner as `GET /runners/:id` and the `runner` objects show it.
+pub(crate) fn runner(r: &super::state::SimRunner) -> Value {
+    json!({"id": r.id, "description": r.description, "active": !r.paused, "paused": r.paused,
+           "is_shared": r.projects.is_empty(),
+           "runner_type": if r.projects.is_empty() { "instance_type" } else { "project_type" },
+           "name": "gitlab-runner", "online": true, "status": if r.paused { "paused" } else { "online" },
+           "tags": []})
 }
 
 fn environment(j: &Job) -> Value {
@@ -141,6 +161,7 @@ pub(crate) fn job_hook(st: &GitlabState, job_id: u64) -> Delivery {
                        "visibility_level": 0},
         "project": project,
         "environment": environment(j),
+        "runner": runner_json(st, j),
     });
     delivery(st, "Job Hook", body)
 }
@@ -159,7 +180,7 @@ pub(crate) fn pipeline_hook(st: &GitlabState, pipeline_id: u64) -> Delivery {
                    "finished_at": j.finished_at.map(gitlab_hook_time),
                    "duration": seconds(j.started_at, j.finished_at),
                    "when": "on_success", "manual": false, "allow_failure": false,
-                   "failure_reason": j.failure_reason, "user": user(), "runner": null,
+                   "failure_reason": j.failure_reason, "user": user(), "runner": runner_json(st, j),
                    "environment": environment(j)})
         })
         .collect();

@@ -85,7 +85,19 @@ pub struct Job {
     pub started_at: Option<OffsetDateTime>,
     pub finished_at: Option<OffsetDateTime>,
     pub log: String,
+    /// The runner that picked the job up (its id), once started.
+    pub runner: Option<u64>,
     pub(crate) until: Option<(Instant, bool, Option<String>)>,
+}
+
+/// A registered runner. A paused one picks up no new job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimRunner {
+    pub id: u64,
+    pub description: String,
+    pub paused: bool,
+    /// The projects it takes jobs of before any shared runner does (empty: shared).
+    pub projects: Vec<String>,
 }
 
 impl Job {
@@ -122,6 +134,8 @@ pub struct GitlabState {
     pub projects: Vec<Project>,
     pub pipelines: BTreeMap<u64, Pipeline>,
     pub jobs: BTreeMap<u64, Job>,
+    /// Runners jobs are picked up by; with none, jobs name no runner.
+    pub runners: Vec<SimRunner>,
     pub(crate) scripts: Vec<Script>,
     pub(crate) base_url: String,
     pub merge_requests: Vec<super::notes::MergeRequest>,
@@ -142,6 +156,7 @@ impl GitlabState {
             projects: Vec::new(),
             pipelines: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            runners: Vec::new(),
             scripts: Vec::new(),
             merge_requests: Vec::new(),
             notes: Vec::new(),
@@ -244,10 +259,21 @@ impl GitlabState {
                 started_at: None,
                 finished_at: None,
                 log: String::new(),
+                runner: None,
                 until: None,
             },
         );
         id
+    }
+
+    /// The active runner that picks up a job of `project`: one assigned to the project,
+    /// else the first shared one.
+    fn pick_runner(&self, project: &str) -> Option<u64> {
+        let active = || self.runners.iter().filter(|r| !r.paused);
+        active()
+            .find(|r| r.projects.iter().any(|p| p == project))
+            .or_else(|| active().find(|r| r.projects.is_empty()))
+            .map(|r| r.id)
     }
 
     /// The pipeline's current jobs (not retried), in the definition's order.
@@ -459,7 +485,10 @@ impl GitlabState {
     }
 
     fn start_job(&mut self, id: u64, now: Instant, wall: OffsetDateTime) -> u64 {
+        let project = self.pipelines[&self.jobs[&id].pipeline_id].project.clone();
+        let runner = self.pick_runner(&project);
         let job = self.jobs.get_mut(&id).expect("listed job");
+        job.runner = runner;
         let script = self.pipelines[&job.pipeline_id].script;
         let s = &mut self.scripts[script];
         let outcome = s.next_outcome(&job.name);

@@ -704,6 +704,8 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     } else {
         escalated_code.unwrap_or(0)
     };
+    // Ahead of the next failure: hosts about to fill up, with the cleanup offered (not run).
+    super::hosts::offer_cleanup(&facts, Some(&dir.join("prevent.yml")))?;
     session.exit_code = exit;
     session.outcome = if exit == 0 && session.escalations.is_empty() {
         if session.runs.len() > 1 {
