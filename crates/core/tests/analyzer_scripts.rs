@@ -120,3 +120,26 @@ fn a_scripts_own_error_message_says_what_it_checked_or_nothing() {
     assert_eq!(d.category, Category::Unknown, "{d:#?}");
     assert!(d.evidence.iter().any(|e| e.text.contains("patterns folder")));
 }
+
+#[test]
+fn output_after_a_step_marker_is_not_taken_for_its_script() {
+    // No `shell:`/`##[endgroup]` closes the group: the lines are output, and a download word in
+    // them does not make the step an install.
+    let log = "##[group]Run ./scripts/check.sh\nDownloading toolchain 1.2.3\ncurl: (56) Recv failure: Connection reset by peer\n##[error]Process completed with exit code 1.\n";
+    let d = analyze(log);
+    assert_eq!(d.category, Category::Network, "{d:#?}");
+}
+
+#[test]
+fn an_api_answering_not_found_is_not_a_missing_program() {
+    let log = github_step(
+        &["node .github/files-changed.js"],
+        &[
+            "RequestError [HttpError]: Not Found",
+            "##[error]Unhandled error: HttpError: Not Found",
+        ],
+    );
+    let d = analyze(&log);
+    assert_ne!(d.category, Category::MissingPackage, "{d:#?}");
+    assert!(!d.transient, "{d:#?}");
+}

@@ -56,22 +56,23 @@ const SCRIPT_LINES: usize = 60;
 const KEEP_SCRIPT: usize = 2000;
 
 /// The script printed after a step marker: the lines of `rest` up to one that starts with one
-/// of `until` (timestamps removed), when there are more than one.
+/// of `until` (timestamps removed), when there are more than one. Without that line within
+/// `SCRIPT_LINES` the lines are the step's output, not its script.
 fn step_script(rest: &[u8], until: &[String]) -> Option<String> {
     let mut lines = Vec::new();
     let mut size = 0;
     for raw in rest.split(|&b| b == b'\n').take(SCRIPT_LINES) {
         let line = clean_line(raw);
         if until.iter().any(|u| line.starts_with(u.as_str())) {
-            break;
+            return (lines.len() > 1).then(|| lines.join("\n"));
         }
         size += line.len() + 1;
         if size > KEEP_SCRIPT {
-            break;
+            return None;
         }
         lines.push(line);
     }
-    (lines.len() > 1).then(|| lines.join("\n"))
+    None
 }
 
 /// Characters kept of a step's command.
