@@ -52,8 +52,14 @@ fn the_command_of_a_multi_line_script_decides_not_only_its_first_line() {
 fn the_words_a_script_echoes_are_not_what_it_runs() {
     // `echo "lint docs tests"` names three kinds of work; the script runs none of them.
     let log = github_step(
-        &["echo \"lint, docs and tests come later\"", "./scripts/publish-notes"],
-        &["lint, docs and tests come later", "nothing to publish for 4.2.0"],
+        &[
+            "echo \"lint, docs and tests come later\"",
+            "./scripts/publish-notes",
+        ],
+        &[
+            "lint, docs and tests come later",
+            "nothing to publish for 4.2.0",
+        ],
     );
     let d = analyze(&log);
     assert_eq!(d.category, Category::Unknown, "{d:#?}");
@@ -109,7 +115,10 @@ fn a_scripts_own_error_message_says_what_it_checked_or_nothing() {
     let d = analyze(&log);
     assert_eq!(d.category, Category::LintError, "{d:#?}");
     assert!(!d.transient);
-    assert!(d.evidence.iter().any(|e| e.text.contains("changelog entry")));
+    assert!(d
+        .evidence
+        .iter()
+        .any(|e| e.text.contains("changelog entry")));
 
     // A message with nothing classifiable stays an honest unknown, with the message as evidence.
     let log = github_step(
@@ -118,7 +127,10 @@ fn a_scripts_own_error_message_says_what_it_checked_or_nothing() {
     );
     let d = analyze(&log);
     assert_eq!(d.category, Category::Unknown, "{d:#?}");
-    assert!(d.evidence.iter().any(|e| e.text.contains("patterns folder")));
+    assert!(d
+        .evidence
+        .iter()
+        .any(|e| e.text.contains("patterns folder")));
 }
 
 #[test]

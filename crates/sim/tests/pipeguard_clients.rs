@@ -163,8 +163,15 @@ async fn github_client_finds_the_last_green_run_of_a_workflow_on_a_branch() {
         .expect("the failure's delivery");
     let gh = github_client(&sim);
     let jobs = ["build".to_string()];
-    assert!(gh.last_green(&ev, "feature", &jobs).await.unwrap().is_none());
-    assert_eq!(gh.default_branch(&ev).await.unwrap().as_deref(), Some("main"));
+    assert!(gh
+        .last_green(&ev, "feature", &jobs)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        gh.default_branch(&ev).await.unwrap().as_deref(),
+        Some("main")
+    );
     let before = sim.requests().await.len();
     let found = gh.last_green(&ev, "main", &jobs).await.unwrap().unwrap();
     assert_eq!(found.run_id, main_green.to_string());
@@ -195,22 +202,24 @@ async fn gitlab_client_reads_the_successful_jobs_of_a_green_pipeline() {
         .deliveries()
         .await
         .iter()
-        .find_map(|d| match gitlab::parse_event(&d.delivery.event, &d.delivery.body) {
-            Ok(Parsed::Success {
-                repository,
-                workflow: Some(workflow),
-                run_id,
-                attempt,
-                ..
-            }) => Some(FailureEvent {
-                repository,
-                workflow,
-                run_id,
-                attempt,
-                ..Default::default()
-            }),
-            _ => None,
-        })
+        .find_map(
+            |d| match gitlab::parse_event(&d.delivery.event, &d.delivery.body) {
+                Ok(Parsed::Success {
+                    repository,
+                    workflow: Some(workflow),
+                    run_id,
+                    attempt,
+                    ..
+                }) => Some(FailureEvent {
+                    repository,
+                    workflow,
+                    run_id,
+                    attempt,
+                    ..Default::default()
+                }),
+                _ => None,
+            },
+        )
         .expect("a success Pipeline Hook naming its ref");
     assert_eq!(success.workflow, "main");
     let client = gitlab::GitlabClient::new(

@@ -335,7 +335,12 @@ fn failing_tools(kb: &CompiledKb, step: &Step) -> Vec<ToolHit> {
     // Its words, though, are those of its commands, not of the messages it prints.
     let script = step.script.as_deref().map(|s| kb.tools.without_messages(s));
     let cmd = script.as_ref().or(step.cmd.as_ref());
-    let sources = [step.inner.as_ref(), step.trace.as_ref(), cmd, step.section.as_ref()];
+    let sources = [
+        step.inner.as_ref(),
+        step.trace.as_ref(),
+        cmd,
+        step.section.as_ref(),
+    ];
     for (k, s) in sources.into_iter().enumerate() {
         let Some(s) = s else { continue };
         let mut hits = kb.tools.tools_in(s);

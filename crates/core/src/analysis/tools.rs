@@ -256,8 +256,14 @@ impl ToolTable {
     /// The text of an error message a step printed itself, if `line` is one.
     pub fn message_of<'l>(&self, line: &'l str) -> Option<&'l str> {
         let t = line.trim_start();
-        let text = self.messages.iter().find_map(|m| t.strip_prefix(m.as_str()))?;
-        let said = !self.not_messages.iter().any(|n| text.starts_with(n.as_str()));
+        let text = self
+            .messages
+            .iter()
+            .find_map(|m| t.strip_prefix(m.as_str()))?;
+        let said = !self
+            .not_messages
+            .iter()
+            .any(|n| text.starts_with(n.as_str()));
         said.then_some(text)
     }
 
