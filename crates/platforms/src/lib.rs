@@ -435,6 +435,26 @@ pub trait Ci: Send + Sync {
         )))
     }
 
+    /// The newest successful run of the event's workflow on `branch` (not the event's own
+    /// run), among the last [`GREEN_RUNS_LISTED`], with the logs of its successful jobs named
+    /// in `jobs`; `None` when there is none.
+    async fn last_green(
+        &self,
+        _event: &FailureEvent,
+        _branch: &str,
+        _jobs: &[String],
+    ) -> Result<Option<LastGreen>, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} cannot look up a job's last green run",
+            self.platform().as_str()
+        )))
+    }
+
+    /// The event's repository's default branch.
+    async fn default_branch(&self, _event: &FailureEvent) -> Result<Option<String>, PlatformError> {
+        Ok(None)
+    }
+
     /// The successful jobs of a green attempt (the event's repository, run and attempt)
     /// with their logs.
     async fn green_jobs(&self, _event: &FailureEvent) -> Result<Vec<GreenJob>, PlatformError> {
@@ -443,6 +463,16 @@ pub trait Ci: Send + Sync {
             self.platform().as_str()
         )))
     }
+}
+
+/// Green runs listed when looking for the last one of a workflow on a branch.
+pub const GREEN_RUNS_LISTED: u32 = 20;
+
+/// The last green run of a workflow on a branch: its id and the logs of the jobs asked for.
+#[derive(Debug, Clone)]
+pub struct LastGreen {
+    pub run_id: String,
+    pub jobs: Vec<GreenJob>,
 }
 
 /// The attempt number a platform without run attempts reports for a successful outcome

@@ -35,6 +35,8 @@ pub struct AppState {
     pub rate_limit: SourceLimiter,
     /// Refused credentials not yet written to the audit trail, per source and minute.
     pub refusals: crate::auth::refusals::Refusals,
+    /// Per repository, when its recent on-demand look-ups of a green run started.
+    pub green_lookups: crate::worker::baseline::Lookups,
     /// Listening on a loopback address only: unsigned deliveries are accepted there.
     pub loopback: bool,
     /// Turns true when the server stops, for work that would otherwise hold the stop up
@@ -150,6 +152,7 @@ impl AppState {
             },
             rate_limit: SourceLimiter::new(config.api.rate_limit_per_minute),
             refusals: Default::default(),
+            green_lookups: Default::default(),
             loopback: is_loopback(&config.listen),
             shutdown,
             analyst: analyst(&config)?,

@@ -12,7 +12,7 @@ use pipeguard_core::analysis::{Analyzer, Hints};
 use pipeguard_server::worker::baseline::{learn, Learned};
 use pipeguard_store::{BaselineKey, Store};
 use serde_json::Value;
-use wiremock::matchers::method;
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
 /// A green run of `build`: its download is reset and retried, and a telemetry `##[error]`
@@ -264,5 +264,67 @@ async fn a_success_webhook_teaches_the_jobs_of_a_workflow_that_failed_lately() {
     assert_eq!(cause["new"], true, "{cause}");
     let reset = line(&session, "Connection reset");
     assert!(reset.is_none_or(|e| e["new"] == false), "{reset:?}");
+    app.stop().await;
+}
+
+/// A failure of a job without a model reads the last green run of its workflow on its branch
+/// once (one listing of the branch's green runs, one of that run's jobs, one log for the
+/// failing job only) and is read against it.
+#[tokio::test]
+async fn a_failure_without_a_model_learns_the_last_green_run_of_its_branch() {
+    let app = TestApp::start().await;
+    accept_actions(&app).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .and(query_param("branch", "main"))
+        .and(query_param("status", "success"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "total_count": 2,
+            "workflow_runs": [
+                {"id": 95, "name": "Nightly", "run_attempt": 1, "conclusion": "success"},
+                {"id": 91, "name": "CI", "run_attempt": 1, "conclusion": "success"},
+            ]
+        })))
+        .mount(&app.github)
+        .await;
+    mount_run(
+        &app.github,
+        91,
+        1,
+        &[
+            (910, "build", "success", GREEN_LOG),
+            (911, "docs", "success", "built the docs"),
+        ],
+    )
+    .await;
+    let s = fail(&app, 92, FAILED_LOG).await;
+    let session = app
+        .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(session["baseline"]["green_runs"], serde_json::json!(["91"]));
+    let cause =
+        line(&session, "Input required and not supplied").expect("the new line is evidence");
+    assert_eq!(cause["new"], true, "{cause}");
+    let reset = line(&session, "Connection reset");
+    assert!(reset.is_none_or(|e| e["new"] == false), "{reset:?}");
+    let store = Store::connect(&app.db_url).await.unwrap();
+    assert_eq!(wait_model(&store).await.green_runs, ["91"]);
+
+    let requests = app.github.received_requests().await.unwrap();
+    let count = |f: &dyn Fn(&str) -> bool| requests.iter().filter(|r| f(r.url.path())).count();
+    let listing = format!("/repos/{REPO}/actions/runs");
+    assert_eq!(count(&|p| p == listing), 1, "one listing of green runs");
+    assert_eq!(count(&|p| p.contains("/runs/91/")), 1, "one jobs call");
+    assert_eq!(count(&|p| p.ends_with("/jobs/910/logs")), 1, "one log");
+    assert_eq!(
+        count(&|p| p.contains("/jobs/911/")),
+        0,
+        "no other job's log"
+    );
+    assert_eq!(
+        count(&|p| p.contains("/runs/95")),
+        0,
+        "not another workflow's run"
+    );
     app.stop().await;
 }

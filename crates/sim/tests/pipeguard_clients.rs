@@ -129,6 +129,120 @@ async fn github_client_reads_the_successful_jobs_of_a_green_attempt() {
     assert_eq!(api_calls, 3, "one listing, one log call per job");
 }
 
+/// A failure of a job without a model: the newest green run of the same workflow on the
+/// failure's branch (another workflow's green runs and the failing run are not it), else none
+/// there and the default branch's; one listing, one jobs call and one log per job asked for.
+#[tokio::test]
+async fn github_client_finds_the_last_green_run_of_a_workflow_on_a_branch() {
+    let sim = github_sim(pipeguard_sim::github::DispatchMode::RunDetails).await;
+    let green = |wf: &str, branch: &str, log: &str| {
+        RunSpec::new("octo/app", wf)
+            .branch(branch)
+            .job(JobSpec::new("build").then(Outcome::pass().with_log(log)))
+            .job(JobSpec::new("lint").then(Outcome::pass().with_log("lint clean")))
+    };
+    let main_green = sim
+        .start_run(green("ci.yml", "main", "built on main"))
+        .await
+        .unwrap();
+    sim.wait_run(main_green, WAIT).await.unwrap();
+    let other = sim
+        .start_run(green("nightly.yml", "main", "nightly"))
+        .await
+        .unwrap();
+    sim.wait_run(other, WAIT).await.unwrap();
+    let failing = RunSpec::new("octo/app", "ci.yml")
+        .branch("feature")
+        .job(JobSpec::new("build").fails("error[E0308]: mismatched types"));
+    let failed = sim.start_run(failing).await.unwrap();
+    sim.wait_run(failed, WAIT).await.unwrap();
+    let ev = failures(&sim, gh_parse)
+        .await
+        .into_iter()
+        .find(|e| e.run_id == failed.to_string())
+        .expect("the failure's delivery");
+    let gh = github_client(&sim);
+    let jobs = ["build".to_string()];
+    assert!(gh
+        .last_green(&ev, "feature", &jobs)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        gh.default_branch(&ev).await.unwrap().as_deref(),
+        Some("main")
+    );
+    let before = sim.requests().await.len();
+    let found = gh.last_green(&ev, "main", &jobs).await.unwrap().unwrap();
+    assert_eq!(found.run_id, main_green.to_string());
+    let names: Vec<&str> = found.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["build"], "only the jobs asked for");
+    assert!(String::from_utf8_lossy(&found.jobs[0].log).contains("built on main"));
+    let api_calls = sim.requests().await[before..]
+        .iter()
+        .filter(|r| !r.path().starts_with("/_blobs/"))
+        .count();
+    assert_eq!(api_calls, 3, "one listing, one jobs call, one log");
+}
+
+/// GitLab's success Pipeline Hook names the ref (the failure's workflow): its successful
+/// jobs and their traces are the green run learned.
+#[tokio::test]
+async fn gitlab_client_reads_the_successful_jobs_of_a_green_pipeline() {
+    use pipeguard_sim::gitlab::{GitlabConfig, GitlabSim};
+    let sim = GitlabSim::start(GitlabConfig::default().token(TOKEN))
+        .await
+        .unwrap();
+    let spec = RunSpec::new("grp/app", "main")
+        .job(JobSpec::new("build").then(Outcome::pass().with_log("compiled 3 targets")))
+        .job(JobSpec::new("test").then(Outcome::pass().with_log("ok: 12 passed")));
+    let id = sim.start_run(spec).await.unwrap();
+    sim.wait_pipeline(id, WAIT).await.unwrap();
+    let success = sim
+        .deliveries()
+        .await
+        .iter()
+        .find_map(
+            |d| match gitlab::parse_event(&d.delivery.event, &d.delivery.body) {
+                Ok(Parsed::Success {
+                    repository,
+                    workflow: Some(workflow),
+                    run_id,
+                    attempt,
+                    ..
+                }) => Some(FailureEvent {
+                    repository,
+                    workflow,
+                    run_id,
+                    attempt,
+                    ..Default::default()
+                }),
+                _ => None,
+            },
+        )
+        .expect("a success Pipeline Hook naming its ref");
+    assert_eq!(success.workflow, "main");
+    let client = gitlab::GitlabClient::new(
+        &pipeguard_platforms::settings::Section {
+            api_url: sim.base_url(),
+            token: Some(TOKEN.into()),
+            user: None,
+            ..Default::default()
+        },
+        &pipeguard_platforms::api::HttpOptions {
+            tries: 1,
+            backoff: FAST,
+            ..Default::default()
+        },
+    );
+    let mut jobs = client.green_jobs(&success).await.unwrap();
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["build", "test"]);
+    assert!(String::from_utf8_lossy(&jobs[0].log).contains("compiled 3 targets"));
+    assert!(jobs.iter().all(|j| j.workflow == "main"));
+}
+
 /// GitHub refuses a second re-run while the attempt the first started is in progress: the
 /// client reports it as "wait" (busy), and the next job's re-run goes once the attempt ended.
 #[tokio::test]

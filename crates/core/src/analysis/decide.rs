@@ -331,7 +331,16 @@ impl Failure {
 /// sub-task a tool reported failing, the traced command, the step's command, the stage. The first
 /// that names a known tool, or else has telling words, decides.
 fn failing_tools(kb: &CompiledKb, step: &Step) -> Vec<ToolHit> {
-    let sources = [&step.inner, &step.trace, &step.cmd, &step.section];
+    // A printed script holds the step's command on its first line and the others after it.
+    // Its words, though, are those of its commands, not of the messages it prints.
+    let script = step.script.as_deref().map(|s| kb.tools.without_messages(s));
+    let cmd = script.as_ref().or(step.cmd.as_ref());
+    let sources = [
+        step.inner.as_ref(),
+        step.trace.as_ref(),
+        cmd,
+        step.section.as_ref(),
+    ];
     for (k, s) in sources.into_iter().enumerate() {
         let Some(s) = s else { continue };
         let mut hits = kb.tools.tools_in(s);
@@ -579,6 +588,32 @@ fn side_facts(hints: &Hints, code: Option<i32>) -> Option<(Category, f64, String
     Some((cat, w, format!("exit code {code}")))
 }
 
+/// When nothing else explains a failure: what the error messages a step printed itself
+/// (GitHub's `##[error]` annotations of a custom script, new against the green runs when there
+/// are some) say by their words (`Every PR must have at least one label` → a PR-convention
+/// check). The runner's exit lines say nothing; a word weighing under `MIN_SCORE` neither.
+fn said_by_messages(
+    kb: &CompiledKb,
+    scan: &Scan,
+    f: &Failure,
+    green: Option<&Green>,
+) -> Option<ToolHit> {
+    let lines: Vec<String> = match green.filter(|g| !g.novel.lines.is_empty()) {
+        Some(g) => g.in_step(f).map(|(_, t)| t.clone()).collect(),
+        None => step_end_lines(scan, f, None)
+            .into_iter()
+            .filter(|n| f.in_step(n.line) || f.step.start == 0)
+            .map(|n| n.text)
+            .collect(),
+    };
+    lines
+        .iter()
+        .rev()
+        .filter_map(|t| kb.tools.message_of(t))
+        .flat_map(|m| kb.tools.words_in(m))
+        .find(|h| h.weight >= MIN_SCORE)
+}
+
 /// What decided the category.
 enum Decider {
     Match(Scored),
@@ -667,11 +702,15 @@ pub fn decide_against(
                 };
                 (cat, s, d)
             }
-            _ => (
-                Category::Unknown,
-                cat_score.first().map_or(0.1, |x| x.1).min(0.29),
-                Decider::Nothing,
-            ),
+            _ => match said_by_messages(kb, scan, &f, green) {
+                // A custom script's own error message names what it checks.
+                Some(h) => (h.category, h.weight, Decider::Tool(h)),
+                None => (
+                    Category::Unknown,
+                    cat_score.first().map_or(0.1, |x| x.1).min(0.29),
+                    Decider::Nothing,
+                ),
+            },
         }
     };
     let decisive = match &decider {

@@ -101,6 +101,10 @@ pub struct Signature {
     /// means "at the start of a line" (`"\n$ "`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub literals: Vec<String>,
+    /// For a `step`: the step's script follows on the next lines, up to one that starts with
+    /// one of these (GitHub prints a multi-line `run:` script whole inside its group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script_until: Vec<String>,
     /// Added by the user's configuration (takes precedence over built-ins).
     #[serde(default, skip_deserializing)]
     pub user: bool,
@@ -183,6 +187,7 @@ impl UserSignature {
             details_after: false,
             tail_only: false,
             literals: vec![],
+            script_until: vec![],
             user: true,
         }
     }

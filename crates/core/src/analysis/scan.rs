@@ -46,6 +46,33 @@ pub struct Step {
     pub inner: Option<String>,
     /// The stage it ran in.
     pub section: Option<String>,
+    /// The whole script the runner printed for it, one command a line (GitHub's multi-line
+    /// `run:`), when it printed more than `cmd`.
+    pub script: Option<String>,
+}
+
+/// Lines and characters kept of a step's script.
+const SCRIPT_LINES: usize = 60;
+const KEEP_SCRIPT: usize = 2000;
+
+/// The script printed after a step marker: the lines of `rest` up to one that starts with one
+/// of `until` (timestamps removed), when there are more than one. Without that line within
+/// `SCRIPT_LINES` the lines are the step's output, not its script.
+fn step_script(rest: &[u8], until: &[String]) -> Option<String> {
+    let mut lines = Vec::new();
+    let mut size = 0;
+    for raw in rest.split(|&b| b == b'\n').take(SCRIPT_LINES) {
+        let line = clean_line(raw);
+        if until.iter().any(|u| line.starts_with(u.as_str())) {
+            return (lines.len() > 1).then(|| lines.join("\n"));
+        }
+        size += line.len() + 1;
+        if size > KEEP_SCRIPT {
+            return None;
+        }
+        lines.push(line);
+    }
+    None
 }
 
 /// Characters kept of a step's command.
@@ -476,7 +503,13 @@ impl<'k> Scanner<'k> {
         }
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if let Some(&i) = self.matches.iter().find(|&&i| kb.sigs[i].kind.is_layout()) {
-            self.on_layout(i, line_no, &text);
+            let until = &kb.sigs[i].script_until;
+            let script = if until.is_empty() || le >= data.len() {
+                None
+            } else {
+                step_script(&data[le + 1..], until)
+            };
+            self.on_layout(i, line_no, &text, script);
             // A step or trace line echoes a command: it names what ran, not what went wrong.
             // Section names (`--- FAIL: x`) and failed sub-tasks may still say something.
             if matches!(kb.sigs[i].kind, SigKind::Section | SigKind::Subtask) {
@@ -571,7 +604,7 @@ impl<'k> Scanner<'k> {
     }
 
     /// A layout marker: a step starts or ends, a stage begins, the runner's own work begins.
-    fn on_layout(&mut self, sig: usize, line_no: usize, text: &str) {
+    fn on_layout(&mut self, sig: usize, line_no: usize, text: &str, script: Option<String>) {
         let kb = self.kb;
         let kind = kb.sigs[sig].kind;
         let cmd = kb.capture(sig, text).map(|c| truncate(c, KEEP_CMD));
@@ -595,6 +628,7 @@ impl<'k> Scanner<'k> {
                     trace: None,
                     inner: None,
                     section,
+                    script,
                 };
                 l.ended = None;
             }

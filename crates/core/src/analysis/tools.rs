@@ -56,6 +56,16 @@ struct ToolFile {
     /// Where installed dependencies live: a compile error there is a dependency conflict.
     #[serde(default)]
     dependency_dirs: Vec<String>,
+    /// Commands whose arguments say nothing about what a step does (`echo` messages, `cd`
+    /// paths): in a script, their words are left out.
+    #[serde(default)]
+    printers: Vec<String>,
+    /// Prefixes of the error messages a step prints itself (GitHub's `##[error]`), and of
+    /// the runner's own lines among them that say nothing (`Process completed with exit code`).
+    #[serde(default)]
+    messages: Vec<String>,
+    #[serde(default)]
+    not_messages: Vec<String>,
     #[serde(default)]
     group: Vec<ToolGroup>,
 }
@@ -103,6 +113,9 @@ pub struct ToolTable {
     wrappers: Vec<Vec<String>>,
     registries: Vec<String>,
     dependency_dirs: Vec<String>,
+    printers: Vec<String>,
+    messages: Vec<String>,
+    not_messages: Vec<String>,
 }
 
 fn word_matches(pattern: &str, word: &str) -> bool {
@@ -134,6 +147,10 @@ impl ToolTable {
             t.registries
                 .extend(f.registries.iter().map(|r| r.to_ascii_lowercase()));
             t.dependency_dirs.extend(f.dependency_dirs);
+            t.printers
+                .extend(f.printers.iter().map(|p| p.to_ascii_lowercase()));
+            t.messages.extend(f.messages);
+            t.not_messages.extend(f.not_messages);
             for w in f.wrappers {
                 t.wrappers
                     .push(w.split_whitespace().map(str::to_lowercase).collect());
@@ -221,6 +238,35 @@ impl ToolTable {
         }
     }
 
+    /// A script without its comments and the messages it prints.
+    pub fn without_messages(&self, script: &str) -> String {
+        script
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                let first = t.split_whitespace().next().unwrap_or("");
+                !t.is_empty()
+                    && !t.starts_with('#')
+                    && !self.printers.iter().any(|p| first.eq_ignore_ascii_case(p))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The text of an error message a step printed itself, if `line` is one.
+    pub fn message_of<'l>(&self, line: &'l str) -> Option<&'l str> {
+        let t = line.trim_start();
+        let text = self
+            .messages
+            .iter()
+            .find_map(|m| t.strip_prefix(m.as_str()))?;
+        let said = !self
+            .not_messages
+            .iter()
+            .any(|n| text.starts_with(n.as_str()));
+        said.then_some(text)
+    }
+
     /// The tools a command line runs, in order of appearance (one hit per simple command at
     /// most: the longest invocation that matches it).
     pub fn tools_in(&self, command: &str) -> Vec<ToolHit> {
@@ -260,7 +306,10 @@ impl ToolTable {
     /// it runs: `codespell-project/actions-codespell@v2`, `DavidAnson/markdownlint-cli2-action`).
     pub fn words_in(&self, text: &str) -> Vec<ToolHit> {
         let mut out: Vec<ToolHit> = Vec::new();
-        for w in sub_words(text) {
+        let words = sub_words(text);
+        // `type-check`, `spell_check`: a word written in two parts says what the word says.
+        let joined = words.windows(2).map(|p| p.concat());
+        for w in words.iter().cloned().chain(joined) {
             // `test2`, `lint3` say what `test`, `lint` say.
             let bare = w.trim_end_matches(|c: char| c.is_ascii_digit());
             let g = self

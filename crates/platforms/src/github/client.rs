@@ -5,7 +5,9 @@ use super::webhook::{failed_conclusion, parse_time_ms, Run};
 use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
 use crate::settings::Section;
 use crate::webhook::{slug_char, valid_path};
-use crate::{require, Ci, GreenJob, JobLog, PlatformError, Rerun, RunState};
+use crate::{
+    require, Ci, GreenJob, JobLog, LastGreen, PlatformError, Rerun, RunState, GREEN_RUNS_LISTED,
+};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
 use pipeguard_core::policy::Capabilities;
@@ -298,6 +300,62 @@ impl Ci for GithubClient {
             });
         }
         Ok(out)
+    }
+
+    /// One call for the branch's successful runs, one for the newest one's jobs of the
+    /// event's workflow, one per job log asked for.
+    async fn last_green(
+        &self,
+        ev: &FailureEvent,
+        branch: &str,
+        jobs: &[String],
+    ) -> Result<Option<LastGreen>, PlatformError> {
+        let api = self.api_for(ev).await?;
+        let path = format!(
+            "{}/actions/runs?branch={}&status=success&per_page={GREEN_RUNS_LISTED}",
+            repo_path(ev)?,
+            encode(branch)
+        );
+        let runs: Value = api.get_json("list green runs", &path).await?;
+        let run = runs["workflow_runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["name"].as_str() == Some(ev.workflow.as_str()))
+            .filter_map(|r| Some((r["id"].as_u64()?, r["run_attempt"].as_u64().unwrap_or(1))))
+            .find(|(id, _)| id.to_string() != ev.run_id);
+        let Some((id, attempt)) = run else {
+            return Ok(None);
+        };
+        let green = FailureEvent {
+            repository: ev.repository.clone(),
+            run_id: id.to_string(),
+            attempt: u32::try_from(attempt).unwrap_or(1),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for j in self.attempt_jobs(&api, &green).await? {
+            if j.conclusion.as_deref() != Some("success") || !jobs.contains(&j.name) {
+                continue;
+            }
+            let log = Self::log_of(&api, &green, j.id).await?;
+            out.push(GreenJob {
+                name: j.name,
+                workflow: ev.workflow.clone(),
+                log,
+            });
+        }
+        Ok(Some(LastGreen {
+            run_id: id.to_string(),
+            jobs: out,
+        }))
+    }
+
+    /// One call: the repository.
+    async fn default_branch(&self, ev: &FailureEvent) -> Result<Option<String>, PlatformError> {
+        let api = self.api_for(ev).await?;
+        let repo: Value = api.get_json("get repository", &repo_path(ev)?).await?;
+        Ok(repo["default_branch"].as_str().map(str::to_string))
     }
 
     async fn retry(

@@ -3,7 +3,9 @@
 use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
 use crate::settings::Section;
 use crate::webhook::{slug_char, valid_path};
-use crate::{parse_time_ms, require, Ci, JobLog, PlatformError, Rerun, RunState, OUTCOME_ATTEMPT};
+use crate::{
+    parse_time_ms, require, Ci, GreenJob, JobLog, PlatformError, Rerun, RunState, OUTCOME_ATTEMPT,
+};
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
 use pipeguard_core::policy::Capabilities;
@@ -253,6 +255,21 @@ impl Ci for GitlabClient {
             .call("pause runner", Method::PUT, &path, Some(&body))
             .await?;
         Ok(format!("PUT {path} paused=true"))
+    }
+
+    /// One call for the pipeline's successful jobs (100 a page), then one per job's trace.
+    async fn green_jobs(&self, ev: &FailureEvent) -> Result<Vec<GreenJob>, PlatformError> {
+        let mut out = Vec::new();
+        for j in self.jobs(ev, "scope[]=success&per_page=100").await? {
+            let path = format!("{}/jobs/{}/trace", project_api(ev)?, j.id);
+            let log = self.api.log_tail("job trace", &path).await?;
+            out.push(GreenJob {
+                name: j.name,
+                workflow: ev.workflow.clone(),
+                log: log.unwrap_or_default(),
+            });
+        }
+        Ok(out)
     }
 
     async fn retry(

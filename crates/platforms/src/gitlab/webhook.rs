@@ -164,7 +164,8 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
             match a.status.as_str() {
                 "success" => Ok(Parsed::Success {
                     repository,
-                    workflow: None,
+                    // A failure's workflow is its ref: the green run learned is the same job's.
+                    workflow: a.r#ref.clone(),
                     run_id: a.id.to_string(),
                     attempt: OUTCOME_ATTEMPT,
                     finished_at_ms: parse_time_ms(a.finished_at.as_deref()),
@@ -428,7 +429,8 @@ mod tests {
     fn success_is_an_outcome_and_running_is_ignored() {
         assert!(matches!(
             parse_event("Pipeline Hook", &pipeline("success")).unwrap(),
-            Parsed::Success { attempt: OUTCOME_ATTEMPT, ref run_id, .. } if run_id == "31"
+            Parsed::Success { attempt: OUTCOME_ATTEMPT, ref run_id, ref workflow, .. }
+                if run_id == "31" && workflow.as_deref() == Some("main")
         ));
         assert!(matches!(
             parse_event("Pipeline Hook", &pipeline("running")).unwrap(),

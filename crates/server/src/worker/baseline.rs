@@ -13,6 +13,7 @@ use pipeguard_core::heal::JobDiagnosis;
 use pipeguard_platforms::JobLog;
 use pipeguard_store::{now_ms, BaselineKey, SessionRecord, Store, StoreError};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
 
 /// A job's model is updated at most this often (one green log read per job per period).
 pub const LEARN_EVERY_MS: i64 = 10 * 60_000;
@@ -127,6 +128,71 @@ pub async fn learn_green(st: Shared, g: Green) {
     }
 }
 
+/// Jobs of one failure learned on demand at most (one log download each).
+pub const ON_DEMAND_JOBS: usize = 3;
+/// On-demand look-ups per repository per hour at most: a burst of failures of jobs without
+/// a model spends at most this many sets of calls.
+pub const ON_DEMAND_PER_HOUR: usize = 6;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Per repository, when its recent on-demand look-ups started.
+#[derive(Default)]
+pub struct Lookups(std::sync::Mutex<BTreeMap<String, VecDeque<i64>>>);
+
+impl Lookups {
+    /// Whether `repository` may spend another look-up at `now` (and counts it).
+    pub fn allow(&self, repository: &str, now: i64) -> bool {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, seen| seen.back().is_some_and(|&t| now - t < HOUR_MS));
+        let seen = all.entry(repository.to_string()).or_default();
+        while seen.front().is_some_and(|&t| now - t >= HOUR_MS) {
+            seen.pop_front();
+        }
+        if seen.len() >= ON_DEMAND_PER_HOUR {
+            return false;
+        }
+        seen.push_back(now);
+        true
+    }
+}
+
+/// A failure of jobs without a model: the last green run of the same workflow on the same
+/// branch, else on the default branch, is read once and learned. At most
+/// `3 + ON_DEMAND_JOBS` calls on the branch and 2 more for the default branch; best effort.
+async fn learn_on_demand(st: &Shared, s: &SessionRecord, mut jobs: Vec<String>) {
+    let Some(ci) = Platform::parse(&s.platform).and_then(|p| st.ci(p, &s.repository)) else {
+        return;
+    };
+    jobs.truncate(ON_DEMAND_JOBS);
+    if !st.green_lookups.allow(&s.repository, now_ms()) {
+        return tracing::debug!(session = %s.id, "no green run looked up: the hourly cap is spent");
+    }
+    let Ok(_permit) = LEARNING.try_acquire() else {
+        return tracing::debug!(session = %s.id, "no green run looked up: two are being read");
+    };
+    let ev = &s.event;
+    let mut found = None;
+    if let Some(branch) = ev.branch.as_deref() {
+        found = ci.last_green(ev, branch, &jobs).await.transpose();
+    }
+    if !matches!(found, Some(Ok(_))) {
+        let default = ci.default_branch(ev).await.ok().flatten();
+        if let Some(d) = default.filter(|d| Some(d.as_str()) != ev.branch.as_deref()) {
+            found = ci.last_green(ev, &d, &jobs).await.transpose();
+        }
+    }
+    let green = match found {
+        Some(Ok(g)) => g,
+        Some(Err(e)) => return tracing::debug!(session = %s.id, "no green run looked up: {e}"),
+        None => return,
+    };
+    for j in green.jobs {
+        if let Err(e) = learn(&st.store, &key(s, &j.name), &green.run_id, j.log).await {
+            tracing::warn!(session = %s.id, job = %j.name, "green run not learned: {e}");
+        }
+    }
+}
+
 /// The model key of one job of a session.
 pub fn key(s: &SessionRecord, job: &str) -> BaselineKey {
     BaselineKey {
@@ -157,16 +223,16 @@ pub(super) async fn diagnose(
     s: &SessionRecord,
     logs: Vec<JobLog>,
 ) -> Result<(Vec<JobDiagnosis>, Marks), super::JobError> {
-    let mut models = Vec::with_capacity(logs.len());
-    for l in &logs {
-        let stored = st
-            .store
-            .baseline(&key(s, &l.job.name))
-            .await
-            .inspect_err(|e| tracing::warn!("green-run model unavailable: {e}"))
-            .ok()
-            .flatten();
-        models.push(stored.and_then(|b| Baseline::from_bytes(b.model.as_bytes()).ok()));
+    let mut models = load_models(st, s, &logs).await;
+    let missing: Vec<String> = logs
+        .iter()
+        .zip(&models)
+        .filter(|(_, m)| m.is_none())
+        .map(|(l, _)| l.job.name.clone())
+        .collect();
+    if !missing.is_empty() {
+        learn_on_demand(st, s, missing).await;
+        models = load_models(st, s, &logs).await;
     }
     let shared = st.clone();
     tokio::task::spawn_blocking(move || {
@@ -177,6 +243,22 @@ pub(super) async fn diagnose(
     })
     .await
     .map_err(|e| super::JobError::Fatal(format!("analysis failed: {e}")))
+}
+
+/// Each job's model, when it has one that can be read.
+async fn load_models(st: &Shared, s: &SessionRecord, logs: &[JobLog]) -> Vec<Option<Baseline>> {
+    let mut models = Vec::with_capacity(logs.len());
+    for l in logs {
+        let stored = st
+            .store
+            .baseline(&key(s, &l.job.name))
+            .await
+            .inspect_err(|e| tracing::warn!("green-run model unavailable: {e}"))
+            .ok()
+            .flatten();
+        models.push(stored.and_then(|b| Baseline::from_bytes(b.model.as_bytes()).ok()));
+    }
+    models
 }
 
 fn one(st: &Shared, l: JobLog, model: Option<Baseline>) -> (JobDiagnosis, Option<Against>) {
@@ -281,6 +363,22 @@ mod tests {
         );
         assert_eq!(d["jobs"][0]["diagnosis"]["evidence"][0]["new"], true);
         assert_eq!(d["jobs"][1]["diagnosis"]["evidence"][0]["new"], false);
+    }
+
+    #[test]
+    fn on_demand_look_ups_are_capped_per_repository_and_hour() {
+        let l = Lookups::default();
+        let t0 = 1_000_000;
+        for k in 0..ON_DEMAND_PER_HOUR as i64 {
+            assert!(l.allow("o/a", t0 + k));
+        }
+        assert!(!l.allow("o/a", t0 + 100), "the hour's look-ups are spent");
+        assert!(l.allow("o/b", t0 + 100), "another repository has its own");
+        assert!(
+            l.allow("o/a", t0 + HOUR_MS),
+            "an hour later the first one expired"
+        );
+        assert!(!l.allow("o/a", t0 + HOUR_MS), "and only that one");
     }
 
     #[test]

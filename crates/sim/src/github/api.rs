@@ -1,6 +1,6 @@
 //! The Actions REST endpoints pipeguard calls, answering as api.github.com does.
 
-use super::payload::{job_json, log_text, run_json};
+use super::payload::{job_json, log_text, repo_json, run_json};
 use super::state::{not_found, Dispatch, GithubState, Job, Refusal, Rerun};
 use super::DispatchMode;
 use crate::core::http::{
@@ -25,6 +25,7 @@ type St = State<Sh>;
 pub(crate) fn routes(shared: Sh) -> Router<Sh> {
     let actions = "/repos/{owner}/{repo}/actions";
     let api = Router::new()
+        .route("/repos/{owner}/{repo}", get(get_repo))
         .route(&format!("{actions}/runs"), get(list_repo_runs))
         .route(&format!("{actions}/runs/{{run}}"), get(get_run))
         .route(
@@ -110,6 +111,17 @@ fn listing(key: &str, items: Vec<Value>, query: &[(String, String)], path: &str)
         r
     } else {
         with_header(r, "link", &links.join(", "))
+    }
+}
+
+/// A repository the simulator ran a workflow of.
+async fn get_repo(State(sh): St, Path((o, r)): Path<(String, String)>) -> Response {
+    let st = sh.state.lock().await;
+    let repo = format!("{o}/{r}");
+    if st.runs.values().any(|x| x.repo == repo) {
+        json(StatusCode::OK, repo_json(&st, &repo))
+    } else {
+        refused(not_found())
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) fn repo_json(st: &GithubState, repo: &str) -> Value {
         "name": name,
         "full_name": repo,
         "private": true,
+        "default_branch": "main",
         "owner": {"login": owner, "id": stable_id(owner), "type": "Organization"},
         "html_url": format!("{}/{repo}", st.base_url),
         "url": format!("{}/repos/{repo}", st.base_url),
