@@ -228,7 +228,9 @@ async fn gather(
         .into_iter()
         .filter_map(|(k, l)| Some((Strategy::parse(&k)?, l)))
         .collect();
+    let incident = super::incidents::on_diagnosis(st, s, jobs).await?;
     Ok(Known {
+        incident,
         capabilities: capabilities(st, s, ci).await?,
         learned,
         fixes: super::fixes::planned(st, s, heal.category),
@@ -310,7 +312,12 @@ async fn persist(
             .then(|| plan.strategy.as_str().to_string()),
         transient: Some(diag.transient),
         diagnosis: Some(diagnosis_json),
-        reason: Some(plan.reason.clone()),
+        // A held session says which incident holds it.
+        reason: Some(if next.status == S::Held {
+            next.reason.clone()
+        } else {
+            plan.reason.clone()
+        }),
         finished_at: next.status.is_terminal().then(now_ms),
         plan: Some(stored.clone()),
         audit: Some(pipeguard_store::AuditEntry::new(
@@ -327,6 +334,10 @@ async fn persist(
     let moved = st.store.update_session(&s.id, t, update).await?;
     tracing::info!(category = %diag.category, decision = ?plan.decision, reason = ?plan.reason, "planned");
     crate::flaky::record_outcome(st, &s.id).await;
+    let incident = stored.facts.as_ref().and_then(|k| k.incident.as_ref());
+    if let Some(i) = incident.filter(|_| moved && next.status == S::Held) {
+        super::incidents::held(st, s, i.id).await?;
+    }
     if moved && next.status == S::Planned {
         let at = now_ms() + delay as i64 * 1000;
         let task = Task::Execute { approved: false };

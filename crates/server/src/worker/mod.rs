@@ -7,8 +7,11 @@ pub mod baseline;
 mod execute;
 mod explain;
 mod fixes;
+mod incidents;
 mod notify;
 mod outcome;
+
+pub(crate) use incidents::closed_by_hand;
 
 use crate::Shared;
 use pipeguard_core::event::Platform;
@@ -161,6 +164,7 @@ async fn housekeeping(st: &Shared) {
     if let Err(e) = st.store.seal_audit().await {
         tracing::error!("cannot seal the audit trail: {e}");
     }
+    incidents::tick(st).await;
 }
 
 /// `[retention] days`: payloads, logs and evidence of sessions closed longer ago go.
@@ -205,13 +209,18 @@ async fn dispatch(st: &Shared, job: &Job) -> Result<(), JobError> {
         }
         Task::Verify => outcome::verify(st, job).await,
         Task::Notify { channel, status } => notify::send(st, job, *channel, status).await,
+        Task::NotifyIncident {
+            channel,
+            incident,
+            closed,
+        } => notify::send_incident(st, *channel, *incident, *closed).await,
         Task::PassedLater { attempt } => outcome::passed_later(st, job, *attempt).await,
     }
 }
 
 async fn handle(st: Shared, job: Job) {
     let st = &st;
-    let notify_job = matches!(job.task, Task::Notify { .. });
+    let notify_job = matches!(job.task, Task::Notify { .. } | Task::NotifyIncident { .. });
     let done = match dispatch(st, &job).await {
         Ok(()) => st.store.finish_job(job.id).await,
         Err(JobError::Later(msg, delay)) if job.tries < st.config.worker.max_job_tries as i64 => {

@@ -179,6 +179,10 @@ pub struct GithubState {
     pub(crate) scripts: Vec<Script>,
     pub(crate) base_url: String,
     pub app_log: super::app::AppLog,
+    /// While set, every job that depends on what is down (its script prints this log for one
+    /// of its executions) fails with it, whatever its script says for this execution; the
+    /// script still counts the execution.
+    pub outage: Option<String>,
     next_id: u64,
 }
 
@@ -194,6 +198,7 @@ impl GithubState {
             scripts: Vec::new(),
             base_url: base_url.to_string(),
             app_log: Default::default(),
+            outage: None,
             next_id: 7_000_000_000,
         }
     }
@@ -472,7 +477,13 @@ impl GithubState {
     ) -> &'static str {
         let job = self.jobs.get_mut(&id).expect("listed job");
         let s = &mut self.scripts[script];
-        let outcome = s.next_outcome(&job.name);
+        let mut outcome = s.next_outcome(&job.name);
+        if let Some(log) = &self.outage {
+            let spec = s.spec.job_spec(&job.name);
+            if spec.is_some_and(|j| j.outcomes.iter().any(|o| o.log == *log)) {
+                outcome = crate::Outcome::fail(log.clone());
+            }
+        }
         let duration = s
             .spec
             .job_spec(&job.name)
