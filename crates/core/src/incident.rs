@@ -84,9 +84,11 @@ fn rules() -> &'static [Regex] {
 /// The external target a line names, lower-cased, by the first rule that matches.
 pub fn target_in(line: &str) -> Option<String> {
     let line = line.to_ascii_lowercase();
-    rules()
-        .iter()
-        .find_map(|r| r.captures(&line)?.name("host").map(|m| m.as_str().to_string()))
+    rules().iter().find_map(|r| {
+        r.captures(&line)?
+            .name("host")
+            .map(|m| m.as_str().to_string())
+    })
 }
 
 /// What a failure's incident would be about: its category and the external target its
@@ -125,7 +127,12 @@ pub fn canary_delay_seconds(canaries: u32, s: &Settings) -> u64 {
 
 /// How many held sessions a wave releases now: those the rate allows since the last release,
 /// no more than are held and than the healing budget has left.
-pub fn release_now(held: usize, since_last_ms: i64, budget_left: Option<i64>, s: &Settings) -> usize {
+pub fn release_now(
+    held: usize,
+    since_last_ms: i64,
+    budget_left: Option<i64>,
+    s: &Settings,
+) -> usize {
     if s.release_per_minute == 0 {
         return held.min(budget_left.map_or(usize::MAX, |b| b.max(0) as usize));
     }
@@ -213,7 +220,13 @@ mod tests {
         let delays: Vec<u64> = (0..6).map(|n| canary_delay_seconds(n, &s)).collect();
         assert_eq!(delays, [120, 240, 480, 960, 1800, 1800]);
         assert!(!opens(2, &s) && opens(3, &s));
-        assert!(!opens(100, &Settings { min_repositories: 0, ..s.clone() }));
+        assert!(!opens(
+            100,
+            &Settings {
+                min_repositories: 0,
+                ..s.clone()
+            }
+        ));
         // 60 a minute: one a second since the last release, no more than held or budget.
         assert_eq!(release_now(30, 5_500, None, &s), 5);
         assert_eq!(release_now(3, 5_500, None, &s), 3);

@@ -602,7 +602,10 @@ mod tests {
     fn incidents_section_from_file_and_environment() {
         let mut cfg =
             Config::from_toml("[incidents]\nmin_repositories = 5\nwindow_minutes = 3\n").unwrap();
-        assert_eq!((cfg.incidents.min_repositories, cfg.incidents.give_up_hours), (5, 6));
+        assert_eq!(
+            (cfg.incidents.min_repositories, cfg.incidents.give_up_hours),
+            (5, 6)
+        );
         cfg.apply_env(|k| match k {
             "PIPEGUARD_INCIDENTS_WINDOW_MINUTES" => Some("20".into()),
             "PIPEGUARD_INCIDENTS_GIVE_UP_HOURS" => Some("2".into()),
@@ -610,7 +613,10 @@ mod tests {
         })
         .unwrap();
         let i = &cfg.incidents;
-        assert_eq!((i.min_repositories, i.window_minutes, i.give_up_hours), (5, 20, 2));
+        assert_eq!(
+            (i.min_repositories, i.window_minutes, i.give_up_hours),
+            (5, 20, 2)
+        );
         let e = Config::default()
             .apply_env(|k| (k == "PIPEGUARD_INCIDENTS_MIN_REPOSITORIES").then(|| "many".into()))
             .unwrap_err()

@@ -67,12 +67,18 @@ async fn until(app: &TestApp, what: &str, pred: impl Fn(&[Value], &Value) -> boo
                 .iter()
                 .filter(|s| matches!(s["status"].as_str(), Some("executing" | "verifying")))
                 .count();
-            assert!(in_flight <= 1, "{in_flight} re-runs into the outage at once: {all:#?}");
+            assert!(
+                in_flight <= 1,
+                "{in_flight} re-runs into the outage at once: {all:#?}"
+            );
         }
         if pred(&all, &incident) {
             return all;
         }
-        assert!(Instant::now() < deadline, "{what} never happened: {incident:#} {all:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened: {incident:#} {all:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
 }
@@ -124,7 +130,12 @@ async fn a_registry_outage_is_held_probed_by_one_canary_and_released_in_one_pace
     let list = incidents["incidents"].as_array().unwrap();
     assert_eq!(list.len(), 1, "one incident: {incidents:#}");
     let inc = &list[0];
-    let mut keys: Vec<&str> = inc.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut keys: Vec<&str> = inc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     keys.sort();
     let mut expected = [
         "id",
@@ -156,10 +167,15 @@ async fn a_registry_outage_is_held_probed_by_one_canary_and_released_in_one_pace
 
     // The registry stays down for the first canaries: each fails and is held again, and the
     // next one waits longer.
-    until(&app, "a second canary", |_, i| i["canaries"].as_i64() >= Some(2)).await;
+    until(&app, "a second canary", |_, i| {
+        i["canaries"].as_i64() >= Some(2)
+    })
+    .await;
     sim.set_outage(None).await;
     let done = until(&app, "every registry session healed", |all, _| {
-        of_repo(all, "outage/").iter().all(|s| s["status"] == "healed")
+        of_repo(all, "outage/")
+            .iter()
+            .all(|s| s["status"] == "healed")
     })
     .await;
     assert_eq!(done.len(), 32);
@@ -168,7 +184,10 @@ async fn a_registry_outage_is_held_probed_by_one_canary_and_released_in_one_pace
     let canaries = inc["canaries"].as_i64().unwrap();
     assert!((2..=4).contains(&canaries), "{inc:#}");
     assert_eq!(inc["sessions_held"], 30);
-    assert_eq!(inc["sessions_released"], 29, "all but the green canary: {inc:#}");
+    assert_eq!(
+        inc["sessions_released"], 29,
+        "all but the green canary: {inc:#}"
+    );
     // Each run re-run once after the outage; the failed canaries' probes are the only
     // other re-runs into the registry.
     let reruns = sim
@@ -181,13 +200,20 @@ async fn a_registry_outage_is_held_probed_by_one_canary_and_released_in_one_pace
     assert_eq!(reruns as i64, 30 + canaries - 1);
     for run in &runs {
         let r = sim.run(*run).await.unwrap();
-        assert!(r.attempts.len() <= 3, "run {run}: {} attempts", r.attempts.len());
+        assert!(
+            r.attempts.len() <= 3,
+            "run {run}: {} attempts",
+            r.attempts.len()
+        );
         assert_eq!(r.latest().conclusion.as_deref(), Some("success"));
     }
     // Paced and oldest first: 300 a minute is one every 200 ms, so 29 take over 4 s.
     let times = release_times(&app, &done).await;
     assert_eq!(times.len(), 29);
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {times:?}"
+    );
     assert!(times[28] - times[0] >= 4000, "paced: {times:?}");
     let metrics = metrics_text(&app).await;
     assert!(metrics.contains("pipeguard_incidents_open 0"), "{metrics}");
@@ -201,9 +227,14 @@ async fn release_times(app: &TestApp, all: &[Value]) -> Vec<i64> {
     outage.sort_by_key(|s| (s["created_at"].as_i64(), s["id"].as_str().map(String::from)));
     let mut at = vec![];
     for s in outage {
-        let d = app.get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap())).await;
+        let d = app
+            .get(&format!("/api/v1/sessions/{}", s["id"].as_str().unwrap()))
+            .await;
         let line = d["timeline"].as_array().unwrap().iter().find(|l| {
-            l["message"].as_str().unwrap().contains("released in its wave")
+            l["message"]
+                .as_str()
+                .unwrap()
+                .contains("released in its wave")
         });
         if let Some(l) = line {
             at.push(l["at"].as_i64().unwrap());
@@ -269,7 +300,10 @@ async fn an_incident_given_up_escalates_its_sessions_together_with_one_message_e
         .iter()
         .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect();
-    let events: Vec<&str> = bodies.iter().map(|b| b["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["event"].as_str().unwrap())
+        .collect();
     let per_session = events.iter().filter(|e| e.starts_with("session.")).count();
     assert_eq!(
         events.iter().filter(|e| e.starts_with("incident.")).count(),
@@ -297,11 +331,17 @@ async fn operators_close_an_incident_by_hand_and_its_sessions_go_in_the_wave() {
         sim.start_run(spec).await.unwrap();
     }
     let all = until(&app, "three held", |all, _| {
-        of_repo(all, "outage/").iter().filter(|s| s["status"] == "held").count() == 3
+        of_repo(all, "outage/")
+            .iter()
+            .filter(|s| s["status"] == "held")
+            .count()
+            == 3
     })
     .await;
     assert_eq!(all.len(), 3);
-    let id = app.get("/api/v1/incidents").await["incidents"][0]["id"].as_i64().unwrap();
+    let id = app.get("/api/v1/incidents").await["incidents"][0]["id"]
+        .as_i64()
+        .unwrap();
     let post = |token: String, path: String| {
         let http = reqwest::Client::new();
         let base = app.base.clone();
@@ -325,7 +365,10 @@ async fn operators_close_an_incident_by_hand_and_its_sessions_go_in_the_wave() {
         .await
         .unwrap();
     assert_eq!(listed.status(), 200, "viewers read incidents");
-    for (bad, status) in [("/api/v1/incidents/x/close", 400), ("/api/v1/incidents/999/close", 404)] {
+    for (bad, status) in [
+        ("/api/v1/incidents/x/close", 400),
+        ("/api/v1/incidents/999/close", 404),
+    ] {
         let r = post(operator.clone(), bad.into()).await;
         assert_eq!(r.status(), status);
         let body: Value = r.json().await.unwrap();
@@ -338,7 +381,9 @@ async fn operators_close_an_incident_by_hand_and_its_sessions_go_in_the_wave() {
     assert!(body["closed_at"].is_i64() && body["id"] == id, "{body}");
     assert_eq!(post(operator, path).await.status(), 409);
     let all = until(&app, "the wave healed them", |all, _| {
-        of_repo(all, "outage/").iter().all(|s| s["status"] == "healed")
+        of_repo(all, "outage/")
+            .iter()
+            .all(|s| s["status"] == "healed")
     })
     .await;
     let times = release_times(&app, &all).await;
@@ -349,5 +394,8 @@ async fn operators_close_an_incident_by_hand_and_its_sessions_go_in_the_wave() {
         "closing is audited with who did it: {audit:#}"
     );
     let inc = &app.get("/api/v1/incidents").await["incidents"][0];
-    assert_eq!((inc["canaries"].as_i64(), inc["sessions_released"].as_i64()), (Some(0), Some(3)));
+    assert_eq!(
+        (inc["canaries"].as_i64(), inc["sessions_released"].as_i64()),
+        (Some(0), Some(3))
+    );
 }

@@ -61,7 +61,12 @@ pub struct IncidentSummary {
 
 impl Store {
     /// Distinct repositories whose sessions failed with `category` on `target` since `since`.
-    pub async fn cause_repositories(&self, category: &str, target: &str, since: i64) -> Result<i64> {
+    pub async fn cause_repositories(
+        &self,
+        category: &str,
+        target: &str,
+        since: i64,
+    ) -> Result<i64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(DISTINCT repository) FROM sessions \
              WHERE category = $1 AND target = $2 AND failed_at >= $3",

@@ -182,10 +182,14 @@ fn render_storm(r: &StormReport) -> String {
     type Cell = fn(&StormArmReport) -> String;
     let rows: [(&str, Cell); 9] = [
         ("re-runs", |a| a.reruns.to_string()),
-        ("re-runs into the outage", |a| a.reruns_into_outage.to_string()),
+        ("re-runs into the outage", |a| {
+            a.reruns_into_outage.to_string()
+        }),
         ("canary re-runs", |a| a.canaries.to_string()),
         ("outage failures healed", |a| a.outage_healed.to_string()),
-        ("outage failures to people", |a| a.outage_to_people.to_string()),
+        ("outage failures to people", |a| {
+            a.outage_to_people.to_string()
+        }),
         ("min to green after the outage", |a| {
             format!("{:.0}", a.minutes_to_green_after_outage)
         }),

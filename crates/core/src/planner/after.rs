@@ -75,6 +75,7 @@ pub(super) fn released(incident: i64, canary: bool) -> Decided {
 
 /// The incident outlived `give_up_hours`: people take its held sessions.
 pub(super) fn abandoned(incident: i64, hours: u32) -> Decided {
-    let why = format!("incident {incident} is still open after {hours} hour(s); a human should look");
+    let why =
+        format!("incident {incident} is still open after {hours} hour(s); a human should look");
     (Event::Abandon, Step::Close(None), why)
 }

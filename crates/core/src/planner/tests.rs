@@ -468,7 +468,11 @@ fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
         },
     );
     assert_eq!((next.event, next.status), (Event::Hold, S::Held));
-    assert!(next.reason.contains("held by incident 7"), "{}", next.reason);
+    assert!(
+        next.reason.contains("held by incident 7"),
+        "{}",
+        next.reason
+    );
     // A genuine failure in the same minute is escalated as usual.
     let genuine = [job("u", diag(Category::CompilationError, 0.9))];
     let (esc, _) = planned(
@@ -490,7 +494,10 @@ fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
     };
     assert_eq!(due(incident(false)).step, Step::Hold(7));
     assert_eq!(due(incident(false)).status, S::Held);
-    assert!(matches!(due(incident(true)).step, Step::Call(_, Call::Retry)));
+    assert!(matches!(
+        due(incident(true)).step,
+        Step::Call(_, Call::Retry)
+    ));
     assert!(matches!(due(None).step, Step::Call(..)));
     // Held sessions leave only by the incident: released (canary or wave) or abandoned.
     let mut f = facts(
@@ -504,7 +511,10 @@ fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
     );
     f.plan = Some(&s);
     let released = decide(&f).unwrap();
-    assert_eq!((released.status, released.step), (S::Planned, Step::Execute(None)));
+    assert_eq!(
+        (released.status, released.step),
+        (S::Planned, Step::Execute(None))
+    );
     f.happened = Happened::Abandoned {
         incident: 7,
         hours: 6,

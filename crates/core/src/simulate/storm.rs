@@ -107,7 +107,10 @@ const TARGET: &str = "registry.npmjs.org";
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Outage,
-    Unrelated { transient: bool, passes_on: Option<u32> },
+    Unrelated {
+        transient: bool,
+        passes_on: Option<u32>,
+    },
 }
 
 /// One failure of the storm and its diagnosis.
@@ -150,27 +153,38 @@ fn outage_diagnosis() -> Diagnosis {
     }
 }
 
-/// The storm: the trace's runs arriving at the configured rate, every k-th one arriving
-/// during the outage replaced by the outage's failure.
+/// The storm: the trace's runs arriving at the configured rate, the outage's share of those
+/// arriving during it replaced by the outage's failure (spread evenly).
 fn storm<'a>(runs: &'a [TraceRun], analyzer: &Analyzer, cfg: &StormConfig) -> Vec<Failure<'a>> {
-    let every = (1.0 / cfg.outage_share.clamp(0.01, 1.0)).round().max(1.0) as usize;
+    let share = cfg.outage_share.clamp(0.0, 1.0);
     let end = cfg.outage_start_minutes + cfg.outage_minutes;
-    let mut during = 0;
+    let mut during = 0.0;
     runs.iter()
         .enumerate()
         .map(|(i, run)| {
             let at = i as f64 / cfg.failures_per_minute.max(0.01);
-            let in_outage = at >= cfg.outage_start_minutes && at < end;
-            during += in_outage as usize;
-            if in_outage && during % every == 0 {
-                let diagnosis = outage_diagnosis();
-                return Failure { at, run, kind: Kind::Outage, diagnosis };
+            if at >= cfg.outage_start_minutes && at < end {
+                during += 1.0;
+                if (during * share).floor() > ((during - 1.0) * share).floor() {
+                    let diagnosis = outage_diagnosis();
+                    return Failure {
+                        at,
+                        run,
+                        kind: Kind::Outage,
+                        diagnosis,
+                    };
+                }
             }
             let kind = Kind::Unrelated {
                 transient: run.is_transient(),
                 passes_on: run.reruns_to_pass,
             };
-            Failure { at, run, kind, diagnosis: diagnose(analyzer, run) }
+            Failure {
+                at,
+                run,
+                kind,
+                diagnosis: diagnose(analyzer, run),
+            }
         })
         .collect()
 }
@@ -274,7 +288,7 @@ impl<'a, 'b> Replay<'a, 'b> {
     fn retry_everything(&mut self, i: usize, t: f64) {
         let n = self.sessions[i].attempts + 1;
         if n > self.cfg.retries {
-            return self.to_person(i, t, false);
+            return self.hand_over(i, t, false);
         }
         self.rerun(i, t, n);
     }
@@ -300,7 +314,7 @@ impl<'a, 'b> Replay<'a, 'b> {
         passed
     }
 
-    fn to_person(&mut self, i: usize, t: f64, budget: bool) {
+    fn hand_over(&mut self, i: usize, t: f64, budget: bool) {
         let s = &mut self.sessions[i];
         s.person = true;
         s.budget_stop = budget;
@@ -359,23 +373,39 @@ impl<'a, 'b> Replay<'a, 'b> {
             job: ev.jobs[0].clone(),
             diagnosis: f.diagnosis.clone(),
         }];
-        let next = self.decide(i, SessionStatus::Analyzing, Happened::Diagnosed(&jobs), attempts);
+        let next = self.decide(
+            i,
+            SessionStatus::Analyzing,
+            Happened::Diagnosed(&jobs),
+            attempts,
+        );
         let Step::Plan(plan) = next.step else {
-            return self.to_person(i, t, false);
+            return self.hand_over(i, t, false);
         };
-        let delay = plan.plan.steps.iter().map(|s| s.delay_seconds).max().unwrap_or(0);
+        let delay = plan
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.delay_seconds)
+            .max()
+            .unwrap_or(0);
         let s = &mut self.sessions[i];
         s.plan = Some(plan);
         s.status = Some(next.status);
         s.due = t + delay as f64 / 60.0;
         if !matches!(next.status, SessionStatus::Planned | SessionStatus::Held) {
-            self.to_person(i, t, false);
+            self.hand_over(i, t, false);
         }
     }
 
     /// The call is due: the planner checks the budget and the incident.
     fn due(&mut self, i: usize, t: f64) {
-        let next = self.decide(i, SessionStatus::Planned, Happened::Due(self.budget(t)), self.sessions[i].attempts);
+        let next = self.decide(
+            i,
+            SessionStatus::Planned,
+            Happened::Due(self.budget(t)),
+            self.sessions[i].attempts,
+        );
         match next.step {
             Step::Hold(_) => self.sessions[i].status = Some(SessionStatus::Held),
             Step::Call(..) => {
@@ -386,7 +416,7 @@ impl<'a, 'b> Replay<'a, 'b> {
                     self.failed(i, t + self.failures[i].run.duration_minutes, canary);
                 }
             }
-            _ => self.to_person(i, t, next.reason.contains("budget")),
+            _ => self.hand_over(i, t, next.reason.contains("budget")),
         }
     }
 
@@ -394,10 +424,14 @@ impl<'a, 'b> Replay<'a, 'b> {
     /// attempt is left.
     fn failed(&mut self, i: usize, at: f64, canary: bool) {
         let attempts = self.sessions[i].attempts;
-        let done = Happened::Completed { attempt: attempts + 1, shown: attempts as i64 + 1, success: false };
+        let done = Happened::Completed {
+            attempt: attempts + 1,
+            shown: attempts as i64 + 1,
+            success: false,
+        };
         let next = self.decide(i, SessionStatus::Verifying, done, attempts);
         if next.step != Step::Diagnose {
-            return self.to_person(i, at, false);
+            return self.hand_over(i, at, false);
         }
         if canary {
             self.sessions[i].canary = false;
@@ -413,24 +447,36 @@ impl<'a, 'b> Replay<'a, 'b> {
             return;
         }
         let since = t - self.cfg.incidents.window_minutes as f64;
-        let repos: HashSet<&str> = self.seen.iter().filter(|(at, _)| *at >= since).map(|(_, r)| *r).collect();
+        let repos: HashSet<&str> = self
+            .seen
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, r)| *r)
+            .collect();
         if incident::opens(repos.len(), &self.cfg.incidents) {
             self.incident.opened_at = Some(t);
-            self.incident.next_canary = t + incident::canary_delay_seconds(0, &self.cfg.incidents) as f64 / 60.0;
+            self.incident.next_canary =
+                t + incident::canary_delay_seconds(0, &self.cfg.incidents) as f64 / 60.0;
         }
     }
 
     fn held(&self) -> Vec<usize> {
         (0..self.sessions.len())
-            .filter(|i| self.sessions[*i].status == Some(SessionStatus::Held) && !self.sessions[*i].person)
+            .filter(|i| {
+                self.sessions[*i].status == Some(SessionStatus::Held) && !self.sessions[*i].person
+            })
             .collect()
     }
 
     /// The incident's minute: its canary's outcome, the next canary, the wave, giving up.
     fn incident_step(&mut self, t: f64) {
-        let Some(opened) = self.incident.opened_at else { return };
+        let Some(opened) = self.incident.opened_at else {
+            return;
+        };
         if let Some(c) = self.incident.canary {
-            if self.sessions[c].green_at.is_some_and(|g| g <= t) && self.incident.closed_at.is_none() {
+            if self.sessions[c].green_at.is_some_and(|g| g <= t)
+                && self.incident.closed_at.is_none()
+            {
                 self.incident.closed_at = Some(t);
                 self.incident.last_release = t;
                 self.incident.canary = None;
@@ -444,7 +490,7 @@ impl<'a, 'b> Replay<'a, 'b> {
             self.incident.given_up = true;
             self.incident.closed_at = Some(t);
             for i in self.held() {
-                self.to_person(i, t, false);
+                self.hand_over(i, t, false);
             }
             return;
         }
@@ -452,7 +498,12 @@ impl<'a, 'b> Replay<'a, 'b> {
             return;
         }
         let held = self.held();
-        let Some(&c) = held.iter().min_by_key(|i| (self.sessions[**i].attempts, **i)) else { return };
+        let Some(&c) = held
+            .iter()
+            .min_by_key(|i| (self.sessions[**i].attempts, **i))
+        else {
+            return;
+        };
         self.incident.canary = Some(c);
         self.incident.canaries += 1;
         self.release(c, t, true);
@@ -472,7 +523,15 @@ impl<'a, 'b> Replay<'a, 'b> {
     }
 
     fn release(&mut self, i: usize, t: f64, canary: bool) {
-        let next = self.decide(i, SessionStatus::Held, Happened::Released { incident: 1, canary }, self.sessions[i].attempts);
+        let next = self.decide(
+            i,
+            SessionStatus::Held,
+            Happened::Released {
+                incident: 1,
+                canary,
+            },
+            self.sessions[i].attempts,
+        );
         self.sessions[i].status = Some(next.status);
         self.sessions[i].canary = canary;
         self.due(i, t);
@@ -481,20 +540,43 @@ impl<'a, 'b> Replay<'a, 'b> {
     fn report(&self) -> StormArmReport {
         let end = self.outage_end();
         let outage: Vec<&Session> = self.of(|k| k == Kind::Outage);
-        let unrelated: Vec<&Session> = self.of(|k| matches!(k, Kind::Unrelated { transient: true, .. }));
-        let used = self.reruns.iter().filter(|r| **r > end - 60.0 && **r <= end).count() as i64;
+        let unrelated: Vec<&Session> = self.of(|k| {
+            matches!(
+                k,
+                Kind::Unrelated {
+                    transient: true,
+                    ..
+                }
+            )
+        });
+        let used = self
+            .reruns
+            .iter()
+            .filter(|r| **r > end - 60.0 && **r <= end)
+            .count() as i64;
         StormArmReport {
             arm: self.arm,
             reruns: self.reruns.len() as u32,
             reruns_into_outage: self.into_outage,
             canaries: self.incident.canaries,
-            outage_healed: outage.iter().filter(|s| !s.person && s.green_at.is_some()).count(),
+            outage_healed: outage
+                .iter()
+                .filter(|s| !s.person && s.green_at.is_some())
+                .count(),
             outage_to_people: outage.iter().filter(|s| s.person).count(),
             minutes_to_green_after_outage: round1(
-                outage.iter().filter_map(|s| s.green_at).fold(0.0, f64::max).max(end) - end,
+                outage
+                    .iter()
+                    .filter_map(|s| s.green_at)
+                    .fold(0.0, f64::max)
+                    .max(end)
+                    - end,
             ),
             unrelated_transient: unrelated.len(),
-            unrelated_healed: unrelated.iter().filter(|s| !s.person && s.green_at.is_some()).count(),
+            unrelated_healed: unrelated
+                .iter()
+                .filter(|s| !s.person && s.green_at.is_some())
+                .count(),
             unrelated_stopped_by_budget: unrelated.iter().filter(|s| s.budget_stop).count(),
             // Negative for the healer that ignores the budget: how far it overspent.
             budget_left_at_outage_end: self.cfg.budget_per_hour as i64 - used,
@@ -531,15 +613,27 @@ mod tests {
         // A handful of canaries instead of a re-run of every failure into the outage.
         assert!(pg.canaries >= 2 && pg.canaries <= 8, "{pg:?}");
         assert!(pg.reruns_into_outage <= pg.canaries + 3, "{pg:?}");
-        assert!(per.reruns_into_outage > 10 * pg.reruns_into_outage.max(1), "{per:?}");
-        assert!(naive.reruns_into_outage > per.reruns_into_outage / 2, "{naive:?}");
+        assert!(
+            per.reruns_into_outage > 10 * pg.reruns_into_outage.max(1),
+            "{per:?}"
+        );
+        assert!(
+            naive.reruns_into_outage > per.reruns_into_outage / 2,
+            "{naive:?}"
+        );
         // Everything the outage broke is healed in the wave, none handed to people.
         assert_eq!(pg.outage_healed + pg.outage_to_people, r.outage_failures);
         assert!(pg.outage_to_people <= 2, "{pg:?}");
         assert!(pg.minutes_to_green_after_outage < 60.0, "{pg:?}");
         // The budget outlives the outage, and unrelated failures are healed meanwhile.
-        assert!(pg.budget_left_at_outage_end > per.budget_left_at_outage_end, "{pg:?} {per:?}");
+        assert!(
+            pg.budget_left_at_outage_end > per.budget_left_at_outage_end,
+            "{pg:?} {per:?}"
+        );
         assert_eq!(pg.unrelated_stopped_by_budget, 0, "{pg:?}");
-        assert!(pg.unrelated_healed >= per.unrelated_healed, "{pg:?} {per:?}");
+        assert!(
+            pg.unrelated_healed >= per.unrelated_healed,
+            "{pg:?} {per:?}"
+        );
     }
 }

@@ -93,13 +93,22 @@ pub async fn close(
         return Err(ApiError::not_found(format!("no incident {id}")));
     }
     if !st.store.close_incident(id, &who.name).await? {
-        return Err(ApiError::conflict(format!("incident {id} is closed already")));
+        return Err(ApiError::conflict(format!(
+            "incident {id} is closed already"
+        )));
     }
     let closed = summary(&st, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
     let body = incident_json(&closed);
-    audit::record(&st, &who.name, "incident.closed", &id.to_string(), body.clone()).await;
+    audit::record(
+        &st,
+        &who.name,
+        "incident.closed",
+        &id.to_string(),
+        body.clone(),
+    )
+    .await;
     crate::worker::closed_by_hand(&st, id).await;
     st.worker_wake.notify_one();
     Ok(Json(body))

@@ -86,7 +86,12 @@ pub(super) async fn send_incident(
         return Ok(());
     };
     let window = st.config.incidents.window_minutes as i64 * 60_000;
-    let Some(i) = st.store.list_incidents(Some(incident), 1, window).await?.pop() else {
+    let Some(i) = st
+        .store
+        .list_incidents(Some(incident), 1, window)
+        .await?
+        .pop()
+    else {
         return Ok(());
     };
     let body = crate::routes::incidents::incident_json(&i);

@@ -46,7 +46,7 @@ export function announce(text) {
 }
 
 export const STATUSES = [
-  "received", "analyzing", "planned", "awaiting_approval", "executing", "verifying",
+  "received", "analyzing", "planned", "awaiting_approval", "executing", "verifying", "held",
   "healed", "failed", "escalated", "skipped",
 ];
 
