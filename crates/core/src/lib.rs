@@ -13,6 +13,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod heal;
+pub mod incident;
 pub mod learning;
 pub mod lifecycle;
 pub mod planner;

@@ -16,6 +16,8 @@ pub enum SessionStatus {
     AwaitingApproval,
     Executing,
     Verifying,
+    /// Waiting out an incident: not retried until its canary is green (or people close it).
+    Held,
     Healed,
     Failed,
     Escalated,
@@ -27,13 +29,14 @@ pub enum SessionStatus {
 use SessionStatus as S;
 
 /// Every status, in the order of the happy path.
-const ALL: [S; 11] = [
+const ALL: [S; 12] = [
     S::Received,
     S::Analyzing,
     S::Planned,
     S::AwaitingApproval,
     S::Executing,
     S::Verifying,
+    S::Held,
     S::Healed,
     S::Failed,
     S::Escalated,
@@ -42,13 +45,13 @@ const ALL: [S; 11] = [
 ];
 
 /// `ALL` with a `'static` address, so a one-status slice of it can guard a move.
-static STATUSES: [S; 11] = ALL;
+static STATUSES: [S; 12] = ALL;
 
-/// Sessions still being worked on: the first six statuses.
-pub const OPEN: &[S] = ALL.split_at(6).0;
+/// Sessions still being worked on: the first seven statuses.
+pub const OPEN: &[S] = ALL.split_at(7).0;
 
 impl SessionStatus {
-    pub const ALL: [SessionStatus; 11] = ALL;
+    pub const ALL: [SessionStatus; 12] = ALL;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +61,7 @@ impl SessionStatus {
             S::AwaitingApproval => "awaiting_approval",
             S::Executing => "executing",
             S::Verifying => "verifying",
+            S::Held => "held",
             S::Healed => "healed",
             S::Failed => "failed",
             S::Escalated => "escalated",
@@ -126,6 +130,12 @@ pub enum Event {
     Rediagnose,
     /// The attempt failed and no heal attempt is left.
     GiveUp,
+    /// An open incident has the session's cause: wait for its canary, do not retry.
+    Hold,
+    /// The incident's canary goes, or its wave releases the session: plan the call again.
+    Release,
+    /// The incident stayed open too long: its held sessions go to people, together.
+    Abandon,
     /// The worker could not go on (an error, a run that never completed).
     Fail,
     /// Fields change, the status stays (a note, the model asked after the plan).
@@ -166,6 +176,9 @@ const RULES: &[Rule] = &[
     rule(Event::NextJob, AWAITING_OUTCOME, S::Planned),
     rule(Event::Rediagnose, AWAITING_OUTCOME, S::Analyzing),
     rule(Event::GiveUp, AWAITING_OUTCOME, S::Escalated),
+    rule(Event::Hold, &[S::Analyzing, S::Planned], S::Held),
+    rule(Event::Release, &[S::Held], S::Planned),
+    rule(Event::Abandon, &[S::Held], S::Escalated),
     rule(Event::Fail, OPEN, S::Failed),
 ];
 

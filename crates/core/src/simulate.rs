@@ -5,9 +5,11 @@
 //! The trace format and the metrics are documented in `docs/simulate.md`.
 
 mod generate;
+mod storm;
 mod transient;
 
 pub use generate::{generate, GeneratorMix, MIX};
+pub use storm::{simulate_storm, StormArm, StormArmReport, StormConfig, StormReport};
 pub use transient::{Spread, TransientArm, TransientArmReport, TransientReport};
 
 use crate::analysis::{Analyzer, Diagnosis};

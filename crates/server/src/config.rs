@@ -43,6 +43,9 @@ pub struct Config {
     pub llm: pipeguard_llm::LlmConfig,
     /// Decisions from Slack messages' buttons.
     pub slack: SlackSection,
+    /// When many repositories failing for one cause become an incident, and how it is
+    /// probed and released.
+    pub incidents: pipeguard_core::incident::Settings,
 }
 
 /// Slack's interactive messages: the app's signing secret proves each button press, and
@@ -304,6 +307,7 @@ impl Default for Config {
             runners: RunnersSection::default(),
             llm: pipeguard_llm::LlmConfig::default(),
             slack: SlackSection::default(),
+            incidents: Default::default(),
         }
     }
 }
@@ -453,6 +457,31 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `PIPEGUARD_INCIDENTS_<KEY>` for each key of `[incidents]`.
+    fn apply_incidents_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        fn set<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            key: &str,
+            field: &mut T,
+        ) -> Result<()> {
+            let name = format!("PIPEGUARD_INCIDENTS_{key}");
+            if let Some(v) = get(&name) {
+                *field = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number"))?;
+            }
+            Ok(())
+        }
+        let i = &mut self.incidents;
+        set(get, "MIN_REPOSITORIES", &mut i.min_repositories)?;
+        set(get, "WINDOW_MINUTES", &mut i.window_minutes)?;
+        set(get, "GIVE_UP_HOURS", &mut i.give_up_hours)?;
+        set(get, "CANARY_SECONDS", &mut i.canary_seconds)?;
+        set(get, "CANARY_MAX_SECONDS", &mut i.canary_max_seconds)?;
+        set(get, "RELEASE_PER_MINUTE", &mut i.release_per_minute)
+    }
+
     /// Environment overrides, through `get` so tests need not touch the process environment.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         fn num<T: std::str::FromStr>(k: &str, v: String) -> Result<T> {
@@ -542,6 +571,7 @@ impl Config {
                 ),
             };
         }
+        self.apply_incidents_env(&nonempty)?;
         self.llm.apply_env(nonempty)?;
         Ok(())
     }
@@ -662,6 +692,33 @@ mod tests {
             "http://127.0.0.1:1"
         );
         assert_eq!(cfg.database_url, "sqlite://pipeguard.db");
+    }
+
+    #[test]
+    fn incidents_section_from_file_and_environment() {
+        let mut cfg =
+            Config::from_toml("[incidents]\nmin_repositories = 5\nwindow_minutes = 3\n").unwrap();
+        assert_eq!(
+            (cfg.incidents.min_repositories, cfg.incidents.give_up_hours),
+            (5, 6)
+        );
+        cfg.apply_env(|k| match k {
+            "PIPEGUARD_INCIDENTS_WINDOW_MINUTES" => Some("20".into()),
+            "PIPEGUARD_INCIDENTS_GIVE_UP_HOURS" => Some("2".into()),
+            _ => None,
+        })
+        .unwrap();
+        let i = &cfg.incidents;
+        assert_eq!(
+            (i.min_repositories, i.window_minutes, i.give_up_hours),
+            (5, 20, 2)
+        );
+        let e = Config::default()
+            .apply_env(|k| (k == "PIPEGUARD_INCIDENTS_MIN_REPOSITORIES").then(|| "many".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PIPEGUARD_INCIDENTS_MIN_REPOSITORIES"), "{e}");
+        assert!(Config::from_toml("[incidents]\nmin_repos = 2\n").is_err());
     }
 
     #[test]

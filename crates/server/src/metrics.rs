@@ -185,6 +185,26 @@ pub async fn metrics(
         "Runners whose unrelated failures are far above their pool's (quarantined or not)",
         suspect,
     );
+    let incidents: Gauge = Gauge::default();
+    incidents.set(st.store.open_incident_count().await?);
+    reg.register(
+        "pipeguard_incidents_open",
+        "Open incidents: outages whose failures are held while a canary probes the cause",
+        incidents,
+    );
+    let held: Gauge = Gauge::default();
+    let counts = st.store.status_counts().await?;
+    held.set(
+        counts
+            .iter()
+            .find(|(s, _)| *s == pipeguard_store::SessionStatus::Held)
+            .map_or(0, |(_, n)| *n),
+    );
+    reg.register(
+        "pipeguard_sessions_held",
+        "Sessions held by an incident, waiting for its canary or its wave",
+        held,
+    );
     let verdicts = Family::<VerdictLabels, Counter>::default();
     for c in st.store.verdict_confusion().await? {
         verdicts

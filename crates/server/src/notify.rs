@@ -172,7 +172,34 @@ impl Notifier {
         } else {
             generic_payload(s, status)
         };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        self.post(ch, &body).await
+    }
+
+    /// Sends an incident's one message (`incident` as the API shows it) to one channel.
+    pub async fn send_incident(
+        &self,
+        ch: &NotifyConfig,
+        incident: &Value,
+        closed: bool,
+    ) -> Result<(), PlatformError> {
+        let what = if closed { "closed" } else { "opened" };
+        let body = if ch.kind == "slack" {
+            let i = incident;
+            let text = format!(
+                "pipeguard: incident {} {what}: {} at {} across {} repositories; {} session(s) held, {} released, {} canary re-run(s)",
+                i["id"], i["cause"].as_str().unwrap_or(""), i["target"].as_str().unwrap_or(""),
+                i["repositories"], i["sessions_held"], i["sessions_released"], i["canaries"]
+            );
+            json!({ "text": text })
+        } else {
+            json!({"event": format!("incident.{what}"), "incident": incident, "api": "/api/v1/incidents"})
+        };
+        self.post(ch, &body).await
+    }
+
+    /// Posts `body` to the channel, signed when it has a secret.
+    async fn post(&self, ch: &NotifyConfig, body: &Value) -> Result<(), PlatformError> {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
         let signature = ch.secret.as_ref().map(|secret| {
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
                 .expect("HMAC takes any key length");

@@ -281,6 +281,8 @@ fn session(id: &str) -> pipeguard_store::SessionRecord {
         created_at: 0,
         updated_at: 0,
         purged_at: None,
+        target: None,
+        incident_id: None,
     }
 }
 

@@ -36,6 +36,13 @@ pub enum Task {
     Verify,
     /// Tell one configured channel about the session's status.
     Notify { channel: usize, status: String },
+    /// Tell one configured channel that an incident opened or closed (queued on the session
+    /// that opened or closed it).
+    NotifyIncident {
+        channel: usize,
+        incident: i64,
+        closed: bool,
+    },
     /// A run handed to people passed on a later attempt of the same commit.
     PassedLater {
         attempt: i64,
@@ -60,6 +67,7 @@ impl Task {
             Task::Outcome { .. } => "outcome",
             Task::Verify => "verify",
             Task::Notify { .. } => "notify",
+            Task::NotifyIncident { .. } => "notify_incident",
             Task::PassedLater { .. } => "passed_later",
             Task::Rerun { .. } => "rerun",
         }

@@ -43,6 +43,10 @@ pub struct SessionRecord {
     pub updated_at: i64,
     /// When retention removed its payload, logs and evidence.
     pub purged_at: Option<i64>,
+    /// The external host its failure named (registry, API, cloud endpoint), when one did.
+    pub target: Option<String>,
+    /// The incident that held it.
+    pub incident_id: Option<i64>,
 }
 
 fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {
@@ -100,6 +104,8 @@ impl SessionRecord {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             purged_at: row.try_get("purged_at")?,
+            target: opt_str(row, "target")?,
+            incident_id: row.try_get("incident_id")?,
         })
     }
 }

@@ -3,7 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use pipeguard_core::simulate::{self, Arm, Report, SimConfig, TransientArm, NOTICE_MINUTES};
+use pipeguard_core::simulate::{
+    self, Arm, Report, SimConfig, StormArmReport, StormConfig, StormReport, TransientArm,
+    NOTICE_MINUTES,
+};
 use pipeguard_core::Analyzer;
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +45,20 @@ pub struct CmdArgs {
     notice_minutes: f64,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Replay the trace as a storm: an outage in which a share of the failures share one
+    /// registry's cause; compares re-runs spent, time to green after the outage and the
+    /// budget left for unrelated failures against a per-failure healer and retry-everything.
+    #[arg(long)]
+    incident: bool,
+    /// With --incident: minutes the outage lasts.
+    #[arg(long, default_value_t = 90.0, requires = "incident")]
+    outage_minutes: f64,
+    /// With --incident: share (0..1] of the failures arriving during the outage that are its.
+    #[arg(long, default_value_t = 0.6, requires = "incident")]
+    outage_share: f64,
+    /// With --incident: failures arriving per minute.
+    #[arg(long, default_value_t = 2.0, requires = "incident")]
+    failures_per_minute: f64,
 }
 
 /// The trace docs/simulate.md describes, built in so that `simulate` works from any directory.
@@ -102,6 +119,9 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     if !(args.notice_minutes.is_finite() && args.notice_minutes >= 0.0) {
         bail!("--notice-minutes must be zero or more");
     }
+    if args.incident {
+        return storm(&args, &runs);
+    }
     let mut cfg = SimConfig {
         window: args.window,
         notice_minutes: args.notice_minutes,
@@ -122,6 +142,75 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         Format::Table => print!("{}", render(&report)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--incident`: the storm replay.
+fn storm(args: &CmdArgs, runs: &[simulate::TraceRun]) -> Result<ExitCode> {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(args.outage_minutes) || !positive(args.failures_per_minute) {
+        bail!("--outage-minutes and --failures-per-minute must be more than zero");
+    }
+    if !(positive(args.outage_share) && args.outage_share <= 1.0) {
+        bail!("--outage-share must be more than 0 and at most 1");
+    }
+    let mut cfg = StormConfig {
+        outage_minutes: args.outage_minutes,
+        outage_share: args.outage_share,
+        failures_per_minute: args.failures_per_minute,
+        ..Default::default()
+    };
+    if let Some(p) = &args.policy {
+        cfg.policy = super::backtest::load_policy(p)?;
+    }
+    let report = simulate::simulate_storm(runs, &Analyzer::builtin(), &cfg);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", render_storm(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_storm(r: &StormReport) -> String {
+    let mut out = format!(
+        "{} failures; an outage from minute {:.0} for {:.0} min: {} of them share its cause\n\n{:<40}",
+        r.failures, r.outage_start_minutes, r.outage_minutes, r.outage_failures, ""
+    );
+    for a in &r.arms {
+        out += &format!("{:>18}", a.arm.as_str());
+    }
+    out.push('\n');
+    type Cell = fn(&StormArmReport) -> String;
+    let rows: [(&str, Cell); 9] = [
+        ("re-runs", |a| a.reruns.to_string()),
+        ("re-runs into the outage", |a| {
+            a.reruns_into_outage.to_string()
+        }),
+        ("canary re-runs", |a| a.canaries.to_string()),
+        ("outage failures healed", |a| a.outage_healed.to_string()),
+        ("outage failures to people", |a| {
+            a.outage_to_people.to_string()
+        }),
+        ("min to green after the outage", |a| {
+            format!("{:.0}", a.minutes_to_green_after_outage)
+        }),
+        ("budget left when it ended (per hour)", |a| {
+            a.budget_left_at_outage_end.to_string()
+        }),
+        ("unrelated transient healed", |a| {
+            format!("{} of {}", a.unrelated_healed, a.unrelated_transient)
+        }),
+        ("unrelated stopped by the budget", |a| {
+            a.unrelated_stopped_by_budget.to_string()
+        }),
+    ];
+    for (name, cell) in rows {
+        out += &format!("{name:<40}");
+        for a in &r.arms {
+            out += &format!("{:>18}", cell(a));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn pct(x: f64) -> String {

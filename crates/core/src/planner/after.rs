@@ -62,3 +62,20 @@ pub(super) fn approved(approvals: usize, required: usize) -> Decided {
     }
     (Event::Approve, Step::Execute(None), "approved".into())
 }
+
+/// A held session goes: its call is planned again (the budget is checked when it is due).
+pub(super) fn released(incident: i64, canary: bool) -> Decided {
+    let why = if canary {
+        format!("canary of incident {incident}: re-running to probe the cause")
+    } else {
+        format!("incident {incident} is over: released in its wave")
+    };
+    (Event::Release, Step::Execute(None), why)
+}
+
+/// The incident outlived `give_up_hours`: people take its held sessions.
+pub(super) fn abandoned(incident: i64, hours: u32) -> Decided {
+    let why =
+        format!("incident {incident} is still open after {hours} hour(s); a human should look");
+    (Event::Abandon, Step::Close(None), why)
+}

@@ -103,6 +103,11 @@ impl Budget {
 /// The plan's call is due. A session already executing was counted against the budget when
 /// its call was first due (this is a job taken again).
 pub(super) fn due(f: &Facts, budget: &Budget) -> Decided {
+    if f.status == SessionStatus::Planned {
+        if let Some(held) = super::plan::held(f) {
+            return held;
+        }
+    }
     let mut plan = stored(f);
     if f.status == SessionStatus::Planned {
         // Recorded, so that a backtest replays the budget the worker saw.

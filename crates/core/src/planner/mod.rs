@@ -46,6 +46,10 @@ pub enum Happened<'a> {
     },
     /// One more person approved the plan: `approvals` of `required` so far.
     Approved { approvals: usize, required: usize },
+    /// A held session's incident lets it go: as the canary, or in the wave after it closed.
+    Released { incident: i64, canary: bool },
+    /// A held session's incident stayed open past the limit.
+    Abandoned { incident: i64, hours: u32 },
 }
 
 impl Happened<'_> {
@@ -60,6 +64,7 @@ impl Happened<'_> {
             }
             Happened::Completed { .. } => &[S::Verifying, S::Executing],
             Happened::Approved { .. } => &[S::AwaitingApproval],
+            Happened::Released { .. } | Happened::Abandoned { .. } => &[S::Held],
         }
     }
 }
@@ -119,6 +124,9 @@ pub struct Known {
     /// The runners the run's failed jobs ran on, where one is suspect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runners: Vec<RunnerState>,
+    /// The open incident whose cause this failure shares: hold it unless it is the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<crate::incident::Open>,
 }
 
 /// Everything a decision depends on.
@@ -167,6 +175,8 @@ pub enum Step {
     Execute(Option<StoredPlan>),
     /// Close the session with the reason, storing the plan it ends with when there is one.
     Close(Option<StoredPlan>),
+    /// Hold the session in the incident: no call until the incident lets it go.
+    Hold(i64),
 }
 
 /// Decides the next step. `Err` when what happened cannot move the session from where it is
@@ -190,6 +200,8 @@ pub fn decide(f: &Facts) -> Result<Next, Illegal> {
             approvals,
             required,
         } => after::approved(*approvals, *required),
+        Happened::Released { incident, canary } => after::released(*incident, *canary),
+        Happened::Abandoned { incident, hours } => after::abandoned(*incident, *hours),
     };
     if !f.happened.happens_in().contains(&f.status) {
         return Err(Illegal {

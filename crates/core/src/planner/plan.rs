@@ -50,6 +50,11 @@ pub(super) fn diagnosed(f: &Facts, jobs: &[JobDiagnosis]) -> Decided {
     if f.known.platform.one_job_per_attempt && !stored.all_failed && stored.jobs.len() > 1 {
         stored.queued = stored.jobs.split_off(1);
     }
+    if stored.plan.decision == Decision::Act && !stored.mixed {
+        if let Some((event, _, why)) = held(f) {
+            return (event, Step::Plan(stored), why);
+        }
+    }
     let (event, message) = match stored.plan.decision {
         Decision::Act => (Event::Plan, "plan ready"),
         Decision::AwaitApproval => (Event::AskApproval, "waiting for a human to approve"),
@@ -57,6 +62,17 @@ pub(super) fn diagnosed(f: &Facts, jobs: &[JobDiagnosis]) -> Decided {
         Decision::Skip => (Event::Skip, "nothing to heal"),
     };
     (event, Step::Plan(stored), message.into())
+}
+
+/// A failure whose cause has an open incident waits for it, unless it is the incident's
+/// canary: re-running into the outage would spend the budget for nothing.
+pub(super) fn held(f: &Facts) -> Option<Decided> {
+    let open = f.known.incident.as_ref().filter(|i| !i.canary)?;
+    let why = format!(
+        "held by incident {} ({} unreachable): waiting for its canary",
+        open.id, open.target
+    );
+    Some((Event::Hold, Step::Hold(open.id), why))
 }
 
 /// One job that failed while its run goes on: only a transient failure that a plain retry
@@ -74,6 +90,10 @@ pub(super) fn early(f: &Facts, job: &JobDiagnosis) -> Decided {
     });
     let name = &job.job.name;
     match whole {
+        Some(stored) if plain_retry && held(f).is_some() => {
+            let (event, _, why) = held(f).expect("held");
+            (event, Step::Plan(stored), why)
+        }
         Some(mut stored) if plain_retry => {
             // The other jobs' outcomes are unknown: never a run-level re-run.
             stored.all_failed = false;

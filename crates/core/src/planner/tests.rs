@@ -569,3 +569,78 @@ fn a_failure_on_a_suspect_runner_is_not_re_run_onto_it() {
     let (_, p) = planned(&genuine, with(runner(true, false, true)));
     assert_eq!(p.plan.decision, Decision::Escalate);
 }
+
+fn incident(canary: bool) -> Option<crate::incident::Open> {
+    Some(crate::incident::Open {
+        id: 7,
+        target: "registry.npmjs.org".into(),
+        canary,
+    })
+}
+
+#[test]
+fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
+    let jobs = [job("t", diag(Category::DependencyDownload, 0.9))];
+    let (next, s) = planned(
+        &jobs,
+        Known {
+            incident: incident(false),
+            ..known()
+        },
+    );
+    assert_eq!((next.event, next.status), (Event::Hold, S::Held));
+    assert!(
+        next.reason.contains("held by incident 7"),
+        "{}",
+        next.reason
+    );
+    // A genuine failure in the same minute is escalated as usual.
+    let genuine = [job("u", diag(Category::CompilationError, 0.9))];
+    let (esc, _) = planned(
+        &genuine,
+        Known {
+            incident: incident(false),
+            ..known()
+        },
+    );
+    assert_eq!(esc.status, S::Escalated);
+    // A pending plan whose call comes due while the incident is open is held, not called;
+    // the canary calls.
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let due = |open| {
+        let mut f = facts(S::Planned, Happened::Due(Budget::default()), &p, &ev);
+        f.plan = Some(&s);
+        f.known.incident = open;
+        decide(&f).unwrap()
+    };
+    assert_eq!(due(incident(false)).step, Step::Hold(7));
+    assert_eq!(due(incident(false)).status, S::Held);
+    assert!(matches!(
+        due(incident(true)).step,
+        Step::Call(_, Call::Retry)
+    ));
+    assert!(matches!(due(None).step, Step::Call(..)));
+    // Held sessions leave only by the incident: released (canary or wave) or abandoned.
+    let mut f = facts(
+        S::Held,
+        Happened::Released {
+            incident: 7,
+            canary: false,
+        },
+        &p,
+        &ev,
+    );
+    f.plan = Some(&s);
+    let released = decide(&f).unwrap();
+    assert_eq!(
+        (released.status, released.step),
+        (S::Planned, Step::Execute(None))
+    );
+    f.happened = Happened::Abandoned {
+        incident: 7,
+        hours: 6,
+    };
+    assert_eq!(decide(&f).unwrap().status, S::Escalated);
+    f.status = S::Planned;
+    assert!(decide(&f).is_err(), "only a held session is abandoned");
+}

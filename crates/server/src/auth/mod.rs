@@ -84,6 +84,7 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/quarantine", Role::Viewer),
     ("GET", "/api/v1/approvals", Role::Viewer),
     ("GET", "/api/v1/dead-letters", Role::Viewer),
+    ("GET", "/api/v1/incidents", Role::Viewer),
     ("GET", "/api/v1/whoami", Role::Viewer),
     ("GET", "/api/v1/readiness", Role::Viewer),
     ("GET", "/api/v1/readiness/cases", Role::Viewer),
@@ -98,6 +99,7 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("POST", "/api/v1/sessions/{id}/retry", Role::Operator),
     // Asks the configured model now; spends tokens, changes no plan.
     ("POST", "/api/v1/sessions/{id}/explain", Role::Operator),
+    ("POST", "/api/v1/incidents/{id}/close", Role::Operator),
     ("POST", "/api/v1/quarantine", Role::Operator),
     ("DELETE", "/api/v1/quarantine", Role::Operator),
     (

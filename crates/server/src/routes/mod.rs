@@ -7,6 +7,7 @@ pub mod audit;
 pub mod dead_letters;
 pub mod events;
 pub mod explain;
+pub mod incidents;
 pub mod learning;
 pub mod openapi;
 pub mod readiness;
@@ -47,6 +48,8 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/sessions/{id}/retry", post(dead_letters::retry))
         .route("/api/v1/sessions/{id}/explain", post(explain::explain))
         .route("/api/v1/approvals", get(approvals::list))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}/close", post(incidents::close))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/flaky-tests", get(learning::flaky_tests))
         .route(

@@ -6,8 +6,8 @@
 use crate::dashboard;
 use crate::metrics;
 use crate::routes::{
-    approvals, audit, dead_letters, events, explain, learning, readiness, runners, sessions, slack,
-    status, tokens, webhooks,
+    approvals, audit, dead_letters, events, explain, incidents, learning, readiness, runners,
+    sessions, slack, status, tokens, webhooks,
 };
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +51,8 @@ use utoipa::{Modify, OpenApi};
         explain::explain,
         approvals::list,
         dead_letters::list,
+        incidents::list,
+        incidents::close,
         learning::flaky_tests,
         learning::quarantine_list,
         learning::quarantine_add,
@@ -313,6 +315,38 @@ pub mod schema {
 
     #[derive(ToSchema, Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct Incidents {
+        pub incidents: Vec<Incident>,
+    }
+
+    /// An outage: failures of one transient cause on one external target from many
+    /// repositories. Its sessions are held, probed by one canary at a time, and released in
+    /// a paced wave when it closes.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Incident {
+        pub id: i64,
+        /// The failure category (`dependency_download`, `network`, `service_unavailable`…).
+        pub cause: String,
+        /// The external host the failures named (`registry.npmjs.org`).
+        pub target: String,
+        /// Milliseconds since the epoch.
+        pub opened_at: i64,
+        /// `null` while open.
+        pub closed_at: Option<i64>,
+        /// Repositories that failed with the cause (from the detection window before it
+        /// opened until it closed).
+        pub repositories: i64,
+        /// Sessions it held.
+        pub sessions_held: i64,
+        /// Held sessions its wave released for their re-run.
+        pub sessions_released: i64,
+        /// Canary re-runs that probed the cause.
+        pub canaries: i64,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct Retried {
         pub session_id: String,
         /// The status the session reopened in.
@@ -382,8 +416,8 @@ pub mod schema {
         pub workflow: String,
         pub head_sha: Option<String>,
         pub url: Option<String>,
-        /// `received`, `analyzing`, `planned`, `awaiting_approval`, `healing`, `verifying`,
-        /// `healed`, `failed`, `escalated`, `observed`…
+        /// `received`, `analyzing`, `planned`, `awaiting_approval`, `executing`, `verifying`,
+        /// `held`, `healed`, `failed`, `escalated`, `skipped`, `observed`
         pub status: String,
         pub category: Option<String>,
         pub confidence: Option<f64>,
@@ -401,6 +435,8 @@ pub mod schema {
         pub updated_at: i64,
         /// When retention removed its log, evidence and diagnosis (milliseconds since the epoch).
         pub purged_at: Option<i64>,
+        /// The incident that held it (status `held` while it does).
+        pub incident_id: Option<i64>,
     }
 
     /// One line of evidence.

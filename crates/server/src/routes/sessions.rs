@@ -61,6 +61,7 @@ pub fn session_json(s: &SessionRecord) -> Value {
         "created_at": s.created_at,
         "updated_at": s.updated_at,
         "purged_at": s.purged_at,
+        "incident_id": s.incident_id,
     })
 }
 

@@ -235,7 +235,9 @@ async fn gather(
     let runners = crate::runners::after_diagnosis(st, &s.event, ci, jobs)
         .instrument(tracing::info_span!("runners"))
         .await;
+    let incident = super::incidents::on_diagnosis(st, s, jobs).await?;
     Ok(Known {
+        incident,
         capabilities: capabilities(st, s, ci).await?,
         learned,
         fixes: super::fixes::planned(st, s, heal.category),
@@ -322,7 +324,8 @@ async fn persist(
         diagnosis: Some(diagnosis_json),
         // Observed: what would have happened is the session's reason.
         reason: Some(match next.status {
-            S::Observed => next.reason.clone(),
+            // A held session says which incident holds it.
+            S::Observed | S::Held => next.reason.clone(),
             _ => plan.reason.clone(),
         }),
         finished_at: next.status.is_terminal().then(now_ms),
@@ -344,6 +347,10 @@ async fn persist(
         super::decisions::record(st, s, &stored).await?;
     }
     crate::flaky::record_outcome(st, &s.id).await;
+    let incident = stored.facts.as_ref().and_then(|k| k.incident.as_ref());
+    if let Some(i) = incident.filter(|_| moved && next.status == S::Held) {
+        super::incidents::held(st, s, i.id).await?;
+    }
     if moved && next.status == S::Planned {
         let at = now_ms() + delay as i64 * 1000;
         let task = Task::Execute { approved: false };

@@ -48,12 +48,14 @@ pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
             s.platform
         )));
     };
-    let known = known_after(st, &s, Some(ci));
+    let mut known = known_after(st, &s, Some(ci));
+    known.incident = super::incidents::of_session(st, &s).await?;
     let due = Happened::Due(budget(st, &s).await?);
     let Ok(next) = planner::decide(&facts(st, &s, due, known)) else {
         return Ok(());
     };
     match &next.step {
+        Step::Hold(incident) => super::incidents::hold_due(st, &s, &next, *incident).await,
         Step::Call(plan, call) => carry_out(st, &s, ci, plan.clone(), *call, &next).await,
         Step::Close(plan) => {
             close_with(st, &s, next.event, &next.reason, plan.clone()).await?;

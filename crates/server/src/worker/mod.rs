@@ -8,8 +8,11 @@ mod decisions;
 mod execute;
 mod explain;
 mod fixes;
+mod incidents;
 mod notify;
 mod outcome;
+
+pub(crate) use incidents::closed_by_hand;
 
 use crate::Shared;
 use pipeguard_core::event::Platform;
@@ -162,6 +165,7 @@ async fn housekeeping(st: &Shared) {
     if let Err(e) = st.store.seal_audit().await {
         tracing::error!("cannot seal the audit trail: {e}");
     }
+    incidents::tick(st).await;
 }
 
 /// `[retention] days`: payloads, logs and evidence of sessions closed longer ago go.
@@ -215,12 +219,17 @@ async fn dispatch(st: &Shared, job: &Job) -> Result<(), JobError> {
             success,
             at_ms,
         } => decisions::rerun(st, job, *attempt, *success, *at_ms).await,
+        Task::NotifyIncident {
+            channel,
+            incident,
+            closed,
+        } => notify::send_incident(st, *channel, *incident, *closed).await,
     }
 }
 
 async fn handle(st: Shared, job: Job) {
     let st = &st;
-    let notify_job = matches!(job.task, Task::Notify { .. });
+    let notify_job = matches!(job.task, Task::Notify { .. } | Task::NotifyIncident { .. });
     let done = match dispatch(st, &job).await {
         Ok(()) => st.store.finish_job(job.id).await,
         Err(JobError::Later(msg, delay)) if job.tries < st.config.worker.max_job_tries as i64 => {

@@ -91,14 +91,46 @@ pub(super) async fn send(
     } else {
         st.notifier.send(ch, &s, status).await
     };
-    sent.map_err(|e| match e {
+    sent.map_err(later_or_fatal)?;
+    tracing::info!(session = %s.id, channel = %ch.kind, "notified");
+    Ok(())
+}
+
+/// An incident's one message to one channel.
+pub(super) async fn send_incident(
+    st: &Shared,
+    channel: usize,
+    incident: i64,
+    closed: bool,
+) -> Result<(), JobError> {
+    let Some(ch) = st.config.notify.get(channel) else {
+        return Ok(());
+    };
+    let window = st.config.incidents.window_minutes as i64 * 60_000;
+    let Some(i) = st
+        .store
+        .list_incidents(Some(incident), 1, window)
+        .await?
+        .pop()
+    else {
+        return Ok(());
+    };
+    let body = crate::routes::incidents::incident_json(&i);
+    st.notifier
+        .send_incident(ch, &body, closed)
+        .await
+        .map_err(later_or_fatal)?;
+    tracing::info!(incident, channel = %ch.kind, closed, "incident notified");
+    Ok(())
+}
+
+fn later_or_fatal(e: PlatformError) -> JobError {
+    match e {
         PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
         PlatformError::Busy {
             message,
             retry_after,
         } => JobError::Later(message, retry_after),
         other => JobError::Fatal(other.to_string()),
-    })?;
-    tracing::info!(session = %s.id, channel = %ch.kind, "notified");
-    Ok(())
+    }
 }

@@ -110,6 +110,13 @@ impl Sim<GithubState> {
             .await)
     }
 
+    /// Starts (`Some(log)`) or ends an outage: meanwhile every job whose script fails with
+    /// `log` at some point fails with it each time it starts, as when the registry those jobs
+    /// pull from is down.
+    pub async fn set_outage(&self, log: Option<String>) {
+        self.update(|st| st.outage = log).await
+    }
+
     /// Declares a workflow (for dispatches) without starting a run.
     pub async fn define_workflow(&self, spec: RunSpec) -> Result<(), SpecError> {
         spec.validate()?;

@@ -183,6 +183,10 @@ pub struct GithubState {
     pub check_runs: BTreeMap<u64, super::checks::CheckRun>,
     /// `(org/team, user)` of each team membership asked about.
     pub membership_lookups: Vec<(String, String)>,
+    /// While set, every job that depends on what is down (its script prints this log for one
+    /// of its executions) fails with it, whatever its script says for this execution; the
+    /// script still counts the execution.
+    pub outage: Option<String>,
     next_id: u64,
 }
 
@@ -200,6 +204,7 @@ impl GithubState {
             app_log: Default::default(),
             check_runs: BTreeMap::new(),
             membership_lookups: Vec::new(),
+            outage: None,
             next_id: 7_000_000_000,
         }
     }
@@ -478,7 +483,13 @@ impl GithubState {
     ) -> &'static str {
         let job = self.jobs.get_mut(&id).expect("listed job");
         let s = &mut self.scripts[script];
-        let outcome = s.next_outcome(&job.name);
+        let mut outcome = s.next_outcome(&job.name);
+        if let Some(log) = &self.outage {
+            let spec = s.spec.job_spec(&job.name);
+            if spec.is_some_and(|j| j.outcomes.iter().any(|o| o.log == *log)) {
+                outcome = crate::Outcome::fail(log.clone());
+            }
+        }
         let duration = s
             .spec
             .job_spec(&job.name)

@@ -65,6 +65,7 @@ function showLogin(message = "") {
   teardown = null;
   live.stop();
   $("view").replaceChildren();
+  $("incident-banner").hidden = true;
   $("nav").hidden = true;
   $("who").hidden = true;
   $("login").hidden = false;
@@ -101,14 +102,34 @@ async function refreshApprovalCount() {
   }
 }
 
+// A banner while an incident is open: its failures are held, not retried into the outage.
+async function refreshIncidents() {
+  try {
+    const { incidents } = await api("/api/v1/incidents?limit=20");
+    const open = incidents.filter((i) => i.closed_at === null);
+    const el = $("incident-banner");
+    el.hidden = open.length === 0;
+    el.textContent = open
+      .map((i) => `Incident ${i.id}: ${i.cause} at ${i.target} across ${i.repositories} repositories — ` +
+        `${i.sessions_held} session(s) held, ${i.canaries} canary re-run(s) so far.`)
+      .join(" ");
+  } catch {
+    /* shown by the views */
+  }
+}
+
 let approvalTimer = null;
 let unwatchApprovals = null;
 function watchApprovals() {
   refreshApprovalCount();
+  refreshIncidents();
   unwatchApprovals?.();
   unwatchApprovals = live.onSession(() => {
     clearTimeout(approvalTimer);
-    approvalTimer = setTimeout(refreshApprovalCount, 300);
+    approvalTimer = setTimeout(() => {
+      refreshApprovalCount();
+      refreshIncidents();
+    }, 300);
   });
 }
 
