@@ -31,6 +31,8 @@ pub struct RepoConfig {
     pub cache: CacheConfig,
     /// How to re-run on a clean workspace.
     pub reset: Option<Trigger>,
+    /// Who owns a quarantined test that CODEOWNERS does not name (`@user`, `@org/team`).
+    pub default_owner: Option<String>,
 }
 
 /// Any `[healing]` setting, for one repository.
@@ -118,7 +120,7 @@ impl Default for NotifyConfig {
             kind: "webhook".into(),
             url: String::new(),
             secret: None,
-            on: ["escalated", "failed", "awaiting_approval"]
+            on: ["escalated", "failed", "awaiting_approval", "quarantine_expired"]
                 .map(String::from)
                 .to_vec(),
             repos: vec![],

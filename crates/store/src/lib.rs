@@ -34,7 +34,7 @@ pub use baselines::{BaselineKey, BaselineRecord};
 pub use batch::IntakeStats;
 pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
-pub use flaky::{Observation, QuarantineEntry, TestStats};
+pub use flaky::{NewQuarantine, Observation, QuarantineEntry, TestStats, QUARANTINE_DAYS};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{DeadLetter, Job, RetryDead, Task};
 pub use retention::{PurgeFilter, PurgeReport};

@@ -42,6 +42,9 @@ pub enum Happened<'a> {
     },
     /// One more person approved the plan: `approvals` of `required` so far.
     Approved { approvals: usize, required: usize },
+    /// Someone (a person or a coding agent) asked for a re-run of the run, whose failed jobs
+    /// were diagnosed as these.
+    Requested(&'a [JobDiagnosis]),
 }
 
 impl Happened<'_> {
@@ -56,6 +59,8 @@ impl Happened<'_> {
             }
             Happened::Completed { .. } => &[S::Verifying, S::Executing],
             Happened::Approved { .. } => &[S::AwaitingApproval],
+            // Any status: the planner says why an open or healed session is not re-run.
+            Happened::Requested(_) => &SessionStatus::ALL,
         }
     }
 }
@@ -177,6 +182,7 @@ pub fn decide(f: &Facts) -> Result<Next, Illegal> {
             approvals,
             required,
         } => after::approved(*approvals, *required),
+        Happened::Requested(jobs) => plan::requested(f, jobs),
     };
     if !f.happened.happens_in().contains(&f.status) {
         return Err(Illegal {

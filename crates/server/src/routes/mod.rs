@@ -9,6 +9,7 @@ pub mod events;
 pub mod explain;
 pub mod learning;
 pub mod openapi;
+pub mod rerun;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
@@ -43,6 +44,7 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/sessions/{id}/verdict", post(learning::verdict))
         .route("/api/v1/sessions/{id}/retry", post(dead_letters::retry))
         .route("/api/v1/sessions/{id}/explain", post(explain::explain))
+        .route("/api/v1/sessions/{id}/rerun", post(rerun::rerun))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/flaky-tests", get(learning::flaky_tests))
@@ -60,7 +62,13 @@ fn api(st: &Shared) -> Router<Shared> {
         .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes))
 }
 
+/// The service's routes, and `/mcp` whose tools call them in process.
 pub fn router(st: Shared) -> Router {
+    let app = api_router(st.clone());
+    app.clone().merge(crate::mcp::http::routes(&st, app))
+}
+
+fn api_router(st: Shared) -> Router {
     let timeout = Duration::from_secs(st.config.api.request_timeout_seconds.max(1));
     Router::new()
         .route("/healthz", get(status::healthz))
@@ -205,6 +213,7 @@ mod tests {
             ("POST", "/api/v1/sessions/{id}/reject"),
             ("POST", "/api/v1/sessions/{id}/verdict"),
             ("POST", "/api/v1/sessions/{id}/explain"),
+            ("POST", "/api/v1/sessions/{id}/rerun"),
             ("GET", "/api/v1/approvals"),
             ("GET", "/api/v1/flaky-tests"),
             ("GET", "/api/v1/quarantine"),

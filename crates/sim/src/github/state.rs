@@ -179,6 +179,9 @@ pub struct GithubState {
     pub(crate) scripts: Vec<Script>,
     pub(crate) base_url: String,
     pub app_log: super::app::AppLog,
+    /// Repository files by (owner/repo, path): what the contents API serves.
+    pub files: BTreeMap<(String, String), String>,
+    pub issues: Vec<super::repo::Issue>,
     next_id: u64,
 }
 
@@ -194,8 +197,15 @@ impl GithubState {
             scripts: Vec::new(),
             base_url: base_url.to_string(),
             app_log: Default::default(),
+            files: BTreeMap::new(),
+            issues: Vec::new(),
             next_id: 7_000_000_000,
         }
+    }
+
+    /// Where issues are shown: github.com's form on the stand-in's address.
+    pub(crate) fn html_base(&self) -> String {
+        self.base_url.trim_end_matches('/').to_string()
     }
 
     fn id(&mut self) -> u64 {
