@@ -54,7 +54,10 @@ fn send(stdin: &mut ChildStdin, v: Value) {
 fn answer(out: &mut BufReader<ChildStdout>, id: i64) -> Value {
     loop {
         let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "pipeguard mcp closed stdout");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "pipeguard mcp closed stdout"
+        );
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
         if v["id"] == id {
             return v;
@@ -92,15 +95,27 @@ fn an_agent_speaks_json_rpc_to_pipeguard_mcp_over_stdio() {
     let mut stdin = mcp.0.stdin.take().unwrap();
     let mut out = BufReader::new(mcp.0.stdout.take().unwrap());
 
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "shell", "version": "1"}}}));
+        "clientInfo": {"name": "shell", "version": "1"}}}),
+    );
     let init = answer(&mut out, 1);
     assert_eq!(init["result"]["serverInfo"]["name"], "pipeguard", "{init}");
-    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
-    send(&mut stdin, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
 
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
     let list = answer(&mut out, 2);
     let mut names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -111,35 +126,68 @@ fn an_agent_speaks_json_rpc_to_pipeguard_mcp_over_stdio() {
     names.sort();
     assert_eq!(
         names,
-        ["explain_failure", "get_diagnosis", "list_failures", "list_flaky_tests"]
+        [
+            "explain_failure",
+            "get_diagnosis",
+            "list_failures",
+            "list_flaky_tests"
+        ]
     );
 
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-        "params": {"name": "list_failures", "arguments": {"limit": 5}}}));
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "list_failures", "arguments": {"limit": 5}}}),
+    );
     let r = answer(&mut out, 3);
-    assert_eq!(r["result"]["structuredContent"], json!({"failures": []}), "{r}");
+    assert_eq!(
+        r["result"]["structuredContent"],
+        json!({"failures": []}),
+        "{r}"
+    );
     assert_ne!(r["result"]["isError"], true);
 
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-        "params": {"name": "request_retry", "arguments": {"session": "x", "reason": "y"}}}));
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "request_retry", "arguments": {"session": "x", "reason": "y"}}}),
+    );
     let r = answer(&mut out, 4);
     assert_eq!(r["result"]["isError"], true, "{r}");
-    assert_eq!(r["result"]["structuredContent"]["error"], "forbidden", "{r}");
+    assert_eq!(
+        r["result"]["structuredContent"]["error"], "forbidden",
+        "{r}"
+    );
 
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-        "params": {"name": "get_diagnosis", "arguments": {}}}));
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "get_diagnosis", "arguments": {}}}),
+    );
     let r = answer(&mut out, 5);
     assert_eq!(r["result"]["isError"], true, "{r}");
-    assert!(r["result"]["structuredContent"]["message"].as_str().unwrap().contains("session"), "{r}");
+    assert!(
+        r["result"]["structuredContent"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session"),
+        "{r}"
+    );
     drop(stdin);
     let status = mcp.0.wait().unwrap();
-    assert!(status.success(), "pipeguard mcp ends when the agent closes stdin");
+    assert!(
+        status.success(),
+        "pipeguard mcp ends when the agent closes stdin"
+    );
 }
 
 #[test]
 fn without_a_token_or_with_a_wrong_one_pipeguard_mcp_says_so_and_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin(dir.path()).args(["mcp", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    let out = bin(dir.path())
+        .args(["mcp", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("PIPEGUARD_TOKEN"), "{}", text(&out));
     let out = bin(dir.path())

@@ -11,11 +11,17 @@ pub fn owners(codeowners: &str, file: &str) -> Vec<String> {
     let mut found = Vec::new();
     for line in codeowners.lines() {
         let line = line.split(" #").next().unwrap_or_default().trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('[') || line.starts_with("^[") {
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with('[')
+            || line.starts_with("^[")
+        {
             continue;
         }
         let mut words = line.split_whitespace();
-        let Some(pattern) = words.next() else { continue };
+        let Some(pattern) = words.next() else {
+            continue;
+        };
         if matcher(pattern).is_some_and(|re| re.is_match(file)) {
             found = words.map(str::to_string).collect();
         }

@@ -188,7 +188,8 @@ pub async fn quarantine_expired(
             .unwrap_or_default()
     );
     for ch in st.config.notify.iter().filter(|ch| {
-        ch.wants("quarantine_expired", &e.repository) && matches!(ch.kind.as_str(), "webhook" | "slack")
+        ch.wants("quarantine_expired", &e.repository)
+            && matches!(ch.kind.as_str(), "webhook" | "slack")
     }) {
         let body = if ch.kind == "slack" {
             json!({"text": slack_escape(&text)})

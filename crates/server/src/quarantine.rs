@@ -35,7 +35,9 @@ pub async fn quarantine(
     let days = r.expires_in_days.map(i64::from).unwrap_or(QUARANTINE_DAYS);
     let owner = match r.owner.map(str::trim).filter(|o| !o.is_empty()) {
         Some(o) => o.to_string(),
-        None => find_owner(st, r.repository, r.file).await.unwrap_or_else(|| who.name.clone()),
+        None => find_owner(st, r.repository, r.file)
+            .await
+            .unwrap_or_else(|| who.name.clone()),
     };
     let entry = st
         .store
@@ -85,7 +87,10 @@ async fn find_owner(st: &Shared, repository: &str, file: Option<&str>) -> Option
     if let (Some(file), Some(ci)) = (file, st.ci(platform, repository)) {
         match ci.codeowners(&repo_event(repository)).await {
             Ok(Some(text)) => {
-                if let Some(o) = pipeguard_core::codeowners::owners(&text, file).into_iter().next() {
+                if let Some(o) = pipeguard_core::codeowners::owners(&text, file)
+                    .into_iter()
+                    .next()
+                {
                     return Some(o);
                 }
             }
@@ -117,7 +122,10 @@ async fn issue(st: &Shared, e: &QuarantineEntry) -> Issue {
     });
     let expires = time::OffsetDateTime::from_unix_timestamp(e.expires_at / 1000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     let body = format!(
         "`{}` is quarantined by pipeguard: its failures are re-run instead of failing the build.\n\n\
@@ -155,17 +163,29 @@ async fn file_ticket(st: &Shared, e: &QuarantineEntry) {
     let issue = issue(st, e).await;
     match ci.open_issue(&repo_event(&e.repository), &issue).await {
         Ok(Some(t)) => {
-            if let Err(err) = st.store.quarantine_ticket(&e.repository, &e.test, &t.id, &t.url).await {
+            if let Err(err) = st
+                .store
+                .quarantine_ticket(&e.repository, &e.test, &t.id, &t.url)
+                .await
+            {
                 tracing::error!("cannot store the ticket {}: {err}", t.url);
             }
             let d = json!({"test": e.test, "ticket_url": t.url});
-            crate::audit::record(st, "pipeguard", "quarantine.ticket_filed", &e.repository, d).await;
+            crate::audit::record(st, "pipeguard", "quarantine.ticket_filed", &e.repository, d)
+                .await;
         }
         Ok(None) => {}
         Err(err) => {
             tracing::warn!(repository = %e.repository, test = %e.test, "cannot file the ticket: {err}");
             let d = json!({"test": e.test, "error": err.to_string()});
-            crate::audit::record(st, "pipeguard", "quarantine.ticket_failed", &e.repository, d).await;
+            crate::audit::record(
+                st,
+                "pipeguard",
+                "quarantine.ticket_failed",
+                &e.repository,
+                d,
+            )
+            .await;
         }
     }
 }
@@ -195,7 +215,13 @@ pub async fn expire(st: &Shared) {
     match st.store.quarantine_expired(now_ms()).await {
         Ok(entries) => {
             for e in entries {
-                release(st, &e, "its quarantine expired; its failures count again", true).await;
+                release(
+                    st,
+                    &e,
+                    "its quarantine expired; its failures count again",
+                    true,
+                )
+                .await;
             }
         }
         Err(err) => tracing::warn!("cannot look for expired quarantines: {err}"),
@@ -217,11 +243,22 @@ async fn release(st: &Shared, e: &QuarantineEntry, why: &str, tell_owner: bool) 
     crate::audit::record(st, "pipeguard", "quarantine.released", &e.repository, d).await;
     tracing::info!(repository = %e.repository, test = %e.test, "quarantine released: {why}");
     if let (Some(id), Some(url)) = (&e.ticket_id, &e.ticket_url) {
-        let ticket = Ticket { id: id.clone(), url: url.clone() };
-        let platform = st.config.flaky.tickets.platform().unwrap_or_else(|| platform_of(st, &e.repository));
+        let ticket = Ticket {
+            id: id.clone(),
+            url: url.clone(),
+        };
+        let platform = st
+            .config
+            .flaky
+            .tickets
+            .platform()
+            .unwrap_or_else(|| platform_of(st, &e.repository));
         if let Some(ci) = st.ci(platform, &e.repository) {
             let comment = format!("{} Released by pipeguard: {why}.", e.owner);
-            if let Err(err) = ci.close_issue(&repo_event(&e.repository), &ticket, &comment).await {
+            if let Err(err) = ci
+                .close_issue(&repo_event(&e.repository), &ticket, &comment)
+                .await
+            {
                 tracing::warn!(ticket = %url, "cannot close the ticket: {err}");
             }
         }

@@ -28,11 +28,20 @@ pub async fn request(st: &Shared, id: &str, who: &Principal, why: &str) -> Resul
         .as_ref()
         .and_then(|d| serde_json::from_value(d.get("jobs")?.clone()).ok())
         .unwrap_or_default();
-    let known = crate::worker::known_for(st, &s, &jobs)
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
-    let next = planner::decide(&crate::worker::facts(st, &s, Happened::Requested(&jobs), known))
-        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    let known = crate::worker::known_for(st, &s, &jobs).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e,
+        )
+    })?;
+    let next = planner::decide(&crate::worker::facts(
+        st,
+        &s,
+        Happened::Requested(&jobs),
+        known,
+    ))
+    .map_err(|e| ApiError::conflict(e.to_string()))?;
     let line = format!("{} asked for a re-run ({why}): {}", who.name, next.reason);
     let detail = json!({"via": who.via, "role": who.role, "why": why, "decision": next.status,
                         "reason": next.reason});
@@ -51,18 +60,30 @@ pub async fn request(st: &Shared, id: &str, who: &Principal, why: &str) -> Resul
     // re-run asked for is a new call, recorded again when it is made.
     let attempt = s.heal_attempts + 1;
     let earlier = st.store.actions(&s.id).await?;
-    if earlier
-        .iter()
-        .any(|a| a.attempt == attempt && a.target == "run" && matches!(a.status.as_str(), "refused" | "error"))
-    {
+    if earlier.iter().any(|a| {
+        a.attempt == attempt
+            && a.target == "run"
+            && matches!(a.status.as_str(), "refused" | "error")
+    }) {
         st.store.release_action(&s.id, attempt, "run").await?;
     }
-    let delay = plan.plan.steps.iter().map(|x| x.delay_seconds).max().unwrap_or(0);
+    let delay = plan
+        .plan
+        .steps
+        .iter()
+        .map(|x| x.delay_seconds)
+        .max()
+        .unwrap_or(0);
     let update = SessionUpdate {
         reason: Some(plan.plan.reason.clone()),
         strategy: Some(plan.plan.strategy.as_str().to_string()),
         plan: Some(plan),
-        audit: Some(AuditEntry::new(&who.name, "session.rerun_requested", &s.id, detail)),
+        audit: Some(AuditEntry::new(
+            &who.name,
+            "session.rerun_requested",
+            &s.id,
+            detail,
+        )),
         ..Default::default()
     };
     if !st
@@ -70,11 +91,15 @@ pub async fn request(st: &Shared, id: &str, who: &Principal, why: &str) -> Resul
         .update_session(&s.id, Transition::new(next.event, &line), update)
         .await?
     {
-        return Err(ApiError::conflict("the session moved on meanwhile; ask again"));
+        return Err(ApiError::conflict(
+            "the session moved on meanwhile; ask again",
+        ));
     }
     if next.status == S::Planned {
         let at = now_ms() + delay as i64 * 1000;
-        st.store.enqueue(&s.id, &Task::Execute { approved: false }, at).await?;
+        st.store
+            .enqueue(&s.id, &Task::Execute { approved: false }, at)
+            .await?;
         st.worker_wake.notify_one();
     }
     Ok(Asked::Granted {

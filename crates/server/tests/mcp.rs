@@ -85,9 +85,10 @@ async fn an_agent_reads_diagnoses_and_the_planner_decides_its_re_runs() {
     // permission then): escalated, and the agent's request re-runs it once.
     Mock::given(method("POST"))
         .and(path(rerun_path(81)))
-        .respond_with(ResponseTemplate::new(403).set_body_json(
-            json!({"message": "Resource not accessible by integration"}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"message": "Resource not accessible by integration"})),
+        )
         .up_to_n_times(1)
         .mount(&app.github)
         .await;
@@ -107,46 +108,111 @@ async fn an_agent_reads_diagnoses_and_the_planner_decides_its_re_runs() {
     let all = tool_names(&c).await;
     assert_eq!(
         all,
-        ["explain_failure", "get_diagnosis", "list_failures", "list_flaky_tests", "quarantine_test", "request_retry"]
+        [
+            "explain_failure",
+            "get_diagnosis",
+            "list_failures",
+            "list_flaky_tests",
+            "quarantine_test",
+            "request_retry"
+        ]
     );
 
-    let (err, listed) = call(&c, "list_failures", json!({"repository": REPO, "limit": 10})).await;
+    let (err, listed) = call(
+        &c,
+        "list_failures",
+        json!({"repository": REPO, "limit": 10}),
+    )
+    .await;
     assert!(!err, "{listed}");
-    let ids: Vec<&str> = listed["failures"].as_array().unwrap().iter().map(|f| f["session"].as_str().unwrap()).collect();
-    assert!(ids.contains(&compile.as_str()) && ids.contains(&deploy.as_str()), "{listed}");
+    let ids: Vec<&str> = listed["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["session"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&compile.as_str()) && ids.contains(&deploy.as_str()),
+        "{listed}"
+    );
 
     let (err, d) = call(&c, "get_diagnosis", json!({"session": compile})).await;
     assert!(!err, "{d}");
     assert_eq!(d["diagnosis"]["category"], "compilation_error", "{d}");
     let evidence = d["diagnosis"]["evidence"].as_array().unwrap();
-    assert!(evidence.iter().any(|e| e["text"].as_str().unwrap().contains("E0308")), "{d}");
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e["text"].as_str().unwrap().contains("E0308")),
+        "{d}"
+    );
     assert!(!d["timeline"].as_array().unwrap().is_empty());
 
     // Refused with the reason; the platform is not called.
-    let (err, r) = call(&c, "request_retry", json!({"session": compile, "reason": "maybe a blip"})).await;
+    let (err, r) = call(
+        &c,
+        "request_retry",
+        json!({"session": compile, "reason": "maybe a blip"}),
+    )
+    .await;
     assert!(err, "{r}");
-    assert_eq!((r["decision"].as_str(), r["http_status"].as_u64()), (Some("refused"), Some(409)), "{r}");
-    assert!(r["message"].as_str().unwrap().contains("compilation_error"), "{r}");
+    assert_eq!(
+        (r["decision"].as_str(), r["http_status"].as_u64()),
+        (Some("refused"), Some(409)),
+        "{r}"
+    );
+    assert!(
+        r["message"].as_str().unwrap().contains("compilation_error"),
+        "{r}"
+    );
     assert_eq!(posts(&app, &rerun_path(80)).await, 0);
 
     // Transient: re-run once.
-    let (err, r) = call(&c, "request_retry", json!({"session": transient, "reason": "crates.io reset the connection"})).await;
+    let (err, r) = call(
+        &c,
+        "request_retry",
+        json!({"session": transient, "reason": "crates.io reset the connection"}),
+    )
+    .await;
     assert!(!err, "{r}");
     assert_eq!(r["decision"], "rerun", "{r}");
     assert_eq!(r["requested_by"], "mcp:agent");
     let s = app.wait_status(&transient, "verifying").await;
-    assert_eq!(posts(&app, &rerun_path(81)).await, 2, "the refused call and the agent's re-run");
-    let (err, again) = call(&c, "request_retry", json!({"session": transient, "reason": "again"})).await;
+    assert_eq!(
+        posts(&app, &rerun_path(81)).await,
+        2,
+        "the refused call and the agent's re-run"
+    );
+    let (err, again) = call(
+        &c,
+        "request_retry",
+        json!({"session": transient, "reason": "again"}),
+    )
+    .await;
     assert!(err && again["decision"] == "refused", "{again}");
-    assert!(again["message"].as_str().unwrap().contains("already"), "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("already"),
+        "{again}"
+    );
     assert_eq!(posts(&app, &rerun_path(81)).await, 2, "no second re-run");
     let timeline = s["timeline"].to_string();
-    assert!(timeline.contains("mcp:agent asked for a re-run (crates.io reset the connection)"), "{timeline}");
+    assert!(
+        timeline.contains("mcp:agent asked for a re-run (crates.io reset the connection)"),
+        "{timeline}"
+    );
 
     // Deploy: held for approval, nothing called.
-    let (err, r) = call(&c, "request_retry", json!({"session": deploy, "reason": "flaky network"})).await;
+    let (err, r) = call(
+        &c,
+        "request_retry",
+        json!({"session": deploy, "reason": "flaky network"}),
+    )
+    .await;
     assert!(!err, "{r}");
-    assert_eq!((r["decision"].as_str(), r["status"].as_str()), (Some("awaiting_approval"), Some("awaiting_approval")));
+    assert_eq!(
+        (r["decision"].as_str(), r["status"].as_str()),
+        (Some("awaiting_approval"), Some("awaiting_approval"))
+    );
     assert_eq!(posts(&app, &rerun_path(82)).await, 0);
 
     // The audit trail names the agent.
@@ -158,9 +224,19 @@ async fn an_agent_reads_diagnoses_and_the_planner_decides_its_re_runs() {
     let v = connect(&app, &reader).await;
     assert_eq!(
         tool_names(&v).await,
-        ["explain_failure", "get_diagnosis", "list_failures", "list_flaky_tests"]
+        [
+            "explain_failure",
+            "get_diagnosis",
+            "list_failures",
+            "list_flaky_tests"
+        ]
     );
-    let (err, r) = call(&v, "request_retry", json!({"session": transient, "reason": "x"})).await;
+    let (err, r) = call(
+        &v,
+        "request_retry",
+        json!({"session": transient, "reason": "x"}),
+    )
+    .await;
     assert!(err && r["error"] == "forbidden", "{r}");
     let (err, _) = call(&v, "get_diagnosis", json!({"session": transient})).await;
     assert!(!err);
@@ -187,7 +263,9 @@ async fn the_stdio_handler_calls_the_server_with_the_token_and_its_role() {
     let compile = failed_run(&app, 90, "CI", COMPILE_LOG).await;
     app.wait_status(&compile, "escalated").await;
 
-    let mcp = pipeguard_server::mcp::Mcp::remote(&app.base, &reader).await.unwrap();
+    let mcp = pipeguard_server::mcp::Mcp::remote(&app.base, &reader)
+        .await
+        .unwrap();
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         if let Ok(s) = mcp.serve(server_io).await {
@@ -197,18 +275,34 @@ async fn the_stdio_handler_calls_the_server_with_the_token_and_its_role() {
     let c = ().serve(client_io).await.unwrap();
     assert_eq!(
         tool_names(&c).await,
-        ["explain_failure", "get_diagnosis", "list_failures", "list_flaky_tests"]
+        [
+            "explain_failure",
+            "get_diagnosis",
+            "list_failures",
+            "list_flaky_tests"
+        ]
     );
     let (err, d) = call(&c, "get_diagnosis", json!({"session": compile})).await;
-    assert!(!err && d["diagnosis"]["category"] == "compilation_error", "{d}");
-    let (err, r) = call(&c, "request_retry", json!({"session": compile, "reason": "x"})).await;
+    assert!(
+        !err && d["diagnosis"]["category"] == "compilation_error",
+        "{d}"
+    );
+    let (err, r) = call(
+        &c,
+        "request_retry",
+        json!({"session": compile, "reason": "x"}),
+    )
+    .await;
     assert!(err && r["error"] == "forbidden", "{r}");
     let (err, r) = call(&c, "get_diagnosis", json!({"session": "no-such"})).await;
     assert!(err && r["http_status"] == 404, "{r}");
     let _ = c.cancel().await;
 
     // A wrong token is said at start.
-    let e = pipeguard_server::mcp::Mcp::remote(&app.base, "pg_wrong").await.err().unwrap();
+    let e = pipeguard_server::mcp::Mcp::remote(&app.base, "pg_wrong")
+        .await
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("401"), "{e}");
     app.stop().await;
 }

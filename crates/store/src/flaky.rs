@@ -311,7 +311,11 @@ impl Store {
             .ok_or_else(|| crate::StoreError::Invalid("the quarantine vanished".into()))
     }
 
-    pub async fn quarantined(&self, repository: &str, test: &str) -> Result<Option<QuarantineEntry>> {
+    pub async fn quarantined(
+        &self,
+        repository: &str,
+        test: &str,
+    ) -> Result<Option<QuarantineEntry>> {
         let r = sqlx::query("SELECT * FROM quarantine WHERE repository = $1 AND test = $2")
             .bind(repository)
             .bind(test)
@@ -354,11 +358,13 @@ impl Store {
     /// Quarantined `tests` of `repository` failed again: their passes start over.
     pub async fn quarantine_failed(&self, repository: &str, tests: &[String]) -> Result<()> {
         for t in tests {
-            sqlx::query("UPDATE quarantine SET passes_since = 0 WHERE repository = $1 AND test = $2")
-                .bind(repository)
-                .bind(t.as_str())
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE quarantine SET passes_since = 0 WHERE repository = $1 AND test = $2",
+            )
+            .bind(repository)
+            .bind(t.as_str())
+            .execute(&self.pool)
+            .await?;
         }
         Ok(())
     }

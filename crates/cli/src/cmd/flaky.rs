@@ -133,8 +133,13 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                     file,
                     expires_in_days,
                 } => {
-                    let mut body = json!({"repository": repository, "test": test, "reason": reason});
-                    for (k, v) in [("owner", json!(owner)), ("file", json!(file)), ("expires_in_days", json!(expires_in_days))] {
+                    let mut body =
+                        json!({"repository": repository, "test": test, "reason": reason});
+                    for (k, v) in [
+                        ("owner", json!(owner)),
+                        ("file", json!(file)),
+                        ("expires_in_days", json!(expires_in_days)),
+                    ] {
                         if !v.is_null() {
                             body[k] = v;
                         }
@@ -307,12 +312,18 @@ mod tests {
         let text = render(&worse);
         assert!(text.contains("33% (3 of 9 attempts)"), "{text}");
         assert!(text.contains("Worse this week:\n  a"), "{text}");
-        assert!(text.contains("3 failures in the last 7 days, 1 the 7 before"), "{text}");
+        assert!(
+            text.contains("3 failures in the last 7 days, 1 the 7 before"),
+            "{text}"
+        );
         assert!(render(&v).contains("No test got worse this week."));
         let owned = json!({"repository": "o/r", "test": "t", "reason": "slow", "owner": "@alice",
             "passes_since": 4, "expires_at": 1_700_000_000_000i64, "ticket_url": "https://x/1"});
         let line = render_quarantine(&owned);
-        assert!(line.contains("owner @alice · 4 green run(s) in a row · until 2023-11-14"), "{line}");
+        assert!(
+            line.contains("owner @alice · 4 green run(s) in a row · until 2023-11-14"),
+            "{line}"
+        );
         assert!(line.ends_with("· https://x/1\n"), "{line}");
         let gone = json!({"repository": "o/r", "test": "t", "removed": true});
         assert_eq!(

@@ -85,7 +85,10 @@ pub(super) fn requested(f: &Facts, jobs: &[JobDiagnosis]) -> Decided {
             (Event::Reopen, Step::Plan(p), why)
         }
         (Event::AskApproval, Step::Plan(p), _) => {
-            let why = format!("re-run requested; waiting for a human to approve: {}", p.plan.reason);
+            let why = format!(
+                "re-run requested; waiting for a human to approve: {}",
+                p.plan.reason
+            );
             (Event::ReopenForApproval, Step::Plan(p), why)
         }
         (_, Step::Plan(p), _) => refuse(format!("re-run refused: {}", p.plan.reason)),

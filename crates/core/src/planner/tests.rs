@@ -461,16 +461,29 @@ fn a_requested_re_run_reopens_only_what_the_policy_would_heal() {
     let compile = [job("build", diag(Category::CompilationError, 0.9))];
     let refused = ask(S::Escalated, &compile, 0);
     assert_eq!((refused.status, &refused.step), (S::Escalated, &Step::Wait));
-    assert!(refused.reason.starts_with("re-run refused: compilation_error needs"), "{}", refused.reason);
+    assert!(
+        refused
+            .reason
+            .starts_with("re-run refused: compilation_error needs"),
+        "{}",
+        refused.reason
+    );
 
     let network = [job("fetch", diag(Category::Network, 0.9))];
     let reopened = ask(S::Escalated, &network, 0);
-    assert_eq!((reopened.event, reopened.status), (Event::Reopen, S::Planned));
+    assert_eq!(
+        (reopened.event, reopened.status),
+        (Event::Reopen, S::Planned)
+    );
     assert!(matches!(reopened.step, Step::Plan(_)));
     // The attempts already made count: past the limit it is refused.
     let spent = ask(S::Failed, &network, p.max_attempts);
     assert_eq!(spent.status, S::Failed);
-    assert!(spent.reason.starts_with("re-run refused"), "{}", spent.reason);
+    assert!(
+        spent.reason.starts_with("re-run refused"),
+        "{}",
+        spent.reason
+    );
 
     let deploy_ev = FailureEvent {
         workflow: "deploy production".into(),
@@ -479,7 +492,10 @@ fn a_requested_re_run_reopens_only_what_the_policy_would_heal() {
     let mut f = facts(S::Escalated, Happened::Requested(&network), &p, &deploy_ev);
     f.attempts_done = 0;
     let held = decide(&f).unwrap();
-    assert_eq!((held.event, held.status), (Event::ReopenForApproval, S::AwaitingApproval));
+    assert_eq!(
+        (held.event, held.status),
+        (Event::ReopenForApproval, S::AwaitingApproval)
+    );
 
     // Open or healed sessions are not re-run a second time.
     for s in [S::Verifying, S::Planned, S::Healed] {
@@ -488,6 +504,9 @@ fn a_requested_re_run_reopens_only_what_the_policy_would_heal() {
         assert!(n.reason.starts_with("re-run refused"), "{}", n.reason);
     }
     let waiting = ask(S::AwaitingApproval, &network, 0);
-    assert_eq!((waiting.status, &waiting.step), (S::AwaitingApproval, &Step::Wait));
+    assert_eq!(
+        (waiting.status, &waiting.step),
+        (S::AwaitingApproval, &Step::Wait)
+    );
     assert!(waiting.reason.starts_with("held"), "{}", waiting.reason);
 }

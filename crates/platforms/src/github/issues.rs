@@ -19,7 +19,10 @@ pub(super) async fn codeowners(
     let api = gh.api_for(ev).await?;
     let repo = repo_path(ev)?;
     for p in CODEOWNERS_PATHS {
-        let path = format!("{repo}/contents/{}", p.split('/').map(encode).collect::<Vec<_>>().join("/"));
+        let path = format!(
+            "{repo}/contents/{}",
+            p.split('/').map(encode).collect::<Vec<_>>().join("/")
+        );
         let file: Value = match api.get_json("read CODEOWNERS", &path).await {
             Ok(v) => v,
             Err(PlatformError::Refused { status: 404, .. }) => continue,
@@ -50,7 +53,9 @@ pub(super) async fn open(
                       "assignees": issue.assignees});
     let path = format!("{}/issues", repo_path(ev)?);
     // Once: a lost answer must not file the issue twice.
-    let r = api.call_once("file an issue", Method::POST, &path, Some(&body)).await?;
+    let r = api
+        .call_once("file an issue", Method::POST, &path, Some(&body))
+        .await?;
     let v: Value = crate::api::read_json("file an issue", r).await?;
     let id = v["number"].as_u64().map(|n| n.to_string());
     match (id, v["html_url"].as_str()) {
@@ -58,7 +63,9 @@ pub(super) async fn open(
             id,
             url: url.to_string(),
         })),
-        _ => Err(PlatformError::Permanent("the issue answer names no number".into())),
+        _ => Err(PlatformError::Permanent(
+            "the issue answer names no number".into(),
+        )),
     }
 }
 
@@ -71,8 +78,13 @@ pub(super) async fn close(
     let api = gh.api_for(ev).await?;
     let issue = format!("{}/issues/{}", repo_path(ev)?, encode(&ticket.id));
     let c = json!({"body": comment});
-    api.call("comment on an issue", Method::POST, &format!("{issue}/comments"), Some(&c))
-        .await?;
+    api.call(
+        "comment on an issue",
+        Method::POST,
+        &format!("{issue}/comments"),
+        Some(&c),
+    )
+    .await?;
     let state = json!({"state": "closed", "state_reason": "completed"});
     api.call("close an issue", Method::PATCH, &issue, Some(&state))
         .await?;

@@ -43,7 +43,10 @@ async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -> Re
         }
     };
     if who.role == Role::Ingest {
-        let msg = format!("{} is an ingest token: MCP needs a viewer or operator token", who.name);
+        let msg = format!(
+            "{} is an ingest token: MCP needs a viewer or operator token",
+            who.name
+        );
         return ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg).into_response();
     }
     req.extensions_mut().insert(who);

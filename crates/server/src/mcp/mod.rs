@@ -68,7 +68,10 @@ impl Api {
                 if let Some(b) = body {
                     req = req.json(&b);
                 }
-                let r = req.send().await.map_err(|e| format!("pipeguard unreachable: {e}"))?;
+                let r = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("pipeguard unreachable: {e}"))?;
                 let status = r.status().as_u16();
                 let body = r.json().await.unwrap_or(Value::Null);
                 Ok(Answer { status, body })
@@ -104,7 +107,11 @@ async fn local(
     }) {
         req.extensions_mut().insert(ci.clone());
     }
-    let resp = router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+    let resp = router
+        .clone()
+        .oneshot(req)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let bytes = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
         .await
@@ -221,7 +228,9 @@ impl ServerHandler for Mcp {
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = self.caller(&ctx)?;
         let visible = tools::TOOLS.iter().filter(|t| caller.role.grants(t.role));
-        Ok(ListToolsResult::with_all_items(visible.map(describe).collect()))
+        Ok(ListToolsResult::with_all_items(
+            visible.map(describe).collect(),
+        ))
     }
 
     async fn call_tool(
@@ -251,7 +260,9 @@ impl ServerHandler for Mcp {
 }
 
 fn refused(error: &str, message: &str, status: u16) -> CallToolResult {
-    CallToolResult::structured_error(json!({"error": error, "message": message, "http_status": status}))
+    CallToolResult::structured_error(
+        json!({"error": error, "message": message, "http_status": status}),
+    )
 }
 
 /// An API answer as the tool's result: 2xx is the structured content, anything else an error
@@ -288,7 +299,10 @@ fn enc(s: &str) -> String {
 }
 
 fn session_path(args: &Map<String, Value>, tail: &str) -> String {
-    format!("/api/v1/sessions/{}{tail}", enc(arg(args, "session").unwrap_or_default()))
+    format!(
+        "/api/v1/sessions/{}{tail}",
+        enc(arg(args, "session").unwrap_or_default())
+    )
 }
 
 impl Mcp {
@@ -317,38 +331,70 @@ impl Mcp {
                         q.push_str(&format!("&{k}={}", enc(v)));
                     }
                 }
-                let a = self.api.send(c, Method::GET, &format!("/api/v1/sessions{q}"), None).await?;
+                let a = self
+                    .api
+                    .send(c, Method::GET, &format!("/api/v1/sessions{q}"), None)
+                    .await?;
                 result(a, failures)
             }
             Kind::GetDiagnosis => {
-                let a = self.api.send(c, Method::GET, &session_path(args, ""), None).await?;
+                let a = self
+                    .api
+                    .send(c, Method::GET, &session_path(args, ""), None)
+                    .await?;
                 result(a, diagnosis)
             }
             Kind::ExplainFailure => {
-                let a = self.api.send(c, Method::GET, &session_path(args, ""), None).await?;
+                let a = self
+                    .api
+                    .send(c, Method::GET, &session_path(args, ""), None)
+                    .await?;
                 let stored = a.body["diagnosis"]["explanation"].clone();
                 if a.status != 200 || stored.is_object() {
                     let id = a.body["id"].clone();
-                    return Ok(result(a, |_| json!({"session": id, "explanation": stored, "fresh": false})));
+                    return Ok(result(
+                        a,
+                        |_| json!({"session": id, "explanation": stored, "fresh": false}),
+                    ));
                 }
                 let path = session_path(args, "/explain");
-                let a = self.api.send(c, Method::POST, &path, Some(json!({}))).await?;
+                let a = self
+                    .api
+                    .send(c, Method::POST, &path, Some(json!({})))
+                    .await?;
                 let id = arg(args, "session").unwrap_or_default().to_string();
-                result(a, |e| json!({"session": id, "explanation": e, "fresh": true}))
+                result(
+                    a,
+                    |e| json!({"session": id, "explanation": e, "fresh": true}),
+                )
             }
             Kind::RequestRetry => {
                 let body = json!({"reason": arg(args, "reason")});
-                let a = self.api.send(c, Method::POST, &session_path(args, "/rerun"), Some(body)).await?;
+                let a = self
+                    .api
+                    .send(c, Method::POST, &session_path(args, "/rerun"), Some(body))
+                    .await?;
                 result(a, |v| v)
             }
             Kind::ListFlakyTests => {
                 let repo = enc(arg(args, "repository").unwrap_or_default());
-                let a = self.api.send(c, Method::GET, &format!("/api/v1/flaky-tests?repository={repo}"), None).await?;
+                let a = self
+                    .api
+                    .send(
+                        c,
+                        Method::GET,
+                        &format!("/api/v1/flaky-tests?repository={repo}"),
+                        None,
+                    )
+                    .await?;
                 result(a, |v| v)
             }
             Kind::QuarantineTest => {
                 let body = Value::Object(args.clone());
-                let a = self.api.send(c, Method::POST, "/api/v1/quarantine", Some(body)).await?;
+                let a = self
+                    .api
+                    .send(c, Method::POST, "/api/v1/quarantine", Some(body))
+                    .await?;
                 result(a, |v| v)
             }
         })

@@ -28,7 +28,12 @@ pub struct Tool {
     pub params: &'static [Param],
 }
 
-const SESSION: Param = ("session", "string", "The session id (from list_failures).", true);
+const SESSION: Param = (
+    "session",
+    "string",
+    "The session id (from list_failures).",
+    true,
+);
 
 pub const TOOLS: &[Tool] = &[
     Tool {
@@ -39,9 +44,24 @@ pub const TOOLS: &[Tool] = &[
         description: "Recent CI failures pipeguard handled, newest first: session id, \
             repository, run, status, failure category and the reason for what pipeguard did.",
         params: &[
-            ("repository", "string", "Only this repository (owner/name).", false),
-            ("status", "string", "Only sessions in this status (escalated, healed, awaiting_approval, …).", false),
-            ("limit", "integer", "At most this many (1..=100, default 20).", false),
+            (
+                "repository",
+                "string",
+                "Only this repository (owner/name).",
+                false,
+            ),
+            (
+                "status",
+                "string",
+                "Only sessions in this status (escalated, healed, awaiting_approval, …).",
+                false,
+            ),
+            (
+                "limit",
+                "integer",
+                "At most this many (1..=100, default 20).",
+                false,
+            ),
         ],
     },
     Tool {
@@ -73,7 +93,12 @@ pub const TOOLS: &[Tool] = &[
             is re-run once. Your identity is recorded as mcp:TOKEN-NAME.",
         params: &[
             SESSION,
-            ("reason", "string", "Why a re-run should help (kept on the timeline and in the audit trail).", true),
+            (
+                "reason",
+                "string",
+                "Why a re-run should help (kept on the timeline and in the audit trail).",
+                true,
+            ),
         ],
     },
     Tool {
@@ -95,11 +120,31 @@ pub const TOOLS: &[Tool] = &[
             an owner (given, from CODEOWNERS, or the repository's default) and a ticket.",
         params: &[
             ("repository", "string", "The repository (owner/name).", true),
-            ("test", "string", "The test's name as the log shows it.", true),
+            (
+                "test",
+                "string",
+                "The test's name as the log shows it.",
+                true,
+            ),
             ("reason", "string", "Why it is quarantined.", true),
-            ("owner", "string", "Who fixes it (default: CODEOWNERS of its file, then [[repos]] default_owner).", false),
-            ("file", "string", "The test's file, to find its owner in CODEOWNERS.", false),
-            ("expires_in_days", "integer", "Released after this many days (default 14).", false),
+            (
+                "owner",
+                "string",
+                "Who fixes it (default: CODEOWNERS of its file, then [[repos]] default_owner).",
+                false,
+            ),
+            (
+                "file",
+                "string",
+                "The test's file, to find its owner in CODEOWNERS.",
+                false,
+            ),
+            (
+                "expires_in_days",
+                "integer",
+                "Released after this many days (default 14).",
+                false,
+            ),
         ],
     },
 ];
@@ -128,7 +173,10 @@ impl Tool {
     /// The arguments checked against the parameters: unknown ones, missing required ones and
     /// wrong types are refused with a message for the agent.
     pub fn check(&self, args: &Map<String, Value>) -> Result<(), String> {
-        if let Some(k) = args.keys().find(|k| !self.params.iter().any(|p| p.0 == k.as_str())) {
+        if let Some(k) = args
+            .keys()
+            .find(|k| !self.params.iter().any(|p| p.0 == k.as_str()))
+        {
             return Err(format!("{} takes no argument {k:?}", self.name));
         }
         for (n, ty, _, required) in self.params {
@@ -164,15 +212,30 @@ mod tests {
     fn arguments_are_checked_against_the_table() {
         let t = find("request_retry").unwrap();
         let args = |v: Value| v.as_object().cloned().unwrap();
-        assert!(t.check(&args(json!({"session": "s", "reason": "r"}))).is_ok());
-        assert!(t.check(&args(json!({"session": "s"}))).unwrap_err().contains("reason"));
-        assert!(t.check(&args(json!({"session": "s", "reason": " "}))).is_err());
-        assert!(t.check(&args(json!({"session": 3, "reason": "r"}))).is_err());
-        assert!(t.check(&args(json!({"session": "s", "reason": "r", "x": 1}))).is_err());
+        assert!(t
+            .check(&args(json!({"session": "s", "reason": "r"})))
+            .is_ok());
+        assert!(t
+            .check(&args(json!({"session": "s"})))
+            .unwrap_err()
+            .contains("reason"));
+        assert!(t
+            .check(&args(json!({"session": "s", "reason": " "})))
+            .is_err());
+        assert!(t
+            .check(&args(json!({"session": 3, "reason": "r"})))
+            .is_err());
+        assert!(t
+            .check(&args(json!({"session": "s", "reason": "r", "x": 1})))
+            .is_err());
         let schema = t.input_schema();
         assert_eq!(schema["required"], json!(["session", "reason"]));
         // Only the two that change something need an operator.
-        let operator: Vec<_> = TOOLS.iter().filter(|t| t.role == Role::Operator).map(|t| t.name).collect();
+        let operator: Vec<_> = TOOLS
+            .iter()
+            .filter(|t| t.role == Role::Operator)
+            .map(|t| t.name)
+            .collect();
         assert_eq!(operator, ["request_retry", "quarantine_test"]);
     }
 }

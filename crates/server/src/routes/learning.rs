@@ -151,7 +151,9 @@ pub async fn quarantine_add(
     required("test", &r.test)?;
     let max = crate::quarantine::MAX_DAYS;
     if r.expires_in_days.is_some_and(|d| !(1..=max).contains(&d)) {
-        return Err(ApiError::bad_request(format!("expires_in_days must be 1..={max}")));
+        return Err(ApiError::bad_request(format!(
+            "expires_in_days must be 1..={max}"
+        )));
     }
     let asked = crate::quarantine::Request {
         repository: r.repository.trim(),

@@ -57,10 +57,7 @@ fn issue_json(base: &str, i: &Issue) -> Value {
 }
 
 /// A file's contents as the API sends them: base64 with a line break every 60 characters.
-async fn contents(
-    State(sh): St,
-    Path((o, r, path)): Path<(String, String, String)>,
-) -> Response {
+async fn contents(State(sh): St, Path((o, r, path)): Path<(String, String, String)>) -> Response {
     let st = sh.state.lock().await;
     let Some(text) = st.files.get(&(format!("{o}/{r}"), path.clone())) else {
         return not_found();
@@ -124,12 +121,19 @@ async fn update_issue(
     let mut st = sh.state.lock().await;
     let base = st.html_base();
     let repo = format!("{o}/{r}");
-    let Some(i) = st.issues.iter_mut().find(|i| i.repo == repo && i.number == n) else {
+    let Some(i) = st
+        .issues
+        .iter_mut()
+        .find(|i| i.repo == repo && i.number == n)
+    else {
         return not_found();
     };
     if let Some(s) = b["state"].as_str() {
         if s != "open" && s != "closed" {
-            return json(StatusCode::UNPROCESSABLE_ENTITY, json!({"message": "Validation Failed"}));
+            return json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "Validation Failed"}),
+            );
         }
         i.state = s.to_string();
     }
@@ -143,10 +147,17 @@ async fn comment(
 ) -> Response {
     let mut st = sh.state.lock().await;
     let repo = format!("{o}/{r}");
-    let Some(i) = st.issues.iter_mut().find(|i| i.repo == repo && i.number == n) else {
+    let Some(i) = st
+        .issues
+        .iter_mut()
+        .find(|i| i.repo == repo && i.number == n)
+    else {
         return not_found();
     };
     let text = b["body"].as_str().unwrap_or_default().to_string();
     i.comments.push(text.clone());
-    json(StatusCode::CREATED, json!({"id": i.comments.len(), "body": text}))
+    json(
+        StatusCode::CREATED,
+        json!({"id": i.comments.len(), "body": text}),
+    )
 }
