@@ -12,6 +12,7 @@ pub mod tools;
 
 use crate::auth::Role;
 use axum::http::Method;
+use pipeguard_platforms::api::encode as enc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, ToolAnnotations,
@@ -105,7 +106,7 @@ async fn local(
         p.extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     }) {
-        req.extensions_mut().insert(ci.clone());
+        req.extensions_mut().insert(*ci);
     }
     let resp = router
         .clone()
@@ -284,18 +285,6 @@ fn arg<'a>(args: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|s| !s.is_empty())
-}
-
-/// A path segment or query value, percent-encoded.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn session_path(args: &Map<String, Value>, tail: &str) -> String {

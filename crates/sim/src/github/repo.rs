@@ -113,6 +113,13 @@ async fn create_issue(
     json(StatusCode::CREATED, body)
 }
 
+fn issue_mut<'a>(st: &'a mut GithubState, o: &str, r: &str, n: u64) -> Option<&'a mut Issue> {
+    let repo = format!("{o}/{r}");
+    st.issues
+        .iter_mut()
+        .find(|i| i.repo == repo && i.number == n)
+}
+
 async fn update_issue(
     State(sh): St,
     Path((o, r, n)): Path<(String, String, u64)>,
@@ -120,12 +127,7 @@ async fn update_issue(
 ) -> Response {
     let mut st = sh.state.lock().await;
     let base = st.html_base();
-    let repo = format!("{o}/{r}");
-    let Some(i) = st
-        .issues
-        .iter_mut()
-        .find(|i| i.repo == repo && i.number == n)
-    else {
+    let Some(i) = issue_mut(&mut st, &o, &r, n) else {
         return not_found();
     };
     if let Some(s) = b["state"].as_str() {
@@ -146,12 +148,7 @@ async fn comment(
     Json(b): Json<Value>,
 ) -> Response {
     let mut st = sh.state.lock().await;
-    let repo = format!("{o}/{r}");
-    let Some(i) = st
-        .issues
-        .iter_mut()
-        .find(|i| i.repo == repo && i.number == n)
-    else {
+    let Some(i) = issue_mut(&mut st, &o, &r, n) else {
         return not_found();
     };
     let text = b["body"].as_str().unwrap_or_default().to_string();
