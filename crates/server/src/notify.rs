@@ -168,7 +168,7 @@ impl Notifier {
     }
 }
 
-/// Tells the channels that want `quarantine_expired` (the default) that a quarantined test of
+/// Tells the channels whose `on` lists `quarantine_expired` that a quarantined test of
 /// theirs was released at its end date, naming its owner. Sent at once; a channel that is down
 /// misses it (the ticket's closing comment mentions the owner too).
 pub async fn quarantine_expired(

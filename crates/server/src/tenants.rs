@@ -120,14 +120,9 @@ impl Default for NotifyConfig {
             kind: "webhook".into(),
             url: String::new(),
             secret: None,
-            on: [
-                "escalated",
-                "failed",
-                "awaiting_approval",
-                "quarantine_expired",
-            ]
-            .map(String::from)
-            .to_vec(),
+            on: ["escalated", "failed", "awaiting_approval"]
+                .map(String::from)
+                .to_vec(),
             repos: vec![],
         }
     }

@@ -192,6 +192,7 @@ async fn a_failure_starts_the_count_over_and_expiry_releases_and_tells_the_owner
         c.flaky.release_after_passes = 2;
         c.notify.push(pipeguard_server::tenants::NotifyConfig {
             url: hook,
+            on: vec!["quarantine_expired".into()],
             ..Default::default()
         });
     })
