@@ -56,6 +56,8 @@ enum Command {
     Backtest(cmd::backtest::CmdArgs),
     /// Send a session's dead letters (work that failed for good) again; `--list` shows them.
     RetryDead(cmd::retry_dead::CmdArgs),
+    /// MCP server over stdio for coding agents; tools call `--server` with `PIPEGUARD_TOKEN`.
+    Mcp(cmd::mcp::CmdArgs),
     /// Create, list and revoke API tokens.
     Token(cmd::token::CmdArgs),
     /// Switch a repository between observe and act: `mode set --repository R act|observe`.
@@ -75,7 +77,11 @@ impl Command {
     fn only_prints(&self) -> bool {
         !matches!(
             self,
-            Command::Serve(_) | Command::Demo(_) | Command::Run(_) | Command::Ansible(_)
+            Command::Serve(_)
+                | Command::Demo(_)
+                | Command::Run(_)
+                | Command::Ansible(_)
+                | Command::Mcp(_)
         )
     }
 }
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
         Command::RetryDead(a) => cmd::retry_dead::run(a),
+        Command::Mcp(a) => cmd::mcp::run(a),
         Command::Token(a) => cmd::token::run(a),
         Command::Mode(a) => cmd::mode::run(a),
         Command::Audit(a) => cmd::audit::run(a),

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod category;
 pub mod classifier;
+pub mod codeowners;
 pub mod event;
 // Drives the fuzz targets and the replay of their corpus; not part of the service.
 #[doc(hidden)]

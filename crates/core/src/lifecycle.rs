@@ -138,6 +138,10 @@ pub enum Event {
     Abandon,
     /// The worker could not go on (an error, a run that never completed).
     Fail,
+    /// Someone asked for a re-run of a closed session and its new plan heals without a person.
+    Reopen,
+    /// Someone asked for a re-run of a closed session and its new plan waits for people.
+    ReopenForApproval,
     /// Fields change, the status stays (a note, the model asked after the plan).
     Amend(SessionStatus),
 }
@@ -151,6 +155,8 @@ struct Rule {
 
 const CALLING: &[S] = &[S::Planned, S::Executing];
 const AWAITING_OUTCOME: &[S] = &[S::Verifying, S::Executing];
+/// Closed without a heal: what a requested re-run may reopen (never `healed`).
+const REOPENABLE: &[S] = &[S::Escalated, S::Failed, S::Skipped];
 
 /// Every legal move. `Amend` keeps any status and is not listed.
 const RULES: &[Rule] = &[
@@ -180,6 +186,8 @@ const RULES: &[Rule] = &[
     rule(Event::Release, &[S::Held], S::Planned),
     rule(Event::Abandon, &[S::Held], S::Escalated),
     rule(Event::Fail, OPEN, S::Failed),
+    rule(Event::Reopen, REOPENABLE, S::Planned),
+    rule(Event::ReopenForApproval, REOPENABLE, S::AwaitingApproval),
 ];
 
 const fn rule(event: Event, from: &'static [S], to: S) -> Rule {
@@ -249,9 +257,13 @@ mod tests {
         assert!(transition(S::Planned, Event::Heal).is_err());
         // A person's rejection applies only while the plan waits for people.
         assert!(transition(S::Executing, Event::Reject).is_err());
-        // A closed session stays closed; only its fields may be amended.
+        // A closed session stays closed (only its fields may be amended) unless someone asks
+        // for a re-run and the planner grants it; a healed one stays closed for good.
+        let reopen = [Event::Reopen, Event::ReopenForApproval];
         for s in ALL.iter().filter(|s| s.is_terminal()) {
-            assert!(RULES.iter().all(|r| !r.from.contains(s)), "{s}");
+            let moves = RULES.iter().filter(|r| r.from.contains(s));
+            assert!(moves.clone().all(|r| reopen.contains(&r.event)), "{s}");
+            assert_eq!(moves.count() > 0, *s != S::Healed, "{s}");
             assert_eq!(transition(*s, Event::Amend(*s)), Ok(*s));
         }
         assert!(transition(S::Healed, Event::Amend(S::Failed)).is_err());

@@ -463,6 +463,48 @@ pub trait Ci: Send + Sync {
             self.platform().as_str()
         )))
     }
+
+    /// The text of the repository's CODEOWNERS (the event's repository), from the first place
+    /// the platform reads it; `None` when there is none or the platform has no such file.
+    async fn codeowners(&self, _event: &FailureEvent) -> Result<Option<String>, PlatformError> {
+        Ok(None)
+    }
+
+    /// Files an issue in the event's repository; `None` where the platform has no issues.
+    async fn open_issue(
+        &self,
+        _event: &FailureEvent,
+        _issue: &Issue,
+    ) -> Result<Option<Ticket>, PlatformError> {
+        Ok(None)
+    }
+
+    /// Closes an issue `open_issue` filed, with a last comment.
+    async fn close_issue(
+        &self,
+        _event: &FailureEvent,
+        _ticket: &Ticket,
+        _comment: &str,
+    ) -> Result<(), PlatformError> {
+        Ok(())
+    }
+}
+
+/// An issue to file (a quarantined test's ticket).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Issue {
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    /// Platform user names to assign (teams cannot be assigned; the body mentions them).
+    pub assignees: Vec<String>,
+}
+
+/// A filed issue: the platform's number for it and its web address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id: String,
+    pub url: String,
 }
 
 /// Green runs listed when looking for the last one of a workflow on a branch.

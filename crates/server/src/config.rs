@@ -46,6 +46,8 @@ pub struct Config {
     /// When many repositories failing for one cause become an incident, and how it is
     /// probed and released.
     pub incidents: pipeguard_core::incident::Settings,
+    /// Quarantined tests: when they are released and where their tickets go.
+    pub flaky: FlakySection,
 }
 
 /// Slack's interactive messages: the app's signing secret proves each button press, and
@@ -69,6 +71,45 @@ impl std::fmt::Debug for SlackSection {
             )
             .field("approvers", &self.approvers)
             .finish()
+    }
+}
+
+/// The quarantine lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlakySection {
+    /// First-attempt green runs of its repository in a row that release a quarantined test.
+    pub release_after_passes: u32,
+    /// Where a quarantined test's ticket is filed (closed on release).
+    pub tickets: Tickets,
+}
+
+impl Default for FlakySection {
+    fn default() -> Self {
+        FlakySection {
+            release_after_passes: 20,
+            tickets: Tickets::Off,
+        }
+    }
+}
+
+/// `[flaky] tickets`: the platform whose issues hold quarantined tests' tickets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tickets {
+    #[default]
+    Off,
+    Github,
+    Gitlab,
+}
+
+impl Tickets {
+    pub fn platform(self) -> Option<pipeguard_core::Platform> {
+        match self {
+            Tickets::Off => None,
+            Tickets::Github => Some(pipeguard_core::Platform::Github),
+            Tickets::Gitlab => Some(pipeguard_core::Platform::Gitlab),
+        }
     }
 }
 
@@ -308,6 +349,7 @@ impl Default for Config {
             llm: pipeguard_llm::LlmConfig::default(),
             slack: SlackSection::default(),
             incidents: Default::default(),
+            flaky: FlakySection::default(),
         }
     }
 }
@@ -409,6 +451,9 @@ impl Config {
         }
         if cfg.approvals.required == 0 {
             anyhow::bail!("[approvals] required must be at least 1");
+        }
+        if cfg.flaky.release_after_passes == 0 {
+            anyhow::bail!("[flaky] release_after_passes must be at least 1");
         }
         if cfg.server.max_connections == 0 || cfg.server.idle_timeout_seconds == 0 {
             anyhow::bail!("[server] max_connections and idle_timeout_seconds must be at least 1");

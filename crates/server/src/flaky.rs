@@ -90,6 +90,10 @@ pub async fn record_outcome(st: &Shared, session_id: &str) {
     if let Err(e) = st.store.record_test_outcomes(&obs).await {
         tracing::warn!(session = %session_id, "flaky statistics not recorded: {e}");
     }
+    // A quarantined test that failed again starts its count of passes over.
+    if let Err(e) = st.store.quarantine_failed(&s.repository, &tests).await {
+        tracing::warn!(session = %session_id, "quarantine passes not reset: {e}");
+    }
 }
 
 /// A human's `flaky_test` verdict: the session's failing tests count as flaky failures (those
@@ -170,6 +174,10 @@ mod tests {
             first_seen_at: 0,
             last_seen_at: 0,
             quarantined,
+            runs_including_retries: runs,
+            failed_attempts: runs - flaky,
+            failures_this_week: 0,
+            failures_last_week: 0,
         };
         assert!(is_known_flaky(&s(2, 1, false)));
         assert!(!is_known_flaky(&s(1, 1, false)));

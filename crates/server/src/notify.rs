@@ -197,8 +197,8 @@ impl Notifier {
         self.post(ch, &body).await
     }
 
-    /// Posts `body` to the channel, signed when it has a secret.
-    async fn post(&self, ch: &NotifyConfig, body: &Value) -> Result<(), PlatformError> {
+    /// Posts `body` to a webhook or Slack channel, signed when the channel has a secret.
+    pub async fn post(&self, ch: &NotifyConfig, body: &Value) -> Result<(), PlatformError> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let signature = ch.secret.as_ref().map(|secret| {
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
@@ -219,5 +219,40 @@ impl Notifier {
         })
         .await
         .map(|_| ())
+    }
+}
+
+/// Tells the channels whose `on` lists `quarantine_expired` that a quarantined test of
+/// theirs was released at its end date, naming its owner. Sent at once; a channel that is down
+/// misses it (the ticket's closing comment mentions the owner too).
+pub async fn quarantine_expired(
+    st: &crate::Shared,
+    e: &pipeguard_store::QuarantineEntry,
+    why: &str,
+) {
+    let text = format!(
+        "{}: the quarantine of `{}` in {} ended ({why}). Owner: {}{}",
+        "pipeguard",
+        e.test,
+        e.repository,
+        e.owner,
+        e.ticket_url
+            .as_deref()
+            .map(|u| format!(", ticket {u}"))
+            .unwrap_or_default()
+    );
+    for ch in st.config.notify.iter().filter(|ch| {
+        ch.wants("quarantine_expired", &e.repository)
+            && matches!(ch.kind.as_str(), "webhook" | "slack")
+    }) {
+        let body = if ch.kind == "slack" {
+            json!({"text": slack_escape(&text)})
+        } else {
+            json!({"event": "quarantine_expired", "repository": e.repository, "test": e.test,
+                   "owner": e.owner, "ticket_url": e.ticket_url, "message": text})
+        };
+        if let Err(err) = st.notifier.post(ch, &body).await {
+            tracing::warn!(url = %ch.url, "quarantine notice not sent: {err}");
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct RepoConfig {
     pub cache: CacheConfig,
     /// How to re-run on a clean workspace.
     pub reset: Option<Trigger>,
+    /// Who owns a quarantined test that CODEOWNERS does not name (`@user`, `@org/team`).
+    pub default_owner: Option<String>,
 }
 
 /// Any `[healing]` setting, for one repository.

@@ -27,9 +27,30 @@ pub struct TestStats {
     pub first_seen_at: i64,
     pub last_seen_at: i64,
     pub quarantined: bool,
+    /// Attempts of the runs this test failed in, re-runs included: what final results hide.
+    pub runs_including_retries: i64,
+    /// Of those attempts, the ones that failed (all but a heal's green last attempt).
+    pub failed_attempts: i64,
+    /// Failures (flaky or not) in the last 7 days, and in the 7 days before.
+    pub failures_this_week: i64,
+    pub failures_last_week: i64,
 }
 
 impl TestStats {
+    /// `failed_attempts / runs_including_retries`: the failure rate retries cannot hide.
+    pub fn attempt_failure_rate(&self) -> f64 {
+        if self.runs_including_retries > 0 {
+            self.failed_attempts as f64 / self.runs_including_retries as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Failed more often this week than the week before.
+    pub fn worse_this_week(&self) -> bool {
+        self.failures_this_week > self.failures_last_week
+    }
+
     fn from_row(r: &AnyRow) -> Result<TestStats> {
         let runs: i64 = r.try_get("runs")?;
         let flaky: i64 = r.try_get("flaky_failures")?;
@@ -48,6 +69,10 @@ impl TestStats {
             first_seen_at: r.try_get("first_seen_at")?,
             last_seen_at: r.try_get("last_seen_at")?,
             quarantined: r.try_get::<i64, _>("quarantined")? != 0,
+            runs_including_retries: r.try_get("runs_including_retries")?,
+            failed_attempts: r.try_get("failed_attempts")?,
+            failures_this_week: r.try_get("failures_this_week")?,
+            failures_last_week: r.try_get("failures_last_week")?,
         })
     }
 }
@@ -58,7 +83,31 @@ pub struct QuarantineEntry {
     pub test: String,
     pub reason: String,
     pub added_at: i64,
+    /// Who fixes it: given, from CODEOWNERS, the repository's default owner, or who
+    /// quarantined it.
+    pub owner: String,
+    /// Released at the latest then (milliseconds since the epoch).
+    pub expires_at: i64,
+    /// First-attempt green runs of the repository since it was quarantined or last failed.
+    pub passes_since: i64,
+    pub ticket_url: Option<String>,
+    /// The platform's number of the ticket, to close it.
+    #[serde(skip)]
+    pub ticket_id: Option<String>,
 }
+
+/// A test to quarantine (again: a new reason, owner and end date, its count starts over).
+#[derive(Debug, Clone)]
+pub struct NewQuarantine<'a> {
+    pub repository: &'a str,
+    pub test: &'a str,
+    pub reason: &'a str,
+    pub owner: &'a str,
+    pub expires_at: i64,
+}
+
+/// How long a quarantine lasts unless told otherwise.
+pub const QUARANTINE_DAYS: i64 = 14;
 
 /// What one finished session says about the tests it saw failing.
 #[derive(Debug, Clone)]
@@ -72,10 +121,29 @@ pub struct Observation<'a> {
     pub time_lost_ms: i64,
 }
 
-const STATS_SELECT: &str = "SELECT s.repository, s.test, s.runs, s.failures, s.flaky_failures, \
-     s.time_lost_ms, s.first_seen_at, s.last_seen_at, \
-     CASE WHEN q.test IS NULL THEN 0 ELSE 1 END AS quarantined \
-     FROM test_stats s LEFT JOIN quarantine q ON q.repository = s.repository AND q.test = s.test";
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// The statistics' columns. The attempts come from the sessions the test failed in (a heal's
+/// re-runs are its `heal_attempts`; a healed one's last attempt passed); the weeks end now.
+fn stats_select() -> String {
+    let now = now_ms();
+    let (week, fortnight) = (now - WEEK_MS, now - 2 * WEEK_MS);
+    let of_test = "FROM test_observations o LEFT JOIN sessions se ON se.id = o.session_id \
+                   WHERE o.repository = s.repository AND o.test = s.test";
+    format!(
+        "SELECT s.repository, s.test, s.runs, s.failures, s.flaky_failures, \
+         s.time_lost_ms, s.first_seen_at, s.last_seen_at, \
+         CASE WHEN q.test IS NULL THEN 0 ELSE 1 END AS quarantined, \
+         (SELECT CAST(COALESCE(SUM(1 + COALESCE(se.heal_attempts, 0)), 0) AS BIGINT) {of_test}) \
+           AS runs_including_retries, \
+         (SELECT CAST(COALESCE(SUM(1 + COALESCE(se.heal_attempts, 0) - o.flaky), 0) AS BIGINT) \
+           {of_test}) AS failed_attempts, \
+         (SELECT COUNT(*) {of_test} AND o.observed_at >= {week}) AS failures_this_week, \
+         (SELECT COUNT(*) {of_test} AND o.observed_at >= {fortnight} AND o.observed_at < {week}) \
+           AS failures_last_week \
+         FROM test_stats s LEFT JOIN quarantine q ON q.repository = s.repository AND q.test = s.test"
+    )
+}
 
 impl Store {
     /// Records a finished session's failing tests. A session already recorded changes nothing,
@@ -167,7 +235,8 @@ impl Store {
         let mut out = Vec::new();
         for test in tests {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{STATS_SELECT} WHERE s.repository = $1 AND s.test = $2"
+                "{} WHERE s.repository = $1 AND s.test = $2",
+                stats_select()
             )))
             .bind(repository)
             .bind(test.as_str())
@@ -184,8 +253,9 @@ impl Store {
     /// failures cost, then by how often they failed. `repository` empty means all.
     pub async fn flaky_tests(&self, repository: &str, limit: i64) -> Result<Vec<TestStats>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{STATS_SELECT} WHERE s.flaky_failures > 0 AND ($1 = '' OR s.repository = $1) \
-             ORDER BY s.time_lost_ms DESC, s.runs DESC, s.repository, s.test LIMIT $2"
+            "{} WHERE s.flaky_failures > 0 AND ($1 = '' OR s.repository = $1) \
+             ORDER BY s.time_lost_ms DESC, s.runs DESC, s.repository, s.test LIMIT $2",
+            stats_select()
         )))
         .bind(repository)
         .bind(limit)
@@ -202,30 +272,113 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Adds (or updates the reason of) a quarantined test.
+    /// Adds (or updates the reason of) a quarantined test, for the default time, unowned.
     pub async fn quarantine_add(
         &self,
         repository: &str,
         test: &str,
         reason: &str,
     ) -> Result<QuarantineEntry> {
-        let now = now_ms();
+        self.quarantine_put(&NewQuarantine {
+            repository,
+            test,
+            reason,
+            owner: "",
+            expires_at: now_ms() + QUARANTINE_DAYS * 86_400_000,
+        })
+        .await
+    }
+
+    /// Quarantines a test, or renews its quarantine (reason, owner, end date; passes start
+    /// over; its ticket stays).
+    pub async fn quarantine_put(&self, q: &NewQuarantine<'_>) -> Result<QuarantineEntry> {
         sqlx::query(
-            "INSERT INTO quarantine (repository, test, reason, added_at) VALUES ($1,$2,$3,$4) \
-             ON CONFLICT (repository, test) DO UPDATE SET reason = excluded.reason",
+            "INSERT INTO quarantine (repository, test, reason, added_at, owner, expires_at) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (repository, test) DO UPDATE SET \
+             reason = excluded.reason, owner = excluded.owner, \
+             expires_at = excluded.expires_at, passes_since = 0",
         )
-        .bind(repository)
-        .bind(test)
-        .bind(reason)
-        .bind(now)
+        .bind(q.repository)
+        .bind(q.test)
+        .bind(q.reason)
+        .bind(now_ms())
+        .bind(q.owner)
+        .bind(q.expires_at)
         .execute(&self.pool)
         .await?;
+        self.quarantined(q.repository, q.test)
+            .await?
+            .ok_or_else(|| crate::StoreError::Invalid("the quarantine vanished".into()))
+    }
+
+    pub async fn quarantined(
+        &self,
+        repository: &str,
+        test: &str,
+    ) -> Result<Option<QuarantineEntry>> {
         let r = sqlx::query("SELECT * FROM quarantine WHERE repository = $1 AND test = $2")
             .bind(repository)
             .bind(test)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        quarantine_row(&r)
+        r.as_ref().map(quarantine_row).transpose()
+    }
+
+    /// The ticket filed for a quarantined test.
+    pub async fn quarantine_ticket(
+        &self,
+        repository: &str,
+        test: &str,
+        ticket_id: &str,
+        ticket_url: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE quarantine SET ticket_id = $1, ticket_url = $2 \
+             WHERE repository = $3 AND test = $4",
+        )
+        .bind(ticket_id)
+        .bind(ticket_url)
+        .bind(repository)
+        .bind(test)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A first-attempt green run of `repository`: one more pass for each of its quarantined
+    /// tests. Returns them with their new counts.
+    pub async fn quarantine_passed(&self, repository: &str) -> Result<Vec<QuarantineEntry>> {
+        sqlx::query("UPDATE quarantine SET passes_since = passes_since + 1 WHERE repository = $1")
+            .bind(repository)
+            .execute(&self.pool)
+            .await?;
+        self.quarantine_list(repository).await
+    }
+
+    /// Quarantined `tests` of `repository` failed again: their passes start over.
+    pub async fn quarantine_failed(&self, repository: &str, tests: &[String]) -> Result<()> {
+        for t in tests {
+            sqlx::query(
+                "UPDATE quarantine SET passes_since = 0 WHERE repository = $1 AND test = $2",
+            )
+            .bind(repository)
+            .bind(t.as_str())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Quarantines whose end date passed by `now`.
+    pub async fn quarantine_expired(&self, now: i64) -> Result<Vec<QuarantineEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM quarantine WHERE expires_at > 0 AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(quarantine_row).collect()
     }
 
     /// Removes a test from quarantine; false when it was not there.
@@ -258,5 +411,10 @@ fn quarantine_row(r: &AnyRow) -> Result<QuarantineEntry> {
         test: r.try_get("test")?,
         reason: r.try_get("reason")?,
         added_at: r.try_get("added_at")?,
+        owner: r.try_get("owner")?,
+        expires_at: r.try_get("expires_at")?,
+        passes_since: r.try_get("passes_since")?,
+        ticket_url: r.try_get("ticket_url")?,
+        ticket_id: r.try_get("ticket_id")?,
     })
 }

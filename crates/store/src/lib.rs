@@ -38,7 +38,7 @@ pub use batch::IntakeStats;
 pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
 pub use decisions::{DecisionRecord, DecisionRow, RepositoryDecisions};
-pub use flaky::{Observation, QuarantineEntry, TestStats};
+pub use flaky::{NewQuarantine, Observation, QuarantineEntry, TestStats, QUARANTINE_DAYS};
 pub use incidents::{IncidentRecord, IncidentSummary};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{DeadLetter, Job, RetryDead, Task};

@@ -50,6 +50,15 @@ enum QuarantineOp {
         test: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// Who fixes it (default: CODEOWNERS of --file, the repository's default_owner, you).
+        #[arg(long)]
+        owner: Option<String>,
+        /// The test's file, whose CODEOWNERS entry names the owner.
+        #[arg(long)]
+        file: Option<String>,
+        /// Released after this many days at the latest (default 14).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
     /// Take a test out of quarantine.
     Remove {
@@ -120,11 +129,23 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                     repository,
                     test,
                     reason,
-                } => call(
-                    Method::POST,
-                    &api(&args.server, "quarantine"),
-                    Some(&json!({"repository": repository, "test": test, "reason": reason})),
-                )?,
+                    owner,
+                    file,
+                    expires_in_days,
+                } => {
+                    let mut body =
+                        json!({"repository": repository, "test": test, "reason": reason});
+                    for (k, v) in [
+                        ("owner", json!(owner)),
+                        ("file", json!(file)),
+                        ("expires_in_days", json!(expires_in_days)),
+                    ] {
+                        if !v.is_null() {
+                            body[k] = v;
+                        }
+                    }
+                    call(Method::POST, &api(&args.server, "quarantine"), Some(&body))?
+                }
                 QuarantineOp::Remove { repository, test } => call(
                     Method::DELETE,
                     &api(
@@ -192,6 +213,37 @@ fn render(v: &Value) -> String {
             }
         );
     }
+    out + &worse(&tests)
+}
+
+/// The failure rate over all attempts (what retries hide) and the tests that got worse.
+fn worse(tests: &[Value]) -> String {
+    let worse: Vec<&Value> = tests
+        .iter()
+        .filter(|t| t["trend"]["worse_this_week"] == true)
+        .collect();
+    let mut out = String::from("\nfailure rate over all attempts, re-runs included:\n");
+    for t in tests {
+        out += &format!(
+            "  {:<40} {:>5.0}% ({} of {} attempts)\n",
+            s(&t["test"]),
+            t["attempt_failure_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            s(&t["failed_attempts"]),
+            s(&t["runs_including_retries"])
+        );
+    }
+    if worse.is_empty() {
+        return out + "No test got worse this week.\n";
+    }
+    out += "Worse this week:\n";
+    for t in worse {
+        out += &format!(
+            "  {:<40} {} failures in the last 7 days, {} the 7 before\n",
+            s(&t["test"]),
+            s(&t["trend"]["failures_this_week"]),
+            s(&t["trend"]["failures_last_week"])
+        );
+    }
     out
 }
 
@@ -214,13 +266,28 @@ fn render_quarantine(v: &Value) -> String {
     list.iter()
         .map(|q| {
             format!(
-                "{:<40} {:<28} {}\n",
+                "{:<40} {:<28} owner {} · {} green run(s) in a row · until {} · {}{}\n",
                 s(&q["test"]),
                 s(&q["repository"]),
-                s(&q["reason"])
+                s(&q["owner"]),
+                s(&q["passes_since"]),
+                date(&q["expires_at"]),
+                s(&q["reason"]),
+                q["ticket_url"]
+                    .as_str()
+                    .map(|u| format!(" · {u}"))
+                    .unwrap_or_default()
             )
         })
         .collect()
+}
+
+/// A date (UTC) from milliseconds since the epoch.
+fn date(v: &Value) -> String {
+    v.as_i64()
+        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp(ms / 1000).ok())
+        .map(|t| format!("{}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_else(|| "?".into())
 }
 
 #[cfg(test)]
@@ -240,6 +307,24 @@ mod tests {
         );
         let added = json!({"repository": "o/r", "test": "t", "reason": "slow", "added_at": 1});
         assert!(render_quarantine(&added).contains("slow"));
+        let worse = json!({"flaky_tests": [{"test": "a", "runs_including_retries": 9, "failed_attempts": 3,
+            "attempt_failure_rate": 0.3333, "trend": {"failures_this_week": 3, "failures_last_week": 1, "worse_this_week": true}}]});
+        let text = render(&worse);
+        assert!(text.contains("33% (3 of 9 attempts)"), "{text}");
+        assert!(text.contains("Worse this week:\n  a"), "{text}");
+        assert!(
+            text.contains("3 failures in the last 7 days, 1 the 7 before"),
+            "{text}"
+        );
+        assert!(render(&v).contains("No test got worse this week."));
+        let owned = json!({"repository": "o/r", "test": "t", "reason": "slow", "owner": "@alice",
+            "passes_since": 4, "expires_at": 1_700_000_000_000i64, "ticket_url": "https://x/1"});
+        let line = render_quarantine(&owned);
+        assert!(
+            line.contains("owner @alice · 4 green run(s) in a row · until 2023-11-14"),
+            "{line}"
+        );
+        assert!(line.ends_with("· https://x/1\n"), "{line}");
         let gone = json!({"repository": "o/r", "test": "t", "removed": true});
         assert_eq!(
             render_quarantine(&gone),

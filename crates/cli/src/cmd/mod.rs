@@ -14,6 +14,7 @@ pub mod eval;
 pub mod flaky;
 pub mod hosts;
 pub mod init;
+pub mod mcp;
 pub mod mode;
 pub mod progress;
 pub mod purge;

@@ -50,6 +50,9 @@ pub enum Happened<'a> {
     Released { incident: i64, canary: bool },
     /// A held session's incident stayed open past the limit.
     Abandoned { incident: i64, hours: u32 },
+    /// Someone (a person or a coding agent) asked for a re-run of the run, whose failed jobs
+    /// were diagnosed as these.
+    Requested(&'a [JobDiagnosis]),
 }
 
 impl Happened<'_> {
@@ -65,6 +68,8 @@ impl Happened<'_> {
             Happened::Completed { .. } => &[S::Verifying, S::Executing],
             Happened::Approved { .. } => &[S::AwaitingApproval],
             Happened::Released { .. } | Happened::Abandoned { .. } => &[S::Held],
+            // Any status: the planner says why an open or healed session is not re-run.
+            Happened::Requested(_) => &SessionStatus::ALL,
         }
     }
 }
@@ -202,6 +207,7 @@ pub fn decide(f: &Facts) -> Result<Next, Illegal> {
         } => after::approved(*approvals, *required),
         Happened::Released { incident, canary } => after::released(*incident, *canary),
         Happened::Abandoned { incident, hours } => after::abandoned(*incident, *hours),
+        Happened::Requested(jobs) => plan::requested(f, jobs),
     };
     if !f.happened.happens_in().contains(&f.status) {
         return Err(Illegal {

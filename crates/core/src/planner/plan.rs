@@ -75,6 +75,43 @@ pub(super) fn held(f: &Facts) -> Option<Decided> {
     Some((Event::Hold, Step::Hold(open.id), why))
 }
 
+/// Someone asked for a re-run. Only a session closed without a heal is reopened, and only when
+/// the plan made afresh from its diagnoses (the policy, the attempts made, the safety gate)
+/// acts or asks people: a genuine failure is refused with the plan's reason. The budget is
+/// checked when the call is due, as for any heal.
+pub(super) fn requested(f: &Facts, jobs: &[JobDiagnosis]) -> Decided {
+    use crate::lifecycle::SessionStatus as S;
+    let refuse = |why: String| (Event::Amend(f.status), Step::Wait, why);
+    match f.status {
+        S::Healed => return refuse("re-run refused: the run is green already".into()),
+        S::AwaitingApproval => {
+            let why = "held: the re-run waits for a human's approval already";
+            return refuse(why.into());
+        }
+        s if !s.is_terminal() => {
+            return refuse(format!(
+                "re-run refused: pipeguard is handling this run already ({s})"
+            ))
+        }
+        _ => {}
+    }
+    match diagnosed(f, jobs) {
+        (Event::Plan, Step::Plan(p), _) => {
+            let why = format!("re-run requested: {}", p.plan.reason);
+            (Event::Reopen, Step::Plan(p), why)
+        }
+        (Event::AskApproval, Step::Plan(p), _) => {
+            let why = format!(
+                "re-run requested; waiting for a human to approve: {}",
+                p.plan.reason
+            );
+            (Event::ReopenForApproval, Step::Plan(p), why)
+        }
+        (_, Step::Plan(p), _) => refuse(format!("re-run refused: {}", p.plan.reason)),
+        (_, _, why) => refuse(format!("re-run refused: {why}")),
+    }
+}
+
 /// One job that failed while its run goes on: only a transient failure that a plain retry
 /// heals without a person or a fix, and only that job. Anything else waits for the run.
 pub(super) fn early(f: &Facts, job: &JobDiagnosis) -> Decided {

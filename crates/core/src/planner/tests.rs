@@ -644,3 +644,65 @@ fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
     f.status = S::Planned;
     assert!(decide(&f).is_err(), "only a held session is abandoned");
 }
+
+#[test]
+fn a_requested_re_run_reopens_only_what_the_policy_would_heal() {
+    let p = POLICY();
+    let ev = FailureEvent::default();
+    let ask = |status, jobs: &[JobDiagnosis], attempts| {
+        let mut f = facts(status, Happened::Requested(jobs), &p, &ev);
+        f.attempts_done = attempts;
+        decide(&f).unwrap()
+    };
+    let compile = [job("build", diag(Category::CompilationError, 0.9))];
+    let refused = ask(S::Escalated, &compile, 0);
+    assert_eq!((refused.status, &refused.step), (S::Escalated, &Step::Wait));
+    assert!(
+        refused
+            .reason
+            .starts_with("re-run refused: compilation_error needs"),
+        "{}",
+        refused.reason
+    );
+
+    let network = [job("fetch", diag(Category::Network, 0.9))];
+    let reopened = ask(S::Escalated, &network, 0);
+    assert_eq!(
+        (reopened.event, reopened.status),
+        (Event::Reopen, S::Planned)
+    );
+    assert!(matches!(reopened.step, Step::Plan(_)));
+    // The attempts already made count: past the limit it is refused.
+    let spent = ask(S::Failed, &network, p.max_attempts);
+    assert_eq!(spent.status, S::Failed);
+    assert!(
+        spent.reason.starts_with("re-run refused"),
+        "{}",
+        spent.reason
+    );
+
+    let deploy_ev = FailureEvent {
+        workflow: "deploy production".into(),
+        ..Default::default()
+    };
+    let mut f = facts(S::Escalated, Happened::Requested(&network), &p, &deploy_ev);
+    f.attempts_done = 0;
+    let held = decide(&f).unwrap();
+    assert_eq!(
+        (held.event, held.status),
+        (Event::ReopenForApproval, S::AwaitingApproval)
+    );
+
+    // Open or healed sessions are not re-run a second time.
+    for s in [S::Verifying, S::Planned, S::Healed] {
+        let n = ask(s, &network, 0);
+        assert_eq!((n.status, &n.step), (s, &Step::Wait), "{s}");
+        assert!(n.reason.starts_with("re-run refused"), "{}", n.reason);
+    }
+    let waiting = ask(S::AwaitingApproval, &network, 0);
+    assert_eq!(
+        (waiting.status, &waiting.step),
+        (S::AwaitingApproval, &Step::Wait)
+    );
+    assert!(waiting.reason.starts_with("held"), "{}", waiting.reason);
+}

@@ -73,7 +73,7 @@ fn attempt_in_progress(e: PlatformError) -> PlatformError {
 use crate::api::now_ms;
 
 /// `/repos/{owner}/{repo}`, each part checked and encoded: a name never steers the URL.
-fn repo_path(ev: &FailureEvent) -> Result<String, PlatformError> {
+pub(super) fn repo_path(ev: &FailureEvent) -> Result<String, PlatformError> {
     if !valid_path(&ev.repository, 2..=2, slug_char) {
         return Err(PlatformError::Permanent(format!(
             "{:?} is not a GitHub owner/repository name",
@@ -516,5 +516,28 @@ impl Ci for GithubClient {
             deleted.len(),
             deleted.join(", ")
         ))
+    }
+
+    async fn codeowners(&self, ev: &FailureEvent) -> Result<Option<String>, PlatformError> {
+        super::issues::codeowners(self, ev).await
+    }
+
+    async fn open_issue(
+        &self,
+        ev: &FailureEvent,
+        issue: &crate::Issue,
+    ) -> Result<Option<crate::Ticket>, PlatformError> {
+        require(self.has_credentials(), NO_TOKEN)?;
+        super::issues::open(self, ev, issue).await
+    }
+
+    async fn close_issue(
+        &self,
+        ev: &FailureEvent,
+        ticket: &crate::Ticket,
+        comment: &str,
+    ) -> Result<(), PlatformError> {
+        require(self.has_credentials(), NO_TOKEN)?;
+        super::issues::close(self, ev, ticket, comment).await
     }
 }

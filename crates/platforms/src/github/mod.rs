@@ -10,6 +10,7 @@
 
 mod app;
 mod client;
+mod issues;
 mod webhook;
 
 pub use app::{configured_app, missing_permissions, shared_app, GithubApp, APP_PERMISSIONS};

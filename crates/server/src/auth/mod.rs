@@ -97,6 +97,8 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("POST", "/api/v1/sessions/{id}/reject", Role::Operator),
     ("POST", "/api/v1/sessions/{id}/verdict", Role::Operator),
     ("POST", "/api/v1/sessions/{id}/retry", Role::Operator),
+    // The planner decides; a refusal calls nothing.
+    ("POST", "/api/v1/sessions/{id}/rerun", Role::Operator),
     // Asks the configured model now; spends tokens, changes no plan.
     ("POST", "/api/v1/sessions/{id}/explain", Role::Operator),
     ("POST", "/api/v1/incidents/{id}/close", Role::Operator),
@@ -187,7 +189,7 @@ pub async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
     let needed = required_role(req.method(), &route);
-    let principal = match authenticate(&st, req.headers()).await {
+    let mut principal = match authenticate(&st, req.headers()).await {
         Ok(p) => p,
         Err(why) => {
             // The reason can quote the credential's contents: a field, escaped, never the message.
@@ -218,6 +220,11 @@ pub async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -
         if !ct.to_ascii_lowercase().starts_with("application/json") {
             return crate::routes::unsupported_media_type(ct).into_response();
         }
+    }
+    // Through MCP the agent acts as `mcp:NAME` on the timeline and in the audit trail; the
+    // header only names the channel, the role stays the token's.
+    if header(req.headers(), crate::mcp::VIA_HEADER) == Some("mcp") {
+        principal.name = format!("mcp:{}", principal.name);
     }
     req.extensions_mut().insert(principal);
     next.run(req).await

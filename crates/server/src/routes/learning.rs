@@ -3,7 +3,7 @@
 //! - `GET /api/v1/flaky-tests?repository=&limit=`: tests that were flaky at least once, ranked
 //!   by the time their failures cost.
 //! - `GET /api/v1/quarantine?repository=`, `POST /api/v1/quarantine` `{repository, test,
-//!   reason}` (201), `DELETE /api/v1/quarantine?repository=R&test=T` (200, or 404 when not
+//!   reason, owner?, file?, expires_in_days?}` (201; see `crate::quarantine`), `DELETE /api/v1/quarantine?repository=R&test=T` (200, or 404 when not
 //!   quarantined). Repository and test names hold `/` and `::`, so they travel in the query or
 //!   body rather than in path segments.
 //! - `POST /api/v1/sessions/{id}/verdict` `{category, note?}`: 201 with the stored verdict.
@@ -56,6 +56,12 @@ pub fn flaky_json(s: &TestStats) -> Value {
         "last_seen": s.last_seen_at,
         "quarantined": s.quarantined,
         "known_flaky": crate::flaky::is_known_flaky(s),
+        "runs_including_retries": s.runs_including_retries,
+        "failed_attempts": s.failed_attempts,
+        "attempt_failure_rate": s.attempt_failure_rate(),
+        "trend": {"failures_this_week": s.failures_this_week,
+                  "failures_last_week": s.failures_last_week,
+                  "worse_this_week": s.worse_this_week()},
     })
 }
 
@@ -109,6 +115,15 @@ pub struct QuarantineRequest {
     test: String,
     #[serde(default)]
     reason: String,
+    /// Who fixes it (default: CODEOWNERS of `file`, the repository's `default_owner`, the caller).
+    #[serde(default)]
+    owner: Option<String>,
+    /// The test's file, whose CODEOWNERS entry names the owner.
+    #[serde(default)]
+    file: Option<String>,
+    /// Released after this many days at the latest (1..=365, default 14).
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
 fn required(name: &str, v: &str) -> Result<(), ApiError> {
@@ -128,15 +143,27 @@ fn required(name: &str, v: &str) -> Result<(), ApiError> {
 )]
 pub async fn quarantine_add(
     State(st): State<Shared>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     b: Result<Json<QuarantineRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let r = body(b)?;
     required("repository", &r.repository)?;
     required("test", &r.test)?;
-    let entry = st
-        .store
-        .quarantine_add(r.repository.trim(), r.test.trim(), r.reason.trim())
-        .await?;
+    let max = crate::quarantine::MAX_DAYS;
+    if r.expires_in_days.is_some_and(|d| !(1..=max).contains(&d)) {
+        return Err(ApiError::bad_request(format!(
+            "expires_in_days must be 1..={max}"
+        )));
+    }
+    let asked = crate::quarantine::Request {
+        repository: r.repository.trim(),
+        test: r.test.trim(),
+        reason: r.reason.trim(),
+        owner: r.owner.as_deref(),
+        file: r.file.as_deref().map(str::trim).filter(|f| !f.is_empty()),
+        expires_in_days: r.expires_in_days,
+    };
+    let entry = crate::quarantine::quarantine(&st, &asked, &who).await?;
     Ok((StatusCode::CREATED, Json(json!(entry))))
 }
 

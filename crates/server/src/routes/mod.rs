@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod learning;
 pub mod openapi;
 pub mod readiness;
+pub mod rerun;
 pub mod runners;
 pub mod sessions;
 pub mod slack;
@@ -47,6 +48,7 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/sessions/{id}/verdict", post(learning::verdict))
         .route("/api/v1/sessions/{id}/retry", post(dead_letters::retry))
         .route("/api/v1/sessions/{id}/explain", post(explain::explain))
+        .route("/api/v1/sessions/{id}/rerun", post(rerun::rerun))
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/incidents", get(incidents::list))
         .route("/api/v1/incidents/{id}/close", post(incidents::close))
@@ -78,7 +80,13 @@ fn api(st: &Shared) -> Router<Shared> {
         .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes))
 }
 
+/// The service's routes, and `/mcp` whose tools call them in process.
 pub fn router(st: Shared) -> Router {
+    let app = api_router(st.clone());
+    app.clone().merge(crate::mcp::http::routes(&st, app))
+}
+
+fn api_router(st: Shared) -> Router {
     let timeout = Duration::from_secs(st.config.api.request_timeout_seconds.max(1));
     Router::new()
         .route("/healthz", get(status::healthz))
@@ -224,6 +232,7 @@ mod tests {
             ("POST", "/api/v1/sessions/{id}/reject"),
             ("POST", "/api/v1/sessions/{id}/verdict"),
             ("POST", "/api/v1/sessions/{id}/explain"),
+            ("POST", "/api/v1/sessions/{id}/rerun"),
             ("GET", "/api/v1/approvals"),
             ("GET", "/api/v1/flaky-tests"),
             ("GET", "/api/v1/quarantine"),

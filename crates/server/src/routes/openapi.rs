@@ -6,8 +6,8 @@
 use crate::dashboard;
 use crate::metrics;
 use crate::routes::{
-    approvals, audit, dead_letters, events, explain, incidents, learning, readiness, runners,
-    sessions, slack, status, tokens, webhooks,
+    approvals, audit, dead_letters, events, explain, incidents, learning, readiness, rerun,
+    runners, sessions, slack, status, tokens, webhooks,
 };
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +49,7 @@ use utoipa::{Modify, OpenApi};
         learning::verdict,
         dead_letters::retry,
         explain::explain,
+        rerun::rerun,
         approvals::list,
         dead_letters::list,
         incidents::list,
@@ -355,6 +356,25 @@ pub mod schema {
         pub requeued: Vec<String>,
     }
 
+    /// What the planner made of a requested re-run.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RerunAnswer {
+        pub session_id: String,
+        /// `rerun`, `awaiting_approval` or `refused`.
+        pub decision: String,
+        /// The session's status after the decision.
+        pub status: String,
+        /// The planner's reason (also on the timeline).
+        pub reason: String,
+        /// The identity that asked (`mcp:TOKEN-NAME` through MCP).
+        pub requested_by: String,
+        /// `refused`, on a refusal.
+        pub error: Option<String>,
+        /// The reason again, on a refusal (as every error body).
+        pub message: Option<String>,
+    }
+
     #[derive(ToSchema, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct PipelineStatus {
@@ -650,6 +670,22 @@ pub mod schema {
         pub last_seen: i64,
         pub quarantined: bool,
         pub known_flaky: bool,
+        /// Attempts of the runs it failed in, re-runs included.
+        pub runs_including_retries: i64,
+        /// Of those, the attempts that failed.
+        pub failed_attempts: i64,
+        /// `failed_attempts / runs_including_retries`: what retries cannot hide.
+        pub attempt_failure_rate: f64,
+        pub trend: FlakyTrend,
+    }
+
+    /// Failures in the last 7 days against the 7 before.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FlakyTrend {
+        pub failures_this_week: i64,
+        pub failures_last_week: i64,
+        pub worse_this_week: bool,
     }
 
     #[derive(ToSchema, Deserialize)]
@@ -665,6 +701,14 @@ pub mod schema {
         pub test: String,
         pub reason: String,
         pub added_at: i64,
+        /// Who fixes it.
+        pub owner: String,
+        /// Released at the latest then (milliseconds since the epoch).
+        pub expires_at: i64,
+        /// First-attempt green runs of its repository since it was quarantined or last failed.
+        pub passes_since: i64,
+        /// Its ticket, with `[flaky] tickets`.
+        pub ticket_url: Option<String>,
     }
 
     #[derive(ToSchema, Deserialize)]

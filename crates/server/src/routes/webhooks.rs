@@ -215,6 +215,7 @@ async fn intake(
     // A replay is answered from the store inside the write (exact even for twins that
     // arrive together), so there is no separate look-up first.
     let mut green = None;
+    let mut passed = None;
     let intake = match delivery.parsed {
         Parsed::Ping => {
             return Ok((StatusCode::OK, Json(json!({"status": "pong"}))).into_response())
@@ -238,6 +239,7 @@ async fn intake(
             finished_at_ms,
         } => {
             green = workflow.map(|w| (w, repository.clone(), run_id.clone(), attempt));
+            passed = Some(repository.clone());
             Intake::Success {
                 repository,
                 run_id,
@@ -260,6 +262,11 @@ async fn intake(
     }
     st.worker_wake.notify_one();
     count_runner_jobs(st, module, &req);
+    // A green run no session followed (not a heal's re-run): a pass for the repository's
+    // quarantined tests.
+    if let (Some(repository), IntakeOutcome::Ignored { .. }) = (passed, &r.outcome) {
+        tokio::spawn(crate::quarantine::passed_owned(st.clone(), repository));
+    }
     if let Some((workflow, repository, run_id, attempt)) = green {
         // After the delivery is stored, so learning never delays or fails its intake.
         let green = crate::worker::baseline::Green {

@@ -206,7 +206,7 @@ async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
 /// Everything the plan depends on besides the diagnoses: what the platform and the
 /// configuration allow, what outcomes taught about the failure to heal, the configured fixes,
 /// the model's verdict and the suspect runners the failed jobs ran on.
-async fn gather(
+pub(super) async fn gather(
     st: &Shared,
     s: &SessionRecord,
     ci: Option<&dyn Ci>,

@@ -162,6 +162,7 @@ async fn housekeeping(st: &Shared) {
         Ok(n) => tracing::info!(sessions = n, "escalated plans whose approval lapsed"),
         Err(e) => tracing::warn!("cannot expire approvals: {e}"),
     }
+    crate::quarantine::expire(st).await;
     if let Err(e) = st.store.seal_audit().await {
         tracing::error!("cannot seal the audit trail: {e}");
     }
@@ -325,6 +326,18 @@ pub(crate) fn facts<'a>(
         attempts_done: s.heal_attempts.max(0) as u32,
         plan: s.plan.as_ref(),
         known,
+    }
+}
+
+/// What a plan for `jobs` of session `s` is made from now (a re-run someone asked for).
+pub(crate) async fn known_for(
+    st: &Shared,
+    s: &SessionRecord,
+    jobs: &[pipeguard_core::heal::JobDiagnosis],
+) -> Result<Known, String> {
+    match analyze::gather(st, s, ci_for(st, s), jobs, None).await {
+        Ok(k) => Ok(k),
+        Err(JobError::Later(m, _) | JobError::Fatal(m)) => Err(m),
     }
 }
 

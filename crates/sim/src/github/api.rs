@@ -55,6 +55,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         )
         .route(&format!("{actions}/caches"), get(list_caches))
         .route(&format!("{actions}/caches/{{id}}"), delete(delete_cache))
+        .merge(super::repo::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     // Blob storage: pre-signed links, no token (the client must not send it there anyway).
     api.route("/_blobs/github/jobs/{job}/log", get(blob_log))

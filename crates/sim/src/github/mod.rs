@@ -1,15 +1,17 @@
 //! GitHub Actions: workflow runs with attempts, per-job and failed-job re-runs, job logs behind
-//! a redirect, `workflow_dispatch` with or without run details, the caches API, and signed
-//! `workflow_run` / `workflow_job` deliveries.
+//! a redirect, `workflow_dispatch` with or without run details, the caches API, file contents
+//! and issues, and signed `workflow_run` / `workflow_job` deliveries.
 
 mod api;
 mod app;
 mod checks;
 mod payload;
+mod repo;
 mod state;
 
 pub use app::{AppConfig, AppLog};
 pub use checks::CheckRun;
+pub use repo::Issue;
 pub use state::{
     Attempt, Cache, Dispatch, GithubState, Job, Refusal, Rerun, Run, Status, Workflow, RERUN_WINDOW,
 };
@@ -145,6 +147,20 @@ impl Sim<GithubState> {
             id
         })
         .await
+    }
+
+    /// Puts a file in a repository (for the contents API, e.g. `.github/CODEOWNERS`).
+    pub async fn put_file(&self, repo: &str, path: &str, text: &str) {
+        self.update(|st| {
+            st.files
+                .insert((repo.to_string(), path.to_string()), text.to_string());
+        })
+        .await
+    }
+
+    /// The issues filed so far, in order.
+    pub async fn issues(&self) -> Vec<Issue> {
+        self.inspect(|st| st.issues.clone()).await
     }
 
     /// What the app side saw: JWTs, tokens issued, installation of each call.

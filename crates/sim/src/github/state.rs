@@ -187,6 +187,9 @@ pub struct GithubState {
     /// of its executions) fails with it, whatever its script says for this execution; the
     /// script still counts the execution.
     pub outage: Option<String>,
+    /// Repository files by (owner/repo, path): what the contents API serves.
+    pub files: BTreeMap<(String, String), String>,
+    pub issues: Vec<super::repo::Issue>,
     next_id: u64,
 }
 
@@ -205,8 +208,15 @@ impl GithubState {
             check_runs: BTreeMap::new(),
             membership_lookups: Vec::new(),
             outage: None,
+            files: BTreeMap::new(),
+            issues: Vec::new(),
             next_id: 7_000_000_000,
         }
+    }
+
+    /// Where issues are shown: github.com's form on the stand-in's address.
+    pub(crate) fn html_base(&self) -> String {
+        self.base_url.trim_end_matches('/').to_string()
     }
 
     fn id(&mut self) -> u64 {
