@@ -71,6 +71,10 @@ async fn a_transient_job_is_retried_once_despite_duplicate_deliveries() {
         for d in &sent {
             let r = p.resend(d, true).await;
             assert!(r.status().is_success(), "{name}: {}", r.status());
+            let answer: Value = r.json().await.unwrap_or(Value::Null);
+            if let Some(joined) = answer.get("session_id").filter(|v| !v.is_null()) {
+                assert_eq!(joined, &s["id"], "{name}: {answer}");
+            }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let calls = p.heal_calls().await;
