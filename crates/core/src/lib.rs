@@ -6,10 +6,12 @@
 //! without a server, a database or a CI platform.
 
 pub mod analysis;
+pub mod backoff;
 pub mod category;
 pub mod classifier;
 pub mod codeowners;
 pub mod event;
+pub mod glob;
 // Drives the fuzz targets and the replay of their corpus; not part of the service.
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,9 +1,11 @@
 //! Policy: turns a diagnosis into an ordered heal plan, and says why.
 
 use crate::analysis::Diagnosis;
+use crate::backoff::Backoff;
 use crate::category::Category;
 use crate::event::FailureEvent;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -319,9 +321,9 @@ impl Policy {
                 ));
             }
         }
-        let delay = self
-            .backoff_seconds
-            .saturating_mul(1u64 << attempts_done.min(16));
+        let delay = Backoff::uncapped(Duration::from_secs(self.backoff_seconds))
+            .bound(attempts_done)
+            .as_secs();
         let mut steps = vec![PlanStep {
             kind: StepKind::Diagnose,
             strategy,

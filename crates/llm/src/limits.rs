@@ -1,23 +1,24 @@
 //! Cost controls: answers cached per fingerprint and host kind, and a rolling hourly budget
 //! of tokens.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 const HOUR: Duration = Duration::from_secs(3600);
-/// Most cached answers; the oldest goes first.
+/// Most cached answers.
 const MAX_ENTRIES: usize = 1024;
 
+/// Answers by key for `ttl`; the bound and what to evict first are quick_cache's.
 pub struct Cache<V> {
     ttl: Duration,
-    entries: HashMap<String, (Instant, V)>,
+    entries: quick_cache::unsync::Cache<String, (Instant, V)>,
 }
 
 impl<V: Clone> Cache<V> {
     pub fn new(ttl: Duration) -> Self {
         Cache {
             ttl,
-            entries: HashMap::new(),
+            entries: quick_cache::unsync::Cache::new(MAX_ENTRIES),
         }
     }
 
@@ -35,16 +36,6 @@ impl<V: Clone> Cache<V> {
     pub fn put(&mut self, key: String, value: V, now: Instant) {
         if self.ttl.is_zero() {
             return;
-        }
-        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&key) {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.entries.remove(&k);
-            }
         }
         self.entries.insert(key, (now, value));
     }
@@ -118,9 +109,11 @@ mod tests {
         for i in 0..MAX_ENTRIES + 10 {
             c.put(i.to_string(), i, t0 + Duration::from_millis(i as u64));
         }
-        assert_eq!(c.entries.len(), MAX_ENTRIES);
-        assert!(c.get("0", t0).is_none());
-        assert!(c.get(&(MAX_ENTRIES + 9).to_string(), t0).is_some());
+        assert!(c.entries.len() <= MAX_ENTRIES, "{}", c.entries.len());
+        let kept = (0..MAX_ENTRIES + 10)
+            .filter(|i| c.get(&i.to_string(), t0).is_some())
+            .count();
+        assert!(kept <= MAX_ENTRIES && kept > MAX_ENTRIES / 2, "{kept} kept");
     }
 
     #[test]

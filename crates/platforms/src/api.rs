@@ -1,10 +1,11 @@
 //! The one HTTP client every platform talks through: authentication, bounded retries with
-//! jittered backoff, `Retry-After` and rate-limit headers, a circuit breaker per endpoint,
+//! backoff (equal jitter), `Retry-After` and rate-limit headers, a circuit breaker per endpoint,
 //! the platforms' pagination styles and bounded log tails.
 
 use crate::breaker;
 use crate::PlatformError;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use pipeguard_core::backoff::Backoff;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -42,7 +43,7 @@ pub fn encode(s: &str) -> String {
 pub struct HttpOptions {
     /// Tries per call on transient answers (5xx, 429, timeouts).
     pub tries: u32,
-    /// First delay between tries; doubled per try, with full jitter.
+    /// First delay between tries; doubled per try, with equal jitter (core's `Backoff`).
     pub backoff: Duration,
     /// Consecutive failed calls to one endpoint that open its circuit.
     pub breaker_threshold: u32,
@@ -191,13 +192,6 @@ pub fn requested_wait(status: StatusCode, h: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(reset.saturating_sub(now_secs()).max(1)));
     }
     None
-}
-
-/// Full jitter: a random delay up to the exponential bound, so many clients that failed
-/// together do not retry together.
-fn jittered(bound: Duration) -> Duration {
-    let ms = bound.as_millis().max(1) as u64;
-    Duration::from_millis(rand::random_range(ms / 2..=ms))
 }
 
 /// What one try produced.
@@ -390,7 +384,7 @@ impl ApiClient {
     ) -> Result<Response, PlatformError> {
         let endpoint = breaker::key(&self.base);
         breaker::admit(&endpoint, &self.opts)?;
-        let mut bound = self.opts.backoff;
+        let backoff = Backoff::uncapped(self.opts.backoff);
         let mut last = String::new();
         for i in 0..tries.max(1) {
             match self.one_try(what, make()).await {
@@ -418,8 +412,7 @@ impl ApiClient {
                         }
                         tokio::time::sleep(w).await;
                     } else if i + 1 < tries.max(1) {
-                        tokio::time::sleep(jittered(bound)).await;
-                        bound *= 2;
+                        tokio::time::sleep(backoff.delay(i, rand::random())).await;
                     }
                 }
             }

@@ -62,18 +62,27 @@ pub fn verify_hmac_sha256(secret: &[u8], body: &[u8], header: &str, prefix: &str
     let Some(hex_sig) = header.trim().strip_prefix(prefix) else {
         return false;
     };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    hex::decode(hex_sig).is_ok_and(|sig| hmac_sha256_verify(secret, &[body], &sig))
 }
 
-pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+/// The one HMAC-SHA256 of pipeguard's webhooks, over `parts` in order (Buildkite signs
+/// `timestamp.body`).
+fn hmac_sha256(secret: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    for p in parts {
+        mac.update(p);
+    }
+    mac
+}
+
+/// Whether `sig` is the HMAC-SHA256 of `parts`, compared in constant time.
+pub fn hmac_sha256_verify(secret: &[u8], parts: &[&[u8]], sig: &[u8]) -> bool {
+    hmac_sha256(secret, parts).verify_slice(sig).is_ok()
+}
+
+/// `<hex HMAC-SHA256 of body>`: what pipeguard's own notifications are signed with.
+pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+    hex::encode(hmac_sha256(secret, &[body]).finalize().into_bytes())
 }
 
 /// Compares a shared token without leaking where it differs.

@@ -1,5 +1,6 @@
 //! API errors: always a status and a JSON body `{"error": code, "message": text}`.
 
+use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -46,6 +47,43 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
+}
+
+/// A body that is not JSON (the routes' and the authentication layer's answer).
+pub fn unsupported_media_type(content_type: &str) -> ApiError {
+    let message = if content_type.is_empty() {
+        "missing Content-Type: send application/json".to_string()
+    } else {
+        format!("content type {content_type:?} is not accepted: send application/json")
+    };
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        message,
+    )
+}
+
+/// A request body read up to `limit` bytes; 413 beyond.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    })
+}
+
+/// The bounds of a list endpoint's paging parameters (`max` is the endpoint's largest page),
+/// with one message for all of them.
+pub fn check_page(limit: i64, offset: i64, max: i64) -> Result<(), ApiError> {
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1..={max}")));
+    }
+    if offset < 0 {
+        return Err(ApiError::bad_request("offset must be >= 0"));
+    }
+    Ok(())
 }
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {

@@ -5,12 +5,11 @@
 pub mod platform;
 
 use crate::tenants::NotifyConfig;
-use hmac::{Hmac, Mac};
 use pipeguard_platforms::api::{client, send, HttpOptions};
+use pipeguard_platforms::webhook::hmac_sha256_hex;
 use pipeguard_platforms::PlatformError;
 use pipeguard_store::SessionRecord;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 pub struct Notifier {
     http: reqwest::Client,
@@ -200,12 +199,10 @@ impl Notifier {
     /// Posts `body` to a webhook or Slack channel, signed when the channel has a secret.
     pub async fn post(&self, ch: &NotifyConfig, body: &Value) -> Result<(), PlatformError> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let signature = ch.secret.as_ref().map(|secret| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes any key length");
-            mac.update(&bytes);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        });
+        let signature = ch
+            .secret
+            .as_ref()
+            .map(|secret| format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &bytes)));
         send("notify", &ch.url, &HttpOptions::default(), || {
             let mut b = self
                 .http

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use pipeguard_core::event::{FailureEvent, Platform};
+use pipeguard_core::glob::Pattern;
 use pipeguard_core::policy::Policy;
 use pipeguard_core::policy::Risk;
 use pipeguard_core::safety;
@@ -133,11 +134,7 @@ impl Default for NotifyConfig {
 /// `pattern` is a name or a prefix ending in `*`; case does not matter, as platforms resolve
 /// `Octo/App` and `octo/app` to the same repository.
 pub fn name_matches(pattern: &str, name: &str) -> bool {
-    let (pattern, name) = (pattern.to_lowercase(), name.to_lowercase());
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
+    Pattern::prefix(pattern, true).is_match(name)
 }
 
 fn repos_match(patterns: &[String], name: &str) -> bool {

@@ -1,4 +1,5 @@
-//! End-to-end healing of GitHub Actions runs against a mock of the Actions REST API.
+//! What only GitHub Actions shows, against a mock of the Actions REST API: the scenarios every
+//! platform shares run in conformance.rs.
 
 mod common;
 
@@ -17,100 +18,7 @@ fn rerun_failed(run_id: u64) -> Mock {
 }
 
 #[tokio::test]
-async fn transient_failure_is_rerun_exactly_once_despite_duplicate_deliveries() {
-    let app = TestApp::start().await;
-    mount_run(
-        &app.github,
-        42,
-        1,
-        &[
-            (7, "build", "failure", TRANSIENT_LOG),
-            (8, "lint", "success", ""),
-        ],
-    )
-    .await;
-    rerun_failed(42).expect(1).mount(&app.github).await;
-
-    let run = workflow_run(42, 1, "failure", "CI");
-    let received = std::time::Instant::now();
-    let r = app.post_github("workflow_run", "d-1", &run).await;
-    assert_eq!(r.status(), 202);
-    let first: serde_json::Value = r.json().await.unwrap();
-    let id = first["session_id"].as_str().unwrap().to_string();
-    // The same delivery again, and the job-level delivery of the same attempt: one session.
-    let again: serde_json::Value = app
-        .post_github("workflow_run", "d-1", &run)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again, first, "a redelivery gets the same answer");
-    let job: serde_json::Value = app
-        .post_github("workflow_job", "d-2", &workflow_job(42, 7, 1, "build"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(job["session_id"], id.as_str());
-
-    let s = app.wait_status(&id, "verifying").await;
-    eprintln!(
-        "webhook receipt to re-run call: {:?} (backoff 0, polled every 50 ms)",
-        received.elapsed()
-    );
-    assert_eq!(s["category"], "dependency_download");
-    assert_eq!(s["heal_attempts"], 1);
-    assert!(s["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["text"].as_str().unwrap().contains("Connection reset")));
-    assert_eq!(s["actions"].as_array().unwrap().len(), 1);
-    let history = app.get("/pipeline/healing/history").await;
-    assert_eq!(history["total_sessions"], 1);
-    let (gh, _dir, _) = app.stop().await;
-    gh.verify().await;
-}
-
-#[tokio::test]
-async fn genuine_failure_is_escalated_with_evidence_and_never_rerun() {
-    let app = TestApp::start().await;
-    mount_run(&app.github, 43, 1, &[(9, "build", "failure", COMPILE_LOG)]).await;
-    rerun_failed(43).expect(0).mount(&app.github).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .expect(0)
-        .mount(&app.github)
-        .await;
-
-    let r = app
-        .post_github(
-            "workflow_run",
-            "d-10",
-            &workflow_run(43, 1, "failure", "CI"),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let id = session_id(r).await;
-    let s = app.wait_status(&id, "escalated").await;
-    assert_eq!(s["category"], "compilation_error");
-    let evidence = s["evidence"].as_array().unwrap();
-    assert!(
-        evidence.iter().any(|e| e["text"]
-            .as_str()
-            .unwrap()
-            .contains("error[E0308]: mismatched types")),
-        "{evidence:?}"
-    );
-    assert!(evidence.iter().all(|e| e["line"].as_u64().unwrap() >= 1));
-    let status = app.get("/pipeline/status").await;
-    assert_eq!(status["pipeline_healing"]["escalated"], 1);
-    let (gh, _dir, _) = app.stop().await;
-    gh.verify().await;
-}
-
-#[tokio::test]
-async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
+async fn time_to_green_is_read_from_githubs_own_timestamps() {
     let app = TestApp::start().await;
     mount_run(
         &app.github,
@@ -142,31 +50,14 @@ async fn success_on_the_next_attempt_heals_and_records_time_to_green() {
     // Failed at 10:04:00, green at 10:09:00 by GitHub's own timestamps.
     assert_eq!(s["time_to_green_ms"], 300_000);
     assert_eq!(s["run_attempt"], 2);
-    let status = app.get("/pipeline/status").await;
-    assert_eq!(status["pipeline_healing"]["healing_success_rate"], 1.0);
-
+    // (The suite in conformance.rs checks the other figures on every platform.)
     let stats = app.get("/api/v1/stats").await;
     assert_eq!(stats["time_to_green_ms"]["median"], 300_000);
-    assert_eq!(stats["by_category"][0]["category"], "dependency_download");
-    assert_eq!(stats["by_category"][0]["healing_success_rate"], 1.0);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(metrics.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .contains("openmetrics"));
-    let text = metrics.text().await.unwrap();
+    let text = metrics_text(&app).await;
     for line in [
-        "pipeguard_sessions_total{platform=\"github\",category=\"dependency_download\",outcome=\"healed\"} 1",
         "pipeguard_webhooks_received_total{platform=\"github\",status=\"202\"} 2",
-        "pipeguard_time_to_green_seconds_count 1",
         "pipeguard_time_to_green_seconds_bucket{le=\"300.0\"} 1",
         "pipeguard_time_to_green_seconds_bucket{le=\"60.0\"} 0",
-        "pipeguard_queue_depth ",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
@@ -257,61 +148,6 @@ async fn only_the_transient_jobs_are_rerun_when_others_are_genuine() {
     );
     let (gh, _dir, _) = app.stop().await;
     gh.verify().await;
-}
-
-#[tokio::test]
-async fn deploy_workflows_wait_for_approval_before_any_rerun() {
-    let app = TestApp::start().await;
-    mount_run(
-        &app.github,
-        47,
-        1,
-        &[(31, "deploy-production", "failure", TRANSIENT_LOG)],
-    )
-    .await;
-    let rerun = rerun_failed(47)
-        .expect(1)
-        .mount_as_scoped(&app.github)
-        .await;
-    let r = app
-        .post_github(
-            "workflow_run",
-            "d-50",
-            &workflow_run(47, 1, "failure", "Deploy"),
-        )
-        .await;
-    let id = session_id(r).await;
-    app.wait_status(&id, "awaiting_approval").await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        rerun.received_requests().await.len(),
-        0,
-        "re-ran a deploy without approval"
-    );
-    let r = app
-        .http
-        .post(format!("{}/api/v1/sessions/{id}/approve", app.base))
-        .json(&json!({"by": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let s = app.wait_status(&id, "verifying").await;
-    // The approver is the credential, not the body's `by`.
-    let timeline = s["timeline"].to_string();
-    assert!(timeline.contains("approved by test-admin"), "{timeline}");
-    assert!(!timeline.contains("alice"), "{timeline}");
-    // A second approval is a conflict, not a second re-run.
-    let r = app
-        .http
-        .post(format!("{}/api/v1/sessions/{id}/approve", app.base))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    drop(rerun);
-    app.stop().await;
 }
 
 #[tokio::test]

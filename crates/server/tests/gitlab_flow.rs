@@ -1,4 +1,5 @@
-//! End-to-end healing of GitLab CI pipelines against a mock of the GitLab REST API v4.
+//! What only GitLab CI shows, against a mock of the GitLab REST API v4: the scenarios every
+//! platform shares run in conformance.rs.
 
 mod common;
 
@@ -67,20 +68,6 @@ fn pipeline_hook(id: u64, status: &str, builds: &[(u64, &str, &str, &str, &str)]
     })
 }
 
-fn job_hook(pipeline: u64, job: u64, name: &str, reason: &str) -> Value {
-    json!({
-        "object_kind": "build", "ref": "main", "tag": false,
-        "sha": "bcbb5ec396a2c0f828686f14fac9b80b780504f2",
-        "build_id": job, "build_name": name, "build_stage": "test", "build_status": "failed",
-        "build_created_at": "2026-11-23 10:00:00 UTC", "build_started_at": "2026-11-23 10:00:05 UTC",
-        "build_finished_at": "2026-11-23 10:03:50 UTC", "build_allow_failure": false,
-        "build_failure_reason": reason, "retries_count": 0, "pipeline_id": pipeline,
-        "project_id": 77, "project_name": "grp / sub / proj",
-        "project": {"id": 77, "path_with_namespace": PROJECT},
-        "repository": {"name": "proj", "homepage": format!("https://gitlab.example.com/{PROJECT}")}
-    })
-}
-
 /// Mounts the read side of the API for one pipeline. `jobs` = (id, name, status, reason, trace).
 async fn mount_pipeline(mock: &MockServer, id: u64, jobs: &[(u64, &str, &str, &str, &str)]) {
     Mock::given(method("GET"))
@@ -136,7 +123,7 @@ fn retry_pipeline(id: u64) -> Mock {
 }
 
 #[tokio::test]
-async fn transient_failure_retries_the_pipeline_once_despite_duplicates() {
+async fn a_finished_pipeline_with_one_transient_job_is_retried_whole() {
     let app = start().await;
     mount_pipeline(
         &app.github,
@@ -163,39 +150,8 @@ async fn transient_failure_retries_the_pipeline_once_despite_duplicates() {
     .to_string();
     let r = post(&app, "Pipeline Hook", "uuid-1", GL_SECRET, &hook).await;
     assert_eq!(r.status(), 202);
-    let first: Value = r.json().await.unwrap();
-    let id = session_id_in(&first);
-    let again: Value = post(&app, "Pipeline Hook", "uuid-1", GL_SECRET, &hook)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again, first, "a redelivery gets the same answer");
-    let job = job_hook(100, 501, "test", "script_failure").to_string();
-    let j: Value = post(&app, "Job Hook", "uuid-2", GL_SECRET, &job)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        j["session_id"],
-        id.as_str(),
-        "the job and pipeline hooks are one session"
-    );
-
-    let s = app.wait_status(&id, "verifying").await;
-    assert_eq!(s["platform"], "gitlab");
-    assert_eq!(s["repository"], PROJECT);
-    assert_eq!(s["category"], "dependency_download");
-    assert!(s["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["text"].as_str().unwrap().contains("Connection reset")));
-    assert_eq!(
-        app.get("/pipeline/healing/history").await["total_sessions"],
-        1
-    );
+    let id = session_id_in(&r.json().await.unwrap());
+    app.wait_status(&id, "verifying").await;
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
@@ -244,41 +200,7 @@ async fn only_the_transient_job_is_retried_when_another_needs_a_human() {
 }
 
 #[tokio::test]
-async fn genuine_failure_is_escalated_and_never_retried() {
-    let app = start().await;
-    mount_pipeline(
-        &app.github,
-        102,
-        &[(701, "build", "failed", "script_failure", COMPILE_LOG)],
-    )
-    .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .expect(0)
-        .mount(&app.github)
-        .await;
-    let hook = pipeline_hook(
-        102,
-        "failed",
-        &[(701, "build", "build", "failed", "script_failure")],
-    )
-    .to_string();
-    let r = post(&app, "Pipeline Hook", "uuid-g", GL_SECRET, &hook).await;
-    assert_eq!(r.status(), 202);
-    let id = session_id_in(&r.json().await.unwrap());
-    let s = app.wait_status(&id, "escalated").await;
-    assert_eq!(s["category"], "compilation_error");
-    assert!(s["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["text"].as_str().unwrap().contains("error[E0308]")));
-    let (mock, _dir, _) = app.stop().await;
-    mock.verify().await;
-}
-
-#[tokio::test]
-async fn wrong_or_missing_token_is_401_and_malformed_is_400_and_nothing_is_stored() {
+async fn malformed_deliveries_are_400_and_their_uuid_is_not_burnt() {
     let app = start().await;
     let hook = pipeline_hook(
         103,
@@ -286,20 +208,6 @@ async fn wrong_or_missing_token_is_401_and_malformed_is_400_and_nothing_is_store
         &[(801, "test", "test", "failed", "script_failure")],
     )
     .to_string();
-    let r = post(&app, "Pipeline Hook", "uuid-b1", "wrong-token", &hook).await;
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
-    let r = app
-        .http
-        .post(format!("{}/webhooks/gitlab", app.base))
-        .header("content-type", "application/json")
-        .header("x-gitlab-event", "Pipeline Hook")
-        .body(hook.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "no token at all");
-
     for bad in ["{not json", "[]", r#"{"object_attributes": {"id": 1}}"#] {
         let r = post(&app, "Pipeline Hook", "uuid-b2", GL_SECRET, bad).await;
         assert_eq!(r.status(), 400, "{bad}");
@@ -359,7 +267,6 @@ async fn a_later_successful_pipeline_hook_closes_the_session_as_healed() {
     let r = post(&app, "Pipeline Hook", "uuid-s2", GL_SECRET, &ok).await;
     assert_eq!(r.status(), 202);
     let s = app.wait_status(&id, "healed").await;
-    assert!(s["time_to_green_ms"].as_i64().is_some(), "{s:#}");
     // The passed pipeline reports no attempt of its own: it was the first retry.
     assert_eq!(s["run_label"], "#104, retry 1", "{s:#}");
     assert_eq!(s["run_attempt"], 2, "{s:#}");

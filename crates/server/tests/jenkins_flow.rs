@@ -1,4 +1,5 @@
-//! End-to-end healing of Jenkins builds against a mock of Jenkins' remote access API.
+//! What only Jenkins shows (the scenarios every platform shares run in conformance.rs):
+//! healing of Jenkins builds against a mock of Jenkins' remote access API.
 
 mod common;
 
@@ -148,40 +149,14 @@ async fn transient_failure_is_rebuilt_once_with_its_parameters_and_crumb() {
     let completed = notification("team/api", 18, "COMPLETED", "FAILURE");
     let r = post(&app, Some(J_SECRET), "", &completed).await;
     assert_eq!(r.status(), 202);
-    let first: Value = r.json().await.unwrap();
-    let id = session_id_in(&first);
-    let again: Value = post(&app, Some(J_SECRET), "", &completed)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again, first, "a redelivery gets the same answer");
-    let finalized = notification("team/api", 18, "FINALIZED", "FAILURE");
-    let f: Value = post(&app, Some(J_SECRET), "", &finalized)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        f["session_id"],
-        id.as_str(),
-        "COMPLETED and FINALIZED are one session"
-    );
-
-    let s = app.wait_status(&id, "verifying").await;
-    assert_eq!(s["platform"], "jenkins");
-    assert_eq!(s["repository"], "team/api");
-    assert_eq!(s["category"], "dependency_download");
-    assert_eq!(
-        app.get("/pipeline/healing/history").await["total_sessions"],
-        1
-    );
+    app.wait_status(&session_id_in(&r.json().await.unwrap()), "verifying")
+        .await;
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
 
 #[tokio::test]
-async fn genuine_failure_is_escalated_and_never_rebuilt() {
+async fn the_generic_form_with_the_token_in_the_query_is_accepted() {
     let app = start().await;
     mount_build(&app.github, "app", 5, COMPILE_LOG, json!([])).await;
     Mock::given(method("POST"))
@@ -196,22 +171,15 @@ async fn genuine_failure_is_escalated_and_never_rebuilt() {
     let id = session_id_in(&r.json().await.unwrap());
     let s = app.wait_status(&id, "escalated").await;
     assert_eq!(s["category"], "compilation_error");
-    assert!(s["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["text"].as_str().unwrap().contains("error[E0308]")));
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
 }
 
 #[tokio::test]
-async fn bad_tokens_are_401_and_malformed_is_400_and_nothing_is_stored() {
+async fn a_wrong_query_token_is_401_and_malformed_is_400_and_nothing_is_stored() {
     let app = start().await;
     let body = notification("team/api", 30, "COMPLETED", "FAILURE");
-    assert_eq!(post(&app, Some("nope"), "", &body).await.status(), 401);
     assert_eq!(post(&app, None, "?token=nope", &body).await.status(), 401);
-    assert_eq!(post(&app, None, "", &body).await.status(), 401);
     for bad in [
         "{oops",
         "[1,2]",
@@ -279,36 +247,6 @@ async fn the_next_successful_build_closes_the_session_as_healed() {
 }
 
 #[tokio::test]
-async fn a_deploy_job_waits_for_approval_instead_of_being_rebuilt() {
-    let app = start().await;
-    mount_build(
-        &app.github,
-        "release/deploy-prod",
-        9,
-        TRANSIENT_LOG,
-        json!([]),
-    )
-    .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .expect(0)
-        .mount(&app.github)
-        .await;
-    let r = post(
-        &app,
-        Some(J_SECRET),
-        "",
-        &notification("release/deploy-prod", 9, "COMPLETED", "FAILURE"),
-    )
-    .await;
-    let id = session_id_in(&r.json().await.unwrap());
-    let s = app.wait_status(&id, "awaiting_approval").await;
-    assert_eq!(s["category"], "dependency_download");
-    let (mock, _dir, _) = app.stop().await;
-    mock.verify().await;
-}
-
-#[tokio::test]
 async fn a_corrupt_cache_rebuilds_on_a_wiped_workspace_with_the_configured_parameter() {
     let app = TestApp::start_with(|c| {
         c.platform_mut(Platform::Jenkins).webhook_secret = Some(J_SECRET.into());
@@ -367,53 +305,4 @@ async fn a_corrupt_cache_rebuilds_on_a_wiped_workspace_with_the_configured_param
     assert_eq!(s["strategy"], "reset_environment", "{s:#}");
     let (mock, _dir, _) = app.stop().await;
     mock.verify().await;
-}
-
-#[tokio::test]
-async fn an_operator_approval_rebuilds_a_jenkins_deploy_once() {
-    let app = start().await;
-    mount_build(
-        &app.github,
-        "release/deploy-stage",
-        12,
-        TRANSIENT_LOG,
-        json!([]),
-    )
-    .await;
-    let build = Mock::given(method("POST"))
-        .and(path("/jenkins/job/release/job/deploy-stage/build"))
-        .and(header("authorization", BASIC))
-        .respond_with(ResponseTemplate::new(201))
-        .expect(1)
-        .mount_as_scoped(&app.github)
-        .await;
-    let r = post(
-        &app,
-        Some(J_SECRET),
-        "",
-        &notification("release/deploy-stage", 12, "COMPLETED", "FAILURE"),
-    )
-    .await;
-    let id = session_id_in(&r.json().await.unwrap());
-    app.wait_status(&id, "awaiting_approval").await;
-    let approve = format!("{}/api/v1/sessions/{id}/approve", app.base);
-    let viewer = authenticated(&app.token("vic", "viewer").await);
-    let r = viewer.post(&approve).json(&json!({})).send().await.unwrap();
-    assert_eq!(r.status(), 403, "a viewer cannot approve");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(
-        build.received_requests().await.len(),
-        0,
-        "rebuilt unapproved"
-    );
-    let ops = authenticated(&app.token("olga", "operator").await);
-    let r = ops.post(&approve).json(&json!({})).send().await.unwrap();
-    assert_eq!(r.status(), 202);
-    let s = app.wait_status(&id, "verifying").await;
-    assert!(
-        s["timeline"].to_string().contains("approved by olga"),
-        "{s:#}"
-    );
-    drop(build);
-    app.stop().await;
 }

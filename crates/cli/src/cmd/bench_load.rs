@@ -10,10 +10,9 @@
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Args;
-use hmac::{Hmac, Mac};
 use pipeguard_core::stats;
+use pipeguard_platforms::webhook::hmac_sha256_hex;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -201,9 +200,7 @@ fn now_nanos() -> u128 {
 }
 
 fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", hmac_sha256_hex(secret, body))
 }
 
 fn repository_name(tag: &str, run: usize) -> String {

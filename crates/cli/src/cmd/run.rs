@@ -7,6 +7,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use pipeguard_core::analysis::Hints;
+use pipeguard_core::backoff::Backoff;
 use pipeguard_core::{Analyzer, Diagnosis};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -225,12 +226,13 @@ fn print_give_up(n: u32, code: i32, d: &Diagnosis) {
     }
 }
 
-/// Base × 2^(attempt−1), with "equal jitter": half fixed, half random, so that many
-/// pipelines failing together do not retry together.
+/// Base × 2^(attempt−1), with core's equal jitter.
 fn backoff_delay(base: f64, attempt: u32) -> Duration {
-    let full = (base * f64::from(1u32 << (attempt - 1).min(16))).min(MAX_BACKOFF_SECONDS);
-    let jitter = random_unit() * full / 2.0;
-    Duration::from_secs_f64(full / 2.0 + jitter)
+    let b = Backoff {
+        base: Duration::from_secs_f64(base),
+        cap: Duration::from_secs_f64(MAX_BACKOFF_SECONDS),
+    };
+    b.delay(attempt.saturating_sub(1), random_unit())
 }
 
 fn random_unit() -> f64 {

@@ -5,6 +5,7 @@
 //! keyword table.
 
 use crate::category::Category;
+use crate::glob::Pattern;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -98,6 +99,8 @@ pub enum ToolError {
 #[derive(Debug, Clone)]
 struct Invocation {
     words: Vec<String>,
+    /// Each word as a pattern (`phpunit*` is a prefix).
+    patterns: Vec<Pattern>,
     group: usize,
 }
 
@@ -116,13 +119,6 @@ pub struct ToolTable {
     printers: Vec<String>,
     messages: Vec<String>,
     not_messages: Vec<String>,
-}
-
-fn word_matches(pattern: &str, word: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(p) => word.starts_with(p),
-        None => pattern == word,
-    }
 }
 
 fn valid_word(w: &str) -> bool {
@@ -177,7 +173,12 @@ impl ToolTable {
                     if let Some(prev) = seen.insert(key.clone(), g.category) {
                         return Err(bad(format!("{key:?} is listed twice (also {prev})")));
                     }
-                    let inv = Invocation { words, group: gi };
+                    let patterns = words.iter().map(|w| Pattern::prefix(w, false)).collect();
+                    let inv = Invocation {
+                        words,
+                        patterns,
+                        group: gi,
+                    };
                     if inv.words[0].ends_with('*') {
                         t.prefixed.push(inv);
                     } else {
@@ -288,11 +289,11 @@ impl ToolTable {
                 .chain(
                     self.prefixed
                         .iter()
-                        .filter(|i| word_matches(&i.words[0], program)),
+                        .filter(|i| i.patterns[0].is_match(program)),
                 );
             // The longest invocation that matches; the first of equals.
             let best = cands
-                .filter(|inv| follows(&inv.words[1..], &words[1..]))
+                .filter(|inv| follows(&inv.patterns[1..], &words[1..]))
                 .min_by_key(|inv| std::cmp::Reverse(inv.words.len()));
             if let Some(inv) = best {
                 out.push(self.hit(inv.words.join(" "), inv.group, true));
@@ -370,9 +371,9 @@ const SCRIPT_TYPES: &[&str] = &[
 ];
 
 /// Whether `pattern` words appear in `words` in order (not necessarily adjacent).
-fn follows(pattern: &[String], words: &[String]) -> bool {
+fn follows(pattern: &[Pattern], words: &[String]) -> bool {
     let mut it = words.iter();
-    pattern.iter().all(|p| it.any(|w| word_matches(p, w)))
+    pattern.iter().all(|p| it.any(|w| p.is_match(w)))
 }
 
 fn is_duration(w: &str) -> bool {

@@ -169,6 +169,13 @@ pub(super) fn called(f: &Facts, answer: &Result<Answer, CallError>) -> Decided {
             let why = format!("the platform did not confirm the new run ({}); a human should check whether it started", e.message);
             (Event::EscalateCall, Step::Close(None), why)
         }
+        Err(e) if e.unconfirmed => {
+            let why = format!(
+                "the platform did not confirm the re-run ({}); a human should check whether it ran",
+                e.message
+            );
+            (Event::EscalateCall, Step::Close(None), why)
+        }
         Err(e) if e.transient => {
             let why = "the platform cannot re-run it yet; will try again";
             (Event::Postpone, Step::Postpone, why.into())

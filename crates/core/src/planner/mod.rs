@@ -88,6 +88,9 @@ pub struct Answer {
 pub struct CallError {
     /// The platform may take it later (5xx, rate limit, another attempt in progress).
     pub transient: bool,
+    /// Nobody knows whether the platform acted (a 5xx, a timeout, an answer lost after the
+    /// call was sent): calling again could act twice.
+    pub unconfirmed: bool,
     pub message: String,
 }
 

@@ -420,6 +420,7 @@ fn each_strategy_becomes_one_platform_call_and_a_new_run_must_be_followed() {
     assert!(matches!(followed.step, Step::Called { soon: true, .. }));
     let busy = CallError {
         transient: true,
+        unconfirmed: true,
         message: "502".into(),
     };
     assert_eq!(
@@ -427,6 +428,27 @@ fn each_strategy_becomes_one_platform_call_and_a_new_run_must_be_followed() {
         S::Escalated,
         "it may have started a run"
     );
+    // A plain re-run: asked to wait, it is called again; of unknown outcome, it is not.
+    s.plan.strategy = Strategy::Retry;
+    let answer = |a: Result<Answer, CallError>| {
+        let mut f = facts(S::Executing, Happened::Called(a), &p, &ev);
+        f.plan = Some(&s);
+        f.known = k.clone();
+        decide(&f).unwrap()
+    };
+    let wait = CallError {
+        transient: true,
+        unconfirmed: false,
+        message: "429".into(),
+    };
+    assert_eq!(answer(Err(wait.clone())).step, Step::Postpone);
+    let lost = CallError {
+        unconfirmed: true,
+        ..wait
+    };
+    let escalated = answer(Err(lost));
+    assert_eq!(escalated.status, S::Escalated);
+    assert!(escalated.reason.contains("did not confirm the re-run"));
 }
 
 #[test]

@@ -748,11 +748,12 @@ impl Ctx {
             format!("the command name is a pattern ({pattern})"),
             argv,
         );
+        let matcher = crate::glob::Pattern::shell(pattern);
         let mut names: Vec<&str> = self
             .t
             .known_names()
             .chain(super::commands::HANDLED.iter().copied())
-            .filter(|n| super::expand::glob_match(pattern, n))
+            .filter(|n| matcher.is_match(n))
             .collect();
         names.sort_unstable();
         names.dedup();

@@ -7,6 +7,7 @@ use super::content::Input;
 use super::engine::{Arg, Ctx};
 use super::shell::{self, Part, Word};
 use super::{DYN, TMP};
+use crate::glob::Pattern;
 
 /// Separates the fields an expansion produced.
 const SPLIT: char = '\u{2}';
@@ -490,86 +491,10 @@ fn change_case(s: &str, op: char, all: bool) -> String {
         .collect()
 }
 
-#[derive(Debug, Clone)]
-enum Tok {
-    Star,
-    Any,
-    Char(char),
-    Set(Vec<(char, char)>, bool),
-}
-
-fn glob_tokens(p: &str) -> Vec<Tok> {
-    let chars: Vec<char> = p.chars().collect();
-    let mut out = vec![];
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '*' => out.push(Tok::Star),
-            '?' => out.push(Tok::Any),
-            '\\' if i + 1 < chars.len() => {
-                i += 1;
-                out.push(Tok::Char(chars[i]));
-            }
-            '[' => match chars[i + 1..].iter().position(|c| *c == ']') {
-                Some(len) if len > 0 => {
-                    let body = &chars[i + 1..i + 1 + len];
-                    let (neg, body) = match body.first() {
-                        Some('!' | '^') => (true, &body[1..]),
-                        _ => (false, body),
-                    };
-                    let mut ranges = vec![];
-                    let mut k = 0;
-                    while k < body.len() {
-                        if k + 2 < body.len() && body[k + 1] == '-' {
-                            ranges.push((body[k], body[k + 2]));
-                            k += 3;
-                        } else {
-                            ranges.push((body[k], body[k]));
-                            k += 1;
-                        }
-                    }
-                    out.push(Tok::Set(ranges, neg));
-                    i += len + 1;
-                }
-                _ => out.push(Tok::Char('[')),
-            },
-            c => out.push(Tok::Char(c)),
-        }
-        i += 1;
-    }
-    out
-}
-
 /// Whether `s` matches the shell pattern `p` (`*`, `?`, `[...]`).
-pub(super) fn glob_match(p: &str, s: &str) -> bool {
-    let toks = glob_tokens(p);
-    let chars: Vec<char> = s.chars().collect();
-    let one = |t: &Tok, c: char| match t {
-        Tok::Any => true,
-        Tok::Char(x) => *x == c,
-        Tok::Set(r, neg) => r.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
-        Tok::Star => false,
-    };
-    let (mut ti, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < chars.len() {
-        if ti < toks.len() && !matches!(toks[ti], Tok::Star) && one(&toks[ti], chars[si]) {
-            ti += 1;
-            si += 1;
-        } else if ti < toks.len() && matches!(toks[ti], Tok::Star) {
-            star = Some((ti, si));
-            ti += 1;
-        } else if let Some((st, ss)) = star {
-            ti = st + 1;
-            si = ss + 1;
-            star = Some((st, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    toks[ti.min(toks.len())..]
-        .iter()
-        .all(|t| matches!(t, Tok::Star))
+#[cfg(test)]
+fn glob_match(p: &str, s: &str) -> bool {
+    Pattern::shell(p).is_match(s)
 }
 
 fn boundaries(s: &str) -> Vec<usize> {
@@ -580,6 +505,7 @@ fn strip(s: &str, pat: &str, prefix: bool, longest: bool) -> Option<String> {
     if s.len() > MAX_PATTERN_VALUE {
         return None;
     }
+    let pattern = Pattern::shell(pat);
     let mut cuts = boundaries(s);
     if prefix == longest {
         cuts.reverse();
@@ -591,7 +517,7 @@ fn strip(s: &str, pat: &str, prefix: bool, longest: bool) -> Option<String> {
         } else {
             (&s[i..], &s[..i])
         };
-        if glob_match(pat, part) {
+        if pattern.is_match(part) {
             return Some(keep.to_string());
         }
     }
@@ -602,6 +528,7 @@ fn replace(s: &str, pat: &str, rep: &str, mode: char) -> Option<String> {
     if s.len() > MAX_PATTERN_VALUE || pat.is_empty() {
         return (pat.is_empty()).then(|| s.to_string());
     }
+    let pattern = Pattern::shell(pat);
     let b = boundaries(s);
     let mut out = String::new();
     let mut i = 0;
@@ -621,7 +548,7 @@ fn replace(s: &str, pat: &str, rep: &str, mode: char) -> Option<String> {
         let hit = if replaced && mode != '/' {
             None
         } else {
-            ends.into_iter().find(|&e| glob_match(pat, &s[start..e]))
+            ends.into_iter().find(|&e| pattern.is_match(&s[start..e]))
         };
         match hit {
             Some(e) => {

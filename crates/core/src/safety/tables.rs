@@ -36,6 +36,7 @@
 //! appends what the standard input holds (`xargs`); `empty_runs_shell` reads a script from
 //! the standard input when no command is given (`ssh HOST`).
 
+use crate::glob::Pattern;
 use crate::policy::Risk;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -359,7 +360,7 @@ pub(super) struct Tables {
     pub tools: Vec<Tool>,
     by_name: HashMap<String, Vec<usize>>,
     /// Names given as `prefix*` (`mkfs.*`).
-    prefixed: Vec<(String, usize)>,
+    prefixed: Vec<(Pattern, usize)>,
     pub paths: Paths,
     pub services: Services,
     pub interp: Interpreters,
@@ -449,9 +450,10 @@ impl Tables {
                     Tool::compile(family, spec).map_err(|e| format!("{family}.toml: {e}"))?;
                 let idx = t.tools.len();
                 for n in &tool.names {
-                    match n.strip_suffix('*') {
-                        Some(prefix) => t.prefixed.push((prefix.to_string(), idx)),
-                        None => t.by_name.entry(n.clone()).or_default().push(idx),
+                    if n.ends_with('*') {
+                        t.prefixed.push((Pattern::prefix(n, false), idx));
+                    } else {
+                        t.by_name.entry(n.clone()).or_default().push(idx);
                     }
                 }
                 t.tools.push(tool);
@@ -466,7 +468,7 @@ impl Tables {
         v.extend(
             self.prefixed
                 .iter()
-                .filter(|(p, _)| name.starts_with(p.as_str()))
+                .filter(|(p, _)| p.is_match(name))
                 .map(|(_, i)| *i),
         );
         v.sort_unstable();

@@ -39,9 +39,7 @@ use crate::webhook::{
 };
 use crate::Setup;
 use crate::{Ci, Module, ParseError};
-use hmac::{Hmac, Mac};
 use pipeguard_core::event::Platform;
-use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How old a signed delivery may be before it is refused as a replay.
@@ -76,12 +74,9 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: &str, now: i64) -> R
     let sig = signature
         .and_then(|s| hex::decode(s).ok())
         .ok_or("X-Buildkite-Signature has no hex signature")?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(ts_text.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| "X-Buildkite-Signature does not match the body")?;
+    if !crate::webhook::hmac_sha256_verify(secret, &[ts_text.as_bytes(), b".", body], &sig) {
+        return Err("X-Buildkite-Signature does not match the body".into());
+    }
     if now - ts > REPLAY_WINDOW_SECS {
         return Err(format!(
             "X-Buildkite-Signature is {}s old (more than {REPLAY_WINDOW_SECS}s): refused as a replay",

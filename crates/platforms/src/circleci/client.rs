@@ -300,7 +300,7 @@ impl Ci for CircleciClient {
         };
         let path = format!("/api/v2/workflow/{}/rerun", encode(&w.id));
         self.api
-            .call("rerun workflow", Method::POST, &path, Some(&body))
+            .call_once("rerun workflow", Method::POST, &path, Some(&body))
             .await?;
         Ok(format!("POST {} {body}", self.api.url(&path)))
     }

@@ -55,6 +55,18 @@ struct ApiCache {
 }
 
 /// GitHub's 403 while an attempt of the run is still in progress means "not yet", not "no".
+/// A re-run whose answer was lost and the run shows no new attempt: it did not start, so
+/// calling again later is safe.
+fn not_started(e: PlatformError) -> PlatformError {
+    match e {
+        PlatformError::Transient(message) => PlatformError::Busy {
+            message: format!("{message}; the run has no new attempt"),
+            retry_after: std::time::Duration::from_secs(10),
+        },
+        other => other,
+    }
+}
+
 fn attempt_in_progress(e: PlatformError) -> PlatformError {
     match e {
         PlatformError::Refused {
@@ -385,7 +397,7 @@ impl Ci for GithubClient {
             if let Err(e) = api.call_once("re-run", Method::POST, &path, None).await {
                 let started = e.is_transient() && self.started_after(ev).await;
                 if !started {
-                    return Err(attempt_in_progress(e));
+                    return Err(attempt_in_progress(not_started(e)));
                 }
                 tracing::warn!("re-run answer lost ({e}), but the run has a new attempt");
             }

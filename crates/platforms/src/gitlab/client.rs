@@ -286,7 +286,7 @@ impl Ci for GitlabClient {
             if finished(&p.status) {
                 let path = format!("{}/retry", pipeline_api(ev)?);
                 self.api
-                    .call("retry pipeline", Method::POST, &path, None)
+                    .call_once("retry pipeline", Method::POST, &path, None)
                     .await?;
                 return Ok(format!("POST {path}"));
             }
@@ -305,7 +305,7 @@ impl Ci for GitlabClient {
             let path = format!("{}/jobs/{}/retry", project_api(ev)?, encode(&j.id));
             let r = self
                 .api
-                .call("retry job", Method::POST, &path, None)
+                .call_once("retry job", Method::POST, &path, None)
                 .await?;
             // The retry is a new job: its id is the one whose outcome tells the heal's.
             let new: Value = r.json().await.unwrap_or(Value::Null);

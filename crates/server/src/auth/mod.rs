@@ -218,7 +218,7 @@ pub async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -
     if changes_state {
         let ct = header(req.headers(), "content-type").unwrap_or("");
         if !ct.to_ascii_lowercase().starts_with("application/json") {
-            return crate::routes::unsupported_media_type(ct).into_response();
+            return crate::error::unsupported_media_type(ct).into_response();
         }
     }
     // Through MCP the agent acts as `mcp:NAME` on the timeline and in the audit trail; the

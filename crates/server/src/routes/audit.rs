@@ -45,7 +45,7 @@ pub async fn list(
     let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = p.limit.unwrap_or(100);
     let offset = p.offset.unwrap_or(0);
-    super::check_page(limit, offset, 1000)?;
+    crate::error::check_page(limit, offset, 1000)?;
     let entries = st
         .store
         .audit_entries(&AuditQuery {

@@ -35,7 +35,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = p.limit.unwrap_or(100);
-    super::check_page(limit, 0, 1000)?;
+    crate::error::check_page(limit, 0, 1000)?;
     let letters = st.store.dead_letters(limit).await?;
     let total = st.store.dead_letter_count().await?;
     Ok(Json(json!({"dead_letters": letters, "total": total})))

@@ -78,7 +78,7 @@ pub async fn flaky_tests(
     q: Result<Query<FlakyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
-    super::check_page(q.limit, 0, 500)?;
+    crate::error::check_page(q.limit, 0, 500)?;
     let tests = st.store.flaky_tests(&q.repository, q.limit).await?;
     Ok(Json(
         json!({"flaky_tests": tests.iter().map(flaky_json).collect::<Vec<_>>()}),

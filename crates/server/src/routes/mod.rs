@@ -21,7 +21,6 @@ pub mod webhooks;
 
 use crate::error::ApiError;
 use crate::{auth, dashboard, metrics, Shared};
-use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
@@ -177,41 +176,7 @@ async fn security_headers(State(st): State<Shared>, req: Request, next: Next) ->
     resp
 }
 
-/// A request body read up to `limit` bytes; 413 beyond.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {limit} bytes"),
-        )
-    })
-}
-
-pub fn unsupported_media_type(content_type: &str) -> ApiError {
-    let message = if content_type.is_empty() {
-        "missing Content-Type: send application/json".to_string()
-    } else {
-        format!("content type {content_type:?} is not accepted: send application/json")
-    };
-    ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-        message,
-    )
-}
-
-/// The bounds of a list endpoint's paging parameters (`max` is the endpoint's largest page),
-/// with one message for all of them.
-pub(crate) fn check_page(limit: i64, offset: i64, max: i64) -> Result<(), ApiError> {
-    if !(1..=max).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be 1..={max}")));
-    }
-    if offset < 0 {
-        return Err(ApiError::bad_request("offset must be >= 0"));
-    }
-    Ok(())
-}
+pub use crate::error::{check_page, read_body, unsupported_media_type};
 
 #[cfg(test)]
 mod tests {

@@ -109,7 +109,7 @@ fn default_limit() -> i64 {
 
 impl Page {
     pub fn check(&self) -> Result<(), ApiError> {
-        super::check_page(self.limit, self.offset, 500)
+        crate::error::check_page(self.limit, self.offset, 500)
     }
 }
 

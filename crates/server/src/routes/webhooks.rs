@@ -186,7 +186,7 @@ async fn intake(
             format!("this {platform} delivery carries no credential"),
         ));
     }
-    let body = crate::routes::read_body(body, st.config.max_body_bytes).await?;
+    let body = crate::error::read_body(body, st.config.max_body_bytes).await?;
     let req = WebhookRequest {
         headers,
         query,
@@ -202,7 +202,7 @@ async fn intake(
     }
     let content_type = header(headers, "content-type").unwrap_or("");
     if !module.accepts(content_type) {
-        return Err(crate::routes::unsupported_media_type(content_type));
+        return Err(crate::error::unsupported_media_type(content_type));
     }
     let delivery = parsed.map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(name) = delivery.parsed.repository() {

@@ -104,6 +104,7 @@ async fn carry_out(
         Err(e) => {
             let call_error = CallError {
                 transient: e.is_transient(),
+                unconfirmed: matches!(e, PlatformError::Transient(_)),
                 message: e.to_string(),
             };
             (Err(call_error), Some(JobError::from(e)))

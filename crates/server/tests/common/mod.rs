@@ -1,11 +1,9 @@
 //! Test harness: the app on a random port with a fresh SQLite database and a mock GitHub API.
 #![allow(dead_code)]
 
-use hmac::{Hmac, Mac};
 use pipeguard_core::event::Platform;
 use pipeguard_server::config::Config;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::time::Duration;
 use tokio::sync::watch;
 use wiremock::matchers::{method, path};
@@ -223,9 +221,7 @@ pub async fn session_id(r: reqwest::Response) -> String {
 }
 
 pub fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", pipeguard_sim::hmac_hex(SECRET, body))
 }
 
 /// A `workflow_run` delivery shaped like GitHub's (octokit's payload examples).

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use pipeguard_ansible::plan::{Action, Decision, Phase};
 use pipeguard_ansible::{classify, playbook, HostFacts, RunEvents, TaskFailure, CALLBACK_PLUGIN};
+use pipeguard_core::backoff::Backoff;
 use pipeguard_core::safety::risk_name;
 use pipeguard_core::{Analyzer, Risk};
 use serde::Serialize;
@@ -685,9 +686,12 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
             break out.code;
         }
         if !retry_hosts.is_empty() && args.backoff_seconds > 0.0 {
-            let d = Duration::from_secs_f64(
-                args.backoff_seconds * f64::from(1u32 << (round - 1).min(10)),
-            );
+            let base = Duration::from_secs_f64(args.backoff_seconds);
+            let d = Backoff {
+                base,
+                cap: base * 1024,
+            }
+            .bound(round - 1);
             eprintln!("pipeguard: waiting {:.1}s before retrying", d.as_secs_f64());
             std::thread::sleep(d);
         }
