@@ -41,6 +41,17 @@ pub struct GithubConfig {
     pub max_attempts: u32,
     /// A GitHub App whose installation tokens the API also accepts.
     pub app: Option<AppConfig>,
+    /// The REST API's rate limit; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `limit` REST calls, then 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`
+/// (epoch seconds) for `pause`, then `limit` more: GitHub's hourly window as a client that
+/// uses its calls up quickly meets it. Blob downloads do not count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub pause: Duration,
 }
 
 impl Default for GithubConfig {
@@ -51,6 +62,7 @@ impl Default for GithubConfig {
             dispatch: DispatchMode::RunDetails,
             max_attempts: 50,
             app: None,
+            rate_limit: None,
         }
     }
 }
@@ -75,6 +87,11 @@ impl GithubConfig {
         self.dispatch = mode;
         self
     }
+
+    pub fn rate_limit(mut self, limit: u32, pause: Duration) -> Self {
+        self.rate_limit = Some(RateLimit { limit, pause });
+        self
+    }
 }
 
 pub type GithubSim = Sim<GithubState>;
@@ -96,6 +113,26 @@ impl Sim<GithubState> {
                 st.start_run(script, "push", &branch, BTreeMap::new())
             })
             .await)
+    }
+
+    /// Adds a finished run to the repository's history: created `ago`, its attempts played out
+    /// at once; after each failed attempt a person re-ran its failed jobs the next of `reruns`
+    /// later. Returns its id.
+    pub async fn add_past_run(
+        &self,
+        spec: RunSpec,
+        ago: Duration,
+        reruns: &[Duration],
+    ) -> Result<u64, SpecError> {
+        spec.validate()?;
+        let created_at = OffsetDateTime::now_utc() - ago;
+        let made = self.update(|st| st.past_run(spec, created_at, reruns)).await;
+        Ok(made.expect("a past run within GitHub's re-run window can be re-run"))
+    }
+
+    /// Calls refused so far because the rate limit was exhausted.
+    pub async fn rate_limited(&self) -> u32 {
+        self.inspect(|st| st.rate_limited).await
     }
 
     /// Declares a workflow (for dispatches) without starting a run.
