@@ -17,6 +17,7 @@ pub mod learning;
 pub mod lifecycle;
 pub mod planner;
 pub mod policy;
+pub mod readiness;
 pub mod safety;
 pub mod secrets;
 pub mod simulate;

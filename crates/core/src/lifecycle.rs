@@ -20,12 +20,14 @@ pub enum SessionStatus {
     Failed,
     Escalated,
     Skipped,
+    /// Observe mode: everything but the action ran; the plan says what would have happened.
+    Observed,
 }
 
 use SessionStatus as S;
 
 /// Every status, in the order of the happy path.
-const ALL: [S; 10] = [
+const ALL: [S; 11] = [
     S::Received,
     S::Analyzing,
     S::Planned,
@@ -36,16 +38,17 @@ const ALL: [S; 10] = [
     S::Failed,
     S::Escalated,
     S::Skipped,
+    S::Observed,
 ];
 
 /// `ALL` with a `'static` address, so a one-status slice of it can guard a move.
-static STATUSES: [S; 10] = ALL;
+static STATUSES: [S; 11] = ALL;
 
 /// Sessions still being worked on: the first six statuses.
 pub const OPEN: &[S] = ALL.split_at(6).0;
 
 impl SessionStatus {
-    pub const ALL: [SessionStatus; 10] = ALL;
+    pub const ALL: [SessionStatus; 11] = ALL;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,11 +62,15 @@ impl SessionStatus {
             S::Failed => "failed",
             S::Escalated => "escalated",
             S::Skipped => "skipped",
+            S::Observed => "observed",
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, S::Healed | S::Failed | S::Escalated | S::Skipped)
+        matches!(
+            self,
+            S::Healed | S::Failed | S::Escalated | S::Skipped | S::Observed
+        )
     }
 }
 
@@ -93,6 +100,8 @@ pub enum Event {
     Skip,
     /// The diagnosis hands the failure to a person.
     EscalatePlan,
+    /// Observe mode: the plan is recorded as what would have happened, and nothing acts.
+    Observe,
     /// Enough people approved the plan.
     Approve,
     /// A person rejected the plan.
@@ -140,6 +149,7 @@ const RULES: &[Rule] = &[
     rule(Event::AskApproval, &[S::Analyzing], S::AwaitingApproval),
     rule(Event::Skip, &[S::Analyzing], S::Skipped),
     rule(Event::EscalatePlan, &[S::Analyzing], S::Escalated),
+    rule(Event::Observe, &[S::Analyzing], S::Observed),
     rule(Event::Approve, &[S::AwaitingApproval], S::Planned),
     rule(Event::Reject, &[S::AwaitingApproval], S::Escalated),
     rule(Event::Lapse, &[S::AwaitingApproval], S::Escalated),

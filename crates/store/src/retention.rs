@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 
-const CLOSED: &str = "('healed', 'failed', 'escalated', 'skipped')";
+const CLOSED: &str = "('healed', 'failed', 'escalated', 'skipped', 'observed')";
 const BATCH: i64 = 200;
 
 /// Which sessions to purge; both conditions apply when both are given.

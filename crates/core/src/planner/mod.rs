@@ -7,9 +7,11 @@
 
 mod after;
 mod call;
+mod observe;
 mod plan;
 
 pub use call::{Budget, Call, Count, Inputs, Traits};
+pub use observe::Mode;
 pub use plan::choose;
 
 use crate::event::FailureEvent;
@@ -109,6 +111,9 @@ pub struct Known {
     /// Heal attempts made for the run when the plan was made.
     #[serde(default)]
     pub attempts_done: u32,
+    /// The repository's effective mode: in observe mode a plan is recorded, never acted on.
+    #[serde(default, skip_serializing_if = "Mode::is_act")]
+    pub mode: Mode,
 }
 
 /// Everything a decision depends on.
@@ -163,6 +168,9 @@ pub enum Step {
 /// (a stale job, a session another worker moved on): nothing is to be done.
 pub fn decide(f: &Facts) -> Result<Next, Illegal> {
     let (event, step, reason) = match &f.happened {
+        Happened::Diagnosed(jobs) if f.known.mode == Mode::Observe => {
+            observe::observed(plan::diagnosed(f, jobs))
+        }
         Happened::Diagnosed(jobs) => plan::diagnosed(f, jobs),
         Happened::DiagnosedEarly(job) => plan::early(f, job),
         Happened::Due(budget) => call::due(f, budget),
@@ -194,7 +202,7 @@ pub fn decide(f: &Facts) -> Result<Next, Illegal> {
 }
 
 /// The plan the worker would store for a session recorded with `jobs`, `event` and the facts
-/// `known`, under `policy`: planned from the diagnoses, then, when it acts and the budget was
+/// `known`, under `policy`, in act mode: planned from the diagnoses, then, when it acts and the budget was
 /// recorded when its call was due, checked against that budget. What the backtest replays.
 pub fn replay(
     jobs: &[JobDiagnosis],
@@ -209,8 +217,10 @@ pub fn replay(
         policy,
         attempts_done: known.attempts_done,
         plan: None,
+        // An observed session's plan is the one act mode would have carried out.
         known: Known {
             budget: None,
+            mode: Mode::Act,
             ..known.clone()
         },
     };

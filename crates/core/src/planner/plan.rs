@@ -65,7 +65,9 @@ pub(super) fn early(f: &Facts, job: &JobDiagnosis) -> Decided {
     let whole = plan(std::slice::from_ref(job), f);
     let plain_retry = whole.as_ref().is_some_and(|s| {
         let p = &s.plan;
-        job.diagnosis.transient
+        // Observe mode records one decision per run, made over all its failed jobs.
+        f.known.mode.is_act()
+            && job.diagnosis.transient
             && p.decision == Decision::Act
             && p.strategy == crate::Strategy::Retry
             && p.steps.iter().all(|s| s.kind != StepKind::Fix)

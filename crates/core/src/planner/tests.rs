@@ -448,3 +448,79 @@ fn a_plan_runs_once_enough_people_approved() {
         (S::Planned, Step::Execute(None))
     );
 }
+
+fn observing() -> Known {
+    Known {
+        mode: Mode::Observe,
+        ..known()
+    }
+}
+
+#[test]
+fn observe_mode_closes_with_what_act_mode_would_have_done() {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let transient = [
+        job("test-a", diag(Category::Network, 0.9)),
+        job("test-b", diag(Category::Network, 0.8)),
+    ];
+    let mut f = facts(S::Analyzing, Happened::Diagnosed(&transient), &p, &ev);
+    let acting = decide(&f).unwrap();
+    assert_eq!(acting.status, S::Planned);
+    f.known = observing();
+    let next = decide(&f).unwrap();
+    assert_eq!((next.event, next.status), (Event::Observe, S::Observed));
+    assert_eq!(next.reason, "would re-run jobs test-a, test-b after 30 s");
+    // The plan is stored as act mode made it: the backtest and the readiness read it.
+    let (Step::Close(Some(stored)), Step::Plan(act)) = (&next.step, &acting.step) else {
+        panic!("{next:?}")
+    };
+    assert_eq!(stored.plan, act.plan);
+    assert_eq!(stored.facts.as_ref().unwrap().mode, Mode::Observe);
+
+    let genuine = [job("build", diag(Category::CompilationError, 0.9))];
+    f.happened = Happened::Diagnosed(&genuine);
+    let next = decide(&f).unwrap();
+    assert_eq!(next.status, S::Observed);
+    assert!(
+        next.reason.starts_with("would escalate: "),
+        "{}",
+        next.reason
+    );
+
+    f.happened = Happened::Diagnosed(&[]);
+    let next = decide(&f).unwrap();
+    assert_eq!(
+        (next.status, next.step.clone()),
+        (S::Observed, Step::Close(None))
+    );
+    assert_eq!(
+        next.reason,
+        "would escalate: no failed job or log found for this run attempt"
+    );
+
+    let cancelled = [job("build", diag(Category::Cancelled, 1.0))];
+    f.happened = Happened::Diagnosed(&cancelled);
+    assert_eq!(decide(&f).unwrap().status, S::Skipped);
+}
+
+#[test]
+fn observe_mode_records_an_approval_and_never_retries_a_job_early() {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let jobs = [job("fetch", diag(Category::Network, 0.9))];
+    let mut f = facts(S::Analyzing, Happened::Diagnosed(&jobs), &p, &ev);
+    f.known = Known {
+        fixes: vec![fix(Risk::High, None)],
+        ..observing()
+    };
+    let next = decide(&f).unwrap();
+    assert_eq!(next.status, S::Observed);
+    assert!(
+        next.reason.starts_with("would ask for approval: "),
+        "{}",
+        next.reason
+    );
+    f.known = observing();
+    f.happened = Happened::DiagnosedEarly(&jobs[0]);
+    let next = decide(&f).unwrap();
+    assert_eq!((next.status, next.step), (S::Analyzing, Step::WaitForRun));
+}

@@ -1,0 +1,166 @@
+//! Decisions and their outcomes on SQLite and on a fresh PostgreSQL database: the first
+//! decision and the first deciding re-run stand, rows group per repository, and the mode set
+//! through the API is kept per repository.
+
+#[macro_use]
+mod common;
+
+use pipeguard_core::planner::Mode;
+use pipeguard_core::readiness::{readiness, Outcome};
+use pipeguard_store::{AuditQuery, DecisionRecord, Store};
+
+fn decision(id: &str, repo: &str, would_retry: bool, failed_at: i64) -> DecisionRecord {
+    DecisionRecord {
+        session_id: id.into(),
+        repository: repo.into(),
+        platform: "github".into(),
+        mode: Mode::Observe,
+        would_retry,
+        failed_at,
+    }
+}
+
+async fn outcomes_are_recorded_once_and_grouped_per_repository(store: Store) {
+    store
+        .put_decision(&decision("s1", "o/a", true, 1_000))
+        .await
+        .unwrap();
+    // A later decision on the same session does not replace the first.
+    store
+        .put_decision(&decision("s1", "o/a", false, 9_000))
+        .await
+        .unwrap();
+    store
+        .put_decision(&decision("s2", "o/a", false, 2_000))
+        .await
+        .unwrap();
+    store
+        .put_decision(&decision("s3", "o/a", false, 3_000))
+        .await
+        .unwrap();
+    store
+        .put_decision(&decision("s4", "o/b", true, 4_000))
+        .await
+        .unwrap();
+
+    let confirmed = store
+        .record_outcome("s1", true, Some(601_000))
+        .await
+        .unwrap();
+    assert_eq!(confirmed.unwrap().outcome, Some(Outcome::Confirmed));
+    // The first deciding re-run stands.
+    assert_eq!(
+        store
+            .record_outcome("s1", false, Some(900_000))
+            .await
+            .unwrap(),
+        None
+    );
+    // A withheld failure that fails again proves nothing, but a later green re-run does.
+    assert_eq!(
+        store
+            .record_outcome("s2", false, Some(62_000))
+            .await
+            .unwrap(),
+        None
+    );
+    let missed = store
+        .record_outcome("s2", true, Some(99_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (missed.outcome, missed.rerun_at),
+        (Some(Outcome::Missed), Some(62_000))
+    );
+    // Pipeguard's own re-run (act mode) carries no person's re-run time.
+    let own = store
+        .record_outcome("s4", false, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (own.outcome, own.rerun_at),
+        (Some(Outcome::Contradicted), None)
+    );
+    assert_eq!(
+        store.record_outcome("nope", true, None).await.unwrap(),
+        None
+    );
+
+    let all = store.readiness_rows(None).await.unwrap();
+    let names: Vec<(&str, usize)> = all
+        .iter()
+        .map(|g| (g.repository.as_str(), g.rows.len()))
+        .collect();
+    assert_eq!(names, [("o/a", 3), ("o/b", 1)]);
+    let a = &store.readiness_rows(Some("o/a")).await.unwrap()[0];
+    assert_eq!(a.rows[0].record, decision("s1", "o/a", true, 1_000));
+    let decided: Vec<_> = a.rows.iter().map(|r| r.decided()).collect();
+    let r = readiness(&decided);
+    assert_eq!(
+        (
+            r.would_retry,
+            r.confirmed,
+            r.withheld,
+            r.missed,
+            r.precision,
+            r.median_minutes_to_rerun
+        ),
+        (1, 1, 2, 1, Some(1.0), Some(10.0))
+    );
+    assert!(store
+        .readiness_rows(Some("o/none"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn the_mode_set_last_stands_per_repository(store: Store) {
+    assert_eq!(store.mode("o/a").await.unwrap(), None);
+    assert_eq!(
+        store.set_mode("o/a", Mode::Observe, "alice").await.unwrap(),
+        None
+    );
+    store.set_mode("o/b", Mode::Observe, "alice").await.unwrap();
+    assert_eq!(
+        store.set_mode("o/a", Mode::Act, "bob").await.unwrap(),
+        Some(Mode::Observe)
+    );
+    let q = AuditQuery {
+        action: Some("mode.set".into()),
+        target: Some("o/a".into()),
+        ..Default::default()
+    };
+    let trail = store.audit_entries(&q).await.unwrap();
+    let seen: Vec<(&str, serde_json::Value)> = trail
+        .iter()
+        .map(|e| (e.actor.as_str(), e.detail.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "bob",
+                serde_json::json!({"mode": "act", "before": "observe"})
+            ),
+            (
+                "alice",
+                serde_json::json!({"mode": "observe", "before": null})
+            ),
+        ]
+    );
+    assert_eq!(store.mode("o/a").await.unwrap(), Some(Mode::Act));
+    assert_eq!(
+        store.modes().await.unwrap(),
+        [
+            ("o/a".to_string(), Mode::Act),
+            ("o/b".to_string(), Mode::Observe)
+        ]
+    );
+}
+
+on_both_backends!(
+    outcomes_are_recorded_once_and_grouped_per_repository,
+    the_mode_set_last_stands_per_repository
+);
