@@ -19,7 +19,6 @@ pub static API_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// must not exhaust memory.
 pub const LOG_TAIL_BYTES: usize = 32 * 1024 * 1024;
 
-
 /// RFC 3986 unreserved characters stay; everything else in a path segment or query value is
 /// percent-encoded, so a name can never add a segment, a query or a fragment.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

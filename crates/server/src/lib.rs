@@ -9,6 +9,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod flaky;
+pub mod import;
 pub mod learned;
 pub mod metrics;
 pub mod notify;

@@ -28,7 +28,11 @@ fn reader(sim: &GithubSim) -> github::GithubClient {
 fn network_then(green: bool) -> RunSpec {
     let log = logs::sample("network").unwrap().log;
     let test = JobSpec::new("test").needs(&["build"]).fails(log);
-    let test = if green { test.passes() } else { test.fails(log) };
+    let test = if green {
+        test.passes()
+    } else {
+        test.fails(log)
+    };
     RunSpec::new("octo/app", "ci.yml")
         .job(JobSpec::new("build"))
         .job(test)
@@ -79,7 +83,10 @@ async fn past_runs_list_in_pages_and_a_rerun_tells_its_outcome() {
     assert!(log.contains("Connection reset by peer"), "{log}");
     // The second attempt re-ran `test` and `deploy` (it needs `test`); `build` kept its result.
     let jobs = sim.attempt_jobs(healed, 2).await;
-    let again: Vec<(&str, u32)> = jobs.iter().map(|j| (j.name.as_str(), j.run_attempt)).collect();
+    let again: Vec<(&str, u32)> = jobs
+        .iter()
+        .map(|j| (j.name.as_str(), j.run_attempt))
+        .collect();
     assert_eq!(again, [("build", 1), ("test", 2), ("deploy", 2)]);
 
     // Compared with the attempt right after the first failure, not the last one.
@@ -95,7 +102,11 @@ async fn the_rate_limit_says_when_it_resets_and_the_calls_per_run_are_counted() 
     let mut runs = Vec::new();
     for i in 0..3u32 {
         let gap = [Duration::from_secs(60)];
-        runs.push(sim.add_past_run(network_then(true), HOUR * (i + 1), &gap).await.unwrap());
+        runs.push(
+            sim.add_past_run(network_then(true), HOUR * (i + 1), &gap)
+                .await
+                .unwrap(),
+        );
     }
     let r = reader(&sim);
     let page = r.page("octo/app", since(30), 1).await.unwrap();
@@ -108,13 +119,19 @@ async fn the_rate_limit_says_when_it_resets_and_the_calls_per_run_are_counted() 
         .map(|q| q.path().to_string())
         .collect();
     let run = runs[0];
-    let log = format!("/repos/octo/app/actions/jobs/{}/logs", sim.attempt_jobs(run, 1).await[1].id);
+    let log = format!(
+        "/repos/octo/app/actions/jobs/{}/logs",
+        sim.attempt_jobs(run, 1).await[1].id
+    );
     assert_eq!(
         calls,
         [
             format!("/repos/octo/app/actions/runs/{run}/attempts/1/jobs"),
             log,
-            format!("/_blobs/github/jobs/{}/log", sim.attempt_jobs(run, 1).await[1].id),
+            format!(
+                "/_blobs/github/jobs/{}/log",
+                sim.attempt_jobs(run, 1).await[1].id
+            ),
             format!("/repos/octo/app/actions/runs/{run}/attempts/2/jobs"),
         ]
     );

@@ -149,7 +149,10 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                     "workflow_run concluded {conclusion:?}"
                 )));
             }
-            Ok(Parsed::Failure(Box::new(run_event(p.repository.full_name, r))))
+            Ok(Parsed::Failure(Box::new(run_event(
+                p.repository.full_name,
+                r,
+            ))))
         }
         "workflow_job" => {
             let p: JobPayload = typed(event, body)?;

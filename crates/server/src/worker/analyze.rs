@@ -4,7 +4,7 @@
 use super::{ci_for, facts, load, requeue, JobError};
 use crate::Shared;
 use pipeguard_core::event::{FailedJob, FailureEvent};
-use pipeguard_core::heal::{self, JobDiagnosis, Knowledge};
+use pipeguard_core::heal::{self, JobDiagnosis, Knowledge, StoredPlan};
 use pipeguard_core::lifecycle::Event;
 use pipeguard_core::planner::{self, Happened, Known, ModelVerdict, Next, Step};
 use pipeguard_core::policy::{Capabilities, Decision, Strategy};
@@ -172,7 +172,7 @@ fn run_poll(st: &Shared) -> Duration {
 
 /// What people taught (verdicts, quarantine, flaky history) applied to each diagnosis. Errors
 /// leave the diagnoses as the knowledge base made them: learning must never stop healing.
-async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
+pub(super) async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
     let min_confidence = st.policy.min_confidence;
     let classifier = if jobs
         .iter()
@@ -206,7 +206,7 @@ async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
 /// Everything the plan depends on besides the diagnoses: what the platform and the
 /// configuration allow, what outcomes taught about the failure to heal, the configured fixes
 /// and the model's verdict.
-async fn gather(
+pub(super) async fn gather(
     st: &Shared,
     s: &SessionRecord,
     ci: Option<&dyn Ci>,
@@ -283,9 +283,40 @@ async fn persist(
     explained: Option<&super::explain::Consulted>,
     marks: &super::baseline::Marks,
 ) -> Result<(), JobError> {
-    let Step::Plan(stored) = next.step else {
+    let Step::Plan(stored) = &next.step else {
         return escalate_unknown(st, s, &next.reason).await;
     };
+    let plan = &stored.plan;
+    let delay = plan
+        .steps
+        .iter()
+        .map(|x| x.delay_seconds)
+        .max()
+        .unwrap_or(0);
+    let update = planned_update(s, jobs, stored, &next, explained, marks);
+    let diag = update.category.clone().unwrap_or_default();
+    let t = Transition::new(next.event, &next.reason);
+    let moved = st.store.update_session(&s.id, t, update).await?;
+    tracing::info!(category = %diag, decision = ?plan.decision, reason = ?plan.reason, "planned");
+    crate::flaky::record_outcome(st, &s.id).await;
+    if moved && next.status == S::Planned {
+        let at = now_ms() + delay as i64 * 1000;
+        let task = Task::Execute { approved: false };
+        st.store.enqueue(&s.id, &task, at).await?;
+    }
+    Ok(())
+}
+
+/// What the session stores once planned: the diagnoses, the plan and its reason (for an
+/// observed session, what would have happened).
+pub(super) fn planned_update(
+    s: &SessionRecord,
+    jobs: &[JobDiagnosis],
+    stored: &StoredPlan,
+    next: &Next,
+    explained: Option<&super::explain::Consulted>,
+    marks: &super::baseline::Marks,
+) -> SessionUpdate {
     let diag = &planner::choose(jobs)
         .expect("a run with a plan has a diagnosis")
         .run;
@@ -294,13 +325,7 @@ async fn persist(
     diagnosis_json["jobs"] = json!(jobs);
     super::explain::attach(&mut diagnosis_json, explained);
     super::baseline::attach(&mut diagnosis_json, marks);
-    let delay = plan
-        .steps
-        .iter()
-        .map(|x| x.delay_seconds)
-        .max()
-        .unwrap_or(0);
-    let update = SessionUpdate {
+    SessionUpdate {
         category: Some(diag.category.to_string()),
         confidence: Some(diag.confidence),
         fingerprint: Some(diag.fingerprint.clone()),
@@ -310,7 +335,10 @@ async fn persist(
             .then(|| plan.strategy.as_str().to_string()),
         transient: Some(diag.transient),
         diagnosis: Some(diagnosis_json),
-        reason: Some(plan.reason.clone()),
+        reason: Some(match next.status {
+            S::Observed => next.reason.clone(),
+            _ => plan.reason.clone(),
+        }),
         finished_at: next.status.is_terminal().then(now_ms),
         plan: Some(stored.clone()),
         audit: Some(pipeguard_store::AuditEntry::new(
@@ -322,27 +350,22 @@ async fn persist(
                    "strategy": plan.strategy, "reason": plan.reason}),
         )),
         ..Default::default()
-    };
-    let t = Transition::new(next.event, &next.reason);
-    let moved = st.store.update_session(&s.id, t, update).await?;
-    tracing::info!(category = %diag.category, decision = ?plan.decision, reason = ?plan.reason, "planned");
-    crate::flaky::record_outcome(st, &s.id).await;
-    if moved && next.status == S::Planned {
-        let at = now_ms() + delay as i64 * 1000;
-        let task = Task::Execute { approved: false };
-        st.store.enqueue(&s.id, &task, at).await?;
     }
-    Ok(())
 }
 
-/// No failed job or log: a person must look.
-async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
-    let update = SessionUpdate {
+/// What a session with no failed job or log stores: a person must look.
+pub(super) fn unknown_update(reason: &str) -> SessionUpdate {
+    SessionUpdate {
         reason: Some(reason.to_string()),
         category: Some(Category::Unknown.to_string()),
         finished_at: Some(now_ms()),
         ..Default::default()
-    };
+    }
+}
+
+/// No failed job or log: a person must look.
+async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
+    let update = unknown_update(reason);
     let t = Transition::new(Event::EscalatePlan, reason);
     st.store.update_session(&s.id, t, update).await?;
     Ok(())

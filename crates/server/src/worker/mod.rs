@@ -9,6 +9,7 @@ mod explain;
 mod fixes;
 mod notify;
 mod outcome;
+pub mod past;
 
 use crate::Shared;
 use pipeguard_core::event::Platform;

@@ -126,7 +126,9 @@ impl Sim<GithubState> {
     ) -> Result<u64, SpecError> {
         spec.validate()?;
         let created_at = OffsetDateTime::now_utc() - ago;
-        let made = self.update(|st| st.past_run(spec, created_at, reruns)).await;
+        let made = self
+            .update(|st| st.past_run(spec, created_at, reruns))
+            .await;
         Ok(made.expect("a past run within GitHub's re-run window can be re-run"))
     }
 

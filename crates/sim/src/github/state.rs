@@ -450,13 +450,23 @@ impl GithubState {
         end
     }
 
-    fn play_job(&mut self, id: u64, script: usize, from: OffsetDateTime, skip: bool) -> OffsetDateTime {
+    fn play_job(
+        &mut self,
+        id: u64,
+        script: usize,
+        from: OffsetDateTime,
+        skip: bool,
+    ) -> OffsetDateTime {
         let name = self.jobs[&id].name.clone();
         let s = &mut self.scripts[script];
         let (outcome, took) = if skip {
             (None, Duration::ZERO)
         } else {
-            let took = s.spec.job_spec(&name).map(|j| j.duration).unwrap_or_default();
+            let took = s
+                .spec
+                .job_spec(&name)
+                .map(|j| j.duration)
+                .unwrap_or_default();
             (Some(s.next_outcome(&name)), took)
         };
         let job = self.jobs.get_mut(&id).expect("listed job");
