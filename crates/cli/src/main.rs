@@ -60,6 +60,8 @@ enum Command {
     RetryDead(cmd::retry_dead::CmdArgs),
     /// Create, list and revoke API tokens.
     Token(cmd::token::CmdArgs),
+    /// Switch a repository between observe and act: `mode set --repository R act|observe`.
+    Mode(cmd::mode::CmdArgs),
     /// Check the audit trail: `audit verify` names the first edited or deleted entry.
     Audit(cmd::audit::CmdArgs),
     /// Re-encrypt stored payloads, logs and evidence with a new key.
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(a),
         Command::RetryDead(a) => cmd::retry_dead::run(a),
         Command::Token(a) => cmd::token::run(a),
+        Command::Mode(a) => cmd::mode::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::RotateKey(a) => cmd::rotate_key::run(a),
         Command::Purge(a) => cmd::purge::run(a),

@@ -79,6 +79,8 @@ fn the_example_configuration_is_inits_output_for_every_platform_and_parses() {
     let cfg = pipeguard_server::config::Config::from_toml(&committed).unwrap();
     assert_eq!(cfg.healing.max_attempts, 2);
     assert_eq!(cfg.approvals.required, 1);
+    // A new installation observes first; `pipeguard mode set` switches repositories to act.
+    assert_eq!(cfg.healing.mode, pipeguard_core::planner::Mode::Observe);
 }
 
 #[test]

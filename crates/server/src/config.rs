@@ -208,6 +208,8 @@ pub struct HealingSection {
     pub budget_per_repository_per_hour: u32,
     /// Re-runs per hour over all repositories (0 = no limit).
     pub budget_per_hour: u32,
+    /// `act` heals; `observe` records what it would have done and touches nothing.
+    pub mode: pipeguard_core::planner::Mode,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +271,7 @@ impl Default for HealingSection {
             min_confidence: p.min_confidence,
             budget_per_repository_per_hour: 30,
             budget_per_hour: 300,
+            mode: Default::default(),
         }
     }
 }
@@ -420,6 +423,14 @@ impl Config {
         self.platforms
             .apply_env(&|k| get(k))
             .map_err(anyhow::Error::msg)?;
+        if let Some(v) = nonempty("PIPEGUARD_HEALING_MODE") {
+            self.healing.mode =
+                pipeguard_core::planner::Mode::parse(v.trim()).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "PIPEGUARD_HEALING_MODE={v:?} is not a mode: use act or observe"
+                    )
+                })?;
+        }
         if let Some(v) = nonempty("PIPEGUARD_HEALING_BACKOFF_SECONDS") {
             self.healing.backoff_seconds = num("PIPEGUARD_HEALING_BACKOFF_SECONDS", v)?;
         }
@@ -544,6 +555,32 @@ fn config_keys() -> &'static [&'static str] {
 mod tests {
     use super::*;
     use pipeguard_core::event::Platform;
+
+    #[test]
+    fn the_healing_mode_is_act_unless_the_file_or_the_environment_says_observe() {
+        use pipeguard_core::planner::Mode;
+        assert_eq!(Config::default().healing.mode, Mode::Act);
+        let text = "[healing]\nmode = \"observe\"\n[[repos]]\nplatform = \"github\"\nname = \"o/r\"\nmode = \"act\"\n";
+        let mut cfg = Config::from_toml(text).unwrap();
+        assert_eq!(cfg.healing.mode, Mode::Observe);
+        assert_eq!(cfg.repos[0].mode, Some(Mode::Act));
+        cfg.apply_env(|k| (k == "PIPEGUARD_HEALING_MODE").then(|| "act".into()))
+            .unwrap();
+        assert_eq!(cfg.healing.mode, Mode::Act);
+        let e = cfg
+            .apply_env(|k| (k == "PIPEGUARD_HEALING_MODE").then(|| "watch".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PIPEGUARD_HEALING_MODE=\"watch\"") && e.contains("act or observe"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[healing]\nmode = \"watch\"\n").unwrap_err()
+        );
+        assert!(e.contains("watch") && e.contains("observe"), "{e}");
+    }
 
     #[test]
     fn environment_overrides_file_values() {

@@ -4,7 +4,7 @@
 
 use crate::Shared;
 use pipeguard_core::event::Platform;
-use pipeguard_core::readiness::{readiness as figures, RepositoryReadiness};
+use pipeguard_core::readiness::RepositoryReadiness;
 use pipeguard_store::StoreError;
 
 pub use crate::worker::past::{observe_past, Imported};
@@ -26,18 +26,15 @@ pub async fn readiness(
     platform: Platform,
     repository: &str,
 ) -> Result<RepositoryReadiness, StoreError> {
-    let rows = st.store.readiness_rows(Some(repository)).await?;
-    let mine = rows.iter().find(|g| g.platform == platform.as_str());
-    let decided: Vec<_> = mine
-        .map(|g| g.rows.iter().map(|r| r.decided()).collect())
-        .unwrap_or_default();
+    let rows = crate::routes::readiness::report(st, Some(repository)).await?;
+    if let Some(row) = rows.into_iter().find(|r| r.platform == platform.as_str()) {
+        return Ok(row);
+    }
     Ok(RepositoryReadiness {
         repository: repository.to_string(),
         platform: platform.as_str().to_string(),
-        mode: st.store.mode(repository).await?.unwrap_or_default(),
-        figures: figures(&decided),
-        since: mine
-            .and_then(|g| g.rows.first())
-            .map(|r| r.record.failed_at),
+        mode: st.mode_for(platform, repository).await?,
+        figures: Default::default(),
+        since: None,
     })
 }

@@ -36,6 +36,12 @@ struct SessionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    repository_mode: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
     agreed: String,
 }
@@ -126,6 +132,20 @@ pub async fn metrics(
         "pipeguard_sessions",
         "Healing sessions by platform, diagnosed category and current outcome",
         sessions,
+    );
+    let decisions = Family::<DecisionLabels, Counter>::default();
+    for (mode, outcome, n) in st.store.decision_counts().await? {
+        decisions
+            .get_or_create(&DecisionLabels {
+                repository_mode: mode.to_string(),
+                outcome: outcome.as_str().to_string(),
+            })
+            .inc_by(n as u64);
+    }
+    reg.register(
+        "pipeguard_decisions",
+        "Decisions a later re-run measured, by the repository's mode when deciding and the outcome",
+        decisions,
     );
     let ttg = Histogram::new(TTG_BUCKETS);
     for ms in st.store.times_to_green(100_000).await? {

@@ -8,6 +8,7 @@ use crate::tenants::{self, RepoConfig};
 use crate::{metrics, notify};
 use anyhow::{Context, Result};
 use pipeguard_core::event::Platform;
+use pipeguard_core::planner::Mode;
 use pipeguard_core::{Analyzer, Policy};
 use pipeguard_platforms::api::HttpOptions;
 use pipeguard_platforms::settings::Section;
@@ -164,6 +165,26 @@ impl AppState {
             Some((i, _)) => &self.tenants[i].policy,
             None => &self.policy,
         }
+    }
+
+    /// The configuration file's mode for a repository: its `[[repos]] mode`, else
+    /// `[healing] mode`.
+    pub fn configured_mode(&self, platform: Platform, repository: &str) -> Mode {
+        self.repo(platform, repository)
+            .and_then(|(_, r)| r.mode)
+            .unwrap_or(self.config.healing.mode)
+    }
+
+    /// The repository's effective mode: the one set through the API overrides the file's.
+    pub async fn mode_for(
+        &self,
+        platform: Platform,
+        repository: &str,
+    ) -> Result<Mode, pipeguard_store::StoreError> {
+        Ok(match self.store.mode(repository).await? {
+            Some(m) => m,
+            None => self.configured_mode(platform, repository),
+        })
     }
 
     /// The platform client that acts for a repository: its own credentials when it has some.

@@ -26,6 +26,8 @@ pub struct RepoConfig {
     /// Replaces the platform's webhook secret for deliveries about this repository.
     pub webhook_secret: Option<String>,
     pub healing: PolicyOverrides,
+    /// Replaces `[healing] mode` for this repository (the mode set through the API wins).
+    pub mode: Option<pipeguard_core::planner::Mode>,
     /// How to re-run on a bigger runner.
     pub scale: Option<Trigger>,
     pub cache: CacheConfig,

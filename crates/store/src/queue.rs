@@ -37,7 +37,19 @@ pub enum Task {
     /// Tell one configured channel about the session's status.
     Notify { channel: usize, status: String },
     /// A run handed to people passed on a later attempt of the same commit.
-    PassedLater { attempt: i64 },
+    PassedLater {
+        attempt: i64,
+        #[serde(default)]
+        finished_at_ms: Option<i64>,
+    },
+    /// A person re-ran a run pipeguard only observed: what the attempt says about the
+    /// decision. `at_ms` is when the re-run started (else ended) as the delivery says.
+    Rerun {
+        attempt: i64,
+        success: bool,
+        #[serde(default)]
+        at_ms: Option<i64>,
+    },
 }
 
 impl Task {
@@ -49,6 +61,7 @@ impl Task {
             Task::Verify => "verify",
             Task::Notify { .. } => "notify",
             Task::PassedLater { .. } => "passed_later",
+            Task::Rerun { .. } => "rerun",
         }
     }
 

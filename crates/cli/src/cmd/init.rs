@@ -38,6 +38,10 @@ database_url = "sqlite://pipeguard.db"
 
 const TAIL: &str = r#"
 [healing]
+# "observe" plans every failure and records what it would have done (dashboard: Readiness)
+# without touching a pipeline; "act" re-runs. Start observing, then switch each repository
+# once its readiness earns it: `pipeguard mode set --repository R act` (or [[repos]] mode).
+mode = "observe"
 # Seconds before a re-run: a registry or network blip has time to pass.
 backoff_seconds = 30
 # Heal attempts per failed run before a human gets it.
@@ -71,6 +75,7 @@ expire_hours = 24
 # [[repos]]
 # platform = "github"
 # name = "octo/app"
+# mode = "act"
 # [repos.scale]
 # workflow = "ci.yml"
 # inputs = { runner = "ubuntu-latest-16-cores" }

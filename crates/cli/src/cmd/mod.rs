@@ -15,6 +15,7 @@ pub mod flaky;
 pub mod hosts;
 pub mod import;
 pub mod init;
+pub mod mode;
 pub mod progress;
 pub mod purge;
 pub mod report;

@@ -33,3 +33,52 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `pipeguard serve` on a free port with a SQLite database in `dir`; killed when dropped.
+pub struct Served {
+    child: std::process::Child,
+    pub base: String,
+    pub db: String,
+}
+
+impl Served {
+    pub fn start(dir: &Path) -> Served {
+        let port = free_port();
+        let db = format!("sqlite://{}", dir.join("p.db").display());
+        let child = bin(dir)
+            .arg("serve")
+            .env("PIPEGUARD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PIPEGUARD_DATABASE_URL", &db)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Served { child, base, db };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the server did not start");
+    }
+
+    /// A token with `role`, made by `pipeguard token create` on the server's database.
+    pub fn token(&self, dir: &Path, role: &str) -> String {
+        let o = bin(dir)
+            .args(["token", "create", "--role", role, "--name", role])
+            .env("PIPEGUARD_DATABASE_URL", &self.db)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

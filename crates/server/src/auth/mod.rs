@@ -85,6 +85,8 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/approvals", Role::Viewer),
     ("GET", "/api/v1/dead-letters", Role::Viewer),
     ("GET", "/api/v1/whoami", Role::Viewer),
+    ("GET", "/api/v1/readiness", Role::Viewer),
+    ("GET", "/api/v1/readiness/cases", Role::Viewer),
     ("GET", "/pipeline/status", Role::Viewer),
     ("GET", "/pipeline/healing/history", Role::Viewer),
     // Computes a diagnosis and plan for a message; acts on nothing.
@@ -101,6 +103,8 @@ const ROUTES: &[(&str, &str, Role)] = &[
     ("GET", "/api/v1/tokens", Role::Admin),
     ("POST", "/api/v1/tokens", Role::Admin),
     ("DELETE", "/api/v1/tokens/{name}", Role::Admin),
+    // Lets pipeguard act on a repository (or stops it): audited.
+    ("POST", "/api/v1/mode", Role::Admin),
     ("POST", "/pipeline/webhook", Role::Ingest),
 ];
 

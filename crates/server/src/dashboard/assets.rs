@@ -44,6 +44,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("approvals.js", JS),
     asset!("flaky.js", JS),
     asset!("insights.js", JS),
+    asset!("readiness.js", JS),
 ];
 
 pub fn page() -> &'static Asset {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod explain;
 pub mod learning;
 pub mod openapi;
+pub mod readiness;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
@@ -56,6 +57,9 @@ fn api(st: &Shared) -> Router<Shared> {
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/v1/whoami", get(tokens::whoami))
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/readiness", get(readiness::readiness))
+        .route("/api/v1/readiness/cases", get(readiness::cases))
+        .route("/api/v1/mode", post(readiness::set_mode))
         .route_layer(from_fn_with_state(st.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes))
 }
@@ -215,6 +219,9 @@ mod tests {
             ("DELETE", "/api/v1/tokens/{name}"),
             ("GET", "/api/v1/whoami"),
             ("GET", "/api/v1/audit"),
+            ("GET", "/api/v1/readiness"),
+            ("GET", "/api/v1/readiness/cases"),
+            ("POST", "/api/v1/mode"),
         ];
         let table: Vec<_> = super::auth::table().collect();
         for r in routes {

@@ -6,7 +6,8 @@
 use crate::dashboard;
 use crate::metrics;
 use crate::routes::{
-    approvals, audit, dead_letters, events, explain, learning, sessions, status, tokens, webhooks,
+    approvals, audit, dead_letters, events, explain, learning, readiness, sessions, status, tokens,
+    webhooks,
 };
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -58,6 +59,9 @@ use utoipa::{Modify, OpenApi};
         tokens::revoke,
         tokens::whoami,
         audit::list,
+        readiness::readiness,
+        readiness::cases,
+        readiness::set_mode,
     ),
     components(schemas(schema::ErrorBody)),
     modifiers(&Finish),
@@ -198,6 +202,73 @@ pub mod schema {
 
     #[derive(ToSchema, Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct ReadinessList {
+        pub repositories: Vec<Readiness>,
+    }
+
+    /// How often pipeguard's decisions on one repository would have been right.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Readiness {
+        pub repository: String,
+        pub platform: String,
+        /// The effective mode now: `act` or `observe`.
+        pub mode: String,
+        /// Failures it would have re-run (or did, in act mode).
+        pub would_retry: i64,
+        /// Of those, re-run afterwards and green.
+        pub confirmed: i64,
+        /// Of those, re-run afterwards and failed again.
+        pub contradicted: i64,
+        /// Failures it would not have re-run.
+        pub withheld: i64,
+        /// Of those, a person's plain re-run went green.
+        pub missed: i64,
+        /// confirmed / (confirmed + contradicted); null without evidence.
+        pub precision: Option<f64>,
+        /// Median minutes from a would-be re-run's failure to a person's re-run; null when
+        /// none was re-run by a person.
+        pub median_minutes_to_rerun: Option<f64>,
+        /// The first recorded decision's failure (milliseconds since the epoch).
+        pub since: Option<i64>,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReadinessCases {
+        pub repository: String,
+        /// `act: …` or `observe: …`, with the figures behind it.
+        pub recommendation: String,
+        pub cases: Vec<ReadinessCase>,
+    }
+
+    /// One decision behind the figures.
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReadinessCase {
+        pub session_id: String,
+        pub platform: String,
+        /// The mode it was decided in.
+        pub mode: String,
+        pub would_retry: bool,
+        /// `confirmed`, `contradicted`, `missed`, or null.
+        pub outcome: Option<String>,
+        pub failed_at: i64,
+        /// When a person re-ran it; null when nobody did (or pipeguard did).
+        pub rerun_at: Option<i64>,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ModeSet {
+        pub repository: String,
+        pub mode: String,
+        /// The mode set through the API before; null when the file's applied.
+        pub before: Option<String>,
+    }
+
+    #[derive(ToSchema, Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct Health {
         /// `ok`.
         pub status: String,
@@ -227,7 +298,7 @@ pub mod schema {
     pub struct DeadLetter {
         pub job_id: i64,
         pub session_id: String,
-        /// `analyze`, `execute`, `outcome`, `verify`, `notify`, `passed_later`.
+        /// `analyze`, `execute`, `outcome`, `verify`, `notify`, `passed_later`, `rerun`.
         pub kind: String,
         pub error: Option<String>,
         pub tries: i64,
@@ -307,7 +378,7 @@ pub mod schema {
         pub head_sha: Option<String>,
         pub url: Option<String>,
         /// `received`, `analyzing`, `planned`, `awaiting_approval`, `healing`, `verifying`,
-        /// `healed`, `failed`, `escalated`…
+        /// `healed`, `failed`, `escalated`, `observed`…
         pub status: String,
         pub category: Option<String>,
         pub confidence: Option<f64>,

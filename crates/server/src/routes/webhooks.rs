@@ -292,6 +292,10 @@ pub fn answer(o: IntakeOutcome) -> Response {
             StatusCode::ACCEPTED,
             json!({"session_id": session_id, "status": "passed_later"}),
         ),
+        IntakeOutcome::Rerun { session_id } => (
+            StatusCode::ACCEPTED,
+            json!({"session_id": session_id, "status": "rerun"}),
+        ),
         IntakeOutcome::Ignored { reason } => (
             StatusCode::OK,
             json!({"status": "ignored", "reason": reason}),

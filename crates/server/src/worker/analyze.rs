@@ -213,8 +213,12 @@ pub(super) async fn gather(
     jobs: &[JobDiagnosis],
     model: Option<ModelVerdict>,
 ) -> Result<Known, JobError> {
+    let mode = st.mode_for(super::platform_of(s), &s.repository).await?;
     let Some(heal) = planner::choose(jobs).map(|c| c.heal) else {
-        return Ok(Known::default());
+        return Ok(Known {
+            mode,
+            ..Default::default()
+        });
     };
     let learned = st
         .store
@@ -236,6 +240,7 @@ pub(super) async fn gather(
         platform: ci
             .map(|ci| super::fixes::traits(st, s, ci))
             .unwrap_or_default(),
+        mode,
         ..Default::default()
     })
 }
@@ -283,8 +288,9 @@ async fn persist(
     explained: Option<&super::explain::Consulted>,
     marks: &super::baseline::Marks,
 ) -> Result<(), JobError> {
-    let Step::Plan(stored) = &next.step else {
-        return escalate_unknown(st, s, &next.reason).await;
+    let stored = match &next.step {
+        Step::Plan(stored) | Step::Close(Some(stored)) => stored,
+        _ => return escalate_unknown(st, s, &next).await,
     };
     let plan = &stored.plan;
     let delay = plan
@@ -298,6 +304,9 @@ async fn persist(
     let t = Transition::new(next.event, &next.reason);
     let moved = st.store.update_session(&s.id, t, update).await?;
     tracing::info!(category = %diag, decision = ?plan.decision, reason = ?plan.reason, "planned");
+    if moved {
+        super::decisions::record(st, s, stored).await?;
+    }
     crate::flaky::record_outcome(st, &s.id).await;
     if moved && next.status == S::Planned {
         let at = now_ms() + delay as i64 * 1000;
@@ -335,6 +344,7 @@ pub(super) fn planned_update(
             .then(|| plan.strategy.as_str().to_string()),
         transient: Some(diag.transient),
         diagnosis: Some(diagnosis_json),
+        // Observed: what would have happened is the session's reason.
         reason: Some(match next.status {
             S::Observed => next.reason.clone(),
             _ => plan.reason.clone(),
@@ -363,10 +373,12 @@ pub(super) fn unknown_update(reason: &str) -> SessionUpdate {
     }
 }
 
-/// No failed job or log: a person must look.
-async fn escalate_unknown(st: &Shared, s: &SessionRecord, reason: &str) -> Result<(), JobError> {
-    let update = unknown_update(reason);
-    let t = Transition::new(Event::EscalatePlan, reason);
-    st.store.update_session(&s.id, t, update).await?;
+/// No failed job or log: a person must look (in observe mode, would have had to).
+async fn escalate_unknown(st: &Shared, s: &SessionRecord, next: &Next) -> Result<(), JobError> {
+    let update = unknown_update(&next.reason);
+    let t = Transition::new(next.event, &next.reason);
+    if st.store.update_session(&s.id, t, update).await? {
+        super::decisions::withheld(st, s, next.status).await?;
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod analyze;
 pub mod baseline;
+mod decisions;
 mod execute;
 mod explain;
 mod fixes;
@@ -206,7 +207,15 @@ async fn dispatch(st: &Shared, job: &Job) -> Result<(), JobError> {
         }
         Task::Verify => outcome::verify(st, job).await,
         Task::Notify { channel, status } => notify::send(st, job, *channel, status).await,
-        Task::PassedLater { attempt } => outcome::passed_later(st, job, *attempt).await,
+        Task::PassedLater {
+            attempt,
+            finished_at_ms,
+        } => outcome::passed_later(st, job, *attempt, *finished_at_ms).await,
+        Task::Rerun {
+            attempt,
+            success,
+            at_ms,
+        } => decisions::rerun(st, job, *attempt, *success, *at_ms).await,
     }
 }
 

@@ -13,6 +13,10 @@ pub(super) async fn queue(st: &Shared, id: &str) -> Result<(), pipeguard_store::
     let Some(s) = st.store.get_session(id).await? else {
         return Ok(());
     };
+    // Observe mode tells people through the dashboard only.
+    if s.status == pipeguard_store::SessionStatus::Observed {
+        return Ok(());
+    }
     let status = s.status.as_str();
     let channels: Vec<usize> = (0..st.config.notify.len())
         .filter(|&i| {

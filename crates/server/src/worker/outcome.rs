@@ -5,6 +5,7 @@
 use super::{ci_for, facts, known_after, load, requeue, JobError};
 use crate::Shared;
 use pipeguard_core::event::FailureEvent;
+use pipeguard_core::lifecycle::Event;
 use pipeguard_core::planner::{self, Happened, Next, Step};
 use pipeguard_platforms::RunState;
 use pipeguard_store::{
@@ -40,6 +41,11 @@ pub(super) async fn outcome(
     let Ok(next) = planner::decide(&facts(st, &s, happened, known)) else {
         return Ok(());
     };
+    match next.event {
+        Event::Heal => super::decisions::own(st, &s.id, true).await?,
+        Event::Rediagnose | Event::GiveUp => super::decisions::own(st, &s.id, false).await?,
+        _ => {}
+    }
     // A run the heal started counts its own attempts; the session counts on from its own.
     let session_attempt = if s.event.run_id == s.run_id {
         attempt
@@ -162,11 +168,17 @@ pub(super) async fn verify(st: &Shared, job: &Job) -> Result<(), JobError> {
 
 /// A run handed to people passed on a later attempt of the same commit: by definition its
 /// failing tests are flaky, which the next failure of those tests will benefit from.
-pub(super) async fn passed_later(st: &Shared, job: &Job, attempt: i64) -> Result<(), JobError> {
+pub(super) async fn passed_later(
+    st: &Shared,
+    job: &Job,
+    attempt: i64,
+    finished_at: Option<i64>,
+) -> Result<(), JobError> {
     let s = load(st, &job.session_id).await?;
     if !matches!(s.status, S::Escalated | S::Failed) {
         return Ok(());
     }
+    super::decisions::person_passed(st, &s.id, finished_at).await?;
     crate::flaky::human_says_flaky(st, &s).await?;
     st.store
         .note(

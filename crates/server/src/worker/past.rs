@@ -10,8 +10,7 @@ use pipeguard_core::planner::{self, Happened, Mode, Step};
 use pipeguard_core::policy::Decision;
 use pipeguard_platforms::PastFailure;
 use pipeguard_store::{
-    new_session_id, now_ms, DecisionRecord, ImportedSession, SessionRecord, SessionStatus,
-    Transition,
+    new_session_id, now_ms, ImportedSession, SessionRecord, SessionStatus, Transition,
 };
 
 /// What became of a past failure.
@@ -92,14 +91,7 @@ async fn replay(st: &Shared, platform: Platform, f: PastFailure) -> Result<Impor
         Step::Close(None) => (unknown_update(&next.reason), false),
         _ => return Ok(Imported::Cancelled),
     };
-    let decision = DecisionRecord {
-        session_id: s.id.clone(),
-        repository: s.repository.clone(),
-        platform: s.platform.clone(),
-        mode: Mode::Observe,
-        would_retry,
-        failed_at: s.failed_at,
-    };
+    let decision = super::decisions::of(&s, Mode::Observe, would_retry);
     let imported = ImportedSession {
         platform,
         event: &s.event,

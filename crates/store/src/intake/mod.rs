@@ -68,6 +68,8 @@ pub enum IntakeOutcome {
     Outcome { session_id: String },
     /// A run handed to people passed on a later attempt.
     PassedLater { session_id: String },
+    /// A person re-ran a run pipeguard only observed.
+    Rerun { session_id: String },
     /// Nothing to heal.
     Ignored { reason: String },
     /// An answer stored by a version that kept HTTP bodies.
@@ -80,7 +82,8 @@ impl IntakeOutcome {
             IntakeOutcome::Created { session_id }
             | IntakeOutcome::Duplicate { session_id, .. }
             | IntakeOutcome::Outcome { session_id }
-            | IntakeOutcome::PassedLater { session_id } => Some(session_id),
+            | IntakeOutcome::PassedLater { session_id }
+            | IntakeOutcome::Rerun { session_id } => Some(session_id),
             IntakeOutcome::Recorded { body, .. } => body["session_id"].as_str(),
             IntakeOutcome::Ignored { .. } => None,
         }
@@ -99,6 +102,7 @@ enum Route<'s, 'i> {
     Duplicate(&'s Seen),
     Outcome(&'s Seen),
     PassedLater(&'s Seen),
+    Rerun(&'s Seen),
     New(&'i FailureEvent),
     Ignore,
 }
@@ -131,6 +135,11 @@ fn route<'s, 'i>(
             ) =>
         {
             Route::Outcome(s)
+        }
+        // Observe mode's evidence: a person re-ran the run pipeguard left alone. It is
+        // measured against the decision, never healed again.
+        (_, Some(s)) if s.run_id == run_id && s.status == SessionStatus::Observed => {
+            Route::Rerun(s)
         }
         // Same run, same commit: its failing tests were flaky.
         (Intake::Success { .. }, Some(s))
@@ -374,7 +383,13 @@ fn decide_intake(
             IntakeOutcome::PassedLater {
                 session_id: s.id.clone(),
             },
-            Some(Task::PassedLater { attempt }),
+            Some(passed_later(intake, attempt)),
+        ),
+        Route::Rerun(s) => (
+            IntakeOutcome::Rerun {
+                session_id: s.id.clone(),
+            },
+            Some(rerun_task(intake, attempt)),
         ),
         Route::New(ev) => {
             // Time-ordered: a new session appends to the id index instead of touching a random
@@ -425,6 +440,29 @@ fn accepted(platform: Platform, delivery_id: &str, outcome: &IntakeOutcome) -> A
             "outcome": kind,
         }),
     )
+}
+
+fn passed_later(intake: &Intake, attempt: i64) -> Task {
+    let finished_at_ms = match intake {
+        Intake::Success { finished_at_ms, .. } => *finished_at_ms,
+        Intake::Failure(ev) => ev.finished_at_ms,
+    };
+    Task::PassedLater {
+        attempt,
+        finished_at_ms,
+    }
+}
+
+fn rerun_task(intake: &Intake, attempt: i64) -> Task {
+    let (success, at_ms) = match intake {
+        Intake::Success { finished_at_ms, .. } => (true, *finished_at_ms),
+        Intake::Failure(ev) => (false, ev.started_at_ms.or(ev.finished_at_ms)),
+    };
+    Task::Rerun {
+        attempt,
+        success,
+        at_ms,
+    }
 }
 
 fn outcome_task(intake: &Intake, attempt: i64) -> Task {

@@ -8,6 +8,7 @@ import * as session from "./session.js";
 import * as approvals from "./approvals.js";
 import * as flaky from "./flaky.js";
 import * as insights from "./insights.js";
+import * as readiness from "./readiness.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,6 +18,7 @@ const ROUTES = [
   { path: /^\/approvals$/, view: approvals, nav: "approvals" },
   { path: /^\/flaky$/, view: flaky, nav: "flaky" },
   { path: /^\/insights$/, view: insights, nav: "insights" },
+  { path: /^\/readiness$/, view: readiness, nav: "readiness" },
   { path: /^(?:\/sessions)?\/?$/, view: sessions, nav: "sessions" },
 ];
 

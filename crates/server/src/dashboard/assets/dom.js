@@ -47,7 +47,7 @@ export function announce(text) {
 
 export const STATUSES = [
   "received", "analyzing", "planned", "awaiting_approval", "executing", "verifying",
-  "healed", "failed", "escalated", "skipped",
+  "healed", "failed", "escalated", "skipped", "observed",
 ];
 
 export function label(name) {
