@@ -54,6 +54,8 @@ enum Command {
     Simulate(cmd::simulate::CmdArgs),
     /// Re-decide the stored sessions with a candidate policy and show what would change.
     Backtest(cmd::backtest::CmdArgs),
+    /// Replay a repository's recent runs in observe mode and print its readiness.
+    Import(cmd::import::CmdArgs),
     /// Send a session's dead letters (work that failed for good) again; `--list` shows them.
     RetryDead(cmd::retry_dead::CmdArgs),
     /// MCP server over stdio for coding agents; tools call `--server` with `PIPEGUARD_TOKEN`.
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Verdict(a) => cmd::verdict::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
+        Command::Import(a) => cmd::import::run(a),
         Command::RetryDead(a) => cmd::retry_dead::run(a),
         Command::Mcp(a) => cmd::mcp::run(a),
         Command::Token(a) => cmd::token::run(a),

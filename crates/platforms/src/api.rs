@@ -20,11 +20,6 @@ pub static API_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// must not exhaust memory.
 pub const LOG_TAIL_BYTES: usize = 32 * 1024 * 1024;
 
-/// Longest wait inside one call for a `Retry-After` or a rate-limit reset; anything longer is
-/// handed back as [`PlatformError::Busy`] so the job is retried later instead of holding a
-/// worker.
-const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
-
 /// RFC 3986 unreserved characters stay; everything else in a path segment or query value is
 /// percent-encoded, so a name can never add a segment, a query or a fragment.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -49,6 +44,10 @@ pub struct HttpOptions {
     pub breaker_threshold: u32,
     /// How long an open circuit fails calls fast before one probe is let through.
     pub breaker_open: Duration,
+    /// Longest wait inside one call for a `Retry-After` or a rate-limit reset; anything longer
+    /// is handed back as [`PlatformError::Busy`] so the job is retried later instead of
+    /// holding a worker (zero: every requested wait is the caller's to announce and make).
+    pub max_inline_wait: Duration,
 }
 
 impl Default for HttpOptions {
@@ -58,6 +57,7 @@ impl Default for HttpOptions {
             backoff: Duration::from_millis(500),
             breaker_threshold: 5,
             breaker_open: Duration::from_secs(30),
+            max_inline_wait: Duration::from_secs(5),
         }
     }
 }
@@ -403,7 +403,7 @@ impl ApiClient {
                     tracing::warn!(attempt = i + 1, "{msg}");
                     last = msg;
                     if let Some(w) = wait {
-                        if w > MAX_INLINE_WAIT || i + 1 == tries.max(1) {
+                        if w > self.opts.max_inline_wait || i + 1 == tries.max(1) {
                             breaker::success(&endpoint);
                             return Err(PlatformError::Busy {
                                 message: last,

@@ -291,6 +291,63 @@ pub trait Module: Send + Sync {
     fn runner_jobs(&self, _req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
         Vec::new()
     }
+    /// The reader of past runs for `section` (`pipeguard import`); `None` where the API shows
+    /// no attempts of a run.
+    fn history(&self, _section: &Section, _http: &HttpOptions) -> Option<Box<dyn History>> {
+        None
+    }
+}
+
+/// A past run that people ran more than once, as its listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastRun {
+    /// The run as a failure delivery would have named it (its attempt is set by
+    /// [`History::failure`]).
+    pub event: FailureEvent,
+    /// Its latest attempt.
+    pub attempts: u32,
+}
+
+/// One page of a repository's past runs.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    /// The runs of the page that have more than one attempt and are complete.
+    pub runs: Vec<PastRun>,
+    /// Every run the page listed.
+    pub listed: usize,
+    /// The next page, when there is one.
+    pub next: Option<u32>,
+}
+
+/// A past failure and what the person's re-run of it did: the evidence pipeguard's decision
+/// is measured against.
+#[derive(Debug, Clone)]
+pub struct PastFailure {
+    /// The first failed attempt, as its failure delivery would have announced it.
+    pub event: FailureEvent,
+    pub logs: Vec<JobLog>,
+    /// When the failed attempt finished, epoch milliseconds.
+    pub failed_at_ms: i64,
+    /// When the person's re-run (the next attempt) started.
+    pub rerun_at_ms: i64,
+    /// Whether the re-run went green.
+    pub green: bool,
+}
+
+/// A platform's history: past runs and their attempts, read without changing anything.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Page `page` (from 1) of the repository's runs created since `since_ms`.
+    async fn page(
+        &self,
+        repository: &str,
+        since_ms: i64,
+        page: u32,
+    ) -> Result<HistoryPage, PlatformError>;
+
+    /// The run's first failed attempt with its failed jobs' logs, and the attempt after it;
+    /// `None` when no failed attempt was re-run.
+    async fn failure(&self, run: &PastRun) -> Result<Option<PastFailure>, PlatformError>;
 }
 
 #[async_trait]

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod flaky;
+pub mod import;
 pub mod learned;
 pub mod mcp;
 pub mod metrics;

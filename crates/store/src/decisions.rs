@@ -59,6 +59,33 @@ impl DecisionRow {
     }
 }
 
+/// Records a decision (with its outcome, when a re-run already told it) inside the caller's
+/// transaction; the first decision on a session stands.
+pub(crate) async fn decision_in(
+    conn: &mut sqlx::AnyConnection,
+    d: &DecisionRecord,
+    outcome: Option<Outcome>,
+    rerun_at: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO decisions (session_id, repository, platform, mode, would_retry, \
+         failed_at, decided_at, outcome, rerun_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (session_id) DO NOTHING",
+    )
+    .bind(&d.session_id)
+    .bind(&d.repository)
+    .bind(&d.platform)
+    .bind(d.mode.as_str())
+    .bind(d.would_retry as i64)
+    .bind(d.failed_at)
+    .bind(now_ms())
+    .bind(outcome.map(Outcome::as_str))
+    .bind(rerun_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One repository's decisions, oldest failure first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryDecisions {
@@ -71,21 +98,8 @@ impl Store {
     /// Records the decision on a session's failure; the first one stands (a re-diagnosis after
     /// a heal attempt is not a new decision on the failure).
     pub async fn put_decision(&self, d: &DecisionRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO decisions (session_id, repository, platform, mode, would_retry, \
-             failed_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (session_id) DO NOTHING",
-        )
-        .bind(&d.session_id)
-        .bind(&d.repository)
-        .bind(&d.platform)
-        .bind(d.mode.as_str())
-        .bind(d.would_retry as i64)
-        .bind(d.failed_at)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        decision_in(&mut conn, d, None, None).await
     }
 
     /// Records what a re-run of the session's run said, once: the first re-run that decides

@@ -15,6 +15,7 @@ mod daily;
 mod decisions;
 mod flaky;
 pub mod hosts;
+mod imported;
 mod incidents;
 mod intake;
 mod learning;
@@ -39,6 +40,7 @@ pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
 pub use decisions::{DecisionRecord, DecisionRow, RepositoryDecisions};
 pub use flaky::{NewQuarantine, Observation, QuarantineEntry, TestStats, QUARANTINE_DAYS};
+pub use imported::ImportedSession;
 pub use incidents::{IncidentRecord, IncidentSummary};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
 pub use queue::{DeadLetter, Job, RetryDead, Task};
@@ -102,6 +104,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A new session's id: time-ordered, so ids sort as sessions were created.
+pub fn new_session_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()

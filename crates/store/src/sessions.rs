@@ -258,6 +258,20 @@ impl Store {
         t: Transition<'_>,
         u: SessionUpdate,
     ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let moved = self.update_in(&mut tx, id, t, u).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// [`Store::update_session`] inside the caller's transaction.
+    pub(crate) async fn update_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: &str,
+        t: Transition<'_>,
+        u: SessionUpdate,
+    ) -> Result<bool> {
         let from: Vec<String> = t.from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(
             "UPDATE sessions SET status = $1, updated_at = $2, \
@@ -282,7 +296,6 @@ impl Store {
             .event
             .map(|e| event_text(keys, &redacted(e)))
             .transpose()?;
-        let mut tx = self.begin_write().await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(t.to.as_str())
             .bind(now_ms())
@@ -303,16 +316,15 @@ impl Store {
             .bind(u.time_to_green_ms)
             .bind(event)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
         if n == 1 {
-            log_in(&mut tx, id, t.to, t.message).await?;
+            log_in(conn, id, t.to, t.message).await?;
             if let Some(e) = &u.audit {
-                audit_in(&mut tx, e).await?;
+                audit_in(conn, e).await?;
             }
         }
-        tx.commit().await?;
         Ok(n == 1)
     }
 

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod eval;
 pub mod flaky;
 pub mod hosts;
+pub mod import;
 pub mod init;
 pub mod mcp;
 pub mod mode;

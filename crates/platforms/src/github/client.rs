@@ -34,17 +34,24 @@ pub struct GithubClient {
 }
 
 #[derive(Deserialize)]
-struct ApiJob {
-    id: u64,
-    name: String,
+pub(super) struct ApiJob {
+    pub(super) id: u64,
+    pub(super) name: String,
     #[serde(default)]
-    conclusion: Option<String>,
+    pub(super) conclusion: Option<String>,
     #[serde(default)]
     workflow_name: Option<String>,
     #[serde(default)]
     runner_name: Option<String>,
     #[serde(default)]
     runner_id: Option<u64>,
+    /// The attempt the job ran in (a later attempt lists the jobs it kept with theirs).
+    #[serde(default)]
+    pub(super) run_attempt: Option<u32>,
+    #[serde(default)]
+    pub(super) started_at: Option<String>,
+    #[serde(default)]
+    pub(super) completed_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,7 +158,7 @@ impl GithubClient {
     }
 
     /// Every job of one run attempt, 100 a page.
-    async fn attempt_jobs(
+    pub(super) async fn attempt_jobs(
         &self,
         api: &ApiClient,
         ev: &FailureEvent,
@@ -172,7 +179,7 @@ impl GithubClient {
     /// One job's log (its last [`crate::api::LOG_TAIL_BYTES`]): a 302 to a short-lived
     /// download URL on blob storage, followed without the token, which stays on the API's
     /// origin.
-    async fn log_of(
+    pub(super) async fn log_of(
         api: &ApiClient,
         ev: &FailureEvent,
         job: u64,

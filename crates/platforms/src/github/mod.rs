@@ -10,6 +10,7 @@
 
 mod app;
 mod client;
+mod history;
 mod issues;
 mod webhook;
 
@@ -23,7 +24,7 @@ use crate::webhook::{
     header, query_param, slug_char, valid_path, verify_hmac_sha256, Delivery, WebhookRequest,
 };
 use crate::Setup;
-use crate::{Ci, Module, ParseError};
+use crate::{Ci, History, Module, ParseError};
 use pipeguard_core::event::Platform;
 
 pub struct Github;
@@ -117,6 +118,10 @@ impl Module for Github {
     }
 
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>> {
+        Some(Box::new(GithubClient::new(section, http)))
+    }
+
+    fn history(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn History>> {
         Some(Box::new(GithubClient::new(section, http)))
     }
 }

@@ -133,6 +133,23 @@ fn object(body: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// The failure event a run's attempt (as a delivery or the REST API shows it) stands for.
+pub(super) fn run_event(repository: String, r: Run) -> FailureEvent {
+    FailureEvent {
+        platform: Some(Platform::Github),
+        repository,
+        run_id: r.id.to_string(),
+        attempt: r.run_attempt.unwrap_or(1),
+        workflow: r.name.unwrap_or_default(),
+        head_sha: r.head_sha,
+        branch: r.head_branch,
+        url: r.html_url,
+        started_at_ms: parse_time_ms(r.run_started_at.as_deref().or(r.created_at.as_deref())),
+        finished_at_ms: parse_time_ms(r.updated_at.as_deref()),
+        ..Default::default()
+    }
+}
+
 /// Parses one delivery given its `X-GitHub-Event` name.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
     match event {
@@ -162,21 +179,10 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                     "workflow_run concluded {conclusion:?}"
                 )));
             }
-            Ok(Parsed::Failure(Box::new(FailureEvent {
-                platform: Some(Platform::Github),
-                repository: p.repository.full_name,
-                run_id: r.id.to_string(),
-                attempt,
-                workflow: r.name.unwrap_or_default(),
-                head_sha: r.head_sha,
-                branch: r.head_branch,
-                url: r.html_url,
-                started_at_ms: parse_time_ms(
-                    r.run_started_at.as_deref().or(r.created_at.as_deref()),
-                ),
-                finished_at_ms: parse_time_ms(r.updated_at.as_deref()),
-                ..Default::default()
-            })))
+            Ok(Parsed::Failure(Box::new(run_event(
+                p.repository.full_name,
+                r,
+            ))))
         }
         "workflow_job" => {
             let p: JobPayload = typed(event, body)?;

@@ -4,7 +4,7 @@
 use super::{ci_for, facts, load, requeue, JobError};
 use crate::Shared;
 use pipeguard_core::event::{FailedJob, FailureEvent};
-use pipeguard_core::heal::{self, JobDiagnosis, Knowledge};
+use pipeguard_core::heal::{self, JobDiagnosis, Knowledge, StoredPlan};
 use pipeguard_core::lifecycle::Event;
 use pipeguard_core::planner::{self, Happened, Known, ModelVerdict, Next, Step};
 use pipeguard_core::policy::{Capabilities, Decision, Strategy};
@@ -172,7 +172,7 @@ fn run_poll(st: &Shared) -> Duration {
 
 /// What people taught (verdicts, quarantine, flaky history) applied to each diagnosis. Errors
 /// leave the diagnoses as the knowledge base made them: learning must never stop healing.
-async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
+pub(super) async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagnosis]) {
     let min_confidence = st.policy.min_confidence;
     let classifier = if jobs
         .iter()
@@ -294,57 +294,24 @@ async fn persist(
     explained: Option<&super::explain::Consulted>,
     marks: &super::baseline::Marks,
 ) -> Result<(), JobError> {
-    let stored = match next.step {
+    let stored = match &next.step {
         Step::Plan(stored) | Step::Close(Some(stored)) => stored,
         _ => return escalate_unknown(st, s, &next).await,
     };
-    let diag = &planner::choose(jobs)
-        .expect("a run with a plan has a diagnosis")
-        .run;
     let plan = &stored.plan;
-    let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
-    diagnosis_json["jobs"] = json!(jobs);
-    super::explain::attach(&mut diagnosis_json, explained);
-    super::baseline::attach(&mut diagnosis_json, marks);
     let delay = plan
         .steps
         .iter()
         .map(|x| x.delay_seconds)
         .max()
         .unwrap_or(0);
-    let update = SessionUpdate {
-        category: Some(diag.category.to_string()),
-        confidence: Some(diag.confidence),
-        fingerprint: Some(diag.fingerprint.clone()),
-        // An escalation after a heal keeps the strategy that was tried, so learning counts
-        // it against that strategy.
-        strategy: (plan.decision != Decision::Escalate || s.heal_attempts == 0)
-            .then(|| plan.strategy.as_str().to_string()),
-        transient: Some(diag.transient),
-        diagnosis: Some(diagnosis_json),
-        // Observed: what would have happened is the session's reason.
-        reason: Some(match next.status {
-            // A held session says which incident holds it.
-            S::Observed | S::Held => next.reason.clone(),
-            _ => plan.reason.clone(),
-        }),
-        finished_at: next.status.is_terminal().then(now_ms),
-        plan: Some(stored.clone()),
-        audit: Some(pipeguard_store::AuditEntry::new(
-            "pipeguard",
-            "session.planned",
-            &s.id,
-            json!({"category": diag.category, "confidence": diag.confidence,
-                   "fingerprint": diag.fingerprint, "decision": plan.decision,
-                   "strategy": plan.strategy, "reason": plan.reason}),
-        )),
-        ..Default::default()
-    };
+    let update = planned_update(s, jobs, stored, &next, explained, marks);
+    let diag = update.category.clone().unwrap_or_default();
     let t = Transition::new(next.event, &next.reason);
     let moved = st.store.update_session(&s.id, t, update).await?;
-    tracing::info!(category = %diag.category, decision = ?plan.decision, reason = ?plan.reason, "planned");
+    tracing::info!(category = %diag, decision = ?plan.decision, reason = ?plan.reason, "planned");
     if moved {
-        super::decisions::record(st, s, &stored).await?;
+        super::decisions::record(st, s, stored).await?;
     }
     crate::flaky::record_outcome(st, &s.id).await;
     let incident = stored.facts.as_ref().and_then(|k| k.incident.as_ref());
@@ -359,14 +326,67 @@ async fn persist(
     Ok(())
 }
 
-/// No failed job or log: a person must look (in observe mode, would have had to).
-async fn escalate_unknown(st: &Shared, s: &SessionRecord, next: &Next) -> Result<(), JobError> {
-    let update = SessionUpdate {
-        reason: Some(next.reason.clone()),
+/// What the session stores once planned: the diagnoses, the plan and its reason (for an
+/// observed session, what would have happened).
+pub(super) fn planned_update(
+    s: &SessionRecord,
+    jobs: &[JobDiagnosis],
+    stored: &StoredPlan,
+    next: &Next,
+    explained: Option<&super::explain::Consulted>,
+    marks: &super::baseline::Marks,
+) -> SessionUpdate {
+    let diag = &planner::choose(jobs)
+        .expect("a run with a plan has a diagnosis")
+        .run;
+    let plan = &stored.plan;
+    let mut diagnosis_json = serde_json::to_value(diag).unwrap_or(Value::Null);
+    diagnosis_json["jobs"] = json!(jobs);
+    super::explain::attach(&mut diagnosis_json, explained);
+    super::baseline::attach(&mut diagnosis_json, marks);
+    SessionUpdate {
+        category: Some(diag.category.to_string()),
+        confidence: Some(diag.confidence),
+        fingerprint: Some(diag.fingerprint.clone()),
+        // An escalation after a heal keeps the strategy that was tried, so learning counts
+        // it against that strategy.
+        strategy: (plan.decision != Decision::Escalate || s.heal_attempts == 0)
+            .then(|| plan.strategy.as_str().to_string()),
+        transient: Some(diag.transient),
+        diagnosis: Some(diagnosis_json),
+        // Observed: what would have happened is the session's reason; held: which incident
+        // holds it.
+        reason: Some(match next.status {
+            S::Observed | S::Held => next.reason.clone(),
+            _ => plan.reason.clone(),
+        }),
+        finished_at: next.status.is_terminal().then(now_ms),
+        plan: Some(stored.clone()),
+        audit: Some(pipeguard_store::AuditEntry::new(
+            "pipeguard",
+            "session.planned",
+            &s.id,
+            json!({"category": diag.category, "confidence": diag.confidence,
+                   "fingerprint": diag.fingerprint, "decision": plan.decision,
+                   "strategy": plan.strategy, "reason": plan.reason}),
+        )),
+        ..Default::default()
+    }
+}
+
+/// What a session with no failed job or log stores: a person must look.
+pub(super) fn unknown_update(reason: &str) -> SessionUpdate {
+    SessionUpdate {
+        reason: Some(reason.to_string()),
         category: Some(Category::Unknown.to_string()),
         finished_at: Some(now_ms()),
         ..Default::default()
-    };
+    }
+}
+
+/// No failed job or log: a person must look (in observe mode, would have had to).
+async fn escalate_unknown(st: &Shared, s: &SessionRecord, next: &Next) -> Result<(), JobError> {
+    let update = unknown_update(&next.reason);
     let t = Transition::new(next.event, &next.reason);
     if st.store.update_session(&s.id, t, update).await? {
         super::decisions::withheld(st, s, next.status).await?;

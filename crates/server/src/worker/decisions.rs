@@ -35,21 +35,25 @@ pub(super) async fn withheld(st: &Shared, s: &SessionRecord, to: S) -> Result<()
     put(st, s, mode, false).await
 }
 
-async fn put(
-    st: &Shared,
-    s: &SessionRecord,
-    mode: Mode,
-    would_retry: bool,
-) -> Result<(), JobError> {
-    let d = DecisionRecord {
+/// The decision on session `s`'s failure.
+pub(super) fn of(s: &SessionRecord, mode: Mode, would_retry: bool) -> DecisionRecord {
+    DecisionRecord {
         session_id: s.id.clone(),
         repository: s.repository.clone(),
         platform: s.platform.clone(),
         mode,
         would_retry,
         failed_at: s.failed_at,
-    };
-    Ok(st.store.put_decision(&d).await?)
+    }
+}
+
+async fn put(
+    st: &Shared,
+    s: &SessionRecord,
+    mode: Mode,
+    would_retry: bool,
+) -> Result<(), JobError> {
+    Ok(st.store.put_decision(&of(s, mode, would_retry)).await?)
 }
 
 /// Pipeguard's own re-run completed (act mode): evidence for a decision to re-run.

@@ -11,6 +11,7 @@ mod fixes;
 mod incidents;
 mod notify;
 mod outcome;
+pub mod past;
 
 pub(crate) use incidents::closed_by_hand;
 

@@ -1,7 +1,7 @@
 //! The Actions REST endpoints pipeguard calls, answering as api.github.com does.
 
 use super::payload::{job_json, log_text, repo_json, run_json};
-use super::state::{not_found, Dispatch, GithubState, Job, Refusal, Rerun};
+use super::state::{not_found, Dispatch, GithubState, Job, RateWindow, Refusal, Rerun};
 use super::DispatchMode;
 use crate::core::http::{
     bearer, json, page, page_params, pairs, param, parse_rfc3339, rfc3339_s, text, with_header,
@@ -56,6 +56,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         .route(&format!("{actions}/caches"), get(list_caches))
         .route(&format!("{actions}/caches/{{id}}"), delete(delete_cache))
         .merge(super::repo::routes())
+        .route_layer(middleware::from_fn_with_state(shared.clone(), rate_limit))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     // Blob storage: pre-signed links, no token (the client must not send it there anyway).
     api.route("/_blobs/github/jobs/{job}/log", get(blob_log))
@@ -92,6 +93,48 @@ async fn auth(State(sh): St, req: Request, next: Next) -> Response {
         Ok(()) => next.run(req).await,
         Err((status, message)) => error(status, &message),
     }
+}
+
+fn epoch_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// GitHub's primary rate limit: each answer tells the window's `x-ratelimit-*`; once it is
+/// used up, 403 until `x-ratelimit-reset`, then a new window.
+async fn rate_limit(State(sh): St, req: Request, next: Next) -> Response {
+    let verdict = {
+        let mut st = sh.state.lock().await;
+        st.config.rate_limit.map(|limit| {
+            let now = epoch_secs(std::time::SystemTime::now());
+            let w = &mut st.rate;
+            if w.reset.is_some_and(|r| now >= r) {
+                *w = RateWindow::default();
+            }
+            let allowed = w.used < limit.limit;
+            w.used += allowed as u32;
+            if w.used == limit.limit && w.reset.is_none() {
+                // Whole seconds, as the header says: a client waiting until then finds it open.
+                w.reset = Some(now + limit.pause.as_secs().max(1));
+            }
+            let (used, reset) = (w.used, w.reset.unwrap_or(now + 3600));
+            st.rate_limited += (!allowed) as u32;
+            (allowed, limit.limit, used, reset)
+        })
+    };
+    let Some((allowed, limit, used, reset)) = verdict else {
+        return next.run(req).await;
+    };
+    let r = if allowed {
+        next.run(req).await
+    } else {
+        error(403, "API rate limit exceeded for user ID 1.")
+    };
+    let r = with_header(r, "x-ratelimit-limit", &limit.to_string());
+    let r = with_header(r, "x-ratelimit-remaining", &(limit - used).to_string());
+    let r = with_header(r, "x-ratelimit-used", &used.to_string());
+    with_header(r, "x-ratelimit-reset", &reset.to_string())
 }
 
 /// A `{total_count, <key>: [...]}` page, with GitHub's `Link` header.

@@ -47,6 +47,17 @@ pub struct GithubConfig {
     pub app: Option<AppConfig>,
     /// `org/team` → the logins of its active members.
     pub teams: BTreeMap<String, Vec<String>>,
+    /// The REST API's rate limit; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `limit` REST calls, then 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`
+/// (epoch seconds) for `pause`, then `limit` more: GitHub's hourly window as a client that
+/// uses its calls up quickly meets it. Blob downloads do not count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub pause: Duration,
 }
 
 impl Default for GithubConfig {
@@ -58,6 +69,7 @@ impl Default for GithubConfig {
             max_attempts: 50,
             app: None,
             teams: BTreeMap::new(),
+            rate_limit: None,
         }
     }
 }
@@ -89,6 +101,11 @@ impl GithubConfig {
         self.dispatch = mode;
         self
     }
+
+    pub fn rate_limit(mut self, limit: u32, pause: Duration) -> Self {
+        self.rate_limit = Some(RateLimit { limit, pause });
+        self
+    }
 }
 
 pub type GithubSim = Sim<GithubState>;
@@ -117,6 +134,28 @@ impl Sim<GithubState> {
     /// pull from is down.
     pub async fn set_outage(&self, log: Option<String>) {
         self.update(|st| st.outage = log).await
+    }
+
+    /// Adds a finished run to the repository's history: created `ago`, its attempts played out
+    /// at once; after each failed attempt a person re-ran its failed jobs the next of `reruns`
+    /// later. Returns its id.
+    pub async fn add_past_run(
+        &self,
+        spec: RunSpec,
+        ago: Duration,
+        reruns: &[Duration],
+    ) -> Result<u64, SpecError> {
+        spec.validate()?;
+        let created_at = OffsetDateTime::now_utc() - ago;
+        let made = self
+            .update(|st| st.past_run(spec, created_at, reruns))
+            .await;
+        Ok(made.expect("a past run within GitHub's re-run window can be re-run"))
+    }
+
+    /// Calls refused so far because the rate limit was exhausted.
+    pub async fn rate_limited(&self) -> u32 {
+        self.inspect(|st| st.rate_limited).await
     }
 
     /// Declares a workflow (for dispatches) without starting a run.

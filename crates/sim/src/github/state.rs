@@ -190,7 +190,18 @@ pub struct GithubState {
     /// Repository files by (owner/repo, path): what the contents API serves.
     pub files: BTreeMap<(String, String), String>,
     pub issues: Vec<super::repo::Issue>,
+    /// The REST API's rate-limit window: calls counted in it and when it resets.
+    pub(crate) rate: RateWindow,
+    /// Calls refused because the rate limit was exhausted.
+    pub rate_limited: u32,
     next_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RateWindow {
+    pub(crate) used: u32,
+    /// Epoch seconds at which the window resets; `None` until its calls are used up.
+    pub(crate) reset: Option<u64>,
 }
 
 impl GithubState {
@@ -210,6 +221,8 @@ impl GithubState {
             outage: None,
             files: BTreeMap::new(),
             issues: Vec::new(),
+            rate: RateWindow::default(),
+            rate_limited: 0,
             next_id: 7_000_000_000,
         }
     }
@@ -379,6 +392,120 @@ impl GithubState {
         let run = self.runs.get_mut(&run_id).expect("checked above");
         run.attempts.push(new_attempt(number, jobs, runs, now));
         Ok(number)
+    }
+}
+
+// Past runs for a history (`pipeguard import`), played out at once.
+impl GithubState {
+    /// A finished run created at `created_at`, its attempts played out at once (no deliveries):
+    /// after each failed attempt, a person re-runs its failed jobs the next of `reruns` later.
+    pub(crate) fn past_run(
+        &mut self,
+        spec: RunSpec,
+        created_at: OffsetDateTime,
+        reruns: &[Duration],
+    ) -> Result<u64, Refusal> {
+        let branch = spec.branch.clone();
+        let script = self.define(spec);
+        let id = self.start_run(script, "push", &branch, BTreeMap::new());
+        self.runs.get_mut(&id).expect("started").created_at = created_at;
+        let mut at = self.play_at_once(id, created_at);
+        for gap in reruns {
+            if self.runs[&id].latest().conclusion.as_deref() == Some("success") {
+                break;
+            }
+            self.rerun(id, Rerun::Failed)?;
+            at += *gap;
+            at = self.play_at_once(id, at);
+        }
+        Ok(id)
+    }
+
+    /// Runs the latest attempt's queued jobs from `start`, each after the jobs it needs, with
+    /// the script's next outcomes; completes the attempt. Returns when it ended.
+    fn play_at_once(&mut self, run_id: u64, start: OffsetDateTime) -> OffsetDateTime {
+        let run = &self.runs[&run_id];
+        let (ids, script) = (run.latest().jobs.clone(), run.script);
+        let by_name: HashMap<String, u64> = ids
+            .iter()
+            .map(|id| (self.jobs[id].name.clone(), *id))
+            .collect();
+        let mut end = start;
+        // Jobs come in the workflow's order; a need later in it waits for another pass.
+        for _ in 0..ids.len() {
+            for id in &ids {
+                if self.jobs[id].status == Status::Completed {
+                    continue;
+                }
+                let needs = self.scripts[script]
+                    .spec
+                    .job_spec(&self.jobs[id].name)
+                    .map(|j| j.needs.clone())
+                    .unwrap_or_default();
+                let needed: Vec<&Job> = needs.iter().map(|n| &self.jobs[&by_name[n]]).collect();
+                if needed.iter().any(|j| j.status != Status::Completed) {
+                    continue;
+                }
+                let blocked = needed
+                    .iter()
+                    .any(|j| j.conclusion.as_deref() != Some("success"));
+                let from = needed
+                    .iter()
+                    .filter_map(|j| j.completed_at)
+                    .max()
+                    .unwrap_or(start)
+                    .max(start);
+                let done = self.play_job(*id, script, from, blocked);
+                end = end.max(done);
+            }
+        }
+        let failure = ids
+            .iter()
+            .any(|id| failed(self.jobs[id].conclusion.as_deref()));
+        let a = self.attempt_mut(run_id);
+        a.started_at = start;
+        a.updated_at = end;
+        a.status = Status::Completed;
+        a.conclusion = Some(if failure { "failure" } else { "success" }.into());
+        a.announced = true;
+        end
+    }
+
+    fn play_job(
+        &mut self,
+        id: u64,
+        script: usize,
+        from: OffsetDateTime,
+        skip: bool,
+    ) -> OffsetDateTime {
+        let name = self.jobs[&id].name.clone();
+        let s = &mut self.scripts[script];
+        let (outcome, took) = if skip {
+            (None, Duration::ZERO)
+        } else {
+            let took = s
+                .spec
+                .job_spec(&name)
+                .map(|j| j.duration)
+                .unwrap_or_default();
+            (Some(s.next_outcome(&name)), took)
+        };
+        let job = self.jobs.get_mut(&id).expect("listed job");
+        let done = from + took;
+        job.created_at = from;
+        job.started_at = Some(from);
+        job.completed_at = Some(done);
+        job.status = Status::Completed;
+        job.conclusion = Some(
+            match &outcome {
+                None => "skipped",
+                Some(o) if o.success => "success",
+                Some(_) => "failure",
+            }
+            .into(),
+        );
+        job.log = outcome.map(|o| o.log).unwrap_or_default();
+        done
     }
 }
 

@@ -394,7 +394,7 @@ fn decide_intake(
         Route::New(ev) => {
             // Time-ordered: a new session appends to the id index instead of touching a random
             // page of it (fewer pages written per batch).
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = crate::new_session_id();
             view.created(item.platform, &id, ev);
             writes.sessions.push(NewSession {
                 item: i,
