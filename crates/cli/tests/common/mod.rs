@@ -45,7 +45,7 @@ impl Served {
     pub fn start(dir: &Path) -> Served {
         let port = free_port();
         let db = format!("sqlite://{}", dir.join("p.db").display());
-        let mut child = bin(dir)
+        let child = bin(dir)
             .arg("serve")
             .env("PIPEGUARD_LISTEN", format!("127.0.0.1:{port}"))
             .env("PIPEGUARD_DATABASE_URL", &db)
@@ -66,8 +66,6 @@ impl Served {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
         panic!("the server did not start");
     }
 

@@ -50,7 +50,7 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         .instrument(tracing::info_span!("explain"))
         .await;
     let model = super::explain::verdict(explained.as_ref());
-    let known = gather(st, &s, ci, &jobs, model)
+    let known = gather(st, &s, ci, &jobs, model, true)
         .instrument(tracing::info_span!("gather"))
         .await?;
     let next = match planner::decide(&facts(st, &s, Happened::Diagnosed(&jobs), known)) {
@@ -134,7 +134,7 @@ async fn early(
         );
         return wait_for_run(st, job, s, &msg).await;
     };
-    let known = gather(st, s, ci, &jobs, None).await?;
+    let known = gather(st, s, ci, &jobs, None, true).await?;
     let next = match planner::decide(&facts(st, s, Happened::DiagnosedEarly(first), known)) {
         Ok(next) => next,
         Err(_) => return Ok(()),
@@ -205,13 +205,15 @@ pub(super) async fn refine(st: &Shared, s: &SessionRecord, jobs: &mut [JobDiagno
 
 /// Everything the plan depends on besides the diagnoses: what the platform and the
 /// configuration allow, what outcomes taught about the failure to heal, the configured fixes,
-/// the model's verdict and the suspect runners the failed jobs ran on.
+/// the model's verdict and, for a failure happening now (`live`; not one `import` replays),
+/// the suspect runners the failed jobs ran on and the open incident of its cause.
 pub(super) async fn gather(
     st: &Shared,
     s: &SessionRecord,
     ci: Option<&dyn Ci>,
     jobs: &[JobDiagnosis],
     model: Option<ModelVerdict>,
+    live: bool,
 ) -> Result<Known, JobError> {
     let mode = st.mode_for(super::platform_of(s), &s.repository).await?;
     let Some(heal) = planner::choose(jobs).map(|c| c.heal) else {
@@ -232,10 +234,14 @@ pub(super) async fn gather(
         .into_iter()
         .filter_map(|(k, l)| Some((Strategy::parse(&k)?, l)))
         .collect();
-    let runners = crate::runners::after_diagnosis(st, &s.event, ci, jobs)
-        .instrument(tracing::info_span!("runners"))
-        .await;
-    let incident = super::incidents::on_diagnosis(st, s, jobs).await?;
+    let (runners, incident) = if live {
+        let runners = crate::runners::after_diagnosis(st, &s.event, ci, jobs)
+            .instrument(tracing::info_span!("runners"))
+            .await;
+        (runners, super::incidents::on_diagnosis(st, s, jobs).await?)
+    } else {
+        (vec![], None)
+    };
     Ok(Known {
         incident,
         capabilities: capabilities(st, s, ci).await?,

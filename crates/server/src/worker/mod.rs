@@ -336,7 +336,7 @@ pub(crate) async fn known_for(
     s: &SessionRecord,
     jobs: &[pipeguard_core::heal::JobDiagnosis],
 ) -> Result<Known, String> {
-    match analyze::gather(st, s, ci_for(st, s), jobs, None).await {
+    match analyze::gather(st, s, ci_for(st, s), jobs, None, true).await {
         Ok(k) => Ok(k),
         Err(JobError::Later(m, _) | JobError::Fatal(m)) => Err(m),
     }

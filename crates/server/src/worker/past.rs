@@ -53,6 +53,8 @@ fn session(platform: Platform, f: &PastFailure) -> SessionRecord {
         created_at: now,
         updated_at: now,
         purged_at: None,
+        target: None,
+        incident_id: None,
     }
 }
 
@@ -76,7 +78,7 @@ async fn replay(st: &Shared, platform: Platform, f: PastFailure) -> Result<Impor
     refine(st, &s, &mut jobs).await;
     let explained = super::explain::consult(st, &s, &mut jobs, kept).await;
     let model = super::explain::verdict(explained.as_ref());
-    let mut known = gather(st, &s, ci, &jobs, model).await?;
+    let mut known = gather(st, &s, ci, &jobs, model, false).await?;
     // What pipeguard would have done: nothing of it is done.
     known.mode = Mode::Observe;
     let next = planner::decide(&super::facts(st, &s, Happened::Diagnosed(&jobs), known))
