@@ -258,12 +258,17 @@ mod tests {
         // A person's rejection applies only while the plan waits for people.
         assert!(transition(S::Executing, Event::Reject).is_err());
         // A closed session stays closed (only its fields may be amended) unless someone asks
-        // for a re-run and the planner grants it; a healed one stays closed for good.
+        // for a re-run and the planner grants it; a healed or an observed one (observe mode
+        // never acts) stays closed for good.
         let reopen = [Event::Reopen, Event::ReopenForApproval];
         for s in ALL.iter().filter(|s| s.is_terminal()) {
             let moves = RULES.iter().filter(|r| r.from.contains(s));
             assert!(moves.clone().all(|r| reopen.contains(&r.event)), "{s}");
-            assert_eq!(moves.count() > 0, *s != S::Healed, "{s}");
+            assert_eq!(
+                moves.count() > 0,
+                !matches!(s, S::Healed | S::Observed),
+                "{s}"
+            );
             assert_eq!(transition(*s, Event::Amend(*s)), Ok(*s));
         }
         assert!(transition(S::Healed, Event::Amend(S::Failed)).is_err());

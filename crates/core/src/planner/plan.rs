@@ -84,6 +84,11 @@ pub(super) fn requested(f: &Facts, jobs: &[JobDiagnosis]) -> Decided {
     let refuse = |why: String| (Event::Amend(f.status), Step::Wait, why);
     match f.status {
         S::Healed => return refuse("re-run refused: the run is green already".into()),
+        // Observe mode never acts; a switch to act mode applies from the next failure.
+        S::Observed => {
+            let why = "re-run refused: the session was only observed; re-run it on the platform";
+            return refuse(why.into());
+        }
         S::AwaitingApproval => {
             let why = "held: the re-run waits for a human's approval already";
             return refuse(why.into());

@@ -715,8 +715,8 @@ fn a_requested_re_run_reopens_only_what_the_policy_would_heal() {
         (Event::ReopenForApproval, S::AwaitingApproval)
     );
 
-    // Open or healed sessions are not re-run a second time.
-    for s in [S::Verifying, S::Planned, S::Healed] {
+    // Open, healed or observed sessions are not re-run: observe mode never acts.
+    for s in [S::Verifying, S::Planned, S::Healed, S::Observed] {
         let n = ask(s, &network, 0);
         assert_eq!((n.status, &n.step), (s, &Step::Wait), "{s}");
         assert!(n.reason.starts_with("re-run refused"), "{}", n.reason);
