@@ -32,8 +32,10 @@ function route() {
   const hash = location.hash.replace(/^#/, "") || "/sessions";
   const [path, search] = hash.split("?");
   const match = ROUTES.map((r) => [r, r.path.exec(path)]).find(([, m]) => m);
-  const root = $("view");
-  root.replaceChildren();
+  // Each view draws into its own element: a view left while it was still loading then fills
+  // a detached element, never the page that replaced it.
+  const root = document.createElement("div");
+  $("view").replaceChildren(root);
   if (!match) {
     location.replace("#/sessions");
     return;
