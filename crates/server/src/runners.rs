@@ -105,7 +105,7 @@ async fn judge_failed(
                 v.pool_rate
             );
             tracing::warn!(%platform, runner = %state.name, "runner is suspect: {why}");
-            mark(st, key, &state.name, false, &why, "pipeguard").await?;
+            mark(st, key, &state.name, None, &why, "pipeguard").await?;
         }
         if state.suspect && !state.quarantined && can_take_out {
             if let (Quarantine::Auto, Some(ci)) = (st.config.runners.quarantine, ci) {
@@ -122,12 +122,12 @@ async fn mark(
     st: &Shared,
     platform: &str,
     name: &str,
-    quarantined: bool,
+    quarantined: Option<bool>,
     detail: &str,
     actor: &str,
 ) -> Result<(), pipeguard_store::StoreError> {
     let target = format!("{platform}/{name}");
-    let action = if quarantined {
+    let action = if quarantined == Some(true) {
         "runner.quarantined"
     } else {
         "runner.suspect"
@@ -167,7 +167,7 @@ pub async fn take_out(
                 st,
                 platform,
                 &runner.name,
-                true,
+                Some(true),
                 &format!("taken out: {call}"),
                 actor,
             )
@@ -177,7 +177,7 @@ pub async fn take_out(
         Err(e) => {
             tracing::error!(platform, runner = %runner.name, "cannot take the runner out: {e}");
             let detail = format!("could not be taken out: {e}");
-            mark(st, platform, &runner.name, false, &detail, actor).await?;
+            mark(st, platform, &runner.name, Some(false), &detail, actor).await?;
             Ok(false)
         }
     }

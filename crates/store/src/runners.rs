@@ -27,7 +27,9 @@ pub struct RunnerState<'a> {
     pub platform: &'a str,
     pub name: &'a str,
     pub suspect: bool,
-    pub quarantined: bool,
+    /// `None` leaves it as it is: marking a runner suspect never undoes another worker's
+    /// taking it out (which would let a third take it out again).
+    pub quarantined: Option<bool>,
     pub detail: &'a str,
     pub audit: AuditEntry,
 }
@@ -145,14 +147,14 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO runners (platform, name, suspect, quarantined, detail, changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, name) DO UPDATE SET \
-             suspect = excluded.suspect, quarantined = excluded.quarantined, \
+             VALUES ($1, $2, $3, COALESCE($4, 0), $5, $6) ON CONFLICT (platform, name) DO UPDATE \
+             SET suspect = excluded.suspect, quarantined = COALESCE($4, runners.quarantined), \
              detail = excluded.detail, changed_at = excluded.changed_at",
         )
         .bind(s.platform.to_string())
         .bind(s.name.to_string())
         .bind(s.suspect as i64)
-        .bind(s.quarantined as i64)
+        .bind(s.quarantined.map(i64::from))
         .bind(s.detail.to_string())
         .bind(now_ms())
         .execute(&mut *tx)

@@ -96,7 +96,7 @@ async fn quarantined_once_and_released_afresh(store: Store) {
             platform: "gitlab",
             name: "bad",
             suspect: true,
-            quarantined: true,
+            quarantined: Some(true),
             detail: "taken out",
             audit: AuditEntry::new("pipeguard", "runner.quarantined", "gitlab/bad", json!({})),
         })
