@@ -84,7 +84,7 @@ fn press(body: &[u8]) -> Result<Press, String> {
 /// `POST /webhooks/slack/interactions`.
 #[utoipa::path(
     post, path = "/webhooks/slack/interactions", tag = "intake", security(()),
-    request_body(content = String, description = "Slack's form-encoded `payload=<block_actions JSON>`", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::routes::openapi::schema::SlackInteraction, description = "Slack's form-encoded `payload=<block_actions JSON>`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The press was handled; `message` says what it did", body = crate::routes::openapi::schema::CommandAnswer),
         (status = 400, description = "Not a pipeguard button press", body = crate::routes::openapi::schema::ErrorBody),

@@ -673,6 +673,13 @@ pub struct WebhookAnswer {
     pub message: Option<String>,
 }
 
+/// A Slack button press as Slack posts it: one form field holding the interaction's JSON.
+#[derive(ToSchema, Deserialize)]
+pub struct SlackInteraction {
+    /// The `block_actions` payload, as JSON text.
+    pub payload: String,
+}
+
 /// What a button press did: `decided` (the session moved) or `ignored`, and in words.
 #[derive(ToSchema, Deserialize)]
 pub struct CommandAnswer {
