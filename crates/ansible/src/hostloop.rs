@@ -142,7 +142,13 @@ impl Report {
     }
 }
 
-/// What healed which failure on which OS family, offered to the analyst first next time.
+/// The failure a heal is learned for: the same task, module and rules' verdict.
+pub fn fingerprint(task: &str, module: &str, kind: &str) -> String {
+    format!("{task}|{module}|{kind}")
+}
+
+/// What healed which failure on which OS family (kept in the hosts database): offered to
+/// the analyst first next time, and replayed without one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Learned {
     pub entries: Vec<LearnedFix>,
@@ -154,44 +160,66 @@ pub struct LearnedFix {
     pub os_family: String,
     pub diagnostics: Vec<String>,
     pub fixes: Vec<String>,
+    pub verification: Vec<String>,
     pub healed: u32,
 }
 
-impl Learned {
-    /// Count a heal of `fingerprint` on an `os_family` host by these commands.
-    pub fn record(&mut self, fingerprint: &str, os_family: &str, r: &HostReport) {
+impl LearnedFix {
+    /// What ran in a healed host's report: its diagnostics, fixes and verification.
+    pub fn from_report(fingerprint: &str, os_family: &str, r: &HostReport) -> LearnedFix {
         let ran = |l: &[Ran]| -> Vec<String> {
             l.iter()
                 .filter(|x| x.ran)
                 .map(|x| x.command.clone())
                 .collect()
         };
-        let (diagnostics, fixes) = (ran(&r.diagnostics), ran(&r.fixes));
+        LearnedFix {
+            fingerprint: fingerprint.into(),
+            os_family: os_family.into(),
+            diagnostics: ran(&r.diagnostics),
+            fixes: ran(&r.fixes),
+            verification: ran(&r.verification),
+            healed: 1,
+        }
+    }
+}
+
+impl Learned {
+    /// Count one heal (`fix.healed` is ignored).
+    pub fn record(&mut self, fix: LearnedFix) {
         let same = |e: &&mut LearnedFix| {
-            e.fingerprint == fingerprint && e.os_family == os_family && e.fixes == fixes
+            e.fingerprint == fix.fingerprint && e.os_family == fix.os_family && e.fixes == fix.fixes
         };
         match self.entries.iter_mut().find(|e| same(e)) {
-            Some(e) => e.healed += 1,
-            None => self.entries.push(LearnedFix {
-                fingerprint: fingerprint.into(),
-                os_family: os_family.into(),
-                diagnostics,
-                fixes,
-                healed: 1,
-            }),
+            Some(e) => {
+                e.healed += 1;
+                e.diagnostics = fix.diagnostics;
+                e.verification = fix.verification;
+            }
+            None => self.entries.push(LearnedFix { healed: 1, ..fix }),
         }
     }
 
-    /// What healed this failure on this OS family before, most heals first, as lines for
-    /// the analyst's "earlier fixes".
-    pub fn offers(&self, fingerprint: &str, os_family: &str) -> Vec<String> {
+    /// Whether anything healed this failure, on any OS family.
+    pub fn knows(&self, fingerprint: &str) -> bool {
+        self.entries.iter().any(|e| e.fingerprint == fingerprint)
+    }
+
+    /// What healed this failure on this OS family, most heals first.
+    fn hits(&self, fingerprint: &str, os_family: &str) -> Vec<&LearnedFix> {
         let mut hits: Vec<&LearnedFix> = self
             .entries
             .iter()
             .filter(|e| e.fingerprint == fingerprint && e.os_family == os_family)
             .collect();
         hits.sort_by_key(|e| std::cmp::Reverse(e.healed));
-        hits.iter()
+        hits
+    }
+
+    /// The analyst's "earlier fixes", as lines.
+    pub fn offers(&self, fingerprint: &str, os_family: &str) -> Vec<String> {
+        self.hits(fingerprint, os_family)
+            .iter()
             .map(|e| {
                 format!(
                     "on a {os_family} host, diagnostics [{}] then fixes [{}] healed it {} time(s)",
@@ -201,6 +229,17 @@ impl Learned {
                 )
             })
             .collect()
+    }
+
+    /// What to replay without an analyst: the most frequent heal on this OS family that can
+    /// be verified again (a fix without a verification is never replayed blind).
+    pub fn replay(&self, fingerprint: &str, os_family: &str) -> Option<&LearnedFix> {
+        if os_family.is_empty() {
+            return None;
+        }
+        self.hits(fingerprint, os_family)
+            .into_iter()
+            .find(|e| !e.fixes.is_empty() && !e.verification.is_empty())
     }
 }
 
@@ -264,8 +303,9 @@ mod tests {
             ..Ran::default()
         });
         let mut l = Learned::default();
-        l.record("t|command|unknown", "Debian", &r);
-        l.record("t|command|unknown", "Debian", &r);
+        let fix = LearnedFix::from_report("t|command|unknown", "Debian", &r);
+        l.record(fix.clone());
+        l.record(fix);
         let offers = l.offers("t|command|unknown", "Debian");
         assert_eq!(offers.len(), 1);
         assert!(
@@ -275,6 +315,38 @@ mod tests {
         assert!(!offers[0].contains("rm -rf"), "only what ran");
         assert!(l.offers("t|command|unknown", "RedHat").is_empty());
         assert!(l.offers("other|command|unknown", "Debian").is_empty());
+        // Never verified: offered, but not replayed without an analyst.
+        assert!(l.replay("t|command|unknown", "Debian").is_none());
+        assert!(l.knows("t|command|unknown") && !l.knows("other|command|unknown"));
+    }
+
+    #[test]
+    fn only_a_verified_heal_on_the_same_os_family_is_replayed() {
+        let ran = |c: &str| Ran {
+            command: c.into(),
+            ran: true,
+            exit_code: Some(0),
+            ..Ran::default()
+        };
+        let r = HostReport {
+            fixes: vec![ran("mkdir -p /etc/app")],
+            verification: vec![ran("test -d /etc/app")],
+            ..HostReport::default()
+        };
+        let mut l = Learned::default();
+        l.record(LearnedFix::from_report("fp", "Debian", &r));
+        let once = HostReport {
+            fixes: vec![ran("install -d /etc/app")],
+            ..r.clone()
+        };
+        l.record(LearnedFix::from_report("fp", "Debian", &once));
+        l.record(LearnedFix::from_report("fp", "Debian", &r));
+        let best = l.replay("fp", "Debian").expect("replayable");
+        assert_eq!(best.fixes, ["mkdir -p /etc/app"]);
+        assert_eq!(best.verification, ["test -d /etc/app"]);
+        assert_eq!(best.healed, 2);
+        assert!(l.replay("fp", "RedHat").is_none());
+        assert!(l.replay("fp", "").is_none(), "unknown OS family");
     }
 
     #[test]

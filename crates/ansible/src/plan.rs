@@ -9,6 +9,7 @@
 
 use crate::events::TaskFailure;
 use crate::facts::HostFacts;
+use crate::predict::Resource;
 use pipeguard_core::analysis::Hints;
 use pipeguard_core::safety;
 use pipeguard_core::{Analyzer, Risk};
@@ -268,7 +269,10 @@ pub fn classify(f: &TaskFailure, facts: Option<&HostFacts>, analyzer: &Analyzer)
         );
     }
     if let Some(d) = plan_heal(f, facts, &text) {
-        return mk(d.0, d.1, d.2, d.3);
+        let mut d = mk(d.0, d.1, d.2, d.3);
+        // Recognised, but what to do depends on the host: an analyst may look.
+        d.unsure = ASK_ANALYST.contains(&d.kind.as_str());
+        return d;
     }
     let diag = analyzer.analyze_with(
         text.as_bytes(),
@@ -283,6 +287,17 @@ pub fn classify(f: &TaskFailure, facts: Option<&HostFacts>, analyzer: &Analyzer)
         .map(|e| e.text.trim().to_string())
         .collect();
     let ev = if ev.is_empty() { first_lines(3) } else { ev };
+    if let Some(short) = facts
+        .filter(|_| diag.category == pipeguard_core::Category::OutOfMemory)
+        .and_then(|h| short_of(h, Resource::Memory))
+    {
+        return mk(
+            "out_of_memory",
+            format!("out of memory, and the host has {short}: a retry would fail the same way"),
+            Action::Escalate,
+            ev,
+        );
+    }
     if diag.transient && diag.confidence >= 0.5 {
         return mk(
             diag.category.as_str(),
@@ -520,9 +535,54 @@ fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<P
     // Disk.
     let full = regex!(r"(?i)No space left on device|disk quota exceeded");
     if full.is_match(text) {
+        // Room on `/` (and its inodes): the full filesystem is another one, which cleaning
+        // `/` would not help.
+        if let Some(f) = facts.filter(|f| {
+            measured(f)
+                && short_of(f, Resource::Disk).is_none()
+                && short_of(f, Resource::Inodes).is_none()
+        }) {
+            let free = f.disk_free_mb.unwrap_or_default();
+            return Some((
+                DISK_FULL_ELSEWHERE,
+                format!("the task ran out of space, but / has {free} MB free: another filesystem (a mount, a quota, a tmpfs) is full, and cleaning / would not help"),
+                Action::Escalate,
+                evidence(text, full),
+            ));
+        }
         return Some(disk_full(facts, evidence(text, full)));
     }
     None
+}
+
+/// A full disk whose host has room on `/`.
+const DISK_FULL_ELSEWHERE: &str = "disk_full_elsewhere";
+
+/// Kinds the rules recognise but do not heal alone: where the host loop runs, an analyst
+/// looks on the host.
+const ASK_ANALYST: [&str; 1] = [DISK_FULL_ELSEWHERE];
+
+/// Whether the facts measure `/` at all (without them nothing is concluded).
+fn measured(f: &HostFacts) -> bool {
+    f.disk_free_mb.is_some() && f.disk_total_mb.is_some_and(|t| t > 0)
+}
+
+/// What the host is short of in `r` by the warning limits (`predict::LIMITS`), as text.
+fn short_of(f: &HostFacts, r: Resource) -> Option<String> {
+    crate::predict::warnings("", f)
+        .into_iter()
+        .find(|w| w.resource == r)
+        .map(|w| {
+            format!(
+                "{} of {} {} free",
+                w.free,
+                w.total,
+                match r {
+                    Resource::Inodes => "inodes",
+                    _ => "MB",
+                }
+            )
+        })
 }
 
 fn first(text: &str) -> Vec<String> {
@@ -1239,6 +1299,57 @@ mod tests {
             "{:#?}",
             d.steps()
         );
+    }
+
+    #[test]
+    fn free_disk_and_memory_in_the_facts_steer_the_rules() {
+        let a = Analyzer::builtin();
+        let full = failure(
+            "command",
+            "non-zero return code",
+            "cp: error writing '/mnt/scratch/x': No space left on device",
+            json!({}),
+        );
+        let roomy = HostFacts {
+            disk_free_mb: Some(30_000),
+            disk_total_mb: Some(40_000),
+            ..debian()
+        };
+        let d = classify(&full, Some(&roomy), &a);
+        assert_eq!(d.kind, "disk_full_elsewhere");
+        assert_eq!(d.action, Action::Escalate, "/ is not cleaned");
+        assert!(d.unsure, "an analyst may find which filesystem");
+        assert!(d.reason.contains("30000 MB free"), "{}", d.reason);
+        let cramped = HostFacts {
+            disk_free_mb: Some(300),
+            ..roomy.clone()
+        };
+        assert_eq!(classify(&full, Some(&cramped), &a).kind, "disk_full");
+        // Without a measure of `/`, the full disk is believed.
+        assert_eq!(classify(&full, Some(&debian()), &a).kind, "disk_full");
+
+        let oom = failure(
+            "command",
+            "non-zero return code",
+            "java.lang.OutOfMemoryError: Java heap space",
+            json!({}),
+        );
+        let plenty = HostFacts {
+            memfree_mb: Some(6000),
+            memtotal_mb: Some(8000),
+            ..debian()
+        };
+        let d = classify(&oom, Some(&plenty), &a);
+        assert_eq!(d.kind, "out_of_memory");
+        assert_eq!(d.action, Action::Retry, "{d:?}");
+        let starved = HostFacts {
+            memfree_mb: Some(60),
+            ..plenty
+        };
+        let d = classify(&oom, Some(&starved), &a);
+        assert_eq!(d.action, Action::Escalate);
+        assert!(d.reason.contains("60 of 8000 MB free"), "{}", d.reason);
+        assert!(!d.unsure);
     }
 
     #[test]

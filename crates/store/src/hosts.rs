@@ -104,6 +104,83 @@ impl Store {
     }
 }
 
+/// What healed one failure on hosts of one OS family (the host loop's memory).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFix {
+    /// The failure: `task|module|kind`.
+    pub fingerprint: String,
+    pub os_family: String,
+    pub diagnostics: Vec<String>,
+    pub fixes: Vec<String>,
+    pub verification: Vec<String>,
+    /// Heals by these fixes.
+    pub healed: i64,
+    /// The host healed last.
+    pub last_host: String,
+    #[serde(default)]
+    pub last_healed_at: i64,
+}
+
+fn json_list(row: &AnyRow, col: &str) -> Result<Vec<String>> {
+    let text: String = row.try_get(col)?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
+}
+
+impl HostFix {
+    fn from_row(row: &AnyRow) -> Result<HostFix> {
+        Ok(HostFix {
+            fingerprint: row.try_get("fingerprint")?,
+            os_family: row.try_get("os_family")?,
+            diagnostics: json_list(row, "diagnostics")?,
+            fixes: json_list(row, "fixes")?,
+            verification: json_list(row, "verification")?,
+            healed: row.try_get("healed")?,
+            last_host: row.try_get("last_host")?,
+            last_healed_at: row.try_get("last_healed_at")?,
+        })
+    }
+}
+
+impl Store {
+    /// Count one heal of `fix.fingerprint` on an `fix.os_family` host by `fix.fixes`
+    /// (`healed` is ignored: each call adds one); the latest diagnostics and verification
+    /// replace the earlier ones.
+    pub async fn record_host_fix(&self, fix: &HostFix) -> Result<()> {
+        let now = now_ms();
+        let list = |l: &[String]| serde_json::to_string(l).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO host_fixes (fingerprint, os_family, fixes, diagnostics, verification, \
+             healed, last_host, first_healed_at, last_healed_at) \
+             VALUES ($1,$2,$3,$4,$5,1,$6,$7,$7) \
+             ON CONFLICT (fingerprint, os_family, fixes) DO UPDATE SET \
+             healed = host_fixes.healed + 1, diagnostics = excluded.diagnostics, \
+             verification = excluded.verification, last_host = excluded.last_host, \
+             last_healed_at = excluded.last_healed_at",
+        )
+        .bind(&fix.fingerprint)
+        .bind(&fix.os_family)
+        .bind(list(&fix.fixes))
+        .bind(list(&fix.diagnostics))
+        .bind(list(&fix.verification))
+        .bind(&fix.last_host)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Everything the host loop learned, by failure and OS family, most heals first.
+    pub async fn list_host_fixes(&self) -> Result<Vec<HostFix>> {
+        let rows = sqlx::query(
+            "SELECT * FROM host_fixes \
+             ORDER BY fingerprint, os_family, healed DESC, last_healed_at DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(HostFix::from_row).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +212,39 @@ mod tests {
         assert_eq!(second[0].first_seen_at, first[0].first_seen_at);
         assert!(second[0].updated_at >= first[0].updated_at);
         assert_eq!(second[0].source, "ansible");
+    }
+
+    #[tokio::test]
+    async fn a_heal_by_the_same_fixes_counts_up_per_fingerprint_and_os_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut fix = HostFix {
+            fingerprint: "start|command|unknown".into(),
+            os_family: "Debian".into(),
+            diagnostics: vec!["ls -ld /etc".into()],
+            fixes: vec!["mkdir -p /etc/app".into()],
+            verification: vec!["test -d /etc/app".into()],
+            last_host: "web1".into(),
+            ..HostFix::default()
+        };
+        store.record_host_fix(&fix).await.unwrap();
+        fix.last_host = "web2".into();
+        fix.verification = vec!["test -d /etc/app/".into()];
+        store.record_host_fix(&fix).await.unwrap();
+        let other = HostFix {
+            fixes: vec!["install -d /etc/app".into()],
+            ..fix.clone()
+        };
+        store.record_host_fix(&other).await.unwrap();
+
+        let got = store.list_host_fixes().await.unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].fixes, fix.fixes, "most heals first");
+        assert_eq!(got[0].healed, 2);
+        assert_eq!(got[0].last_host, "web2");
+        assert_eq!(got[0].verification, ["test -d /etc/app/"]);
+        assert_eq!(got[1].healed, 1);
+        assert!(got.iter().all(|f| f.os_family == "Debian"));
     }
 }

@@ -8,13 +8,16 @@ use super::{confirm, escalate, Ansible, RunRecord, Session};
 use anyhow::{Context as _, Result};
 use pipeguard_ansible::fit;
 use pipeguard_ansible::hostloop::{
-    default_batch, gate, waves, Diagnosis, Gate, Learned, Outcome, Purpose, Ran, Report,
+    default_batch, fingerprint, gate, waves, Diagnosis, Gate, Learned, LearnedFix, Outcome,
+    Purpose, Ran, Report,
 };
 use pipeguard_ansible::{Decision, HostFacts, TaskFailure};
 use pipeguard_core::safety::{assess_script, risk_name};
 use pipeguard_core::secrets::Redactor;
 use pipeguard_core::{Category, Evidence};
 use pipeguard_llm::{Analyst, ConfigError, Context, Explanation, LlmConfig};
+use pipeguard_store::hosts::HostFix;
+use pipeguard_store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,7 +64,8 @@ pub fn analyst(config: Option<&Path>) -> Result<Option<Analyst>> {
 
 pub struct HostLoop<'a> {
     pub ansible: &'a Ansible,
-    pub analyst: Analyst,
+    /// Without one, only what healed before (on the same OS family) is replayed.
+    pub analyst: Option<Analyst>,
     pub rt: tokio::runtime::Runtime,
     pub approve_medium: bool,
     pub batch: Option<usize>,
@@ -69,41 +73,55 @@ pub struct HostLoop<'a> {
     pub report: Report,
     pub redactor: Redactor,
     adhoc_runs: usize,
-    /// Where what healed is kept (`<state dir>/hostloop-learned.json`).
-    learned_path: PathBuf,
+    /// The hosts database, where what healed is kept (none with `--no-database`).
+    store: Option<Store>,
     learned: Learned,
 }
 
 impl<'a> HostLoop<'a> {
+    /// The loop, when there is a model to ask or something learned to replay.
     pub fn new(
         ansible: &'a Ansible,
-        analyst: Analyst,
+        analyst: Option<Analyst>,
         approve_medium: bool,
         batch: Option<usize>,
         dir: &Path,
-        state_dir: &Path,
-    ) -> Result<HostLoop<'a>> {
-        let learned_path = state_dir.join("hostloop-learned.json");
-        // A missing or unreadable file is an empty memory, never a failed run.
-        let learned = std::fs::read_to_string(&learned_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        Ok(HostLoop {
-            learned_path,
+        database_url: Option<&str>,
+    ) -> Result<Option<HostLoop<'a>>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (store, learned) = match database_url {
+            Some(url) => learned_from(&rt, url),
+            None => (None, Learned::default()),
+        };
+        if analyst.is_none() && learned.entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(HostLoop {
+            store,
             learned,
-            redactor: analyst.redactor().clone(),
+            redactor: analyst
+                .as_ref()
+                .map(|a| a.redactor().clone())
+                .unwrap_or_default(),
             ansible,
             analyst,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
+            rt,
             approve_medium,
             batch,
             dir: dir.to_path_buf(),
             report: Report::default(),
             adhoc_runs: 0,
-        })
+        }))
+    }
+
+    /// Whether this failure is the loop's: a model may be asked, or a heal was learned.
+    pub fn may_handle(&self, f: &TaskFailure, d: &Decision) -> bool {
+        self.analyst.is_some()
+            || self
+                .learned
+                .knows(&fingerprint(&f.task, &f.module, &d.kind))
     }
 
     /// Handle the failures the rules were unsure of; returns the hosts healed (fixed,
@@ -119,7 +137,7 @@ impl<'a> HostLoop<'a> {
         // Same task, module and rules' verdict: the same failure on several hosts.
         let mut groups: BTreeMap<String, Vec<&(TaskFailure, Decision)>> = BTreeMap::new();
         for it in items {
-            let fp = format!("{}|{}|{}", it.0.task, it.0.module, it.1.kind);
+            let fp = fingerprint(&it.0.task, &it.0.module, &it.1.kind);
             groups.entry(fp).or_default().push(it);
         }
         let mut healed = BTreeSet::new();
@@ -156,9 +174,8 @@ impl<'a> HostLoop<'a> {
                         r.reason = "fixed, verified, and the task passed when retried".into();
                         eprintln!("pipeguard: {h}: healed (fixed, verified, retried)");
                         let os = r.facts.os_family.clone().unwrap_or_default();
-                        let r = r.clone();
-                        self.learned.record(&fp, &os, &r);
-                        self.save_learned();
+                        let fix = LearnedFix::from_report(&fp, &os, r);
+                        self.learn(fix, h);
                         healed.insert(h.clone());
                     } else {
                         r.outcome = Outcome::Escalated;
@@ -189,13 +206,22 @@ impl<'a> HostLoop<'a> {
         Ok(healed)
     }
 
-    fn save_learned(&self) {
-        let text = serde_json::to_string_pretty(&self.learned).unwrap_or_default();
-        if let Err(e) = std::fs::write(&self.learned_path, text + "\n") {
-            eprintln!(
-                "pipeguard: warning: {} not written: {e}",
-                self.learned_path.display()
-            );
+    /// Keep what healed, in memory and in the hosts database; a database problem never
+    /// fails the run.
+    fn learn(&mut self, fix: LearnedFix, host: &str) {
+        self.learned.record(fix.clone());
+        let Some(store) = &self.store else { return };
+        let row = HostFix {
+            fingerprint: fix.fingerprint,
+            os_family: fix.os_family,
+            diagnostics: fix.diagnostics,
+            fixes: fix.fixes,
+            verification: fix.verification,
+            last_host: host.to_string(),
+            ..HostFix::default()
+        };
+        if let Err(e) = self.rt.block_on(store.record_host_fix(&row)) {
+            eprintln!("pipeguard: warning: the heal was not learned: {e}");
         }
     }
 
@@ -228,6 +254,7 @@ impl<'a> HostLoop<'a> {
 
     fn ask(
         &self,
+        analyst: &Analyst,
         f: &TaskFailure,
         facts: &HostFacts,
         fp: &str,
@@ -260,7 +287,7 @@ impl<'a> HostLoop<'a> {
             ..Context::default()
         };
         // No fingerprint: each host and round is asked afresh (outputs differ per host).
-        self.rt.block_on(self.analyst.explain("", &ctx))
+        self.rt.block_on(analyst.explain("", &ctx))
     }
 
     /// Diagnose, fix, verify (and roll back) one host; true when verified.
@@ -284,13 +311,33 @@ impl<'a> HostLoop<'a> {
                 fingerprint: fp.to_string(),
             };
         }
+        // Taken out while asked, so that the loop can be borrowed to run commands.
+        let Some(analyst) = self.analyst.take() else {
+            return self.replay(f, d, facts, fp, session);
+        };
+        let healed = self.consult(&analyst, f, d, facts, fp, session);
+        self.analyst = Some(analyst);
+        healed
+    }
+
+    /// The model's loop: ask, run the diagnostics, ask again with their output, then apply.
+    fn consult(
+        &mut self,
+        analyst: &Analyst,
+        f: &TaskFailure,
+        d: &Decision,
+        facts: &HostFacts,
+        fp: &str,
+        session: &mut Session,
+    ) -> Result<bool> {
+        let host = f.host.clone();
         eprintln!(
             "pipeguard: {host}: task {:?} failed ({}); asking {}",
             f.task,
             d.kind,
-            self.analyst.source()
+            analyst.source()
         );
-        let mut e = self.ask(f, facts, fp, vec![]);
+        let mut e = self.ask(analyst, f, facts, fp, vec![]);
         if !e.is_usable() {
             return self.give_up(
                 session,
@@ -304,7 +351,7 @@ impl<'a> HostLoop<'a> {
         self.set_diagnosis(&host, &e, fp);
         let diags = self.run_list(&host, Purpose::Diagnostic, &e, facts, f.with_become)?;
         if !diags.is_empty() {
-            let second = self.ask(f, facts, fp, diags);
+            let second = self.ask(analyst, f, facts, fp, diags);
             if second.is_usable() {
                 e = second;
                 self.set_diagnosis(&host, &e, fp);
@@ -315,29 +362,87 @@ impl<'a> HostLoop<'a> {
                 );
             }
         }
-        // Every fix must be allowed before any runs.
-        let fixes = commands(&e, pipeguard_llm::Purpose::Fix);
-        if fixes.is_empty() {
+        let steps = Steps {
+            fixes: commands(&e, pipeguard_llm::Purpose::Fix),
+            verification: commands(&e, pipeguard_llm::Purpose::Verify),
+            rollback: commands(&e, pipeguard_llm::Purpose::Rollback),
+        };
+        if steps.fixes.is_empty() {
             return self.give_up(session, d, "the model proposed no fix".into());
         }
-        for c in &fixes {
+        self.apply(f, d, facts, &steps, session)
+    }
+
+    /// Without a model: what healed this failure on this OS family before, gated and
+    /// verified again like the model's proposal (nothing learned to roll back with).
+    fn replay(
+        &mut self,
+        f: &TaskFailure,
+        d: &Decision,
+        facts: &HostFacts,
+        fp: &str,
+        session: &mut Session,
+    ) -> Result<bool> {
+        let os = facts.os_family.clone().unwrap_or_default();
+        let Some(known) = self.learned.replay(fp, &os).cloned() else {
+            return self.give_up(
+                session,
+                d,
+                format!(
+                    "{}; nothing healed it before on a {os} host and no model is configured",
+                    d.reason
+                ),
+            );
+        };
+        let r = self.report.host(&f.host);
+        r.diagnosis.source = "learned".into();
+        r.diagnosis.reason = format!(
+            "healed {} time(s) before on {os} hosts by [{}]",
+            known.healed,
+            known.fixes.join("; ")
+        );
+        eprintln!(
+            "pipeguard: {}: {}; replaying it",
+            f.host, r.diagnosis.reason
+        );
+        let steps = Steps {
+            fixes: known.fixes,
+            verification: known.verification,
+            rollback: vec![],
+        };
+        self.apply(f, d, facts, &steps, session)
+    }
+
+    /// Fix (every fix allowed before any runs), verify, and roll back when that fails;
+    /// true when verified.
+    fn apply(
+        &mut self,
+        f: &TaskFailure,
+        d: &Decision,
+        facts: &HostFacts,
+        steps: &Steps,
+        session: &mut Session,
+    ) -> Result<bool> {
+        let host = f.host.clone();
+        let fixes = &steps.fixes;
+        for c in fixes {
             if let Some(why) = self.blocked(Purpose::Fix, c, facts) {
-                self.record_not_run(&host, Purpose::Fix, &fixes, facts);
+                self.record_not_run(&host, Purpose::Fix, fixes, facts);
                 return self.give_up(session, d, format!("the fix `{c}` was not run: {why}"));
             }
         }
-        let ran = self.run_all(&host, Purpose::Fix, &fixes, facts, f.with_become)?;
-        let verifies = commands(&e, pipeguard_llm::Purpose::Verify);
+        let ran = self.run_all(&host, Purpose::Fix, fixes, facts, f.with_become)?;
+        let verifies = &steps.verification;
         let verified = ran
             && !verifies.is_empty()
             && verifies
                 .iter()
                 .all(|c| self.blocked(Purpose::Verify, c, facts).is_none())
-            && self.run_all(&host, Purpose::Verify, &verifies, facts, f.with_become)?;
+            && self.run_all(&host, Purpose::Verify, verifies, facts, f.with_become)?;
         if verified {
             return Ok(true);
         }
-        let rollbacks = commands(&e, pipeguard_llm::Purpose::Rollback);
+        let rollbacks = &steps.rollback;
         let mut allowed = vec![];
         for c in rollbacks.iter().cloned() {
             if self.blocked(Purpose::Rollback, &c, facts).is_some() {
@@ -393,7 +498,7 @@ impl<'a> HostLoop<'a> {
             Gate::Refuse(why) => Some(why),
             Gate::NeedsApproval if self.approve_medium => None,
             Gate::NeedsApproval => {
-                let q = format!("pipeguard: run the medium-risk {p:?} `{c}`?");
+                let q = format!("pipeguard: run the medium-risk {} `{c}`?", name(p));
                 (!confirm(&q)).then(|| "medium risk and not approved (use --approve-medium)".into())
             }
         }
@@ -487,6 +592,43 @@ impl<'a> HostLoop<'a> {
         };
         self.report.host(host).list(p).push(r.clone());
         Ok(r)
+    }
+}
+
+/// The commands of one heal, in the order they run.
+struct Steps {
+    fixes: Vec<String>,
+    verification: Vec<String>,
+    rollback: Vec<String>,
+}
+
+/// The hosts database and what it learned; without it (unreachable, say) nothing is
+/// learned and the run goes on.
+fn learned_from(rt: &tokio::runtime::Runtime, url: &str) -> (Option<Store>, Learned) {
+    let loaded = rt.block_on(async {
+        let store = Store::connect(url).await?;
+        let rows = store.list_host_fixes().await?;
+        Ok::<_, pipeguard_store::StoreError>((store, rows))
+    });
+    match loaded {
+        Ok((store, rows)) => {
+            let entries = rows
+                .into_iter()
+                .map(|r| LearnedFix {
+                    fingerprint: r.fingerprint,
+                    os_family: r.os_family,
+                    diagnostics: r.diagnostics,
+                    fixes: r.fixes,
+                    verification: r.verification,
+                    healed: r.healed.clamp(0, u32::MAX as i64) as u32,
+                })
+                .collect();
+            (Some(store), Learned { entries })
+        }
+        Err(e) => {
+            eprintln!("pipeguard: warning: learned heals not read from {url}: {e}");
+            (None, Learned::default())
+        }
     }
 }
 

@@ -23,12 +23,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// Failure kinds whose fix commands depend on the host's facts.
-const NEEDS_FACTS: [&str; 4] = [
+/// Failure kinds whose fix commands (or whether to heal at all: free disk and memory)
+/// depend on the host's facts.
+const NEEDS_FACTS: [&str; 5] = [
     "missing_package",
     "stale_package_cache",
     "service_stopped",
     "disk_full",
+    "out_of_memory",
 ];
 
 /// How much of ansible-playbook's stderr is kept to explain failures outside any task.
@@ -419,17 +421,14 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     eprintln!("pipeguard: session {id} ({})", dir.display());
 
     let analyzer = Analyzer::builtin();
-    let mut host_loop = match hostloop::analyst(args.config.as_deref())? {
-        Some(a) => Some(hostloop::HostLoop::new(
-            &ansible,
-            a,
-            args.approve_medium,
-            args.batch.map(|b| b as usize),
-            &dir,
-            &args.state_dir,
-        )?),
-        None => None,
-    };
+    let mut host_loop = hostloop::HostLoop::new(
+        &ansible,
+        hostloop::analyst(args.config.as_deref())?,
+        args.approve_medium,
+        args.batch.map(|b| b as usize),
+        &dir,
+        (!args.no_database).then_some(args.database_url.as_str()),
+    )?;
     let mut first_failures: Vec<Decision> = vec![];
     let mut session = Session {
         id: id.clone(),
@@ -499,7 +498,8 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
                 let d = classify(f, None, &analyzer);
                 !facts.contains_key(&f.host)
                     && (NEEDS_FACTS.contains(&d.kind.as_str())
-                        || (host_loop.is_some() && hostloop::unsure(&d)))
+                        || (hostloop::unsure(&d)
+                            && host_loop.as_ref().is_some_and(|l| l.may_handle(f, &d))))
             })
             .cloned()
             .collect();
@@ -519,7 +519,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
         for (d, f) in decisions.iter().zip(&failures) {
             let looped = host_loop
                 .as_ref()
-                .map(|l| l.report.hosts.contains_key(&d.host));
+                .map(|l| l.report.hosts.contains_key(&d.host) || !l.may_handle(f, d));
             match &d.action {
                 Action::Escalate if looped == Some(false) && hostloop::unsure(d) => {
                     for_loop.push((f.clone(), d.clone()));
