@@ -335,6 +335,7 @@ async function operatorQuarantines(page) {
   const quarantine = page.getByRole("button", { name: /^Quarantine api::lists_users in / });
   await page.locator("td code", { hasText: "api::lists_users" }).first().waitFor();
   check(await release.count() > 0, "a quarantined test has an Un-quarantine button");
+  await weeklyTrend(page);
   if (!(await release.count())) return;
   await release.first().waitFor();
   await shot(page, "flaky");
@@ -344,6 +345,25 @@ async function operatorQuarantines(page) {
   await quarantine.click();
   await release.first().waitFor();
   check(true, "quarantining it again from the dashboard works");
+}
+
+/** The flaky tests' weekly trend, as the API reports it, with the tests that got worse marked. */
+async function weeklyTrend(page) {
+  const resp = await fetch(`${BASE}/api/v1/flaky-tests?limit=200`, { headers: { authorization: `Bearer ${OPERATOR}` } });
+  const { flaky_tests: list } = await resp.json();
+  const t = list.find((x) => x.test === "api::lists_users");
+  check(t?.trend?.worse_this_week === true, "the API says api::lists_users failed more this week than last");
+  const row = page.locator("#view table").first().locator("tr", { has: page.locator("td code", { hasText: "api::lists_users" }) });
+  const cells = await row.locator("td").allInnerTexts();
+  const week = `${t.trend.failures_this_week} (last week ${t.trend.failures_last_week})`;
+  check(cells.some((c) => c.includes("worse this week") && c.includes(week)),
+    `its row shows the trend \`${week}\` marked worse this week (cells: ${cells.join(" | ")})`);
+  check((await row.getAttribute("class")) === "worse", "the row of a test that got worse is marked");
+  const steady = list.filter((x) => !x.trend.worse_this_week).map((x) => x.test);
+  for (const name of steady) {
+    const r = page.locator("#view table").first().locator("tr", { has: page.locator("td code", { hasText: name }) });
+    check(await r.locator(".badge.worse").count() === 0, `${name}, no worse this week, is not marked`);
+  }
 }
 
 async function insights(page) {

@@ -1,21 +1,42 @@
 //! Who owns a file by a CODEOWNERS file (GitHub's and GitLab's syntax): `pattern owner…`
 //! lines, `#` comments, gitignore-style patterns, and the last matching line wins. GitLab's
-//! `[Section]` headers are skipped; their rules apply like any other.
+//! sections (`[Name]`, optional `^[Name]`, `[Name][2]`, each with default owners after the
+//! header) are read apart: the last match of each section counts, and a rule naming nobody
+//! takes its section's default owners.
 
 use regex::Regex;
 
 /// The owners the last matching rule names for `file` (a repository path, no leading `/`).
-/// Empty when no rule matches or the matching rule names nobody (an explicit "no owner").
+/// With GitLab sections, each section's last match, the later in the file first (later rules
+/// take precedence), required sections before optional ones, without repeats. Empty when no
+/// rule matches or the matching rules name nobody (an explicit "no owner").
 pub fn owners(codeowners: &str, file: &str) -> Vec<String> {
     let file = file.trim_start_matches("./").trim_start_matches('/');
-    let mut found = Vec::new();
-    for line in codeowners.lines() {
+    // One entry per section (the unnamed one first): its name, whether it is optional, its
+    // default owners and its last match.
+    let mut sections: Vec<Section> = vec![Section::default()];
+    let mut current = 0;
+    for (n, line) in codeowners.lines().enumerate() {
         let line = line.split(" #").next().unwrap_or_default().trim();
-        if line.is_empty()
-            || line.starts_with('#')
-            || line.starts_with('[')
-            || line.starts_with("^[")
-        {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(h) = header(line) {
+            // Sections with the same name (any case) are one; its rules from here on take
+            // this header's default owners.
+            let same = sections
+                .iter()
+                .position(|s| s.name.eq_ignore_ascii_case(&h.name));
+            current = match same.filter(|&i| i > 0) {
+                Some(i) => {
+                    sections[i].defaults = h.defaults;
+                    i
+                }
+                None => {
+                    sections.push(h);
+                    sections.len() - 1
+                }
+            };
             continue;
         }
         let mut words = line.split_whitespace();
@@ -23,10 +44,55 @@ pub fn owners(codeowners: &str, file: &str) -> Vec<String> {
             continue;
         };
         if matcher(pattern).is_some_and(|re| re.is_match(file)) {
-            found = words.map(str::to_string).collect();
+            let s = &mut sections[current];
+            let named: Vec<String> = words.map(str::to_string).collect();
+            s.found = Some(if named.is_empty() {
+                s.defaults.clone()
+            } else {
+                named
+            });
+            s.line = n;
         }
     }
-    found
+    sections.sort_by_key(|s| (s.optional, std::cmp::Reverse(s.line)));
+    let mut out: Vec<String> = Vec::new();
+    for o in sections.into_iter().filter_map(|s| s.found).flatten() {
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Section {
+    name: String,
+    optional: bool,
+    defaults: Vec<String>,
+    found: Option<Vec<String>>,
+    /// The line of the last match.
+    line: usize,
+}
+
+/// A GitLab section header: `^`? `[name]`, an optional `[approvals]`, default owners.
+fn header(line: &str) -> Option<Section> {
+    let (optional, rest) = match line.strip_prefix('^') {
+        Some(r) => (true, r),
+        None => (false, line),
+    };
+    let rest = rest.strip_prefix('[')?;
+    let close = rest.find(']')?;
+    let name = rest[..close].trim().to_string();
+    let mut after = &rest[close + 1..];
+    if let Some(r) = after.strip_prefix('[') {
+        after = &r[r.find(']')? + 1..];
+    }
+    Some(Section {
+        name,
+        optional,
+        defaults: after.split_whitespace().map(str::to_string).collect(),
+        ..Default::default()
+    })
 }
 
 /// A gitignore-style pattern as a regex over repository paths: anchored at the root when it
@@ -83,11 +149,39 @@ mod tests {
         assert_eq!(o("src/docs/x.md"), ["@octo-org/maintainers"]);
         assert_eq!(o("tests/api/upload.rs"), ["@alice", "@octo-org/api"]);
         assert_eq!(o("a/b/logs/today.txt"), ["@logger"]);
-        assert_eq!(o("db/schema.sql"), ["@dba"]);
+        // A section is read apart: its match first, the rules above it still count.
+        assert_eq!(o("db/schema.sql"), ["@dba", "@octo-org/maintainers"]);
         // `*` stays in its directory.
         assert_eq!(o("db/old/schema.sql"), ["@octo-org/maintainers"]);
         // A rule without owners leaves the path unowned.
         assert!(o("build/out.txt").is_empty());
         assert!(owners("", "x").is_empty());
+    }
+
+    /// GitLab: each section's last match counts, the later first; a bare pattern takes its
+    /// section's default owners; `[Name][2]` and `^[Name]` are headers, not patterns; optional
+    /// sections last.
+    #[test]
+    fn gitlab_sections_keep_their_own_last_match_and_default_owners() {
+        let file = "* @everyone\n\
+            ^[Docs] @docs-team\n\
+            docs/\n\
+            [Backend][2] @grp/backend @carol\n\
+            tests/api/\n\
+            tests/api/slow/ @dave\n\
+            [backend]\n\
+            *.md @writer\n";
+        let o = |f| owners(file, f);
+        assert_eq!(
+            o("tests/api/upload.rs"),
+            ["@grp/backend", "@carol", "@everyone"]
+        );
+        assert_eq!(o("tests/api/slow/big.rs"), ["@dave", "@everyone"]);
+        // Backend (merged with [backend]) matched last; optional Docs comes after required.
+        assert_eq!(o("docs/guide.md"), ["@writer", "@everyone", "@docs-team"]);
+        assert_eq!(o("src/lib.rs"), ["@everyone"]);
+        // Only sections, no rule outside them: the section's owner is the first.
+        assert_eq!(owners("[QA] @qa\ntests/\n", "tests/x.rs"), ["@qa"]);
+        assert!(owners("[QA] @qa\ntests/\n", "src/x.rs").is_empty());
     }
 }

@@ -219,37 +219,55 @@ impl Notifier {
     }
 }
 
-/// Tells the channels whose `on` lists `quarantine_expired` that a quarantined test of
-/// theirs was released at its end date, naming its owner. Sent at once; a channel that is down
-/// misses it (the ticket's closing comment mentions the owner too).
-pub async fn quarantine_expired(
-    st: &crate::Shared,
-    e: &pipeguard_store::QuarantineEntry,
-    why: &str,
-) {
-    let text = format!(
-        "{}: the quarantine of `{}` in {} ended ({why}). Owner: {}{}",
-        "pipeguard",
-        e.test,
-        e.repository,
-        e.owner,
-        e.ticket_url
-            .as_deref()
-            .map(|u| format!(", ticket {u}"))
-            .unwrap_or_default()
-    );
-    for ch in st.config.notify.iter().filter(|ch| {
-        ch.wants("quarantine_expired", &e.repository)
-            && matches!(ch.kind.as_str(), "webhook" | "slack")
-    }) {
+/// The channels (their indexes) whose `on` lists `quarantine_expired` for `repository`.
+pub fn quarantine_channels<'a>(
+    st: &'a crate::Shared,
+    repository: &'a str,
+) -> impl Iterator<Item = usize> + 'a {
+    st.config
+        .notify
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, ch)| {
+            (ch.wants("quarantine_expired", repository)
+                && matches!(ch.kind.as_str(), "webhook" | "slack"))
+            .then_some(i)
+        })
+}
+
+/// What a quarantine's end tells its owner's channel.
+pub struct QuarantineNotice<'a> {
+    pub repository: &'a str,
+    pub test: &'a str,
+    pub owner: &'a str,
+    pub ticket_url: Option<&'a str>,
+    pub why: &'a str,
+}
+
+impl Notifier {
+    /// Tells one channel that a quarantined test was released at its end date, naming its
+    /// owner (a queued job: tried again while the channel is down).
+    pub async fn send_quarantine(
+        &self,
+        ch: &NotifyConfig,
+        n: &QuarantineNotice<'_>,
+    ) -> Result<(), PlatformError> {
+        let text = format!(
+            "pipeguard: the quarantine of `{}` in {} ended ({}). Owner: {}{}",
+            n.test,
+            n.repository,
+            n.why,
+            n.owner,
+            n.ticket_url
+                .map(|u| format!(", ticket {u}"))
+                .unwrap_or_default()
+        );
         let body = if ch.kind == "slack" {
             json!({"text": slack_escape(&text)})
         } else {
-            json!({"event": "quarantine_expired", "repository": e.repository, "test": e.test,
-                   "owner": e.owner, "ticket_url": e.ticket_url, "message": text})
+            json!({"event": "quarantine_expired", "repository": n.repository, "test": n.test,
+                   "owner": n.owner, "ticket_url": n.ticket_url, "message": text})
         };
-        if let Err(err) = st.notifier.post(ch, &body).await {
-            tracing::warn!(url = %ch.url, "quarantine notice not sent: {err}");
-        }
+        self.post(ch, &body).await
     }
 }

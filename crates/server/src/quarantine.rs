@@ -4,13 +4,17 @@
 //! `[flaky] release_after_passes` first-attempt green runs of its repository in a row (a
 //! failure of it starts the count over), or at its end date, when it counts again and its owner
 //! is told. Releasing closes its ticket. Errors of the platform never fail the quarantine:
-//! they are logged and on the audit trail.
+//! a ticket that cannot be filed is stored as `ticket_error` and filed again from the durable
+//! queue; closing the ticket and telling the owner are queued with the release itself, so a
+//! crash or a channel that is down loses neither.
 
 use crate::auth::Principal;
 use crate::Shared;
 use pipeguard_core::event::{FailureEvent, Platform};
-use pipeguard_platforms::{Issue, Ticket};
-use pipeguard_store::{now_ms, NewQuarantine, QuarantineEntry, QUARANTINE_DAYS};
+use pipeguard_platforms::{Issue, PlatformError, Ticket};
+use pipeguard_store::{
+    now_ms, quarantine_key, NewQuarantine, QuarantineEntry, Task, QUARANTINE_DAYS,
+};
 use serde_json::json;
 
 /// What someone asked to quarantine.
@@ -152,41 +156,113 @@ async fn issue(st: &Shared, e: &QuarantineEntry) -> Issue {
     }
 }
 
+/// Files the quarantine's ticket when `[flaky] tickets` names a platform. When the platform
+/// fails, the quarantine keeps the reason as `ticket_error` and a queued job tries again.
 async fn file_ticket(st: &Shared, e: &QuarantineEntry) {
+    if let Err(err) = try_ticket(st, e).await {
+        tracing::warn!(repository = %e.repository, test = %e.test, "cannot file the ticket: {err}");
+        let why = err.to_string();
+        let d = json!({"test": e.test, "error": why});
+        crate::audit::record(
+            st,
+            "pipeguard",
+            "quarantine.ticket_failed",
+            &e.repository,
+            d,
+        )
+        .await;
+        let task = Task::FileTicket {
+            repository: e.repository.clone(),
+            test: e.test.clone(),
+        };
+        let key = quarantine_key(&e.repository, &e.test);
+        let stored = async {
+            st.store
+                .quarantine_ticket_failed(&e.repository, &e.test, &why)
+                .await?;
+            st.store
+                .enqueue(&key, &task, now_ms() + TICKET_RETRY_MS)
+                .await
+        };
+        if let Err(err) = stored.await {
+            tracing::error!(test = %e.test, "cannot queue the ticket again: {err}");
+        }
+    }
+}
+
+/// A failed ticket is filed again this long after.
+const TICKET_RETRY_MS: i64 = 30_000;
+
+async fn try_ticket(st: &Shared, e: &QuarantineEntry) -> Result<(), PlatformError> {
     let Some(platform) = st.config.flaky.tickets.platform() else {
-        return;
+        return Ok(());
     };
     let Some(ci) = st.ci(platform, &e.repository) else {
         tracing::warn!(repository = %e.repository, "[flaky] tickets = {platform} but {platform} is not configured");
-        return;
+        return Ok(());
     };
     let issue = issue(st, e).await;
-    match ci.open_issue(&repo_event(&e.repository), &issue).await {
-        Ok(Some(t)) => {
-            if let Err(err) = st
-                .store
-                .quarantine_ticket(&e.repository, &e.test, &t.id, &t.url)
-                .await
-            {
-                tracing::error!("cannot store the ticket {}: {err}", t.url);
+    let Some(t) = ci.open_issue(&repo_event(&e.repository), &issue).await? else {
+        return Ok(());
+    };
+    if let Err(err) = st
+        .store
+        .quarantine_ticket(&e.repository, &e.test, &t.id, &t.url)
+        .await
+    {
+        tracing::error!("cannot store the ticket {}: {err}", t.url);
+    }
+    let d = json!({"test": e.test, "ticket_url": t.url});
+    crate::audit::record(st, "pipeguard", "quarantine.ticket_filed", &e.repository, d).await;
+    Ok(())
+}
+
+/// The queued job filing a ticket that failed before: nothing when the test was released or
+/// got its ticket meanwhile.
+pub(crate) async fn file_ticket_job(
+    st: &Shared,
+    repository: &str,
+    test: &str,
+) -> Result<(), PlatformError> {
+    let entry = st
+        .store
+        .quarantined(repository, test)
+        .await
+        .map_err(|e| PlatformError::Transient(e.to_string()))?;
+    match entry {
+        Some(e) if e.ticket_id.is_none() => {
+            let r = try_ticket(st, &e).await;
+            if let Err(err) = &r {
+                let _ = st
+                    .store
+                    .quarantine_ticket_failed(repository, test, &err.to_string())
+                    .await;
             }
-            let d = json!({"test": e.test, "ticket_url": t.url});
-            crate::audit::record(st, "pipeguard", "quarantine.ticket_filed", &e.repository, d)
-                .await;
+            r
         }
-        Ok(None) => {}
-        Err(err) => {
-            tracing::warn!(repository = %e.repository, test = %e.test, "cannot file the ticket: {err}");
-            let d = json!({"test": e.test, "error": err.to_string()});
-            crate::audit::record(
-                st,
-                "pipeguard",
-                "quarantine.ticket_failed",
-                &e.repository,
-                d,
-            )
-            .await;
+        _ => Ok(()),
+    }
+}
+
+/// The queued job closing a released quarantine's ticket with a word to its owner.
+pub(crate) async fn close_ticket_job(
+    st: &Shared,
+    repository: &str,
+    ticket: &Ticket,
+    comment: &str,
+) -> Result<(), PlatformError> {
+    let platform = st
+        .config
+        .flaky
+        .tickets
+        .platform()
+        .unwrap_or_else(|| platform_of(st, repository));
+    match st.ci(platform, repository) {
+        Some(ci) => {
+            ci.close_issue(&repo_event(repository), ticket, comment)
+                .await
         }
+        None => Ok(()),
     }
 }
 
@@ -228,10 +304,39 @@ pub async fn expire(st: &Shared) {
     }
 }
 
-/// Lifts one quarantine (once, whoever else tries), closes its ticket and, at expiry, tells
-/// its owner through the notification channels.
+/// Lifts one quarantine (once, whoever else tries) and, in the same transaction, queues the
+/// closing of its ticket and, at expiry, a notice to its owner on each channel listing
+/// `quarantine_expired`.
 async fn release(st: &Shared, e: &QuarantineEntry, why: &str, tell_owner: bool) {
-    match st.store.quarantine_remove(&e.repository, &e.test).await {
+    let mut then = Vec::new();
+    if let (Some(id), Some(url)) = (&e.ticket_id, &e.ticket_url) {
+        then.push(Task::CloseTicket {
+            repository: e.repository.clone(),
+            test: e.test.clone(),
+            ticket_id: id.clone(),
+            ticket_url: url.clone(),
+            comment: format!("{} Released by pipeguard: {why}.", e.owner),
+        });
+    }
+    if tell_owner {
+        then.extend(
+            crate::notify::quarantine_channels(st, &e.repository).map(|channel| {
+                Task::NotifyQuarantine {
+                    channel,
+                    repository: e.repository.clone(),
+                    test: e.test.clone(),
+                    owner: e.owner.clone(),
+                    ticket_url: e.ticket_url.clone(),
+                    why: why.to_string(),
+                }
+            }),
+        );
+    }
+    match st
+        .store
+        .quarantine_release(&e.repository, &e.test, &then)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return,
         Err(err) => {
@@ -239,31 +344,10 @@ async fn release(st: &Shared, e: &QuarantineEntry, why: &str, tell_owner: bool) 
             return;
         }
     }
+    if !then.is_empty() {
+        st.worker_wake.notify_one();
+    }
     let d = json!({"test": e.test, "owner": e.owner, "why": why});
     crate::audit::record(st, "pipeguard", "quarantine.released", &e.repository, d).await;
     tracing::info!(repository = %e.repository, test = %e.test, "quarantine released: {why}");
-    if let (Some(id), Some(url)) = (&e.ticket_id, &e.ticket_url) {
-        let ticket = Ticket {
-            id: id.clone(),
-            url: url.clone(),
-        };
-        let platform = st
-            .config
-            .flaky
-            .tickets
-            .platform()
-            .unwrap_or_else(|| platform_of(st, &e.repository));
-        if let Some(ci) = st.ci(platform, &e.repository) {
-            let comment = format!("{} Released by pipeguard: {why}.", e.owner);
-            if let Err(err) = ci
-                .close_issue(&repo_event(&e.repository), &ticket, &comment)
-                .await
-            {
-                tracing::warn!(ticket = %url, "cannot close the ticket: {err}");
-            }
-        }
-    }
-    if tell_owner {
-        crate::notify::quarantine_expired(st, e, why).await;
-    }
 }

@@ -1,14 +1,22 @@
-//! The quarantine lifecycle against the GitHub stand-in (contents API for CODEOWNERS, issues):
-//! an owner from CODEOWNERS or the repository's default, a ticket filed and closed, release
-//! after N first-attempt green runs in a row (a failure starts the count over), and release at
-//! expiry with the owner told through the notification channel.
+//! The quarantine lifecycle against the GitHub and GitLab stand-ins (CODEOWNERS through their
+//! file APIs, issues): an owner from CODEOWNERS or the repository's default, a ticket filed
+//! (again, when the platform failed) and closed, release after N first-attempt green runs in a
+//! row (a failure starts the count over), and release at expiry with the owner told through
+//! the durable queue, across a restart and a channel that was down.
 
 mod common;
+#[allow(dead_code)]
+mod stand_ins;
 
 use common::*;
+use pipeguard_core::event::Platform;
 use pipeguard_sim::github::{GithubConfig, GithubSim};
+use pipeguard_sim::gitlab::User;
+use pipeguard_sim::{Fault, JobSpec};
 use reqwest::Method;
 use serde_json::{json, Value};
+use sqlx::Row;
+use stand_ins::{AnySim, Stand, ROWS};
 use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -177,26 +185,37 @@ async fn an_owner_from_codeowners_a_ticket_and_release_after_n_green_runs() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_failure_starts_the_count_over_and_expiry_releases_and_tells_the_owner() {
-    let github = wiremock::MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/hooks/quarantine"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&github)
-        .await;
-    let hook = format!("{}/hooks/quarantine", github.uri());
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
-    let app = TestApp::start_at(dir, db, github, "test-admin", |c| {
+/// A notification channel listing `quarantine_expired`.
+fn with_channel(hook: String) -> impl FnOnce(&mut pipeguard_server::config::Config) {
+    move |c| {
         c.flaky.release_after_passes = 2;
         c.notify.push(pipeguard_server::tenants::NotifyConfig {
             url: hook,
             on: vec!["quarantine_expired".into()],
             ..Default::default()
         });
-    })
-    .await;
+    }
+}
+
+async fn hook_answers(channel: &wiremock::MockServer, status: u16) {
+    channel.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/quarantine"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(channel)
+        .await;
+}
+
+#[tokio::test]
+async fn a_failure_starts_the_count_over_and_expiry_releases_and_tells_the_owner() {
+    // The channel is down until pipeguard restarts.
+    let channel = wiremock::MockServer::start().await;
+    hook_answers(&channel, 503).await;
+    let hook = format!("{}/hooks/quarantine", channel.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("pipeguard.db").display());
+    let github = wiremock::MockServer::start().await;
+    let app = TestApp::start_at(dir, db, github, "test-admin", with_channel(hook.clone())).await;
     let flaky = "api::upload_resumes";
     quarantine(
         &app,
@@ -264,31 +283,164 @@ async fn a_failure_starts_the_count_over_and_expiry_releases_and_tells_the_owner
     assert_eq!(t["trend"]["failures_this_week"], 1);
     assert_eq!(t["trend"]["worse_this_week"], true);
 
-    // Its end date passes: released, and the channel hears who owns it.
+    // Its end date passes: released; the notice to its owner waits in the queue while the
+    // channel is down, and survives a restart.
     let store = pipeguard_store::Store::connect(&app.db_url).await.unwrap();
     sqlx::query("UPDATE quarantine SET expires_at = 1")
         .execute(store.pool())
         .await
         .unwrap();
     wait_released(&app, REPO, flaky).await;
-    let mut told = None;
-    for _ in 0..100 {
-        let reqs = app.github.received_requests().await.unwrap_or_default();
-        told = reqs
-            .into_iter()
-            .filter(|r| r.url.path() == "/hooks/quarantine")
+    let tried = until("the notice was tried and kept", async || {
+        let r = sqlx::query("SELECT status, tries FROM jobs WHERE kind = 'notify_quarantine'")
+            .fetch_optional(store.pool())
+            .await
+            .unwrap()?;
+        let (status, tries): (String, i64) = (r.get("status"), r.get("tries"));
+        (status == "queued" && tries >= 1).then_some(tries)
+    })
+    .await;
+    assert_eq!(tried, 1);
+    assert!(!channel.received_requests().await.unwrap().is_empty());
+    store.close().await;
+    let (github, dir, db) = app.stop().await;
+    hook_answers(&channel, 200).await;
+    let app = TestApp::start_at(dir, db, github, "admin-again", with_channel(hook)).await;
+    sql(
+        &app,
+        "UPDATE jobs SET run_at = 0 WHERE kind = 'notify_quarantine'",
+    )
+    .await;
+    let body = until("the owner is told", async || {
+        let reqs = channel.received_requests().await.unwrap_or_default();
+        reqs.into_iter()
             .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-            .find(|b| b["event"] == "quarantine_expired");
-        if told.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let body = told.expect("the owner is told");
+            .find(|b| b["event"] == "quarantine_expired")
+    })
+    .await;
     assert_eq!(
         (body["owner"].as_str(), body["test"].as_str()),
         (Some("@bob"), Some(flaky))
     );
-    store.close().await;
     app.stop().await;
+}
+
+/// Runs the SQL on the app's database (to make a queued retry due now, or a quarantine end).
+async fn sql(app: &TestApp, q: &str) {
+    let store = pipeguard_store::Store::connect(&app.db_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(q.to_string()))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test]
+async fn gitlab_owner_from_a_sectioned_codeowners_tickets_filed_again_and_closed() {
+    let row = ROWS
+        .iter()
+        .find(|r| r.platform == Platform::Gitlab)
+        .unwrap();
+    let stand = Stand::start_with(row, |c| {
+        c.flaky.tickets = pipeguard_server::config::Tickets::Gitlab;
+        c.flaky.release_after_passes = 2;
+    })
+    .await;
+    let AnySim::Gitlab(sim) = &stand.sim else {
+        unreachable!()
+    };
+    let (app, repo) = (&stand.app, row.repo);
+    sim.add_user(User::new(42, "alice")).await;
+    sim.put_file(
+        repo,
+        ".gitlab/CODEOWNERS",
+        "* @grp/maintainers\n[API][2] @grp/api-team\ntests/\ntests/api/ @alice\n^[Docs] @writer\ndocs/\n",
+    )
+    .await;
+    let q = quarantine(
+        app,
+        json!({"repository": repo, "test": "api::upload_resumes",
+        "reason": "races the upload server", "file": "tests/api/upload.rs"}),
+    )
+    .await;
+    // The API section's last match, over the catch-all above it.
+    assert_eq!(q["owner"], "@alice", "{q}");
+    let issues = sim.issues().await;
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let i = &issues[0];
+    assert_eq!(
+        q["ticket_url"].as_str(),
+        Some(format!("{}/{repo}/-/issues/1", sim.base_url()).as_str())
+    );
+    assert_eq!(
+        (i.labels.clone(), i.assignee_ids.clone(), i.state.as_str()),
+        (vec!["flaky-test".to_string()], vec![42], "opened")
+    );
+    assert!(i.title.contains("api::upload_resumes"), "{i:?}");
+    assert!(
+        i.description.contains("@alice") && i.description.contains("races the upload server"),
+        "{i:?}"
+    );
+
+    // GitLab fails the next issue: the quarantine stands, says why, and is filed later.
+    sim.inject(Fault::refuse("/issues", 503).method("POST"))
+        .await;
+    let q = quarantine(
+        app,
+        json!({"repository": repo, "test": "db::migrates", "reason": "slow disk",
+               "file": "tests/db/migrate.rs"}),
+    )
+    .await;
+    assert_eq!(
+        q["owner"], "@grp/api-team",
+        "a section's default owner: {q}"
+    );
+    assert!(q["ticket_url"].is_null(), "{q}");
+    assert!(
+        q["ticket_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{q}"
+    );
+    sql(app, "UPDATE jobs SET run_at = 0 WHERE kind = 'file_ticket'").await;
+    let filed = until("the ticket is filed again", async || {
+        let l = listed(app, repo).await;
+        let t = l.iter().find(|q| q["test"] == "db::migrates")?;
+        t["ticket_url"].as_str().map(|_| t.clone())
+    })
+    .await;
+    assert!(filed["ticket_error"].is_null(), "{filed}");
+    let issues = sim.issues().await;
+    assert_eq!(issues.len(), 2, "filed once: {issues:?}");
+    // A group is mentioned, never assigned.
+    assert!(issues[1].assignee_ids.is_empty(), "{:?}", issues[1]);
+    assert!(issues[1].description.contains("@grp/api-team"));
+
+    // Two green pipelines release both and close their tickets with a word to the owner.
+    for _ in 0..2 {
+        stand.run(vec![JobSpec::new("test")]).await;
+    }
+    wait_released(app, repo, "api::upload_resumes").await;
+    wait_released(app, repo, "db::migrates").await;
+    let closed = until("both tickets are closed", async || {
+        let all = sim.issues().await;
+        all.iter().all(|i| i.state == "closed").then_some(all)
+    })
+    .await;
+    assert!(
+        closed[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("@alice") && n.contains("2 green runs")),
+        "{closed:?}"
+    );
+    stand.stop().await;
 }

@@ -5,6 +5,7 @@
 //! observation per failing test it named: flaky when a re-run of the same commit went green,
 //! a plain failure otherwise.
 
+use crate::queue::{enqueue_all_in, quarantine_key, Task};
 use crate::{now_ms, Result, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -91,6 +92,8 @@ pub struct QuarantineEntry {
     /// First-attempt green runs of the repository since it was quarantined or last failed.
     pub passes_since: i64,
     pub ticket_url: Option<String>,
+    /// Why the ticket could not be filed yet (it is tried again); `None` once filed.
+    pub ticket_error: Option<String>,
     /// The platform's number of the ticket, to close it.
     #[serde(skip)]
     pub ticket_id: Option<String>,
@@ -333,7 +336,7 @@ impl Store {
         ticket_url: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE quarantine SET ticket_id = $1, ticket_url = $2 \
+            "UPDATE quarantine SET ticket_id = $1, ticket_url = $2, ticket_error = NULL \
              WHERE repository = $3 AND test = $4",
         )
         .bind(ticket_id)
@@ -343,6 +346,52 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Why the quarantined test's ticket could not be filed (it is tried again).
+    pub async fn quarantine_ticket_failed(
+        &self,
+        repository: &str,
+        test: &str,
+        error: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE quarantine SET ticket_error = $1 \
+             WHERE repository = $2 AND test = $3 AND ticket_id IS NULL",
+        )
+        .bind(error)
+        .bind(repository)
+        .bind(test)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Lifts a quarantine and queues what follows it (closing its ticket, telling its owner)
+    /// in the same transaction, so that a crash loses neither; false (nothing queued) when
+    /// it was not quarantined.
+    pub async fn quarantine_release(
+        &self,
+        repository: &str,
+        test: &str,
+        then: &[Task],
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM quarantine WHERE repository = $1 AND test = $2")
+            .bind(repository)
+            .bind(test)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            let key = quarantine_key(repository, test);
+            let now = now_ms();
+            let jobs: Vec<(&str, &Task, i64)> =
+                then.iter().map(|t| (key.as_str(), t, now)).collect();
+            enqueue_all_in(&mut tx, self.keys(), &jobs).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
     }
 
     /// A first-attempt green run of `repository`: one more pass for each of its quarantined
@@ -415,6 +464,7 @@ fn quarantine_row(r: &AnyRow) -> Result<QuarantineEntry> {
         expires_at: r.try_get("expires_at")?,
         passes_since: r.try_get("passes_since")?,
         ticket_url: r.try_get("ticket_url")?,
+        ticket_error: r.try_get("ticket_error")?,
         ticket_id: r.try_get("ticket_id")?,
     })
 }

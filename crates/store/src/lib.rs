@@ -43,7 +43,7 @@ pub use flaky::{NewQuarantine, Observation, QuarantineEntry, TestStats, QUARANTI
 pub use imported::ImportedSession;
 pub use incidents::{IncidentRecord, IncidentSummary};
 pub use intake::{Intake, IntakeOutcome, IntakeResult};
-pub use queue::{DeadLetter, Job, RetryDead, Task};
+pub use queue::{quarantine_key, DeadLetter, Job, RetryDead, Task};
 pub use retention::{PurgeFilter, PurgeReport};
 pub use rotation::RotateReport;
 pub use runners::{RunnerRecord, RunnerState};

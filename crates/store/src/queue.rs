@@ -49,6 +49,27 @@ pub enum Task {
         #[serde(default)]
         finished_at_ms: Option<i64>,
     },
+    /// Files the ticket of a quarantined test whose filing failed (queued under
+    /// [`quarantine_key`], no session).
+    FileTicket { repository: String, test: String },
+    /// Closes a released quarantine's ticket with a last comment (no session).
+    CloseTicket {
+        repository: String,
+        test: String,
+        ticket_id: String,
+        ticket_url: String,
+        comment: String,
+    },
+    /// Tells one configured channel that a quarantine ended at its end date (no session).
+    NotifyQuarantine {
+        channel: usize,
+        repository: String,
+        test: String,
+        owner: String,
+        #[serde(default)]
+        ticket_url: Option<String>,
+        why: String,
+    },
     /// A person re-ran a run pipeguard only observed: what the attempt says about the
     /// decision. `at_ms` is when the re-run started (else ended) as the delivery says.
     Rerun {
@@ -70,7 +91,18 @@ impl Task {
             Task::NotifyIncident { .. } => "notify_incident",
             Task::PassedLater { .. } => "passed_later",
             Task::Rerun { .. } => "rerun",
+            Task::FileTicket { .. } => "file_ticket",
+            Task::CloseTicket { .. } => "close_ticket",
+            Task::NotifyQuarantine { .. } => "notify_quarantine",
         }
+    }
+
+    /// A job about a quarantined test rather than a session: its failure fails no session.
+    pub fn sessionless(&self) -> bool {
+        matches!(
+            self,
+            Task::FileTicket { .. } | Task::CloseTicket { .. } | Task::NotifyQuarantine { .. }
+        )
     }
 
     /// The task with secrets masked in the event it carries, before it is stored.
@@ -101,6 +133,12 @@ impl Task {
         v["kind"] = Value::String(kind.to_string());
         serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("job {kind}: {e}")))
     }
+}
+
+/// The queue key of a quarantined test's jobs (in place of a session id): they run one at a
+/// time, in order.
+pub fn quarantine_key(repository: &str, test: &str) -> String {
+    serde_json::json!(["quarantine", repository, test]).to_string()
 }
 
 /// A job that failed for good.
@@ -210,14 +248,18 @@ impl Store {
         let not_busy = if busy.is_empty() {
             String::new()
         } else {
-            format!(" AND s.platform NOT IN ({})", placeholders.join(", "))
+            format!(
+                " AND COALESCE(s.platform, '') NOT IN ({})",
+                placeholders.join(", ")
+            )
         };
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
         };
         let pick = format!(
-            "SELECT j.id, s.platform FROM jobs j JOIN sessions s ON s.id = j.session_id \
+            "SELECT j.id, COALESCE(s.platform, '') AS platform FROM jobs j \
+             LEFT JOIN sessions s ON s.id = j.session_id \
              WHERE ((j.status = 'queued' AND j.run_at <= $1) \
              OR (j.status = 'running' AND j.locked_until < $1)) \
              AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.session_id = j.session_id \

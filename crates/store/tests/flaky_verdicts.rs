@@ -2,7 +2,7 @@
 
 mod common;
 
-use pipeguard_store::{Observation, Store, VerdictRecord};
+use pipeguard_store::{quarantine_key, Observation, Store, Task, VerdictRecord};
 
 fn tests(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -100,6 +100,7 @@ async fn exercise(store: &Store) {
     assert!(a[0].quarantined);
     assert!(store.quarantine_remove("o/r", "tests::a").await.unwrap());
     assert!(!store.quarantine_remove("o/r", "tests::a").await.unwrap());
+    ticket_and_release(store).await;
 
     // Verdicts: the latest per session wins; the confusion counts compare with the diagnosis.
     let v = |id: &str, human: &str, diagnosed: &str| VerdictRecord {
@@ -136,6 +137,61 @@ async fn exercise(store: &Store) {
     assert!(confusion
         .iter()
         .any(|c| c.diagnosed == "unknown" && c.human == "network" && c.count == 1));
+}
+
+/// A ticket's failure is kept until it is filed; a release queues what follows it (sessionless
+/// jobs the worker can claim) in its transaction, once.
+async fn ticket_and_release(store: &Store) {
+    store
+        .quarantine_add("o/r", "tests::b", "slow")
+        .await
+        .unwrap();
+    store
+        .quarantine_ticket_failed("o/r", "tests::b", "503 from the platform")
+        .await
+        .unwrap();
+    let q = store.quarantined("o/r", "tests::b").await.unwrap().unwrap();
+    assert_eq!(q.ticket_error.as_deref(), Some("503 from the platform"));
+    store
+        .quarantine_ticket("o/r", "tests::b", "7", "https://example.test/issues/7")
+        .await
+        .unwrap();
+    let q = store.quarantined("o/r", "tests::b").await.unwrap().unwrap();
+    assert_eq!((q.ticket_id.as_deref(), q.ticket_error), (Some("7"), None));
+    let close = Task::CloseTicket {
+        repository: "o/r".into(),
+        test: "tests::b".into(),
+        ticket_id: "7".into(),
+        ticket_url: "https://example.test/issues/7".into(),
+        comment: "released".into(),
+    };
+    assert!(close.sessionless());
+    let then = [close.clone()];
+    assert!(store
+        .quarantine_release("o/r", "tests::b", &then)
+        .await
+        .unwrap());
+    assert!(!store
+        .quarantine_release("o/r", "tests::b", &then)
+        .await
+        .unwrap());
+    assert!(store
+        .quarantined("o/r", "tests::b")
+        .await
+        .unwrap()
+        .is_none());
+    // Claimed although no session has that id; the second release queued nothing.
+    let job = store
+        .claim(60_000, &[])
+        .await
+        .unwrap()
+        .expect("a queued job");
+    assert_eq!(
+        (job.session_id, job.task),
+        (quarantine_key("o/r", "tests::b"), close)
+    );
+    store.finish_job(job.id).await.unwrap();
+    assert!(store.claim(60_000, &[]).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -56,7 +56,7 @@ fn finished(status: &str) -> bool {
 }
 
 /// `/api/v4/projects/group%2Fproject`, as the API takes project paths.
-fn project_api(ev: &FailureEvent) -> Result<String, PlatformError> {
+pub(super) fn project_api(ev: &FailureEvent) -> Result<String, PlatformError> {
     if !valid_path(&ev.repository, 2..=20, slug_char) {
         return Err(PlatformError::Permanent(format!(
             "{:?} is not a GitLab project path",
@@ -333,6 +333,29 @@ impl Ci for GitlabClient {
 
     fn clean_workspace_inputs(&self) -> Vec<(String, String)> {
         vec![("GIT_STRATEGY".into(), "clone".into())]
+    }
+
+    async fn codeowners(&self, ev: &FailureEvent) -> Result<Option<String>, PlatformError> {
+        super::issues::codeowners(&self.api, ev).await
+    }
+
+    async fn open_issue(
+        &self,
+        ev: &FailureEvent,
+        issue: &crate::Issue,
+    ) -> Result<Option<crate::Ticket>, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        super::issues::open(&self.api, ev, issue).await
+    }
+
+    async fn close_issue(
+        &self,
+        ev: &FailureEvent,
+        ticket: &crate::Ticket,
+        comment: &str,
+    ) -> Result<(), PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        super::issues::close(&self.api, ev, ticket, comment).await
     }
 }
 

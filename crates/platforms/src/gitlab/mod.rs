@@ -10,10 +10,12 @@
 //! [`OUTCOME_ATTEMPT`], above every real attempt.
 
 mod client;
+mod issues;
 mod webhook;
 
 pub use crate::OUTCOME_ATTEMPT;
 pub use client::GitlabClient;
+pub use issues::CODEOWNERS_PATHS;
 pub use webhook::parse_event;
 
 use crate::api::HttpOptions;

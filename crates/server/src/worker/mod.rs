@@ -226,12 +226,51 @@ async fn dispatch(st: &Shared, job: &Job) -> Result<(), JobError> {
             incident,
             closed,
         } => notify::send_incident(st, *channel, *incident, *closed).await,
+        Task::FileTicket { repository, test } => {
+            crate::quarantine::file_ticket_job(st, repository, test)
+                .await
+                .map_err(notify::later_or_fatal)
+        }
+        Task::CloseTicket {
+            repository,
+            ticket_id,
+            ticket_url,
+            comment,
+            ..
+        } => {
+            let ticket = pipeguard_platforms::Ticket {
+                id: ticket_id.clone(),
+                url: ticket_url.clone(),
+            };
+            crate::quarantine::close_ticket_job(st, repository, &ticket, comment)
+                .await
+                .map_err(notify::later_or_fatal)
+        }
+        Task::NotifyQuarantine {
+            channel,
+            repository,
+            test,
+            owner,
+            ticket_url,
+            why,
+        } => {
+            let notice = crate::notify::QuarantineNotice {
+                repository,
+                test,
+                owner,
+                ticket_url: ticket_url.as_deref(),
+                why,
+            };
+            notify::send_quarantine(st, *channel, &notice).await
+        }
     }
 }
 
 async fn handle(st: Shared, job: Job) {
     let st = &st;
-    let notify_job = matches!(job.task, Task::Notify { .. } | Task::NotifyIncident { .. });
+    // Notices and a quarantine's jobs have no session of theirs to fail or to tell about.
+    let notify_job = matches!(job.task, Task::Notify { .. } | Task::NotifyIncident { .. })
+        || job.task.sessionless();
     let done = match dispatch(st, &job).await {
         Ok(()) => st.store.finish_job(job.id).await,
         Err(JobError::Later(msg, delay)) if job.tries < st.config.worker.max_job_tries as i64 => {

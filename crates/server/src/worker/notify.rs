@@ -124,7 +124,24 @@ pub(super) async fn send_incident(
     Ok(())
 }
 
-fn later_or_fatal(e: PlatformError) -> JobError {
+/// A quarantine's end to one channel.
+pub(super) async fn send_quarantine(
+    st: &Shared,
+    channel: usize,
+    notice: &crate::notify::QuarantineNotice<'_>,
+) -> Result<(), JobError> {
+    let Some(ch) = st.config.notify.get(channel) else {
+        return Ok(());
+    };
+    st.notifier
+        .send_quarantine(ch, notice)
+        .await
+        .map_err(later_or_fatal)?;
+    tracing::info!(test = %notice.test, channel = %ch.kind, "quarantine notice sent");
+    Ok(())
+}
+
+pub(super) fn later_or_fatal(e: PlatformError) -> JobError {
     match e {
         PlatformError::Transient(m) => JobError::Later(m, Duration::from_secs(30)),
         PlatformError::Busy {

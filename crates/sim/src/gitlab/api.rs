@@ -32,6 +32,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         .route(&format!("{p}/jobs/{{id}}/trace"), get(job_trace))
         .route(&format!("{p}/jobs/{{id}}/retry"), post(retry_job))
         .merge(super::notes::routes())
+        .merge(super::repo::routes())
         .route("/api/v4/runners/{id}", get(get_runner).put(update_runner))
         .route_layer(middleware::from_fn_with_state(shared, auth))
 }

@@ -5,9 +5,11 @@
 mod api;
 mod notes;
 mod payload;
+mod repo;
 mod state;
 
 pub use notes::{MergeRequest, Note, Noteable, User};
+pub use repo::Issue;
 pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal, SimRunner};
 
 use crate::core::scenario::{RunSpec, SpecError};
@@ -24,6 +26,8 @@ pub struct GitlabConfig {
     pub webhook: Option<WebhookTarget>,
     /// Group path → its direct members (subgroups inherit them).
     pub groups: BTreeMap<String, Vec<User>>,
+    /// Users outside any group (`GET /users?username=` finds these and group members).
+    pub users: Vec<User>,
 }
 
 impl Default for GitlabConfig {
@@ -32,6 +36,7 @@ impl Default for GitlabConfig {
             token: "sim-gitlab-token".into(),
             webhook: None,
             groups: BTreeMap::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -45,6 +50,17 @@ impl GitlabConfig {
     pub fn webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
         self.webhook = Some(WebhookTarget::new(url, secret));
         self
+    }
+
+    /// Adds a user who belongs to no group.
+    pub fn user(mut self, u: User) -> Self {
+        self.users.push(u);
+        self
+    }
+
+    /// Every user the stand-in knows: those added and the groups' members.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.iter().chain(self.groups.values().flatten())
     }
 
     /// Makes `members` the direct members of group `path`.
@@ -102,6 +118,25 @@ impl Sim<GitlabState> {
             .await;
         self.shared.outbox.send(vec![d]);
         self.shared.outbox.drained().await;
+    }
+
+    /// Puts a file in a project's repository (for the files API, e.g. `.gitlab/CODEOWNERS`).
+    pub async fn put_file(&self, project: &str, path: &str, text: &str) {
+        self.update(|st| {
+            st.files
+                .insert((project.to_string(), path.to_string()), text.to_string());
+        })
+        .await
+    }
+
+    /// Adds a user `GET /users?username=` finds.
+    pub async fn add_user(&self, u: User) {
+        self.update(|st| st.config.users.push(u)).await
+    }
+
+    /// The issues filed so far, in order.
+    pub async fn issues(&self) -> Vec<Issue> {
+        self.inspect(|st| st.issues.clone()).await
     }
 
     /// The notes written by pipeguard's token (no author), oldest first.

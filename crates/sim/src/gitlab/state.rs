@@ -143,6 +143,9 @@ pub struct GitlabState {
     pub notes: Vec<super::notes::Note>,
     /// `(group, user id)` of each group membership asked about.
     pub membership_lookups: Vec<(String, u64)>,
+    /// Repository files by (project path, file path): what the files API serves.
+    pub files: BTreeMap<(String, String), String>,
+    pub issues: Vec<super::repo::Issue>,
     /// The pipeline status last announced by a Pipeline Hook.
     hooked: BTreeMap<u64, String>,
     next_pipeline: u64,
@@ -161,6 +164,8 @@ impl GitlabState {
             merge_requests: Vec::new(),
             notes: Vec::new(),
             membership_lookups: Vec::new(),
+            files: BTreeMap::new(),
+            issues: Vec::new(),
             base_url: base_url.to_string(),
             hooked: BTreeMap::new(),
             next_pipeline: 1000,

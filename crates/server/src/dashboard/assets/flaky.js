@@ -1,4 +1,5 @@
-// Flaky tests, most costly first, with quarantine for operators; and the quarantine list.
+// Flaky tests, most costly first, with their weekly trend (those that got worse this week are
+// marked), quarantine for operators; and the quarantine list with owners and end dates.
 
 import { api, query } from "./api.js";
 import { announce, duration, failure, fill, h, percent, scroller, when } from "./dom.js";
@@ -42,14 +43,18 @@ function table(cols, rows) {
 }
 
 function flakyTable(list, ctx, reload) {
-  const cols = ["Test", "Repository", "Runs", "Flaky", "Failed", "Flakiness", "Time lost", "Last seen", ""];
-  return table(cols, list.map((t) => h("tr", {},
+  const cols = ["Test", "Repository", "Runs", "Flaky", "Failed", "Flakiness", "Attempts failed",
+    "This week", "Time lost", "Last seen", ""];
+  return table(cols, list.map((t) => h("tr", t.trend?.worse_this_week ? { class: "worse" } : {},
     h("td", {}, h("code", {}, t.test)),
     h("td", {}, t.repository),
     h("td", { class: "num" }, t.runs),
     h("td", { class: "num" }, t.flaky_failures),
     h("td", { class: "num" }, t.failures),
     h("td", { class: "num" }, percent(t.flakiness_rate)),
+    h("td", { class: "num", title: `${t.failed_attempts} of ${t.runs_including_retries} attempts, re-runs included` },
+      percent(t.attempt_failure_rate)),
+    h("td", {}, trend(t.trend)),
     h("td", { class: "num" }, duration(t.time_lost_seconds * 1000)),
     h("td", {}, when(t.last_seen)),
     h("td", {}, t.quarantined
@@ -57,13 +62,26 @@ function flakyTable(list, ctx, reload) {
       : (ctx.canDecide ? quarantine(t, ctx, reload) : "")))));
 }
 
+// Failures this week against the week before; a test that failed more often is marked.
+function trend(t) {
+  if (!t) return "—";
+  const text = `${t.failures_this_week} (last week ${t.failures_last_week})`;
+  return t.worse_this_week
+    ? h("span", {}, h("span", { class: "badge worse" }, "worse this week"), " ", text)
+    : text;
+}
+
 function quarantineTable(list, ctx, reload) {
-  const cols = ["Test", "Repository", "Reason", "Since", ""];
+  const cols = ["Test", "Repository", "Reason", "Owner", "Since", "Until", "Ticket", ""];
   return table(cols, list.map((q) => h("tr", {},
     h("td", {}, h("code", {}, q.test)),
     h("td", {}, q.repository),
     h("td", {}, q.reason || "—"),
+    h("td", {}, q.owner || "—"),
     h("td", {}, when(q.added_at)),
+    h("td", {}, q.expires_at ? when(q.expires_at) : "—"),
+    h("td", {}, q.ticket_url ? h("a", { href: q.ticket_url }, "ticket")
+      : (q.ticket_error ? h("span", { title: q.ticket_error }, "not filed yet") : "—")),
     h("td", {}, ctx.canDecide ? unquarantine(q, reload) : ""))));
 }
 

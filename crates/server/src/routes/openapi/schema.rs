@@ -518,6 +518,8 @@ pub struct QuarantineEntry {
     pub passes_since: i64,
     /// Its ticket, with `[flaky] tickets`.
     pub ticket_url: Option<String>,
+    /// Why its ticket is not filed yet (pipeguard tries again); null once filed.
+    pub ticket_error: Option<String>,
 }
 
 #[derive(ToSchema, Deserialize)]
