@@ -81,13 +81,14 @@ async fn runner(app: &TestApp, name: &str) -> Value {
 
 /// The operator asks for `name` to be taken out `times` times at once; the answers.
 async fn take_out(app: &TestApp, platform: &str, name: &str, times: usize) -> Vec<(u16, Value)> {
-    let operator = authenticated(&app.token("oncall", "operator").await);
+    let who = format!("oncall-{platform}-{name}");
+    let operator = authenticated(&app.token(&who, "operator").await);
     let url = format!("{}/api/v1/runners/{platform}/{name}/quarantine", app.base);
     let mut asks = tokio::task::JoinSet::new();
     for _ in 0..times {
         let (operator, url) = (operator.clone(), url.clone());
         asks.spawn(async move {
-            let r = operator.post(url).send().await.unwrap();
+            let r = operator.post(url).json(&json!({})).send().await.unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         });
     }
