@@ -28,6 +28,9 @@ pub struct Settings {
     /// Held sessions released per minute once the incident closed (the platform's rate of
     /// re-runs); the healing budget caps each wave too.
     pub release_per_minute: u32,
+    /// Share of the hourly healing budget a wave leaves alone, for failures that have nothing
+    /// to do with the incident (0 to 1). The rest of the wave waits for the budget to free.
+    pub reserve_share: f64,
 }
 
 impl Default for Settings {
@@ -39,6 +42,7 @@ impl Default for Settings {
             canary_seconds: 120,
             canary_max_seconds: 1800,
             release_per_minute: 60,
+            reserve_share: 0.25,
         }
     }
 }
@@ -125,24 +129,37 @@ pub fn canary_delay_seconds(canaries: u32, s: &Settings) -> u64 {
         .min(s.canary_max_seconds.max(s.canary_seconds))
 }
 
+/// The healing budget of the hour: re-runs allowed and those already made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourBudget {
+    pub limit: u32,
+    pub used: i64,
+}
+
+impl HourBudget {
+    /// What a wave may spend: what is left beyond the reserve for unrelated failures.
+    pub fn for_wave(self, s: &Settings) -> usize {
+        let reserve = (f64::from(self.limit) * s.reserve_share.clamp(0.0, 1.0)).ceil() as i64;
+        (i64::from(self.limit) - reserve - self.used).max(0) as usize
+    }
+}
+
 /// How many held sessions a wave releases now: those the rate allows since the last release,
-/// no more than are held and than the healing budget has left.
+/// no more than are held and than the healing budget has left beyond its reserve (`None`:
+/// no budget).
 pub fn release_now(
     held: usize,
     since_last_ms: i64,
-    budget_left: Option<i64>,
+    budget: Option<HourBudget>,
     s: &Settings,
 ) -> usize {
+    let by_budget = budget.map_or(usize::MAX, |b| b.for_wave(s));
     if s.release_per_minute == 0 {
-        return held.min(budget_left.map_or(usize::MAX, |b| b.max(0) as usize));
+        return held.min(by_budget);
     }
     let interval = 60_000 / s.release_per_minute as i64;
     let by_rate = (since_last_ms.max(0) / interval.max(1)) as usize;
-    let mut n = held.min(by_rate);
-    if let Some(b) = budget_left {
-        n = n.min(b.max(0) as usize);
-    }
-    n
+    held.min(by_rate).min(by_budget)
 }
 
 /// The open incident a session's cause belongs to, as far as its plan depends on it.
@@ -230,7 +247,23 @@ mod tests {
         // 60 a minute: one a second since the last release, no more than held or budget.
         assert_eq!(release_now(30, 5_500, None, &s), 5);
         assert_eq!(release_now(3, 5_500, None, &s), 3);
-        assert_eq!(release_now(30, 5_500, Some(2), &s), 2);
+        let hour = |used| Some(HourBudget { limit: 100, used });
+        // A quarter of 100 is kept back: 73 used leaves the wave 2, 75 used none.
+        assert_eq!(release_now(30, 5_500, hour(73), &s), 2);
+        assert_eq!(release_now(30, 5_500, hour(75), &s), 0);
+        assert_eq!(release_now(30, 5_500, hour(90), &s), 0);
         assert_eq!(release_now(30, 500, None, &s), 0);
+        // Without a reserve the wave may spend the budget to its end.
+        let all = Settings {
+            reserve_share: 0.0,
+            ..s.clone()
+        };
+        assert_eq!(release_now(30, 5_500, hour(98), &all), 2);
+        // A share out of range is taken at its bound.
+        let over = Settings {
+            reserve_share: 7.0,
+            ..s.clone()
+        };
+        assert_eq!(release_now(30, 5_500, hour(0), &over), 0);
     }
 }

@@ -4,10 +4,12 @@
 //!
 //! The trace format and the metrics are documented in `docs/simulate.md`.
 
+mod bad_runner;
 mod generate;
 mod storm;
 mod transient;
 
+pub use bad_runner::{BadRunnerArm, BadRunnerConfig, BadRunnerReport};
 pub use generate::{generate, GeneratorMix, MIX};
 pub use storm::{simulate_storm, StormArm, StormArmReport, StormConfig, StormReport};
 pub use transient::{Spread, TransientArm, TransientArmReport, TransientReport};

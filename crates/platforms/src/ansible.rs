@@ -135,10 +135,10 @@ impl Module for Ansible {
     }
 
     fn parse(&self, req: &WebhookRequest) -> Result<Delivery, ParseError> {
-        Ok(Delivery {
-            id: idempotency_key(req),
-            parsed: Parsed::Failure(Box::new(parse_report(req.body)?)),
-        })
+        Ok(Delivery::new(
+            idempotency_key(req),
+            Parsed::Failure(Box::new(parse_report(req.body)?)),
+        ))
     }
 
     /// The playbook's path.

@@ -138,10 +138,10 @@ impl Module for Generic {
 
     /// Deduplicated on `Idempotency-Key`, or the body's hash.
     fn parse(&self, req: &WebhookRequest) -> Result<Delivery, ParseError> {
-        Ok(Delivery {
-            id: idempotency_key(req),
-            parsed: Parsed::Failure(Box::new(parse_report(req.body)?)),
-        })
+        Ok(Delivery::new(
+            idempotency_key(req),
+            Parsed::Failure(Box::new(parse_report(req.body)?)),
+        ))
     }
 
     fn valid_repository(&self, name: &str) -> bool {

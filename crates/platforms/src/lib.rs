@@ -285,12 +285,6 @@ pub trait Module: Send + Sync {
     /// The API client for `section`; `None` for sources pipeguard never calls back.
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>>;
 
-    /// The finished jobs a verified delivery tells with the runner each ran on, passed or
-    /// failed: what a runner's failure rate is counted over. Empty where the platform's
-    /// deliveries do not name runners.
-    fn runner_jobs(&self, _req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
-        Vec::new()
-    }
     /// The reader of past runs for `section` (`pipeguard import`); `None` where the API shows
     /// no attempts of a run.
     fn history(&self, _section: &Section, _http: &HttpOptions) -> Option<Box<dyn History>> {

@@ -28,6 +28,21 @@ impl WebhookRequest<'_> {
 pub struct Delivery {
     pub id: String,
     pub parsed: Parsed,
+    /// The finished jobs it names with the runner each ran on, passed or failed: what a
+    /// runner's failure rate is counted over. Read in the same parse; empty where the
+    /// platform's deliveries do not name runners.
+    pub runners: Vec<pipeguard_core::runners::RunnerJob>,
+}
+
+impl Delivery {
+    /// A delivery that names no runners.
+    pub fn new(id: String, parsed: Parsed) -> Delivery {
+        Delivery {
+            id,
+            parsed,
+            runners: Vec::new(),
+        }
+    }
 }
 
 /// A header's trimmed, non-empty text value.

@@ -524,7 +524,16 @@ impl Config {
         set(get, "GIVE_UP_HOURS", &mut i.give_up_hours)?;
         set(get, "CANARY_SECONDS", &mut i.canary_seconds)?;
         set(get, "CANARY_MAX_SECONDS", &mut i.canary_max_seconds)?;
-        set(get, "RELEASE_PER_MINUTE", &mut i.release_per_minute)
+        set(get, "RELEASE_PER_MINUTE", &mut i.release_per_minute)?;
+        set(get, "RESERVE_SHARE", &mut i.reserve_share)?;
+        if !(0.0..=1.0).contains(&i.reserve_share) {
+            anyhow::bail!(
+                "[incidents] reserve_share = {} is not a share: use 0 to 1 (0.25 keeps a quarter \
+                 of the healing budget from the wave)",
+                i.reserve_share
+            );
+        }
+        Ok(())
     }
 
     /// Environment overrides, through `get` so tests need not touch the process environment.
@@ -764,6 +773,18 @@ mod tests {
             .to_string();
         assert!(e.contains("PIPEGUARD_INCIDENTS_MIN_REPOSITORIES"), "{e}");
         assert!(Config::from_toml("[incidents]\nmin_repos = 2\n").is_err());
+        // The wave's reserve: from the file, the environment, and only as a share.
+        let mut cfg = Config::from_toml("[incidents]\nreserve_share = 0.4\n").unwrap();
+        assert_eq!(cfg.incidents.reserve_share, 0.4);
+        cfg.apply_env(|k| (k == "PIPEGUARD_INCIDENTS_RESERVE_SHARE").then(|| "0.1".into()))
+            .unwrap();
+        assert_eq!(cfg.incidents.reserve_share, 0.1);
+        let e = Config::from_toml("[incidents]\nreserve_share = 1.5\n")
+            .unwrap()
+            .apply_env(|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reserve_share"), "{e}");
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Store {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
                 .bind(now)
                 .bind(token_hash)
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await?;
         }
         Ok(Some(t))
@@ -106,7 +106,7 @@ impl Store {
         )
         .bind(now_ms())
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -125,7 +125,7 @@ impl Store {
         .bind(&a.decision)
         .bind(a.comment.as_deref())
         .bind(a.at)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         Ok(n == 1)

@@ -125,7 +125,7 @@ impl Store {
         .bind(session_id)
         .bind(outcome.map(Outcome::as_str))
         .bind(rerun_at)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         if changed == 0 || outcome.is_none() {

@@ -10,6 +10,32 @@ use crate::{now_ms, Result, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long the set of repositories with quarantined tests is trusted. A quarantine added by
+/// another process is seen within it; a pass missed meanwhile only delays a release.
+const QUARANTINED_FRESH: Duration = Duration::from_secs(10);
+
+/// The repositories with quarantined tests, as last read: a green run of any other repository
+/// (almost every one) then costs no write.
+#[derive(Default)]
+pub(crate) struct QuarantinedRepos(Mutex<Option<(Instant, HashSet<String>)>>);
+
+impl QuarantinedRepos {
+    /// `Some(answer)` while the last read is fresh.
+    fn has(&self, repository: &str) -> Option<bool> {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.as_ref()
+            .filter(|(at, _)| at.elapsed() < QUARANTINED_FRESH)
+            .map(|(_, repos)| repos.contains(repository))
+    }
+
+    fn set(&self, repos: Option<HashSet<String>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = repos.map(|r| (Instant::now(), r));
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestStats {
@@ -307,8 +333,9 @@ impl Store {
         .bind(now_ms())
         .bind(q.owner)
         .bind(q.expires_at)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
+        self.quarantined_repos.set(None);
         self.quarantined(q.repository, q.test)
             .await?
             .ok_or_else(|| crate::StoreError::Invalid("the quarantine vanished".into()))
@@ -343,7 +370,7 @@ impl Store {
         .bind(ticket_url)
         .bind(repository)
         .bind(test)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -397,11 +424,34 @@ impl Store {
     /// A first-attempt green run of `repository`: one more pass for each of its quarantined
     /// tests. Returns them with their new counts.
     pub async fn quarantine_passed(&self, repository: &str) -> Result<Vec<QuarantineEntry>> {
+        if !self.has_quarantine(repository).await? {
+            return Ok(vec![]);
+        }
         sqlx::query("UPDATE quarantine SET passes_since = passes_since + 1 WHERE repository = $1")
             .bind(repository)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         self.quarantine_list(repository).await
+    }
+
+    /// Whether `repository` surely has no quarantined test, by the last read while it is
+    /// fresh: intake then need not count a pass at all.
+    pub fn surely_unquarantined(&self, repository: &str) -> bool {
+        self.quarantined_repos.has(repository) == Some(false)
+    }
+
+    /// Whether `repository` has quarantined tests, read again when the last read is stale.
+    async fn has_quarantine(&self, repository: &str) -> Result<bool> {
+        if let Some(has) = self.quarantined_repos.has(repository) {
+            return Ok(has);
+        }
+        let repos: Vec<String> = sqlx::query_scalar("SELECT DISTINCT repository FROM quarantine")
+            .fetch_all(&self.pool)
+            .await?;
+        let has = repos.iter().any(|r| r == repository);
+        self.quarantined_repos
+            .set(Some(repos.into_iter().collect()));
+        Ok(has)
     }
 
     /// Quarantined `tests` of `repository` failed again: their passes start over.
@@ -412,7 +462,7 @@ impl Store {
             )
             .bind(repository)
             .bind(t.as_str())
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         }
         Ok(())
@@ -435,9 +485,10 @@ impl Store {
         let n = sqlx::query("DELETE FROM quarantine WHERE repository = $1 AND test = $2")
             .bind(repository)
             .bind(test)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?
             .rows_affected();
+        self.quarantined_repos.set(None);
         Ok(n > 0)
     }
 

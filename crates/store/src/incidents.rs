@@ -86,7 +86,7 @@ impl Store {
             .bind(category)
             .bind(target)
             .bind(session_id)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -96,7 +96,7 @@ impl Store {
         sqlx::query("UPDATE sessions SET incident_id = $1 WHERE id = $2")
             .bind(incident)
             .bind(session_id)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -134,7 +134,7 @@ impl Store {
         .bind(target)
         .bind(now_ms())
         .bind(first_canary_at)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         let open = self
@@ -237,7 +237,7 @@ impl Store {
         )
         .bind(session)
         .bind(incident)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -250,7 +250,7 @@ impl Store {
         )
         .bind(next_canary_at)
         .bind(incident)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -264,7 +264,7 @@ impl Store {
         .bind(now_ms())
         .bind(by)
         .bind(incident)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -279,7 +279,7 @@ impl Store {
         .bind(n)
         .bind(at)
         .bind(incident)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -292,7 +292,7 @@ impl Store {
         )
         .bind(now_ms())
         .bind(incident)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         Ok(n == 1)

@@ -79,6 +79,8 @@ pub struct Store {
     intake: Arc<batch::Batcher>,
     /// The audit chain's key and head, kept outside the database.
     audit: Arc<AuditAnchor>,
+    /// Which repositories have quarantined tests, as last read.
+    quarantined_repos: Arc<flaky::QuarantinedRepos>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +194,7 @@ impl Store {
             keys: None,
             intake: Default::default(),
             audit: Default::default(),
+            quarantined_repos: Default::default(),
         })
     }
 
@@ -225,6 +228,13 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Where a single write statement goes. On SQLite the writer connection: there it queues
+    /// behind intake's batches in the process instead of meeting them at SQLite's lock, whose
+    /// busy handler sleeps 1 to 100 ms between tries — the worker's writes made intake wait so.
+    pub(crate) fn writes(&self) -> &AnyPool {
+        self.writer.as_ref().unwrap_or(&self.pool)
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once, so two writers

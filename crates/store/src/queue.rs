@@ -310,7 +310,7 @@ impl Store {
     pub async fn finish_job(&self, id: i64) -> Result<()> {
         sqlx::query("UPDATE jobs SET status = 'done', locked_until = NULL WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -324,7 +324,7 @@ impl Store {
         .bind(run_at)
         .bind(redact(error))
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -335,7 +335,7 @@ impl Store {
             "UPDATE jobs SET status = 'queued', locked_until = NULL, tries = tries - 1 WHERE id = $1",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -345,7 +345,7 @@ impl Store {
         Ok(sqlx::query(
             "UPDATE jobs SET status = 'queued', locked_until = NULL WHERE status = 'running'",
         )
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected())
     }
@@ -356,7 +356,7 @@ impl Store {
         )
         .bind(redact(error))
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }

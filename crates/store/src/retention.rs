@@ -70,7 +70,7 @@ impl Store {
                 "DELETE FROM {table} WHERE {time} < $1"
             )))
             .bind(t)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?
             .rows_affected();
         }
@@ -79,7 +79,7 @@ impl Store {
                 "DELETE FROM {table} WHERE repository = $1"
             )))
             .bind(r.to_string())
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?
             .rows_affected();
         }
@@ -200,7 +200,7 @@ impl Store {
         let mut counts = [0u64; 3];
         for (sql, count) in statements.into_iter().zip(&mut counts) {
             *count = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await?
                 .rows_affected();
         }
@@ -215,12 +215,12 @@ impl Store {
         report.jobs +=
             sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND created_at < $1")
                 .bind(before)
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await?
                 .rows_affected();
         report.deliveries += sqlx::query("DELETE FROM deliveries WHERE received_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?
             .rows_affected();
         Ok(())

@@ -379,7 +379,7 @@ impl Store {
         .bind(target)
         .bind(kind)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -392,7 +392,7 @@ impl Store {
             .bind(session_id)
             .bind(attempt)
             .bind(target)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -414,7 +414,7 @@ impl Store {
         .bind(session_id)
         .bind(attempt)
         .bind(target)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }

@@ -64,7 +64,7 @@ impl Store {
         .bind(&v.note)
         .bind(evidence)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         self.verdict(&v.session_id)
             .await?

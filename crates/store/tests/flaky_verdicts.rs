@@ -208,3 +208,26 @@ async fn postgres_flaky_and_verdicts() {
     exercise(&pg.store).await;
     pg.drop_database().await;
 }
+
+/// A green run of a repository with no quarantined test writes nothing; a quarantine added in
+/// this process is seen at once, so its passes are counted from the next green run.
+#[tokio::test]
+async fn green_runs_count_passes_only_where_tests_are_quarantined() {
+    let (store, _dir) = common::sqlite().await;
+    assert!(!store.surely_unquarantined("o/r"), "nothing read yet");
+    assert!(store.quarantine_passed("o/none").await.unwrap().is_empty());
+    assert!(store.surely_unquarantined("o/none"));
+    assert!(store.surely_unquarantined("o/r"));
+    store
+        .quarantine_add("o/r", "tests::a", "times out")
+        .await
+        .unwrap();
+    assert!(!store.surely_unquarantined("o/r"));
+    let e = store.quarantine_passed("o/r").await.unwrap();
+    assert_eq!((e.len(), e[0].passes_since), (1, 1));
+    assert!(!store.surely_unquarantined("o/r"));
+    assert!(store.surely_unquarantined("o/none"));
+    assert!(store.quarantine_remove("o/r", "tests::a").await.unwrap());
+    assert!(store.quarantine_passed("o/r").await.unwrap().is_empty());
+    assert!(store.surely_unquarantined("o/r"));
+}

@@ -7,6 +7,7 @@
 //! on HTTP only. Deliveries carry a run tag in their ids and repository names: runs against
 //! the same database do not mix.
 
+use super::bench_burst;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Args;
@@ -58,6 +59,26 @@ pub struct LoadArgs {
     /// Threads of the generator's runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Repositories the runs are spread over.
+    #[arg(long, default_value_t = 50)]
+    pub repositories: usize,
+    /// An outage: every delivery a new failure with the same registry error, sent at an even
+    /// pace over `--duration`, about runs of a GitHub stand-in this command starts on
+    /// `--stand-in-port` (the servers' GitHub API URL, their workers on). Afterwards the
+    /// registry comes back and the held wave is followed until every session is final.
+    #[arg(long, requires_all = ["stand_in_port", "database_url"])]
+    pub burst: bool,
+    #[arg(long)]
+    pub stand_in_port: Option<u16>,
+    /// The token the stand-in accepts (the servers' `PIPEGUARD_GITHUB_TOKEN`).
+    #[arg(long, default_value = "ghs_bench")]
+    pub stand_in_token: String,
+    /// Seconds from the burst's start until the registry is back.
+    #[arg(long, default_value_t = 90.0)]
+    pub outage_seconds: f64,
+    /// Seconds from the burst's start to wait at most for every session to be final.
+    #[arg(long, default_value_t = 900.0)]
+    pub settle_seconds: f64,
 }
 
 /// One signed body: a failed attempt of one run.
@@ -115,7 +136,29 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
 
 async fn drive(args: LoadArgs) -> Result<ExitCode> {
     let t = Instant::now();
-    let plan = Arc::new(plan(&args));
+    let tag = format!("{:x}", now_nanos() % 0xffff_ffff);
+    let stand_in = match (args.burst, args.stand_in_port) {
+        (true, Some(port)) => {
+            let t = tag.clone();
+            let repos = args.repositories;
+            let s = bench_burst::prepare(
+                port,
+                &args.stand_in_token,
+                args.requests,
+                move |n| repository_name(&t, n, repos),
+                &args.urls[0],
+                &args.secret,
+            )
+            .await?;
+            Some(s)
+        }
+        _ => None,
+    };
+    let run_id = |n: usize| match &stand_in {
+        Some(s) => s.run_ids[n],
+        None => 7_000_000_000 + n as u64,
+    };
+    let plan = Arc::new(plan(&args, tag, run_id));
     eprintln!(
         "prepared {} deliveries of {} runs ({} KB bodies) in {:.1} s; driving {} server(s) at concurrency {} for up to {} s",
         plan.sends.len(),
@@ -131,6 +174,20 @@ async fn drive(args: LoadArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let samples = send_all(&args, plan.clone()).await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let burst = match (&stand_in, &args.database_url) {
+        (Some(s), Some(url)) => {
+            let settle = bench_burst::Settle {
+                database_url: url,
+                repos: format!("bench-{}/%", plan.tag),
+                sessions: plan.bodies.len() as i64,
+                started,
+                outage: Duration::from_secs_f64(args.outage_seconds),
+                limit: Duration::from_secs_f64(args.settle_seconds),
+            };
+            Some(bench_burst::settle(s, settle).await?)
+        }
+        _ => None,
+    };
     let mut report = summarize(&plan, &samples, elapsed);
     report["generator_cpu_percent"] = json!(percent(
         cpu_seconds(std::process::id()) - own_before,
@@ -138,8 +195,12 @@ async fn drive(args: LoadArgs) -> Result<ExitCode> {
     ));
     report["servers"] = servers(&args.pids, &cpu_before, elapsed);
     let mut ok = report["errors"] == 0 && report["inconsistent_runs"] == 0;
+    if let Some(b) = burst {
+        ok &= b["ok"] == true;
+        report["burst"] = b;
+    }
     if let Some(url) = &args.database_url {
-        let check = verify(url, &plan, &samples).await?;
+        let check = verify(url, &plan, &samples, args.burst).await?;
         ok &= check["lost"] == 0 && check["sessions_ok"] == true && check["jobs_ok"] == true;
         report["database"] = check;
     }
@@ -158,8 +219,16 @@ async fn drive(args: LoadArgs) -> Result<ExitCode> {
 /// The bodies and the order deliveries go out in: new runs, and by the given percentages
 /// replays of a recent delivery or new deliveries about a recent run (recent, so twins are
 /// often in flight together).
-fn plan(args: &LoadArgs) -> Plan {
-    let tag = format!("{:x}", now_nanos() % 0xffff_ffff);
+fn plan(args: &LoadArgs, tag: String, run_id: impl Fn(usize) -> u64) -> Plan {
+    // Failures of now: an incident counts the repositories failing within its window.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "2026-11-23T10:04:00Z".into());
     let mut rng = Lcg(args.requests as u64 ^ 0x5eed);
     let mut sends: Vec<Send> = Vec::with_capacity(args.requests);
     let mut runs = 0usize;
@@ -184,7 +253,9 @@ fn plan(args: &LoadArgs) -> Plan {
     }
     let bodies = (0..runs)
         .map(|n| {
-            let bytes = Bytes::from(workflow_run_body(&tag, n, args.body_kb * 1024));
+            let full_name = repository_name(&tag, n, args.repositories);
+            let body = workflow_run_body(&full_name, run_id(n), n, &now, args.body_kb * 1024);
+            let bytes = Bytes::from(body);
             let signature = sign(args.secret.as_bytes(), &bytes);
             Body { bytes, signature }
         })
@@ -203,8 +274,8 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hmac_sha256_hex(secret, body))
 }
 
-fn repository_name(tag: &str, run: usize) -> String {
-    format!("bench-{tag}/repo-{}", run % 50)
+fn repository_name(tag: &str, run: usize, repositories: usize) -> String {
+    format!("bench-{tag}/repo-{}", run % repositories.max(1))
 }
 
 /// GitHub's repository object: what makes real deliveries large.
@@ -275,11 +346,9 @@ fn actor(login: &str) -> Value {
 }
 
 /// A `workflow_run` completed/failure delivery of about `size` bytes, shaped like GitHub's:
-/// run `n` of the tagged benchmark, its own run id.
-fn workflow_run_body(tag: &str, n: usize, size: usize) -> Vec<u8> {
-    let full_name = repository_name(tag, n);
-    let run_id = 7_000_000_000u64 + n as u64;
-    let repo = repository(&full_name);
+/// run `n` of the tagged benchmark, finished `at`.
+fn workflow_run_body(full_name: &str, run_id: u64, n: usize, at: &str, size: usize) -> Vec<u8> {
+    let repo = repository(full_name);
     let runs = format!("https://api.github.com/repos/{full_name}/actions/runs/{run_id}");
     let mut body = json!({
         "action": "completed",
@@ -290,8 +359,7 @@ fn workflow_run_body(tag: &str, n: usize, size: usize) -> Vec<u8> {
             "path": ".github/workflows/ci.yml", "display_title": "Bump dependencies",
             "workflow_id": 161335, "check_suite_id": 414944374, "pull_requests": [],
             "html_url": format!("https://github.com/{full_name}/actions/runs/{run_id}"),
-            "created_at": "2026-11-23T10:00:00Z", "run_started_at": "2026-11-23T10:00:05Z",
-            "updated_at": "2026-11-23T10:04:00Z", "url": runs,
+            "created_at": at, "run_started_at": at, "updated_at": at, "url": runs,
             "jobs_url": format!("{runs}/jobs"), "logs_url": format!("{runs}/logs"),
             "check_suite_url": format!("{runs}/check-suite"), "artifacts_url": format!("{runs}/artifacts"),
             "cancel_url": format!("{runs}/cancel"), "rerun_url": format!("{runs}/rerun"),
@@ -327,7 +395,15 @@ async fn send_all(args: &LoadArgs, plan: Arc<Plan>) -> Result<Vec<Sample>> {
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let start = Instant::now();
+    // A burst sends everything, each delivery at its place in an even pace.
+    let pace = args
+        .burst
+        .then(|| Duration::from_secs_f64(args.duration) / plan.sends.len().max(1) as u32);
+    let deadline = match pace {
+        Some(_) => start + Duration::from_secs_f64(args.duration * 3.0 + 60.0),
+        None => start + Duration::from_secs_f64(args.duration),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency.max(1) {
         let (client, urls, next, plan) = (client.clone(), urls.clone(), next.clone(), plan.clone());
@@ -337,6 +413,9 @@ async fn send_all(args: &LoadArgs, plan: Arc<Plan>) -> Result<Vec<Sample>> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= plan.sends.len() || Instant::now() >= deadline {
                     return out;
+                }
+                if let Some(p) = pace {
+                    tokio::time::sleep_until((start + p * i as u32).into()).await;
                 }
                 out.push(send_one(&client, &urls[i % urls.len()], &plan, plan.sends[i]).await);
             }
@@ -471,8 +550,9 @@ fn servers(pids: &[u32], cpu_before: &[f64], elapsed: f64) -> Value {
 }
 
 /// Every accepted delivery id is stored; each accepted run has exactly one session with
-/// exactly one analysis job, and a server said "received" for exactly those sessions.
-async fn verify(url: &str, plan: &Plan, samples: &[Sample]) -> Result<Value> {
+/// exactly one analysis job (at least one with the worker healing: a failed re-run is
+/// diagnosed again), and a server said "received" for exactly those sessions.
+async fn verify(url: &str, plan: &Plan, samples: &[Sample], healing: bool) -> Result<Value> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
@@ -525,7 +605,7 @@ async fn verify(url: &str, plan: &Plan, samples: &[Sample]) -> Result<Value> {
         "expected_sessions": runs.len(),
         "sessions_ok": sessions == runs.len() as i64 && sessions == created,
         "analyze_jobs": jobs,
-        "jobs_ok": jobs == sessions,
+        "jobs_ok": jobs == sessions || (healing && jobs >= sessions),
     }))
 }
 
@@ -556,6 +636,23 @@ fn print_report(r: &Value) {
             "database: {} of {} accepted deliveries stored (lost {}), sessions {} (expected {}), analysis jobs {}",
             d["stored_deliveries"], d["accepted_deliveries"], d["lost"], d["sessions"],
             d["expected_sessions"], d["analyze_jobs"]
+        );
+    }
+    if let Some(b) = r.get("burst") {
+        println!(
+            "burst: settled (every session held or final) {} s after the start; {} re-runs \
+             ({} canaries), at most {} in flight during the outage; outage over at {} s with {} \
+             held; all final at {} s: the wave took {} s ({} per minute); {}",
+            b["settled_seconds"],
+            b["reruns"],
+            b["canaries"],
+            b["in_flight_max_during_outage"],
+            b["outage_seconds"],
+            b["held_when_outage_ended"],
+            b["drained_seconds"],
+            b["wave_seconds"],
+            b["wave_per_minute"],
+            b["sessions_by_status"]
         );
     }
     if r["inconsistent_runs"] != 0 {

@@ -6,6 +6,7 @@ pub mod assess;
 pub mod audit;
 pub mod backtest;
 pub mod bench;
+pub mod bench_burst;
 pub mod bench_load;
 pub mod db;
 pub mod demo;

@@ -4,8 +4,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use pipeguard_core::simulate::{
-    self, Arm, Report, SimConfig, StormArmReport, StormConfig, StormReport, TransientArm,
-    NOTICE_MINUTES,
+    self, Arm, BadRunnerArm, BadRunnerReport, Report, SimConfig, StormArmReport, StormConfig,
+    StormReport, TransientArm, NOTICE_MINUTES,
 };
 use pipeguard_core::Analyzer;
 use std::io::Write;
@@ -59,6 +59,10 @@ pub struct CmdArgs {
     /// With --incident: failures arriving per minute.
     #[arg(long, default_value_t = 2.0, requires = "incident")]
     failures_per_minute: f64,
+    /// With --incident: share of the hourly budget the released wave leaves for unrelated
+    /// failures (`[incidents] reserve_share`).
+    #[arg(long, default_value_t = 0.25, requires = "incident")]
+    reserve_share: f64,
 }
 
 /// The trace docs/simulate.md describes, built in so that `simulate` works from any directory.
@@ -153,12 +157,16 @@ fn storm(args: &CmdArgs, runs: &[simulate::TraceRun]) -> Result<ExitCode> {
     if !(positive(args.outage_share) && args.outage_share <= 1.0) {
         bail!("--outage-share must be more than 0 and at most 1");
     }
+    if !(0.0..=1.0).contains(&args.reserve_share) {
+        bail!("--reserve-share must be from 0 to 1");
+    }
     let mut cfg = StormConfig {
         outage_minutes: args.outage_minutes,
         outage_share: args.outage_share,
         failures_per_minute: args.failures_per_minute,
         ..Default::default()
     };
+    cfg.incidents.reserve_share = args.reserve_share;
     if let Some(p) = &args.policy {
         cfg.policy = super::backtest::load_policy(p)?;
     }
@@ -209,6 +217,41 @@ fn render_storm(r: &StormReport) -> String {
             out += &format!("{:>18}", cell(a));
         }
         out.push('\n');
+    }
+    out + &render_bad_runner(&r.bad_runner)
+}
+
+fn render_bad_runner(b: &BadRunnerReport) -> String {
+    let mut out = format!(
+        "\nA bad runner: 1 of {} failing its jobs from minute {:.0}\n{:<40}",
+        b.pool, b.bad_from_minutes, ""
+    );
+    for a in &b.arms {
+        out += &format!("{:>18}", a.arm.as_str());
+    }
+    out.push('\n');
+    type Cell = fn(&BadRunnerArm) -> u32;
+    let rows: [(&str, Cell); 3] = [
+        ("its failures", |a| a.failures),
+        ("re-runs of them", |a| a.reruns),
+        ("  failed again on it", |a| a.failed_again),
+    ];
+    for (name, cell) in rows {
+        out += &format!("{name:<40}");
+        for a in &b.arms {
+            out += &format!("{:>18}", cell(a));
+        }
+        out.push('\n');
+    }
+    match b.flagged_after_minutes {
+        Some(m) => {
+            out += &format!(
+                "pipeguard flagged it {m:.0} min after it went bad, at its {}th failure \
+                 (p = {:.1e}), and took it out; re-runs saved against the per-failure healer: {}\n",
+                b.flagged_at_failures, b.p_value, b.reruns_saved
+            )
+        }
+        None => out += "pipeguard did not flag it\n",
     }
     out
 }

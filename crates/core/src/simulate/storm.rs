@@ -4,6 +4,7 @@
 //! with incidents (held, one canary at a time, a paced wave). Both pipeguard arms ask the
 //! planner (`planner::decide`) for every move, as the worker does.
 
+use super::bad_runner::{self, BadRunnerConfig, BadRunnerReport};
 use super::{diagnose, event, round1, TraceRun};
 use crate::analysis::{Analyzer, Diagnosis, Evidence};
 use crate::category::Category;
@@ -30,6 +31,7 @@ pub struct StormConfig {
     pub retries: u32,
     pub policy: Policy,
     pub incidents: incident::Settings,
+    pub bad_runner: BadRunnerConfig,
 }
 
 impl Default for StormConfig {
@@ -43,6 +45,7 @@ impl Default for StormConfig {
             retries: 2,
             policy: Policy::default(),
             incidents: incident::Settings::default(),
+            bad_runner: BadRunnerConfig::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct StormReport {
     pub outage_start_minutes: f64,
     pub outage_minutes: f64,
     pub arms: Vec<StormArmReport>,
+    pub bad_runner: BadRunnerReport,
 }
 
 /// The outage's failures name this registry.
@@ -192,7 +196,14 @@ fn storm<'a>(runs: &'a [TraceRun], analyzer: &Analyzer, cfg: &StormConfig) -> Ve
 /// Replays the storm through each healer.
 pub fn simulate_storm(runs: &[TraceRun], analyzer: &Analyzer, cfg: &StormConfig) -> StormReport {
     let failures = storm(runs, analyzer, cfg);
+    let unrelated: Vec<(f64, &TraceRun)> = failures
+        .iter()
+        .filter(|f| f.kind != Kind::Outage)
+        .map(|f| (f.at, f.run))
+        .collect();
+    let horizon = failures.last().map_or(0.0, |f| f.at);
     StormReport {
+        bad_runner: bad_runner::simulate(&unrelated, cfg, horizon),
         failures: failures.len(),
         outage_failures: failures.iter().filter(|f| f.kind == Kind::Outage).count(),
         outage_start_minutes: cfg.outage_start_minutes,
@@ -511,9 +522,12 @@ impl<'a, 'b> Replay<'a, 'b> {
 
     fn wave(&mut self, t: f64) {
         let held = self.held();
-        let left = self.budget(t).global.map(|c| c.limit as i64 - c.used);
+        let hour = self.budget(t).global.map(|c| incident::HourBudget {
+            limit: c.limit,
+            used: c.used,
+        });
         let since = ((t - self.incident.last_release) * 60_000.0) as i64;
-        let n = incident::release_now(held.len(), since, left, &self.cfg.incidents);
+        let n = incident::release_now(held.len(), since, hour, &self.cfg.incidents);
         if n > 0 {
             self.incident.last_release = t;
         }
@@ -641,4 +655,82 @@ mod tests {
             "{pg:?} {per:?}"
         );
     }
+
+    /// The shipped trace at 5 failures a minute, half of them the outage's while it lasts.
+    fn dense(reserve_share: f64) -> StormReport {
+        let runs =
+            crate::simulate::parse_trace(include_str!("../../../../traces/default.jsonl")).unwrap();
+        let mut cfg = StormConfig {
+            failures_per_minute: 5.0,
+            outage_share: 0.5,
+            ..Default::default()
+        };
+        cfg.incidents.reserve_share = reserve_share;
+        simulate_storm(&runs, &Analyzer::builtin(), &cfg)
+    }
+
+    fn arm(r: &StormReport, a: StormArm) -> StormArmReport {
+        r.arms.iter().find(|x| x.arm == a).unwrap().clone()
+    }
+
+    #[test]
+    fn the_wave_leaves_its_reserve_to_unrelated_failures() {
+        // Without a reserve the wave takes the budget unrelated failures after it needed.
+        let all = dense(0.0);
+        let (per, pg) = (
+            arm(&all, StormArm::PerFailure),
+            arm(&all, StormArm::Pipeguard),
+        );
+        assert!(
+            pg.unrelated_stopped_by_budget > per.unrelated_stopped_by_budget,
+            "{pg:?} {per:?}"
+        );
+        // With a quarter kept back none is stopped, more are healed, and the wave still
+        // heals the outage far sooner than the per-failure healer.
+        let kept = dense(0.25);
+        let (per, pg) = (
+            arm(&kept, StormArm::PerFailure),
+            arm(&kept, StormArm::Pipeguard),
+        );
+        assert_eq!(pg.unrelated_stopped_by_budget, 0, "{pg:?}");
+        assert!(pg.unrelated_stopped_by_budget < per.unrelated_stopped_by_budget);
+        assert!(
+            pg.unrelated_healed > arm(&all, StormArm::Pipeguard).unrelated_healed,
+            "{pg:?}"
+        );
+        assert!(
+            pg.unrelated_healed >= per.unrelated_healed,
+            "{pg:?} {per:?}"
+        );
+        assert_eq!(
+            pg.outage_healed,
+            arm(&all, StormArm::Pipeguard).outage_healed
+        );
+        assert!(
+            pg.minutes_to_green_after_outage * 4.0 < per.minutes_to_green_after_outage,
+            "{pg:?} {per:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_runner_is_flagged_taken_out_and_its_failures_rerun_once() {
+        let runs = generate(600, 7);
+        let r = simulate_storm(&runs, &Analyzer::builtin(), &StormConfig::default());
+        let b = &r.bad_runner;
+        let of = |a| b.arms.iter().find(|x| x.arm == a).unwrap().clone();
+        let (per, pg) = (of(StormArm::PerFailure), of(StormArm::Pipeguard));
+        let after = b.flagged_after_minutes.expect("flagged");
+        assert!(after > 0.0 && after < 120.0, "{b:?}");
+        assert!(b.flagged_at_failures >= THRESHOLD_MIN, "{b:?}");
+        assert!(b.p_value < crate::runners::THRESHOLDS.p_value, "{b:?}");
+        // Out once flagged: its failures stop there, each re-run once on a healthy runner.
+        assert_eq!(pg.failures as u64, b.flagged_at_failures);
+        assert_eq!((pg.reruns, pg.failed_again), (pg.failures, 0));
+        assert!(per.failures > 3 * pg.failures, "{per:?} {pg:?}");
+        assert!(per.failed_again > 0, "{per:?}");
+        assert_eq!(b.reruns_saved, per.reruns as i64 - pg.reruns as i64);
+        assert!(b.reruns_saved > 0);
+    }
+
+    const THRESHOLD_MIN: u64 = crate::runners::THRESHOLDS.min_unrelated;
 }

@@ -146,7 +146,7 @@ pub fn parse_delivery(req: &WebhookRequest) -> Result<Delivery, ParseError> {
     } else {
         Parsed::Ignored(format!("event {:?} is not handled", p.event_type))
     };
-    Ok(Delivery { id, parsed })
+    Ok(Delivery::new(id, parsed))
 }
 
 fn parse_build(resource: Value, containers: &Value) -> Result<Parsed, ParseError> {

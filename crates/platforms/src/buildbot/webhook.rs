@@ -83,10 +83,10 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
                 ))
             }
         };
-        return Ok(Delivery {
-            id: key,
-            parsed: Parsed::Ignored("build not complete yet".into()),
-        });
+        return Ok(Delivery::new(
+            key,
+            Parsed::Ignored("build not complete yet".into()),
+        ));
     }
     let (Some(buildid), Some(number)) = (b.buildid, b.number) else {
         return Err(ParseError::Shape(
@@ -149,7 +149,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
         CANCELLED => Parsed::Ignored("build cancelled".into()),
         other => Parsed::Ignored(format!("unknown build result {other}")),
     };
-    Ok(Delivery { id: key, parsed })
+    Ok(Delivery::new(key, parsed))
 }
 
 #[cfg(test)]

@@ -133,17 +133,13 @@ impl Module for Buildkite {
     }
 
     fn parse(&self, req: &WebhookRequest) -> Result<Delivery, ParseError> {
+        let (parsed, runners) =
+            webhook::parse_with_runners(req.header("x-buildkite-event"), req.body)?;
         Ok(Delivery {
             id: idempotency_key(req),
-            parsed: parse_delivery(req.header("x-buildkite-event"), req.body)?,
+            parsed,
+            runners,
         })
-    }
-
-    fn runner_jobs(&self, req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
-        match req.header("x-buildkite-event") {
-            Some("job.finished") => webhook::runner_jobs(req.body),
-            _ => Vec::new(),
-        }
     }
 
     /// `organization/pipeline`: both are slugs.

@@ -202,30 +202,40 @@ fn repository(p: &Payload) -> Option<String> {
 }
 
 /// The job a `job.finished` delivery tells, passed or failed, with the agent it ran on.
-pub fn runner_jobs(body: &[u8]) -> Vec<pipeguard_core::runners::RunnerJob> {
-    let Ok(p) = serde_json::from_slice::<Payload>(body) else {
-        return vec![];
-    };
-    let (Some(job), Some(repository)) = (p.job.as_ref(), repository(&p)) else {
-        return vec![];
-    };
+fn runner_job(p: &Payload, repository: &str) -> Option<pipeguard_core::runners::RunnerJob> {
+    let job = p.job.as_ref()?;
     let failed = job.failed();
     let finished = failed || job.state == "passed";
-    let runner = job.agent.as_ref().and_then(Agent::runner);
-    runner
-        .filter(|_| finished && !job.soft_failed)
-        .map(|runner| pipeguard_core::runners::RunnerJob {
-            runner,
-            job_id: job.id.clone(),
-            repository,
-            failed,
-        })
-        .into_iter()
-        .collect()
+    let runner = job.agent.as_ref().and_then(Agent::runner)?;
+    (finished && !job.soft_failed).then(|| pipeguard_core::runners::RunnerJob {
+        runner,
+        job_id: job.id.clone(),
+        repository: repository.to_string(),
+        failed,
+    })
 }
 
 /// Parses one delivery; the event is the `X-Buildkite-Event` header, else the body's `event`.
 pub fn parse_delivery(event: Option<&str>, body: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with_runners(event, body).map(|(parsed, _)| parsed)
+}
+
+/// A delivery's meaning and, from the same parse, the finished job a `job.finished` names
+/// with its agent.
+pub(super) fn parse_with_runners(
+    event: Option<&str>,
+    body: &[u8],
+) -> Result<(Parsed, Vec<pipeguard_core::runners::RunnerJob>), ParseError> {
+    let mut seen = vec![];
+    let parsed = parse_counting(event, body, &mut seen)?;
+    Ok((parsed, seen))
+}
+
+fn parse_counting(
+    event: Option<&str>,
+    body: &[u8],
+    seen: &mut Vec<pipeguard_core::runners::RunnerJob>,
+) -> Result<Parsed, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     if !value.is_object() {
         return Err(ParseError::Shape("expected a JSON object".into()));
@@ -244,6 +254,9 @@ pub fn parse_delivery(event: Option<&str>, body: &[u8]) -> Result<Parsed, ParseE
     let repository = repository(&p).ok_or_else(|| {
         ParseError::Shape("no organization/pipeline in build.url, pipeline.url or web_url".into())
     })?;
+    if event == "job.finished" {
+        *seen = runner_job(&p, &repository).into_iter().collect();
+    }
     let run_id = p.build.number.to_string();
     let failure =
         |jobs: Vec<FailedJob>, attempt: u32, started: Option<&str>, done: Option<&str>| {

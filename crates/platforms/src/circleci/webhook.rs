@@ -165,7 +165,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
         }
         other => Parsed::Ignored(format!("event type {other:?} is not handled")),
     };
-    Ok(Delivery { parsed, id: p.id })
+    Ok(Delivery::new(p.id, parsed))
 }
 
 #[cfg(test)]

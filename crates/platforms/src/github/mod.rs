@@ -89,32 +89,24 @@ impl Module for Github {
         let form = req
             .header("content-type")
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-        let parsed = if form {
+        let (parsed, runners) = if form {
             let text = std::str::from_utf8(req.body)
                 .map_err(|_| ParseError::Shape("form body is not UTF-8".into()))?;
             let payload = query_param(Some(text), "payload")
                 .ok_or_else(|| ParseError::Shape("form body has no payload field".into()))?;
-            parse_event(event, payload.as_bytes())?
+            webhook::parse_with_runners(event, payload.as_bytes())?
         } else {
-            parse_event(event, req.body)?
+            webhook::parse_with_runners(event, req.body)?
         };
         Ok(Delivery {
             id: id.to_string(),
             parsed,
+            runners,
         })
     }
 
     fn valid_repository(&self, name: &str) -> bool {
         valid_path(name, 2..=2, slug_char)
-    }
-
-    /// A completed `workflow_job` names its runner (`runner_name`, `runner_id`). JSON
-    /// deliveries only: form-encoded ones are rare and their jobs are not counted.
-    fn runner_jobs(&self, req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
-        match req.header("x-github-event") {
-            Some("workflow_job") => webhook::runner_job(req.body).into_iter().collect(),
-            _ => Vec::new(),
-        }
     }
 
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>> {

@@ -97,8 +97,7 @@ impl Job {
 
 /// The runner a completed `workflow_job` ran on, passed or failed; `None` for other actions,
 /// skipped or cancelled jobs and jobs no runner picked up.
-pub(super) fn runner_job(body: &[u8]) -> Option<RunnerJob> {
-    let p: JobPayload = serde_json::from_slice(body).ok()?;
+fn runner_job(p: &JobPayload) -> Option<RunnerJob> {
     let c = p.workflow_job.conclusion.as_deref().unwrap_or("");
     if p.action != "completed" || !(c == "success" || failed_conclusion(c)) {
         return None;
@@ -106,7 +105,7 @@ pub(super) fn runner_job(body: &[u8]) -> Option<RunnerJob> {
     Some(RunnerJob {
         runner: p.workflow_job.runner()?,
         job_id: p.workflow_job.id.to_string(),
-        repository: p.repository.full_name,
+        repository: p.repository.full_name.clone(),
         failed: failed_conclusion(c),
     })
 }
@@ -152,6 +151,24 @@ pub(super) fn run_event(repository: String, r: Run) -> FailureEvent {
 
 /// Parses one delivery given its `X-GitHub-Event` name.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with_runners(event, body).map(|(parsed, _)| parsed)
+}
+
+/// A delivery's meaning and, from the same parse, the finished job it names with its runner
+/// (a completed `workflow_job`, passed or failed).
+pub(super) fn parse_with_runners(
+    event: &str,
+    body: &[u8],
+) -> Result<(Parsed, Vec<RunnerJob>), ParseError> {
+    if event == "workflow_job" {
+        let p: JobPayload = typed(event, body)?;
+        let seen = runner_job(&p).into_iter().collect();
+        return Ok((job_event(p), seen));
+    }
+    parse_other(event, body).map(|parsed| (parsed, vec![]))
+}
+
+fn parse_other(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
     match event {
         "ping" => object(body).map(|()| Parsed::Ping),
         "workflow_run" => {
@@ -184,40 +201,42 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                 r,
             ))))
         }
-        "workflow_job" => {
-            let p: JobPayload = typed(event, body)?;
-            let j = p.workflow_job;
-            let runner = j.runner();
-            let conclusion = j.conclusion.as_deref().unwrap_or("");
-            if p.action != "completed" || !failed_conclusion(conclusion) {
-                return Ok(Parsed::Ignored(format!(
-                    "workflow_job {} concluded {conclusion:?}; the run's completion tells outcomes",
-                    p.action
-                )));
-            }
-            Ok(Parsed::Failure(Box::new(FailureEvent {
-                platform: Some(Platform::Github),
-                repository: p.repository.full_name,
-                run_id: j.run_id.to_string(),
-                attempt: j.run_attempt.unwrap_or(1),
-                workflow: j.workflow_name.unwrap_or_default(),
-                head_sha: j.head_sha,
-                branch: j.head_branch,
-                url: j.html_url,
-                jobs: vec![FailedJob {
-                    id: j.id.to_string(),
-                    runner,
-                    name: j.name,
-                    ..Default::default()
-                }],
-                started_at_ms: parse_time_ms(j.started_at.as_deref()),
-                finished_at_ms: parse_time_ms(j.completed_at.as_deref()),
-                ..Default::default()
-            })))
-        }
         "check_run" => requested_action(typed(event, body)?),
         other => object(body).map(|()| Parsed::Ignored(format!("event {other:?} is not handled"))),
     }
+}
+
+/// A `workflow_job` delivery: a failed job is a failure of its run; anything else is left to
+/// the run's completion.
+fn job_event(p: JobPayload) -> Parsed {
+    let j = p.workflow_job;
+    let runner = j.runner();
+    let conclusion = j.conclusion.as_deref().unwrap_or("");
+    if p.action != "completed" || !failed_conclusion(conclusion) {
+        return Parsed::Ignored(format!(
+            "workflow_job {} concluded {conclusion:?}; the run's completion tells outcomes",
+            p.action
+        ));
+    }
+    Parsed::Failure(Box::new(FailureEvent {
+        platform: Some(Platform::Github),
+        repository: p.repository.full_name,
+        run_id: j.run_id.to_string(),
+        attempt: j.run_attempt.unwrap_or(1),
+        workflow: j.workflow_name.unwrap_or_default(),
+        head_sha: j.head_sha,
+        branch: j.head_branch,
+        url: j.html_url,
+        jobs: vec![FailedJob {
+            id: j.id.to_string(),
+            runner,
+            name: j.name,
+            ..Default::default()
+        }],
+        started_at_ms: parse_time_ms(j.started_at.as_deref()),
+        finished_at_ms: parse_time_ms(j.completed_at.as_deref()),
+        ..Default::default()
+    }))
 }
 
 #[derive(Deserialize)]
@@ -361,8 +380,8 @@ mod tests {
             (runner.name.as_str(), runner.id.as_deref()),
             ("GitHub Actions 5", Some("5"))
         );
-        let seen = runner_job(&job).unwrap();
-        assert!(seen.failed && seen.runner == runner);
+        let (_, seen) = parse_with_runners("workflow_job", &job).unwrap();
+        assert!(seen[0].failed && seen[0].runner == runner);
         let run = std::fs::read(dir.join("workflow_run/completed.payload.json")).unwrap();
         assert!(matches!(
             parse_event("workflow_run", &run).unwrap(),

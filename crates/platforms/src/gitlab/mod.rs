@@ -74,16 +74,12 @@ impl Module for Gitlab {
             .header("x-gitlab-event-uuid")
             .map(str::to_string)
             .unwrap_or_else(|| idempotency_key(req));
+        let (parsed, runners) = webhook::parse_with_runners(event, req.body)?;
         Ok(Delivery {
             id,
-            parsed: parse_event(event, req.body)?,
+            parsed,
+            runners,
         })
-    }
-
-    fn runner_jobs(&self, req: &WebhookRequest) -> Vec<pipeguard_core::runners::RunnerJob> {
-        req.header("x-gitlab-event")
-            .map(|e| webhook::runner_jobs(e, req.body))
-            .unwrap_or_default()
     }
 
     /// `group/subgroup/project`: namespaces nest.

@@ -149,6 +149,25 @@ fn project_path(p: Option<&Project>, homepage: Option<&str>) -> Option<String> {
 
 /// Parses one delivery given its `X-Gitlab-Event` name.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with_runners(event, body).map(|(parsed, _)| parsed)
+}
+
+/// A delivery's meaning and, from the same parse, the finished jobs it names with their
+/// runners (a Job Hook's job, a Pipeline Hook's builds).
+pub(super) fn parse_with_runners(
+    event: &str,
+    body: &[u8],
+) -> Result<(Parsed, Vec<RunnerJob>), ParseError> {
+    let mut seen = vec![];
+    let parsed = parse_counting(event, body, &mut seen)?;
+    Ok((parsed, seen))
+}
+
+fn parse_counting(
+    event: &str,
+    body: &[u8],
+    seen: &mut Vec<RunnerJob>,
+) -> Result<Parsed, ParseError> {
     let shape = |e: serde_json::Error| ParseError::Shape(format!("{event}: {e}"));
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     if !value.is_object() {
@@ -157,6 +176,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
     match event {
         "Pipeline Hook" => {
             let p: PipelinePayload = serde_json::from_value(value).map_err(shape)?;
+            *seen = pipeline_runners(&p);
             let a = p.object_attributes;
             let repository = project_path(Some(&p.project), None).ok_or_else(|| {
                 ParseError::Shape("Pipeline Hook: project.path_with_namespace is missing".into())
@@ -205,6 +225,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
         }
         "Job Hook" | "Build Hook" => {
             let j: JobPayload = serde_json::from_value(value).map_err(shape)?;
+            *seen = job_runner(&j).into_iter().collect();
             if j.build_status != "failed" || j.build_allow_failure {
                 return Ok(Parsed::Ignored(format!(
                     "job status {:?}{}; the Pipeline Hook tells outcomes",
@@ -334,52 +355,45 @@ fn note_command(n: NotePayload) -> Parsed {
     }))
 }
 
-/// The finished jobs a delivery names with their runners: a Job Hook's job, a Pipeline
-/// Hook's builds. Jobs without a runner (skipped, never picked up) are left out.
-pub(super) fn runner_jobs(event: &str, body: &[u8]) -> Vec<RunnerJob> {
-    let finished = |status: &str| matches!(status, "success" | "failed");
-    let job = |runner: Option<&GlRunner>, id: u64, repository: &str, status: &str| {
-        let runner = GlRunner::runner(runner).filter(|_| finished(status))?;
-        Some(RunnerJob {
-            runner,
-            job_id: id.to_string(),
-            repository: repository.to_string(),
-            failed: status == "failed",
-        })
+/// A finished job with its runner; `None` for jobs not finished or without a runner
+/// (skipped, never picked up).
+fn finished_job(
+    runner: Option<&GlRunner>,
+    id: u64,
+    repository: &str,
+    status: &str,
+) -> Option<RunnerJob> {
+    let runner = GlRunner::runner(runner).filter(|_| matches!(status, "success" | "failed"))?;
+    Some(RunnerJob {
+        runner,
+        job_id: id.to_string(),
+        repository: repository.to_string(),
+        failed: status == "failed",
+    })
+}
+
+/// A Pipeline Hook's finished builds with their runners; jobs allowed to fail are not counted.
+fn pipeline_runners(p: &PipelinePayload) -> Vec<RunnerJob> {
+    let Some(repo) = project_path(Some(&p.project), None) else {
+        return vec![];
     };
-    match event {
-        "Pipeline Hook" => {
-            let Ok(p) = serde_json::from_slice::<PipelinePayload>(body) else {
-                return vec![];
-            };
-            let Some(repo) = project_path(Some(&p.project), None) else {
-                return vec![];
-            };
-            p.builds
-                .iter()
-                .filter(|b| !b.allow_failure)
-                .filter_map(|b| job(b.runner.as_ref(), b.id, &repo, &b.status))
-                .collect()
-        }
-        "Job Hook" | "Build Hook" => {
-            let Ok(j) = serde_json::from_slice::<JobPayload>(body) else {
-                return vec![];
-            };
-            let homepage = j.repository.as_ref().and_then(|r| r.homepage.as_deref());
-            let Some(repo) = project_path(j.project.as_ref(), homepage) else {
-                return vec![];
-            };
-            let status = if j.build_allow_failure {
-                ""
-            } else {
-                &j.build_status
-            };
-            job(j.runner.as_ref(), j.build_id, &repo, status)
-                .into_iter()
-                .collect()
-        }
-        _ => vec![],
-    }
+    p.builds
+        .iter()
+        .filter(|b| !b.allow_failure)
+        .filter_map(|b| finished_job(b.runner.as_ref(), b.id, &repo, &b.status))
+        .collect()
+}
+
+/// A Job Hook's job with its runner, once finished.
+fn job_runner(j: &JobPayload) -> Option<RunnerJob> {
+    let homepage = j.repository.as_ref().and_then(|r| r.homepage.as_deref());
+    let repo = project_path(j.project.as_ref(), homepage)?;
+    let status = if j.build_allow_failure {
+        ""
+    } else {
+        &j.build_status
+    };
+    finished_job(j.runner.as_ref(), j.build_id, &repo, status)
 }
 
 #[cfg(test)]
@@ -483,7 +497,7 @@ mod tests {
             (r.name.as_str(), r.id.as_deref()),
             ("shared-runners-manager-6.gitlab.com", Some("380987"))
         );
-        let seen = runner_jobs("Pipeline Hook", &bytes);
+        let (_, seen) = parse_with_runners("Pipeline Hook", &bytes).unwrap();
         let seen: Vec<(&str, &str, bool)> = seen
             .iter()
             .map(|j| (j.runner.name.as_str(), j.job_id.as_str(), j.failed))
@@ -496,7 +510,7 @@ mod tests {
         let job = json!({"object_kind": "build", "build_id": 9, "build_status": "success",
             "pipeline_id": 31, "project": {"path_with_namespace": "grp/proj"},
             "runner": {"id": 7, "description": "gl-7"}});
-        let seen = runner_jobs("Job Hook", job.to_string().as_bytes());
+        let (_, seen) = parse_with_runners("Job Hook", job.to_string().as_bytes()).unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!(
             (seen[0].repository.as_str(), seen[0].failed),
@@ -504,7 +518,8 @@ mod tests {
         );
         let running = json!({"build_id": 9, "build_status": "running", "pipeline_id": 31,
             "project": {"path_with_namespace": "grp/proj"}, "runner": {"id": 7}});
-        assert!(runner_jobs("Job Hook", running.to_string().as_bytes()).is_empty());
+        let (_, seen) = parse_with_runners("Job Hook", running.to_string().as_bytes()).unwrap();
+        assert!(seen.is_empty());
     }
 
     /// Older GitLab's Build Hook (`object_kind: build`, the go-gitlab `build.json` shape):

@@ -154,7 +154,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
                 (b.timestamp, finished),
             )
         };
-        return Ok(Delivery { parsed, id: key });
+        return Ok(Delivery::new(key, parsed));
     }
     let s: Simple = serde_json::from_value(value).map_err(|e| {
         ParseError::Shape(format!(
@@ -171,7 +171,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
     let repo = job_path(&s.job).ok_or_else(|| ParseError::Shape("job is empty".into()))?;
     let key = format!("{repo}#{number}#{}", s.status.to_ascii_uppercase());
     let parsed = outcome(repo, number, &s.status, s.url, None, None, (None, None));
-    Ok(Delivery { parsed, id: key })
+    Ok(Delivery::new(key, parsed))
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ pub fn parse_delivery(req: &WebhookRequest) -> Result<Delivery, ParseError> {
         "BUILD_FINISHED" => parse_finished(env.payload)?,
         other => Parsed::Ignored(format!("event {other:?} is not handled")),
     };
-    Ok(Delivery { id, parsed })
+    Ok(Delivery::new(id, parsed))
 }
 
 fn parse_finished(payload: Value) -> Result<Parsed, ParseError> {

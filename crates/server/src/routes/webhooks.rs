@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pipeguard_core::event::Platform;
+use pipeguard_core::runners::RunnerJob;
 use pipeguard_platforms::registry;
 use pipeguard_platforms::webhook::{header, WebhookRequest};
 use pipeguard_platforms::{Module, Parsed};
@@ -204,7 +205,8 @@ async fn intake(
     if !module.accepts(content_type) {
         return Err(crate::error::unsupported_media_type(content_type));
     }
-    let delivery = parsed.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut delivery = parsed.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let seen = std::mem::take(&mut delivery.runners);
     if let Some(name) = delivery.parsed.repository() {
         if !module.valid_repository(name) {
             return Err(ApiError::bad_request(format!(
@@ -226,7 +228,7 @@ async fn intake(
                 .record_ignored(platform, &delivery.id, &reason)
                 .await?;
             // A job that passed is ignored for healing but counts for its runner.
-            count_runner_jobs(st, module, &req);
+            count_runner_jobs(st, platform, seen);
             return Ok(answer(o));
         }
         Parsed::Command(c) => return crate::commands::from_platform(st, platform, *c).await,
@@ -261,11 +263,13 @@ async fn intake(
         tracing::info!(%platform, delivery = ?delivery.id, session = %id, "delivery stored");
     }
     st.worker_wake.notify_one();
-    count_runner_jobs(st, module, &req);
+    count_runner_jobs(st, platform, seen);
     // A green run no session followed (not a heal's re-run): a pass for the repository's
-    // quarantined tests.
+    // quarantined tests, when it may have any.
     if let (Some(repository), IntakeOutcome::Ignored { .. }) = (passed, &r.outcome) {
-        tokio::spawn(crate::quarantine::passed_owned(st.clone(), repository));
+        if !st.store.surely_unquarantined(&repository) {
+            tokio::spawn(crate::quarantine::passed_owned(st.clone(), repository));
+        }
     }
     if let Some((workflow, repository, run_id, attempt)) = green {
         // After the delivery is stored, so learning never delays or fails its intake.
@@ -282,10 +286,8 @@ async fn intake(
 }
 
 /// Counts the jobs a stored delivery names per runner, after its answer is decided.
-fn count_runner_jobs(st: &Shared, module: &dyn Module, req: &WebhookRequest) {
-    let seen = module.runner_jobs(req);
+fn count_runner_jobs(st: &Shared, platform: Platform, seen: Vec<RunnerJob>) {
     if !seen.is_empty() {
-        let platform = module.platform();
         tokio::spawn(crate::runners::record_seen(st.clone(), platform, seen));
     }
 }

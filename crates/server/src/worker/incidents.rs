@@ -155,7 +155,7 @@ async fn wave(st: &Shared, i: &IncidentRecord) -> Result<(), JobError> {
     let held = st.store.held_sessions(i.id, i64::MAX).await?;
     let now = now_ms();
     let since = now - i.released_at.unwrap_or(0);
-    let n = incident::release_now(held.len(), since, budget_left(st).await?, cfg);
+    let n = incident::release_now(held.len(), since, hour_budget(st).await?, cfg);
     let mut released = 0;
     for id in held.iter().take(n) {
         if release(st, id, i.id, false).await? {
@@ -168,14 +168,14 @@ async fn wave(st: &Shared, i: &IncidentRecord) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Re-runs the global healing budget still allows this hour; `None` without a limit.
-async fn budget_left(st: &Shared) -> Result<Option<i64>, JobError> {
+/// The global healing budget of the last hour; `None` without a limit.
+async fn hour_budget(st: &Shared) -> Result<Option<incident::HourBudget>, JobError> {
     let limit = st.config.healing.budget_per_hour;
     if limit == 0 {
         return Ok(None);
     }
     let used = st.store.reruns_since(now_ms() - 3_600_000, None).await?;
-    Ok(Some(limit as i64 - used))
+    Ok(Some(incident::HourBudget { limit, used }))
 }
 
 /// The planner lets a held session go; its call is executed now. False when it had moved on.

@@ -156,7 +156,17 @@ pub(crate) async fn start<S: Model>(
     make: impl FnOnce(&str) -> S,
     routes: impl FnOnce(Arc<Shared<S>>) -> Router<Arc<Shared<S>>>,
 ) -> std::io::Result<Sim<S>> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    start_on(0, webhook, make, routes).await
+}
+
+/// As [`start`], on `port` (0: a free one): for a server started before its stand-in.
+pub(crate) async fn start_on<S: Model>(
+    port: u16,
+    webhook: Option<WebhookTarget>,
+    make: impl FnOnce(&str) -> S,
+    routes: impl FnOnce(Arc<Shared<S>>) -> Router<Arc<Shared<S>>>,
+) -> std::io::Result<Sim<S>> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let storage = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");

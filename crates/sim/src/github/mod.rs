@@ -17,7 +17,7 @@ pub use state::{
 };
 
 use crate::core::scenario::{RunSpec, SpecError};
-use crate::core::sim::{start, Sim, Timeout};
+use crate::core::sim::{start_on, Sim, Timeout};
 use crate::core::webhook::WebhookTarget;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -49,6 +49,8 @@ pub struct GithubConfig {
     pub teams: BTreeMap<String, Vec<String>>,
     /// The REST API's rate limit; `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// The port to serve on; 0: a free one.
+    pub port: u16,
 }
 
 /// `limit` REST calls, then 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`
@@ -70,6 +72,7 @@ impl Default for GithubConfig {
             app: None,
             teams: BTreeMap::new(),
             rate_limit: None,
+            port: 0,
         }
     }
 }
@@ -102,6 +105,12 @@ impl GithubConfig {
         self
     }
 
+    /// Serves on `port` (a server started before the stand-in already points at it).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     pub fn rate_limit(mut self, limit: u32, pause: Duration) -> Self {
         self.rate_limit = Some(RateLimit { limit, pause });
         self
@@ -112,8 +121,14 @@ pub type GithubSim = Sim<GithubState>;
 
 impl Sim<GithubState> {
     pub async fn start(config: GithubConfig) -> std::io::Result<GithubSim> {
-        let webhook = config.webhook.clone();
-        start(webhook, |base| GithubState::new(config, base), api::routes).await
+        let (webhook, port) = (config.webhook.clone(), config.port);
+        start_on(
+            port,
+            webhook,
+            |base| GithubState::new(config, base),
+            api::routes,
+        )
+        .await
     }
 
     /// Starts a `push` run of `spec` (`spec.workflow` is the workflow file); returns its id.
