@@ -276,6 +276,7 @@ pub fn parse_delivery(event: Option<&str>, body: &[u8]) -> Result<Parsed, ParseE
                 run_id: run_id.clone(),
                 attempt: OUTCOME_ATTEMPT,
                 finished_at_ms: parse_time_ms(b.finished_at.as_deref()),
+                commit: None,
             },
             // Webhook builds carry no jobs: the API lists the failed ones.
             "failed" => failure(

@@ -10,6 +10,7 @@
 //! [`OUTCOME_ATTEMPT`], above every real attempt.
 
 mod client;
+mod history;
 mod webhook;
 
 pub use crate::OUTCOME_ATTEMPT;
@@ -22,7 +23,7 @@ use crate::webhook::{
     check_token, header, idempotency_key, slug_char, valid_path, Delivery, WebhookRequest,
 };
 use crate::Setup;
-use crate::{Ci, Module, ParseError};
+use crate::{Ci, History, Module, ParseError};
 use pipeguard_core::event::Platform;
 
 pub struct Gitlab;
@@ -90,6 +91,11 @@ impl Module for Gitlab {
     }
 
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>> {
+        Some(Box::new(GitlabClient::new(section, http)))
+    }
+
+    /// Pipelines with their retried jobs (`jobs?include_retried=true`).
+    fn history(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn History>> {
         Some(Box::new(GitlabClient::new(section, http)))
     }
 }

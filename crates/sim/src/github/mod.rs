@@ -49,16 +49,15 @@ pub struct GithubConfig {
     pub teams: BTreeMap<String, Vec<String>>,
     /// The REST API's rate limit; `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// The most runs a listing filtered by `created` shows (GitHub: 1,000); its `total_count`
+    /// still counts every match.
+    pub search_cap: usize,
 }
 
 /// `limit` REST calls, then 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`
 /// (epoch seconds) for `pause`, then `limit` more: GitHub's hourly window as a client that
 /// uses its calls up quickly meets it. Blob downloads do not count.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    pub limit: u32,
-    pub pause: Duration,
-}
+pub use crate::core::ratelimit::RateLimit;
 
 impl Default for GithubConfig {
     fn default() -> Self {
@@ -70,6 +69,7 @@ impl Default for GithubConfig {
             app: None,
             teams: BTreeMap::new(),
             rate_limit: None,
+            search_cap: 1000,
         }
     }
 }
@@ -99,6 +99,11 @@ impl GithubConfig {
 
     pub fn dispatch(mut self, mode: DispatchMode) -> Self {
         self.dispatch = mode;
+        self
+    }
+
+    pub fn search_cap(mut self, cap: usize) -> Self {
+        self.search_cap = cap;
         self
     }
 
@@ -155,7 +160,7 @@ impl Sim<GithubState> {
 
     /// Calls refused so far because the rate limit was exhausted.
     pub async fn rate_limited(&self) -> u32 {
-        self.inspect(|st| st.rate_limited).await
+        self.inspect(|st| st.rate.refused).await
     }
 
     /// Declares a workflow (for dispatches) without starting a run.

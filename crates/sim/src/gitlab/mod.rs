@@ -10,6 +10,7 @@ mod state;
 pub use notes::{MergeRequest, Note, Noteable, User};
 pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal, SimRunner};
 
+use crate::core::ratelimit::RateLimit;
 use crate::core::scenario::{RunSpec, SpecError};
 use crate::core::sim::{start, Sim, Timeout};
 use crate::core::webhook::WebhookTarget;
@@ -24,6 +25,8 @@ pub struct GitlabConfig {
     pub webhook: Option<WebhookTarget>,
     /// Group path → its direct members (subgroups inherit them).
     pub groups: BTreeMap<String, Vec<User>>,
+    /// The API's rate limit (429 with `Retry-After` and `RateLimit-Reset`); `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for GitlabConfig {
@@ -32,6 +35,7 @@ impl Default for GitlabConfig {
             token: "sim-gitlab-token".into(),
             webhook: None,
             groups: BTreeMap::new(),
+            rate_limit: None,
         }
     }
 }
@@ -44,6 +48,12 @@ impl GitlabConfig {
 
     pub fn webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
         self.webhook = Some(WebhookTarget::new(url, secret));
+        self
+    }
+
+    /// `limit` API calls, then 429 until the window resets `pause` later.
+    pub fn rate_limit(mut self, limit: u32, pause: Duration) -> Self {
+        self.rate_limit = Some(RateLimit { limit, pause });
         self
     }
 
@@ -74,6 +84,35 @@ impl Sim<GitlabState> {
                 st.new_pipeline(script, &branch, "push", Vec::new())
             })
             .await)
+    }
+
+    /// Adds a finished pipeline to the project's history: created `ago`, its jobs played out
+    /// at once; while it has failed, a person retries it the next of `retries` later (each
+    /// retry makes new jobs, the failed ones stay listed with `include_retried`). Returns its id.
+    pub async fn add_past_pipeline(
+        &self,
+        spec: RunSpec,
+        ago: Duration,
+        retries: &[Duration],
+    ) -> Result<u64, SpecError> {
+        spec.validate()?;
+        let created_at = time::OffsetDateTime::now_utc() - ago;
+        Ok(self
+            .update(|st| st.past_pipeline(spec, created_at, retries))
+            .await)
+    }
+
+    /// A person retries past pipeline `id`'s failed jobs `gap` after it ended (see
+    /// [`Self::add_past_pipeline`]).
+    pub async fn retry_past_pipeline(&self, id: u64, gap: Duration) {
+        self.update(|st| st.retry_past(id, gap))
+            .await
+            .expect("a past pipeline with a failed job");
+    }
+
+    /// Calls refused so far because the rate limit was used up.
+    pub async fn rate_limited(&self) -> u32 {
+        self.inspect(|st| st.rate.refused).await
     }
 
     /// Opens merge request `!iid` of `project` whose head is `sha`.
