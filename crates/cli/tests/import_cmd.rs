@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::history::{failing as failing_in, run as run_in, KINDS, MIN};
+use common::history::{self, failing as failing_in, run as run_in, KINDS, MIN};
 use common::*;
 use pipeguard_sim::github::{GithubConfig, GithubSim};
 use pipeguard_sim::{Fault, JobSpec, RunSpec};
@@ -49,34 +49,11 @@ async fn history(sim: &GithubSim) -> Vec<u64> {
 }
 
 fn config(dir: &Path, sim: &GithubSim) {
-    std::fs::write(
-        dir.join("pipeguard.toml"),
-        format!(
-            "database_url = \"sqlite://{}\"\n[github]\napi_url = \"{}\"\ntoken = \"sim-github-token\"\n",
-            dir.join("pipeguard.db").display(),
-            sim.base_url()
-        ),
-    )
-    .unwrap();
+    history::config(dir, "github", &sim.base_url(), "sim-github-token");
 }
 
 async fn import(dir: &Path, format: &str) -> (i32, String, String) {
-    let mut c = bin(dir);
-    c.args([
-        "import",
-        "--platform",
-        "github",
-        "--repository",
-        REPO,
-        "--days",
-        "30",
-    ])
-    .args(["--format", format]);
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    (out.status.code().unwrap_or(-1), stdout, text(&out))
+    history::import(dir, "github", REPO, format).await
 }
 
 /// API calls (blob downloads apart) the stand-in received since `from`.

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::history::{failing as failing_in, run as run_in, KINDS, MIN};
-use common::*;
+use common::history::{self, failing as failing_in, run as run_in, KINDS, MIN};
 use pipeguard_sim::gitlab::{GitlabConfig, GitlabSim};
 use pipeguard_sim::{Fault, JobSpec, RunSpec};
 use serde_json::{json, Value};
@@ -61,34 +60,11 @@ async fn history(sim: &GitlabSim) -> Vec<u64> {
 }
 
 fn config(dir: &Path, sim: &GitlabSim) {
-    std::fs::write(
-        dir.join("pipeguard.toml"),
-        format!(
-            "database_url = \"sqlite://{}\"\n[gitlab]\napi_url = \"{}\"\ntoken = \"sim-gitlab-token\"\n",
-            dir.join("pipeguard.db").display(),
-            sim.base_url()
-        ),
-    )
-    .unwrap();
+    history::config(dir, "gitlab", &sim.base_url(), "sim-gitlab-token");
 }
 
 async fn import(dir: &Path, format: &str) -> (i32, String, String) {
-    let mut c = bin(dir);
-    c.args([
-        "import",
-        "--platform",
-        "gitlab",
-        "--repository",
-        PROJECT,
-        "--days",
-        "30",
-    ])
-    .args(["--format", format]);
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    (out.status.code().unwrap_or(-1), stdout, text(&out))
+    history::import(dir, "gitlab", PROJECT, format).await
 }
 
 async fn api_calls(sim: &GitlabSim, from: usize) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! person re-ran, how long after, and what the re-run did.
 
 use pipeguard_sim::{logs, JobSpec, RunSpec};
+use std::path::Path;
 use std::time::Duration;
 
 pub const MIN: Duration = Duration::from_secs(60);
@@ -66,4 +67,33 @@ pub fn failing(repo: &str, workflow: &str, category: &str, then_green: bool) -> 
             job.fails(log)
         },
     )
+}
+
+/// `./pipeguard.toml`: a SQLite database in `dir`, the platform's stand-in and its token.
+pub fn config(dir: &Path, platform: &str, api_url: &str, token: &str) {
+    std::fs::write(
+        dir.join("pipeguard.toml"),
+        format!(
+            "database_url = \"sqlite://{}\"\n[{platform}]\napi_url = \"{api_url}\"\ntoken = \"{token}\"\n",
+            dir.join("pipeguard.db").display(),
+        ),
+    )
+    .unwrap();
+}
+
+/// `pipeguard import` of the last 30 days: its exit code, its stdout, and both outputs.
+pub async fn import(
+    dir: &Path,
+    platform: &str,
+    repository: &str,
+    format: &str,
+) -> (i32, String, String) {
+    let mut c = super::bin(dir);
+    c.args(["import", "--platform", platform, "--repository", repository])
+        .args(["--days", "30", "--format", format]);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.code().unwrap_or(-1), stdout, super::text(&out))
 }
