@@ -3,75 +3,35 @@
 
 mod common;
 
+use common::history::{self, failing as failing_in, run as run_in, KINDS, MIN};
 use common::*;
 use pipeguard_sim::github::{GithubConfig, GithubSim};
-use pipeguard_sim::{logs, Fault, JobSpec, RunSpec};
+use pipeguard_sim::{Fault, JobSpec, RunSpec};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 
 const REPO: &str = "octo/app";
-const MIN: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn run(job: JobSpec) -> RunSpec {
-    RunSpec::new(REPO, "ci.yml")
-        .job(JobSpec::new("lint"))
-        .job(job)
+    run_in(REPO, "ci.yml", job)
 }
 
 fn failing(category: &str, then_green: bool) -> RunSpec {
-    let log = logs::sample(category).unwrap().log;
-    let job = JobSpec::new("test").fails(log);
-    run(if then_green {
-        job.passes()
-    } else {
-        job.fails(log)
-    })
+    failing_in(REPO, "ci.yml", category, then_green)
 }
 
-/// Every kind of re-run, how many of each, the person's delay, and what import must count.
-struct Kind {
-    spec: fn() -> RunSpec,
-    runs: usize,
-    rerun_after: Duration,
-}
-
-/// 12 transient failures a person's re-run healed, 3 that failed again; 4 genuine failures
-/// that failed again, 2 that a plain re-run turned green; 200 green runs; 5 runs too old.
-/// Returns the re-run runs, newest first.
+/// The re-run kinds of [`KINDS`], 200 green runs and 5 runs too old. Returns the re-run runs,
+/// newest first.
 async fn history(sim: &GithubSim) -> Vec<u64> {
-    let kinds = [
-        Kind {
-            spec: || failing("network", true),
-            runs: 12,
-            rerun_after: 20 * MIN,
-        },
-        Kind {
-            spec: || failing("network", false),
-            runs: 3,
-            rerun_after: 10 * MIN,
-        },
-        Kind {
-            spec: || failing("compilation_error", false),
-            runs: 4,
-            rerun_after: 5 * MIN,
-        },
-        Kind {
-            spec: || failing("compilation_error", true),
-            runs: 2,
-            rerun_after: 40 * MIN,
-        },
-    ];
     let mut retried = Vec::new();
     let mut age = Duration::from_secs(3600);
-    for k in &kinds {
+    for k in &KINDS {
         for _ in 0..k.runs {
             age += Duration::from_secs(3 * 3600);
-            let id = sim
-                .add_past_run((k.spec)(), age, &[k.rerun_after])
-                .await
-                .unwrap();
+            let spec = failing(k.category, k.then_green);
+            let id = sim.add_past_run(spec, age, &[k.rerun_after]).await.unwrap();
             retried.push(id);
         }
     }
@@ -89,34 +49,11 @@ async fn history(sim: &GithubSim) -> Vec<u64> {
 }
 
 fn config(dir: &Path, sim: &GithubSim) {
-    std::fs::write(
-        dir.join("pipeguard.toml"),
-        format!(
-            "database_url = \"sqlite://{}\"\n[github]\napi_url = \"{}\"\ntoken = \"sim-github-token\"\n",
-            dir.join("pipeguard.db").display(),
-            sim.base_url()
-        ),
-    )
-    .unwrap();
+    history::config(dir, "github", &sim.base_url(), "sim-github-token");
 }
 
 async fn import(dir: &Path, format: &str) -> (i32, String, String) {
-    let mut c = bin(dir);
-    c.args([
-        "import",
-        "--platform",
-        "github",
-        "--repository",
-        REPO,
-        "--days",
-        "30",
-    ])
-    .args(["--format", format]);
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    (out.status.code().unwrap_or(-1), stdout, text(&out))
+    history::import(dir, "github", REPO, format).await
 }
 
 /// API calls (blob downloads apart) the stand-in received since `from`.
@@ -217,4 +154,42 @@ async fn import_refuses_what_it_cannot_read() {
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("pipeguard.db").exists());
+}
+
+/// GitHub lists at most 1,000 runs per `created` filter (50 on this stand-in): past that the
+/// import lists an older window, ending at the oldest run listed, and counts each run once.
+#[tokio::test]
+async fn import_splits_the_window_past_the_search_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = GithubSim::start(GithubConfig::default().search_cap(50))
+        .await
+        .unwrap();
+    for i in 0..126u64 {
+        let ago = Duration::from_secs(600 + i * 3 * 3600);
+        let (spec, reruns) = if i % 21 == 5 {
+            (failing("network", true), vec![20 * MIN])
+        } else {
+            (run(JobSpec::new("test")), vec![])
+        };
+        sim.add_past_run(spec, ago, &reruns).await.unwrap();
+    }
+    config(dir.path(), &sim);
+    let (code, out, t) = import(dir.path(), "text").await;
+    assert_eq!(code, 0, "{t}");
+    // The 50 newest; then windows up to the oldest listed so far (an edge run listed again
+    // counts once): 126 runs in 3 listings, each re-run one read once.
+    assert!(t.contains("page 1: 50 runs, 3 to read"), "{t}");
+    assert!(t.contains("page 3: ") && !t.contains("page 4: "), "{t}");
+    assert!(
+        out.contains("126 runs of the last 30 days read in 3 page(s), 6 to read; 6 imported now"),
+        "{out}"
+    );
+    assert!(out.contains("would re-run 6: 6 went green"), "{out}");
+    let lists: Vec<String> = api_calls(&sim, 0)
+        .await
+        .into_iter()
+        .filter(|c| c.contains("/actions/runs?created="))
+        .collect();
+    assert_eq!(lists.len(), 3, "{lists:#?}");
+    assert!(lists[1].contains(".."), "{lists:#?}");
 }

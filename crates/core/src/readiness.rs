@@ -15,16 +15,27 @@ pub enum Outcome {
     Contradicted,
     /// Would not have re-run it, and a person's plain re-run went green: a heal left undone.
     Missed,
+    /// Nobody's re-run measured it, and the next green run of its workflow on its branch was
+    /// for a new commit: people fixed it by a push. It supports withholding; for a would-be
+    /// re-run it is no verdict on the re-run (which might have gone green too), so it counts
+    /// neither as confirmed nor as contradicted.
+    FixedByPush,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Confirmed, Outcome::Contradicted, Outcome::Missed];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Confirmed,
+        Outcome::Contradicted,
+        Outcome::Missed,
+        Outcome::FixedByPush,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Confirmed => "confirmed",
             Outcome::Contradicted => "contradicted",
             Outcome::Missed => "missed",
+            Outcome::FixedByPush => "fixed_by_push",
         }
     }
 
@@ -71,6 +82,10 @@ pub struct Readiness {
     /// Median minutes from a would-be re-run's failure to the person's re-run: what acting
     /// would have saved. `None` when no person re-ran one.
     pub median_minutes_to_rerun: Option<f64>,
+    /// Failures fixed by a push (withheld or not): for the recommendation and the cases, not
+    /// a field of the readiness row, whose shape is the issue's.
+    #[serde(skip)]
+    pub fixed_by_push: u64,
 }
 
 /// The figures of `decisions`.
@@ -96,6 +111,8 @@ pub fn readiness(decisions: &[Decided]) -> Readiness {
         contradicted,
         withheld: count(false, None),
         missed: count(false, Some(Outcome::Missed)),
+        fixed_by_push: count(true, Some(Outcome::FixedByPush))
+            + count(false, Some(Outcome::FixedByPush)),
         precision: (evidence > 0).then(|| confirmed as f64 / evidence as f64),
         median_minutes_to_rerun: crate::stats::percentile(&minutes, 0.5)
             .map(|m| (m * 10.0).round() / 10.0),
@@ -123,9 +140,13 @@ pub const MIN_PRECISION: f64 = 0.95;
 /// re-ran them, none of the genuine failures would have been re-run; median 23 min saved".
 pub fn recommendation(r: &Readiness) -> String {
     let evidence = r.confirmed + r.contradicted;
+    let pushed = match r.fixed_by_push {
+        0 => String::new(),
+        n => format!(", {n} fixed by a push instead"),
+    };
     if evidence == 0 {
         return format!(
-            "observe: {} would-be re-runs, none re-run afterwards yet, so nothing to measure",
+            "observe: {} would-be re-runs, none re-run afterwards yet, so nothing to measure{pushed}",
             r.would_retry
         );
     }
@@ -150,7 +171,7 @@ pub fn recommendation(r: &Readiness) -> String {
         "observe"
     };
     format!(
-        "{verdict}: {} would-be re-runs, {} went green when re-run, {genuine}{missed}{saved}",
+        "{verdict}: {} would-be re-runs, {} went green when re-run, {genuine}{missed}{pushed}{saved}",
         r.would_retry, r.confirmed
     )
 }
@@ -202,8 +223,29 @@ mod tests {
                 missed: 1,
                 precision: Some(0.75),
                 median_minutes_to_rerun: Some(20.0),
+                fixed_by_push: 0,
             }
         );
+        // A push fix counts on neither side's evidence, whichever side it was on.
+        let pushed = [
+            d(true, Some(Confirmed), Some(20)),
+            d(true, Some(FixedByPush), None),
+            d(false, Some(FixedByPush), None),
+            d(false, None, None),
+        ];
+        let r = readiness(&pushed);
+        assert_eq!(
+            (
+                r.would_retry,
+                r.confirmed,
+                r.contradicted,
+                r.withheld,
+                r.missed
+            ),
+            (2, 1, 0, 2, 0)
+        );
+        assert_eq!((r.precision, r.fixed_by_push), (Some(1.0), 2));
+        assert!(!serde_json::to_string(&r).unwrap().contains("fixed_by_push"));
         let empty = readiness(&[d(false, None, None)]);
         assert_eq!(
             (empty.precision, empty.median_minutes_to_rerun),
@@ -236,10 +278,17 @@ mod tests {
             missed: 0,
             precision: Some(1.0),
             median_minutes_to_rerun: Some(23.0),
+            fixed_by_push: 0,
         };
         assert_eq!(
             recommendation(&r),
             "act: 41 would-be re-runs, 39 went green when re-run, none of the genuine failures would have been re-run; median 23 min saved"
+        );
+        r.fixed_by_push = 3;
+        assert!(
+            recommendation(&r).contains(", 3 fixed by a push instead; median"),
+            "{}",
+            recommendation(&r)
         );
         r.contradicted = 5;
         r.precision = Some(39.0 / 44.0);

@@ -173,8 +173,9 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// How long the server asks us to wait: `Retry-After` (seconds or an HTTP date), or GitHub's
-/// `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (epoch seconds).
+/// How long the server asks us to wait: `Retry-After` (seconds or an HTTP date), GitHub's
+/// `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (epoch seconds), or GitLab's 429 with
+/// `RateLimit-Reset` (epoch seconds) alone, as some of its limits answer.
 pub fn requested_wait(status: StatusCode, h: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(v) = text("retry-after") {
@@ -187,11 +188,15 @@ pub fn requested_wait(status: StatusCode, h: &HeaderMap) -> Option<Duration> {
         }
     }
     let limited = status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN;
-    if limited && text("x-ratelimit-remaining") == Some("0") {
-        let reset: u64 = text("x-ratelimit-reset")?.parse().ok()?;
-        return Some(Duration::from_secs(reset.saturating_sub(now_secs()).max(1)));
-    }
-    None
+    let reset = if limited && text("x-ratelimit-remaining") == Some("0") {
+        text("x-ratelimit-reset")
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        text("ratelimit-reset")
+    } else {
+        None
+    };
+    let reset: u64 = reset?.parse().ok()?;
+    Some(Duration::from_secs(reset.saturating_sub(now_secs()).max(1)))
 }
 
 /// What one try produced.
@@ -736,6 +741,18 @@ mod tests {
         // Remaining calls left: a 403 is a refusal, not a wait.
         h.insert("x-ratelimit-remaining", "10".parse().unwrap());
         assert_eq!(requested_wait(StatusCode::FORBIDDEN, &h), None);
+        // GitLab's 429 without Retry-After: until RateLimit-Reset.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit-reset",
+            (now_secs() + 60).to_string().parse().unwrap(),
+        );
+        let w = requested_wait(StatusCode::TOO_MANY_REQUESTS, &h).unwrap();
+        assert!(
+            w >= Duration::from_secs(58) && w <= Duration::from_secs(60),
+            "{w:?}"
+        );
+        assert_eq!(requested_wait(StatusCode::OK, &h), None);
     }
 
     #[tokio::test]

@@ -57,9 +57,27 @@ pub enum Parsed {
         run_id: String,
         attempt: u32,
         finished_at_ms: Option<i64>,
+        /// The branch and commit the run was for, where the delivery tells (GitHub, GitLab).
+        commit: Option<OnCommit>,
     },
     /// A person's decision given where they work: a check run's button, a note.
     Command(Box<Command>),
+}
+
+/// The branch and commit a run was for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnCommit {
+    pub branch: String,
+    pub head_sha: String,
+}
+
+impl OnCommit {
+    pub fn of(branch: Option<&String>, head_sha: Option<&String>) -> Option<OnCommit> {
+        Some(OnCommit {
+            branch: branch?.clone(),
+            head_sha: head_sha?.clone(),
+        })
+    }
 }
 
 /// What a person asked pipeguard to do about a session.
@@ -292,25 +310,61 @@ pub trait Module: Send + Sync {
     }
 }
 
-/// A past run that people ran more than once, as its listing shows it.
+/// A past run that people may have run more than once, as its listing shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastRun {
     /// The run as a failure delivery would have named it (its attempt is set by
     /// [`History::failure`]).
     pub event: FailureEvent,
-    /// Its latest attempt.
+    /// Its latest attempt; 0 where the listing does not tell (GitLab: only its jobs do).
     pub attempts: u32,
+    /// What changes when people run it again (its `updated_at`): a run read before with
+    /// nothing to measure is read again only once this differs.
+    pub seen: String,
+}
+
+/// A green run of a workflow for a commit, as a listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastGreen {
+    pub workflow: String,
+    pub commit: OnCommit,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// Where a listing of past runs goes on: a page of a window of creation times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    /// The page, from 1.
+    pub page: u32,
+    /// The newest creation time (RFC 3339) of the window, once the listing was split into
+    /// windows (GitHub lists at most 1,000 runs per filter); `None`: up to now.
+    pub until: Option<String>,
+    /// The oldest creation time the window listed so far: where the next window ends.
+    pub oldest: Option<String>,
+}
+
+impl Cursor {
+    pub fn first() -> Cursor {
+        Cursor {
+            page: 1,
+            until: None,
+            oldest: None,
+        }
+    }
 }
 
 /// One page of a repository's past runs.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryPage {
-    /// The runs of the page that have more than one attempt and are complete.
+    /// The runs of the page worth reading: complete, and re-run (or, where the listing cannot
+    /// tell, possibly re-run).
     pub runs: Vec<PastRun>,
-    /// Every run the page listed.
-    pub listed: usize,
+    /// The id of every run the page listed (a run at the edge of two windows is listed twice).
+    pub listed: Vec<String>,
+    /// The green runs the page listed, for the failures a push fixed.
+    pub greens: Vec<PastGreen>,
     /// The next page, when there is one.
-    pub next: Option<u32>,
+    pub next: Option<Cursor>,
 }
 
 /// A past failure and what the person's re-run of it did: the evidence pipeguard's decision
@@ -331,16 +385,17 @@ pub struct PastFailure {
 /// A platform's history: past runs and their attempts, read without changing anything.
 #[async_trait]
 pub trait History: Send + Sync {
-    /// Page `page` (from 1) of the repository's runs created since `since_ms`.
+    /// The page `at` of the repository's runs since `since_ms` ([`Cursor::first`] first).
     async fn page(
         &self,
         repository: &str,
         since_ms: i64,
-        page: u32,
+        at: &Cursor,
     ) -> Result<HistoryPage, PlatformError>;
 
     /// The run's first failed attempt with its failed jobs' logs, and the attempt after it;
-    /// `None` when no failed attempt was re-run.
+    /// `None` when, as the run stands, there is nothing to measure (no failed attempt was
+    /// re-run, or its re-run was cancelled).
     async fn failure(&self, run: &PastRun) -> Result<Option<PastFailure>, PlatformError>;
 }
 
@@ -586,6 +641,14 @@ pub fn parse_time_ms(s: Option<&str>) -> Option<i64> {
             .map(|p| p.assume_utc())
     })?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// `2026-11-07T08:00:00Z`: epoch milliseconds as RFC 3339, to whole seconds.
+pub fn format_time_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// One failed job's log tail at `path`; empty when the platform no longer has it.

@@ -303,3 +303,62 @@ async fn readiness_page(app: &TestApp) -> bool {
     );
     true
 }
+
+/// A genuine failure pipeguard withheld, then a green run of the same workflow on the same
+/// branch for a new commit: people fixed it by a push. The case says so; the counters keep
+/// their meanings (withheld, not missed, nothing confirmed).
+#[tokio::test]
+async fn a_new_commit_going_green_records_a_push_fix() {
+    let (sim, app) = observing().await;
+    let broken = RunSpec::new(REPO, "ci.yml")
+        .sha("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .job(JobSpec::new("build").fails(log("compilation_error")));
+    let run = sim.start_run(broken).await.unwrap();
+    let s = session_of(&app, run, |s| s["status"] == "observed").await;
+    let fixed = RunSpec::new(REPO, "ci.yml")
+        .sha("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+        .job(JobSpec::new("build"));
+    // The same commit passing again is no push: only the new commit's run counts.
+    let again = RunSpec::new(REPO, "ci.yml")
+        .sha("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .job(JobSpec::new("build"));
+    let same = sim.start_run(again).await.unwrap();
+    sim.wait_run(same, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cases = app
+        .get(&format!("/api/v1/readiness/cases?repository={REPO}"))
+        .await;
+    assert_eq!(cases["cases"][0]["outcome"], Value::Null, "{cases:#}");
+
+    sim.start_run(fixed).await.unwrap();
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        last = app
+            .get(&format!("/api/v1/readiness/cases?repository={REPO}"))
+            .await;
+        if last["cases"][0]["outcome"] == "fixed_by_push" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let case = &last["cases"][0];
+    assert_eq!(case["outcome"], "fixed_by_push", "{last:#}");
+    assert_eq!(case["session_id"], s["id"], "{last:#}");
+    assert_eq!(case["would_retry"], false, "{last:#}");
+    assert_eq!(case["branch"], "main", "{last:#}");
+    assert_eq!(case["head_sha"], "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert!(
+        last["recommendation"]
+            .as_str()
+            .is_some_and(|r| r.contains("1 fixed by a push instead")),
+        "{last:#}"
+    );
+    let r = readiness(&app, |r| r["withheld"] == 1).await;
+    let row = &r["repositories"][0];
+    assert_eq!(
+        (&row["missed"], &row["confirmed"], &row["precision"]),
+        (&json!(0), &json!(0), &Value::Null),
+        "{r:#}"
+    );
+    assert!(row.get("fixed_by_push").is_none(), "{r:#}");
+}

@@ -3,7 +3,7 @@
 
 use pipeguard_platforms::api::HttpOptions;
 use pipeguard_platforms::settings::Section;
-use pipeguard_platforms::{github, History, PlatformError};
+use pipeguard_platforms::{github, Cursor, History, PlatformError};
 use pipeguard_sim::github::{GithubConfig, GithubSim};
 use pipeguard_sim::{logs, JobSpec, RunSpec};
 use std::time::Duration;
@@ -65,13 +65,18 @@ async fn past_runs_list_in_pages_and_a_rerun_tells_its_outcome() {
         .unwrap();
 
     let r = reader(&sim);
-    let p1 = r.page("octo/app", since(10), 1).await.unwrap();
-    assert_eq!((p1.listed, p1.next), (100, Some(2)));
+    let p1 = r
+        .page("octo/app", since(10), &Cursor::first())
+        .await
+        .unwrap();
+    assert_eq!(p1.listed.len(), 100);
+    let next = p1.next.clone().unwrap();
+    assert_eq!((next.page, next.until.as_deref()), (2, None));
     let ids: Vec<&str> = p1.runs.iter().map(|x| x.event.run_id.as_str()).collect();
     assert_eq!(ids, [healed.to_string(), failed_again.to_string()]);
     assert_eq!((p1.runs[0].attempts, p1.runs[1].attempts), (2, 3));
-    let p2 = r.page("octo/app", since(10), 2).await.unwrap();
-    assert_eq!((p2.listed, p2.next, p2.runs.len()), (52, None, 0));
+    let p2 = r.page("octo/app", since(10), &next).await.unwrap();
+    assert_eq!((p2.listed.len(), p2.next, p2.runs.len()), (52, None, 0));
 
     let f = r.failure(&p1.runs[0]).await.unwrap().unwrap();
     assert!(f.green);
@@ -109,7 +114,10 @@ async fn the_rate_limit_says_when_it_resets_and_the_calls_per_run_are_counted() 
         );
     }
     let r = reader(&sim);
-    let page = r.page("octo/app", since(30), 1).await.unwrap();
+    let page = r
+        .page("octo/app", since(30), &Cursor::first())
+        .await
+        .unwrap();
     assert_eq!(page.runs.len(), 3);
     // One run: its first attempt's jobs, the failed job's log, the next attempt's jobs.
     let before = sim.requests().await.len();

@@ -17,6 +17,16 @@ pub struct DecisionRecord {
     pub mode: Mode,
     pub would_retry: bool,
     pub failed_at: i64,
+    /// Where the failure ran: what a later push that fixed it is matched on.
+    pub on: Revision,
+}
+
+/// A run's workflow, branch and commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Revision {
+    pub workflow: String,
+    pub branch: Option<String>,
+    pub head_sha: Option<String>,
 }
 
 /// A recorded decision with what is known of its outcome.
@@ -49,6 +59,11 @@ impl DecisionRow {
                 mode: Mode::parse(&mode).ok_or_else(|| corrupt("mode", &mode))?,
                 would_retry: r.try_get::<i64, _>("would_retry")? != 0,
                 failed_at: r.try_get("failed_at")?,
+                on: Revision {
+                    workflow: opt_str(r, "workflow")?.unwrap_or_default(),
+                    branch: opt_str(r, "branch")?,
+                    head_sha: opt_str(r, "head_sha")?,
+                },
             },
             outcome: match outcome {
                 Some(o) => Some(Outcome::parse(&o).ok_or_else(|| corrupt("outcome", &o))?),
@@ -69,8 +84,8 @@ pub(crate) async fn decision_in(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO decisions (session_id, repository, platform, mode, would_retry, \
-         failed_at, decided_at, outcome, rerun_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (session_id) DO NOTHING",
+         failed_at, decided_at, outcome, rerun_at, workflow, branch, head_sha) VALUES ($1, $2, \
+         $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (session_id) DO NOTHING",
     )
     .bind(&d.session_id)
     .bind(&d.repository)
@@ -81,6 +96,9 @@ pub(crate) async fn decision_in(
     .bind(now_ms())
     .bind(outcome.map(Outcome::as_str))
     .bind(rerun_at)
+    .bind(&d.on.workflow)
+    .bind(d.on.branch.as_deref())
+    .bind(d.on.head_sha.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -136,6 +154,37 @@ impl Store {
             rerun_at: row.rerun_at.or(rerun_at),
             ..row
         }))
+    }
+
+    /// A green run of `green.workflow` on `green.branch` for commit `green.head_sha`, finished
+    /// at `at`: the failures of that workflow and branch before it, on other commits, that no
+    /// re-run measured were fixed by a push. Returns how many were recorded so.
+    pub async fn record_push_fix(
+        &self,
+        platform: &str,
+        repository: &str,
+        green: &Revision,
+        at: i64,
+    ) -> Result<u64> {
+        let (Some(branch), Some(sha)) = (&green.branch, &green.head_sha) else {
+            return Ok(0);
+        };
+        let fixed = sqlx::query(
+            "UPDATE decisions SET outcome = $1 WHERE platform = $2 AND repository = $3 \
+             AND workflow = $4 AND branch = $5 AND head_sha IS NOT NULL AND head_sha <> $6 \
+             AND outcome IS NULL AND failed_at <= $7",
+        )
+        .bind(Outcome::FixedByPush.as_str())
+        .bind(platform)
+        .bind(repository)
+        .bind(&green.workflow)
+        .bind(branch)
+        .bind(sha)
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(fixed)
     }
 
     pub async fn decision(&self, session_id: &str) -> Result<Option<DecisionRow>> {

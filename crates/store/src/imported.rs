@@ -1,6 +1,7 @@
 //! Past failures replayed by `pipeguard import`: each is stored whole (the observed session
 //! with its timeline, and its decision with the outcome the person's re-run gave it) or not at
-//! all, once per run attempt; a second import finds it and skips the run.
+//! all, once per run attempt; a second import finds it and skips the run. A run read with
+//! nothing to measure is remembered as it was seen, so a later import skips it until it changed.
 
 use crate::decisions::{decision_in, DecisionRecord};
 use crate::sessions::{event_text, redacted, SessionUpdate, Transition};
@@ -39,6 +40,50 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(found.is_some())
+    }
+
+    /// Whether an import read the run before, as it is `seen` now, and found nothing to measure.
+    pub async fn read_before(
+        &self,
+        platform: Platform,
+        repository: &str,
+        run_id: &str,
+        seen: &str,
+    ) -> Result<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM imported_runs WHERE platform = $1 AND repository = $2 \
+             AND run_id = $3 AND seen = $4",
+        )
+        .bind(platform.as_str())
+        .bind(repository)
+        .bind(run_id)
+        .bind(seen)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Remembers that the run, as it is `seen` now, has nothing to measure.
+    pub async fn note_read(
+        &self,
+        platform: Platform,
+        repository: &str,
+        run_id: &str,
+        seen: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO imported_runs (platform, repository, run_id, seen, read_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, repository, run_id) \
+             DO UPDATE SET seen = excluded.seen, read_at = excluded.read_at",
+        )
+        .bind(platform.as_str())
+        .bind(repository)
+        .bind(run_id)
+        .bind(seen)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Stores a past failure as a finished session with its decision and outcome, in one

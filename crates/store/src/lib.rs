@@ -38,7 +38,7 @@ pub use baselines::{BaselineKey, BaselineRecord};
 pub use batch::IntakeStats;
 pub use crypto::Keyring;
 pub use daily::{DayOutcome, DAY_MS};
-pub use decisions::{DecisionRecord, DecisionRow, RepositoryDecisions};
+pub use decisions::{DecisionRecord, DecisionRow, RepositoryDecisions, Revision};
 pub use flaky::{NewQuarantine, Observation, QuarantineEntry, TestStats, QUARANTINE_DAYS};
 pub use imported::ImportedSession;
 pub use incidents::{IncidentRecord, IncidentSummary};

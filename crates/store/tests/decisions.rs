@@ -7,7 +7,7 @@ mod common;
 
 use pipeguard_core::planner::Mode;
 use pipeguard_core::readiness::{readiness, Outcome};
-use pipeguard_store::{AuditQuery, DecisionRecord, Store};
+use pipeguard_store::{AuditQuery, DecisionRecord, Revision, Store};
 
 fn decision(id: &str, repo: &str, would_retry: bool, failed_at: i64) -> DecisionRecord {
     DecisionRecord {
@@ -17,6 +17,7 @@ fn decision(id: &str, repo: &str, would_retry: bool, failed_at: i64) -> Decision
         mode: Mode::Observe,
         would_retry,
         failed_at,
+        on: Default::default(),
     }
 }
 
@@ -160,7 +161,98 @@ async fn the_mode_set_last_stands_per_repository(store: Store) {
     );
 }
 
+fn on(sha: &str) -> Revision {
+    Revision {
+        workflow: "ci".into(),
+        branch: Some("main".into()),
+        head_sha: Some(sha.into()),
+    }
+}
+
+/// A green run on a new commit closes the unmeasured failures of its workflow and branch
+/// before it, once; a re-run's outcome, another commit's green run or branch do not count.
+async fn a_push_fix_closes_the_unmeasured_failures_before_it(store: Store) {
+    let at = |id: &str, would: bool, failed_at: i64, sha: &str| DecisionRecord {
+        on: on(sha),
+        ..decision(id, "o/a", would, failed_at)
+    };
+    store
+        .put_decision(&at("w1", false, 1_000, "a1"))
+        .await
+        .unwrap();
+    store
+        .put_decision(&at("r1", true, 2_000, "a2"))
+        .await
+        .unwrap();
+    store
+        .put_decision(&at("m1", false, 3_000, "a3"))
+        .await
+        .unwrap();
+    store
+        .put_decision(&at("late", false, 9_000, "a4"))
+        .await
+        .unwrap();
+    store
+        .put_decision(&at("same", false, 4_000, "b1"))
+        .await
+        .unwrap();
+    store.record_outcome("m1", true, Some(3_500)).await.unwrap();
+    // The same commit's green run is a re-run's, not a push; another branch is not this one.
+    assert_eq!(
+        store
+            .record_push_fix("github", "o/a", &on("b1"), 5_000)
+            .await
+            .unwrap(),
+        2
+    );
+    let other = Revision {
+        branch: Some("dev".into()),
+        ..on("c1")
+    };
+    assert_eq!(
+        store
+            .record_push_fix("github", "o/a", &other, 5_000)
+            .await
+            .unwrap(),
+        0
+    );
+    // Recorded once: a second listing of the same green run changes nothing.
+    assert_eq!(
+        store
+            .record_push_fix("github", "o/a", &on("b1"), 5_000)
+            .await
+            .unwrap(),
+        0
+    );
+    let outcome = |id: &'static str| {
+        let store = store.clone();
+        async move { store.decision(id).await.unwrap().unwrap().outcome }
+    };
+    assert_eq!(outcome("w1").await, Some(Outcome::FixedByPush));
+    assert_eq!(outcome("r1").await, Some(Outcome::FixedByPush));
+    assert_eq!(outcome("m1").await, Some(Outcome::Missed));
+    assert_eq!(outcome("late").await, None);
+    assert_eq!(outcome("same").await, None);
+    let rows = &store.readiness_rows(Some("o/a")).await.unwrap()[0].rows;
+    assert_eq!(rows[0].record.on, on("a1"));
+    let decided: Vec<_> = rows.iter().map(|r| r.decided()).collect();
+    let r = readiness(&decided);
+    // Neither side's evidence: precision stays unmeasured, missed counts only the re-run.
+    assert_eq!(
+        (
+            r.would_retry,
+            r.confirmed,
+            r.contradicted,
+            r.withheld,
+            r.missed
+        ),
+        (1, 0, 0, 4, 1)
+    );
+    assert_eq!((r.precision, r.fixed_by_push), (None, 2));
+}
+
 on_both_backends!(
     outcomes_are_recorded_once_and_grouped_per_repository,
-    the_mode_set_last_stands_per_repository
+    the_mode_set_last_stands_per_repository,
+    a_push_fix_closes_the_unmeasured_failures_before_it
 );

@@ -2,7 +2,8 @@
 //! Each past failure a person re-ran goes through the worker's own analysis and planner in
 //! observe mode, is stored as an `observed` session with what the re-run said about the
 //! decision, and the repository's readiness is printed. Read-only on the platform; rate-limit
-//! aware (it waits for the reset and goes on); resumable (runs already imported are skipped).
+//! aware (it waits for the reset and goes on); resumable (runs already imported, and runs read
+//! before with nothing to measure that have not changed since, are skipped).
 
 use super::backtest::Format;
 use super::progress::Progress;
@@ -11,10 +12,11 @@ use clap::Args;
 use pipeguard_core::event::Platform;
 use pipeguard_core::readiness::RepositoryReadiness;
 use pipeguard_platforms::api::HttpOptions;
-use pipeguard_platforms::{registry, History, PlatformError};
+use pipeguard_platforms::{registry, Cursor, History, PastGreen, PastRun, PlatformError};
 use pipeguard_server::config::Config;
 use pipeguard_server::import::{self, Imported};
 use pipeguard_server::state::AppState;
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -23,10 +25,10 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct CmdArgs {
-    /// The CI platform whose history is read (github).
+    /// The CI platform whose history is read (github, gitlab).
     #[arg(long)]
     platform: String,
-    /// The repository (`OWNER/REPO`).
+    /// The repository (`OWNER/REPO`, a GitLab project path `GROUP/PROJECT`).
     #[arg(long)]
     repository: String,
     /// How many days back runs are read (GitHub keeps re-runs possible for 30).
@@ -114,10 +116,98 @@ impl Report {
 struct Tally {
     listed: usize,
     pages: u32,
-    rerun: usize,
+    /// Runs worth reading: re-run, or possibly re-run where the listing cannot tell.
+    candidates: usize,
     imported: usize,
     already: usize,
     no_evidence: usize,
+    /// Of those without evidence, the runs an earlier import read as they are now.
+    unchanged: usize,
+}
+
+/// Every page of the history since `since_ms`: the runs worth reading, each once, and the
+/// green runs.
+async fn list(
+    history: &dyn History,
+    repository: &str,
+    since_ms: i64,
+    t: &mut Tally,
+    report: &Report,
+) -> Result<(Vec<PastRun>, Vec<PastGreen>)> {
+    let (mut listed, mut runs, mut greens) = (HashSet::new(), Vec::new(), Vec::new());
+    let mut at = Some(Cursor::first());
+    while let Some(c) = at {
+        let p = patiently("listing runs", || history.page(repository, since_ms, &c))
+            .await
+            .with_context(|| format!("listing the runs of {repository} (page {})", t.pages + 1))?;
+        t.pages += 1;
+        // A run at the edge of two windows is listed in both: it counts, and is read, once.
+        let fresh: HashSet<String> = p
+            .listed
+            .into_iter()
+            .filter(|id| listed.insert(id.clone()))
+            .collect();
+        let before = runs.len();
+        runs.extend(
+            p.runs
+                .into_iter()
+                .filter(|r| fresh.contains(&r.event.run_id)),
+        );
+        greens.extend(p.greens);
+        report.line(&format!(
+            "page {}: {} runs, {} to read",
+            t.pages,
+            fresh.len(),
+            runs.len() - before
+        ));
+        at = p.next;
+    }
+    t.listed = listed.len();
+    Ok((runs, greens))
+}
+
+/// Replays one run unless it was imported, or read as it is now, before.
+async fn one(
+    st: &pipeguard_server::Shared,
+    history: &dyn History,
+    platform: Platform,
+    run: &PastRun,
+    t: &mut Tally,
+) -> Result<()> {
+    let (repository, id) = (&run.event.repository, &run.event.run_id);
+    if import::imported(st, platform, repository, id).await? {
+        t.already += 1;
+        return Ok(());
+    }
+    if st
+        .store
+        .read_before(platform, repository, id, &run.seen)
+        .await?
+    {
+        t.no_evidence += 1;
+        t.unchanged += 1;
+        return Ok(());
+    }
+    let failure = patiently("reading a run", || history.failure(run))
+        .await
+        .with_context(|| {
+            format!("reading run {id} (imported so far are kept: run the import again to go on)")
+        })?;
+    let stored = match failure {
+        None => None,
+        Some(f) => Some(import::observe_past(st, platform, f).await?),
+    };
+    match stored {
+        Some(Imported::Stored(_)) => t.imported += 1,
+        Some(Imported::Already) => t.already += 1,
+        None | Some(Imported::Cancelled) => {
+            st.store
+                .note_read(platform, repository, id, &run.seen)
+                .await?;
+            t.no_evidence += 1;
+        }
+    }
+    Ok(())
 }
 
 async fn replay(
@@ -129,56 +219,43 @@ async fn replay(
 ) -> Result<Tally> {
     let mut t = Tally::default();
     let mut report = Report::new();
-    let mut runs = Vec::new();
-    let mut page = Some(1);
-    while let Some(n) = page {
-        let p = patiently("listing runs", || history.page(repository, since_ms, n))
-            .await
-            .with_context(|| format!("listing the runs of {repository} (page {n})"))?;
-        t.pages += 1;
-        t.listed += p.listed;
-        report.line(&format!(
-            "page {n}: {} runs, {} re-run by a person",
-            p.listed,
-            p.runs.len()
-        ));
-        runs.extend(p.runs);
-        page = p.next;
-    }
-    t.rerun = runs.len();
+    let (runs, greens) = list(history, repository, since_ms, &mut t, &report).await?;
+    t.candidates = runs.len();
     for (i, run) in runs.iter().enumerate() {
-        if import::imported(st, platform, repository, &run.event.run_id).await? {
-            t.already += 1;
-        } else {
-            let failure = patiently("reading a run", || history.failure(run))
-                .await
-                .with_context(|| {
-                    format!(
-                        "reading run {} (imported so far are kept: run the import again to go on)",
-                        run.event.run_id
-                    )
-                })?;
-            match failure {
-                None => t.no_evidence += 1,
-                Some(f) => match import::observe_past(st, platform, f).await? {
-                    Imported::Stored(_) => t.imported += 1,
-                    Imported::Already => t.already += 1,
-                    Imported::Cancelled => t.no_evidence += 1,
-                },
-            }
-        }
+        one(st, history, platform, run, &mut t).await?;
         report.step(i + 1, runs.len());
     }
     report.finish();
+    // Once every failure is stored: a green run on a new commit closes those before it.
+    for g in &greens {
+        import::push_fixed(
+            st,
+            platform,
+            repository,
+            &g.workflow,
+            &g.commit,
+            g.finished_at_ms,
+        )
+        .await?;
+    }
     Ok(t)
 }
 
 fn render(r: &RepositoryReadiness, t: &Tally, days: u32) -> String {
     let f = &r.figures;
     let mut out = format!(
-        "{} ({}): {} runs of the last {days} days read in {} page(s), {} re-run by a person; \
-         {} imported now, {} imported before, {} without a usable re-run\n",
-        r.repository, r.platform, t.listed, t.pages, t.rerun, t.imported, t.already, t.no_evidence
+        "{} ({}): {} runs of the last {days} days read in {} page(s), {} to read; \
+         {} imported now, {} imported before, {} without a usable re-run ({} unchanged since \
+         an earlier import)\n",
+        r.repository,
+        r.platform,
+        t.listed,
+        t.pages,
+        t.candidates,
+        t.imported,
+        t.already,
+        t.no_evidence,
+        t.unchanged
     );
     let precision = f
         .precision
@@ -193,6 +270,12 @@ fn render(r: &RepositoryReadiness, t: &Tally, days: u32) -> String {
         "would withhold {}: {} went green on a plain re-run (missed)\n",
         f.withheld, f.missed
     );
+    if f.fixed_by_push > 0 {
+        out += &format!(
+            "{} failures nobody's re-run measured were fixed by a push\n",
+            f.fixed_by_push
+        );
+    }
     if let Some(m) = f.median_minutes_to_rerun {
         out += &format!("median {m} min from a would-be re-run's failure to the person's re-run\n");
     }
@@ -218,7 +301,7 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     };
     let Some(history) = module.history(config.platform(platform), &http) else {
         bail!(
-            "import reads the history of GitHub repositories; {} is not supported yet",
+            "import reads the history of GitHub and GitLab; {} is not supported yet",
             platform.as_str()
         );
     };

@@ -1,6 +1,8 @@
 //! Helpers of the CLI tests that run the binary.
 #![allow(dead_code)]
 
+pub mod history;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -175,6 +175,7 @@ fn parse_build(resource: Value, containers: &Value) -> Result<Parsed, ParseError
             run_id: r.id.to_string(),
             attempt: OUTCOME_ATTEMPT,
             finished_at_ms: finished,
+            commit: None,
         }),
         "failed" => {
             let legacy = r.source_get_version.as_deref().map(|v| {

@@ -119,6 +119,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
             run_id,
             attempt,
             finished_at_ms,
+            commit: None,
         },
         FAILURE | EXCEPTION => Parsed::Failure(Box::new(FailureEvent {
             platform: Some(Platform::Buildbot),
@@ -200,7 +201,8 @@ mod tests {
                 workflow: None,
                 run_id: "1".into(),
                 attempt: 4,
-                finished_at_ms: Some(1_795_435_092_000)
+                finished_at_ms: Some(1_795_435_092_000),
+                commit: None,
             }
         );
         let Parsed::Failure(ev) = parse_delivery(&build(8, 5, EXCEPTION, Some(1)))

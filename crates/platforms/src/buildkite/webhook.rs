@@ -289,6 +289,7 @@ fn parse_counting(
                 run_id: run_id.clone(),
                 attempt: OUTCOME_ATTEMPT,
                 finished_at_ms: parse_time_ms(b.finished_at.as_deref()),
+                commit: None,
             },
             // Webhook builds carry no jobs: the API lists the failed ones.
             "failed" => failure(

@@ -135,6 +135,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, ParseError> {
                 run_id: run_id.clone(),
                 attempt: OUTCOME_ATTEMPT,
                 finished_at_ms: parse_time_ms(p.workflow.stopped_at.as_deref()),
+                commit: None,
             },
             s if failed_status(s) => event(
                 vec![],

@@ -189,6 +189,7 @@ fn parse_other(event: &str, body: &[u8]) -> Result<Parsed, ParseError> {
                     run_id: r.id.to_string(),
                     attempt,
                     finished_at_ms: parse_time_ms(r.updated_at.as_deref()),
+                    commit: crate::OnCommit::of(r.head_branch.as_ref(), r.head_sha.as_ref()),
                 });
             }
             if !failed_conclusion(conclusion) {

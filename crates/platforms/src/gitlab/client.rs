@@ -18,24 +18,44 @@ const NO_TOKEN: &str =
     "PIPEGUARD_GITLAB_TOKEN is not set; retries and new pipelines need a token with the api scope";
 
 pub struct GitlabClient {
-    api: ApiClient,
+    pub(super) api: ApiClient,
 }
 
 #[derive(Deserialize)]
-struct ApiJob {
-    id: u64,
+pub(super) struct ApiJob {
+    pub(super) id: u64,
     #[serde(default)]
-    name: String,
+    pub(super) name: String,
     #[serde(default)]
     stage: Option<String>,
     #[serde(default)]
-    status: String,
+    pub(super) status: String,
     #[serde(default)]
-    allow_failure: bool,
+    pub(super) allow_failure: bool,
     #[serde(default)]
     failure_reason: Option<String>,
     #[serde(default)]
     runner: Option<super::webhook::GlRunner>,
+    #[serde(default)]
+    pub(super) created_at: Option<String>,
+    #[serde(default)]
+    pub(super) started_at: Option<String>,
+    #[serde(default)]
+    pub(super) finished_at: Option<String>,
+}
+
+impl ApiJob {
+    /// The job as a failure names it; `environment` comes from a delivery (the API has none).
+    pub(super) fn failed(&self, environment: Option<String>) -> FailedJob {
+        FailedJob {
+            id: self.id.to_string(),
+            name: self.name.clone(),
+            stage: self.stage.clone(),
+            environment,
+            platform_reason: self.failure_reason.clone(),
+            runner: super::webhook::GlRunner::runner(self.runner.as_ref()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,7 +110,11 @@ impl GitlabClient {
         self.api.get_json("get pipeline", &pipeline_api(ev)?).await
     }
 
-    async fn jobs(&self, ev: &FailureEvent, query: &str) -> Result<Vec<ApiJob>, PlatformError> {
+    pub(super) async fn jobs(
+        &self,
+        ev: &FailureEvent,
+        query: &str,
+    ) -> Result<Vec<ApiJob>, PlatformError> {
         let path = format!("{}/jobs?{query}", pipeline_api(ev)?);
         self.api
             .get_all("list pipeline jobs", &path, Paging::NextPageHeader)
@@ -220,14 +244,7 @@ impl Ci for GitlabClient {
                 .find(|k| k.id == j.id.to_string() || k.name == j.name)
                 .and_then(|k| k.environment.clone());
             out.push(JobLog {
-                job: FailedJob {
-                    id: j.id.to_string(),
-                    name: j.name,
-                    stage: j.stage,
-                    environment,
-                    platform_reason: j.failure_reason,
-                    runner: super::webhook::GlRunner::runner(j.runner.as_ref()),
-                },
+                job: j.failed(environment),
                 log: log.unwrap_or_default(),
             });
         }

@@ -11,6 +11,7 @@
 
 mod client;
 mod issues;
+mod history;
 mod webhook;
 
 pub use crate::OUTCOME_ATTEMPT;
@@ -24,7 +25,7 @@ use crate::webhook::{
     check_token, header, idempotency_key, slug_char, valid_path, Delivery, WebhookRequest,
 };
 use crate::Setup;
-use crate::{Ci, Module, ParseError};
+use crate::{Ci, History, Module, ParseError};
 use pipeguard_core::event::Platform;
 
 pub struct Gitlab;
@@ -88,6 +89,11 @@ impl Module for Gitlab {
     }
 
     fn client(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn Ci>> {
+        Some(Box::new(GitlabClient::new(section, http)))
+    }
+
+    /// Pipelines with their retried jobs (`jobs?include_retried=true`).
+    fn history(&self, section: &Section, http: &HttpOptions) -> Option<Box<dyn History>> {
         Some(Box::new(GitlabClient::new(section, http)))
     }
 }

@@ -189,6 +189,7 @@ fn parse_counting(
                     run_id: a.id.to_string(),
                     attempt: OUTCOME_ATTEMPT,
                     finished_at_ms: parse_time_ms(a.finished_at.as_deref()),
+                    commit: crate::OnCommit::of(a.r#ref.as_ref(), a.sha.as_ref()),
                 }),
                 "failed" => {
                     // Jobs allowed to fail did not fail the pipeline: not ours to heal.

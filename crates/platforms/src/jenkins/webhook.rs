@@ -87,6 +87,7 @@ fn outcome(
             run_id: repo,
             attempt: number,
             finished_at_ms: times.1,
+            commit: None,
         },
         // FAILED is what the plugin's own help page shows; Jenkins itself says FAILURE.
         "FAILURE" | "FAILED" => Parsed::Failure(Box::new(FailureEvent {

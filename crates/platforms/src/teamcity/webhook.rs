@@ -142,6 +142,7 @@ fn parse_finished(payload: Value) -> Result<Parsed, ParseError> {
             run_id,
             attempt,
             finished_at_ms: finished,
+            commit: None,
         }),
         "FAILURE" => {
             let branch = b.branch_name.clone().filter(|n| n != "<default>");

@@ -91,7 +91,8 @@ pub async fn cases(
             json!({"session_id": r.record.session_id, "platform": r.record.platform,
                    "mode": r.record.mode, "would_retry": r.record.would_retry,
                    "outcome": r.outcome, "failed_at": r.record.failed_at,
-                   "rerun_at": r.rerun_at})
+                   "rerun_at": r.rerun_at, "branch": r.record.on.branch,
+                   "head_sha": r.record.on.head_sha})
         })
         .collect();
     Ok(Json(json!({

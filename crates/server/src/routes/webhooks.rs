@@ -218,6 +218,7 @@ async fn intake(
     // arrive together), so there is no separate look-up first.
     let mut green = None;
     let mut passed = None;
+    let mut pushed = None;
     let intake = match delivery.parsed {
         Parsed::Ping => {
             return Ok((StatusCode::OK, Json(json!({"status": "pong"}))).into_response())
@@ -239,7 +240,12 @@ async fn intake(
             run_id,
             attempt,
             finished_at_ms,
+            commit,
         } => {
+            pushed = workflow
+                .clone()
+                .zip(commit)
+                .map(|(w, c)| (w, c, finished_at_ms));
             green = workflow.map(|w| (w, repository.clone(), run_id.clone(), attempt));
             passed = Some(repository.clone());
             Intake::Success {
@@ -267,6 +273,17 @@ async fn intake(
     // A green run no session followed (not a heal's re-run): a pass for the repository's
     // quarantined tests, when it may have any.
     if let (Some(repository), IntakeOutcome::Ignored { .. }) = (passed, &r.outcome) {
+        if let Some((workflow, commit, at)) = pushed {
+            // A new commit's green run: earlier unmeasured failures on its branch were fixed.
+            let (st, repository) = (st.clone(), repository.clone());
+            tokio::spawn(async move {
+                let fixed =
+                    crate::import::push_fixed(&st, platform, &repository, &workflow, &commit, at);
+                if let Err(e) = fixed.await {
+                    tracing::warn!(%platform, "recording a push fix: {e}");
+                }
+            });
+        }
         if !st.store.surely_unquarantined(&repository) {
             tokio::spawn(crate::quarantine::passed_owned(st.clone(), repository));
         }

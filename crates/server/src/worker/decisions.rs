@@ -9,7 +9,8 @@ use pipeguard_core::lifecycle::Event;
 use pipeguard_core::planner::Mode;
 use pipeguard_core::policy::Decision;
 use pipeguard_store::{
-    now_ms, DecisionRecord, Job, SessionRecord, SessionStatus as S, SessionUpdate, Transition,
+    now_ms, DecisionRecord, Job, Revision, SessionRecord, SessionStatus as S, SessionUpdate,
+    Transition,
 };
 
 /// Records the session's decision on its failure; a cancelled run is no decision.
@@ -44,6 +45,11 @@ pub(super) fn of(s: &SessionRecord, mode: Mode, would_retry: bool) -> DecisionRe
         mode,
         would_retry,
         failed_at: s.failed_at,
+        on: Revision {
+            workflow: s.workflow.clone(),
+            branch: s.event.branch.clone(),
+            head_sha: s.head_sha.clone(),
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod graph;
 pub mod http;
+pub mod ratelimit;
 pub mod scenario;
 pub mod sim;
 pub mod webhook;

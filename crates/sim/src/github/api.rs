@@ -1,11 +1,12 @@
 //! The Actions REST endpoints pipeguard calls, answering as api.github.com does.
 
 use super::payload::{job_json, log_text, repo_json, run_json};
-use super::state::{not_found, Dispatch, GithubState, Job, RateWindow, Refusal, Rerun};
+use super::state::{not_found, Dispatch, GithubState, Job, Refusal, Rerun};
 use super::DispatchMode;
 use crate::core::http::{
     bearer, json, page, page_params, pairs, param, parse_rfc3339, rfc3339_s, text, with_header,
 };
+use crate::core::ratelimit::{self, epoch_secs};
 use crate::core::sim::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -95,54 +96,41 @@ async fn auth(State(sh): St, req: Request, next: Next) -> Response {
     }
 }
 
-fn epoch_secs(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// GitHub's primary rate limit: each answer tells the window's `x-ratelimit-*`; once it is
 /// used up, 403 until `x-ratelimit-reset`, then a new window.
 async fn rate_limit(State(sh): St, req: Request, next: Next) -> Response {
     let verdict = {
         let mut st = sh.state.lock().await;
-        st.config.rate_limit.map(|limit| {
-            let now = epoch_secs(std::time::SystemTime::now());
-            let w = &mut st.rate;
-            if w.reset.is_some_and(|r| now >= r) {
-                *w = RateWindow::default();
-            }
-            let allowed = w.used < limit.limit;
-            w.used += allowed as u32;
-            if w.used == limit.limit && w.reset.is_none() {
-                // Whole seconds, as the header says: a client waiting until then finds it open.
-                w.reset = Some(now + limit.pause.as_secs().max(1));
-            }
-            let (used, reset) = (w.used, w.reset.unwrap_or(now + 3600));
-            st.rate_limited += (!allowed) as u32;
-            (allowed, limit.limit, used, reset)
-        })
+        let limit = st.config.rate_limit;
+        limit.map(|l| st.rate.take(l, epoch_secs()))
     };
-    let Some((allowed, limit, used, reset)) = verdict else {
-        return next.run(req).await;
-    };
-    let r = if allowed {
-        next.run(req).await
-    } else {
-        error(403, "API rate limit exceeded for user ID 1.")
-    };
-    let r = with_header(r, "x-ratelimit-limit", &limit.to_string());
-    let r = with_header(r, "x-ratelimit-remaining", &(limit - used).to_string());
-    let r = with_header(r, "x-ratelimit-used", &used.to_string());
-    with_header(r, "x-ratelimit-reset", &reset.to_string())
+    let refusal = |_: &ratelimit::Verdict| error(403, "API rate limit exceeded for user ID 1.");
+    let names = [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-used",
+        "x-ratelimit-reset",
+    ];
+    ratelimit::through(verdict, req, next, refusal, names).await
 }
 
 /// A `{total_count, <key>: [...]}` page, with GitHub's `Link` header.
 fn listing(key: &str, items: Vec<Value>, query: &[(String, String)], path: &str) -> Response {
-    let (p, per_page) = page_params(query, 30, 100);
     let total = items.len();
+    counted_listing(key, items, total, query, path)
+}
+
+/// A page of `items` whose `total_count` says `total` (more than the items past a cap).
+fn counted_listing(
+    key: &str,
+    items: Vec<Value>,
+    total: usize,
+    query: &[(String, String)],
+    path: &str,
+) -> Response {
+    let (p, per_page) = page_params(query, 30, 100);
     let body = json!({"total_count": total, key: page(&items, p, per_page)});
-    let last = total.div_ceil(per_page).max(1);
+    let last = items.len().div_ceil(per_page).max(1);
     let link =
         |n: usize, rel: &str| format!("<{path}?per_page={per_page}&page={n}>; rel=\"{rel}\"");
     let mut links = Vec::new();
@@ -421,8 +409,13 @@ fn runs_listing(
         })
         .collect();
     runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let matched = runs.len();
+    // Past the cap a `created` search lists nothing more, though it counts every match.
+    if param(q, "created").is_some() {
+        runs.truncate(st.config.search_cap);
+    }
     let items = runs.iter().map(|x| run_json(st, x, x.latest())).collect();
-    listing("workflow_runs", items, q, path)
+    counted_listing("workflow_runs", items, matched, q, path)
 }
 
 async fn list_repo_runs(

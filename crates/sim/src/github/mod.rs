@@ -51,16 +51,15 @@ pub struct GithubConfig {
     pub rate_limit: Option<RateLimit>,
     /// The port to serve on; 0: a free one.
     pub port: u16,
+    /// The most runs a listing filtered by `created` shows (GitHub: 1,000); its `total_count`
+    /// still counts every match.
+    pub search_cap: usize,
 }
 
 /// `limit` REST calls, then 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`
 /// (epoch seconds) for `pause`, then `limit` more: GitHub's hourly window as a client that
 /// uses its calls up quickly meets it. Blob downloads do not count.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    pub limit: u32,
-    pub pause: Duration,
-}
+pub use crate::core::ratelimit::RateLimit;
 
 impl Default for GithubConfig {
     fn default() -> Self {
@@ -73,6 +72,7 @@ impl Default for GithubConfig {
             teams: BTreeMap::new(),
             rate_limit: None,
             port: 0,
+            search_cap: 1000,
         }
     }
 }
@@ -108,6 +108,11 @@ impl GithubConfig {
     /// Serves on `port` (a server started before the stand-in already points at it).
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+
+    pub fn search_cap(mut self, cap: usize) -> Self {
+        self.search_cap = cap;
         self
     }
 
@@ -170,7 +175,7 @@ impl Sim<GithubState> {
 
     /// Calls refused so far because the rate limit was exhausted.
     pub async fn rate_limited(&self) -> u32 {
-        self.inspect(|st| st.rate_limited).await
+        self.inspect(|st| st.rate.refused).await
     }
 
     /// Declares a workflow (for dispatches) without starting a run.

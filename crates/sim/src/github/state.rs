@@ -4,6 +4,7 @@
 use super::payload;
 use super::GithubConfig;
 use crate::core::graph::{self, End, Phase, Step};
+use crate::core::ratelimit::RateWindow;
 use crate::core::scenario::{RunSpec, Script};
 use crate::core::sim::{Advance, Model};
 use std::collections::{BTreeMap, HashMap};
@@ -192,16 +193,7 @@ pub struct GithubState {
     pub issues: Vec<super::repo::Issue>,
     /// The REST API's rate-limit window: calls counted in it and when it resets.
     pub(crate) rate: RateWindow,
-    /// Calls refused because the rate limit was exhausted.
-    pub rate_limited: u32,
     next_id: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RateWindow {
-    pub(crate) used: u32,
-    /// Epoch seconds at which the window resets; `None` until its calls are used up.
-    pub(crate) reset: Option<u64>,
 }
 
 impl GithubState {
@@ -222,7 +214,6 @@ impl GithubState {
             files: BTreeMap::new(),
             issues: Vec::new(),
             rate: RateWindow::default(),
-            rate_limited: 0,
             next_id: 7_000_000_000,
         }
     }

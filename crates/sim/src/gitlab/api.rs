@@ -2,7 +2,10 @@
 
 use super::payload::{job_json, pipeline_json, runner, trace};
 use super::state::{GitlabState, Refusal};
-use crate::core::http::{header, json, page, page_params, pairs, param, text, with_header};
+use crate::core::http::{
+    header, json, page, page_params, pairs, param, parse_rfc3339, text, with_header,
+};
+use crate::core::ratelimit::{self, epoch_secs};
 use crate::core::sim::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -21,6 +24,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
     let p = "/api/v4/projects/{project}";
     Router::new()
         .route(&format!("{p}/pipeline"), post(create_pipeline))
+        .route(&format!("{p}/pipelines"), get(list_pipelines))
         .route(&format!("{p}/pipelines/{{id}}"), get(get_pipeline))
         .route(&format!("{p}/pipelines/{{id}}/jobs"), get(pipeline_jobs))
         .route(&format!("{p}/pipelines/{{id}}/retry"), post(retry_pipeline))
@@ -34,6 +38,7 @@ pub(crate) fn routes(shared: Sh) -> Router<Sh> {
         .merge(super::notes::routes())
         .merge(super::repo::routes())
         .route("/api/v4/runners/{id}", get(get_runner).put(update_runner))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), rate_limit))
         .route_layer(middleware::from_fn_with_state(shared, auth))
 }
 
@@ -55,6 +60,28 @@ async fn auth(State(sh): St, req: Request, next: Next) -> Response {
         return message(401, "401 Unauthorized");
     }
     next.run(req).await
+}
+
+/// GitLab's rate limit: each answer tells the window's `RateLimit-*`; once it is used up, 429
+/// with `Retry-After` until `RateLimit-Reset`, then a new window.
+async fn rate_limit(State(sh): St, req: Request, next: Next) -> Response {
+    let verdict = {
+        let mut st = sh.state.lock().await;
+        let limit = st.config.rate_limit;
+        limit.map(|l| st.rate.take(l, epoch_secs()))
+    };
+    let refusal = |v: &ratelimit::Verdict| {
+        let wait = v.reset.saturating_sub(epoch_secs()).max(1);
+        let r = text(StatusCode::TOO_MANY_REQUESTS, "Retry later\n");
+        with_header(r, "retry-after", &wait.to_string())
+    };
+    let names = [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-observed",
+        "ratelimit-reset",
+    ];
+    ratelimit::through(verdict, req, next, refusal, names).await
 }
 
 /// The project path the URL names (`group%2Fproject`, decoded by the router) or its id.
@@ -81,6 +108,50 @@ async fn get_pipeline(State(sh): St, Path((project, id)): Path<(String, u64)>) -
         Some(p) => json(StatusCode::OK, pipeline_json(&st, p)),
         None => message(404, "404 Not found"),
     }
+}
+
+/// The project's pipelines, newest first: `updated_after`/`updated_before` (ISO 8601),
+/// `scope=finished`, `status`, `ref`; offset pagination with GitLab's `X-*` headers.
+async fn list_pipelines(
+    State(sh): St,
+    Path(project): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let st = sh.state.lock().await;
+    let path = match project_path(&st, &project) {
+        Ok(p) => p,
+        Err(r) => return refused(r),
+    };
+    let q = pairs(q.as_deref());
+    let time = |k: &str| param(&q, k).map(parse_rfc3339);
+    let (after, before) = (time("updated_after"), time("updated_before"));
+    if matches!(after, Some(None)) || matches!(before, Some(None)) {
+        return json(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "updated_after, updated_before are invalid"}),
+        );
+    }
+    let finished = param(&q, "scope") == Some("finished");
+    let mut pipelines: Vec<_> = st
+        .pipelines
+        .values()
+        .rev()
+        .filter(|p| p.project == path)
+        .filter(|p| after.flatten().is_none_or(|t| p.updated_at > t))
+        .filter(|p| before.flatten().is_none_or(|t| p.updated_at < t))
+        .filter(|p| {
+            !finished
+                || matches!(
+                    p.status.as_str(),
+                    "success" | "failed" | "canceled" | "skipped"
+                )
+        })
+        .filter(|p| param(&q, "status").is_none_or(|s| p.status == s))
+        .filter(|p| param(&q, "ref").is_none_or(|r| p.git_ref == r))
+        .collect();
+    pipelines.sort_by_key(|p| std::cmp::Reverse(p.id));
+    let items = pipelines.iter().map(|p| pipeline_json(&st, p)).collect();
+    paginated(items, &q)
 }
 
 /// Newest first; retried jobs only with `include_retried=true`; `scope`/`scope[]` filters by

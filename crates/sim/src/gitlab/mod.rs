@@ -12,6 +12,7 @@ pub use notes::{MergeRequest, Note, Noteable, User};
 pub use repo::Issue;
 pub use state::{GitlabState, Job, JobStatus, Pipeline, Project, Refusal, SimRunner};
 
+use crate::core::ratelimit::RateLimit;
 use crate::core::scenario::{RunSpec, SpecError};
 use crate::core::sim::{start, Sim, Timeout};
 use crate::core::webhook::WebhookTarget;
@@ -28,6 +29,8 @@ pub struct GitlabConfig {
     pub groups: BTreeMap<String, Vec<User>>,
     /// Users outside any group (`GET /users?username=` finds these and group members).
     pub users: Vec<User>,
+    /// The API's rate limit (429 with `Retry-After` and `RateLimit-Reset`); `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for GitlabConfig {
@@ -37,6 +40,7 @@ impl Default for GitlabConfig {
             webhook: None,
             groups: BTreeMap::new(),
             users: Vec::new(),
+            rate_limit: None,
         }
     }
 }
@@ -61,6 +65,12 @@ impl GitlabConfig {
     /// Every user the stand-in knows: those added and the groups' members.
     pub fn users(&self) -> impl Iterator<Item = &User> {
         self.users.iter().chain(self.groups.values().flatten())
+    }
+
+    /// `limit` API calls, then 429 until the window resets `pause` later.
+    pub fn rate_limit(mut self, limit: u32, pause: Duration) -> Self {
+        self.rate_limit = Some(RateLimit { limit, pause });
+        self
     }
 
     /// Makes `members` the direct members of group `path`.
@@ -90,6 +100,35 @@ impl Sim<GitlabState> {
                 st.new_pipeline(script, &branch, "push", Vec::new())
             })
             .await)
+    }
+
+    /// Adds a finished pipeline to the project's history: created `ago`, its jobs played out
+    /// at once; while it has failed, a person retries it the next of `retries` later (each
+    /// retry makes new jobs, the failed ones stay listed with `include_retried`). Returns its id.
+    pub async fn add_past_pipeline(
+        &self,
+        spec: RunSpec,
+        ago: Duration,
+        retries: &[Duration],
+    ) -> Result<u64, SpecError> {
+        spec.validate()?;
+        let created_at = time::OffsetDateTime::now_utc() - ago;
+        Ok(self
+            .update(|st| st.past_pipeline(spec, created_at, retries))
+            .await)
+    }
+
+    /// A person retries past pipeline `id`'s failed jobs `gap` after it ended (see
+    /// [`Self::add_past_pipeline`]).
+    pub async fn retry_past_pipeline(&self, id: u64, gap: Duration) {
+        self.update(|st| st.retry_past(id, gap))
+            .await
+            .expect("a past pipeline with a failed job");
+    }
+
+    /// Calls refused so far because the rate limit was used up.
+    pub async fn rate_limited(&self) -> u32 {
+        self.inspect(|st| st.rate.refused).await
     }
 
     /// Opens merge request `!iid` of `project` whose head is `sha`.

@@ -4,9 +4,11 @@
 use super::payload;
 use super::GitlabConfig;
 use crate::core::graph::{self, End, Phase, Step};
+use crate::core::ratelimit::RateWindow;
 use crate::core::scenario::{RunSpec, Script};
 use crate::core::sim::{Advance, Model};
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -148,6 +150,8 @@ pub struct GitlabState {
     pub issues: Vec<super::repo::Issue>,
     /// The pipeline status last announced by a Pipeline Hook.
     hooked: BTreeMap<u64, String>,
+    /// The API's rate-limit window.
+    pub(crate) rate: RateWindow,
     next_pipeline: u64,
     next_job: u64,
 }
@@ -168,6 +172,7 @@ impl GitlabState {
             issues: Vec::new(),
             base_url: base_url.to_string(),
             hooked: BTreeMap::new(),
+            rate: RateWindow::default(),
             next_pipeline: 1000,
             next_job: 5000,
         }
@@ -524,5 +529,94 @@ impl GitlabState {
         }
         job.finished_at = Some(wall);
         id
+    }
+}
+
+// Past pipelines for a history (`pipeguard import`), played out at once.
+impl GitlabState {
+    /// A finished pipeline created at `created_at`, its jobs played out at once (no
+    /// deliveries): while it has failed, a person retries it the next of `retries` later.
+    pub(crate) fn past_pipeline(
+        &mut self,
+        spec: RunSpec,
+        created_at: OffsetDateTime,
+        retries: &[Duration],
+    ) -> u64 {
+        let branch = spec.branch.clone();
+        let script = self.define(spec);
+        let id = self.new_pipeline(script, &branch, "push", Vec::new());
+        self.pipelines.get_mut(&id).expect("new").created_at = created_at;
+        self.play_at_once(id, created_at);
+        for gap in retries {
+            if self.retry_past(id, *gap).is_err() {
+                break;
+            }
+        }
+        id
+    }
+
+    /// A person retries the past pipeline's failed jobs `gap` after it ended; played out at
+    /// once. Refused when no job failed.
+    pub(crate) fn retry_past(&mut self, id: u64, gap: Duration) -> Result<(), Refusal> {
+        let ended = self.pipelines[&id].finished_at;
+        self.retry_pipeline(id)?;
+        self.play_at_once(id, ended.unwrap_or_else(OffsetDateTime::now_utc) + gap);
+        Ok(())
+    }
+
+    /// Runs the pipeline's unfinished jobs from `start`, each after those it waits for, with
+    /// the script's next outcomes. Returns when the pipeline ended.
+    fn play_at_once(&mut self, id: u64, start: OffsetDateTime) -> OffsetDateTime {
+        let ids = self.latest_jobs(id);
+        let needs = self.needs(id, &ids);
+        let mut end = start;
+        for _ in 0..ids.len() {
+            for (i, job) in ids.iter().enumerate() {
+                if self.jobs[job].status.finished() {
+                    continue;
+                }
+                let before: Vec<&Job> = needs[i].iter().map(|k| &self.jobs[&ids[*k]]).collect();
+                if before.iter().any(|j| !j.status.finished()) {
+                    continue;
+                }
+                let blocked = before.iter().any(|j| j.status != JobStatus::Success);
+                let from = before.iter().filter_map(|j| j.finished_at).max();
+                let done = self.play_job(*job, from.unwrap_or(start).max(start), blocked);
+                end = end.max(done);
+            }
+        }
+        let status = self.update_status(id);
+        // Nothing to announce: the history is in the past.
+        self.hooked.insert(id, status);
+        let p = self.pipelines.get_mut(&id).expect("pipeline");
+        p.started_at.get_or_insert(start);
+        p.finished_at = Some(end);
+        p.updated_at = end;
+        end
+    }
+
+    fn play_job(&mut self, id: u64, from: OffsetDateTime, skip: bool) -> OffsetDateTime {
+        let script = self.pipelines[&self.jobs[&id].pipeline_id].script;
+        let name = self.jobs[&id].name.clone();
+        let s = &mut self.scripts[script];
+        let took = s.spec.job_spec(&name).map(|j| j.duration);
+        let outcome = (!skip).then(|| s.next_outcome(&name));
+        let job = self.jobs.get_mut(&id).expect("listed job");
+        let done = from + took.filter(|_| !skip).unwrap_or_default();
+        job.created_at = from;
+        job.started_at = (!skip).then_some(from);
+        job.finished_at = Some(done);
+        job.status = match &outcome {
+            None => JobStatus::Skipped,
+            Some(o) if o.success => JobStatus::Success,
+            Some(_) => JobStatus::Failed,
+        };
+        if let Some(o) = outcome {
+            if !o.success {
+                job.failure_reason = Some(o.reason.unwrap_or_else(|| "script_failure".into()));
+            }
+            job.log = o.log;
+        }
+        done
     }
 }

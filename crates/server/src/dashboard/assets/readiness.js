@@ -14,7 +14,8 @@ export function render(root, ctx) {
     h("h1", { tabindex: "-1" }, "Readiness"),
     h("p", { class: "muted" }, "Each failure's decision, measured by the re-run after it: ",
       "a person's re-run (observe mode) or pipeguard's own (act mode). Confirmed: it would re-run and ",
-      "the re-run went green; contradicted: it failed again; missed: withheld, but a plain re-run healed it."),
+      "the re-run went green; contradicted: it failed again; missed: withheld, but a plain re-run healed it; ",
+      "fixed by a push: nobody's re-run measured it, the next green run on its branch was a new commit."),
     body,
   );
   root.querySelector("h1").focus();
@@ -58,6 +59,7 @@ const GROUPS = [
   ["Would re-run, not re-run since", (c) => c.would_retry && !c.outcome],
   ["Missed", (c) => c.outcome === "missed"],
   ["Withheld", (c) => !c.would_retry && !c.outcome],
+  ["Fixed by a push", (c) => c.outcome === "fixed_by_push"],
 ];
 
 function details(r, c, ctx, reload) {

@@ -68,11 +68,15 @@ pub struct ReadinessCase {
     /// The mode it was decided in.
     pub mode: String,
     pub would_retry: bool,
-    /// `confirmed`, `contradicted`, `missed`, or null.
+    /// `confirmed`, `contradicted`, `missed`, `fixed_by_push` (a later green run of its
+    /// workflow on its branch was for a new commit), or null.
     pub outcome: Option<String>,
     pub failed_at: i64,
     /// When a person re-ran it; null when nobody did (or pipeguard did).
     pub rerun_at: Option<i64>,
+    /// The failure's branch and commit, where its platform told them.
+    pub branch: Option<String>,
+    pub head_sha: Option<String>,
 }
 
 #[derive(ToSchema, Deserialize)]
