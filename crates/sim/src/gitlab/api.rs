@@ -1,6 +1,6 @@
 //! The API v4 endpoints pipeguard calls, answering as GitLab does.
 
-use super::payload::{job_json, pipeline_json, runner, trace};
+use super::payload::{job_json, pipeline_json, project_json, runner, trace};
 use super::state::{GitlabState, Refusal};
 use crate::core::http::{header, json, page, page_params, pairs, param, text, with_header};
 use crate::core::sim::Shared;
@@ -20,7 +20,9 @@ type St = State<Sh>;
 pub(crate) fn routes(shared: Sh) -> Router<Sh> {
     let p = "/api/v4/projects/{project}";
     Router::new()
+        .route(p, get(get_project))
         .route(&format!("{p}/pipeline"), post(create_pipeline))
+        .route(&format!("{p}/pipelines"), get(list_pipelines))
         .route(&format!("{p}/pipelines/{{id}}"), get(get_pipeline))
         .route(&format!("{p}/pipelines/{{id}}/jobs"), get(pipeline_jobs))
         .route(&format!("{p}/pipelines/{{id}}/retry"), post(retry_pipeline))
@@ -80,6 +82,39 @@ async fn get_pipeline(State(sh): St, Path((project, id)): Path<(String, u64)>) -
         Some(p) => json(StatusCode::OK, pipeline_json(&st, p)),
         None => message(404, "404 Not found"),
     }
+}
+
+async fn get_project(State(sh): St, Path(project): Path<String>) -> Response {
+    let st = sh.state.lock().await;
+    match project_path(&st, &project) {
+        Ok(path) => json(StatusCode::OK, project_json(&st, &path)),
+        Err(r) => refused(r),
+    }
+}
+
+/// The project's pipelines, newest first; `ref` and `status` filter; offset pagination.
+async fn list_pipelines(
+    State(sh): St,
+    Path(project): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let st = sh.state.lock().await;
+    let path = match project_path(&st, &project) {
+        Ok(p) => p,
+        Err(r) => return refused(r),
+    };
+    let q = pairs(q.as_deref());
+    let (git_ref, status) = (param(&q, "ref"), param(&q, "status"));
+    let items: Vec<Value> = st
+        .pipelines
+        .values()
+        .rev()
+        .filter(|p| p.project == path)
+        .filter(|p| git_ref.is_none_or(|r| p.git_ref == r))
+        .filter(|p| status.is_none_or(|s| p.status == s))
+        .map(|p| pipeline_json(&st, p))
+        .collect();
+    paginated(items, &q)
 }
 
 /// Newest first; retried jobs only with `include_retried=true`; `scope`/`scope[]` filters by
