@@ -155,3 +155,40 @@ fn an_api_answering_not_found_is_not_a_missing_program() {
     assert_ne!(d.category, Category::MissingPackage, "{d:#?}");
     assert!(!d.transient, "{d:#?}");
 }
+
+#[test]
+fn an_action_failing_with_its_own_error_and_no_exit_line_is_the_failing_step_whatever_runs_after() {
+    // A container action reports its findings, fails with an `##[error]` annotation and no
+    // exit line; later `if: always()` steps run and end the log.
+    let mut log = String::from(
+        "2026-12-01T10:00:00.0000000Z ##[group]Run actions/checkout@v4\n\
+         2026-12-01T10:00:01.0000000Z ##[endgroup]\n\
+         2026-12-01T10:00:02.0000000Z ##[group]Run acme/docs-builder@main\n\
+         2026-12-01T10:00:02.0000000Z ##[endgroup]\n\
+         2026-12-01T10:00:03.0000000Z ##[error]guide/setup.md: link target intro.md does not exist\n\
+         2026-12-01T10:00:03.0000000Z Error: guide/setup.md: link target intro.md does not exist\n\
+         2026-12-01T10:00:03.0000000Z 1 Errors / 0 Warnings\n\
+         2026-12-01T10:00:04.0000000Z ##[group]Run actions/upload-artifact@v4\n",
+    );
+    for k in 0..40 {
+        log += &format!("2026-12-01T10:00:05.0000000Z Uploaded part {k} of the preview\n");
+    }
+    log += "2026-12-01T10:00:06.0000000Z Post job cleanup.\n";
+    let d = analyze(&log);
+    assert_eq!(d.category, Category::LintError, "{d:#?}");
+    assert!(!d.transient);
+    assert!(
+        d.evidence.iter().all(|e| (5..=8).contains(&e.line)),
+        "evidence from the annotated step: {d:#?}"
+    );
+    // With an exit line, the step it closes stays the failing one.
+    let exit = log.replace(
+        "2026-12-01T10:00:06.0000000Z Post job cleanup.",
+        "2026-12-01T10:00:06.0000000Z npm ERR! code ELIFECYCLE\n2026-12-01T10:00:06.0000000Z ##[error]Process completed with exit code 1.\n2026-12-01T10:00:07.0000000Z Post job cleanup.",
+    );
+    let d = analyze(&exit);
+    assert!(
+        d.evidence.iter().any(|e| e.line > 8),
+        "the exit line's step: {d:#?}"
+    );
+}

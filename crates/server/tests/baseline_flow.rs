@@ -10,6 +10,8 @@ mod require;
 use common::*;
 use pipeguard_core::analysis::{Analyzer, Hints};
 use pipeguard_server::worker::baseline::{learn, Learned};
+use pipeguard_sim::gitlab::{GitlabConfig, GitlabSim};
+use pipeguard_sim::{JobSpec, Outcome, RunSpec, WebhookTarget};
 use pipeguard_store::{BaselineKey, Store};
 use serde_json::Value;
 use wiremock::matchers::{method, path, query_param};
@@ -327,4 +329,137 @@ async fn a_failure_without_a_model_learns_the_last_green_run_of_its_branch() {
         "not another workflow's run"
     );
     app.stop().await;
+}
+
+/// A GitLab job's green trace: the download is reset and retried every time.
+const GITLAB_GREEN: &str = "Downloading toolchain 1.2.3\n\
+curl: (56) Recv failure: Connection reset by peer\n\
+retrying download (attempt 2 of 3)\n\
+All checks passed\n";
+
+/// The same job failing on another branch: the same noise, and one line no green run prints.
+const GITLAB_FAILED: &str = "Downloading toolchain 1.2.3\n\
+curl: (56) Recv failure: Connection reset by peer\n\
+retrying download (attempt 2 of 3)\n\
+check-changelog: no entry for this change in CHANGES.md\n";
+
+/// A GitLab failure of a job without a model, on a branch that never went green: the last
+/// green pipeline of the default branch is read once (its `build` trace only) and the failure
+/// is read against it; the next failure of the job uses the model without a call.
+#[tokio::test]
+async fn a_gitlab_failure_without_a_model_learns_the_default_branchs_last_green_pipeline() {
+    let sim = GitlabSim::start(GitlabConfig::default().token("glpat-sim"))
+        .await
+        .unwrap();
+    let app = TestApp::start_gitlab(sim.base_url(), |_| {}).await;
+    let wait = std::time::Duration::from_secs(20);
+    // The default branch's green pipeline, before pipeguard hears from the project.
+    let green = sim
+        .start_run(
+            RunSpec::new("grp/app", ".gitlab-ci.yml")
+                .job(JobSpec::new("build").then(Outcome::pass().with_log(GITLAB_GREEN)))
+                .job(JobSpec::new("docs").then(Outcome::pass().with_log("built the docs"))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.wait_pipeline(green, wait).await.unwrap().status,
+        "success"
+    );
+    sim.set_webhook(Some(WebhookTarget::new(
+        format!("{}/webhooks/gitlab", app.base),
+        "gl-secret",
+    )))
+    .await;
+    let failing = |branch: &str| {
+        RunSpec::new("grp/app", ".gitlab-ci.yml")
+            .branch(branch)
+            .job(JobSpec::new("build").fails(GITLAB_FAILED))
+    };
+    let first = sim.start_run(failing("feature")).await.unwrap();
+    let session = gitlab_session(&app, &first.to_string()).await;
+    assert_eq!(
+        session["baseline"]["green_runs"],
+        serde_json::json!([green.to_string()]),
+        "{session:#}"
+    );
+    let cause = line(&session, "check-changelog").expect("the new line is evidence");
+    assert_eq!(cause["new"], true, "{cause}");
+    let reset = line(&session, "Connection reset");
+    assert!(reset.is_none_or(|e| e["new"] == false), "{reset:?}");
+
+    let requests = sim.requests().await;
+    let gets = |f: &dyn Fn(&str) -> bool| {
+        requests
+            .iter()
+            .filter(|r| r.method == "GET" && f(&r.uri))
+            .count()
+    };
+    let project = "/api/v4/projects/grp%2Fapp";
+    let listing = format!("{project}/pipelines?");
+    let on = |r: &str| format!("ref={r}&");
+    assert_eq!(
+        gets(&|u| u.starts_with(&listing) && u.contains(&on("feature"))),
+        1
+    );
+    assert_eq!(
+        gets(&|u| u == project),
+        1,
+        "one look-up of the default branch"
+    );
+    assert_eq!(
+        gets(&|u| u.starts_with(&listing) && u.contains(&on("main"))),
+        1
+    );
+    let jobs = sim.jobs(green).await;
+    let id = |name: &str| jobs.iter().find(|j| j.name == name).unwrap().id;
+    assert_eq!(
+        gets(&|u| u.contains(&format!("/pipelines/{green}/jobs"))),
+        1
+    );
+    let trace = |name: &str| format!("{project}/jobs/{}/trace", id(name));
+    assert_eq!(
+        gets(&|u| u == trace("build")),
+        1,
+        "the failing job's green trace"
+    );
+    assert_eq!(gets(&|u| u == trace("docs")), 0, "no other job's trace");
+
+    // The job has a model now: the next failure costs no look-up.
+    let second = sim.start_run(failing("feature")).await.unwrap();
+    let session = gitlab_session(&app, &second.to_string()).await;
+    assert_eq!(
+        session["baseline"]["green_runs"],
+        serde_json::json!([green.to_string()])
+    );
+    let listings = sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.uri.starts_with(&listing))
+        .count();
+    assert_eq!(listings, 2, "no new listing of green pipelines");
+    app.stop().await;
+}
+
+/// The analysed session of GitLab pipeline `run`.
+async fn gitlab_session(app: &TestApp, run: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = Value::Null;
+    while std::time::Instant::now() < deadline {
+        let list = app.get("/api/v1/sessions").await;
+        let found = list["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["run"] == run);
+        if let Some(id) = found.and_then(|s| s["id"].as_str()) {
+            last = app.get(&format!("/api/v1/sessions/{id}")).await;
+            if !matches!(last["status"].as_str(), Some("received" | "analyzing")) {
+                return last;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("pipeline {run} was never analysed: {last:#}");
 }

@@ -281,15 +281,7 @@ async fn gitlab() -> (GitlabSim, TestApp) {
     let sim = GitlabSim::start(GitlabConfig::default().token("glpat-sim"))
         .await
         .unwrap();
-    let url = sim.base_url();
-    let app = TestApp::start_with(|c| {
-        let g = c.platform_mut(Platform::Gitlab);
-        g.api_url = url;
-        g.token = Some("glpat-sim".into());
-        g.webhook_secret = Some("gl-secret".into());
-        c.worker.verify_poll_seconds = 1;
-    })
-    .await;
+    let app = TestApp::start_gitlab(sim.base_url(), |c| c.worker.verify_poll_seconds = 1).await;
     sim.set_webhook(Some(WebhookTarget::new(
         format!("{}/webhooks/gitlab", app.base),
         "gl-secret",

@@ -282,6 +282,56 @@ async fn failed_jobs_page_with_x_next_page_and_traces_are_text() {
     );
 }
 
+/// What pipeguard reads to find a job's last green run: the project's default branch and its
+/// pipelines filtered by ref and status, newest first.
+#[tokio::test]
+async fn pipelines_are_listed_by_ref_and_status_newest_first() {
+    let sim = sim(GitlabConfig::default()).await;
+    let on = |branch: &str, fails: bool| {
+        let job = JobSpec::new("build");
+        let job = if fails { job.fails("error: boom") } else { job };
+        RunSpec::new("grp/app", "ci").branch(branch).job(job)
+    };
+    let mut ids = Vec::new();
+    for (branch, fails) in [
+        ("main", false),
+        ("main", true),
+        ("dev", false),
+        ("main", false),
+    ] {
+        let id = sim.start_run(on(branch, fails)).await.unwrap();
+        sim.wait_pipeline(id, WAIT).await.unwrap();
+        ids.push(id);
+    }
+    let listed = |q: &'static str| {
+        let sim = &sim;
+        async move {
+            let (s, _, body) = call(
+                sim,
+                reqwest::Method::GET,
+                &format!("{P}/pipelines?{q}"),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK);
+            let ids: Vec<u64> = body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_u64().unwrap())
+                .collect();
+            ids
+        }
+    };
+    assert_eq!(listed("ref=main&status=success").await, [ids[3], ids[0]]);
+    assert_eq!(listed("ref=main").await, [ids[3], ids[1], ids[0]]);
+    assert_eq!(listed("status=success&per_page=1").await, [ids[3]]);
+    let (s, _, project) = call(&sim, reqwest::Method::GET, P, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(project["default_branch"], "main");
+    assert_eq!(project["path_with_namespace"], "grp/app");
+}
+
 #[tokio::test]
 async fn tokens_and_projects_are_checked() {
     let sim = sim(GitlabConfig::default()).await;

@@ -1146,7 +1146,14 @@ fn step_end_lines(scan: &Scan, f: &Failure, green: Option<&Green>) -> Vec<Near> 
                 .map(|(k, t)| (f.anchor - (n - k), t))
                 .collect()
         }
-        None => scan.tail.iter().map(|(l, t)| (*l, t)).collect(),
+        None => match &scan.annotated_end {
+            Some((next, lines)) => lines
+                .iter()
+                .enumerate()
+                .map(|(k, t)| (next - (lines.len() - k), t))
+                .collect(),
+            None => scan.tail.iter().map(|(l, t)| (*l, t)).collect(),
+        },
     };
     numbered
         .iter()

@@ -51,6 +51,9 @@ pub enum SigKind {
     Post,
     /// A tool inside a step names the sub-command, target or task that failed; groups `cmd…`.
     Subtask,
+    /// A step's own failure message (GitHub's `##[error]` annotation): when no exit line ever
+    /// follows, the first such line's step is the one that failed.
+    Annotation,
 }
 
 impl SigKind {

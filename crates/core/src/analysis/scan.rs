@@ -171,6 +171,9 @@ pub struct Scan {
     pub markers: usize,
     /// With a baseline: the lines before the failure that no green run printed.
     pub novel: Option<Novel>,
+    /// Without a failing exit line: the line after the annotated step (see `SigKind::Annotation`)
+    /// and its last lines, where its tool printed its report.
+    pub annotated_end: Option<(usize, Vec<String>)>,
 }
 
 /// Bytes of the log kept behind the current chunk when a baseline is given: the failing step's
@@ -262,6 +265,10 @@ pub struct Scanner<'k> {
     /// `WINDOW_BYTES`, and the number of their last line.
     window: Vec<u8>,
     window_last: usize,
+    /// Before any failing exit line: the step of the first failure annotation.
+    annotated: Option<Step>,
+    /// The new lines were read at the annotated step's end: a failing exit line reads again.
+    novel_provisional: bool,
 }
 
 impl<'k> Scanner<'k> {
@@ -284,6 +291,8 @@ impl<'k> Scanner<'k> {
             green: None,
             window: Vec::new(),
             window_last: 0,
+            annotated: None,
+            novel_provisional: false,
         }
     }
 
@@ -413,7 +422,7 @@ impl<'k> Scanner<'k> {
             }
             self.scan.tail.push_back((first_no + k, text));
         }
-        if self.green.is_some() && self.scan.novel.is_none() {
+        if self.green.is_some() && (self.scan.novel.is_none() || self.novel_provisional) {
             self.keep_window(data, last_line_no);
         }
         self.scratch = scratch;
@@ -448,6 +457,28 @@ impl<'k> Scanner<'k> {
         let n = Novel::read(green, here.chain(earlier), step_start);
         self.scan.novel = Some(n);
         self.window = Vec::new();
+    }
+
+    /// Up to `want` lines before line `line_no` (starting at `ls` in `data`), in log order:
+    /// from this chunk, then from the previous chunk's tail.
+    fn before(&self, data: &[u8], ls: usize, line_no: usize, want: usize) -> Vec<String> {
+        let mut before = Vec::with_capacity(want);
+        let mut e = ls;
+        while before.len() < want && e > 0 {
+            let s = memrchr(b'\n', &data[..e - 1]).map_or(0, |i| i + 1);
+            before.push(truncate(clean_line(&data[s..e - 1]), KEEP_CHARS));
+            e = s;
+        }
+        if before.len() < want && e == 0 {
+            for l in self.prev_tail.iter().rev() {
+                if before.len() == want || line_no <= before.len() + 1 {
+                    break;
+                }
+                before.push(truncate(clean_line(l), KEEP_CHARS));
+            }
+        }
+        before.reverse();
+        before
     }
 
     fn fill_pending(&mut self, data: &[u8]) {
@@ -489,6 +520,17 @@ impl<'k> Scanner<'k> {
         }
         let kb = self.kb;
         kb.matches(&bytes, &mut self.matches);
+        if self
+            .matches
+            .iter()
+            .any(|&i| kb.sigs[i].kind == SigKind::Annotation)
+        {
+            if !self.failed && self.annotated.is_none() {
+                self.annotated = Some(self.layout.failing_step(line_no, None));
+            }
+            self.matches
+                .retain(|&i| kb.sigs[i].kind != SigKind::Annotation);
+        }
         if self.matches.is_empty() {
             return;
         }
@@ -509,7 +551,14 @@ impl<'k> Scanner<'k> {
             } else {
                 step_script(&data[le + 1..], until)
             };
-            self.on_layout(i, line_no, &text, script);
+            if let Some(start) = self.on_layout(i, line_no, &text, script) {
+                let lines = self.before(data, ls, line_no, EXIT_BEFORE);
+                self.scan.annotated_end = Some((line_no, lines));
+                if self.scan.novel.is_none() {
+                    self.read_novel(data, ls, line_no, start);
+                    self.novel_provisional = true;
+                }
+            }
             // A step or trace line echoes a command: it names what ran, not what went wrong.
             // Section names (`--- FAIL: x`) and failed sub-tasks may still say something.
             if matches!(kb.sigs[i].kind, SigKind::Section | SigKind::Subtask) {
@@ -556,27 +605,15 @@ impl<'k> Scanner<'k> {
                 }
             }
         }
-        if let Some(start) = failing_from.filter(|_| self.scan.novel.is_none()) {
+        if let Some(start) =
+            failing_from.filter(|_| self.scan.novel.is_none() || self.novel_provisional)
+        {
             self.read_novel(data, ls, line_no, start);
+            self.novel_provisional = false;
         }
         // Before-context: from this chunk, then from the previous chunk's tail.
         let want = if step.is_some() { EXIT_BEFORE } else { BEFORE };
-        let mut before = Vec::with_capacity(want);
-        let mut e = ls;
-        while before.len() < want && e > 0 {
-            let s = memrchr(b'\n', &data[..e - 1]).map_or(0, |i| i + 1);
-            before.push(truncate(clean_line(&data[s..e - 1]), KEEP_CHARS));
-            e = s;
-        }
-        if before.len() < want && e == 0 {
-            for l in self.prev_tail.iter().rev() {
-                if before.len() == want || line_no <= before.len() + 1 {
-                    break;
-                }
-                before.push(truncate(clean_line(l), KEEP_CHARS));
-            }
-        }
-        before.reverse();
+        let before = self.before(data, ls, line_no, want);
         // After-context: what this chunk holds; the rest comes from the next chunk.
         let mut after = Vec::with_capacity(AFTER);
         let mut s = le + 1;
@@ -604,10 +641,30 @@ impl<'k> Scanner<'k> {
     }
 
     /// A layout marker: a step starts or ends, a stage begins, the runner's own work begins.
-    fn on_layout(&mut self, sig: usize, line_no: usize, text: &str, script: Option<String>) {
+    /// Returns the annotated step's start when this marker ends it (no exit line came).
+    fn on_layout(
+        &mut self,
+        sig: usize,
+        line_no: usize,
+        text: &str,
+        script: Option<String>,
+    ) -> Option<usize> {
         let kb = self.kb;
         let kind = kb.sigs[sig].kind;
         let cmd = kb.capture(sig, text).map(|c| truncate(c, KEEP_CMD));
+        let mut closed = None;
+        if matches!(kind, SigKind::Step | SigKind::Post) && !self.failed {
+            let (cur, ended) = (&self.layout.cur, self.layout.ended);
+            let open = self.layout.post.is_none();
+            if let Some(a) = self
+                .annotated
+                .as_mut()
+                .filter(|a| open && a.start == cur.start)
+            {
+                a.end = ended.unwrap_or(line_no.saturating_sub(1)).max(a.start);
+                closed = Some(a.start);
+            }
+        }
         let l = &mut self.layout;
         l.markers += 1;
         match kind {
@@ -653,6 +710,7 @@ impl<'k> Scanner<'k> {
             }
             _ => {}
         }
+        closed
     }
 
     fn store(&mut self, c: Cand) {
@@ -694,7 +752,15 @@ impl<'k> Scanner<'k> {
         self.scan.total_lines = self.scan.tail.back().map_or(self.lines_before, |t| t.0);
         self.scan.markers = self.layout.markers;
         if self.layout.markers > 0 {
-            self.scan.last_step = Some(self.layout.failing_step(self.scan.total_lines, None));
+            let at_end = self.layout.failing_step(self.scan.total_lines, None);
+            // No failing exit line: the annotated step failed, whatever ran after it.
+            self.scan.last_step = Some(match self.annotated.take().filter(|_| !self.failed) {
+                Some(a) if a.start != at_end.start => a,
+                _ => {
+                    self.scan.annotated_end = None;
+                    at_end
+                }
+            });
         }
         if let (Some(green), None) = (self.green, &self.scan.novel) {
             // No failing exit line: the log's last lines, in the step current at its end.

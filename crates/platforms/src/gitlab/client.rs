@@ -4,7 +4,8 @@ use crate::api::{encode, ApiClient, Auth, HttpOptions, Paging};
 use crate::settings::Section;
 use crate::webhook::{slug_char, valid_path};
 use crate::{
-    parse_time_ms, require, Ci, GreenJob, JobLog, PlatformError, Rerun, RunState, OUTCOME_ATTEMPT,
+    parse_time_ms, require, Ci, GreenJob, JobLog, LastGreen, PlatformError, Rerun, RunState,
+    GREEN_RUNS_LISTED, OUTCOME_ATTEMPT,
 };
 use async_trait::async_trait;
 use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
@@ -170,6 +171,30 @@ impl GitlabClient {
         })
     }
 
+    /// The successful jobs of the event's pipeline (those named in `only`, when given) with
+    /// their traces: one call for the jobs (100 a page), one per trace.
+    async fn green_traces(
+        &self,
+        ev: &FailureEvent,
+        workflow: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<GreenJob>, PlatformError> {
+        let mut out = Vec::new();
+        for j in self.jobs(ev, "scope[]=success&per_page=100").await? {
+            if only.is_some_and(|names| !names.contains(&j.name)) {
+                continue;
+            }
+            let path = format!("{}/jobs/{}/trace", project_api(ev)?, j.id);
+            let log = self.api.log_tail("job trace", &path).await?;
+            out.push(GreenJob {
+                name: j.name,
+                workflow: workflow.to_string(),
+                log: log.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Cancels the event's pipeline (jobs still running in it).
     pub async fn cancel(&self, ev: &FailureEvent) -> Result<String, PlatformError> {
         let path = format!("{}/cancel", pipeline_api(ev)?);
@@ -276,17 +301,47 @@ impl Ci for GitlabClient {
 
     /// One call for the pipeline's successful jobs (100 a page), then one per job's trace.
     async fn green_jobs(&self, ev: &FailureEvent) -> Result<Vec<GreenJob>, PlatformError> {
-        let mut out = Vec::new();
-        for j in self.jobs(ev, "scope[]=success&per_page=100").await? {
-            let path = format!("{}/jobs/{}/trace", project_api(ev)?, j.id);
-            let log = self.api.log_tail("job trace", &path).await?;
-            out.push(GreenJob {
-                name: j.name,
-                workflow: ev.workflow.clone(),
-                log: log.unwrap_or_default(),
-            });
-        }
-        Ok(out)
+        self.green_traces(ev, &ev.workflow, None).await
+    }
+
+    /// One call for the ref's successful pipelines, one for the newest one's successful jobs
+    /// (100 a page), one trace per job asked for. A failure's workflow is its ref, so the
+    /// pipeline found is the same jobs' on `branch`.
+    async fn last_green(
+        &self,
+        ev: &FailureEvent,
+        branch: &str,
+        jobs: &[String],
+    ) -> Result<Option<LastGreen>, PlatformError> {
+        let path = format!(
+            "{}/pipelines?ref={}&status=success&per_page={GREEN_RUNS_LISTED}",
+            project_api(ev)?,
+            encode(branch)
+        );
+        let pipelines: Vec<Value> = self.api.get_json("list green pipelines", &path).await?;
+        let id = pipelines
+            .iter()
+            .filter_map(|p| p["id"].as_u64())
+            .find(|id| id.to_string() != ev.run_id);
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let green = FailureEvent {
+            repository: ev.repository.clone(),
+            run_id: id.to_string(),
+            ..Default::default()
+        };
+        let out = self.green_traces(&green, &ev.workflow, Some(jobs)).await?;
+        Ok(Some(LastGreen {
+            run_id: id.to_string(),
+            jobs: out,
+        }))
+    }
+
+    /// One call: the project.
+    async fn default_branch(&self, ev: &FailureEvent) -> Result<Option<String>, PlatformError> {
+        let project: Value = self.api.get_json("get project", &project_api(ev)?).await?;
+        Ok(project["default_branch"].as_str().map(str::to_string))
     }
 
     async fn retry(

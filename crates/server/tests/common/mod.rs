@@ -46,6 +46,19 @@ impl TestApp {
         Self::start_with(|_| {}).await
     }
 
+    /// The app reading GitLab's API at `api_url` (a stand-in) with the stand-in's token
+    /// `glpat-sim` and webhook secret `gl-secret`.
+    pub async fn start_gitlab(api_url: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start_with(|c| {
+            let g = c.platform_mut(Platform::Gitlab);
+            g.api_url = api_url;
+            g.token = Some("glpat-sim".into());
+            g.webhook_secret = Some("gl-secret".into());
+            tweak(c);
+        })
+        .await
+    }
+
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let github = MockServer::start().await;
         let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! The API v4 endpoints pipeguard calls, answering as GitLab does.
 
-use super::payload::{job_json, pipeline_json, runner, trace};
+use super::payload::{job_json, pipeline_json, project_json, runner, trace};
 use super::state::{GitlabState, Refusal};
 use crate::core::http::{
     header, json, page, page_params, pairs, param, parse_rfc3339, text, with_header,
@@ -23,6 +23,7 @@ type St = State<Sh>;
 pub(crate) fn routes(shared: Sh) -> Router<Sh> {
     let p = "/api/v4/projects/{project}";
     Router::new()
+        .route(p, get(get_project))
         .route(&format!("{p}/pipeline"), post(create_pipeline))
         .route(&format!("{p}/pipelines"), get(list_pipelines))
         .route(&format!("{p}/pipelines/{{id}}"), get(get_pipeline))
@@ -107,6 +108,14 @@ async fn get_pipeline(State(sh): St, Path((project, id)): Path<(String, u64)>) -
     match st.pipelines.get(&id).filter(|p| p.project == path) {
         Some(p) => json(StatusCode::OK, pipeline_json(&st, p)),
         None => message(404, "404 Not found"),
+    }
+}
+
+async fn get_project(State(sh): St, Path(project): Path<String>) -> Response {
+    let st = sh.state.lock().await;
+    match project_path(&st, &project) {
+        Ok(path) => json(StatusCode::OK, project_json(&st, &path)),
+        Err(r) => refused(r),
     }
 }
 
