@@ -10,6 +10,7 @@ pub mod explain;
 pub mod incidents;
 pub mod learning;
 pub mod openapi;
+pub mod query;
 pub mod readiness;
 pub mod rerun;
 pub mod runners;
@@ -211,7 +212,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
     };
     let mut out = (
         status,
-        axum::Json(serde_json::json!({"error": code, "message": message})),
+        axum::Json(crate::error::ErrorBody {
+            error: code,
+            message,
+        }),
     )
         .into_response();
     for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER, header::ALLOW] {

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
             pipeguard learned, tokens and the audit trail. Every error is JSON \
             `{\"error\", \"message\"}`."
     ),
-    components(schemas(schema::ErrorBody)),
+    components(schemas(crate::error::ErrorBody)),
     security(("bearer" = [])),
     tags(
         (name = "service", description = "Health, metrics, this document and the dashboard"),

@@ -28,11 +28,11 @@ use serde_json::json;
     responses(
         (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = crate::routes::openapi::schema::WebhookAnswer),
         (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = crate::routes::openapi::schema::WebhookAnswer),
-        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No such platform, or one not configured here", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::error::ErrorBody),
+        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than `max_body_bytes`", body = crate::error::ErrorBody),
+        (status = 415, description = "A content type the platform does not send", body = crate::error::ErrorBody),
+        (status = 404, description = "No such platform, or one not configured here", body = crate::error::ErrorBody),
     )
 )]
 pub async fn receive(
@@ -116,11 +116,11 @@ fn refused(module: &dyn Module, message: String) -> ApiError {
     responses(
         (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = crate::routes::openapi::schema::WebhookAnswer),
         (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = crate::routes::openapi::schema::WebhookAnswer),
-        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 403, description = "The credential lacks the `ingest` role", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::error::ErrorBody),
+        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than `max_body_bytes`", body = crate::error::ErrorBody),
+        (status = 415, description = "A content type the platform does not send", body = crate::error::ErrorBody),
+        (status = 403, description = "The credential lacks the `ingest` role", body = crate::error::ErrorBody),
     )
 )]
 /// `POST /pipeline/webhook`: the generic failure report, proven by the generic source's own
