@@ -155,19 +155,6 @@ pub struct FailureReport {
     pub repository: Option<String>,
 }
 
-/// What intake did with a delivery: a new session (`received`), a replay (`duplicate`),
-/// an outcome of a run pipeguard follows, `ignored` with the reason, or a person's command
-/// (a check run's button, a `/pipeguard` note): `decided` or `ignored` with the `message`
-/// answered where it was given.
-#[derive(ToSchema)]
-pub struct WebhookAnswer {
-    pub session_id: Option<String>,
-    pub status: Option<String>,
-    pub duplicate: Option<bool>,
-    pub reason: Option<String>,
-    pub message: Option<String>,
-}
-
 /// A Slack button press as Slack posts it: one form field holding the interaction's JSON.
 #[derive(ToSchema)]
 pub struct SlackInteraction {
