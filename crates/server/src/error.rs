@@ -4,7 +4,15 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+
+/// Every error: a machine-readable code and a sentence for people.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`…
+    pub error: String,
+    pub message: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -132,7 +140,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (
             self.status,
-            Json(json!({"error": self.code, "message": self.message})),
+            Json(ErrorBody {
+                error: self.code.to_string(),
+                message: self.message,
+            }),
         )
             .into_response();
         if let Some(c) = self.challenge {

@@ -18,9 +18,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
@@ -86,7 +87,7 @@ const TTG_BUCKETS: [f64; 10] = [
     get, path = "/metrics", tag = "service", security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
-        (status = 401, description = "`[metrics] token` is set and was not given", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 401, description = "`[metrics] token` is set and was not given", body = crate::error::ErrorBody),
     )
 )]
 pub async fn metrics(
@@ -242,12 +243,86 @@ pub async fn metrics(
 /// Sessions read for the per-host, retry, hand-off and compute figures.
 const FACTS_LIMIT: i64 = 100_000;
 
-fn rate(part: i64, whole: i64) -> Value {
-    if whole == 0 {
-        Value::Null
-    } else {
-        json!(part as f64 / whole as f64)
+fn rate(part: i64, whole: i64) -> Option<f64> {
+    (whole != 0).then(|| part as f64 / whole as f64)
+}
+
+/// Outcomes overall and by category, platform and host; time to green; verdicts.
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    pub by_category: Vec<Outcomes>,
+    pub by_host: Vec<Outcomes>,
+    pub by_platform: Vec<Outcomes>,
+    pub escalations: i64,
+    pub flaky_tests: i64,
+    pub heal_compute_minutes: ComputeMinutes,
+    pub retry: RetryStats,
+    pub time_to_green_ms: Percentiles,
+    pub time_to_handoff_ms: Percentiles,
+    #[schema(value_type = Vec<Object>)]
+    pub top_fingerprints: Vec<pipeguard_store::FingerprintCount>,
+    pub total: Outcomes,
+    pub verdicts: Verdicts,
+}
+
+/// Outcomes of one scope (`scope`, `category`, `platform` or `host` names it).
+#[derive(Serialize, ToSchema)]
+pub struct Outcomes {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    pub escalated: i64,
+    pub failed: i64,
+    pub healed: i64,
+    /// Null when nothing was healed or failed.
+    pub healing_success_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub sessions: i64,
+}
+
+/// Estimated runner minutes the re-runs took.
+#[derive(Serialize, ToSchema)]
+pub struct ComputeMinutes {
+    pub estimated: f64,
+    pub sessions_with_run_times: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RetryStats {
+    pub healed: usize,
+    pub sessions: usize,
+    pub success_rate: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Percentiles {
+    pub count: usize,
+    pub median: Option<i64>,
+    pub p90: Option<i64>,
+}
+
+impl Percentiles {
+    fn of(sorted: &[i64]) -> Percentiles {
+        Percentiles {
+            count: sorted.len(),
+            median: percentile(sorted, 0.5),
+            p90: percentile(sorted, 0.9),
+        }
     }
+}
+
+/// How often people agreed with the diagnosis.
+#[derive(Serialize, ToSchema)]
+pub struct Verdicts {
+    pub agreed: i64,
+    pub agreement_rate: Option<f64>,
+    #[schema(value_type = Vec<Object>)]
+    pub confusion: Vec<pipeguard_store::ConfusionCell>,
+    pub count: i64,
 }
 
 #[derive(Default)]
@@ -269,25 +344,29 @@ impl Tally {
         }
     }
 
-    fn json(&self, key: &str, name: &str) -> Value {
-        let acted = self.healed + self.failed;
-        json!({
-            key: name,
-            "sessions": self.sessions,
-            "healed": self.healed,
-            "failed": self.failed,
-            "escalated": self.escalated,
-            "healing_success_rate": if acted == 0 { Value::Null } else { json!(self.healed as f64 / acted as f64) },
-        })
+    /// The tally of the scope `key` (`scope`, `category`, `platform` or `host`) named `name`.
+    fn answer(&self, key: &str, name: &str) -> Outcomes {
+        let named = |k: &str| (k == key).then(|| name.to_string());
+        Outcomes {
+            category: named("category"),
+            escalated: self.escalated,
+            failed: self.failed,
+            healed: self.healed,
+            healing_success_rate: rate(self.healed, self.healed + self.failed),
+            host: named("host"),
+            platform: named("platform"),
+            scope: named("scope"),
+            sessions: self.sessions,
+        }
     }
 }
 
 /// `GET /api/v1/stats`: outcomes, time to green, retries, verdicts.
 #[utoipa::path(
     get, path = "/api/v1/stats", tag = "learning",
-    responses((status = 200, description = "Healing statistics", body = crate::routes::openapi::schema::Stats))
+    responses((status = 200, description = "Healing statistics", body = Stats))
 )]
-pub async fn stats(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
+pub async fn stats(State(st): State<Shared>) -> Result<Json<Stats>, ApiError> {
     let outcomes = st.store.outcome_counts().await?;
     let mut by_category: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_platform: BTreeMap<String, Tally> = BTreeMap::new();
@@ -335,38 +414,33 @@ pub async fn stats(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
         .filter(|c| c.diagnosed == c.human)
         .map(|c| c.count)
         .sum();
-    Ok(Json(json!({
-        "by_host": by_host.iter().map(|(k, t)| t.json("host", k)).collect::<Vec<_>>(),
-        "retry": {
-            "sessions": retried.len(),
-            "healed": retried_healed,
-            "success_rate": rate(retried_healed as i64, retried.len() as i64),
+    let scoped = |key: &str, tallies: &BTreeMap<String, Tally>| -> Vec<Outcomes> {
+        tallies.iter().map(|(k, t)| t.answer(key, k)).collect()
+    };
+    Ok(Json(Stats {
+        by_category: scoped("category", &by_category),
+        by_host: scoped("host", &by_host),
+        by_platform: scoped("platform", &by_platform),
+        escalations: total.escalated,
+        flaky_tests: st.store.flaky_test_count().await?,
+        heal_compute_minutes: ComputeMinutes {
+            estimated: heal_ms as f64 / 60_000.0,
+            sessions_with_run_times: retried.iter().filter(|f| f.run_ms.is_some()).count(),
         },
-        "time_to_handoff_ms": {
-            "count": handoff.len(),
-            "median": percentile(&handoff, 0.5),
-            "p90": percentile(&handoff, 0.9),
+        retry: RetryStats {
+            healed: retried_healed,
+            sessions: retried.len(),
+            success_rate: rate(retried_healed as i64, retried.len() as i64),
         },
-        "heal_compute_minutes": {
-            "estimated": heal_ms as f64 / 60_000.0,
-            "sessions_with_run_times": retried.iter().filter(|f| f.run_ms.is_some()).count(),
+        time_to_green_ms: Percentiles::of(&ttg),
+        time_to_handoff_ms: Percentiles::of(&handoff),
+        top_fingerprints: st.store.top_fingerprints(10).await?,
+        total: total.answer("scope", "all"),
+        verdicts: Verdicts {
+            agreed,
+            agreement_rate: rate(agreed, verdicts),
+            confusion,
+            count: verdicts,
         },
-        "verdicts": {
-            "count": verdicts,
-            "agreed": agreed,
-            "agreement_rate": rate(agreed, verdicts),
-            "confusion": confusion,
-        },
-        "flaky_tests": st.store.flaky_test_count().await?,
-        "total": total.json("scope", "all"),
-        "by_category": by_category.iter().map(|(k, t)| t.json("category", k)).collect::<Vec<_>>(),
-        "by_platform": by_platform.iter().map(|(k, t)| t.json("platform", k)).collect::<Vec<_>>(),
-        "time_to_green_ms": {
-            "count": ttg.len(),
-            "median": percentile(&ttg, 0.5),
-            "p90": percentile(&ttg, 0.9),
-        },
-        "escalations": total.escalated,
-        "top_fingerprints": st.store.top_fingerprints(10).await?,
-    })))
+    }))
 }

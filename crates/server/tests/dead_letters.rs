@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use pipeguard_server::routes::openapi::schema;
 use reqwest::Method;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -29,9 +28,15 @@ async fn a_dead_analysis_is_listed_counted_and_sent_again_by_an_operator() {
     app.wait_status(&id, "failed").await;
 
     let listed = app.get("/api/v1/dead-letters").await;
-    serde_json::from_value::<schema::DeadLetters>(listed.clone()).expect("the documented shape");
+    assert_eq!(
+        keys(&listed),
+        ["dead_letters", "total"],
+        "the documented shape"
+    );
     assert_eq!(listed["total"], 1, "{listed}");
     let letter = &listed["dead_letters"][0];
+    let fields = ["at", "error", "job_id", "kind", "session_id", "tries"];
+    assert_eq!(keys(letter), fields, "the documented shape");
     assert_eq!(letter["session_id"], id.as_str());
     assert_eq!(letter["kind"], "analyze");
     assert!(
@@ -78,7 +83,8 @@ async fn a_dead_analysis_is_listed_counted_and_sent_again_by_an_operator() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let body: serde_json::Value = r.json().await.unwrap();
-    serde_json::from_value::<schema::Retried>(body.clone()).expect("the documented shape");
+    let fields = ["requeued", "session_id", "status"];
+    assert_eq!(keys(&body), fields, "the documented shape");
     assert_eq!(body["status"], "received");
     assert_eq!(body["requeued"], json!(["analyze"]));
     let s = app.wait_status(&id, "verifying").await;
@@ -117,4 +123,14 @@ async fn the_dead_letter_list_rejects_a_bad_limit_with_json() {
     assert_eq!(status, 400);
     assert!(err["message"].as_str().unwrap().contains("limit"), "{err}");
     app.stop().await;
+}
+
+/// The fields of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    k.sort_unstable();
+    k
 }

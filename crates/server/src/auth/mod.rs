@@ -1,6 +1,6 @@
 //! Who may call the API: bearer credentials (API tokens, or JWTs from an OIDC provider), roles,
-//! and the table of what each route requires. Closed by default: a route missing from the
-//! table is for admins only.
+//! and the check of the role each route requires (declared beside the route in
+//! `routes::table`). Closed by default: a route missing from the table is for admins only.
 
 pub mod oidc;
 pub mod refusals;
@@ -20,7 +20,7 @@ use std::str::FromStr;
 /// What a credential may do. `viewer` reads; `operator` also decides (approve, reject, verdicts,
 /// quarantine); `admin` also manages tokens and reads the audit trail; `ingest` only reports
 /// failures through the generic webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -64,77 +64,47 @@ impl FromStr for Role {
     }
 }
 
-/// The identity a request acts as: the token's name or the JWT's subject.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The identity a request acts as (`GET /api/v1/whoami`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Whoami)]
 pub struct Principal {
+    /// The token's name or the JWT's subject.
     pub name: String,
     pub role: Role,
     /// `token` or `jwt`.
     pub via: &'static str,
 }
 
-/// The role each API route needs, by method and route template.
-const ROUTES: &[(&str, &str, Role)] = &[
-    ("GET", "/api/v1/sessions", Role::Viewer),
-    ("GET", "/api/v1/sessions/{id}", Role::Viewer),
-    ("GET", "/api/v1/stats", Role::Viewer),
-    ("GET", "/api/v1/stats/daily", Role::Viewer),
-    ("GET", "/api/v1/events", Role::Viewer),
-    ("GET", "/api/v1/flaky-tests", Role::Viewer),
-    ("GET", "/api/v1/quarantine", Role::Viewer),
-    ("GET", "/api/v1/approvals", Role::Viewer),
-    ("GET", "/api/v1/dead-letters", Role::Viewer),
-    ("GET", "/api/v1/incidents", Role::Viewer),
-    ("GET", "/api/v1/whoami", Role::Viewer),
-    ("GET", "/api/v1/readiness", Role::Viewer),
-    ("GET", "/api/v1/readiness/cases", Role::Viewer),
-    ("GET", "/api/v1/runners", Role::Viewer),
-    ("GET", "/pipeline/status", Role::Viewer),
-    ("GET", "/pipeline/healing/history", Role::Viewer),
-    // Computes a diagnosis and plan for a message; acts on nothing.
-    ("POST", "/pipeline/test/trigger", Role::Viewer),
-    ("POST", "/api/v1/sessions/{id}/approve", Role::Operator),
-    ("POST", "/api/v1/sessions/{id}/reject", Role::Operator),
-    ("POST", "/api/v1/sessions/{id}/verdict", Role::Operator),
-    ("POST", "/api/v1/sessions/{id}/retry", Role::Operator),
-    // The planner decides; a refusal calls nothing.
-    ("POST", "/api/v1/sessions/{id}/rerun", Role::Operator),
-    // Asks the configured model now; spends tokens, changes no plan.
-    ("POST", "/api/v1/sessions/{id}/explain", Role::Operator),
-    ("POST", "/api/v1/incidents/{id}/close", Role::Operator),
-    ("POST", "/api/v1/quarantine", Role::Operator),
-    ("DELETE", "/api/v1/quarantine", Role::Operator),
-    (
-        "POST",
-        "/api/v1/runners/{platform}/{name}/quarantine",
-        Role::Operator,
-    ),
-    (
-        "POST",
-        "/api/v1/runners/{platform}/{name}/release",
-        Role::Operator,
-    ),
-    ("GET", "/api/v1/audit", Role::Admin),
-    ("GET", "/api/v1/tokens", Role::Admin),
-    ("POST", "/api/v1/tokens", Role::Admin),
-    ("DELETE", "/api/v1/tokens/{name}", Role::Admin),
-    // Lets pipeguard act on a repository (or stops it): audited.
-    ("POST", "/api/v1/mode", Role::Admin),
-    ("POST", "/pipeline/webhook", Role::Ingest),
-];
+/// The role each API route needs, by method and route template: built from the route table
+/// (`routes::table`), the one place a route and its role are declared.
+#[derive(Debug, Default)]
+pub struct Roles(Vec<(Method, String, Role)>);
 
-/// The role a route needs; admin for anything the table does not name.
-pub fn required_role(method: &Method, route: &str) -> Role {
-    ROUTES
-        .iter()
-        .find(|(m, r, _)| *m == method.as_str() && *r == route)
-        .map(|(_, _, role)| *role)
-        .unwrap_or(Role::Admin)
+impl Roles {
+    pub fn add(&mut self, method: Method, route: &str, role: Role) {
+        self.0.push((method, route.to_string(), role));
+    }
+
+    /// The role a route needs; admin for anything the table does not name.
+    pub fn required(&self, method: &Method, route: &str) -> Role {
+        self.0
+            .iter()
+            .find(|(m, r, _)| m == method && r == route)
+            .map(|(_, _, role)| *role)
+            .unwrap_or(Role::Admin)
+    }
+
+    /// The routes the table names.
+    pub fn iter(&self) -> impl Iterator<Item = &(Method, String, Role)> {
+        self.0.iter()
+    }
 }
 
-/// The routes the table names, for the test that every route is in it.
-pub fn table() -> impl Iterator<Item = (&'static str, &'static str)> {
-    ROUTES.iter().map(|(m, r, _)| (*m, *r))
+/// What the bearer check needs: the service and the roles of the routes it guards.
+#[derive(Clone)]
+pub struct Guard {
+    pub st: Shared,
+    pub roles: std::sync::Arc<Roles>,
 }
 
 /// The credential's principal, or why there is none.
@@ -173,7 +143,8 @@ fn remote(req: &Request) -> String {
 /// Checks the credential against the route's role, and that state-changing requests cannot
 /// come from another site: a browser cannot add the bearer header cross-site, nor send JSON
 /// without a preflight we never grant.
-pub async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
+pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let st = &guard.st;
     let source = remote(&req);
     if !st.rate_limit.check(&source) {
         return ApiError::new(
@@ -188,13 +159,13 @@ pub async fn authorize(State(st): State<Shared>, mut req: Request, next: Next) -
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
-    let needed = required_role(req.method(), &route);
-    let mut principal = match authenticate(&st, req.headers()).await {
+    let needed = guard.roles.required(req.method(), &route);
+    let mut principal = match authenticate(st, req.headers()).await {
         Ok(p) => p,
         Err(why) => {
             // The reason can quote the credential's contents: a field, escaped, never the message.
             tracing::warn!(source, route, why = ?why, "authentication failed");
-            refusals::refused(&st, &source, &route, &why).await;
+            refusals::refused(st, &source, &route, &why).await;
             return ApiError::unauthorized(why)
                 .with_challenge(crate::error::BEARER)
                 .into_response();
@@ -248,20 +219,27 @@ mod tests {
 
     #[test]
     fn unknown_routes_need_admin() {
+        let mut roles = Roles::default();
+        roles.add(Method::GET, "/api/v1/sessions", Role::Viewer);
+        roles.add(
+            Method::POST,
+            "/api/v1/sessions/{id}/approve",
+            Role::Operator,
+        );
         assert_eq!(
-            required_role(&Method::GET, "/api/v1/sessions"),
+            roles.required(&Method::GET, "/api/v1/sessions"),
             Role::Viewer
         );
         assert_eq!(
-            required_role(&Method::POST, "/api/v1/sessions/{id}/approve"),
+            roles.required(&Method::POST, "/api/v1/sessions/{id}/approve"),
             Role::Operator
         );
         assert_eq!(
-            required_role(&Method::GET, "/api/v1/new-thing"),
+            roles.required(&Method::GET, "/api/v1/new-thing"),
             Role::Admin
         );
         assert_eq!(
-            required_role(&Method::DELETE, "/api/v1/sessions"),
+            roles.required(&Method::DELETE, "/api/v1/sessions"),
             Role::Admin
         );
     }

@@ -35,7 +35,7 @@ pub async fn index(headers: HeaderMap) -> Response {
         (status = 200, description = "The asset", content(
             (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
         (status = 304, description = "The browser's copy is current"),
-        (status = 404, description = "No such asset", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 404, description = "No such asset", body = crate::error::ErrorBody),
     )
 )]
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -7,11 +7,11 @@
 //! by itself after `LIFETIME` (the client reconnects), which keeps a server that is stopping
 //! from waiting on open dashboards longer than that.
 
+use super::query::Q;
 use crate::error::ApiError;
-use crate::routes::sessions::session_json;
+use crate::routes::sessions::Session;
 use crate::Shared;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -54,9 +54,8 @@ pub struct EventsQuery {
 )]
 pub async fn events(
     State(st): State<Shared>,
-    q: Result<Query<EventsQuery>, QueryRejection>,
+    Q(q): Q<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = now_ms();
     let since = q.since.unwrap_or(now).clamp(now - MAX_BACKLOG_MS, now);
     let (tx, mut rx) = mpsc::channel(64);
@@ -129,7 +128,7 @@ fn session_event(s: &SessionRecord) -> Event {
     Event::default()
         .event("session")
         .id(s.updated_at.to_string())
-        .data(session_json(s).to_string())
+        .data(serde_json::to_string(&Session::of(s)).unwrap_or_default())
 }
 
 /// What a stream has sent: the newest change time seen, and the changes sent inside the

@@ -49,9 +49,9 @@ fn diagnosed(s: &SessionRecord) -> Result<(Diagnosis, Option<JobDiagnosis>), Api
     params(("id" = String, Path, description = "The session id")),
     responses(
         (status = 200, description = "The model's explanation, as stored under `diagnosis.explanation`", content_type = "application/json", body = Object),
-        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 409, description = "The session has no diagnosis yet", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 503, description = "No model is configured", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 404, description = "No such session", body = crate::error::ErrorBody),
+        (status = 409, description = "The session has no diagnosis yet", body = crate::error::ErrorBody),
+        (status = 503, description = "No model is configured", body = crate::error::ErrorBody),
     )
 )]
 pub async fn explain(

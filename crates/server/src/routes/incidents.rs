@@ -2,40 +2,64 @@
 //! (operators) closes one by hand — its held sessions are then released in the paced wave,
 //! as when a canary is green.
 
+use super::query::{Limit, Limited};
 use crate::audit;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::Shared;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use pipeguard_store::IncidentSummary;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// 1..=1000 (default 100).
-    #[serde(default)]
-    limit: Option<i64>,
+/// An outage as the API and its notifications show it: failures of one transient cause on
+/// one external target from many repositories. Its sessions are held, probed by one canary
+/// at a time, and released in a paced wave when it closes.
+#[derive(Serialize, ToSchema)]
+pub struct Incident {
+    /// Canary re-runs that probed the cause.
+    pub canaries: i64,
+    /// The failure category (`dependency_download`, `network`, `service_unavailable`…).
+    pub cause: String,
+    /// `null` while open.
+    pub closed_at: Option<i64>,
+    pub id: i64,
+    /// Milliseconds since the epoch.
+    pub opened_at: i64,
+    /// Repositories that failed with the cause (from the detection window before it
+    /// opened until it closed).
+    pub repositories: i64,
+    /// Sessions it held.
+    pub sessions_held: i64,
+    /// Held sessions its wave released for their re-run.
+    pub sessions_released: i64,
+    /// The external host the failures named (`registry.npmjs.org`).
+    pub target: String,
 }
 
-/// An incident as the API and its notifications show it.
-pub fn incident_json(i: &IncidentSummary) -> Value {
-    let r = &i.incident;
-    json!({
-        "id": r.id,
-        "cause": r.cause,
-        "target": r.target,
-        "opened_at": r.opened_at,
-        "closed_at": r.closed_at,
-        "repositories": i.repositories,
-        "sessions_held": i.sessions_held,
-        "sessions_released": r.sessions_released,
-        "canaries": r.canaries,
-    })
+impl Incident {
+    pub fn of(i: &IncidentSummary) -> Incident {
+        let r = &i.incident;
+        Incident {
+            canaries: r.canaries,
+            cause: r.cause.clone(),
+            closed_at: r.closed_at,
+            id: r.id,
+            opened_at: r.opened_at,
+            repositories: i.repositories,
+            sessions_held: i.sessions_held,
+            sessions_released: r.sessions_released,
+            target: r.target.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Incidents {
+    pub incidents: Vec<Incident>,
 }
 
 fn window_ms(st: &Shared) -> i64 {
@@ -53,22 +77,20 @@ pub async fn summary(st: &Shared, id: i64) -> Result<Option<IncidentSummary>, Ap
 
 /// `GET /api/v1/incidents`: newest first.
 #[utoipa::path(
-    get, path = "/api/v1/incidents", tag = "sessions", params(Params),
+    get, path = "/api/v1/incidents", tag = "sessions", params(Limit),
     responses(
-        (status = 200, description = "The incidents, newest first", body = crate::routes::openapi::schema::Incidents),
-        (status = 400, description = "A bad limit", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "The incidents, newest first", body = Incidents),
+        (status = 400, description = "A bad limit", body = crate::error::ErrorBody),
     )
 )]
 pub async fn list(
     State(st): State<Shared>,
-    q: Result<Query<Params>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = p.limit.unwrap_or(100);
-    super::check_page(limit, 0, 1000)?;
+    Limited(limit): Limited,
+) -> Result<Json<Incidents>, ApiError> {
     let all = st.store.list_incidents(None, limit, window_ms(&st)).await?;
-    let list: Vec<Value> = all.iter().map(incident_json).collect();
-    Ok(Json(json!({ "incidents": list })))
+    Ok(Json(Incidents {
+        incidents: all.iter().map(Incident::of).collect(),
+    }))
 }
 
 /// `POST /api/v1/incidents/{id}/close`: close an open incident by hand (operators); its held
@@ -77,17 +99,17 @@ pub async fn list(
     post, path = "/api/v1/incidents/{id}/close", tag = "sessions",
     params(("id" = i64, Path, description = "The incident id")),
     responses(
-        (status = 200, description = "Closed; the wave releases its held sessions", body = crate::routes::openapi::schema::Incident),
-        (status = 400, description = "Not an incident id", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No such incident", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 409, description = "Closed already", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "Closed; the wave releases its held sessions", body = Incident),
+        (status = 400, description = "Not an incident id", body = crate::error::ErrorBody),
+        (status = 404, description = "No such incident", body = crate::error::ErrorBody),
+        (status = 409, description = "Closed already", body = crate::error::ErrorBody),
     )
 )]
 pub async fn close(
     State(st): State<Shared>,
     id: Result<Path<i64>, PathRejection>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if st.store.get_incident(id).await?.is_none() {
         return Err(ApiError::not_found(format!("no incident {id}")));
@@ -100,13 +122,13 @@ pub async fn close(
     let closed = summary(&st, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
-    let body = incident_json(&closed);
+    let body = Incident::of(&closed);
     audit::record(
         &st,
         &who.name,
         "incident.closed",
         &id.to_string(),
-        body.clone(),
+        json!(body),
     )
     .await;
     crate::worker::closed_by_hand(&st, id).await;

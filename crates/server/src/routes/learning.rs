@@ -8,22 +8,19 @@
 //!   body rather than in path segments.
 //! - `POST /api/v1/sessions/{id}/verdict` `{category, note?}`: 201 with the stored verdict.
 
+use super::query::Q;
 use crate::error::ApiError;
 use crate::Shared;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use pipeguard_core::Category;
-use pipeguard_store::{TestStats, VerdictRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
+use pipeguard_store::{QuarantineEntry, TestStats, VerdictRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     Ok(b.map(|Json(t)| t)?)
@@ -43,46 +40,91 @@ fn default_limit() -> i64 {
     50
 }
 
-pub fn flaky_json(s: &TestStats) -> Value {
-    json!({
-        "test": s.test,
-        "repository": s.repository,
-        "runs": s.runs,
-        "failures": s.failures,
-        "flaky_failures": s.flaky_failures,
-        "flakiness_rate": s.flakiness_rate,
-        "time_lost_seconds": s.time_lost_ms as f64 / 1000.0,
-        "first_seen": s.first_seen_at,
-        "last_seen": s.last_seen_at,
-        "quarantined": s.quarantined,
-        "known_flaky": crate::flaky::is_known_flaky(s),
-        "runs_including_retries": s.runs_including_retries,
-        "failed_attempts": s.failed_attempts,
-        "attempt_failure_rate": s.attempt_failure_rate(),
-        "trend": {"failures_this_week": s.failures_this_week,
-                  "failures_last_week": s.failures_last_week,
-                  "worse_this_week": s.worse_this_week()},
-    })
+/// A test that failed and passed on the same code, and what it cost.
+#[derive(Serialize, ToSchema)]
+pub struct FlakyTest {
+    /// `failed_attempts / runs_including_retries`: what retries cannot hide.
+    pub attempt_failure_rate: f64,
+    /// Of `runs_including_retries`, the attempts that failed.
+    pub failed_attempts: i64,
+    pub failures: i64,
+    pub first_seen: i64,
+    pub flakiness_rate: f64,
+    pub flaky_failures: i64,
+    pub known_flaky: bool,
+    pub last_seen: i64,
+    pub quarantined: bool,
+    pub repository: String,
+    pub runs: i64,
+    /// Attempts of the runs it failed in, re-runs included.
+    pub runs_including_retries: i64,
+    pub test: String,
+    pub time_lost_seconds: f64,
+    pub trend: FlakyTrend,
+}
+
+/// Failures in the last 7 days against the 7 before.
+#[derive(Serialize, ToSchema)]
+pub struct FlakyTrend {
+    pub failures_last_week: i64,
+    pub failures_this_week: i64,
+    pub worse_this_week: bool,
+}
+
+impl FlakyTest {
+    pub fn of(s: &TestStats) -> FlakyTest {
+        FlakyTest {
+            attempt_failure_rate: s.attempt_failure_rate(),
+            failed_attempts: s.failed_attempts,
+            failures: s.failures,
+            first_seen: s.first_seen_at,
+            flakiness_rate: s.flakiness_rate,
+            flaky_failures: s.flaky_failures,
+            known_flaky: crate::flaky::is_known_flaky(s),
+            last_seen: s.last_seen_at,
+            quarantined: s.quarantined,
+            repository: s.repository.clone(),
+            runs: s.runs,
+            runs_including_retries: s.runs_including_retries,
+            test: s.test.clone(),
+            time_lost_seconds: s.time_lost_ms as f64 / 1000.0,
+            trend: FlakyTrend {
+                failures_last_week: s.failures_last_week,
+                failures_this_week: s.failures_this_week,
+                worse_this_week: s.worse_this_week(),
+            },
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FlakyTests {
+    pub flaky_tests: Vec<FlakyTest>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QuarantineList {
+    #[schema(value_type = Vec<crate::routes::openapi::schema::QuarantineEntry>)]
+    pub quarantine: Vec<QuarantineEntry>,
 }
 
 /// `GET /api/v1/flaky-tests`: flaky tests ranked by the time their failures cost.
 #[utoipa::path(
     get, path = "/api/v1/flaky-tests", tag = "learning", params(FlakyQuery),
     responses(
-        (status = 200, description = "Flaky tests", body = crate::routes::openapi::schema::FlakyTests),
-        (status = 400, description = "A bad limit or parameter", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "Flaky tests", body = FlakyTests),
+        (status = 400, description = "A bad limit or parameter", body = crate::error::ErrorBody),
     )
 )]
 pub async fn flaky_tests(
     State(st): State<Shared>,
-    q: Result<Query<FlakyQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
+    Q(q): Q<FlakyQuery>,
+) -> Result<Json<FlakyTests>, ApiError> {
     crate::error::check_page(q.limit, 0, 500)?;
     let tests = st.store.flaky_tests(&q.repository, q.limit).await?;
-    Ok(Json(
-        json!({"flaky_tests": tests.iter().map(flaky_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(FlakyTests {
+        flaky_tests: tests.iter().map(FlakyTest::of).collect(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -96,16 +138,14 @@ pub struct RepoQuery {
 /// `GET /api/v1/quarantine`: quarantined tests.
 #[utoipa::path(
     get, path = "/api/v1/quarantine", tag = "learning", params(RepoQuery),
-    responses((status = 200, description = "Quarantined tests", body = crate::routes::openapi::schema::QuarantineList))
+    responses((status = 200, description = "Quarantined tests", body = QuarantineList))
 )]
 pub async fn quarantine_list(
     State(st): State<Shared>,
-    q: Result<Query<RepoQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
-    Ok(Json(
-        json!({"quarantine": st.store.quarantine_list(&q.repository).await?}),
-    ))
+    Q(q): Q<RepoQuery>,
+) -> Result<Json<QuarantineList>, ApiError> {
+    let quarantine = st.store.quarantine_list(&q.repository).await?;
+    Ok(Json(QuarantineList { quarantine }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -138,7 +178,7 @@ fn required(name: &str, v: &str) -> Result<(), ApiError> {
     post, path = "/api/v1/quarantine", tag = "learning", request_body = QuarantineRequest,
     responses(
         (status = 201, description = "Quarantined", body = crate::routes::openapi::schema::QuarantineEntry),
-        (status = 400, description = "An empty repository or test", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 400, description = "An empty repository or test", body = crate::error::ErrorBody),
     )
 )]
 pub async fn quarantine_add(
@@ -164,7 +204,7 @@ pub async fn quarantine_add(
         expires_in_days: r.expires_in_days,
     };
     let entry = crate::quarantine::quarantine(&st, &asked, &who).await?;
-    Ok((StatusCode::CREATED, Json(json!(entry))))
+    Ok((StatusCode::CREATED, Json(entry)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -177,20 +217,26 @@ pub struct QuarantineKey {
     test: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct QuarantineRemoved {
+    pub removed: bool,
+    pub repository: String,
+    pub test: String,
+}
+
 /// `DELETE /api/v1/quarantine?repository=R&test=T`: lifts a quarantine.
 #[utoipa::path(
     delete, path = "/api/v1/quarantine", tag = "learning", params(QuarantineKey),
     responses(
-        (status = 200, description = "Lifted", body = crate::routes::openapi::schema::QuarantineRemoved),
-        (status = 400, description = "An empty repository or test", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "The test is not quarantined", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "Lifted", body = QuarantineRemoved),
+        (status = 400, description = "An empty repository or test", body = crate::error::ErrorBody),
+        (status = 404, description = "The test is not quarantined", body = crate::error::ErrorBody),
     )
 )]
 pub async fn quarantine_remove(
     State(st): State<Shared>,
-    q: Result<Query<QuarantineKey>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let k = query(q)?;
+    Q(k): Q<QuarantineKey>,
+) -> Result<Json<QuarantineRemoved>, ApiError> {
     required("repository", &k.repository)?;
     required("test", &k.test)?;
     let (repository, test) = (k.repository.trim(), k.test.trim());
@@ -199,9 +245,11 @@ pub async fn quarantine_remove(
             "{test} is not quarantined in {repository}"
         )));
     }
-    Ok(Json(
-        json!({"repository": repository, "test": test, "removed": true}),
-    ))
+    Ok(Json(QuarantineRemoved {
+        removed: true,
+        repository: repository.to_string(),
+        test: test.to_string(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -217,8 +265,8 @@ pub struct VerdictRequest {
     params(("id" = String, Path, description = "The session id")), request_body = VerdictRequest,
     responses(
         (status = 201, description = "The stored verdict", body = crate::routes::openapi::schema::Verdict),
-        (status = 400, description = "An unknown category", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No such session", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 400, description = "An unknown category", body = crate::error::ErrorBody),
+        (status = 404, description = "No such session", body = crate::error::ErrorBody),
     )
 )]
 /// A human's category for a session. It trains the learned classifier and counts in the
@@ -265,5 +313,5 @@ pub async fn verdict(
             &format!("verdict: a human says {category} (pipeguard said {said})"),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(stored))))
+    Ok((StatusCode::CREATED, Json(stored)))
 }

@@ -1,6 +1,6 @@
 //! The HTTP routes. Open: `/healthz`, `/openapi.json`, the webhooks (each platform proves itself with its own
 //! secret) and `/metrics` (unless `[metrics] token` is set). Everything else needs a bearer
-//! credential with the role `auth::ROUTES` names.
+//! credential with the role its row of [`table`] names.
 
 pub mod approvals;
 pub mod audit;
@@ -10,6 +10,7 @@ pub mod explain;
 pub mod incidents;
 pub mod learning;
 pub mod openapi;
+pub mod query;
 pub mod readiness;
 pub mod rerun;
 pub mod runners;
@@ -19,64 +20,128 @@ pub mod status;
 pub mod tokens;
 pub mod webhooks;
 
+use crate::auth::{self, Guard, Role, Roles};
 use crate::error::ApiError;
-use crate::{auth, dashboard, metrics, Shared};
+use crate::{dashboard, metrics, Shared};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
+use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::PathItem;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
-/// Routes that need a credential; `auth::authorize` checks it against the route's role.
-fn api(st: &Shared) -> Router<Shared> {
-    Router::new()
-        .route("/pipeline/status", get(status::status))
-        .route("/pipeline/healing/history", get(status::history))
-        .route("/pipeline/test/trigger", post(status::test_trigger))
-        .route("/api/v1/stats", get(metrics::stats))
-        .route("/api/v1/stats/daily", get(dashboard::daily::daily))
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the route proves its caller itself (a webhook secret, the metrics token, an
+    /// ingest token) or tells no secret.
+    Open,
+    /// A bearer credential whose role grants this one (`auth::authorize`).
+    Bearer(Role),
+}
+
+/// Every route, declared once: who may call it, and the handler whose `#[utoipa::path]` gives
+/// its method, path and answers. The router, the role check and `/openapi.json` come from here.
+pub fn table() -> Vec<(Access, UtoipaMethodRouter<Shared>)> {
+    use Access::{Bearer, Open};
+    use Role::{Admin, Operator, Viewer};
+    vec![
+        (Open, routes!(status::healthz)),
+        (Open, routes!(status::readyz)),
+        (Open, routes!(openapi::document)),
+        (Open, routes!(slack::interactions)),
+        (Open, routes!(webhooks::receive)),
+        // A webhook secret or an `ingest` token, which the handler checks.
+        (Open, routes!(webhooks::generic)),
+        // Unless `[metrics] token` is set, which the handler checks.
+        (Open, routes!(metrics::metrics)),
+        (Open, routes!(dashboard::index)),
+        (Open, routes!(dashboard::asset)),
+        (Bearer(Viewer), routes!(status::status)),
+        (Bearer(Viewer), routes!(status::history)),
+        // Computes a diagnosis and plan for a message; acts on nothing.
+        (Bearer(Viewer), routes!(status::test_trigger)),
+        (Bearer(Viewer), routes!(metrics::stats)),
+        (Bearer(Viewer), routes!(dashboard::daily::daily)),
         // Server-sent events: the request timeout ends at the headers, sent at once.
-        .route("/api/v1/events", get(events::events))
-        .route("/api/v1/sessions", get(sessions::list_sessions))
-        .route("/api/v1/sessions/{id}", get(sessions::get_session))
-        .route("/api/v1/sessions/{id}/approve", post(approvals::approve))
-        .route("/api/v1/sessions/{id}/reject", post(approvals::reject))
-        .route("/api/v1/sessions/{id}/verdict", post(learning::verdict))
-        .route("/api/v1/sessions/{id}/retry", post(dead_letters::retry))
-        .route("/api/v1/sessions/{id}/explain", post(explain::explain))
-        .route("/api/v1/sessions/{id}/rerun", post(rerun::rerun))
-        .route("/api/v1/approvals", get(approvals::list))
-        .route("/api/v1/incidents", get(incidents::list))
-        .route("/api/v1/incidents/{id}/close", post(incidents::close))
-        .route("/api/v1/dead-letters", get(dead_letters::list))
-        .route("/api/v1/flaky-tests", get(learning::flaky_tests))
-        .route(
-            "/api/v1/quarantine",
-            get(learning::quarantine_list)
-                .post(learning::quarantine_add)
-                .delete(learning::quarantine_remove),
-        )
-        .route("/api/v1/runners", get(runners::list))
-        .route(
-            "/api/v1/runners/{platform}/{name}/quarantine",
-            post(runners::quarantine),
-        )
-        .route(
-            "/api/v1/runners/{platform}/{name}/release",
-            post(runners::release),
-        )
-        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
-        .route("/api/v1/whoami", get(tokens::whoami))
-        .route("/api/v1/audit", get(audit::list))
-        .route("/api/v1/readiness", get(readiness::readiness))
-        .route("/api/v1/readiness/cases", get(readiness::cases))
-        .route("/api/v1/mode", post(readiness::set_mode))
-        .route_layer(from_fn_with_state(st.clone(), auth::authorize))
-        .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes))
+        (Bearer(Viewer), routes!(events::events)),
+        (Bearer(Viewer), routes!(sessions::list_sessions)),
+        (Bearer(Viewer), routes!(sessions::get_session)),
+        (Bearer(Operator), routes!(approvals::approve)),
+        (Bearer(Operator), routes!(approvals::reject)),
+        (Bearer(Operator), routes!(learning::verdict)),
+        (Bearer(Operator), routes!(dead_letters::retry)),
+        // Asks the configured model now; spends tokens, changes no plan.
+        (Bearer(Operator), routes!(explain::explain)),
+        // The planner decides; a refusal calls nothing.
+        (Bearer(Operator), routes!(rerun::rerun)),
+        (Bearer(Viewer), routes!(approvals::list)),
+        (Bearer(Viewer), routes!(incidents::list)),
+        (Bearer(Operator), routes!(incidents::close)),
+        (Bearer(Viewer), routes!(dead_letters::list)),
+        (Bearer(Viewer), routes!(learning::flaky_tests)),
+        (Bearer(Viewer), routes!(learning::quarantine_list)),
+        (Bearer(Operator), routes!(learning::quarantine_add)),
+        (Bearer(Operator), routes!(learning::quarantine_remove)),
+        (Bearer(Viewer), routes!(runners::list)),
+        (Bearer(Operator), routes!(runners::quarantine)),
+        (Bearer(Operator), routes!(runners::release)),
+        (Bearer(Admin), routes!(tokens::list)),
+        (Bearer(Admin), routes!(tokens::create)),
+        (Bearer(Admin), routes!(tokens::revoke)),
+        (Bearer(Viewer), routes!(tokens::whoami)),
+        (Bearer(Admin), routes!(audit::list)),
+        (Bearer(Viewer), routes!(readiness::readiness)),
+        (Bearer(Viewer), routes!(readiness::cases)),
+        // Lets pipeguard act on a repository (or stops it): audited.
+        (Bearer(Admin), routes!(readiness::set_mode)),
+    ]
+}
+
+/// The table split: the open routes, the routes behind the bearer check, and their roles.
+fn split() -> (OpenApiRouter<Shared>, OpenApiRouter<Shared>, Roles) {
+    let mut open = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    let mut api = OpenApiRouter::new();
+    let mut roles = Roles::default();
+    for (access, row) in table() {
+        match access {
+            Access::Open => open = open.routes(row),
+            Access::Bearer(role) => {
+                for (path, item) in row.1.paths.iter() {
+                    for method in methods(item) {
+                        roles.add(method, path, role);
+                    }
+                }
+                api = api.routes(row);
+            }
+        }
+    }
+    (open, api, roles)
+}
+
+/// The methods a path item describes.
+pub fn methods(item: &PathItem) -> impl Iterator<Item = Method> {
+    [
+        (Method::GET, item.get.is_some()),
+        (Method::POST, item.post.is_some()),
+        (Method::PUT, item.put.is_some()),
+        (Method::DELETE, item.delete.is_some()),
+        (Method::PATCH, item.patch.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(m, described)| described.then_some(m))
+}
+
+/// `/openapi.json`: the table's routes with the document's own parts.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (open, api, _) = split();
+    openapi::finish(open.merge(api).into_openapi())
 }
 
 /// The service's routes, and `/mcp` whose tools call them in process.
@@ -87,19 +152,20 @@ pub fn router(st: Shared) -> Router {
 
 fn api_router(st: Shared) -> Router {
     let timeout = Duration::from_secs(st.config.api.request_timeout_seconds.max(1));
-    Router::new()
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
-        .route("/openapi.json", get(openapi::document))
-        .route("/webhooks/slack/interactions", post(slack::interactions))
-        .route("/webhooks/{platform}", post(webhooks::receive))
-        .route("/pipeline/webhook", post(webhooks::generic))
-        .route("/metrics", get(metrics::metrics))
-        .route("/", get(dashboard::index))
-        .route("/assets/{name}", get(dashboard::asset))
-        .merge(api(&st))
+    let (open, api, roles) = split();
+    let guard = Guard {
+        st: st.clone(),
+        roles: Arc::new(roles),
+    };
+    let api = api
+        .route_layer(from_fn_with_state(guard, auth::authorize))
+        .layer(DefaultBodyLimit::max(st.config.api.max_body_bytes));
+    let (routes, doc) = open.merge(api).split_for_parts();
+    let doc = openapi::Served::of(openapi::finish(doc));
+    routes
         .fallback(status::not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(doc))
         .layer(from_fn_with_state(st.clone(), metrics::count_webhooks))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -146,7 +212,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
     };
     let mut out = (
         status,
-        axum::Json(serde_json::json!({"error": code, "message": message})),
+        axum::Json(crate::error::ErrorBody {
+            error: code,
+            message,
+        }),
     )
         .into_response();
     for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER, header::ALLOW] {
@@ -180,41 +249,48 @@ pub use crate::error::{check_page, read_body, unsupported_media_type};
 
 #[cfg(test)]
 mod tests {
-    /// Every authenticated route is in the role table, so none falls back to admin-only by
-    /// mistake and none is open by omission.
+    use super::{document, methods, table, Access};
+
+    /// The routes anyone may call; every other route of the table names a role, and the
+    /// type of a row makes one of the two impossible to leave out.
+    const OPEN: [(&str, &str); 9] = [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/openapi.json"),
+        ("POST", "/webhooks/slack/interactions"),
+        ("POST", "/webhooks/{platform}"),
+        ("POST", "/pipeline/webhook"),
+        ("GET", "/metrics"),
+        ("GET", "/"),
+        ("GET", "/assets/{name}"),
+    ];
+
+    fn rows() -> Vec<(Access, String, String)> {
+        let mut out = Vec::new();
+        for (access, row) in table() {
+            for (path, item) in row.1.paths.iter() {
+                for m in methods(item) {
+                    out.push((access, m.to_string(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Exactly the open routes are open, each route is declared once, and the document
+    /// describes every route of the table and nothing else.
     #[test]
     fn every_api_route_has_a_role() {
-        let routes = [
-            ("GET", "/pipeline/status"),
-            ("GET", "/pipeline/healing/history"),
-            ("POST", "/pipeline/test/trigger"),
-            ("GET", "/api/v1/stats"),
-            ("GET", "/api/v1/stats/daily"),
-            ("GET", "/api/v1/events"),
-            ("GET", "/api/v1/sessions"),
-            ("GET", "/api/v1/sessions/{id}"),
-            ("POST", "/api/v1/sessions/{id}/approve"),
-            ("POST", "/api/v1/sessions/{id}/reject"),
-            ("POST", "/api/v1/sessions/{id}/verdict"),
-            ("POST", "/api/v1/sessions/{id}/explain"),
-            ("POST", "/api/v1/sessions/{id}/rerun"),
-            ("GET", "/api/v1/approvals"),
-            ("GET", "/api/v1/flaky-tests"),
-            ("GET", "/api/v1/quarantine"),
-            ("POST", "/api/v1/quarantine"),
-            ("DELETE", "/api/v1/quarantine"),
-            ("GET", "/api/v1/tokens"),
-            ("POST", "/api/v1/tokens"),
-            ("DELETE", "/api/v1/tokens/{name}"),
-            ("GET", "/api/v1/whoami"),
-            ("GET", "/api/v1/audit"),
-            ("GET", "/api/v1/readiness"),
-            ("GET", "/api/v1/readiness/cases"),
-            ("POST", "/api/v1/mode"),
-        ];
-        let table: Vec<_> = super::auth::table().collect();
-        for r in routes {
-            assert!(table.contains(&r), "{r:?} is not in auth::ROUTES");
+        let rows = rows();
+        assert!(rows.len() >= 40, "the table was not read: {rows:?}");
+        for (access, m, p) in &rows {
+            let open = OPEN.contains(&(m.as_str(), p.as_str()));
+            assert_eq!(*access == Access::Open, open, "{m} {p}: {access:?}");
+            let twice = rows.iter().filter(|(_, m2, p2)| m2 == m && p2 == p).count();
+            assert_eq!(twice, 1, "{m} {p} is declared {twice} times");
         }
+        let doc = document();
+        let described: usize = doc.paths.paths.values().map(|i| methods(i).count()).sum();
+        assert_eq!(described, rows.len(), "the document and the table differ");
     }
 }

@@ -10,26 +10,64 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use pipeguard_core::event::{Platform, Runner};
 use pipeguard_store::{AuditEntry, RunnerRecord};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+/// A runner, agent or node over the last 24 hours (since its release, if later).
+#[derive(Serialize, ToSchema)]
+pub struct RunnerEntry {
+    pub failures: u64,
+    /// Jobs it ran, passed or failed, as deliveries and diagnoses told.
+    pub jobs: u64,
+    pub name: String,
+    /// The platform key: `github`, `gitlab`, `buildkite`, `jenkins`…
+    pub platform: String,
+    /// Taken out through the platform's API.
+    pub quarantined: bool,
+    /// Its unrelated failures are far above its pool's (binomial test, p < 0.001, at
+    /// least 5); stays so until released.
+    pub suspect: bool,
+    /// Failures counted once per (repository, category).
+    pub unrelated_failures: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Runners {
+    pub runners: Vec<RunnerEntry>,
+}
+
+/// A runner after an operator's quarantine or release.
+#[derive(Serialize, ToSchema)]
+pub struct RunnerChanged {
+    pub name: String,
+    pub platform: &'static str,
+    pub quarantined: bool,
+    pub suspect: bool,
+}
 
 /// `GET /api/v1/runners`: every runner seen in the window, by platform and name.
 #[utoipa::path(
     get, path = "/api/v1/runners", tag = "runners",
     responses(
-        (status = 200, description = "Each runner's jobs, failures, unrelated failures and state", body = crate::routes::openapi::schema::Runners),
+        (status = 200, description = "Each runner's jobs, failures, unrelated failures and state", body = Runners),
     )
 )]
-pub async fn list(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
-    let runners: Vec<Value> = crate::runners::list(&st)
+pub async fn list(State(st): State<Shared>) -> Result<Json<Runners>, ApiError> {
+    let runners = crate::runners::list(&st)
         .await?
-        .iter()
-        .map(|r| {
-            json!({"platform": r.platform, "name": r.count.name, "jobs": r.count.jobs,
-                   "failures": r.count.failures, "unrelated_failures": r.count.unrelated_failures,
-                   "suspect": r.suspect, "quarantined": r.quarantined})
+        .into_iter()
+        .map(|r| RunnerEntry {
+            failures: r.count.failures,
+            jobs: r.count.jobs,
+            name: r.count.name,
+            platform: r.platform,
+            quarantined: r.quarantined,
+            suspect: r.suspect,
+            unrelated_failures: r.count.unrelated_failures,
         })
         .collect();
-    Ok(Json(json!({ "runners": runners })))
+    Ok(Json(Runners { runners }))
 }
 
 /// The runner the path names, as recorded.
@@ -55,16 +93,16 @@ async fn find(
     params(("platform" = String, Path, description = "The platform key"),
            ("name" = String, Path, description = "The runner's name as listed")),
     responses(
-        (status = 200, description = "Taken out", body = crate::routes::openapi::schema::RunnerChanged),
-        (status = 404, description = "No such runner seen", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 409, description = "The platform's API cannot take it out, or refused", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "Taken out", body = RunnerChanged),
+        (status = 404, description = "No such runner seen", body = crate::error::ErrorBody),
+        (status = 409, description = "The platform's API cannot take it out, or refused", body = crate::error::ErrorBody),
     )
 )]
 pub async fn quarantine(
     State(st): State<Shared>,
     Path((platform, name)): Path<(String, String)>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunnerChanged>, ApiError> {
     let (p, rec) = find(&st, &platform, &name).await?;
     let ci = st
         .ci(p, rec.repository.as_deref().unwrap_or_default())
@@ -83,9 +121,12 @@ pub async fn quarantine(
             "{platform} refused to take {name} out; see the server log"
         )));
     }
-    Ok(Json(
-        json!({"platform": p.as_str(), "name": name, "suspect": true, "quarantined": true}),
-    ))
+    Ok(Json(RunnerChanged {
+        name,
+        platform: p.as_str(),
+        quarantined: true,
+        suspect: true,
+    }))
 }
 
 /// `POST /api/v1/runners/{platform}/{name}/release`: the runner is no longer suspect nor
@@ -96,16 +137,16 @@ pub async fn quarantine(
     params(("platform" = String, Path, description = "The platform key"),
            ("name" = String, Path, description = "The runner's name as listed")),
     responses(
-        (status = 200, description = "Released", body = crate::routes::openapi::schema::RunnerChanged),
-        (status = 400, description = "Unknown platform", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No such runner seen", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "Released", body = RunnerChanged),
+        (status = 400, description = "Unknown platform", body = crate::error::ErrorBody),
+        (status = 404, description = "No such runner seen", body = crate::error::ErrorBody),
     )
 )]
 pub async fn release(
     State(st): State<Shared>,
     Path((platform, name)): Path<(String, String)>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunnerChanged>, ApiError> {
     let p = Platform::parse(&platform)
         .ok_or_else(|| ApiError::bad_request(format!("unknown platform {platform:?}")))?;
     let audit = AuditEntry::new(
@@ -119,7 +160,10 @@ pub async fn release(
             "no {platform} runner {name:?} was seen"
         )));
     }
-    Ok(Json(
-        json!({"platform": p.as_str(), "name": name, "suspect": false, "quarantined": false}),
-    ))
+    Ok(Json(RunnerChanged {
+        name,
+        platform: p.as_str(),
+        quarantined: false,
+        suspect: false,
+    }))
 }

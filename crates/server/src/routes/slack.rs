@@ -87,9 +87,9 @@ fn press(body: &[u8]) -> Result<Press, String> {
     request_body(content = crate::routes::openapi::schema::SlackInteraction, description = "Slack's form-encoded `payload=<block_actions JSON>`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The press was handled; `message` says what it did", body = crate::routes::openapi::schema::CommandAnswer),
-        (status = 400, description = "Not a pipeguard button press", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 401, description = "Unsigned, forged or stale (more than 5 minutes away)", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No `[slack] signing_secret` is configured", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 400, description = "Not a pipeguard button press", body = crate::error::ErrorBody),
+        (status = 401, description = "Unsigned, forged or stale (more than 5 minutes away)", body = crate::error::ErrorBody),
+        (status = 404, description = "No `[slack] signing_secret` is configured", body = crate::error::ErrorBody),
     )
 )]
 pub async fn interactions(

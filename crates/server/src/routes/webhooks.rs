@@ -19,7 +19,8 @@ use pipeguard_platforms::registry;
 use pipeguard_platforms::webhook::{header, WebhookRequest};
 use pipeguard_platforms::{Module, Parsed};
 use pipeguard_store::{Intake, IntakeOutcome};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `POST /webhooks/{platform}`.
 #[utoipa::path(
@@ -27,13 +28,13 @@ use serde_json::json;
     params(("platform" = String, Path, description = "The platform's key")),
     request_body(content = Object, description = "The platform's webhook payload, as it sends it", content_type = "application/json"),
     responses(
-        (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = crate::routes::openapi::schema::WebhookAnswer),
-        (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = crate::routes::openapi::schema::WebhookAnswer),
-        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 404, description = "No such platform, or one not configured here", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = WebhookAnswer),
+        (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = WebhookAnswer),
+        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::error::ErrorBody),
+        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than `max_body_bytes`", body = crate::error::ErrorBody),
+        (status = 415, description = "A content type the platform does not send", body = crate::error::ErrorBody),
+        (status = 404, description = "No such platform, or one not configured here", body = crate::error::ErrorBody),
     )
 )]
 pub async fn receive(
@@ -115,13 +116,13 @@ fn refused(module: &dyn Module, message: String) -> ApiError {
     post, path = "/pipeline/webhook", tag = "intake", security(("bearer" = [])),
     request_body(content = crate::routes::openapi::schema::FailureReport, description = "A failure report", content_type = "application/json"),
     responses(
-        (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = crate::routes::openapi::schema::WebhookAnswer),
-        (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = crate::routes::openapi::schema::WebhookAnswer),
-        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 413, description = "Larger than `max_body_bytes`", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 415, description = "A content type the platform does not send", body = crate::routes::openapi::schema::ErrorBody),
-        (status = 403, description = "The credential lacks the `ingest` role", body = crate::routes::openapi::schema::ErrorBody),
+        (status = 200, description = "A ping, or a delivery pipeguard ignores (the reason says why)", body = WebhookAnswer),
+        (status = 202, description = "Stored: a new session, a replay, or an outcome of a followed run", body = WebhookAnswer),
+        (status = 400, description = "Not the platform's payload, or a name that could steer API URLs", body = crate::error::ErrorBody),
+        (status = 401, description = "Unsigned, or the signature or token does not match", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than `max_body_bytes`", body = crate::error::ErrorBody),
+        (status = 415, description = "A content type the platform does not send", body = crate::error::ErrorBody),
+        (status = 403, description = "The credential lacks the `ingest` role", body = crate::error::ErrorBody),
     )
 )]
 /// `POST /pipeline/webhook`: the generic failure report, proven by the generic source's own
@@ -221,7 +222,11 @@ async fn intake(
     let mut pushed = None;
     let intake = match delivery.parsed {
         Parsed::Ping => {
-            return Ok((StatusCode::OK, Json(json!({"status": "pong"}))).into_response())
+            let pong = WebhookAnswer {
+                status: Some("pong".into()),
+                ..Default::default()
+            };
+            return Ok((StatusCode::OK, Json(pong)).into_response());
         }
         Parsed::Ignored(reason) => {
             let o = st
@@ -309,40 +314,69 @@ fn count_runner_jobs(st: &Shared, platform: Platform, seen: Vec<RunnerJob>) {
     }
 }
 
+/// What intake did with a delivery: a new session (`received`), a replay (`duplicate`),
+/// an outcome of a run pipeguard follows, `ignored` with the reason, or a person's command
+/// (a check run's button, a `/pipeguard` note): `decided` or `ignored` with the `message`
+/// answered where it was given.
+#[derive(Serialize, ToSchema, Default)]
+pub struct WebhookAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl WebhookAnswer {
+    fn session(session_id: String, status: &str) -> WebhookAnswer {
+        WebhookAnswer {
+            session_id: Some(session_id),
+            status: Some(status.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 /// What HTTP says about a delivery's outcome.
 pub fn answer(o: IntakeOutcome) -> Response {
-    let (status, body) = match o {
-        IntakeOutcome::Created { session_id } => (
-            StatusCode::ACCEPTED,
-            json!({"session_id": session_id, "status": "received"}),
-        ),
-        IntakeOutcome::Duplicate { session_id, status } => {
-            let mut b = json!({"session_id": session_id, "duplicate": true});
-            if let Some(s) = status {
-                b["status"] = json!(s);
-            }
-            (StatusCode::ACCEPTED, b)
+    let accepted = |a: WebhookAnswer| (StatusCode::ACCEPTED, Json(a)).into_response();
+    match o {
+        IntakeOutcome::Created { session_id } => {
+            accepted(WebhookAnswer::session(session_id, "received"))
         }
-        IntakeOutcome::Outcome { session_id } => (
-            StatusCode::ACCEPTED,
-            json!({"session_id": session_id, "status": "outcome"}),
-        ),
-        IntakeOutcome::PassedLater { session_id } => (
-            StatusCode::ACCEPTED,
-            json!({"session_id": session_id, "status": "passed_later"}),
-        ),
-        IntakeOutcome::Rerun { session_id } => (
-            StatusCode::ACCEPTED,
-            json!({"session_id": session_id, "status": "rerun"}),
-        ),
-        IntakeOutcome::Ignored { reason } => (
-            StatusCode::OK,
-            json!({"status": "ignored", "reason": reason}),
-        ),
+        IntakeOutcome::Duplicate { session_id, status } => accepted(WebhookAnswer {
+            duplicate: Some(true),
+            session_id: Some(session_id),
+            status: status.map(|s| s.as_str().to_string()),
+            ..Default::default()
+        }),
+        IntakeOutcome::Outcome { session_id } => {
+            accepted(WebhookAnswer::session(session_id, "outcome"))
+        }
+        IntakeOutcome::PassedLater { session_id } => {
+            accepted(WebhookAnswer::session(session_id, "passed_later"))
+        }
+        IntakeOutcome::Rerun { session_id } => {
+            accepted(WebhookAnswer::session(session_id, "rerun"))
+        }
+        IntakeOutcome::Ignored { reason } => {
+            let a = WebhookAnswer {
+                reason: Some(reason),
+                status: Some("ignored".into()),
+                ..Default::default()
+            };
+            (StatusCode::OK, Json(a)).into_response()
+        }
+        // A person's command (a button, a note): the answer it recorded.
         IntakeOutcome::Recorded { status, body } => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
-            body,
-        ),
-    };
-    (status, Json(body)).into_response()
+            Json(body),
+        )
+            .into_response(),
+    }
 }

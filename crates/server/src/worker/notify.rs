@@ -115,7 +115,7 @@ pub(super) async fn send_incident(
     else {
         return Ok(());
     };
-    let body = crate::routes::incidents::incident_json(&i);
+    let body = serde_json::json!(crate::routes::incidents::Incident::of(&i));
     st.notifier
         .send_incident(ch, &body, closed)
         .await
