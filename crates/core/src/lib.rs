@@ -1,17 +1,16 @@
 //! The pure domain of pipeguard: no I/O beyond reading a log stream handed in.
 //!
-//! `analyze(log) -> Diagnosis`, `planner::decide(&Facts) -> Next` (every decision about a
-//! session, beside its state machine in `lifecycle`) and
-//! `safety::assess(argv) -> Assessment` live here so every decision can be unit-tested
-//! without a server, a database or a CI platform.
+//! `planner::decide(&Facts) -> Next` (every decision about a session, beside its state
+//! machine in `lifecycle`) lives here so every decision can be unit-tested without a server,
+//! a database or a CI platform. The engines it builds on are crates of their own, re-exported
+//! at their old paths: `analysis` (pipeguard-analysis, `analyze(log) -> Diagnosis`), `safety`
+//! (pipeguard-safety, `assess(argv) -> Assessment`), and the shared names `category`, `glob`,
+//! `Platform`, `Strategy` and `Risk` (pipeguard-taxonomy).
 
-pub mod analysis;
 pub mod backoff;
-pub mod category;
 pub mod classifier;
 pub mod codeowners;
 pub mod event;
-pub mod glob;
 // Drives the fuzz targets and the replay of their corpus; not part of the service.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -23,10 +22,13 @@ pub mod planner;
 pub mod policy;
 pub mod readiness;
 pub mod runners;
-pub mod safety;
 pub mod secrets;
 pub mod simulate;
 pub mod stats;
+
+pub use pipeguard_analysis as analysis;
+pub use pipeguard_safety as safety;
+pub use pipeguard_taxonomy::{category, glob};
 
 pub use analysis::{Analyzer, Diagnosis, Evidence};
 pub use category::Category;

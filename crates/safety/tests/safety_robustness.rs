@@ -1,8 +1,8 @@
 //! The assessment never panics and always comes back, whatever it is given: random bytes,
 //! random shell-looking token soup, deep nesting, and inputs built to blow up.
 
-use pipeguard_core::safety::{assess, assess_script};
-use pipeguard_core::Risk;
+use pipeguard_safety::{assess, assess_script};
+use pipeguard_taxonomy::Risk;
 
 /// xorshift64*: a small deterministic generator, so a failure can be replayed by its seed.
 struct Rng(u64);

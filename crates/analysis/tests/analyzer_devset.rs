@@ -10,9 +10,9 @@
 #[path = "../../../tests/support/require.rs"]
 mod require;
 
-use pipeguard_core::analysis::eval::{evidence_hits_chunk, Binary};
-use pipeguard_core::analysis::{Evidence, MAX_EVIDENCE};
-use pipeguard_core::{Analyzer, Category};
+use pipeguard_analysis::eval::{evidence_hits_chunk, Binary};
+use pipeguard_analysis::{Analyzer, Evidence, MAX_EVIDENCE};
+use pipeguard_taxonomy::Category;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};

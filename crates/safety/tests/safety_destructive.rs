@@ -2,8 +2,8 @@
 //! and outside the filesystem (cloud, databases, repositories, packages, scaling).
 //! Each must reach at least the level in the table — most must be exactly refused.
 
-use pipeguard_core::safety::{assess_script, risk_name};
-use pipeguard_core::Risk;
+use pipeguard_safety::{assess_script, risk_name};
+use pipeguard_taxonomy::Risk;
 
 use Risk::{High, Refused};
 

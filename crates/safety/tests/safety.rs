@@ -1,7 +1,7 @@
 //! The risk assessment against a table of commands, hostile spellings included.
 
-use pipeguard_core::safety::{assess, assess_script, risk_name};
-use pipeguard_core::Risk;
+use pipeguard_safety::{assess, assess_script, risk_name};
+use pipeguard_taxonomy::Risk;
 
 use Risk::{High, Low, Medium, Refused};
 

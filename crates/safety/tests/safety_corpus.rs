@@ -2,10 +2,10 @@
 //! the share of destructive commands rated high or refused (caught) and the share of everyday
 //! commands rated high or refused (false alarms). The targets are those set for the safety
 //! assessment: at least 98 % caught, at most 2 % false alarms, on the corpus and in each class.
-//! `cargo test -p pipeguard-core --test safety_corpus -- --nocapture` prints the figures.
+//! `cargo test -p pipeguard-safety --test safety_corpus -- --nocapture` prints the figures.
 
-use pipeguard_core::safety::{assess_script, risk_name};
-use pipeguard_core::Risk;
+use pipeguard_safety::{assess_script, risk_name};
+use pipeguard_taxonomy::Risk;
 
 /// (class, script): each must be rated high or refused.
 const DESTRUCTIVE: &[(&str, &str)] = &[

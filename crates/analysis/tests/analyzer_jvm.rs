@@ -3,7 +3,8 @@
 //! running out of heap, a repository answering 502, the Kotlin daemon dying, and the genuine
 //! failures next to them that must not be retried.
 
-use pipeguard_core::{Analyzer, Category, Diagnosis};
+use pipeguard_analysis::{Analyzer, Diagnosis};
+use pipeguard_taxonomy::Category;
 
 fn gha(lines: &str) -> String {
     lines

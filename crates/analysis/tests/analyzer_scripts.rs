@@ -3,7 +3,8 @@
 //! message. The step's commands and the lines it printed decide together; where they say
 //! nothing classifiable the answer stays `unknown`.
 
-use pipeguard_core::{Analyzer, Category, Diagnosis};
+use pipeguard_analysis::{Analyzer, Diagnosis};
+use pipeguard_taxonomy::Category;
 
 fn analyze(log: &str) -> Diagnosis {
     Analyzer::builtin().analyze(log.as_bytes())

@@ -1,21 +1,11 @@
 //! The strategy vocabulary the store, the API and the plans share: names that read back as
 //! the same strategy, the built-in choice per category, and which strategies act.
 
-use pipeguard_core::{Category, Strategy};
-
-const ALL: [Strategy; 7] = [
-    Strategy::Retry,
-    Strategy::ScaleResources,
-    Strategy::ClearCache,
-    Strategy::ResetEnvironment,
-    Strategy::HealHost,
-    Strategy::Escalate,
-    Strategy::None,
-];
+use pipeguard_taxonomy::{Category, Strategy};
 
 #[test]
 fn every_stored_strategy_name_reads_back_as_itself() {
-    for s in ALL {
+    for s in Strategy::ALL {
         assert_eq!(Strategy::parse(s.as_str()), Some(s), "{}", s.as_str());
     }
     for bogus in ["", "retry ", "Retry", "rerun"] {
@@ -43,7 +33,7 @@ fn the_built_in_strategy_follows_the_category() {
 
 #[test]
 fn only_strategies_that_change_something_act() {
-    let acting: Vec<&str> = ALL
+    let acting: Vec<&str> = Strategy::ALL
         .iter()
         .filter(|s| s.acts())
         .map(|s| s.as_str())

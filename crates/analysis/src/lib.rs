@@ -17,6 +17,12 @@ mod scan;
 pub mod tests_names;
 pub mod tools;
 
+// The modules name the shared taxonomy by its paths in pipeguard-core, where they lived.
+use pipeguard_taxonomy::{category, glob};
+mod policy {
+    pub(crate) use pipeguard_taxonomy::Strategy;
+}
+
 use crate::category::Category;
 use crate::policy::Strategy;
 use serde::{Deserialize, Serialize};

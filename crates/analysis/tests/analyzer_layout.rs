@@ -1,7 +1,8 @@
 //! The analyzer reads a CI log's shape: the step that failed in each runner's format, the
 //! command that step ran (and what its tool's failure means), evidence weighed by where it sits.
 
-use pipeguard_core::{Analyzer, Category, Diagnosis};
+use pipeguard_analysis::{Analyzer, Diagnosis};
+use pipeguard_taxonomy::Category;
 
 fn analyze(log: &str) -> Diagnosis {
     Analyzer::builtin().analyze(log.as_bytes())

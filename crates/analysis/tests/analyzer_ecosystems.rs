@@ -1,8 +1,8 @@
 //! The analyzer on small logs in the shape each ecosystem's tools print: category, whether it
 //! would retry, the evidence, failing test names, redaction and fingerprints.
 
-use pipeguard_core::analysis::{Hints, UserSignature};
-use pipeguard_core::{Analyzer, Category, Diagnosis, Strategy};
+use pipeguard_analysis::{Analyzer, Diagnosis, Hints, UserSignature};
+use pipeguard_taxonomy::{Category, Strategy};
 use std::io::Read;
 
 fn analyze(log: &str) -> Diagnosis {

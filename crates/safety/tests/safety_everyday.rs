@@ -1,8 +1,8 @@
 //! Everyday heals and diagnostics must stay low (or medium where they change a file or stop
 //! one thing): a safety check that refuses these is useless to a self-healing pipeline.
 
-use pipeguard_core::safety::{assess, assess_script, risk_name};
-use pipeguard_core::Risk;
+use pipeguard_safety::{assess, assess_script, risk_name};
+use pipeguard_taxonomy::Risk;
 
 use Risk::{Low, Medium};
 

@@ -1,8 +1,8 @@
 //! A failure read against the job's green runs: lines every green run prints are noise, the
 //! lines the failure added are the evidence, and without a baseline nothing changes.
 
-use pipeguard_core::analysis::{Baseline, Compared, Hints};
-use pipeguard_core::{Analyzer, Category};
+use pipeguard_analysis::{Analyzer, Baseline, Compared, Hints};
+use pipeguard_taxonomy::Category;
 
 fn gha(lines: &[&str]) -> String {
     lines
