@@ -3,7 +3,8 @@
 //! the project's settings, Windows' cmd.exe not finding a path. Each is a configuration error
 //! and never retried; lines that only look alike stay what they were.
 
-use pipeguard_core::{Analyzer, Category, Diagnosis};
+use pipeguard_analysis::{Analyzer, Diagnosis};
+use pipeguard_taxonomy::Category;
 
 fn analyze(log: &str) -> Diagnosis {
     Analyzer::builtin().analyze(log.as_bytes())
