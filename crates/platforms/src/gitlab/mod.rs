@@ -10,8 +10,8 @@
 //! [`OUTCOME_ATTEMPT`], above every real attempt.
 
 mod client;
-mod issues;
 mod history;
+mod issues;
 mod webhook;
 
 pub use crate::OUTCOME_ATTEMPT;
