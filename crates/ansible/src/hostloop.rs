@@ -6,7 +6,7 @@
 use crate::facts::HostFacts;
 use crate::fit;
 use pipeguard_core::Risk;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use pipeguard_core::safety::Purpose;
@@ -45,6 +45,134 @@ pub fn gate(purpose: Purpose, command: &str, risk: Risk, facts: &HostFacts) -> G
     }
 }
 
+/// What the model proposed for one host, by purpose, in the order each runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub diagnostics: Vec<String>,
+    pub fixes: Vec<String>,
+    pub verification: Vec<String>,
+    pub rollback: Vec<String>,
+}
+
+/// The host loop's next step on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Run this command now.
+    Run(Purpose, String),
+    /// Record this command as not run, with why.
+    Skip(Purpose, String, String),
+    /// The fixes wait for a person (these are medium risk).
+    AskApproval(Vec<String>),
+    Healed,
+    /// Hand the host to people, with why.
+    Escalate(String),
+}
+
+/// The loop's order as a pure function of the proposal and what already happened on the
+/// host (`done`): diagnostics (each once; the gate skips what does not only read), then
+/// every fix (all allowed before any runs; medium ones once `approved`), the verification,
+/// and on any failure the rollback, then escalation. The worker and the CLI perform it.
+pub fn next(p: &Proposal, facts: &HostFacts, done: &HostReport, approved: bool) -> Next {
+    let allowed = |purpose, c: &str| match gate(
+        purpose,
+        c,
+        pipeguard_core::safety::assess_script(c).level,
+        facts,
+    ) {
+        Gate::Run => Ok(()),
+        Gate::NeedsApproval if approved => Ok(()),
+        Gate::NeedsApproval => Err(None),
+        Gate::Refuse(why) => Err(Some(why)),
+    };
+    let step = |purpose: Purpose, c: &String| match allowed(purpose, c) {
+        Ok(()) => Next::Run(purpose, c.clone()),
+        Err(why) => Next::Skip(
+            purpose,
+            c.clone(),
+            why.unwrap_or_else(|| "medium risk and not approved".into()),
+        ),
+    };
+    if let Some(c) = p.diagnostics.get(done.diagnostics.len()) {
+        return step(Purpose::Diagnostic, c);
+    }
+    if p.fixes.is_empty() {
+        return Next::Escalate("the model proposed no fix".into());
+    }
+    if done.fixes.is_empty() {
+        if let Some((c, why)) = p.fixes.iter().find_map(|c| match allowed(Purpose::Fix, c) {
+            Err(Some(why)) => Some((c, why)),
+            _ => None,
+        }) {
+            return Next::Skip(Purpose::Fix, c.clone(), why);
+        }
+        let medium: Vec<String> = p
+            .fixes
+            .iter()
+            .filter(|c| allowed(Purpose::Fix, c).is_err())
+            .cloned()
+            .collect();
+        if !medium.is_empty() {
+            return Next::AskApproval(medium);
+        }
+    }
+    if let Some(x) = done.fixes.iter().find(|x| !x.ran) {
+        return Next::Escalate(format!("the fix `{}` was not run: {}", x.command, x.note));
+    }
+    let fixed = done.fixes.iter().all(Ran::ok);
+    if fixed {
+        if let Some(c) = p.fixes.get(done.fixes.len()) {
+            return Next::Run(Purpose::Fix, c.clone());
+        }
+    }
+    let verified = fixed && !p.verification.is_empty() && done.verification.iter().all(Ran::ok);
+    if verified {
+        match p.verification.get(done.verification.len()) {
+            Some(c) => return step(Purpose::Verify, c),
+            None => return Next::Healed,
+        }
+    }
+    after_failure(p, done, fixed, &step)
+}
+
+/// A fix or the verification failed: each rollback in order, stopping at the first that
+/// fails, then escalation saying what happened.
+fn after_failure(
+    p: &Proposal,
+    done: &HostReport,
+    fixed: bool,
+    step: &dyn Fn(Purpose, &String) -> Next,
+) -> Next {
+    let rolled = done.rollback.iter().all(Ran::ok);
+    if rolled {
+        if let Some(c) = p.rollback.get(done.rollback.len()) {
+            return step(Purpose::Rollback, c);
+        }
+    }
+    let what = if !fixed {
+        "a fix failed"
+    } else if p.verification.is_empty() {
+        "the model proposed no verification"
+    } else {
+        "the verification failed"
+    };
+    let rb = if rolled && !p.rollback.is_empty() {
+        "rolled back"
+    } else {
+        "NOT fully rolled back"
+    };
+    Next::Escalate(format!("{what}; {rb}"))
+}
+
+/// How a purpose is named in reports, the timeline and the audit trail.
+pub fn purpose_name(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Diagnostic => "diagnostic",
+        Purpose::Fix => "fix",
+        Purpose::Verify => "verify",
+        Purpose::Rollback => "rollback",
+    }
+}
+
 /// The default batch: 25 % of the hosts, at least one.
 pub fn default_batch(hosts: usize) -> usize {
     (hosts / 4).max(1)
@@ -62,7 +190,7 @@ pub fn waves(hosts: &[String], batch: usize) -> Vec<Vec<String>> {
 }
 
 /// One command the loop considered, run or not.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ran {
     pub command: String,
     pub risk: String,
@@ -71,7 +199,7 @@ pub struct Ran {
     /// Redacted and bounded.
     pub output: String,
     /// Why it did not run, when it did not.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
 
@@ -81,7 +209,7 @@ impl Ran {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     pub category: String,
     /// `rules` or `model`.
@@ -90,7 +218,7 @@ pub struct Diagnosis {
     pub fingerprint: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Healed,
@@ -99,7 +227,7 @@ pub enum Outcome {
     Untouched,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostReport {
     pub task: String,
     pub facts: HostFacts,
@@ -361,5 +489,112 @@ mod tests {
         assert_eq!(w[1], ["h2", "h3"]);
         assert_eq!(w[3], ["h6"]);
         assert!(waves(&[], 3).is_empty());
+    }
+
+    fn ran(c: &str, code: i32) -> Ran {
+        Ran {
+            command: c.into(),
+            ran: true,
+            exit_code: Some(code),
+            ..Ran::default()
+        }
+    }
+
+    #[test]
+    fn the_loop_diagnoses_fixes_verifies_and_heals_in_order() {
+        let p = Proposal {
+            diagnostics: vec!["ls -ld /srv/etc".into(), "mkdir -p /x".into()],
+            fixes: vec!["mkdir -p /srv/etc/app".into()],
+            verification: vec!["test -d /srv/etc/app".into()],
+            rollback: vec![],
+        };
+        let h = debian();
+        let mut r = HostReport::default();
+        assert_eq!(
+            next(&p, &h, &r, false),
+            Next::Run(Purpose::Diagnostic, "ls -ld /srv/etc".into())
+        );
+        r.diagnostics.push(ran("ls -ld /srv/etc", 2));
+        // A diagnostic that writes is recorded, never run.
+        assert!(matches!(
+            next(&p, &h, &r, false),
+            Next::Skip(Purpose::Diagnostic, _, _)
+        ));
+        r.diagnostics.push(Ran {
+            command: "mkdir -p /x".into(),
+            ..Ran::default()
+        });
+        assert_eq!(
+            next(&p, &h, &r, false),
+            Next::Run(Purpose::Fix, "mkdir -p /srv/etc/app".into())
+        );
+        r.fixes.push(ran("mkdir -p /srv/etc/app", 0));
+        assert_eq!(
+            next(&p, &h, &r, false),
+            Next::Run(Purpose::Verify, "test -d /srv/etc/app".into())
+        );
+        r.verification.push(ran("test -d /srv/etc/app", 0));
+        assert_eq!(next(&p, &h, &r, false), Next::Healed);
+        // A failed verification: rolled back, escalated.
+        r.verification[0].exit_code = Some(1);
+        let p = Proposal {
+            rollback: vec!["rmdir /srv/etc/app".into()],
+            ..p
+        };
+        // `rmdir` is medium: a rollback, too, runs only once approved.
+        assert!(matches!(
+            next(&p, &h, &r, false),
+            Next::Skip(Purpose::Rollback, _, _)
+        ));
+        assert_eq!(
+            next(&p, &h, &r, true),
+            Next::Run(Purpose::Rollback, "rmdir /srv/etc/app".into())
+        );
+        r.rollback.push(ran("rmdir /srv/etc/app", 0));
+        assert_eq!(
+            next(&p, &h, &r, false),
+            Next::Escalate("the verification failed; rolled back".into())
+        );
+    }
+
+    #[test]
+    fn medium_fixes_wait_for_approval_and_refused_ones_never_run() {
+        let h = debian();
+        let medium = "chmod 640 /etc/app.conf".to_string();
+        let p = Proposal {
+            fixes: vec![medium.clone()],
+            verification: vec!["test -f /etc/app.conf".into()],
+            ..Proposal::default()
+        };
+        let r = HostReport::default();
+        assert_eq!(
+            next(&p, &h, &r, false),
+            Next::AskApproval(vec![medium.clone()])
+        );
+        assert_eq!(next(&p, &h, &r, true), Next::Run(Purpose::Fix, medium));
+        let p = Proposal {
+            fixes: vec!["mkdir -p /a".into(), "rm -rf /var/lib/postgresql".into()],
+            ..p
+        };
+        let Next::Skip(Purpose::Fix, c, _) = next(&p, &h, &r, true) else {
+            panic!("the rm -rf must be refused before any fix runs");
+        };
+        assert_eq!(c, "rm -rf /var/lib/postgresql");
+        let r = HostReport {
+            fixes: vec![Ran {
+                command: c,
+                note: "refused".into(),
+                ..Ran::default()
+            }],
+            ..r
+        };
+        assert!(
+            matches!(next(&p, &h, &r, true), Next::Escalate(why) if why.contains("was not run"))
+        );
+        let none = Proposal::default();
+        assert_eq!(
+            next(&none, &h, &HostReport::default(), false),
+            Next::Escalate("the model proposed no fix".into())
+        );
     }
 }

@@ -48,6 +48,80 @@ pub struct Config {
     pub incidents: pipeguard_core::incident::Settings,
     /// Quarantined tests: when they are released and where their tickets go.
     pub flaky: FlakySection,
+    /// The host loop's keys of `[ansible]` (the rest of that table is the platform's).
+    #[serde(skip)]
+    pub ansible: AnsibleHostLoop,
+}
+
+/// `[ansible] host_loop`, `inventory`, `hosts`, `become`, `ansible`: reports from the
+/// callback plugin run the host loop on the server, for the listed hosts it may reach.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnsibleHostLoop {
+    /// Off by default: reports are diagnosed and escalated as before.
+    pub host_loop: bool,
+    /// The inventory the server reaches hosts with (`-i`).
+    pub inventory: Option<String>,
+    /// Globs of inventory names the server may run commands on; none matches nothing.
+    pub hosts: Vec<String>,
+    /// Run the commands with `--become`.
+    #[serde(rename = "become")]
+    pub become_: bool,
+    /// The `ansible` executable (default: `ansible` on the PATH).
+    pub ansible: Option<String>,
+}
+
+impl AnsibleHostLoop {
+    const KEYS: [&'static str; 5] = ["host_loop", "inventory", "hosts", "become", "ansible"];
+
+    /// Whether the loop may run on `host`.
+    pub fn reaches(&self, host: &str) -> bool {
+        self.host_loop
+            && self
+                .hosts
+                .iter()
+                .any(|g| pipeguard_core::glob::Pattern::shell(g).is_match(host))
+    }
+
+    /// Takes the host loop's keys out of the `[ansible]` table.
+    fn take(table: &mut toml::Table) -> Result<AnsibleHostLoop> {
+        let Some(toml::Value::Table(a)) = table.get_mut("ansible") else {
+            return Ok(AnsibleHostLoop::default());
+        };
+        let mine: toml::Table = Self::KEYS
+            .iter()
+            .filter_map(|k| Some((k.to_string(), a.remove(*k)?)))
+            .collect();
+        toml::Value::Table(mine)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("[ansible]: {e}"))
+    }
+
+    /// `PIPEGUARD_ANSIBLE_HOST_LOOP`, `_INVENTORY`, `_HOSTS` (comma-separated), `_BECOME`,
+    /// `_BIN`.
+    fn apply_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        let v = |k: &str| get(&format!("PIPEGUARD_ANSIBLE_{k}")).filter(|v| !v.is_empty());
+        let flag = |k: &str, field: &mut bool| -> Result<()> {
+            if let Some(x) = v(k) {
+                *field = x.trim().parse().map_err(|_| {
+                    anyhow::anyhow!("PIPEGUARD_ANSIBLE_{k}={x:?} is not true or false")
+                })?;
+            }
+            Ok(())
+        };
+        flag("HOST_LOOP", &mut self.host_loop)?;
+        flag("BECOME", &mut self.become_)?;
+        if let Some(x) = v("INVENTORY") {
+            self.inventory = Some(x);
+        }
+        if let Some(x) = v("BIN") {
+            self.ansible = Some(x);
+        }
+        if let Some(x) = v("HOSTS") {
+            self.hosts = x.split(',').map(|h| h.trim().to_string()).collect();
+        }
+        Ok(())
+    }
 }
 
 /// Slack's interactive messages: the app's signing secret proves each button press, and
@@ -350,6 +424,7 @@ impl Default for Config {
             slack: SlackSection::default(),
             incidents: Default::default(),
             flaky: FlakySection::default(),
+            ansible: AnsibleHostLoop::default(),
         }
     }
 }
@@ -490,15 +565,17 @@ impl Config {
     /// The configuration a TOML text describes: the platform tables go to their platform's
     /// section spec, the rest to `Config`; unknown keys are errors in both.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let table: toml::Table = toml::from_str(text)?;
+        let mut table: toml::Table = toml::from_str(text)?;
         if let Some(e) = unknown_top_level_key(&table) {
             anyhow::bail!(e);
         }
+        let ansible = AnsibleHostLoop::take(&mut table)?;
         let (platforms, rest): (Vec<_>, Vec<_>) =
             table.into_iter().partition(|(k, _)| Sections::is_key(k));
         let mut cfg: Config = toml::Value::Table(rest.into_iter().collect()).try_into()?;
         cfg.platforms =
             Sections::from_tables(platforms.into_iter().collect()).map_err(anyhow::Error::msg)?;
+        cfg.ansible = ansible;
         Ok(cfg)
     }
 
@@ -553,6 +630,7 @@ impl Config {
         self.platforms
             .apply_env(&|k| get(k))
             .map_err(anyhow::Error::msg)?;
+        self.ansible.apply_env(&get)?;
         if let Some(v) = nonempty("PIPEGUARD_HEALING_MODE") {
             self.healing.mode =
                 pipeguard_core::planner::Mode::parse(v.trim()).ok_or_else(|| {
@@ -785,6 +863,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("reserve_share"), "{e}");
+    }
+
+    #[test]
+    fn the_ansible_host_loop_is_off_unless_configured_and_lists_its_hosts() {
+        let cfg = Config::from_toml("[ansible]\nwebhook_secret = \"s\"\n").unwrap();
+        assert!(!cfg.ansible.host_loop && !cfg.ansible.reaches("web-1"));
+        let mut cfg = Config::from_toml(
+            "[ansible]\nwebhook_secret = \"s\"\nhost_loop = true\nhosts = [\"web-*\"]\nbecome = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.platform(Platform::Ansible).webhook_secret.as_deref(),
+            Some("s")
+        );
+        assert!(cfg.ansible.reaches("web-1") && !cfg.ansible.reaches("db-1"));
+        assert!(cfg.ansible.become_);
+        let env = |k: &str| match k {
+            "PIPEGUARD_ANSIBLE_HOSTS" => Some("db-*, cache-1".to_string()),
+            "PIPEGUARD_ANSIBLE_INVENTORY" => Some("/etc/ansible/hosts".to_string()),
+            _ => None,
+        };
+        cfg.apply_env(env).unwrap();
+        assert!(cfg.ansible.reaches("db-1") && cfg.ansible.reaches("cache-1"));
+        assert!(!cfg.ansible.reaches("web-1"));
+        assert_eq!(cfg.ansible.inventory.as_deref(), Some("/etc/ansible/hosts"));
+        let bad = |k: &str| (k == "PIPEGUARD_ANSIBLE_HOST_LOOP").then(|| "yes".to_string());
+        assert!(cfg.apply_env(bad).is_err());
+        assert!(Config::from_toml("[ansible]\nhost_loop = \"on\"\n").is_err());
     }
 
     #[test]

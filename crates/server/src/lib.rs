@@ -1,5 +1,6 @@
 //! The pipeguard service: webhook intake, the healing worker and the API, on one axum server.
 
+pub mod adhoc;
 pub mod analyst;
 pub mod approvals;
 pub mod audit;

@@ -49,6 +49,19 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     let explained = super::explain::consult(st, &s, &mut jobs, kept)
         .instrument(tracing::info_span!("explain"))
         .await;
+    let e = explained.as_ref().map(|c| c.explanation());
+    if let Some(state) = super::hostloop::proposal(st, &s, &jobs, e) {
+        let mode = st.mode_for(super::platform_of(&s), &s.repository).await?;
+        if mode == planner::Mode::Act {
+            let mut d = json!({"jobs": jobs});
+            if let Some(j) = jobs.first() {
+                d = serde_json::to_value(&j.diagnosis).unwrap_or(d);
+                d["jobs"] = json!(jobs);
+            }
+            super::explain::attach(&mut d, explained.as_ref());
+            return super::hostloop::begin(st, &s, d, state).await;
+        }
+    }
     let model = super::explain::verdict(explained.as_ref());
     let known = gather(st, &s, ci, &jobs, model, true)
         .instrument(tracing::info_span!("gather"))

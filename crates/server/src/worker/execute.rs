@@ -42,6 +42,11 @@ pub(super) async fn execute(st: &Shared, job: &Job) -> Result<(), JobError> {
     if s.status != S::Planned && s.status != S::Executing {
         return Ok(());
     }
+    // An approved host loop goes on where it waited.
+    if let Some(mut state) = super::hostloop::stored(&s) {
+        state.approved |= matches!(job.task, Task::Execute { approved: true });
+        return super::hostloop::drive(st, &s.id, state).await;
+    }
     let Some(ci) = ci_for(st, &s) else {
         return Err(JobError::Fatal(format!(
             "no executor for platform {}",

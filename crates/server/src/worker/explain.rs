@@ -24,6 +24,12 @@ pub(super) struct Consulted {
     decided: bool,
 }
 
+impl Consulted {
+    pub(super) fn explanation(&self) -> &Explanation {
+        &self.explanation
+    }
+}
+
 /// The logs' text for the model's context; nothing is kept when no model is configured.
 pub(super) fn keep_logs(st: &Shared, logs: &[JobLog]) -> Vec<Vec<u8>> {
     if st.analyst.is_none() {

@@ -8,6 +8,7 @@ mod decisions;
 mod execute;
 mod explain;
 mod fixes;
+mod hostloop;
 mod incidents;
 mod notify;
 mod outcome;

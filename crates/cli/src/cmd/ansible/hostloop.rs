@@ -6,7 +6,6 @@
 
 use super::{confirm, escalate, Ansible, RunRecord, Session};
 use anyhow::{Context as _, Result};
-use pipeguard_ansible::fit;
 use pipeguard_ansible::hostloop::{
     default_batch, fingerprint, gate, waves, Diagnosis, Gate, Learned, LearnedFix, Outcome,
     Purpose, Ran, Report,
@@ -16,17 +15,12 @@ use pipeguard_core::safety::{assess_script, risk_name};
 use pipeguard_core::secrets::Redactor;
 use pipeguard_core::{Category, Evidence};
 use pipeguard_llm::{Analyst, ConfigError, Context, Explanation, LlmConfig};
+use pipeguard_server::adhoc::Adhoc;
 use pipeguard_store::hosts::HostFix;
 use pipeguard_store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long one ad-hoc command may run on a host.
-const ADHOC_TIMEOUT: Duration = Duration::from_secs(60);
-/// How much of a command's output is kept (its end).
-const MAX_OUTPUT: usize = 4000;
+use std::time::Instant;
 
 /// Whether an escalation came from the rules being unsure (the model may try).
 pub fn unsure(d: &Decision) -> bool {
@@ -575,8 +569,9 @@ impl<'a> HostLoop<'a> {
     fn run_one(&mut self, host: &str, p: Purpose, c: &str, become_: bool) -> Result<Ran> {
         self.adhoc_runs += 1;
         let tree = self.dir.join(format!("adhoc-{}", self.adhoc_runs));
-        let (code, output) = self.ansible.adhoc(host, c, become_, &tree)?;
-        let output = self.redactor.redact(&output);
+        let (code, output) = self
+            .ansible
+            .adhoc(host, c, become_, &tree, &self.redactor)?;
         let risk = risk_name(assess_script(c).level);
         eprintln!("pipeguard: {host}: {} [{risk}] {c} → exit {code}", name(p));
         for l in output.lines().take(3) {
@@ -643,87 +638,26 @@ fn commands(e: &Explanation, p: pipeguard_llm::Purpose) -> Vec<String> {
 }
 
 fn name(p: Purpose) -> &'static str {
-    match p {
-        Purpose::Diagnostic => "diagnostic",
-        Purpose::Fix => "fix",
-        Purpose::Verify => "verify",
-        Purpose::Rollback => "rollback",
-    }
-}
-
-/// The end of `s`, at most `max` characters.
-fn tail(s: &str, max: usize) -> String {
-    let n = s.chars().count();
-    s.chars().skip(n.saturating_sub(max)).collect()
+    pipeguard_ansible::hostloop::purpose_name(p)
 }
 
 impl Ansible {
-    /// One command on one host through `ansible HOST -m command|shell -a CMD`, bounded in
-    /// time; returns its exit code and output (stdout, stderr, message).
-    fn adhoc(&self, host: &str, script: &str, become_: bool, tree: &Path) -> Result<(i32, String)> {
-        let module = if fit::is_plain_command(script) {
-            "ansible.builtin.command"
-        } else {
-            "ansible.builtin.shell"
+    /// One command on one host through the shared ad-hoc executor, redacted and bounded.
+    fn adhoc(
+        &self,
+        host: &str,
+        script: &str,
+        become_: bool,
+        tree: &Path,
+        redactor: &Redactor,
+    ) -> Result<(i32, String)> {
+        let a = Adhoc {
+            connection_args: self.connection_args.clone(),
+            python: self.python.clone(),
+            redactor: redactor.clone(),
+            ..Adhoc::new(self.bin.with_file_name("ansible"), self.inventory.clone())
         };
-        let mut cmd = Command::new(self.bin.with_file_name("ansible"));
-        cmd.arg(host);
-        if let Some(i) = &self.inventory {
-            cmd.arg("-i").arg(i);
-        }
-        cmd.args(["-m", module, "-a", script, "--tree"]).arg(tree);
-        if become_ {
-            cmd.arg("--become");
-        }
-        cmd.args(&self.connection_args);
-        if let Some(py) = &self.python {
-            cmd.env("ANSIBLE_PYTHON_INTERPRETER", py);
-        }
-        cmd.env("ANSIBLE_RETRY_FILES_ENABLED", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().context("running ansible (ad-hoc)")?;
-        let t0 = Instant::now();
-        loop {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            if t0.elapsed() > ADHOC_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok((
-                    124,
-                    format!("timed out after {} s", ADHOC_TIMEOUT.as_secs()),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let text = std::fs::read_to_string(tree.join(host)).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let s = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .unwrap_or("")
-                .trim_end()
-                .to_string()
-        };
-        let failed = v.get("failed").and_then(|x| x.as_bool()).unwrap_or(false)
-            || v.get("unreachable")
-                .and_then(|x| x.as_bool())
-                .unwrap_or(false);
-        let code = v
-            .get("rc")
-            .and_then(|x| x.as_i64())
-            .map(|c| c as i32)
-            .unwrap_or(if failed || text.is_empty() { 1 } else { 0 });
-        let mut output: Vec<String> = [s("stdout"), s("stderr")]
-            .into_iter()
-            .filter(|x| !x.is_empty())
-            .collect();
-        if output.is_empty() {
-            output.push(s("msg"));
-        }
-        Ok((code, tail(&output.join("\n"), MAX_OUTPUT)))
+        a.run(host, script, become_, tree)
+            .context("running ansible (ad-hoc)")
     }
 }

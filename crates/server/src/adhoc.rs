@@ -1,0 +1,137 @@
+//! One command on one host through Ansible ad-hoc (`ansible HOST -m command|shell -a CMD
+//! --tree DIR`), bounded in time and output and redacted: what `pipeguard ansible`'s host
+//! loop and the server's run on a host.
+
+use pipeguard_ansible::fit;
+use pipeguard_core::secrets::Redactor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one ad-hoc command may run on a host.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of a command's output is kept (its end).
+pub const MAX_OUTPUT: usize = 4000;
+
+/// How to reach hosts with `ansible`.
+#[derive(Debug, Clone)]
+pub struct Adhoc {
+    /// The `ansible` executable.
+    pub ansible: PathBuf,
+    pub inventory: Option<String>,
+    /// Extra arguments (`--connection`, …).
+    pub connection_args: Vec<String>,
+    /// `ANSIBLE_PYTHON_INTERPRETER`, when set.
+    pub python: Option<String>,
+    pub redactor: Redactor,
+    pub timeout: Duration,
+}
+
+impl Adhoc {
+    pub fn new(ansible: PathBuf, inventory: Option<String>) -> Adhoc {
+        Adhoc {
+            ansible,
+            inventory,
+            connection_args: vec![],
+            python: None,
+            redactor: Redactor::default(),
+            timeout: TIMEOUT,
+        }
+    }
+
+    /// Runs `script` on `host` (with `--become` when asked), Ansible's result written under
+    /// `tree`; returns its exit code (124 on timeout) and its redacted output's end
+    /// (stdout, stderr, or Ansible's message).
+    pub fn run(
+        &self,
+        host: &str,
+        script: &str,
+        become_: bool,
+        tree: &Path,
+    ) -> std::io::Result<(i32, String)> {
+        let module = if fit::is_plain_command(script) {
+            "ansible.builtin.command"
+        } else {
+            "ansible.builtin.shell"
+        };
+        let mut cmd = Command::new(&self.ansible);
+        cmd.arg(host);
+        if let Some(i) = &self.inventory {
+            cmd.arg("-i").arg(i);
+        }
+        cmd.args(["-m", module, "-a", script, "--tree"]).arg(tree);
+        if become_ {
+            cmd.arg("--become");
+        }
+        cmd.args(&self.connection_args);
+        if let Some(py) = &self.python {
+            cmd.env("ANSIBLE_PYTHON_INTERPRETER", py);
+        }
+        cmd.env("ANSIBLE_RETRY_FILES_ENABLED", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn()?;
+        let t0 = Instant::now();
+        while child.try_wait()?.is_none() {
+            if t0.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                let why = format!("timed out after {} s", self.timeout.as_secs());
+                return Ok((124, why));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(tree.join(host)).unwrap_or_default();
+        let (code, output) = result(&text);
+        Ok((code, self.redactor.redact(&tail(&output, MAX_OUTPUT))))
+    }
+}
+
+/// The exit code and output of one host's `--tree` file.
+fn result(text: &str) -> (i32, String) {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .trim_end()
+            .to_string()
+    };
+    let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+    let failed = flag("failed") || flag("unreachable");
+    let code = v
+        .get("rc")
+        .and_then(|x| x.as_i64())
+        .map(|c| c as i32)
+        .unwrap_or(if failed || text.is_empty() { 1 } else { 0 });
+    let mut output: Vec<String> = [s("stdout"), s("stderr")]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect();
+    if output.is_empty() {
+        output.push(s("msg"));
+    }
+    (code, output.join("\n"))
+}
+
+/// The end of `s`, at most `max` characters.
+pub fn tail(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    s.chars().skip(n.saturating_sub(max)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_file_gives_the_exit_code_and_output() {
+        let (c, o) = result(r#"{"rc": 2, "stdout": "a\n", "stderr": "no such file"}"#);
+        assert_eq!((c, o.as_str()), (2, "a\nno such file"));
+        let (c, o) = result(r#"{"unreachable": true, "msg": "ssh: refused"}"#);
+        assert_eq!((c, o.as_str()), (1, "ssh: refused"));
+        assert_eq!(result("").0, 1, "no result is a failure");
+        assert_eq!(tail("abcdef", 2), "ef");
+    }
+}
