@@ -121,6 +121,22 @@ pub fn tail(s: &str, max: usize) -> String {
     s.chars().skip(n.saturating_sub(max)).collect()
 }
 
+/// The `host_fixes` row for what healed `host`: the CLI's and the server's loops learn alike.
+pub fn learned_row(
+    fix: pipeguard_ansible::hostloop::LearnedFix,
+    host: &str,
+) -> pipeguard_store::hosts::HostFix {
+    pipeguard_store::hosts::HostFix {
+        fingerprint: fix.fingerprint,
+        os_family: fix.os_family,
+        diagnostics: fix.diagnostics,
+        fixes: fix.fixes,
+        verification: fix.verification,
+        last_host: host.to_string(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@ use pipeguard_core::heal::JobDiagnosis;
 use pipeguard_core::lifecycle::Event;
 use pipeguard_core::safety::{assess_script, risk_name};
 use pipeguard_llm::Explanation;
-use pipeguard_store::hosts::HostFix;
 use pipeguard_store::{
     now_ms, AuditEntry, SessionRecord, SessionStatus as S, SessionUpdate, Transition,
 };
@@ -292,15 +291,7 @@ fn with_state(s: &SessionRecord, state: &State) -> Value {
 /// fails the session.
 async fn learn(st: &Shared, state: &State) {
     let fix = LearnedFix::from_report(&state.fingerprint, "", &state.report);
-    let row = HostFix {
-        fingerprint: fix.fingerprint,
-        os_family: fix.os_family,
-        diagnostics: fix.diagnostics,
-        fixes: fix.fixes,
-        verification: fix.verification,
-        last_host: state.host.clone(),
-        ..HostFix::default()
-    };
+    let row = crate::adhoc::learned_row(fix, &state.host);
     if let Err(e) = st.store.record_host_fix(&row).await {
         tracing::warn!("the heal was not learned: {e}");
     }

@@ -16,7 +16,6 @@ use pipeguard_core::secrets::Redactor;
 use pipeguard_core::{Category, Evidence};
 use pipeguard_llm::{Analyst, ConfigError, Context, Explanation, LlmConfig};
 use pipeguard_server::adhoc::Adhoc;
-use pipeguard_store::hosts::HostFix;
 use pipeguard_store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -205,15 +204,7 @@ impl<'a> HostLoop<'a> {
     fn learn(&mut self, fix: LearnedFix, host: &str) {
         self.learned.record(fix.clone());
         let Some(store) = &self.store else { return };
-        let row = HostFix {
-            fingerprint: fix.fingerprint,
-            os_family: fix.os_family,
-            diagnostics: fix.diagnostics,
-            fixes: fix.fixes,
-            verification: fix.verification,
-            last_host: host.to_string(),
-            ..HostFix::default()
-        };
+        let row = pipeguard_server::adhoc::learned_row(fix, host);
         if let Err(e) = self.rt.block_on(store.record_host_fix(&row)) {
             eprintln!("pipeguard: warning: the heal was not learned: {e}");
         }
