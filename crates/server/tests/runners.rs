@@ -1,9 +1,13 @@
 //! Bad runners against the GitLab stand-in: a runner failing unrelated jobs (other projects)
 //! is flagged and, with `quarantine = "auto"`, paused through `PUT /runners/:id` once; a
 //! runner with as many failures of one project and cause is not; an operator releases it
-//! and a viewer cannot; with `approve` it waits for an operator's quarantine.
+//! and a viewer cannot; with `approve` it waits for an operator's quarantine. The dashboard's
+//! Runners page in headless Chromium lists the suspect runner first, takes it out and
+//! releases it.
 
 mod common;
+#[path = "../../../tests/support/require.rs"]
+mod require;
 
 use common::*;
 use pipeguard_core::event::Platform;
@@ -311,5 +315,96 @@ async fn with_approve_a_suspect_runner_waits_for_an_operator_to_take_it_out() {
     assert_eq!(pauses(&sim, BAD).await, 1, "taken out once, asked twice");
     assert!(sim.runner(BAD).await.unwrap().paused);
     assert_eq!(runner(&app, "gl-bad").await["quarantined"], true);
+    app.stop().await;
+}
+
+/// The list once two reads half a second apart agree (re-runs of earlier failures may still
+/// be counted).
+async fn settled(app: &TestApp) -> Value {
+    let mut last = app.get("/api/v1/runners").await;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = app.get("/api/v1/runners").await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the runners never settled: {last:#}")
+}
+
+#[tokio::test]
+async fn the_runners_page_lists_the_suspect_first_and_takes_it_out_and_releases_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
+    if !root.join("node_modules/playwright-core").exists() || !chromium.exists() {
+        require::missing("the Runners page check: bash .ci/setup-browser.sh installs its tools");
+        return;
+    }
+    let (sim, app) = start(Quarantine::Approve).await;
+    traffic(&sim, &app).await;
+    wait_runner(&app, "gl-bad", |r| {
+        r["suspect"] == true && r["failures"] == 6
+    })
+    .await;
+    // A runner that sorts before gl-bad by name (the API's order): one passed job.
+    let store = pipeguard_store::Store::connect(&app.db_url).await.unwrap();
+    let spare = pipeguard_core::runners::RunnerJob {
+        runner: pipeguard_core::event::Runner::new(Some("gl-a-spare"), Some("9".into())).unwrap(),
+        job_id: "spare-1".into(),
+        repository: "pool/p0".into(),
+        failed: false,
+    };
+    store.record_runner_jobs("gitlab", &[spare]).await.unwrap();
+    store.close().await;
+    let before = settled(&app).await;
+    let names: Vec<_> = before["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["gl-a-spare", "gl-bad", "gl-pool-1", "gl-steady"],
+        "the page must reorder"
+    );
+    let out = tokio::process::Command::new("node")
+        .arg("runners.mjs")
+        .current_dir(&root)
+        .env("BASE", &app.base)
+        .env("OPERATOR_TOKEN", app.token("olivia", "operator").await)
+        .env("VIEWER_TOKEN", app.token("victor", "viewer").await)
+        .env("PLATFORM", "gitlab")
+        .env("SUSPECT", "gl-bad")
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser check failed: {stdout}{stderr}"
+    );
+    // What the buttons did is what GitLab and the server hold.
+    assert_eq!(pauses(&sim, BAD).await, 1, "Take out paused it once");
+    assert!(sim.runner(BAD).await.unwrap().paused);
+    let released = runner(&app, "gl-bad").await;
+    assert_eq!(
+        (&released["suspect"], &released["quarantined"]),
+        (&Value::from(false), &Value::from(false)),
+        "{released:#}"
+    );
+    assert_eq!(released["detail"], "released by olivia", "{released:#}");
+    let audit = app.get("/api/v1/audit?limit=1000").await.to_string();
+    assert!(
+        audit.contains("runner.quarantined") && audit.contains("runner.released"),
+        "{audit}"
+    );
     app.stop().await;
 }

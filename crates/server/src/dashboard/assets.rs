@@ -45,6 +45,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("flaky.js", JS),
     asset!("insights.js", JS),
     asset!("readiness.js", JS),
+    asset!("runners.js", JS),
 ];
 
 pub fn page() -> &'static Asset {

@@ -17,6 +17,9 @@ use utoipa::ToSchema;
 /// A runner, agent or node over the last 24 hours (since its release, if later).
 #[derive(Serialize, ToSchema)]
 pub struct RunnerEntry {
+    /// Why it is suspect, how it was taken out or who released it, as recorded; `null`
+    /// while nothing was decided about it.
+    pub detail: Option<String>,
     pub failures: u64,
     /// Jobs it ran, passed or failed, as deliveries and diagnoses told.
     pub jobs: u64,
@@ -58,6 +61,7 @@ pub async fn list(State(st): State<Shared>) -> Result<Json<Runners>, ApiError> {
         .await?
         .into_iter()
         .map(|r| RunnerEntry {
+            detail: r.detail,
             failures: r.count.failures,
             jobs: r.count.jobs,
             name: r.count.name,

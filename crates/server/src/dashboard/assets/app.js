@@ -9,6 +9,7 @@ import * as approvals from "./approvals.js";
 import * as flaky from "./flaky.js";
 import * as insights from "./insights.js";
 import * as readiness from "./readiness.js";
+import * as runners from "./runners.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,6 +20,7 @@ const ROUTES = [
   { path: /^\/flaky$/, view: flaky, nav: "flaky" },
   { path: /^\/insights$/, view: insights, nav: "insights" },
   { path: /^\/readiness$/, view: readiness, nav: "readiness" },
+  { path: /^\/runners$/, view: runners, nav: "runners" },
   { path: /^(?:\/sessions)?\/?$/, view: sessions, nav: "sessions" },
 ];
 

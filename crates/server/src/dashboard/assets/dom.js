@@ -104,3 +104,21 @@ export function percent(x) {
 export function failure(err) {
   return h("p", { class: "error", role: "alert" }, err?.message || String(err));
 }
+
+/** A button that runs `run` (an API call), says so, then reloads the view; an error is shown
+ * beside it and the button can be pressed again. */
+export function action(text, cls, label, run, reload) {
+  const b = h("button", { type: "button", class: cls, "aria-label": label }, text);
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      await run();
+      announce(`${label}: done`);
+      reload();
+    } catch (e) {
+      b.disabled = false;
+      b.after(failure(e));
+    }
+  });
+  return b;
+}

@@ -2,7 +2,7 @@
 // marked), quarantine for operators; and the quarantine list with owners and end dates.
 
 import { api, query } from "./api.js";
-import { announce, duration, failure, fill, h, percent, scroller, when } from "./dom.js";
+import { action, duration, failure, fill, h, percent, scroller, when } from "./dom.js";
 
 export function render(root, ctx) {
   const tests = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -83,22 +83,6 @@ function quarantineTable(list, ctx, reload) {
     h("td", {}, q.ticket_url ? h("a", { href: q.ticket_url }, "ticket")
       : (q.ticket_error ? h("span", { title: q.ticket_error }, "not filed yet") : "—")),
     h("td", {}, ctx.canDecide ? unquarantine(q, reload) : ""))));
-}
-
-function action(text, cls, label, run, reload) {
-  const b = h("button", { type: "button", class: cls, "aria-label": label }, text);
-  b.addEventListener("click", async () => {
-    b.disabled = true;
-    try {
-      await run();
-      announce(`${label}: done`);
-      reload();
-    } catch (e) {
-      b.disabled = false;
-      b.after(failure(e));
-    }
-  });
-  return b;
 }
 
 function quarantine(t, ctx, reload) {
