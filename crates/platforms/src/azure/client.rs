@@ -6,7 +6,7 @@ use crate::settings::Section;
 use crate::webhook::{label_char, valid_path};
 use crate::{parse_time_ms, require, Ci, JobLog, PlatformError, Rerun, RunState, OUTCOME_ATTEMPT};
 use async_trait::async_trait;
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
 use pipeguard_core::policy::Capabilities;
 use reqwest::Method;
 use serde::Deserialize;
@@ -78,6 +78,12 @@ struct Record {
     log: Option<IdRef>,
     #[serde(default)]
     issues: Option<Vec<Issue>>,
+    /// The agent a job ran on, as the pool lists it.
+    #[serde(default)]
+    worker_name: Option<String>,
+    /// The project's agent queue the job ran from: it leads to the agent's pool.
+    #[serde(default)]
+    queue_id: Option<u64>,
 }
 
 impl Record {
@@ -92,6 +98,61 @@ impl Record {
             .filter(|i| i.kind.as_deref() == Some("error"))
             .filter_map(|i| i.message.as_deref())
     }
+
+    /// The agent a job ran on, with the queue it came from as
+    /// `{org}/{project}/_apis/distributedtask/queues/{id}` (what taking it out starts from).
+    fn runner(&self, ev: &FailureEvent) -> Option<Runner> {
+        let name = self
+            .worker_name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())?;
+        let queue = match (project_api(ev), self.queue_id) {
+            (Ok(project), Some(q)) => Some(format!("{project}{QUEUES}{q}")),
+            _ => None,
+        };
+        Runner::new(Some(name), queue)
+    }
+}
+
+const QUEUES: &str = "/_apis/distributedtask/queues/";
+
+/// A project's agent queue and the pool behind it (`Queues - Get`).
+#[derive(Deserialize)]
+struct AgentQueue {
+    pool: PoolRef,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolRef {
+    id: u64,
+    #[serde(default)]
+    is_hosted: bool,
+}
+
+#[derive(Deserialize)]
+struct Agents {
+    #[serde(default)]
+    value: Vec<Agent>,
+}
+
+#[derive(Deserialize)]
+struct Agent {
+    id: u64,
+    #[serde(default)]
+    name: String,
+}
+
+/// `(/{org}/{project}, queue id)` of a runner's id as [`Record::runner`] writes it.
+fn queue_of(runner: &Runner) -> Option<(&str, &str)> {
+    let (project, queue) = runner.id.as_deref()?.split_once(QUEUES)?;
+    let segments: Vec<&str> = project.strip_prefix('/')?.split('/').collect();
+    let safe = segments.len() >= 2
+        && segments
+            .iter()
+            .all(|s| !s.is_empty() && *s != "." && *s != ".." && !s.contains(['?', '#', '\\']));
+    let numeric = !queue.is_empty() && queue.bytes().all(|b| b.is_ascii_digit());
+    (safe && numeric).then_some((project, queue))
 }
 
 /// The timeline as a tree: records by id, to walk from a job up to its stage.
@@ -393,7 +454,7 @@ impl Ci for AzureClient {
                     stage: tree.stage_of(job).map(|s| s.name.clone()),
                     environment: None,
                     platform_reason: None,
-                    runner: None,
+                    runner: job.runner(ev),
                 },
                 log,
             });
@@ -434,6 +495,59 @@ impl Ci for AzureClient {
             done.push(format!("PATCH {}", self.api.url(&path)));
         }
         Ok(done.join("; "))
+    }
+
+    fn can_take_out_runners(&self) -> bool {
+        self.api.has_credentials()
+    }
+
+    /// Disables the agent in its pool (`PATCH …/distributedtask/pools/{pool}/agents/{id}`,
+    /// `enabled: false`): it finishes its job and gets no other. The job's queue gives the
+    /// pool, the pool's agents by name give the id. Microsoft-hosted agents are not ours to
+    /// disable. The token needs Agent Pools (read & manage).
+    async fn take_out_runner(&self, runner: &Runner) -> Result<String, PlatformError> {
+        require(self.api.has_credentials(), NO_TOKEN)?;
+        let (project, queue) = queue_of(runner).ok_or_else(|| {
+            PlatformError::Permanent(format!(
+                "agent {} has no agent queue to find its pool by",
+                runner.name
+            ))
+        })?;
+        let q: AgentQueue = self
+            .api
+            .get_json(
+                "get agent queue",
+                &format!("{project}{QUEUES}{queue}?{VERSION}"),
+            )
+            .await?;
+        if q.pool.is_hosted {
+            return Err(PlatformError::Permanent(format!(
+                "agent {} is Microsoft-hosted: its pool cannot be changed",
+                runner.name
+            )));
+        }
+        let org = &project[..project.rfind('/').unwrap_or(project.len())];
+        let pool = format!("{org}/_apis/distributedtask/pools/{}/agents", q.pool.id);
+        let agents: Agents = self
+            .api
+            .get_json(
+                "find agent",
+                &format!("{pool}?agentName={}&{VERSION}", encode(&runner.name)),
+            )
+            .await?;
+        let agent = agents
+            .value
+            .iter()
+            .find(|a| a.name == runner.name)
+            .ok_or_else(|| {
+                PlatformError::Permanent(format!("no agent {} in pool {}", runner.name, q.pool.id))
+            })?;
+        let path = format!("{pool}/{}?{VERSION}", agent.id);
+        let body = json!({"id": agent.id, "enabled": false});
+        self.api
+            .call("disable agent", Method::PATCH, &path, Some(&body))
+            .await?;
+        Ok(format!("PATCH {path} enabled=false"))
     }
 
     fn can_rerun_with(&self) -> bool {
@@ -500,8 +614,11 @@ mod tests {
                                 {"type": "warning", "message": "not this"}]);
         let mut task = rec("t-unit", Some("j-unit"), "Task", "cargo test", "failed");
         task["log"] = json!({"id": 11});
+        unit["workerName"] = json!("build-vm-07");
+        unit["queueId"] = json!(4);
         let mut integ = rec("j-integ", Some("p-test"), "Job", "integ", "failed");
         integ["log"] = json!({"id": 20});
+        integ["workerName"] = json!("build-vm-07");
         let mut prod = rec("j-prod", Some("p-deploy"), "Job", "prod", "failed");
         prod["log"] = json!({"id": 30});
         prod["attempt"] = json!(2);
@@ -571,6 +688,113 @@ mod tests {
                 ("prod", Some("Deploy"), "prod log\n".into()),
             ]
         );
+        // The timeline names the agent and its queue; a job without `workerName` has none.
+        let runners: Vec<_> = logs
+            .iter()
+            .map(|l| {
+                l.job
+                    .runner
+                    .as_ref()
+                    .map(|r| (r.name.as_str(), r.id.as_deref()))
+            })
+            .collect();
+        assert_eq!(
+            runners,
+            [
+                Some((
+                    "build-vm-07",
+                    Some("/org/My%20Project/_apis/distributedtask/queues/4")
+                )),
+                Some(("build-vm-07", None)),
+                None,
+            ]
+        );
+        mock.verify().await;
+    }
+
+    fn agent(id: Option<&str>) -> Runner {
+        Runner {
+            name: "build-vm-07".into(),
+            id: id.map(str::to_string),
+        }
+    }
+
+    const QUEUE: &str = "/org/My%20Project/_apis/distributedtask/queues/4";
+
+    async fn mount_queue(mock: &MockServer, hosted: bool) {
+        Mock::given(method("GET"))
+            .and(path("/org/My%20Project/_apis/distributedtask/queues/4"))
+            .and(query_param("api-version", "7.1"))
+            .and(header("authorization", "Basic OnBhdA=="))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": 4, "name": "Linux builders", "projectId": "16dcfeeb-d8fd-495c-917b-fec46cb44fbb",
+                "pool": {"id": 12, "name": "Linux builders", "isHosted": hosted}})))
+            .mount(mock)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn an_agent_is_disabled_in_the_pool_of_its_queue() {
+        let mock = MockServer::start().await;
+        mount_queue(&mock, false).await;
+        Mock::given(method("GET"))
+            .and(path("/org/_apis/distributedtask/pools/12/agents"))
+            .and(query_param("agentName", "build-vm-07"))
+            .and(query_param("api-version", "7.1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"count": 1,
+                "value": [{"id": 31, "name": "build-vm-07", "enabled": true, "status": "online"}]})))
+            .mount(&mock)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path("/org/_apis/distributedtask/pools/12/agents/31"))
+            .and(query_param("api-version", "7.1"))
+            .and(header("authorization", "Basic OnBhdA=="))
+            .and(body_json(json!({"id": 31, "enabled": false})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"id": 31, "enabled": false})),
+            )
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let c = client(&mock.uri());
+        assert!(c.can_take_out_runners());
+        let call = c.take_out_runner(&agent(Some(QUEUE))).await.unwrap();
+        assert_eq!(
+            call,
+            "PATCH /org/_apis/distributedtask/pools/12/agents/31?api-version=7.1 enabled=false"
+        );
+        mock.verify().await;
+    }
+
+    #[tokio::test]
+    async fn hosted_unknown_and_unplaced_agents_are_refused() {
+        let mock = MockServer::start().await;
+        mount_queue(&mock, true).await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&mock)
+            .await;
+        let c = client(&mock.uri());
+        let hosted = c.take_out_runner(&agent(Some(QUEUE))).await.unwrap_err();
+        assert!(hosted.to_string().contains("Microsoft-hosted"), "{hosted}");
+        for id in [
+            None,
+            Some("/org/_apis/distributedtask/queues/4"),
+            Some("/org/../_apis/distributedtask/queues/4"),
+            Some("/org/p/_apis/distributedtask/queues/4?x=1"),
+            Some("https://elsewhere.example/org/p/_apis/distributedtask/queues/4"),
+        ] {
+            assert!(
+                matches!(
+                    c.take_out_runner(&agent(id)).await,
+                    Err(PlatformError::Permanent(_))
+                ),
+                "{id:?}"
+            );
+        }
+        let none = AzureClient::new(&Section::default(), &HttpOptions::default());
+        assert!(!none.can_take_out_runners());
         mock.verify().await;
     }
 

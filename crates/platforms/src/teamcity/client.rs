@@ -7,7 +7,7 @@ use crate::settings::Section;
 use crate::webhook::{slug_char, valid_path};
 use crate::{require, Ci, JobLog, PlatformError, Rerun, RunState};
 use async_trait::async_trait;
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
 use pipeguard_core::policy::Capabilities;
 use reqwest::Method;
 use serde::Deserialize;
@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 
 const NO_TOKEN: &str =
     "PIPEGUARD_TEAMCITY_TOKEN is not set; re-runs need an access token allowed to run builds";
+
+/// Why the agent was disabled, as TeamCity shows it.
+const TAKEN_OUT: &str = "pipeguard: fails unrelated builds far more often than its pool";
 
 /// The input that asks for a clean checkout: sent as `triggeringOptions.cleanSources`, never
 /// as a build parameter.
@@ -221,6 +224,33 @@ impl Ci for TeamcityClient {
         })
     }
 
+    fn can_take_out_runners(&self) -> bool {
+        self.configured && self.api.has_credentials()
+    }
+
+    /// Disables the agent (`PUT /app/rest/agents/id:{id}/enabledInfo`, status `false` with a
+    /// comment TeamCity shows beside it): its running build goes on, no new one starts.
+    /// <https://www.jetbrains.com/help/teamcity/rest/manage-agents.html>
+    async fn take_out_runner(&self, runner: &Runner) -> Result<String, PlatformError> {
+        require(self.configured && self.api.has_credentials(), NO_TOKEN)?;
+        let id = runner
+            .id
+            .as_deref()
+            .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                PlatformError::Permanent(format!(
+                    "agent {} has no numeric TeamCity id",
+                    runner.name
+                ))
+            })?;
+        let path = format!("/app/rest/agents/id:{id}/enabledInfo");
+        let body = json!({"status": false, "comment": {"text": TAKEN_OUT}});
+        self.api
+            .call("disable agent", Method::PUT, &path, Some(&body))
+            .await?;
+        Ok(format!("PUT {path} status=false"))
+    }
+
     /// The queued build is the next attempt of the same configuration and revision.
     fn rerun_starts_new_run(&self) -> bool {
         false
@@ -394,6 +424,41 @@ mod tests {
             .await
             .unwrap_err()
             .is_transient());
+        mock.verify().await;
+    }
+
+    #[tokio::test]
+    async fn an_agent_is_disabled_by_its_id_with_a_comment() {
+        let mock = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .and(path("/app/rest/agents/id:3/enabledInfo"))
+            .and(header("authorization", "Bearer tc"))
+            .and(body_json(
+                json!({"status": false, "comment": {"text": TAKEN_OUT}}),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": false})))
+            .expect(1)
+            .mount(&mock)
+            .await;
+        let c = client(&mock.uri());
+        assert!(c.can_take_out_runners());
+        let agent = |id: Option<&str>| Runner {
+            name: "agent-1".into(),
+            id: id.map(str::to_string),
+        };
+        let call = c.take_out_runner(&agent(Some("3"))).await.unwrap();
+        assert_eq!(call, "PUT /app/rest/agents/id:3/enabledInfo status=false");
+        for id in [None, Some("name:agent-1"), Some("3),(x")] {
+            assert!(
+                matches!(
+                    c.take_out_runner(&agent(id)).await,
+                    Err(PlatformError::Permanent(_))
+                ),
+                "{id:?}"
+            );
+        }
+        let none = TeamcityClient::new(&Section::default(), &HttpOptions::default());
+        assert!(!none.can_take_out_runners());
         mock.verify().await;
     }
 

@@ -3,7 +3,8 @@
 use super::NO_REVISION;
 use crate::webhook::{idempotency_key, Delivery, WebhookRequest};
 use crate::{ParseError, Parsed};
-use pipeguard_core::event::{FailedJob, FailureEvent, Platform};
+use pipeguard_core::event::{FailedJob, FailureEvent, Platform, Runner};
+use pipeguard_core::runners::RunnerJob;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -25,6 +26,22 @@ pub(super) struct Revision {
 pub(super) struct Revisions {
     #[serde(default)]
     pub revision: Vec<Revision>,
+}
+
+/// The agent a build ran on (the REST `agent` of a build: `id`, `name`, `typeId`, `href`).
+#[derive(Deserialize)]
+pub(super) struct Agent {
+    #[serde(default)]
+    pub id: Option<u64>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Agent {
+    /// Named as TeamCity shows it; the id is what `/app/rest/agents/id:…` takes.
+    fn runner(&self) -> Option<Runner> {
+        Runner::new(self.name.as_deref(), self.id.map(|i| i.to_string()))
+    }
 }
 
 /// The REST API's build, as webhooks and `/app/rest/builds/id:…` give it.
@@ -53,6 +70,8 @@ pub(super) struct Build {
     pub revisions: Option<Revisions>,
     #[serde(default)]
     pub personal: bool,
+    #[serde(default)]
+    pub agent: Option<Agent>,
 }
 
 impl Build {
@@ -82,8 +101,23 @@ impl Build {
             stage: t.and_then(|t| t.project_name.clone()),
             environment: None,
             platform_reason: self.status_text.clone(),
-            runner: None,
+            runner: self.agent.as_ref().and_then(Agent::runner),
         }
+    }
+
+    /// The finished build as one job on its agent, passed or failed.
+    fn runner_job(&self) -> Option<RunnerJob> {
+        let failed = match self.status.as_deref() {
+            Some("SUCCESS") => false,
+            Some("FAILURE") => true,
+            _ => return None,
+        };
+        Some(RunnerJob {
+            runner: self.agent.as_ref().and_then(Agent::runner)?,
+            job_id: self.id.to_string(),
+            repository: self.build_type_id.clone(),
+            failed,
+        })
     }
 }
 
@@ -119,19 +153,32 @@ pub fn parse_delivery(req: &WebhookRequest) -> Result<Delivery, ParseError> {
         Some(build) => format!("{}:{build}", env.event_type),
         None => idempotency_key(req),
     };
-    let parsed = match env.event_type.as_str() {
+    let (parsed, runners) = match env.event_type.as_str() {
         "BUILD_FINISHED" => parse_finished(env.payload)?,
-        other => Parsed::Ignored(format!("event {other:?} is not handled")),
+        other => (
+            Parsed::Ignored(format!("event {other:?} is not handled")),
+            vec![],
+        ),
     };
-    Ok(Delivery::new(id, parsed))
+    Ok(Delivery {
+        id,
+        parsed,
+        runners,
+    })
 }
 
-fn parse_finished(payload: Value) -> Result<Parsed, ParseError> {
+/// The build's meaning and, from the same parse, the build as a job on its agent.
+fn parse_finished(payload: Value) -> Result<(Parsed, Vec<RunnerJob>), ParseError> {
     let b: Build = serde_json::from_value(payload)
         .map_err(|e| ParseError::Shape(format!("BUILD_FINISHED payload: {e}")))?;
     if b.personal {
-        return Ok(Parsed::Ignored("personal build".into()));
+        return Ok((Parsed::Ignored("personal build".into()), vec![]));
     }
+    let seen = b.runner_job().into_iter().collect();
+    Ok((build_parsed(b)?, seen))
+}
+
+fn build_parsed(b: Build) -> Result<Parsed, ParseError> {
     let attempt = b.attempt().map_err(ParseError::Shape)?;
     let finished = parse_teamcity_time(b.finish_date.as_deref());
     let run_id = b.run_id();
@@ -245,6 +292,63 @@ mod tests {
         };
         assert_eq!(ev.run_id, NO_REVISION);
         assert_eq!(ev.head_sha, None);
+    }
+
+    #[test]
+    fn finished_builds_are_counted_on_their_agent() {
+        let failed = parse(&fixture("build_finished_failure.json")).unwrap();
+        let seen: Vec<_> = failed
+            .runners
+            .iter()
+            .map(|j| {
+                (
+                    j.runner.name.as_str(),
+                    j.runner.id.as_deref(),
+                    j.job_id.as_str(),
+                    j.repository.as_str(),
+                    j.failed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [(
+                "agent-1",
+                Some("3"),
+                "8134",
+                "ProjectName_BuildConfName",
+                true
+            )]
+        );
+        let Parsed::Failure(ev) = failed.parsed else {
+            panic!("expected a failure")
+        };
+        let runner = ev.jobs[0].runner.as_ref().unwrap();
+        assert_eq!(
+            (runner.name.as_str(), runner.id.as_deref()),
+            ("agent-1", Some("3"))
+        );
+
+        let passed = parse(&fixture("build_finished_success.json")).unwrap();
+        assert_eq!(passed.runners.len(), 1);
+        assert!(
+            !passed.runners[0].failed,
+            "a passed build counts as a job, not a failure"
+        );
+        // Interrupted and personal builds are not the agent's record; nor is a build with
+        // no agent (fields configured without it).
+        assert!(parse(&fixture("build_interrupted.json"))
+            .unwrap()
+            .runners
+            .is_empty());
+        let mut v: Value = serde_json::from_slice(&fixture("build_finished_failure.json")).unwrap();
+        v["payload"]["personal"] = Value::Bool(true);
+        assert!(parse(v.to_string().as_bytes()).unwrap().runners.is_empty());
+        v["payload"]["personal"] = Value::Bool(false);
+        v["payload"].as_object_mut().unwrap().remove("agent");
+        let d = parse(v.to_string().as_bytes()).unwrap();
+        assert!(d.runners.is_empty());
+        assert!(matches!(d.parsed, Parsed::Failure(ev) if ev.jobs[0].runner.is_none()));
     }
 
     #[test]
