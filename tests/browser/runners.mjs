@@ -67,7 +67,13 @@ async function main() {
       `the API has ${KEY} suspect with why: ${JSON.stringify(suspect)}`);
     const others = api.filter((r) => !(r.platform === PLATFORM && r.name === SUSPECT));
     check(await page.getByRole("button", { name: "Release" }).count() === 1, "only the suspect runner can be released");
-    check(await page.getByRole("button", { name: "Take out" }).count() === api.length, "each runner in service can be taken out");
+    const takeable = api.filter((r) => r.can_take_out && !r.quarantined);
+    check(takeable.length < api.length && await page.getByRole("button", { name: "Take out" }).count() === takeable.length,
+      `only runners the platform's API can take out have Take out (${takeable.length} of ${api.length})`);
+    for (const r of api.filter((r) => !r.can_take_out)) {
+      const buttons = page.locator(`tbody tr[data-runner="${r.platform}/${r.name}"] button`);
+      check(await buttons.count() === 0, `${r.platform}/${r.name} has no button`);
+    }
 
     await first.getByRole("button", { name: "Take out" }).click();
     await first.locator(".badge", { hasText: "taken out" }).waitFor();

@@ -347,15 +347,16 @@ async fn the_runners_page_lists_the_suspect_first_and_takes_it_out_and_releases_
         r["suspect"] == true && r["failures"] == 6
     })
     .await;
-    // A runner that sorts before gl-bad by name (the API's order): one passed job.
+    // A GitHub runner, listed before gl-bad (the API's order) and which GitHub's API cannot
+    // take out: one passed job.
     let store = pipeguard_store::Store::connect(&app.db_url).await.unwrap();
     let spare = pipeguard_core::runners::RunnerJob {
-        runner: pipeguard_core::event::Runner::new(Some("gl-a-spare"), Some("9".into())).unwrap(),
+        runner: pipeguard_core::event::Runner::new(Some("gh-spare"), Some("9".into())).unwrap(),
         job_id: "spare-1".into(),
-        repository: "pool/p0".into(),
+        repository: REPO.into(),
         failed: false,
     };
-    store.record_runner_jobs("gitlab", &[spare]).await.unwrap();
+    store.record_runner_jobs("github", &[spare]).await.unwrap();
     store.close().await;
     let before = settled(&app).await;
     let names: Vec<_> = before["runners"]
@@ -366,8 +367,19 @@ async fn the_runners_page_lists_the_suspect_first_and_takes_it_out_and_releases_
         .collect();
     assert_eq!(
         names,
-        ["gl-a-spare", "gl-bad", "gl-pool-1", "gl-steady"],
+        ["gh-spare", "gl-bad", "gl-pool-1", "gl-steady"],
         "the page must reorder"
+    );
+    let can: Vec<_> = before["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["can_take_out"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        can,
+        [false, true, true, true],
+        "GitHub's cannot: {before:#}"
     );
     let out = tokio::process::Command::new("node")
         .arg("runners.mjs")

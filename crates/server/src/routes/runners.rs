@@ -9,6 +9,7 @@ use crate::Shared;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use pipeguard_core::event::{Platform, Runner};
+use pipeguard_platforms::Ci;
 use pipeguard_store::{AuditEntry, RunnerRecord};
 use serde::Serialize;
 use serde_json::json;
@@ -17,6 +18,9 @@ use utoipa::ToSchema;
 /// A runner, agent or node over the last 24 hours (since its release, if later).
 #[derive(Serialize, ToSchema)]
 pub struct RunnerEntry {
+    /// Whether pipeguard can take it out through its platform's API here (GitHub's cannot;
+    /// elsewhere the platform's token must be set).
+    pub can_take_out: bool,
     /// Why it is suspect, how it was taken out or who released it, as recorded; `null`
     /// while nothing was decided about it.
     pub detail: Option<String>,
@@ -61,6 +65,9 @@ pub async fn list(State(st): State<Shared>) -> Result<Json<Runners>, ApiError> {
         .await?
         .into_iter()
         .map(|r| RunnerEntry {
+            can_take_out: Platform::parse(&r.platform)
+                .and_then(|p| taker(&st, p, &r))
+                .is_some(),
             detail: r.detail,
             failures: r.count.failures,
             jobs: r.count.jobs,
@@ -72,6 +79,12 @@ pub async fn list(State(st): State<Shared>) -> Result<Json<Runners>, ApiError> {
         })
         .collect();
     Ok(Json(Runners { runners }))
+}
+
+/// The client that can take `rec` out, if its platform's API can and is configured.
+fn taker<'a>(st: &'a Shared, p: Platform, rec: &RunnerRecord) -> Option<&'a dyn Ci> {
+    st.ci(p, rec.repository.as_deref().unwrap_or_default())
+        .filter(|c| c.can_take_out_runners())
 }
 
 /// The runner the path names, as recorded.
@@ -108,10 +121,7 @@ pub async fn quarantine(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<RunnerChanged>, ApiError> {
     let (p, rec) = find(&st, &platform, &name).await?;
-    let ci = st
-        .ci(p, rec.repository.as_deref().unwrap_or_default())
-        .filter(|c| c.can_take_out_runners())
-        .ok_or_else(|| {
+    let ci = taker(&st, p, &rec).ok_or_else(|| {
             ApiError::conflict(format!(
                 "{platform}'s API cannot take a runner out here (GitHub cannot; elsewhere set the platform's token): take {name} out by hand"
             ))

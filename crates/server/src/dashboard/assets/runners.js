@@ -66,12 +66,15 @@ function runnerTable(list, ctx, reload) {
       h("td", {}, ctx.canDecide ? actions(r, reload) : ""))))));
 }
 
-// "Take out" while it is in service, "Release" while it is suspect or taken out.
+// "Take out" while it is in service and its platform's API can, "Release" while it is suspect
+// or taken out.
 function actions(r, reload) {
   const path = `/api/v1/runners/${encodeURIComponent(r.platform)}/${encodeURIComponent(r.name)}`;
   const post = (to) => () => api(`${path}/${to}`, { method: "POST", body: {} });
   return [
-    !r.quarantined && action("Take out", "secondary", `Take out ${r.name} (${r.platform})`, post("quarantine"), reload),
+    !r.quarantined && !r.can_take_out && r.suspect &&
+      h("span", { class: "muted", title: `${r.platform}'s API cannot take it out here` }, "take out by hand"),
+    !r.quarantined && r.can_take_out && action("Take out", "secondary", `Take out ${r.name} (${r.platform})`, post("quarantine"), reload),
     " ",
     (r.suspect || r.quarantined) && action("Release", "secondary", `Release ${r.name} (${r.platform})`, post("release"), reload),
   ];
