@@ -153,6 +153,13 @@ impl Builder {
 }
 
 impl Step {
+    /// A diagnostic that runs on its own, through Ansible ad-hoc, before the healing
+    /// playbook. A diagnostic whose result a fix's `when` reads (it registers one) is the
+    /// fix's guard instead: it stays in the playbook, just before that fix, so that the
+    /// condition holds when the fix runs, not when the diagnostics ran.
+    pub fn runs_ad_hoc(&self) -> bool {
+        self.phase == Phase::Diagnose && self.register.is_none()
+    }
     fn register(&mut self, var: &str) -> &mut Step {
         self.register = Some(var.to_string());
         self

@@ -634,7 +634,7 @@ fn name(p: Purpose) -> &'static str {
 
 impl Ansible {
     /// One command on one host through the shared ad-hoc executor, redacted and bounded.
-    fn adhoc(
+    pub(super) fn adhoc(
         &self,
         host: &str,
         script: &str,
