@@ -622,10 +622,8 @@ fn high_risk_fix_is_not_run_without_approval() {
 #[test]
 fn rule_diagnostics_run_ad_hoc_gated_and_reported() {
     let s = Scenario::new(require_ansible!());
-    s.write(
-        "inventory.ini",
-        "alpha ansible_connection=local\nbeta ansible_connection=local\n",
-    );
+    // Reached as the play says (`connection: local`): the ad-hoc diagnostics must be too.
+    s.write("inventory.ini", "alpha\nbeta\n");
     // The e-mail address in the path must not reach the report.
     let conf = s.path("ops@example.com/conf");
     let (pip_log, installed) = (s.path("pip.log"), s.path("installed"));
@@ -647,7 +645,7 @@ echo "ModuleNotFoundError: No module named 'yaml'" >&2; exit 1"#,
     s.write(
         "site.yml",
         &format!(
-            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: write app config\n      ansible.builtin.copy:\n        dest: {}/app.conf\n        content: \"port=8080\\n\"\n      when: inventory_hostname == 'alpha'\n    - name: the app can import yaml\n      ansible.builtin.command:\n        argv: [\"{}\", \"-c\", \"import yaml\"]\n      when: inventory_hostname == 'beta'\n",
+            "- hosts: all\n  connection: local\n  gather_facts: false\n  tasks:\n    - name: write app config\n      ansible.builtin.copy:\n        dest: {}/app.conf\n        content: \"port=8080\\n\"\n      when: inventory_hostname == 'alpha'\n    - name: the app can import yaml\n      ansible.builtin.command:\n        argv: [\"{}\", \"-c\", \"import yaml\"]\n      when: inventory_hostname == 'beta'\n",
             conf.display(),
             python.display()
         ),

@@ -373,7 +373,7 @@ impl<'a> Run<'a> {
             write_plan_json(&self.dir, round, heals, None, &BTreeMap::new())?;
             return Ok(None);
         }
-        let diagnosed = self.diagnose(round, heals)?;
+        let diagnosed = self.diagnose(round, heals, connection.as_deref())?;
         let heal_events = self.dir.join(format!("heal-{round}.jsonl"));
         let hosts: BTreeSet<&str> = heals.iter().map(|d| d.host.as_str()).collect();
         let limit = hosts.into_iter().collect::<Vec<_>>().join(",");
@@ -393,12 +393,17 @@ impl<'a> Run<'a> {
 
     /// The rules' diagnostics on each host, gated and run ad hoc before the healing
     /// playbook, by host and step index.
-    fn diagnose(&mut self, round: u32, heals: &[&Decision]) -> Result<rules::Diagnosed> {
+    fn diagnose(
+        &mut self,
+        round: u32,
+        heals: &[&Decision],
+        connection: Option<&str>,
+    ) -> Result<rules::Diagnosed> {
         let mut out = rules::Diagnosed::new();
         for d in heals {
             let facts = self.facts.get(&d.host).cloned().unwrap_or_default();
             let tree = self.dir.join(format!("diagnose-{round}"));
-            let ran = rules::diagnose(self.ansible, d, &facts, &tree, &self.redactor)?;
+            let ran = rules::diagnose(self.ansible, d, &facts, &tree, &self.redactor, connection)?;
             out.insert(d.host.clone(), ran);
         }
         Ok(out)

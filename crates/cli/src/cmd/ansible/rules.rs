@@ -14,14 +14,16 @@ use std::path::Path;
 /// Per host, the rules' diagnostics by their index among the heal's steps.
 pub type Diagnosed = BTreeMap<String, Vec<(usize, Ran)>>;
 
-/// Run the heal's ad-hoc diagnostics on its host. `become` is not asked for: they run with
-/// the healing playbook's privileges (the user's `-b`, kept in the connection arguments).
+/// Run the heal's ad-hoc diagnostics on its host, reached as the healing playbook reaches it
+/// (the play's `connection`). `become` is not asked for: they run with the healing
+/// playbook's privileges (the user's `-b`, kept in the connection arguments).
 pub fn diagnose(
     ansible: &Ansible,
     d: &Decision,
     facts: &HostFacts,
     tree: &Path,
     redactor: &Redactor,
+    connection: Option<&str>,
 ) -> Result<Vec<(usize, Ran)>> {
     let mut out = vec![];
     for (i, step) in d.steps().iter().enumerate() {
@@ -37,7 +39,8 @@ pub fn diagnose(
         };
         match gate(Purpose::Diagnostic, &command, risk, facts) {
             Gate::Run => {
-                let (code, output) = ansible.adhoc(&d.host, &command, false, tree, redactor)?;
+                let (code, output) =
+                    ansible.adhoc(&d.host, &command, false, tree, redactor, connection)?;
                 (ran.ran, ran.exit_code, ran.output) = (true, Some(code), output);
             }
             Gate::Refuse(why) => ran.note = why,
