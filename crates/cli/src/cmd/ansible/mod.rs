@@ -224,26 +224,8 @@ impl Ansible {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("running {}", self.bin.display()))?;
-        let mut err = child.stderr.take().context("stderr pipe")?;
-        // Pass stderr through while keeping its tail: syntax errors only appear there.
-        let pump = std::thread::spawn(move || {
-            let mut tail: Vec<u8> = vec![];
-            let mut buf = [0u8; 8192];
-            let mut out = std::io::stderr();
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let _ = out.write_all(&buf[..n]);
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.len() > 2 * STDERR_TAIL {
-                            tail.drain(..tail.len() - STDERR_TAIL);
-                        }
-                    }
-                }
-            }
-            tail
-        });
+        let err = child.stderr.take().context("stderr pipe")?;
+        let pump = std::thread::spawn(move || pass_stderr(err));
         let status = child.wait()?;
         let tail = pump.join().unwrap_or_default();
         use std::os::unix::process::ExitStatusExt;
@@ -265,6 +247,27 @@ impl Ansible {
             events,
         })
     }
+}
+
+/// Pass ansible-playbook's stderr through while keeping its tail: syntax errors only appear
+/// there.
+fn pass_stderr(mut err: impl Read) -> Vec<u8> {
+    let mut tail: Vec<u8> = vec![];
+    let mut buf = [0u8; 8192];
+    let mut out = std::io::stderr();
+    loop {
+        match err.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let _ = out.write_all(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    tail
 }
 
 fn locate_playbook_bin() -> Result<PathBuf> {
