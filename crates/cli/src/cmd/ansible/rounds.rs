@@ -361,7 +361,7 @@ impl<'a> Run<'a> {
         let pairs: Vec<(&Decision, Option<String>)> =
             heals.iter().map(|d| (*d, connection.clone())).collect();
         let yml = self.dir.join(format!("heal-{round}.yml"));
-        let text = playbook::render(&self.id, round, &pairs);
+        let text = playbook::render_heal(&self.id, round, &pairs);
         std::fs::write(&yml, &text)?;
         print_plan(heals, retry, &yml);
         if self.args.dry_run {
