@@ -153,6 +153,13 @@ impl Builder {
 }
 
 impl Step {
+    /// A diagnostic that runs on its own, through Ansible ad-hoc, before the healing
+    /// playbook. A diagnostic whose result a fix's `when` reads (it registers one) is the
+    /// fix's guard instead: it stays in the playbook, just before that fix, so that the
+    /// condition holds when the fix runs, not when the diagnostics ran.
+    pub fn runs_ad_hoc(&self) -> bool {
+        self.phase == Phase::Diagnose && self.register.is_none()
+    }
     fn register(&mut self, var: &str) -> &mut Step {
         self.register = Some(var.to_string());
         self
@@ -326,14 +333,50 @@ pub fn classify(f: &TaskFailure, facts: Option<&HostFacts>, analyzer: &Analyzer)
 
 type Planned = (&'static str, String, Action, Vec<String>);
 
+/// What every rule reads: the failure, the host's facts, its text, and the program a
+/// command task ran.
+struct Failed<'a> {
+    f: &'a TaskFailure,
+    facts: Option<&'a HostFacts>,
+    text: &'a str,
+    module: &'a str,
+    argv0: Option<String>,
+}
+
+/// The rules, tried in order; the first that recognises the failure plans its heal.
+const RULES: [fn(&Failed) -> Option<Planned>; 11] = [
+    missing_directory_rule,
+    missing_file_rule,
+    unexecutable_rule,
+    permission_rule,
+    lock_rule,
+    port_rule,
+    service_rule,
+    python_module_rule,
+    package_rule,
+    missing_program_rule,
+    disk_rule,
+];
+
 fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<Planned> {
     let module = f.module_short();
     let argv0 = f
         .command_argv()
         .filter(|_| matches!(module, "command" | "shell" | "raw" | "script"))
         .and_then(|a| a.first().cloned());
+    let x = Failed {
+        f,
+        facts,
+        text,
+        module,
+        argv0,
+    };
+    RULES.iter().find_map(|rule| rule(&x))
+}
 
-    // A destination directory that does not exist.
+/// A destination directory that does not exist.
+fn missing_directory_rule(x: &Failed) -> Option<Planned> {
+    let text = x.text;
     let dest_dir = regex!(r"Destination directory (/.+?) does not exist");
     if let Some(c) = dest_dir.captures(text) {
         return Some(missing_directory(&c[1], evidence(text, dest_dir)));
@@ -353,50 +396,62 @@ fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<P
             return Some(missing_directory(&c[1], evidence(text, cant_cd)));
         }
     }
-    if module == "file" && text.contains("could not touch target") {
+    if x.module == "file" && text.contains("could not touch target") {
+        let f = x.f;
         if let Some(p) = f.arg_str("path").or(f.arg_str("dest")).and_then(parent) {
             return Some(missing_directory(&p, first(text)));
         }
     }
-    // lineinfile and friends on a file that is not there yet.
+    None
+}
+
+/// lineinfile and friends on a file that is not there yet.
+fn missing_file_rule(x: &Failed) -> Option<Planned> {
     let dest_file = regex!(r"(?:Destination|Path) (/\S+?) does not exist");
-    if matches!(
-        module,
+    if !matches!(
+        x.module,
         "lineinfile" | "blockinfile" | "replace" | "ini_file"
     ) {
-        if let Some(c) = dest_file.captures(text) {
-            return Some(missing_file(&c[1], evidence(text, dest_file)));
-        }
+        return None;
     }
+    let c = dest_file.captures(x.text)?;
+    Some(missing_file(&c[1], evidence(x.text, dest_file)))
+}
 
-    // ansible-core reports a program it could not execute only by errno in `rc`.
-    if matches!(module, "command" | "shell") && text.contains("Error executing command") {
-        if let Some(a0) = argv0.as_deref() {
-            let ev = first(text);
-            match f.rc {
-                Some(13) => {
-                    return Some(permissions(
-                        a0,
-                        "a+x",
-                        "the program the task runs is not executable",
-                        ev,
-                    ))
-                }
-                Some(2) if !a0.contains('/') => return Some(missing_package(a0, facts, ev)),
-                Some(2) => {
-                    return Some((
-                        "missing_program",
-                        format!("the program {a0} does not exist on the host; which package provides it is not known"),
-                        Action::Escalate,
-                        ev,
-                    ))
-                }
-                _ => {}
-            }
-        }
+/// ansible-core reports a program it could not execute only by errno in `rc`.
+fn unexecutable_rule(x: &Failed) -> Option<Planned> {
+    if !matches!(x.module, "command" | "shell") || !x.text.contains("Error executing command") {
+        return None;
     }
+    let a0 = x.argv0.as_deref()?;
+    let ev = first(x.text);
+    match x.f.rc {
+        Some(13) => Some(permissions(
+            a0,
+            "a+x",
+            "the program the task runs is not executable",
+            ev,
+        )),
+        Some(2) if !a0.contains('/') => Some(missing_package(a0, x.facts, ev)),
+        Some(2) => Some(unknown_program(a0, ev)),
+        _ => None,
+    }
+}
 
-    // Permissions.
+fn unknown_program(a0: &str, ev: Vec<String>) -> Planned {
+    (
+        "missing_program",
+        format!(
+            "the program {a0} does not exist on the host; which package provides it is not known"
+        ),
+        Action::Escalate,
+        ev,
+    )
+}
+
+/// Permissions: a key file too open, or a path the task may not use.
+fn permission_rule(x: &Failed) -> Option<Planned> {
+    let text = x.text;
     let too_open = regex!(r"Permissions (\d{3,4}) for '([^']+)' are too open");
     if let Some(c) = too_open.captures(text) {
         return Some(permissions(
@@ -409,73 +464,75 @@ fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<P
     let denied_path = regex!(
         r#"(?:\[Errno 13\] Permission denied: b?'([^']+)'|(/[^\s:'"]+): Permission denied)"#
     );
-    if let Some(c) = denied_path.captures(text) {
-        let path = c.get(1).or(c.get(2)).map(|m| m.as_str().to_string())?;
-        let is_program = argv0.as_deref() == Some(path.as_str()) || f.rc == Some(126);
-        if is_program {
-            return Some(permissions(
-                &path,
-                "a+x",
-                "the program the task runs is not executable",
-                evidence(text, denied_path),
-            ));
-        }
-        if let Some(user) = f
-            .become_user
-            .as_deref()
-            .filter(|u| !u.is_empty() && *u != "root")
-        {
-            return Some(ownership(&path, user, evidence(text, denied_path)));
-        }
-        return Some((
-            "permission_denied",
-            format!(
-                "permission denied on {path}, and the task does not say which user should own it"
-            ),
-            Action::Escalate,
-            evidence(text, denied_path),
-        ));
+    let c = denied_path.captures(text)?;
+    // One of the two alternatives matched, so one group is set.
+    let path = c.get(1).or(c.get(2)).map(|m| m.as_str().to_string())?;
+    let ev = evidence(text, denied_path);
+    let is_program = x.argv0.as_deref() == Some(path.as_str()) || x.f.rc == Some(126);
+    if is_program {
+        let why = "the program the task runs is not executable";
+        return Some(permissions(&path, "a+x", why, ev));
     }
+    let user = x.f.become_user.as_deref();
+    if let Some(user) = user.filter(|u| !u.is_empty() && *u != "root") {
+        return Some(ownership(&path, user, ev));
+    }
+    Some((
+        "permission_denied",
+        format!("permission denied on {path}, and the task does not say which user should own it"),
+        Action::Escalate,
+        ev,
+    ))
+}
 
-    // Locks.
+/// A lock held by a process, or a lock file left behind.
+fn lock_rule(x: &Failed) -> Option<Planned> {
+    let text = x.text;
     let held = regex!(r"Could not get lock (/\S+?)\.? It is held by process (\d+)");
     if let Some(c) = held.captures(text) {
-        return Some(stale_lock(&c[1], Some(&c[2]), facts, evidence(text, held)));
+        return Some(stale_lock(
+            &c[1],
+            Some(&c[2]),
+            x.facts,
+            evidence(text, held),
+        ));
     }
     let lock = regex!(
         r#"(?i)(?:Unable to create '(/[^']+)': File exists|Could not get lock (/\S+?)\.?(?:\s|$)|lock ?file '?(/[^'\s]+?)'? (?:exists|already exists|is held)|(/\S+\.(?:lock|lck)): File exists|unable to lock (?:database|file) (/\S+))"#
     );
-    if let Some(c) = lock.captures(text) {
-        let path = (1..=5)
-            .find_map(|i| c.get(i))
-            .map(|m| m.as_str().trim_end_matches(['.', ':']).to_string())?;
-        let pid = regex!(r"(?i)(?:pid|process)[ =:]+(\d+)")
-            .captures(text)
-            .map(|c| c[1].to_string());
-        return Some(stale_lock(
-            &path,
-            pid.as_deref(),
-            facts,
-            evidence(text, lock),
-        ));
-    }
+    let c = lock.captures(text)?;
+    let path = (1..=5)
+        .find_map(|i| c.get(i))
+        .map(|m| m.as_str().trim_end_matches(['.', ':']).to_string())?;
+    let pid = regex!(r"(?i)(?:pid|process)[ =:]+(\d+)")
+        .captures(text)
+        .map(|c| c[1].to_string());
+    Some(stale_lock(
+        &path,
+        pid.as_deref(),
+        x.facts,
+        evidence(text, lock),
+    ))
+}
+
+fn port_rule(x: &Failed) -> Option<Planned> {
     let in_use =
         regex!(r"(?i)address already in use|port (\d+) is already in use|bind\(\).*failed");
-    if in_use.is_match(text) {
-        let port = regex!(r"(?:port |:)(\d{2,5})\b")
-            .captures(text)
-            .map(|c| c[1].to_string());
-        if let Some(port) = port {
-            return Some(port_held(&port, evidence(text, in_use)));
-        }
+    if !in_use.is_match(x.text) {
+        return None;
     }
+    let port = regex!(r"(?:port |:)(\d{2,5})\b").captures(x.text)?;
+    Some(port_held(&port[1], evidence(x.text, in_use)))
+}
 
-    // Services.
-    if let Some(name) = stopped_service(f, text) {
-        return Some(service_stopped(&name, facts, first(text)));
-    }
+fn service_rule(x: &Failed) -> Option<Planned> {
+    let name = stopped_service(x.f, x.text)?;
+    Some(service_stopped(&name, x.facts, first(x.text)))
+}
 
-    // Python modules.
+/// A Python library a module needs, or a module a Python program imports.
+fn python_module_rule(x: &Failed) -> Option<Planned> {
+    let text = x.text;
     let lib = regex!(
         r"Failed to import the required Python library \(([^)]+)\) on \S+'s Python (\S+?)\.?(?:\s|$)"
     );
@@ -486,21 +543,24 @@ fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<P
     let no_module = regex!(
         r#"(?:ModuleNotFoundError: No module named|ImportError: No module named) '?([A-Za-z_][\w.]*)'?"#
     );
-    if let Some(c) = no_module.captures(text) {
-        let python = argv0.clone().filter(|a| a.contains("python"));
-        let top = c[1].split('.').next().unwrap_or(&c[1]).to_string();
-        return Some(match python {
-            Some(py) => python_module(&py, &dist_name(&top), evidence(text, no_module)),
-            None => (
-                "missing_python_module",
-                format!("Python module {top} is missing, but not for a Python the task names"),
-                Action::Escalate,
-                evidence(text, no_module),
-            ),
-        });
-    }
+    let c = no_module.captures(text)?;
+    let python = x.argv0.clone().filter(|a| a.contains("python"));
+    let top = c[1].split('.').next().unwrap_or(&c[1]).to_string();
+    let ev = evidence(text, no_module);
+    Some(match python {
+        Some(py) => python_module(&py, &dist_name(&top), ev),
+        None => (
+            "missing_python_module",
+            format!("Python module {top} is missing, but not for a Python the task names"),
+            Action::Escalate,
+            ev,
+        ),
+    })
+}
 
-    // Packages.
+/// A package the index does not know yet, or a command a package would provide.
+fn package_rule(x: &Failed) -> Option<Planned> {
+    let text = x.text;
     let stale = regex!(
         r"(?i)No package matching '([^']+)' is available|Unable to locate package (\S+)|No match for argument: (\S+)|No package (\S+) available|Package '?([^' ]+)'? has no installation candidate|unable to select packages:\s*(\S+)"
     );
@@ -508,51 +568,50 @@ fn plan_heal(f: &TaskFailure, facts: Option<&HostFacts>, text: &str) -> Option<P
         let pkg = (1..=6)
             .find_map(|i| c.get(i))
             .map(|m| m.as_str().to_string())?;
-        return Some(stale_cache(&pkg, facts, evidence(text, stale)));
+        return Some(stale_cache(&pkg, x.facts, evidence(text, stale)));
     }
     let not_found = regex!(
         r#"(?:^|\n|: )([A-Za-z0-9][\w.+-]*): (?:command )?not found|\[Errno 2\] No such file or directory: b?'([A-Za-z0-9][\w.+-]*)'"#
     );
-    if let Some(c) = not_found.captures(text) {
-        let cmd = c.get(1).or(c.get(2)).map(|m| m.as_str().to_string())?;
-        if cmd != "sh" && cmd != "bash" && !cmd.contains('/') {
-            return Some(missing_package(&cmd, facts, evidence(text, not_found)));
-        }
-    }
-    if let Some(a0) = argv0.as_deref().filter(|a| a.starts_with('/')) {
-        if text.contains(&format!("No such file or directory: b'{a0}'"))
-            || text.contains(&format!("No such file or directory: '{a0}'"))
-        {
-            return Some((
-                "missing_program",
-                format!("the program {a0} does not exist on the host; which package provides it is not known"),
-                Action::Escalate,
-                first(text),
-            ));
-        }
-    }
+    let c = not_found.captures(text)?;
+    let cmd = c.get(1).or(c.get(2)).map(|m| m.as_str().to_string())?;
+    (cmd != "sh" && cmd != "bash" && !cmd.contains('/'))
+        .then(|| missing_package(&cmd, x.facts, evidence(text, not_found)))
+}
 
-    // Disk.
+/// An absolute program path that does not exist.
+fn missing_program_rule(x: &Failed) -> Option<Planned> {
+    let a0 = x.argv0.as_deref().filter(|a| a.starts_with('/'))?;
+    let gone = x
+        .text
+        .contains(&format!("No such file or directory: b'{a0}'"))
+        || x.text
+            .contains(&format!("No such file or directory: '{a0}'"));
+    gone.then(|| unknown_program(a0, first(x.text)))
+}
+
+fn disk_rule(x: &Failed) -> Option<Planned> {
     let full = regex!(r"(?i)No space left on device|disk quota exceeded");
-    if full.is_match(text) {
-        // Room on `/` (and its inodes): the full filesystem is another one, which cleaning
-        // `/` would not help.
-        if let Some(f) = facts.filter(|f| {
-            measured(f)
-                && short_of(f, Resource::Disk).is_none()
-                && short_of(f, Resource::Inodes).is_none()
-        }) {
-            let free = f.disk_free_mb.unwrap_or_default();
-            return Some((
-                DISK_FULL_ELSEWHERE,
-                format!("the task ran out of space, but / has {free} MB free: another filesystem (a mount, a quota, a tmpfs) is full, and cleaning / would not help"),
-                Action::Escalate,
-                evidence(text, full),
-            ));
-        }
-        return Some(disk_full(facts, evidence(text, full)));
+    if !full.is_match(x.text) {
+        return None;
     }
-    None
+    // Room on `/` (and its inodes): the full filesystem is another one, which cleaning
+    // `/` would not help.
+    let roomy = x.facts.filter(|f| {
+        measured(f)
+            && short_of(f, Resource::Disk).is_none()
+            && short_of(f, Resource::Inodes).is_none()
+    });
+    let Some(f) = roomy else {
+        return Some(disk_full(x.facts, evidence(x.text, full)));
+    };
+    let free = f.disk_free_mb.unwrap_or_default();
+    Some((
+        DISK_FULL_ELSEWHERE,
+        format!("the task ran out of space, but / has {free} MB free: another filesystem (a mount, a quota, a tmpfs) is full, and cleaning / would not help"),
+        Action::Escalate,
+        evidence(x.text, full),
+    ))
 }
 
 /// A full disk whose host has room on `/`.

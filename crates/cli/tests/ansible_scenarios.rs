@@ -615,3 +615,101 @@ fn high_risk_fix_is_not_run_without_approval() {
     );
     assert!(!s.session().join("heal-1.yml").exists());
 }
+
+/// The rules' diagnostics run ad hoc before the healing playbook, each gated on its own:
+/// `ls -ld` (read-only, low) runs and is reported with its exit code and redacted output;
+/// `python3 -m pip show` (a program the gate cannot tell only reads) is recorded, not run.
+#[test]
+fn rule_diagnostics_run_ad_hoc_gated_and_reported() {
+    let s = Scenario::new(require_ansible!());
+    // Reached as the play says (`connection: local`): the ad-hoc diagnostics must be too.
+    s.write("inventory.ini", "alpha\nbeta\n");
+    // The e-mail address in the path must not reach the report.
+    let conf = s.path("ops@example.com/conf");
+    let (pip_log, installed) = (s.path("pip.log"), s.path("installed"));
+    // A stand-in Python: `-m pip` calls are logged, `install` makes the import work.
+    let python = s.script(
+        "fakepy/python3",
+        &format!(
+            r#"if [ "$1" = -m ] && [ "$2" = pip ]; then
+  echo "$3 $4" >> {log}
+  case "$3" in install) touch {ok} ;; show) [ -e {ok} ] || exit 1 ;; esac
+  exit 0
+fi
+[ -e {ok} ] && exit 0
+echo "ModuleNotFoundError: No module named 'yaml'" >&2; exit 1"#,
+            log = pip_log.display(),
+            ok = installed.display()
+        ),
+    );
+    s.write(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  connection: local\n  gather_facts: false\n  tasks:\n    - name: write app config\n      ansible.builtin.copy:\n        dest: {}/app.conf\n        content: \"port=8080\\n\"\n      when: inventory_hostname == 'alpha'\n    - name: the app can import yaml\n      ansible.builtin.command:\n        argv: [\"{}\", \"-c\", \"import yaml\"]\n      when: inventory_hostname == 'beta'\n",
+            conf.display(),
+            python.display()
+        ),
+    );
+    let out = s.ansible(&["--report", "report.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("report.json")).unwrap()).unwrap();
+    let (alpha, beta) = (&report["hosts"]["alpha"], &report["hosts"]["beta"]);
+    assert_eq!(alpha["outcome"], "healed", "{report:#}");
+    assert_eq!(beta["outcome"], "healed", "{report:#}");
+
+    let ls = &alpha["diagnostics"][0];
+    assert!(
+        ls["command"].as_str().unwrap().starts_with("ls -ld "),
+        "{ls}"
+    );
+    assert_eq!(
+        (ls["ran"].as_bool(), ls["risk"].as_str()),
+        (Some(true), Some("low"))
+    );
+    assert_eq!(ls["exit_code"], 2, "ls of a missing directory: {ls}");
+    let output = ls["output"].as_str().unwrap();
+    assert!(output.contains("No such file or directory"), "{ls}");
+    assert!(!output.contains("ops@example.com"), "redacted: {ls}");
+    assert_eq!(alpha["diagnostics"].as_array().unwrap().len(), 1);
+    assert!(conf.is_dir());
+
+    let show = &beta["diagnostics"][0];
+    assert!(show["command"]
+        .as_str()
+        .unwrap()
+        .ends_with("-m pip show PyYAML"));
+    assert_eq!(
+        (show["ran"].as_bool(), show["exit_code"].as_i64()),
+        (Some(false), None)
+    );
+    assert!(
+        show["note"].as_str().unwrap().contains("only read"),
+        "{show}"
+    );
+    // Only the fix and the verification reached the stand-in: the refused diagnostic did not.
+    assert_eq!(
+        std::fs::read_to_string(&pip_log).unwrap(),
+        "install PyYAML\nshow PyYAML\n"
+    );
+    assert_eq!(beta["fixes"][0]["exit_code"], 0);
+    assert_eq!(beta["verification"][0]["exit_code"], 0);
+
+    // The diagnostics are not in the healing playbook; heal-1.json has them as they ran.
+    let yml = heal_playbook(&s);
+    assert!(!yml.contains("- \"ls\""), "{yml}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.session().join("heal-1.json")).unwrap())
+            .unwrap();
+    let step0 = |h: &str| {
+        plan["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == h)
+            .unwrap()["steps"][0]
+            .clone()
+    };
+    assert_eq!(step0("alpha")["exit_code"], 2, "{plan:#}");
+    assert_eq!(step0("beta")["status"], "refused", "{plan:#}");
+}

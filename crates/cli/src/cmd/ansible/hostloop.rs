@@ -562,7 +562,7 @@ impl<'a> HostLoop<'a> {
         let tree = self.dir.join(format!("adhoc-{}", self.adhoc_runs));
         let (code, output) = self
             .ansible
-            .adhoc(host, c, become_, &tree, &self.redactor)?;
+            .adhoc(host, c, become_, &tree, &self.redactor, None)?;
         let risk = risk_name(assess_script(c).level);
         eprintln!("pipeguard: {host}: {} [{risk}] {c} → exit {code}", name(p));
         for l in output.lines().take(3) {
@@ -634,16 +634,23 @@ fn name(p: Purpose) -> &'static str {
 
 impl Ansible {
     /// One command on one host through the shared ad-hoc executor, redacted and bounded.
-    fn adhoc(
+    /// `connection` is the play's `connection:`, which the healing playbook's plays carry too.
+    pub(super) fn adhoc(
         &self,
         host: &str,
         script: &str,
         become_: bool,
         tree: &Path,
         redactor: &Redactor,
+        connection: Option<&str>,
     ) -> Result<(i32, String)> {
+        let mut connection_args = self.connection_args.clone();
+        // Last, as a play's keyword overrides the command line's `-c`.
+        if let Some(c) = connection {
+            connection_args.extend(["-c".to_string(), c.to_string()]);
+        }
         let a = Adhoc {
-            connection_args: self.connection_args.clone(),
+            connection_args,
             python: self.python.clone(),
             redactor: redactor.clone(),
             ..Adhoc::new(self.bin.with_file_name("ansible"), self.inventory.clone())

@@ -8,20 +8,22 @@
 
 mod hostloop;
 mod report;
+mod rounds;
+mod rules;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use pipeguard_ansible::plan::{Action, Decision, Phase};
-use pipeguard_ansible::{classify, playbook, HostFacts, RunEvents, TaskFailure, CALLBACK_PLUGIN};
-use pipeguard_core::backoff::Backoff;
+use pipeguard_ansible::hostloop::Ran;
+use pipeguard_ansible::plan::{Decision, Phase};
+use pipeguard_ansible::{playbook, HostFacts, RunEvents, TaskFailure, CALLBACK_PLUGIN};
 use pipeguard_core::safety::risk_name;
-use pipeguard_core::{Analyzer, Risk};
+use pipeguard_core::Risk;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Failure kinds whose fix commands (or whether to heal at all: free disk and memory)
 /// depend on the host's facts.
@@ -128,11 +130,24 @@ struct StepOutcome {
     name: String,
     argv: Vec<String>,
     risk: Risk,
+    #[serde(flatten)]
+    seen: Seen,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback: Option<serde_json::Value>,
+}
+
+/// How a step went.
+#[derive(Serialize, Default)]
+struct Seen {
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<String>,
+    /// Of a diagnostic run ad hoc.
     #[serde(skip_serializing_if = "Option::is_none")]
-    rollback: Option<serde_json::Value>,
+    exit_code: Option<i32>,
+    /// Why a diagnostic was not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -209,26 +224,8 @@ impl Ansible {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("running {}", self.bin.display()))?;
-        let mut err = child.stderr.take().context("stderr pipe")?;
-        // Pass stderr through while keeping its tail: syntax errors only appear there.
-        let pump = std::thread::spawn(move || {
-            let mut tail: Vec<u8> = vec![];
-            let mut buf = [0u8; 8192];
-            let mut out = std::io::stderr();
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let _ = out.write_all(&buf[..n]);
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.len() > 2 * STDERR_TAIL {
-                            tail.drain(..tail.len() - STDERR_TAIL);
-                        }
-                    }
-                }
-            }
-            tail
-        });
+        let err = child.stderr.take().context("stderr pipe")?;
+        let pump = std::thread::spawn(move || pass_stderr(err));
         let status = child.wait()?;
         let tail = pump.join().unwrap_or_default();
         use std::os::unix::process::ExitStatusExt;
@@ -250,6 +247,27 @@ impl Ansible {
             events,
         })
     }
+}
+
+/// Pass ansible-playbook's stderr through while keeping its tail: syntax errors only appear
+/// there.
+fn pass_stderr(mut err: impl Read) -> Vec<u8> {
+    let mut tail: Vec<u8> = vec![];
+    let mut buf = [0u8; 8192];
+    let mut out = std::io::stderr();
+    loop {
+        match err.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let _ = out.write_all(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    tail
 }
 
 fn locate_playbook_bin() -> Result<PathBuf> {
@@ -399,366 +417,36 @@ pub fn run(args: CmdArgs) -> Result<ExitCode> {
     if !args.backoff_seconds.is_finite() || args.backoff_seconds < 0.0 {
         bail!("--backoff-seconds must be a non-negative number");
     }
-    let bin = locate_playbook_bin()?;
     let id = session_id();
     let dir = args.state_dir.join("sessions").join(&id);
-    let plugin_dir = dir.join("callback_plugins");
-    std::fs::create_dir_all(&plugin_dir)
-        .with_context(|| format!("creating {}", plugin_dir.display()))?;
-    std::fs::write(plugin_dir.join("pipeguard.py"), CALLBACK_PLUGIN)?;
-    let python = match &args.python_interpreter {
-        Some(p) => Some(p.clone()),
-        None if std::env::var_os("ANSIBLE_PYTHON_INTERPRETER").is_some() => None,
-        None => ansible_python(&bin),
-    };
-    let ansible = Ansible {
-        bin,
-        python,
-        plugin_dir,
-        inventory: args.inventory.clone(),
-        connection_args: connection_args(&args.extra),
-    };
+    let ansible = Ansible::prepare(&args, &dir)?;
     eprintln!("pipeguard: session {id} ({})", dir.display());
+    let mut run = rounds::Run::new(&args, &ansible, id, dir)?;
+    let final_code = run.rounds()?;
+    run.finish(final_code)
+}
 
-    let analyzer = Analyzer::builtin();
-    let mut host_loop = hostloop::HostLoop::new(
-        &ansible,
-        hostloop::analyst(args.config.as_deref())?,
-        args.approve_medium,
-        args.batch.map(|b| b as usize),
-        &dir,
-        (!args.no_database).then_some(args.database_url.as_str()),
-    )?;
-    let mut first_failures: Vec<Decision> = vec![];
-    let mut session = Session {
-        id: id.clone(),
-        playbook: args.playbook.display().to_string(),
-        runs: vec![],
-        heals: vec![],
-        escalations: vec![],
-        outcome: String::new(),
-        exit_code: 0,
-    };
-    let mut facts: BTreeMap<String, HostFacts> = BTreeMap::new();
-    let mut limit: Option<String> = None;
-    // Exit status of the run in which hosts were escalated (they are not retried).
-    let mut escalated_code: Option<i32> = None;
-    let mut round = 0u32;
-    let final_code = loop {
-        let events_path = dir.join(format!("run-{round}.jsonl"));
-        let t0 = Instant::now();
-        let out = ansible.run(&args.playbook, limit.as_deref(), &args.extra, &events_path)?;
-        for (h, m) in out.events.facts() {
-            facts.insert(h, HostFacts::from_map(&m));
-        }
-        let failures = out.events.failures();
-        session.runs.push(RunRecord {
-            kind: "playbook",
-            playbook: args.playbook.display().to_string(),
-            limit: limit.clone(),
-            exit_code: out.code,
-            duration_ms: t0.elapsed().as_millis() as u64,
-            events: events_path.display().to_string(),
-            failed_hosts: failures.iter().map(|f| f.host.clone()).collect(),
-        });
-        if out.code == 0 {
-            break 0;
-        }
-        if failures.is_empty() {
-            // Nothing ran far enough to fail a task: a load or syntax error, or a crash.
-            let (kind, evidence) = load_error(&out.stderr_tail).unwrap_or((
-                "unknown",
-                out.stderr_tail
-                    .lines()
-                    .rev()
-                    .take(5)
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect(),
-            ));
-            session.escalations.push(Escalation {
-                host: "*".into(),
-                task: String::new(),
-                kind: kind.into(),
-                reason: format!(
-                    "ansible-playbook exited {} before any task failed ({kind}); nothing was changed",
-                    out.code
-                ),
-                evidence,
-            });
-            break out.code;
-        }
-        // Facts are gathered only where the fix depends on the host (package or service
-        // manager); a plain retry or an escalation needs none.
-        let need_facts: Vec<TaskFailure> = failures
-            .iter()
-            .filter(|f| {
-                let d = classify(f, None, &analyzer);
-                !facts.contains_key(&f.host)
-                    && (NEEDS_FACTS.contains(&d.kind.as_str())
-                        || (hostloop::unsure(&d)
-                            && host_loop.as_ref().is_some_and(|l| l.may_handle(f, &d))))
-            })
-            .cloned()
-            .collect();
-        gather_missing_facts(&ansible, &dir, round, &need_facts, &mut facts, &mut session)?;
-        store_facts(&args, &facts);
-
-        let decisions: Vec<Decision> = failures
-            .iter()
-            .map(|f| classify(f, facts.get(&f.host), &analyzer))
-            .collect();
-        if round == 0 {
-            first_failures = decisions.clone();
-        }
-        let mut retry_hosts: BTreeSet<String> = BTreeSet::new();
-        let mut heals: Vec<&Decision> = vec![];
-        let mut for_loop: Vec<(TaskFailure, Decision)> = vec![];
-        for (d, f) in decisions.iter().zip(&failures) {
-            let looped = host_loop
-                .as_ref()
-                .map(|l| l.report.hosts.contains_key(&d.host) || !l.may_handle(f, d));
-            match &d.action {
-                Action::Escalate if looped == Some(false) && hostloop::unsure(d) => {
-                    for_loop.push((f.clone(), d.clone()));
-                }
-                Action::Escalate => escalate(&mut session, d, d.reason.clone()),
-                Action::Retry => {
-                    retry_hosts.insert(d.host.clone());
-                }
-                Action::Heal { steps } => {
-                    if let Some(bad) = steps.iter().find(|s| s.risk == Risk::Refused) {
-                        escalate(
-                            &mut session,
-                            d,
-                            format!(
-                                "the fix `{}` is refused: {}",
-                                bad.argv.join(" "),
-                                bad.risk_reason
-                            ),
-                        );
-                        continue;
-                    }
-                    let high: Vec<_> = steps
-                        .iter()
-                        .filter(|s| s.phase == Phase::Fix && s.risk == Risk::High)
-                        .collect();
-                    if !high.is_empty() && !args.approve_high_risk && !args.dry_run {
-                        let prompt = format!(
-                            "pipeguard: {}: run high-risk fix(es) {}?",
-                            d.host,
-                            high.iter()
-                                .map(|s| format!("`{}` ({})", s.argv.join(" "), s.risk_reason))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        );
-                        if !confirm(&prompt) {
-                            escalate(
-                                &mut session,
-                                d,
-                                format!(
-                                    "{}; the fix is high risk and was not approved (use --approve-high-risk)",
-                                    d.reason
-                                ),
-                            );
-                            continue;
-                        }
-                    }
-                    heals.push(d);
-                }
-            }
-        }
-        let mut loop_healed = BTreeSet::new();
-        if let Some(l) = host_loop
-            .as_mut()
-            .filter(|_| !for_loop.is_empty() && !args.dry_run)
-        {
-            loop_healed = l.handle(&for_loop, &facts, &args.playbook, &args.extra, &mut session)?;
-        } else {
-            for (_, d) in &for_loop {
-                escalate(&mut session, d, d.reason.clone());
-            }
-        }
-        if session
-            .escalations
-            .iter()
-            .any(|e| failures.iter().any(|f| f.host == e.host))
-        {
-            escalated_code.get_or_insert(out.code);
-        }
-        let heal_hosts: BTreeSet<String> = heals.iter().map(|d| d.host.clone()).collect();
-        if heals.is_empty() && retry_hosts.is_empty() {
-            let all_healed = failures.iter().all(|f| loop_healed.contains(&f.host));
-            break if all_healed { 0 } else { out.code };
-        }
-        if round >= args.max_retries {
-            for d in heals.iter() {
-                escalate(
-                    &mut session,
-                    d,
-                    format!("{}; still failing after {round} retries", d.reason),
-                );
-            }
-            for h in &retry_hosts {
-                if let Some(d) = decisions.iter().find(|d| &d.host == h) {
-                    escalate(
-                        &mut session,
-                        d,
-                        format!("{}; still failing after {round} retries", d.reason),
-                    );
-                }
-            }
-            break out.code;
-        }
-        round += 1;
-        let mut next_hosts = retry_hosts.clone();
-        if !heals.is_empty() {
-            let connection = play_connections(&args.playbook);
-            let pairs: Vec<(&Decision, Option<String>)> =
-                heals.iter().map(|d| (*d, connection.clone())).collect();
-            let yml = dir.join(format!("heal-{round}.yml"));
-            let text = playbook::render(&id, round, &pairs);
-            std::fs::write(&yml, &text)?;
-            print_plan(&heals, &retry_hosts, &yml);
-            if args.dry_run {
-                eprintln!(
-                    "pipeguard: dry run: the healing playbook above was written to {} and not run",
-                    yml.display()
-                );
-                println!("{text}");
-                write_plan_json(&dir, round, &heals, None)?;
-                break out.code;
-            }
-            let heal_events = dir.join(format!("heal-{round}.jsonl"));
-            let limit_heal = heal_hosts.iter().cloned().collect::<Vec<_>>().join(",");
-            let t0 = Instant::now();
-            let h = ansible.run(
-                &yml,
-                Some(&limit_heal),
-                &ansible.connection_args,
-                &heal_events,
-            )?;
-            let failed_heal: BTreeSet<String> =
-                h.events.failures().into_iter().map(|f| f.host).collect();
-            session.runs.push(RunRecord::of(
-                "heal",
-                &yml,
-                &limit_heal,
-                &h,
-                t0,
-                &heal_events,
-            ));
-            let record = write_plan_json(&dir, round, &heals, Some(&h.events))?;
-            session.heals.push(record);
-            for d in &heals {
-                let ran = h
-                    .events
-                    .oks()
-                    .any(|o| o.host == d.host && o.task.starts_with("pipeguard "));
-                if failed_heal.contains(&d.host) || !ran {
-                    let why = h
-                        .events
-                        .failures()
-                        .into_iter()
-                        .find(|f| f.host == d.host)
-                        .map(|f| format!("{}: {}", f.task, f.text().lines().next().unwrap_or("")))
-                        .unwrap_or_else(|| "the healing playbook did not run".into());
-                    escalate(
-                        &mut session,
-                        d,
-                        format!("{}; the heal did not verify ({why})", d.reason),
-                    );
-                    escalated_code.get_or_insert(out.code);
-                } else {
-                    eprintln!("pipeguard: {}: {} healed and verified", d.host, d.kind);
-                    next_hosts.insert(d.host.clone());
-                }
-            }
-        } else {
-            print_plan(&heals, &retry_hosts, Path::new(""));
-            if args.dry_run {
-                break out.code;
-            }
-        }
-        if next_hosts.is_empty() {
-            break out.code;
-        }
-        if !retry_hosts.is_empty() && args.backoff_seconds > 0.0 {
-            let base = Duration::from_secs_f64(args.backoff_seconds);
-            let d = Backoff {
-                base,
-                cap: base * 1024,
-            }
-            .bound(round - 1);
-            eprintln!("pipeguard: waiting {:.1}s before retrying", d.as_secs_f64());
-            std::thread::sleep(d);
-        }
-        let l = next_hosts.into_iter().collect::<Vec<_>>().join(",");
-        eprintln!(
-            "pipeguard: retry {round} of {}: --limit {l}",
-            args.max_retries
-        );
-        limit = Some(l);
-    };
-
-    let exit = if final_code != 0 {
-        final_code
-    } else {
-        escalated_code.unwrap_or(0)
-    };
-    // Ahead of the next failure: hosts about to fill up, with the cleanup offered (not run).
-    super::hosts::offer_cleanup(&facts, Some(&dir.join("prevent.yml")))?;
-    session.exit_code = exit;
-    session.outcome = if exit == 0 && session.escalations.is_empty() {
-        if session.runs.len() > 1 {
-            "healed".into()
-        } else {
-            "passed".into()
-        }
-    } else if !session.escalations.is_empty() {
-        "escalated".into()
-    } else {
-        "failed".into()
-    };
-    if let Some(path) = &args.report {
-        let r = report::build(
-            &args.playbook,
-            host_loop.map(|l| l.report).unwrap_or_default(),
-            &first_failures,
-            &facts,
-            &session,
-        );
-        std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")
-            .with_context(|| format!("writing the report {}", path.display()))?;
+impl Ansible {
+    /// ansible-playbook, with pipeguard's callback plugin written into the session dir.
+    fn prepare(args: &CmdArgs, dir: &Path) -> Result<Ansible> {
+        let bin = locate_playbook_bin()?;
+        let plugin_dir = dir.join("callback_plugins");
+        std::fs::create_dir_all(&plugin_dir)
+            .with_context(|| format!("creating {}", plugin_dir.display()))?;
+        std::fs::write(plugin_dir.join("pipeguard.py"), CALLBACK_PLUGIN)?;
+        let python = match &args.python_interpreter {
+            Some(p) => Some(p.clone()),
+            None if std::env::var_os("ANSIBLE_PYTHON_INTERPRETER").is_some() => None,
+            None => ansible_python(&bin),
+        };
+        Ok(Ansible {
+            bin,
+            python,
+            plugin_dir,
+            inventory: args.inventory.clone(),
+            connection_args: connection_args(&args.extra),
+        })
     }
-    std::fs::write(
-        dir.join("session.json"),
-        serde_json::to_string_pretty(&session)? + "\n",
-    )?;
-    for e in &session.escalations {
-        eprintln!(
-            "pipeguard: ESCALATED {}{}: {}: {}",
-            e.host,
-            if e.task.is_empty() {
-                String::new()
-            } else {
-                format!(" task {:?}", e.task)
-            },
-            e.kind,
-            e.reason
-        );
-        for l in e.evidence.iter().take(5) {
-            eprintln!("pipeguard:   | {l}");
-        }
-    }
-    eprintln!(
-        "pipeguard: session {id}: {} (exit {exit}); record in {}",
-        session.outcome,
-        dir.join("session.json").display()
-    );
-    Ok(ExitCode::from(exit.clamp(0, 255) as u8))
 }
 
 fn escalate(session: &mut Session, d: &Decision, reason: String) {
@@ -801,63 +489,14 @@ fn write_plan_json(
     round: u32,
     heals: &[&Decision],
     events: Option<&RunEvents>,
+    diagnosed: &rules::Diagnosed,
 ) -> Result<serde_json::Value> {
     let mut hosts = vec![];
     for d in heals {
-        let mut steps = vec![];
-        for (i, s) in d.steps().iter().enumerate() {
-            let phase = format!("{:?}", s.phase).to_lowercase();
-            let name = playbook::task_name(&d.host, i, &phase, &s.name);
-            let ok = events.and_then(|e| e.oks().find(|o| o.host == d.host && o.task == name));
-            let failed = events.and_then(|e| {
-                e.events.iter().find_map(|ev| match ev {
-                    pipeguard_ansible::Event::Failed(f) if f.host == d.host && f.task == name => {
-                        Some(f.clone())
-                    }
-                    _ => None,
-                })
-            });
-            let status = match (events, ok, &failed) {
-                (None, _, _) => "planned",
-                (_, Some(o), _) if o.changed || s.phase != Phase::Fix => "ok",
-                (_, Some(_), _) => "ok",
-                (_, None, Some(_)) => "failed",
-                (_, None, None) => "skipped",
-            };
-            let rollback = s.rollback.as_ref().map(|rb| {
-                let diag_out = rb.from_step.as_ref().and_then(|from| {
-                    let idx = d.steps().iter().position(|x| &x.name == from)?;
-                    let n = playbook::task_name(&d.host, idx, "diagnose", from);
-                    events?
-                        .oks()
-                        .find(|o| o.host == d.host && o.task == n)
-                        .and_then(|o| o.stdout.clone())
-                });
-                let argv = rb.argv.as_ref().map(|a| {
-                    a.iter()
-                        .map(|x| {
-                            x.replace("{diagnosis}", diag_out.as_deref().unwrap_or("?").trim())
-                        })
-                        .collect::<Vec<_>>()
-                });
-                serde_json::json!({
-                    "description": rb.description,
-                    "argv": argv,
-                    "recorded": diag_out,
-                })
-            });
-            steps.push(StepOutcome {
-                phase: s.phase,
-                name: s.name.clone(),
-                argv: s.argv.clone(),
-                risk: s.risk,
-                status: status.into(),
-                output: ok
-                    .and_then(|o| o.stdout.clone())
-                    .or_else(|| failed.as_ref().map(|f| f.text())),
-                rollback,
-            });
-        }
+        let adhoc = diagnosed.get(&d.host).map_or(&[][..], |v| v.as_slice());
+        let steps: Vec<StepOutcome> = (0..d.steps().len())
+            .map(|i| step_outcome(d, i, events, adhoc))
+            .collect();
         hosts.push(serde_json::json!({
             "host": d.host,
             "task": d.task,
@@ -873,6 +512,105 @@ fn write_plan_json(
         serde_json::to_string_pretty(&v)? + "\n",
     )?;
     Ok(v)
+}
+
+/// Step `i` of a heal as it went: run ad hoc (a diagnostic), or in the healing playbook
+/// (`events`; none yet in a dry run).
+fn step_outcome(
+    d: &Decision,
+    i: usize,
+    events: Option<&RunEvents>,
+    adhoc: &[(usize, Ran)],
+) -> StepOutcome {
+    let s = &d.steps()[i];
+    let ran = adhoc.iter().find(|(j, _)| *j == i).map(|(_, r)| r);
+    let seen = match ran {
+        Some(r) => adhoc_outcome(r),
+        None => playbook_outcome(d, i, events),
+    };
+    let rollback = s.rollback.as_ref().map(|rb| {
+        let diag_out = rb
+            .from_step
+            .as_ref()
+            .and_then(|from| diagnosis(d, from, events, adhoc));
+        let argv = rb.argv.as_ref().map(|a| {
+            a.iter()
+                .map(|x| x.replace("{diagnosis}", diag_out.as_deref().unwrap_or("?").trim()))
+                .collect::<Vec<_>>()
+        });
+        serde_json::json!({
+            "description": rb.description,
+            "argv": argv,
+            "recorded": diag_out,
+        })
+    });
+    StepOutcome {
+        phase: s.phase,
+        name: s.name.clone(),
+        argv: s.argv.clone(),
+        risk: s.risk,
+        seen,
+        rollback,
+    }
+}
+
+/// A diagnostic run ad hoc: "ok" whatever its exit code (a diagnostic only informs), or
+/// "refused" by the gate.
+fn adhoc_outcome(r: &Ran) -> Seen {
+    Seen {
+        status: if r.ran { "ok" } else { "refused" }.into(),
+        output: r.ran.then(|| r.output.clone()),
+        exit_code: r.exit_code,
+        note: (!r.note.is_empty()).then(|| r.note.clone()),
+    }
+}
+
+/// A step of the healing playbook, found in its events by task name.
+fn playbook_outcome(d: &Decision, i: usize, events: Option<&RunEvents>) -> Seen {
+    let s = &d.steps()[i];
+    let phase = format!("{:?}", s.phase).to_lowercase();
+    let name = playbook::task_name(&d.host, i, &phase, &s.name);
+    let ok = events.and_then(|e| e.oks().find(|o| o.host == d.host && o.task == name));
+    let failed = events.and_then(|e| {
+        e.events.iter().find_map(|ev| match ev {
+            pipeguard_ansible::Event::Failed(f) if f.host == d.host && f.task == name => {
+                Some(f.clone())
+            }
+            _ => None,
+        })
+    });
+    let status = match (events, ok, &failed) {
+        (None, _, _) => "planned",
+        (_, Some(_), _) => "ok",
+        (_, None, Some(_)) => "failed",
+        (_, None, None) => "skipped",
+    };
+    Seen {
+        status: status.into(),
+        output: ok
+            .and_then(|o| o.stdout.clone())
+            .or_else(|| failed.as_ref().map(|f| f.text())),
+        ..Seen::default()
+    }
+}
+
+/// The output of the diagnose step named `from`, for a rollback to restore what it saw.
+fn diagnosis(
+    d: &Decision,
+    from: &str,
+    events: Option<&RunEvents>,
+    adhoc: &[(usize, Ran)],
+) -> Option<String> {
+    let idx = d.steps().iter().position(|x| x.name == from)?;
+    if let Some((_, r)) = adhoc.iter().find(|(j, _)| *j == idx) {
+        // What a failed or refused diagnostic printed is no state to restore.
+        return r.ok().then(|| r.output.clone());
+    }
+    let n = playbook::task_name(&d.host, idx, "diagnose", from);
+    events?
+        .oks()
+        .find(|o| o.host == d.host && o.task == n)
+        .and_then(|o| o.stdout.clone())
 }
 
 /// `connection:` of the original playbook's plays, when they all agree on one.

@@ -61,19 +61,22 @@ fn rule_steps(session: &Session, host: &str) -> Vec<(Purpose, Ran)> {
                     .collect();
                 let status = s["status"].as_str().unwrap_or("");
                 let ran = matches!(status, "ok" | "failed");
+                // A diagnostic run ad hoc has its own exit code; a playbook step has its status.
+                let code = s["exit_code"].as_i64().map(|c| c as i32);
+                let note = s["note"].as_str().unwrap_or(status);
                 out.push((
                     purpose,
                     Ran {
                         command: pipeguard_core::safety::shell::join(&argv),
                         risk: s["risk"].as_str().unwrap_or("").into(),
                         ran,
-                        exit_code: ran.then_some(if status == "ok" { 0 } else { 1 }),
-                        output: s["output"].as_str().unwrap_or("").into(),
-                        note: if ran {
-                            String::new()
+                        exit_code: ran.then_some(code.unwrap_or(if status == "ok" {
+                            0
                         } else {
-                            status.to_string()
-                        },
+                            1
+                        })),
+                        output: s["output"].as_str().unwrap_or("").into(),
+                        note: if ran { String::new() } else { note.to_string() },
                     },
                 ));
             }
