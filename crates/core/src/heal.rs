@@ -50,6 +50,9 @@ pub struct StoredPlan {
     /// The facts the plan was made from, so that a backtest replays what the worker saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<crate::planner::Known>,
+    /// Suspect runners not taken out that the re-run is steered away from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid_runners: Vec<String>,
 }
 
 /// What a test's history says, for the known-flaky check.

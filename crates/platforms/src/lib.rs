@@ -528,6 +528,27 @@ pub trait Ci: Send + Sync {
         false
     }
 
+    /// Whether a re-run can be told to avoid runners through a pipeline parameter (Jenkins:
+    /// a label expression). GitLab tags and Buildkite agent query rules only require
+    /// matches; neither can exclude a runner.
+    fn can_steer_runners(&self) -> bool {
+        false
+    }
+
+    /// Re-runs the failed work with `parameter` set so that none of `runners` can take it.
+    async fn rerun_avoiding(
+        &self,
+        _event: &FailureEvent,
+        _parameter: &str,
+        runners: &[String],
+    ) -> Result<Rerun, PlatformError> {
+        Err(PlatformError::NotConfigured(format!(
+            "{} cannot steer a re-run away from runner(s) {}",
+            self.platform().as_str(),
+            runners.join(", ")
+        )))
+    }
+
     /// Takes `runner` out of service so no new job lands on it. Returns a description of
     /// the call made.
     async fn take_out_runner(

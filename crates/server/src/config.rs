@@ -346,6 +346,10 @@ pub struct RetentionSection {
 #[serde(default, deny_unknown_fields)]
 pub struct RunnersSection {
     pub quarantine: Quarantine,
+    /// The Jenkins build parameter (a Label parameter, or a string the pipeline passes to
+    /// `agent { label ... }`) a re-run sets to steer away from a suspect node; unset, a
+    /// failure on a suspect runner not taken out waits for approval.
+    pub steer_parameter: Option<String>,
 }
 
 /// What happens to a suspect runner where the platform's API can take it out.
@@ -580,6 +584,31 @@ impl Config {
     }
 
     /// `PIPEGUARD_INCIDENTS_<KEY>` for each key of `[incidents]`.
+    fn apply_runners_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = get("PIPEGUARD_RUNNERS_QUARANTINE") {
+            self.runners.quarantine = match v.as_str() {
+                "approve" => Quarantine::Approve,
+                "auto" => Quarantine::Auto,
+                _ => anyhow::bail!(
+                    "PIPEGUARD_RUNNERS_QUARANTINE={v:?} is neither \"approve\" nor \"auto\""
+                ),
+            };
+        }
+        if let Some(v) = get("PIPEGUARD_RUNNERS_STEER_PARAMETER") {
+            self.runners.steer_parameter = Some(v);
+        }
+        // A name Jenkins would not declare would only be refused at the first re-run.
+        if let Some(p) = &self.runners.steer_parameter {
+            let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+            if p.is_empty() || p.len() > 100 || !p.chars().all(ok) {
+                anyhow::bail!(
+                    "[runners] steer_parameter = {p:?} is not a build parameter name (letters, digits, _ - .)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn apply_incidents_env(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         fn set<T: std::str::FromStr>(
             get: &impl Fn(&str) -> Option<String>,
@@ -694,15 +723,7 @@ impl Config {
         if let Some(v) = nonempty("PIPEGUARD_SLACK_SIGNING_SECRET") {
             self.slack.signing_secret = Some(v);
         }
-        if let Some(v) = nonempty("PIPEGUARD_RUNNERS_QUARANTINE") {
-            self.runners.quarantine = match v.as_str() {
-                "approve" => Quarantine::Approve,
-                "auto" => Quarantine::Auto,
-                _ => anyhow::bail!(
-                    "PIPEGUARD_RUNNERS_QUARANTINE={v:?} is neither \"approve\" nor \"auto\""
-                ),
-            };
-        }
+        self.apply_runners_env(&nonempty)?;
         self.apply_incidents_env(&nonempty)?;
         self.llm.apply_env(nonempty)?;
         Ok(())
@@ -824,6 +845,29 @@ mod tests {
             "http://127.0.0.1:1"
         );
         assert_eq!(cfg.database_url, "sqlite://pipeguard.db");
+    }
+
+    #[test]
+    fn runners_steer_parameter_from_file_and_environment() {
+        let mut cfg = Config::from_toml("[runners]\nsteer_parameter = \"NODE_LABEL\"\n").unwrap();
+        cfg.apply_env(|_| None).unwrap();
+        assert_eq!(cfg.runners.steer_parameter.as_deref(), Some("NODE_LABEL"));
+        assert_eq!(cfg.runners.quarantine, Quarantine::Approve);
+        let mut cfg = Config::default();
+        cfg.apply_env(|_| None).unwrap();
+        assert_eq!(cfg.runners.steer_parameter, None);
+        cfg.apply_env(|k| (k == "PIPEGUARD_RUNNERS_STEER_PARAMETER").then(|| "AGENT".into()))
+            .unwrap();
+        assert_eq!(cfg.runners.steer_parameter.as_deref(), Some("AGENT"));
+        for bad in ["NODE LABEL", "a&&b", ""] {
+            let toml = format!("[runners]\nsteer_parameter = {bad:?}\n");
+            let e = Config::from_toml(&toml)
+                .unwrap()
+                .apply_env(|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("steer_parameter"), "{bad}: {e}");
+        }
     }
 
     #[test]

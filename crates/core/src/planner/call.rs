@@ -2,6 +2,7 @@
 //! strategy out on this platform, and what the platform's answer means for the session.
 
 use super::{stored, Answer, CallError, Decided, Facts, Step};
+use crate::heal::StoredPlan;
 use crate::lifecycle::{Event, SessionStatus};
 use crate::policy::Strategy;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub struct Traits {
     pub rerun_starts_new_run: bool,
     /// The repository configures a reset command (run as a fix before a plain re-run).
     pub reset_command: bool,
+    /// A re-run can be told to avoid a runner: the platform composes an exclusion and the
+    /// pipeline reads it (Jenkins with `[runners] steer_parameter`).
+    pub steer_runners: bool,
 }
 
 /// What the platform is asked to do.
@@ -42,6 +46,8 @@ pub enum Inputs {
     FreshCacheKey,
     /// The repository's `reset` mapping and the platform's clean-workspace inputs.
     CleanWorkspace,
+    /// The configured steering parameter, excluding the plan's suspect runners.
+    AvoidRunners,
 }
 
 impl Call {
@@ -54,6 +60,17 @@ impl Call {
                 Call::RerunWith(Inputs::CleanWorkspace)
             }
             _ => Call::Retry,
+        }
+    }
+
+    /// The call for a stored plan: a plain re-run that must avoid suspect runners carries
+    /// the steering instead.
+    pub fn for_plan(stored: &StoredPlan, t: &Traits) -> Call {
+        match Call::for_strategy(stored.plan.strategy, t) {
+            Call::Retry if !stored.avoid_runners.is_empty() => {
+                Call::RerunWith(Inputs::AvoidRunners)
+            }
+            call => call,
         }
     }
 
@@ -120,7 +137,7 @@ pub(super) fn due(f: &Facts, budget: &Budget) -> Decided {
         }
     }
     plan.awaiting_attempt = None;
-    let call = Call::for_strategy(plan.plan.strategy, &f.known.platform);
+    let call = Call::for_plan(&plan, &f.known.platform);
     let why = match (plan.jobs.first(), plan.queued.len()) {
         (Some(j), n) if n > 0 => format!(
             "attempt {} re-runs job {}; {n} more transient job(s) wait for the attempts after it",
@@ -152,7 +169,7 @@ pub(super) fn resumed(f: &Facts, call_done: bool) -> Decided {
 /// What the platform's answer means.
 pub(super) fn called(f: &Facts, answer: &Result<Answer, CallError>) -> Decided {
     let plan = stored(f);
-    let call = Call::for_strategy(plan.plan.strategy, &f.known.platform);
+    let call = Call::for_plan(&plan, &f.known.platform);
     let new_run = call.starts_new_run(&f.known.platform);
     match answer {
         Ok(a) if new_run && !a.new_run => {

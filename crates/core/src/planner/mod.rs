@@ -283,6 +283,7 @@ fn stored(f: &Facts) -> StoredPlan {
         queued: vec![],
         awaiting_attempt: None,
         facts: None,
+        avoid_runners: vec![],
     })
 }
 

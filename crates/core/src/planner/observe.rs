@@ -64,7 +64,7 @@ pub(super) fn observed(decided: Decided) -> Decided {
 /// What the plan's call would do, e.g. "would re-run jobs test-a, test-b after 30 s".
 fn would_act(stored: &StoredPlan) -> String {
     let p = &stored.plan;
-    let call = Call::for_strategy(p.strategy, &traits(stored));
+    let call = Call::for_plan(stored, &traits(stored));
     let names: Vec<&str> = stored
         .jobs
         .iter()
@@ -85,6 +85,10 @@ fn would_act(stored: &StoredPlan) -> String {
         (_, Call::RerunWith(Inputs::CleanWorkspace)) => {
             format!("re-run {what} in a clean workspace")
         }
+        (_, Call::RerunWith(Inputs::AvoidRunners)) => format!(
+            "re-run {what} away from runner(s) {}",
+            stored.avoid_runners.join(", ")
+        ),
         (Strategy::HealHost, _) => format!("run the healing playbook, then re-run {what}"),
         _ => format!("re-run {what}"),
     };

@@ -193,7 +193,7 @@ fn plan(jobs: &[JobDiagnosis], f: &Facts) -> Option<StoredPlan> {
     explain_refinement(heal, &mut plan);
     add_fixes(&k.fixes, &mut plan);
     let platform = f.event.platform.map(|p| p.as_str()).unwrap_or_default();
-    super::runner::apply(&k.runners, platform, &mut plan);
+    let avoid_runners = super::runner::apply(&k.runners, platform, &k.platform, &mut plan);
     if mixed {
         let names: Vec<String> = genuine
             .iter()
@@ -213,6 +213,7 @@ fn plan(jobs: &[JobDiagnosis], f: &Facts) -> Option<StoredPlan> {
             attempts_done: f.attempts_done,
             ..k.clone()
         }),
+        avoid_runners,
     })
 }
 

@@ -592,6 +592,74 @@ fn a_failure_on_a_suspect_runner_is_not_re_run_onto_it() {
     assert_eq!(p.plan.decision, Decision::Escalate);
 }
 
+#[test]
+fn with_steering_a_suspect_runner_not_taken_out_is_avoided_instead_of_awaited() {
+    let jobs = [job("it", diag(Category::Network, 0.9))];
+    let runner = |name: &str, quarantined| RunnerState {
+        name: name.into(),
+        suspect: true,
+        quarantined,
+        can_take_out: true,
+    };
+    let known_with = |runners: Vec<RunnerState>, steer_runners| Known {
+        runners,
+        platform: Traits {
+            steer_runners,
+            ..Default::default()
+        },
+        ..known()
+    };
+    let call_of = |s: &StoredPlan| {
+        let (p, ev) = (POLICY(), FailureEvent::default());
+        let mut f = facts(S::Planned, Happened::Due(Budget::default()), &p, &ev);
+        f.plan = Some(s);
+        match decide(&f).unwrap().step {
+            Step::Call(_, call) => call,
+            other => panic!("no call: {other:?}"),
+        }
+    };
+    // Steering: acts at once, names the runner avoided, and the call carries the steering.
+    let (next, s) = planned(&jobs, known_with(vec![runner("agent-3", false)], true));
+    assert_eq!((next.status, s.plan.decision), (S::Planned, Decision::Act));
+    assert_eq!(s.avoid_runners, ["agent-3"]);
+    assert!(
+        s.plan
+            .reason
+            .contains("runner agent-3 fails unrelated jobs")
+            && s.plan.reason.contains("steered away from it"),
+        "{}",
+        s.plan.reason
+    );
+    assert_eq!(call_of(&s), Call::RerunWith(Inputs::AvoidRunners));
+    // Two suspect runners: both avoided.
+    let two = vec![runner("agent-3", false), runner("agent-9", false)];
+    let (_, s) = planned(&jobs, known_with(two, true));
+    assert_eq!(s.avoid_runners, ["agent-3", "agent-9"]);
+    // Without steering: today's behaviour, a person approves and the re-run is plain.
+    let (next, s) = planned(&jobs, known_with(vec![runner("agent-3", false)], false));
+    assert_eq!(next.status, S::AwaitingApproval);
+    assert!(s.avoid_runners.is_empty());
+    assert!(s.plan.reason.contains("/quarantine"), "{}", s.plan.reason);
+    assert_eq!(call_of(&s), Call::Retry);
+    // Taken out already: the platform sends the re-run elsewhere, nothing to steer.
+    let (next, s) = planned(&jobs, known_with(vec![runner("agent-3", true)], true));
+    assert_eq!(next.status, S::Planned);
+    assert!(s.avoid_runners.is_empty());
+    assert_eq!(call_of(&s), Call::Retry);
+    // A re-run that already carries other inputs (a bigger runner) is not steered: approval.
+    let mut scaled = known_with(vec![runner("agent-3", false)], true);
+    scaled.capabilities.scale_resources = true;
+    let (next, s) = planned(&[job("t", diag(Category::OutOfMemory, 0.9))], scaled);
+    assert_eq!(s.plan.strategy, Strategy::ScaleResources);
+    assert_eq!(next.status, S::AwaitingApproval);
+    assert!(s.avoid_runners.is_empty());
+    // A genuine failure is escalated as before, with nothing to steer.
+    let genuine = [job("unit", diag(Category::CompilationError, 0.9))];
+    let (_, s) = planned(&genuine, known_with(vec![runner("agent-3", false)], true));
+    assert_eq!(s.plan.decision, Decision::Escalate);
+    assert!(s.avoid_runners.is_empty());
+}
+
 fn incident(canary: bool) -> Option<crate::incident::Open> {
     Some(crate::incident::Open {
         id: 7,

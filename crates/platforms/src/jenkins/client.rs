@@ -52,6 +52,24 @@ fn form(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
+/// A label expression asking for what `original` asked for (any node when empty) on none of
+/// `nodes`. Names are quoted: a quoted string is always one label, whatever it holds.
+fn avoid_label(original: Option<&str>, nodes: &[String]) -> String {
+    let quote = |n: &str| format!("\"{}\"", n.replace('\\', "\\\\").replace('"', "\\\""));
+    let original = original.map(str::trim).filter(|o| !o.is_empty());
+    // A rebuild of a build already steered keeps its exclusions once.
+    let excluded: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("!{}", quote(n)))
+        .filter(|x| !original.is_some_and(|o| o.contains(x.as_str())))
+        .collect();
+    match (original, excluded.is_empty()) {
+        (Some(o), true) => o.to_string(),
+        (Some(o), false) => format!("({o}) && {}", excluded.join(" && ")),
+        (None, _) => excluded.join(" && "),
+    }
+}
+
 /// `a/b` → `/job/a/job/b/`: folders and multibranch branches are nested jobs.
 fn job_path(ev: &FailureEvent) -> Result<String, PlatformError> {
     if !valid_path(&ev.repository, 1..=20, label_char) {
@@ -404,6 +422,33 @@ impl Ci for JenkinsClient {
         self.api.has_credentials()
     }
 
+    fn can_steer_runners(&self) -> bool {
+        self.configured && self.api.has_credentials()
+    }
+
+    /// Rebuilds with the label parameter narrowed to exclude the nodes (a node's name is a
+    /// label of its own): what the failed build asked for, and none of them.
+    async fn rerun_avoiding(
+        &self,
+        ev: &FailureEvent,
+        parameter: &str,
+        runners: &[String],
+    ) -> Result<Rerun, PlatformError> {
+        let params = self.parameters(ev).await?;
+        let original = params
+            .iter()
+            .find(|(k, _)| k == parameter)
+            .map(|(_, v)| v.as_str());
+        let label = avoid_label(original, runners);
+        let overrides = [(parameter.to_string(), label.clone())];
+        let (detail, new_attempt) = self.rebuild_with(ev, &overrides).await?;
+        Ok(Rerun {
+            detail: format!("{detail}; {parameter}={label}"),
+            new_run_id: None,
+            new_attempt,
+        })
+    }
+
     fn rerun_starts_new_run(&self) -> bool {
         false
     }
@@ -433,6 +478,32 @@ mod tests {
     #[test]
     fn form_encoding() {
         assert_eq!(form(&[("A B".into(), "x&y=z".into())]), "A%20B=x%26y%3Dz");
+    }
+
+    #[test]
+    fn a_steered_label_keeps_what_the_build_asked_for_and_excludes_the_nodes() {
+        let nodes = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(avoid_label(None, &nodes(&["agent-3"])), r#"!"agent-3""#);
+        assert_eq!(
+            avoid_label(Some("  "), &nodes(&["agent-3"])),
+            r#"!"agent-3""#
+        );
+        assert_eq!(
+            avoid_label(Some("linux || mac"), &nodes(&["agent-3", "agent-9"])),
+            r#"(linux || mac) && !"agent-3" && !"agent-9""#
+        );
+        // Quotes and backslashes in a node name stay inside its string.
+        assert_eq!(
+            avoid_label(None, &nodes(&[r#"odd "name"\x"#])),
+            r#"!"odd \"name\"\\x""#
+        );
+        // A build steered before keeps its exclusions once; a new one is added.
+        let once = avoid_label(Some("linux"), &nodes(&["agent-3"]));
+        assert_eq!(avoid_label(Some(&once), &nodes(&["agent-3"])), once);
+        assert_eq!(
+            avoid_label(Some(&once), &nodes(&["agent-30"])),
+            format!(r#"({once}) && !"agent-30""#)
+        );
     }
 
     #[tokio::test]

@@ -97,7 +97,7 @@ async fn carry_out(
     let t = Transition::new(next.event, &next.reason);
     st.store.update_session(&s.id, t, update).await?;
     let acted = match fixes::run_fixes(st, s, attempt).await {
-        Ok(()) => fixes::act(st, s, ci, call, &plan.jobs, plan.all_failed).await,
+        Ok(()) => fixes::act(st, s, ci, call, &plan).await,
         Err(e) => Err(e),
     };
     let answer = record(st, s, attempt, acted).await?;

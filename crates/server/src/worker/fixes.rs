@@ -5,9 +5,8 @@
 
 use crate::tenants::{render, CustomStrategy, Encoding, RepoConfig, Trigger};
 use crate::Shared;
-use pipeguard_core::event::FailedJob;
 use pipeguard_core::event::Platform;
-use pipeguard_core::heal::Fix;
+use pipeguard_core::heal::{Fix, StoredPlan};
 use pipeguard_core::planner::{Call, Inputs, Traits};
 use pipeguard_core::policy::{Capabilities, Risk, Strategy};
 use pipeguard_core::{safety, Category};
@@ -36,6 +35,7 @@ pub fn traits(st: &Shared, s: &SessionRecord, ci: &dyn Ci) -> Traits {
         can_clear_caches: ci.can_clear_caches(),
         rerun_starts_new_run: ci.rerun_starts_new_run(),
         reset_command: reset_command(repo(st, s)).is_some(),
+        steer_runners: st.config.runners.steer_parameter.is_some() && ci.can_steer_runners(),
     }
 }
 
@@ -307,11 +307,10 @@ pub async fn act(
     s: &SessionRecord,
     ci: &dyn Ci,
     call: Call,
-    jobs: &[FailedJob],
-    all_failed: bool,
+    plan: &StoredPlan,
 ) -> Result<Acted, PlatformError> {
     let retry = || async {
-        ci.retry_tracked(&s.event, jobs, all_failed)
+        ci.retry_tracked(&s.event, &plan.jobs, plan.all_failed)
             .await
             .map(|r| Acted {
                 detail: r.detail,
@@ -328,6 +327,24 @@ pub async fn act(
             Ok(Acted {
                 detail: format!("{cleared}; {}", done.detail),
                 ..done
+            })
+        }
+        Call::RerunWith(Inputs::AvoidRunners) => {
+            let parameter = st
+                .config
+                .runners
+                .steer_parameter
+                .as_deref()
+                .ok_or_else(|| {
+                    PlatformError::NotConfigured("[runners] steer_parameter is not set".into())
+                })?;
+            let r = ci
+                .rerun_avoiding(&s.event, parameter, &plan.avoid_runners)
+                .await?;
+            Ok(Acted {
+                detail: r.detail,
+                new_run: r.new_run_id,
+                attempt: r.new_attempt,
             })
         }
         Call::RerunWith(inputs) => {
@@ -390,6 +407,11 @@ fn rerun_inputs(
                 }
             }
             (workflow(reset), vars)
+        }
+        Inputs::AvoidRunners => {
+            return Err(PlatformError::NotConfigured(
+                "a steered re-run is composed by the platform".into(),
+            ))
         }
     })
 }
