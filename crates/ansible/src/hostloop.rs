@@ -5,6 +5,7 @@
 
 use crate::facts::HostFacts;
 use crate::fit;
+use pipeguard_core::lifecycle::{Event, SessionStatus};
 use pipeguard_core::Risk;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -163,6 +164,87 @@ fn after_failure(
     Next::Escalate(format!("{what}; {rb}"))
 }
 
+/// The lifecycle events that go with the loop's `step` for a session in `status`: fixes
+/// run while executing and the verification while verifying; the loop ends healed, waiting
+/// for approval, or escalated (at the plan while nothing was changed on the host yet).
+pub fn events(step: &Next, status: SessionStatus) -> &'static [Event] {
+    use SessionStatus as S;
+    match (step, status) {
+        (Next::Run(Purpose::Fix, _), S::Analyzing) => &[Event::Plan, Event::Start],
+        (Next::Run(Purpose::Fix, _), S::Planned) => &[Event::Start],
+        (Next::Run(Purpose::Verify, _), S::Executing) => &[Event::Verify],
+        (Next::Run(..) | Next::Skip(..), _) => &[],
+        (Next::AskApproval(_), _) => &[Event::AskApproval],
+        (Next::Healed, _) => &[Event::Heal],
+        (Next::Escalate(_), S::Analyzing) => &[Event::EscalatePlan],
+        (Next::Escalate(_), _) => &[Event::EscalateCall],
+    }
+}
+
+/// What a queued host step does, found again after a crash or a lapsed lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepAction {
+    /// The step is due and was never started: run its command.
+    Run,
+    /// A worker started the command and stopped before recording it: it may have run, so it
+    /// is recorded as interrupted and never run again.
+    Interrupted,
+    /// The step is recorded; the loop goes on from there (no later step is queued).
+    Continue,
+    /// The step is recorded and the next one is queued, or the loop never queued it (a
+    /// stray copy): nothing.
+    Nothing,
+}
+
+/// The decision for queued step number `step` when `done` commands are recorded, `started`
+/// is the step whose command began and `queued` the step the loop queued last.
+pub fn on_step(
+    step: usize,
+    done: usize,
+    started: Option<usize>,
+    queued: Option<usize>,
+) -> StepAction {
+    if done > step {
+        return match queued {
+            Some(q) if q >= done => StepAction::Nothing,
+            _ => StepAction::Continue,
+        };
+    }
+    if done < step || queued != Some(step) {
+        return StepAction::Nothing;
+    }
+    match started {
+        Some(s) if s == step => StepAction::Interrupted,
+        _ => StepAction::Run,
+    }
+}
+
+/// Whether the analyst is asked once more, with the diagnostics' output: every proposed
+/// diagnostic was considered, one at least ran (its output is news), no fix was, and it was
+/// not asked again yet (one more round at most).
+pub fn ask_again(p: &Proposal, done: &HostReport, asked: bool) -> bool {
+    !asked
+        && done.fixes.is_empty()
+        && done.diagnostics.len() >= p.diagnostics.len()
+        && done.diagnostics.iter().any(|r| r.ran)
+}
+
+/// The diagnostics that ran, as the analyst's second round reads them: `$ CMD (exit N)`
+/// then the redacted output.
+pub fn diagnostic_outputs(done: &[Ran]) -> Vec<String> {
+    done.iter()
+        .filter(|r| r.ran)
+        .map(|r| {
+            format!(
+                "$ {} (exit {})\n{}",
+                r.command,
+                r.exit_code.unwrap_or(-1),
+                r.output
+            )
+        })
+        .collect()
+}
+
 /// How a purpose is named in reports, the timeline and the audit trail.
 pub fn purpose_name(p: Purpose) -> &'static str {
     match p {
@@ -241,6 +323,11 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// How many commands were considered (run or not): the number of the next step.
+    pub fn done(&self) -> usize {
+        self.diagnostics.len() + self.fixes.len() + self.verification.len() + self.rollback.len()
+    }
+
     pub fn list(&mut self, p: Purpose) -> &mut Vec<Ran> {
         match p {
             Purpose::Diagnostic => &mut self.diagnostics,
@@ -595,6 +682,113 @@ mod tests {
         assert_eq!(
             next(&none, &h, &HostReport::default(), false),
             Next::Escalate("the model proposed no fix".into())
+        );
+    }
+
+    #[test]
+    fn each_step_has_its_lifecycle_events() {
+        use SessionStatus as S;
+        let run = |p| Next::Run(p, "c".into());
+        assert_eq!(
+            events(&run(Purpose::Fix), S::Analyzing),
+            [Event::Plan, Event::Start]
+        );
+        assert_eq!(events(&run(Purpose::Fix), S::Planned), [Event::Start]);
+        assert!(events(&run(Purpose::Fix), S::Executing).is_empty());
+        assert!(events(&run(Purpose::Diagnostic), S::Analyzing).is_empty());
+        assert_eq!(events(&run(Purpose::Verify), S::Executing), [Event::Verify]);
+        assert!(events(&run(Purpose::Rollback), S::Verifying).is_empty());
+        let skip = Next::Skip(Purpose::Fix, "c".into(), "no".into());
+        assert!(events(&skip, S::Analyzing).is_empty());
+        assert_eq!(
+            events(&Next::AskApproval(vec![]), S::Analyzing),
+            [Event::AskApproval]
+        );
+        assert_eq!(events(&Next::Healed, S::Verifying), [Event::Heal]);
+        let esc = Next::Escalate("x".into());
+        assert_eq!(events(&esc, S::Analyzing), [Event::EscalatePlan]);
+        assert_eq!(events(&esc, S::Verifying), [Event::EscalateCall]);
+        assert_eq!(events(&esc, S::Executing), [Event::EscalateCall]);
+        // Every move is legal from where the loop is.
+        let legal = |e: &[Event], mut from: S| {
+            e.iter().all(|e| {
+                pipeguard_core::lifecycle::transition(from, *e)
+                    .map(|to| from = to)
+                    .is_ok()
+            })
+        };
+        assert!(legal(
+            events(&run(Purpose::Fix), S::Analyzing),
+            S::Analyzing
+        ));
+        assert!(legal(
+            events(&run(Purpose::Verify), S::Executing),
+            S::Executing
+        ));
+        assert!(legal(events(&Next::Healed, S::Verifying), S::Verifying));
+        assert!(legal(events(&esc, S::Verifying), S::Verifying));
+        assert!(legal(
+            events(&Next::AskApproval(vec![]), S::Analyzing),
+            S::Analyzing
+        ));
+    }
+
+    #[test]
+    fn a_step_runs_once_even_when_queued_twice_or_interrupted() {
+        assert_eq!(on_step(2, 2, None, Some(2)), StepAction::Run);
+        assert_eq!(on_step(2, 2, Some(1), Some(2)), StepAction::Run);
+        // Started and not recorded: it may have run, it is never run again.
+        assert_eq!(on_step(2, 2, Some(2), Some(2)), StepAction::Interrupted);
+        // Recorded, and the next step is queued: a second copy does nothing.
+        assert_eq!(on_step(2, 3, None, Some(3)), StepAction::Nothing);
+        // Recorded, but the worker stopped before queueing what follows.
+        assert_eq!(on_step(2, 3, None, Some(2)), StepAction::Continue);
+        assert_eq!(on_step(2, 4, None, None), StepAction::Continue);
+        assert_eq!(on_step(5, 3, None, Some(3)), StepAction::Nothing);
+        // Due, but the loop never queued it (it waits for approval, say): nothing runs.
+        assert_eq!(on_step(0, 0, None, None), StepAction::Nothing);
+        assert_eq!(on_step(2, 2, None, Some(1)), StepAction::Nothing);
+    }
+
+    #[test]
+    fn the_second_round_reads_what_the_diagnostics_printed() {
+        let r = vec![
+            ran("ls -ld /etc/app", 2),
+            Ran {
+                command: "mkdir /x".into(),
+                note: "writes".into(),
+                ..Ran::default()
+            },
+        ];
+        let p = Proposal {
+            diagnostics: vec!["ls -ld /etc/app".into(), "mkdir /x".into()],
+            ..Proposal::default()
+        };
+        let mut done = HostReport {
+            diagnostics: r[..1].to_vec(),
+            ..HostReport::default()
+        };
+        assert!(!ask_again(&p, &done, false), "a diagnostic is still due");
+        done.diagnostics = r.clone();
+        assert!(ask_again(&p, &done, false));
+        assert!(!ask_again(&p, &done, true), "one more round at most");
+        let refused = HostReport {
+            diagnostics: r[1..].to_vec(),
+            ..HostReport::default()
+        };
+        let p1 = Proposal {
+            diagnostics: vec!["mkdir /x".into()],
+            ..Proposal::default()
+        };
+        assert!(
+            !ask_again(&p1, &refused, false),
+            "nothing ran: nothing new to read"
+        );
+        let out = diagnostic_outputs(&r);
+        assert_eq!(out.len(), 1, "only what ran");
+        assert!(
+            out[0].starts_with("$ ls -ld /etc/app (exit 2)\n"),
+            "{out:?}"
         );
     }
 }

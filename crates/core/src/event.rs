@@ -79,4 +79,8 @@ pub struct FailureEvent {
     /// meanwhile, that job can be healed without waiting for the run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub job_event: bool,
+    /// What the reporter knows of the failed host (the Ansible callback plugin's `facts`:
+    /// OS family, package and service manager, free memory and disk), as it sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_facts: Option<serde_json::Map<String, serde_json::Value>>,
 }

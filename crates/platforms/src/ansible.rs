@@ -30,8 +30,8 @@ struct AnsibleFailure {
     rc: Option<i64>,
     #[serde(default)]
     unreachable: bool,
+    /// The host's facts as the plugin summarised them, when the play gathered them.
     #[serde(default)]
-    #[allow(dead_code)] // accepted for the plugin's sake; facts come from `pipeguard ansible`
     facts: Option<Value>,
 }
 
@@ -92,6 +92,11 @@ pub fn parse_report(body: &[u8]) -> Result<FailureEvent, ParseError> {
         log: Some(f.log()),
         error_message: f.msg.clone(),
         finished_at_ms: Some(now_ms()),
+        // Anything but an object is no facts (the plugin sends an object or nothing).
+        host_facts: f.facts.and_then(|v| match v {
+            Value::Object(m) if !m.is_empty() => Some(m),
+            _ => None,
+        }),
         ..Default::default()
     })
 }
@@ -148,5 +153,25 @@ impl Module for Ansible {
 
     fn client(&self, _section: &Section, _http: &HttpOptions) -> Option<Box<dyn Ci>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugins_facts_travel_with_the_failure() {
+        let body = serde_json::json!({
+            "playbook": "site.yml", "host": "web-1", "task": "t", "rc": 1,
+            "facts": {"os_family": "RedHat", "pkg_mgr": "dnf", "memfree_mb": 812}
+        });
+        let ev = parse_report(body.to_string().as_bytes()).unwrap();
+        let f = ev.host_facts.expect("facts kept");
+        assert_eq!(f["pkg_mgr"], "dnf");
+        assert_eq!(f["memfree_mb"], 812);
+        let none = serde_json::json!({"playbook": "p", "host": "h", "task": "t", "facts": []});
+        let ev = parse_report(none.to_string().as_bytes()).unwrap();
+        assert!(ev.host_facts.is_none(), "not an object: no facts");
     }
 }

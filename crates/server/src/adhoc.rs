@@ -3,6 +3,8 @@
 //! loop and the server's run on a host.
 
 use pipeguard_ansible::fit;
+use pipeguard_ansible::hostloop::Proposal;
+use pipeguard_ansible::HostFacts;
 use pipeguard_core::secrets::Redactor;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,12 +56,42 @@ impl Adhoc {
         } else {
             "ansible.builtin.shell"
         };
+        let Some(text) = self.module(host, module, script, become_, tree)? else {
+            let why = format!("timed out after {} s", self.timeout.as_secs());
+            return Ok((124, why));
+        };
+        let (code, output) = result(&text);
+        Ok((code, self.redactor.redact(&tail(&output, MAX_OUTPUT))))
+    }
+
+    /// The host's facts from Ansible's setup module (it only reads); `None` when the host
+    /// could not tell them in time.
+    pub fn facts(&self, host: &str, tree: &Path) -> std::io::Result<Option<HostFacts>> {
+        let text = self.module(host, "ansible.builtin.setup", "", false, tree)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text.unwrap_or_default()).unwrap_or_default();
+        Ok(v.get("ansible_facts").map(HostFacts::from_setup))
+    }
+
+    /// Runs one module on `host`; its `--tree` result, or `None` on timeout.
+    fn module(
+        &self,
+        host: &str,
+        module: &str,
+        args: &str,
+        become_: bool,
+        tree: &Path,
+    ) -> std::io::Result<Option<String>> {
         let mut cmd = Command::new(&self.ansible);
         cmd.arg(host);
         if let Some(i) = &self.inventory {
             cmd.arg("-i").arg(i);
         }
-        cmd.args(["-m", module, "-a", script, "--tree"]).arg(tree);
+        cmd.args(["-m", module]);
+        if !args.is_empty() {
+            cmd.args(["-a", args]);
+        }
+        cmd.arg("--tree").arg(tree);
         if become_ {
             cmd.arg("--become");
         }
@@ -77,14 +109,13 @@ impl Adhoc {
             if t0.elapsed() > self.timeout {
                 let _ = child.kill();
                 let _ = child.wait();
-                let why = format!("timed out after {} s", self.timeout.as_secs());
-                return Ok((124, why));
+                return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let text = std::fs::read_to_string(tree.join(host)).unwrap_or_default();
-        let (code, output) = result(&text);
-        Ok((code, self.redactor.redact(&tail(&output, MAX_OUTPUT))))
+        Ok(Some(
+            std::fs::read_to_string(tree.join(host)).unwrap_or_default(),
+        ))
     }
 }
 
@@ -135,6 +166,73 @@ pub fn learned_row(
         last_host: host.to_string(),
         ..Default::default()
     }
+}
+
+/// What the hosts database learned, as the loop replays and offers it.
+pub fn learned(rows: Vec<pipeguard_store::hosts::HostFix>) -> pipeguard_ansible::hostloop::Learned {
+    let entries = rows
+        .into_iter()
+        .map(|r| pipeguard_ansible::hostloop::LearnedFix {
+            fingerprint: r.fingerprint,
+            os_family: r.os_family,
+            diagnostics: r.diagnostics,
+            fixes: r.fixes,
+            verification: r.verification,
+            healed: r.healed.clamp(0, u32::MAX as i64) as u32,
+        })
+        .collect();
+    pipeguard_ansible::hostloop::Learned { entries }
+}
+
+/// The host as the analyst is told about it: the facts' one-line summary (OS, package and
+/// service manager, free memory and disk) and the managers by name.
+pub fn analyst_facts(f: &HostFacts) -> pipeguard_llm::HostFacts {
+    pipeguard_llm::HostFacts {
+        os: Some(f.summary()),
+        package_manager: f.pkg_mgr.clone(),
+        service_manager: f.service_mgr.clone(),
+    }
+}
+
+/// The analyst's commands by purpose, in its order (the gate decides later what runs; the
+/// assessment the analyst attached is not trusted).
+pub fn proposal(e: &pipeguard_llm::Explanation) -> Proposal {
+    use pipeguard_llm::Purpose as P;
+    let of = |p: P| -> Vec<String> {
+        e.commands
+            .iter()
+            .filter(|c| c.purpose == p)
+            .map(|c| c.command.clone())
+            .collect()
+    };
+    Proposal {
+        diagnostics: of(P::Diagnostic),
+        fixes: of(P::Fix),
+        verification: of(P::Verify),
+        rollback: of(P::Rollback),
+    }
+}
+
+/// The answer of the analyst's second round, when usable; else the first answer stands.
+/// Its diagnostics are dropped: there is no third round to read them.
+pub fn second_round(
+    first: &pipeguard_llm::Explanation,
+    second: pipeguard_llm::Explanation,
+) -> Result<pipeguard_llm::Explanation, String> {
+    if !second.is_usable() {
+        return Err(second.reason);
+    }
+    let mut e = second;
+    e.commands
+        .retain(|c| c.purpose != pipeguard_llm::Purpose::Diagnostic);
+    e.commands.extend(
+        first
+            .commands
+            .iter()
+            .filter(|c| c.purpose == pipeguard_llm::Purpose::Diagnostic)
+            .cloned(),
+    );
+    Ok(e)
 }
 
 #[cfg(test)]

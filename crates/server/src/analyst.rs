@@ -113,6 +113,32 @@ pub async fn ask(
     job: Option<&pipeguard_core::event::FailedJob>,
     context_lines: Vec<Evidence>,
 ) -> Explanation {
+    ask_with(st, analyst, s, d, job, context_lines, More::default()).await
+}
+
+/// What the host loop tells the model besides the session.
+#[derive(Debug, Default)]
+pub struct More {
+    /// The host's facts (else those the hosts database knows).
+    pub host: Option<HostFacts>,
+    /// The diagnostics' redacted output, for a second round.
+    pub diagnostics: Vec<String>,
+    /// Asked afresh, never answered from the cache (the outputs differ per host and round).
+    pub fresh: bool,
+    /// What healed the same failure on hosts of the same OS family.
+    pub offers: Vec<String>,
+}
+
+/// [`ask`] with what the host loop knows.
+pub async fn ask_with(
+    st: &Shared,
+    analyst: &Analyst,
+    s: &SessionRecord,
+    d: &Diagnosis,
+    job: Option<&pipeguard_core::event::FailedJob>,
+    context_lines: Vec<Evidence>,
+    more: More,
+) -> Explanation {
     let mut ctx = Context::from_diagnosis(d);
     ctx.context_lines = context_lines;
     ctx.platform = s.platform.clone();
@@ -122,10 +148,16 @@ pub async fn ask(
         ctx.job = j.name.clone();
         ctx.step = j.stage.clone().unwrap_or_default();
     }
-    ctx.host = host_facts(st, s).await;
+    ctx.host = match more.host {
+        Some(h) => h,
+        None => host_facts(st, s).await,
+    };
     ctx.tried = tried(st, s).await;
     ctx.earlier_fixes = earlier_fixes(st, s, d).await;
-    let e = analyst.explain(&d.fingerprint, &ctx).await;
+    ctx.earlier_fixes.extend(more.offers);
+    ctx.diagnostics = more.diagnostics;
+    let fingerprint = if more.fresh { "" } else { &d.fingerprint };
+    let e = analyst.explain(fingerprint, &ctx).await;
     if !e.prompt.is_empty() {
         let detail = json!({"source": e.source, "outcome": e.outcome, "reason": e.reason,
                             "tokens": e.tokens, "prompt": e.prompt});

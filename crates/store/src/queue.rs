@@ -34,6 +34,10 @@ pub enum Task {
     },
     /// Ask the platform whether the re-run finished (no webhook said so).
     Verify,
+    /// One command of the Ansible host loop (`step` numbers the commands the loop considered
+    /// before it): a crash or a lapsed lease takes up this step alone, and a step already
+    /// recorded never runs again.
+    HostStep { step: usize },
     /// Tell one configured channel about the session's status.
     Notify { channel: usize, status: String },
     /// Tell one configured channel that an incident opened or closed (queued on the session
@@ -87,6 +91,7 @@ impl Task {
             Task::Execute { .. } => "execute",
             Task::Outcome { .. } => "outcome",
             Task::Verify => "verify",
+            Task::HostStep { .. } => "host_step",
             Task::Notify { .. } => "notify",
             Task::NotifyIncident { .. } => "notify_incident",
             Task::PassedLater { .. } => "passed_later",

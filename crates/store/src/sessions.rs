@@ -324,6 +324,9 @@ impl Store {
             if let Some(e) = &u.audit {
                 audit_in(conn, e).await?;
             }
+            if let Some((task, at)) = &u.enqueue {
+                crate::queue::enqueue_in(conn, self.keys(), id, task, *at).await?;
+            }
         }
         Ok(n == 1)
     }
@@ -503,6 +506,9 @@ pub struct SessionUpdate {
     pub event: Option<FailureEvent>,
     /// Appended to the audit trail in the same transaction, when the transition applies.
     pub audit: Option<AuditEntry>,
+    /// Queued for the session (the task, when due) in the same transaction, when the
+    /// transition applies.
+    pub enqueue: Option<(crate::Task, i64)>,
 }
 
 pub(crate) async fn log_in(

@@ -26,6 +26,10 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
         let t = Transition::new(Event::Take, "fetching logs");
         st.store.transition(&s.id, t).await?;
     }
+    // Taken again after the host loop began: it goes on where it was, never from the start.
+    if let Some(state) = super::hostloop::stored(&s) {
+        return super::hostloop::drive(st, &s.id, state).await;
+    }
     let s = SessionRecord {
         status: S::Analyzing,
         ..s
@@ -46,11 +50,19 @@ pub(super) async fn analyze(st: &Shared, job: &Job) -> Result<(), JobError> {
     refine(st, &s, &mut jobs)
         .instrument(tracing::info_span!("refine"))
         .await;
-    let explained = super::explain::consult(st, &s, &mut jobs, kept)
+    // The host loop's facts and the rules' verdict, before the analyst reads them.
+    let host = super::hostloop::facts(st, &s).await;
+    let kind = jobs.first().map(|j| j.diagnosis.category.to_string());
+    let more = super::hostloop::context(st, &jobs, host.as_ref()).await;
+    let explained = super::explain::consult(st, &s, &mut jobs, kept, more)
         .instrument(tracing::info_span!("explain"))
         .await;
     let e = explained.as_ref().map(|c| c.explanation());
-    if let Some(state) = super::hostloop::proposal(st, &s, &jobs, e) {
+    let loop_state = match (host, kind) {
+        (Some(h), Some(kind)) => super::hostloop::proposal(st, &s, &jobs, &kind, e, h).await,
+        _ => None,
+    };
+    if let Some(state) = loop_state {
         let mode = st.mode_for(super::platform_of(&s), &s.repository).await?;
         if mode == planner::Mode::Act {
             let mut d = json!({"jobs": jobs});

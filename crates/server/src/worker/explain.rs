@@ -51,12 +51,14 @@ fn signature_asks(st: &Shared, d: &Diagnosis) -> bool {
 }
 
 /// Asks the model about the first job the rules are unsure of (or whose signature asks for
-/// it); `None` without a model or without such a job. `logs` are in the order of `jobs`.
+/// it); `None` without a model or without such a job. `logs` are in the order of `jobs`;
+/// `more` is what the host loop knows of the failed host.
 pub(super) async fn consult(
     st: &Shared,
     s: &SessionRecord,
     jobs: &mut [JobDiagnosis],
     logs: Vec<Vec<u8>>,
+    more: analyst::More,
 ) -> Option<Consulted> {
     let model = st.analyst.as_ref()?;
     let min_confidence = st.policy_for(platform_of(s), &s.repository).min_confidence;
@@ -68,7 +70,8 @@ pub(super) async fn consult(
         .get(i)
         .map(|l| analyst::context_lines(l, &j.diagnosis.evidence))
         .unwrap_or_default();
-    let explanation = analyst::ask(st, model, s, &j.diagnosis, Some(&j.job), lines).await;
+    let explanation =
+        analyst::ask_with(st, model, s, &j.diagnosis, Some(&j.job), lines, more).await;
     let decided = explanation.apply_to(&mut j.diagnosis);
     Some(Consulted {
         explanation,

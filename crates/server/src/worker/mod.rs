@@ -212,6 +212,7 @@ async fn dispatch(st: &Shared, job: &Job) -> Result<(), JobError> {
             .await
         }
         Task::Verify => outcome::verify(st, job).await,
+        Task::HostStep { step } => hostloop::step(st, &job.session_id, *step).await,
         Task::Notify { channel, status } => notify::send(st, job, *channel, status).await,
         Task::PassedLater {
             attempt,

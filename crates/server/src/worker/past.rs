@@ -76,7 +76,7 @@ async fn replay(st: &Shared, platform: Platform, f: PastFailure) -> Result<Impor
     let kept = super::explain::keep_logs(st, &f.logs);
     let (mut jobs, marks) = super::baseline::diagnose(st, &s, f.logs.clone()).await?;
     refine(st, &s, &mut jobs).await;
-    let explained = super::explain::consult(st, &s, &mut jobs, kept).await;
+    let explained = super::explain::consult(st, &s, &mut jobs, kept, Default::default()).await;
     let model = super::explain::verdict(explained.as_ref());
     let mut known = gather(st, &s, ci, &jobs, model, false).await?;
     // What pipeguard would have done: nothing of it is done.

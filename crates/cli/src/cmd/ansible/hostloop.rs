@@ -259,11 +259,7 @@ impl<'a> HostLoop<'a> {
             platform: "ansible".into(),
             job: f.playbook.clone(),
             step: f.task.clone(),
-            host: pipeguard_llm::HostFacts {
-                os: Some(facts.summary()),
-                package_manager: facts.pkg_mgr.clone(),
-                service_manager: facts.service_mgr.clone(),
-            },
+            host: pipeguard_server::adhoc::analyst_facts(facts),
             rules_category: Category::Unknown,
             earlier_fixes: self
                 .learned
@@ -337,20 +333,21 @@ impl<'a> HostLoop<'a> {
         let diags = self.run_list(&host, Purpose::Diagnostic, &e, facts, f.with_become)?;
         if !diags.is_empty() {
             let second = self.ask(analyst, f, facts, fp, diags);
-            if second.is_usable() {
-                e = second;
-                self.set_diagnosis(&host, &e, fp);
-            } else {
-                eprintln!(
-                    "pipeguard: {host}: second round unusable ({}); the first answer stands",
-                    second.reason
-                );
+            match pipeguard_server::adhoc::second_round(&e, second) {
+                Ok(second) => {
+                    e = second;
+                    self.set_diagnosis(&host, &e, fp);
+                }
+                Err(why) => eprintln!(
+                    "pipeguard: {host}: second round unusable ({why}); the first answer stands"
+                ),
             }
         }
+        let p = pipeguard_server::adhoc::proposal(&e);
         let steps = Steps {
-            fixes: commands(&e, pipeguard_llm::Purpose::Fix),
-            verification: commands(&e, pipeguard_llm::Purpose::Verify),
-            rollback: commands(&e, pipeguard_llm::Purpose::Rollback),
+            fixes: p.fixes,
+            verification: p.verification,
+            rollback: p.rollback,
         };
         if steps.fixes.is_empty() {
             return self.give_up(session, d, "the model proposed no fix".into());
@@ -524,18 +521,13 @@ impl<'a> HostLoop<'a> {
         become_: bool,
     ) -> Result<Vec<String>> {
         let mut out = vec![];
-        for c in commands(e, pipeguard_llm::Purpose::Diagnostic) {
+        for c in pipeguard_server::adhoc::proposal(e).diagnostics {
             if self.blocked(p, &c, facts).is_some() {
                 self.record_not_run(host, p, std::slice::from_ref(&c), facts);
                 continue;
             }
             let r = self.run_one(host, p, &c, become_)?;
-            out.push(format!(
-                "$ {} (exit {})\n{}",
-                r.command,
-                r.exit_code.unwrap_or(-1),
-                r.output
-            ));
+            out.extend(pipeguard_ansible::hostloop::diagnostic_outputs(&[r]));
         }
         Ok(out)
     }
@@ -597,35 +589,12 @@ fn learned_from(rt: &tokio::runtime::Runtime, url: &str) -> (Option<Store>, Lear
         Ok::<_, pipeguard_store::StoreError>((store, rows))
     });
     match loaded {
-        Ok((store, rows)) => {
-            let entries = rows
-                .into_iter()
-                .map(|r| LearnedFix {
-                    fingerprint: r.fingerprint,
-                    os_family: r.os_family,
-                    diagnostics: r.diagnostics,
-                    fixes: r.fixes,
-                    verification: r.verification,
-                    healed: r.healed.clamp(0, u32::MAX as i64) as u32,
-                })
-                .collect();
-            (Some(store), Learned { entries })
-        }
+        Ok((store, rows)) => (Some(store), pipeguard_server::adhoc::learned(rows)),
         Err(e) => {
             eprintln!("pipeguard: warning: learned heals not read from {url}: {e}");
             (None, Learned::default())
         }
     }
-}
-
-/// The answer's commands for one purpose (the gate decides later; the assessment the
-/// analyst attached is not trusted here).
-fn commands(e: &Explanation, p: pipeguard_llm::Purpose) -> Vec<String> {
-    e.commands
-        .iter()
-        .filter(|c| c.purpose == p)
-        .map(|c| c.command.clone())
-        .collect()
 }
 
 fn name(p: Purpose) -> &'static str {
