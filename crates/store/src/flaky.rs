@@ -10,32 +10,6 @@ use crate::{now_ms, Result, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long the set of repositories with quarantined tests is trusted. A quarantine added by
-/// another process is seen within it; a pass missed meanwhile only delays a release.
-const QUARANTINED_FRESH: Duration = Duration::from_secs(10);
-
-/// The repositories with quarantined tests, as last read: a green run of any other repository
-/// (almost every one) then costs no write.
-#[derive(Default)]
-pub(crate) struct QuarantinedRepos(Mutex<Option<(Instant, HashSet<String>)>>);
-
-impl QuarantinedRepos {
-    /// `Some(answer)` while the last read is fresh.
-    fn has(&self, repository: &str) -> Option<bool> {
-        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        seen.as_ref()
-            .filter(|(at, _)| at.elapsed() < QUARANTINED_FRESH)
-            .map(|(_, repos)| repos.contains(repository))
-    }
-
-    fn set(&self, repos: Option<HashSet<String>>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = repos.map(|r| (Instant::now(), r));
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestStats {
@@ -335,7 +309,7 @@ impl Store {
         .bind(q.expires_at)
         .execute(self.writes())
         .await?;
-        self.quarantined_repos.set(None);
+        self.quarantined_repos.drop_set();
         self.quarantined(q.repository, q.test)
             .await?
             .ok_or_else(|| crate::StoreError::Invalid("the quarantine vanished".into()))
@@ -445,12 +419,13 @@ impl Store {
         if let Some(has) = self.quarantined_repos.has(repository) {
             return Ok(has);
         }
+        let generation = self.quarantined_repos.generation();
         let repos: Vec<String> = sqlx::query_scalar("SELECT DISTINCT repository FROM quarantine")
             .fetch_all(&self.pool)
             .await?;
         let has = repos.iter().any(|r| r == repository);
         self.quarantined_repos
-            .set(Some(repos.into_iter().collect()));
+            .keep(generation, repos.into_iter().collect());
         Ok(has)
     }
 
@@ -488,7 +463,7 @@ impl Store {
             .execute(self.writes())
             .await?
             .rows_affected();
-        self.quarantined_repos.set(None);
+        self.quarantined_repos.drop_set();
         Ok(n > 0)
     }
 

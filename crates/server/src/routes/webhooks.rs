@@ -278,8 +278,13 @@ async fn intake(
     // A green run no session followed (not a heal's re-run): a pass for the repository's
     // quarantined tests, when it may have any.
     if let (Some(repository), IntakeOutcome::Ignored { .. }) = (passed, &r.outcome) {
+        let pushed = pushed.filter(|(workflow, commit, _)| {
+            !st.store
+                .surely_nothing_to_fix(&repository, workflow, &commit.branch)
+        });
         if let Some((workflow, commit, at)) = pushed {
-            // A new commit's green run: earlier unmeasured failures on its branch were fixed.
+            // A new commit's green run: earlier unmeasured failures on its branch were fixed
+            // (skipped above where the last read found none).
             let (st, repository) = (st.clone(), repository.clone());
             tokio::spawn(async move {
                 let fixed =
