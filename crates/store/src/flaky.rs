@@ -89,8 +89,12 @@ pub struct QuarantineEntry {
     pub owner: String,
     /// Released at the latest then (milliseconds since the epoch).
     pub expires_at: i64,
-    /// First-attempt green runs of the repository since it was quarantined or last failed.
+    /// First-attempt green runs of `workflow` since it was quarantined or last failed.
     pub passes_since: i64,
+    /// The workflow (pipeline) the test was seen failing in: only its green runs are passes.
+    /// `None` when unknown (never seen failing, or quarantined before it was stored): then
+    /// every green run of the repository is one.
+    pub workflow: Option<String>,
     pub ticket_url: Option<String>,
     /// Why the ticket could not be filed yet (it is tried again); `None` once filed.
     pub ticket_error: Option<String>,
@@ -296,10 +300,14 @@ impl Store {
     /// over; its ticket stays).
     pub async fn quarantine_put(&self, q: &NewQuarantine<'_>) -> Result<QuarantineEntry> {
         sqlx::query(
-            "INSERT INTO quarantine (repository, test, reason, added_at, owner, expires_at) \
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (repository, test) DO UPDATE SET \
+            "INSERT INTO quarantine (repository, test, reason, added_at, owner, expires_at, \
+             workflow) VALUES ($1,$2,$3,$4,$5,$6,(SELECT s.workflow FROM test_observations o \
+             JOIN sessions s ON s.id = o.session_id WHERE o.repository = $1 AND o.test = $2 \
+             AND s.workflow <> '' ORDER BY o.observed_at DESC LIMIT 1)) \
+             ON CONFLICT (repository, test) DO UPDATE SET \
              reason = excluded.reason, owner = excluded.owner, \
-             expires_at = excluded.expires_at, passes_since = 0",
+             expires_at = excluded.expires_at, passes_since = 0, \
+             workflow = COALESCE(excluded.workflow, quarantine.workflow)",
         )
         .bind(q.repository)
         .bind(q.test)
@@ -395,16 +403,25 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// A first-attempt green run of `repository`: one more pass for each of its quarantined
-    /// tests. Returns them with their new counts.
-    pub async fn quarantine_passed(&self, repository: &str) -> Result<Vec<QuarantineEntry>> {
+    /// A first-attempt green run of `workflow` of `repository`: one more pass for each of its
+    /// quarantined tests seen failing in that workflow, or in one unknown. Returns the
+    /// repository's quarantined tests with their counts.
+    pub async fn quarantine_passed(
+        &self,
+        repository: &str,
+        workflow: Option<&str>,
+    ) -> Result<Vec<QuarantineEntry>> {
         if !self.has_quarantine(repository).await? {
             return Ok(vec![]);
         }
-        sqlx::query("UPDATE quarantine SET passes_since = passes_since + 1 WHERE repository = $1")
-            .bind(repository)
-            .execute(self.writes())
-            .await?;
+        sqlx::query(
+            "UPDATE quarantine SET passes_since = passes_since + 1 \
+             WHERE repository = $1 AND (workflow IS NULL OR workflow = $2)",
+        )
+        .bind(repository)
+        .bind(workflow)
+        .execute(self.writes())
+        .await?;
         self.quarantine_list(repository).await
     }
 
@@ -429,14 +446,23 @@ impl Store {
         Ok(has)
     }
 
-    /// Quarantined `tests` of `repository` failed again: their passes start over.
-    pub async fn quarantine_failed(&self, repository: &str, tests: &[String]) -> Result<()> {
+    /// Quarantined `tests` of `repository` failed again in `workflow`: their passes start
+    /// over, and a quarantine that did not know its workflow learns it.
+    pub async fn quarantine_failed(
+        &self,
+        repository: &str,
+        tests: &[String],
+        workflow: &str,
+    ) -> Result<()> {
         for t in tests {
             sqlx::query(
-                "UPDATE quarantine SET passes_since = 0 WHERE repository = $1 AND test = $2",
+                "UPDATE quarantine SET passes_since = 0, \
+                 workflow = COALESCE(workflow, NULLIF($3, '')) \
+                 WHERE repository = $1 AND test = $2",
             )
             .bind(repository)
             .bind(t.as_str())
+            .bind(workflow)
             .execute(self.writes())
             .await?;
         }
@@ -489,6 +515,7 @@ fn quarantine_row(r: &AnyRow) -> Result<QuarantineEntry> {
         owner: r.try_get("owner")?,
         expires_at: r.try_get("expires_at")?,
         passes_since: r.try_get("passes_since")?,
+        workflow: r.try_get("workflow")?,
         ticket_url: r.try_get("ticket_url")?,
         ticket_error: r.try_get("ticket_error")?,
         ticket_id: r.try_get("ticket_id")?,
