@@ -431,3 +431,83 @@ fn hints_beside_the_log_are_used() {
     assert_eq!(d.category, Category::Infrastructure);
     assert!(d.transient);
 }
+
+/// TeX does not stop on a warning: a step that built its document and failed with only TeX's
+/// warnings in its log failed a check of those warnings (lint). One of TeX's `! …` errors, or
+/// latexmk saying it did not finish, is a document that does not compile.
+#[test]
+fn tex_warnings_are_a_check_tex_errors_a_build() {
+    let run = |output: &str| {
+        let cmd = "latexmk -pdf thesis && ! grep -q Warning thesis.log";
+        format!(
+            "$ {cmd}\nLatexmk: Run number 1 of rule 'pdflatex'\nThis is pdfTeX, Version 3.14159265-2.6-1.40.21 (TeX Live 2020)\nentering extended mode\n{output}The command \"{cmd}\" exited with 1.\n\nDone. Your build exited with 1.\n"
+        )
+    };
+    let d = expect(
+        &run("Underfull \\vbox (badness 10000) has occurred while \\output is active\nOverfull \\hbox (4.1pt too wide) in paragraph at lines 210--214\n"),
+        Category::LintError,
+        false,
+        "Overfull \\hbox",
+    );
+    assert_eq!(d.signature.as_deref(), Some("tex-warning"));
+    expect(
+        &run("Latexmk: Summary of warnings:\n  Latex failed to resolve 2 citation(s)\nLaTeX Warning: There were undefined references.\n"),
+        Category::LintError,
+        false,
+        "undefined references",
+    );
+    // The same warnings beside an error: the document did not build.
+    let d = expect(
+        &run("Overfull \\hbox (4.1pt too wide) in paragraph at lines 210--214\n! Undefined control sequence.\nl.215 \\foo\n\nLatexmk: Errors, so I did not complete making targets\n"),
+        Category::CompilationError,
+        false,
+        "Undefined control sequence",
+    );
+    assert_eq!(d.signature.as_deref(), Some("tex-error"));
+    expect(
+        &run("! LaTeX Error: File `tikz-cd.sty' not found.\n\nType X to quit or <RETURN> to proceed,\n"),
+        Category::CompilationError,
+        false,
+        "LaTeX Error",
+    );
+}
+
+/// rustup's and cargo's own words for a component, target or subcommand the job's host lacks
+/// say a package is missing (healed by installing it on the host), not that the project is
+/// misconfigured; a toolchain too old for the code stays a configuration error.
+#[test]
+fn a_missing_rust_component_is_a_missing_package() {
+    let gitlab = |cmd: &str, output: &str| {
+        format!(
+            "Running with gitlab-runner 16.0\n$ {cmd}\n{output}ERROR: Job failed: exit code 1\n"
+        )
+    };
+    let d = expect(
+        &gitlab(
+            "cargo clippy --all-targets -- -D warnings",
+            "error: 'cargo-clippy' is not installed for the toolchain 'nightly-2024-01-01-x86_64-unknown-linux-gnu'\nTo install, run `rustup component add clippy --toolchain nightly-2024-01-01-x86_64-unknown-linux-gnu`\n",
+        ),
+        Category::MissingPackage,
+        true,
+        "is not installed for the toolchain",
+    );
+    assert_eq!(d.signature.as_deref(), Some("rust-component-missing"));
+    // Installed on the runner's host, the job passes: healable, as any missing package.
+    assert_eq!(d.strategy, Strategy::HealHost);
+    expect(
+        &gitlab("cargo audit", "error: no such command: `audit`\n\n\tView all installed commands with `cargo --list`\n"),
+        Category::MissingPackage,
+        true,
+        "no such command",
+    );
+    let d = expect(
+        &gitlab(
+            "cargo build --locked",
+            "error: package `clap v4.5.0` cannot be built because it requires rustc 1.74 or newer, while the currently active rustc version is 1.70.0\n",
+        ),
+        Category::ConfigurationError,
+        false,
+        "requires rustc 1.74",
+    );
+    assert_eq!(d.signature.as_deref(), Some("rust-toolchain"));
+}

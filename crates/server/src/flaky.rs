@@ -91,7 +91,11 @@ pub async fn record_outcome(st: &Shared, session_id: &str) {
         tracing::warn!(session = %session_id, "flaky statistics not recorded: {e}");
     }
     // A quarantined test that failed again starts its count of passes over.
-    if let Err(e) = st.store.quarantine_failed(&s.repository, &tests).await {
+    if let Err(e) = st
+        .store
+        .quarantine_failed(&s.repository, &tests, &s.workflow)
+        .await
+    {
         tracing::warn!(session = %session_id, "quarantine passes not reset: {e}");
     }
 }

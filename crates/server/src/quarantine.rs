@@ -1,12 +1,13 @@
 //! The quarantine lifecycle: a quarantined test always has an owner (given, from CODEOWNERS
 //! for its file through the platform's API, the repository's `default_owner`, or whoever
 //! quarantined it), an end date, and — with `[flaky] tickets` — an issue. It is released after
-//! `[flaky] release_after_passes` first-attempt green runs of its repository in a row (a
-//! failure of it starts the count over), or at its end date, when it counts again and its owner
-//! is told. Releasing closes its ticket. Errors of the platform never fail the quarantine:
-//! a ticket that cannot be filed is stored as `ticket_error` and filed again from the durable
-//! queue; closing the ticket and telling the owner are queued with the release itself, so a
-//! crash or a channel that is down loses neither.
+//! `[flaky] release_after_passes` first-attempt green runs in a row of the workflow it was seen
+//! failing in (of any workflow of its repository while that is unknown; a failure of it starts
+//! the count over), or at its end date, when it counts again and its owner is told. Releasing
+//! closes its ticket. Errors of the platform never fail the quarantine: a ticket that cannot
+//! be filed is stored as `ticket_error` and filed again from the durable queue; closing the
+//! ticket and telling the owner are queued with the release itself, so a crash or a channel
+//! that is down loses neither.
 
 use crate::auth::Principal;
 use crate::Shared;
@@ -266,11 +267,12 @@ pub(crate) async fn close_ticket_job(
     }
 }
 
-/// A first-attempt green run of `repository`: its quarantined tests that passed enough times
-/// in a row are released.
-pub async fn passed(st: &Shared, repository: &str) {
+/// A first-attempt green run of `workflow` of `repository`: a pass of the quarantined tests
+/// seen failing in that workflow (or in one unknown); those that passed enough times in a row
+/// are released.
+pub async fn passed(st: &Shared, repository: &str, workflow: Option<&str>) {
     let need = i64::from(st.config.flaky.release_after_passes);
-    match st.store.quarantine_passed(repository).await {
+    match st.store.quarantine_passed(repository, workflow).await {
         Ok(entries) => {
             for e in entries.into_iter().filter(|e| e.passes_since >= need) {
                 let why = format!("passed {} green runs in a row", e.passes_since);
@@ -282,8 +284,8 @@ pub async fn passed(st: &Shared, repository: &str) {
 }
 
 /// [`passed`], for a task of its own.
-pub async fn passed_owned(st: Shared, repository: String) {
-    passed(&st, &repository).await
+pub async fn passed_owned(st: Shared, repository: String, workflow: Option<String>) {
+    passed(&st, &repository, workflow.as_deref()).await
 }
 
 /// Releases quarantines whose end date passed; their owners are told.

@@ -305,11 +305,20 @@ async fn readiness_page(app: &TestApp) -> bool {
 }
 
 /// A genuine failure pipeguard withheld, then a green run of the same workflow on the same
-/// branch for a new commit: people fixed it by a push. The case says so; the counters keep
+/// branch for a new commit: people fixed it by a push, recorded even though a green run before
+/// the failure had found nothing to fix. The case says so; the counters keep
 /// their meanings (withheld, not missed, nothing confirmed).
 #[tokio::test]
 async fn a_new_commit_going_green_records_a_push_fix() {
     let (sim, app) = observing().await;
+    // A green run before any failure: intake learns the branch has nothing a push could fix,
+    // and skips that UPDATE until a decision says otherwise.
+    let earlier = RunSpec::new(REPO, "ci.yml")
+        .sha("cccccccccccccccccccccccccccccccccccccccc")
+        .job(JobSpec::new("build"));
+    let earlier = sim.start_run(earlier).await.unwrap();
+    sim.wait_run(earlier, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let broken = RunSpec::new(REPO, "ci.yml")
         .sha("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
         .job(JobSpec::new("build").fails(log("compilation_error")));

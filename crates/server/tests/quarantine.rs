@@ -1,8 +1,9 @@
 //! The quarantine lifecycle against the GitHub and GitLab stand-ins (CODEOWNERS through their
 //! file APIs, issues): an owner from CODEOWNERS or the repository's default, a ticket filed
 //! (again, when the platform failed) and closed, release after N first-attempt green runs in a
-//! row (a failure starts the count over), and release at expiry with the owner told through
-//! the durable queue, across a restart and a channel that was down.
+//! row of the workflow the test failed in (a failure starts the count over), and release at
+//! expiry with the owner told through the durable queue, across a restart and a channel that
+//! was down.
 
 mod common;
 #[allow(dead_code)]
@@ -65,11 +66,15 @@ async fn listed(app: &TestApp, repo: &str) -> Vec<Value> {
 }
 
 async fn green_run(app: &TestApp, run: u64) {
+    green_run_of(app, run, "CI").await
+}
+
+async fn green_run_of(app: &TestApp, run: u64, workflow: &str) {
     let r = app
         .post_github(
             "workflow_run",
             &format!("green-{run}"),
-            &workflow_run(run, 1, "success", "CI"),
+            &workflow_run(run, 1, "success", workflow),
         )
         .await;
     assert_eq!(r.status(), 200, "a green run no session follows is ignored");
@@ -266,6 +271,21 @@ async fn a_failure_starts_the_count_over_and_expiry_releases_and_tells_the_owner
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(listed(&app, REPO).await[0]["passes_since"], 0);
+    // That failure tells its workflow: a green run of another workflow is no pass (two passes
+    // would release it), one of CI is.
+    assert_eq!(listed(&app, REPO).await[0]["workflow"], "CI");
+    green_run_of(&app, 602, "Docs").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    green_run(&app, 603).await;
+    for _ in 0..100 {
+        if listed(&app, REPO).await[0]["passes_since"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let q = listed(&app, REPO).await;
+    assert_eq!((q.len(), &q[0]["passes_since"]), (1, &json!(1)), "{q:?}");
     // Retries do not hide it: 1 run, 2 attempts, 1 of them failed.
     let f = app
         .get(&format!("/api/v1/flaky-tests?repository={REPO}"))

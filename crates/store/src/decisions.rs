@@ -7,6 +7,13 @@ use pipeguard_core::planner::Mode;
 use pipeguard_core::readiness::{Decided, Outcome};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+/// One key for a (repository, workflow, branch).
+fn branch_key(repository: &str, workflow: &str, branch: &str) -> String {
+    format!("{repository}\0{workflow}\0{branch}")
+}
 
 /// A decision to record: the session's first plan on its failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +124,9 @@ impl Store {
     /// a heal attempt is not a new decision on the failure).
     pub async fn put_decision(&self, d: &DecisionRecord) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        decision_in(&mut conn, d, None, None).await
+        decision_in(&mut conn, d, None, None).await?;
+        self.unfixed_branches.drop_set();
+        Ok(())
     }
 
     /// Records what a re-run of the session's run said, once: the first re-run that decides
@@ -169,6 +178,13 @@ impl Store {
         let (Some(branch), Some(sha)) = (&green.branch, &green.head_sha) else {
             return Ok(0);
         };
+        if !self
+            .may_be_unfixed(repository, &green.workflow, branch)
+            .await?
+        {
+            return Ok(0);
+        }
+        self.push_fix_updates.fetch_add(1, Ordering::Relaxed);
         let fixed = sqlx::query(
             "UPDATE decisions SET outcome = $1 WHERE platform = $2 AND repository = $3 \
              AND workflow = $4 AND branch = $5 AND head_sha IS NOT NULL AND head_sha <> $6 \
@@ -185,6 +201,38 @@ impl Store {
         .await?
         .rows_affected();
         Ok(fixed)
+    }
+
+    /// Whether a green run of `workflow` on `branch` of `repository` surely finds no failure
+    /// a push may fix, by the last read while it is fresh: intake then need not try at all.
+    pub fn surely_nothing_to_fix(&self, repository: &str, workflow: &str, branch: &str) -> bool {
+        self.unfixed_branches
+            .has(&branch_key(repository, workflow, branch))
+            == Some(false)
+    }
+
+    /// UPDATEs run by [`Store::record_push_fix`] since the store was opened.
+    pub fn push_fix_updates(&self) -> u64 {
+        self.push_fix_updates.load(Ordering::Relaxed)
+    }
+
+    /// Whether the branch has failures a push may fix, read again when the last read is stale.
+    async fn may_be_unfixed(&self, repository: &str, workflow: &str, branch: &str) -> Result<bool> {
+        let key = branch_key(repository, workflow, branch);
+        if let Some(has) = self.unfixed_branches.has(&key) {
+            return Ok(has);
+        }
+        let generation = self.unfixed_branches.generation();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT DISTINCT repository, workflow, branch FROM decisions WHERE outcome IS NULL \
+             AND head_sha IS NOT NULL AND workflow IS NOT NULL AND branch IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let keys: HashSet<String> = rows.iter().map(|(r, w, b)| branch_key(r, w, b)).collect();
+        let has = keys.contains(&key);
+        self.unfixed_branches.keep(generation, keys);
+        Ok(has)
     }
 
     pub async fn decision(&self, session_id: &str) -> Result<Option<DecisionRow>> {

@@ -10,32 +10,6 @@ use crate::{now_ms, Result, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long the set of repositories with quarantined tests is trusted. A quarantine added by
-/// another process is seen within it; a pass missed meanwhile only delays a release.
-const QUARANTINED_FRESH: Duration = Duration::from_secs(10);
-
-/// The repositories with quarantined tests, as last read: a green run of any other repository
-/// (almost every one) then costs no write.
-#[derive(Default)]
-pub(crate) struct QuarantinedRepos(Mutex<Option<(Instant, HashSet<String>)>>);
-
-impl QuarantinedRepos {
-    /// `Some(answer)` while the last read is fresh.
-    fn has(&self, repository: &str) -> Option<bool> {
-        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        seen.as_ref()
-            .filter(|(at, _)| at.elapsed() < QUARANTINED_FRESH)
-            .map(|(_, repos)| repos.contains(repository))
-    }
-
-    fn set(&self, repos: Option<HashSet<String>>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = repos.map(|r| (Instant::now(), r));
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestStats {
@@ -115,8 +89,12 @@ pub struct QuarantineEntry {
     pub owner: String,
     /// Released at the latest then (milliseconds since the epoch).
     pub expires_at: i64,
-    /// First-attempt green runs of the repository since it was quarantined or last failed.
+    /// First-attempt green runs of `workflow` since it was quarantined or last failed.
     pub passes_since: i64,
+    /// The workflow (pipeline) the test was seen failing in: only its green runs are passes.
+    /// `None` when unknown (never seen failing, or quarantined before it was stored): then
+    /// every green run of the repository is one.
+    pub workflow: Option<String>,
     pub ticket_url: Option<String>,
     /// Why the ticket could not be filed yet (it is tried again); `None` once filed.
     pub ticket_error: Option<String>,
@@ -322,10 +300,14 @@ impl Store {
     /// over; its ticket stays).
     pub async fn quarantine_put(&self, q: &NewQuarantine<'_>) -> Result<QuarantineEntry> {
         sqlx::query(
-            "INSERT INTO quarantine (repository, test, reason, added_at, owner, expires_at) \
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (repository, test) DO UPDATE SET \
+            "INSERT INTO quarantine (repository, test, reason, added_at, owner, expires_at, \
+             workflow) VALUES ($1,$2,$3,$4,$5,$6,(SELECT s.workflow FROM test_observations o \
+             JOIN sessions s ON s.id = o.session_id WHERE o.repository = $1 AND o.test = $2 \
+             AND s.workflow <> '' ORDER BY o.observed_at DESC LIMIT 1)) \
+             ON CONFLICT (repository, test) DO UPDATE SET \
              reason = excluded.reason, owner = excluded.owner, \
-             expires_at = excluded.expires_at, passes_since = 0",
+             expires_at = excluded.expires_at, passes_since = 0, \
+             workflow = COALESCE(excluded.workflow, quarantine.workflow)",
         )
         .bind(q.repository)
         .bind(q.test)
@@ -335,7 +317,7 @@ impl Store {
         .bind(q.expires_at)
         .execute(self.writes())
         .await?;
-        self.quarantined_repos.set(None);
+        self.quarantined_repos.drop_set();
         self.quarantined(q.repository, q.test)
             .await?
             .ok_or_else(|| crate::StoreError::Invalid("the quarantine vanished".into()))
@@ -421,16 +403,25 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// A first-attempt green run of `repository`: one more pass for each of its quarantined
-    /// tests. Returns them with their new counts.
-    pub async fn quarantine_passed(&self, repository: &str) -> Result<Vec<QuarantineEntry>> {
+    /// A first-attempt green run of `workflow` of `repository`: one more pass for each of its
+    /// quarantined tests seen failing in that workflow, or in one unknown. Returns the
+    /// repository's quarantined tests with their counts.
+    pub async fn quarantine_passed(
+        &self,
+        repository: &str,
+        workflow: Option<&str>,
+    ) -> Result<Vec<QuarantineEntry>> {
         if !self.has_quarantine(repository).await? {
             return Ok(vec![]);
         }
-        sqlx::query("UPDATE quarantine SET passes_since = passes_since + 1 WHERE repository = $1")
-            .bind(repository)
-            .execute(self.writes())
-            .await?;
+        sqlx::query(
+            "UPDATE quarantine SET passes_since = passes_since + 1 \
+             WHERE repository = $1 AND (workflow IS NULL OR workflow = $2)",
+        )
+        .bind(repository)
+        .bind(workflow)
+        .execute(self.writes())
+        .await?;
         self.quarantine_list(repository).await
     }
 
@@ -445,23 +436,33 @@ impl Store {
         if let Some(has) = self.quarantined_repos.has(repository) {
             return Ok(has);
         }
+        let generation = self.quarantined_repos.generation();
         let repos: Vec<String> = sqlx::query_scalar("SELECT DISTINCT repository FROM quarantine")
             .fetch_all(&self.pool)
             .await?;
         let has = repos.iter().any(|r| r == repository);
         self.quarantined_repos
-            .set(Some(repos.into_iter().collect()));
+            .keep(generation, repos.into_iter().collect());
         Ok(has)
     }
 
-    /// Quarantined `tests` of `repository` failed again: their passes start over.
-    pub async fn quarantine_failed(&self, repository: &str, tests: &[String]) -> Result<()> {
+    /// Quarantined `tests` of `repository` failed again in `workflow`: their passes start
+    /// over, and a quarantine that did not know its workflow learns it.
+    pub async fn quarantine_failed(
+        &self,
+        repository: &str,
+        tests: &[String],
+        workflow: &str,
+    ) -> Result<()> {
         for t in tests {
             sqlx::query(
-                "UPDATE quarantine SET passes_since = 0 WHERE repository = $1 AND test = $2",
+                "UPDATE quarantine SET passes_since = 0, \
+                 workflow = COALESCE(workflow, NULLIF($3, '')) \
+                 WHERE repository = $1 AND test = $2",
             )
             .bind(repository)
             .bind(t.as_str())
+            .bind(workflow)
             .execute(self.writes())
             .await?;
         }
@@ -488,7 +489,7 @@ impl Store {
             .execute(self.writes())
             .await?
             .rows_affected();
-        self.quarantined_repos.set(None);
+        self.quarantined_repos.drop_set();
         Ok(n > 0)
     }
 
@@ -514,6 +515,7 @@ fn quarantine_row(r: &AnyRow) -> Result<QuarantineEntry> {
         owner: r.try_get("owner")?,
         expires_at: r.try_get("expires_at")?,
         passes_since: r.try_get("passes_since")?,
+        workflow: r.try_get("workflow")?,
         ticket_url: r.try_get("ticket_url")?,
         ticket_error: r.try_get("ticket_error")?,
         ticket_id: r.try_get("ticket_id")?,

@@ -122,6 +122,7 @@ impl Store {
         let outcome = Outcome::of(s.decision.would_retry, s.went_green);
         decision_in(&mut tx, &s.decision, outcome, Some(s.rerun_at)).await?;
         tx.commit().await?;
+        self.unfixed_branches.drop_set();
         Ok(Some(id))
     }
 }

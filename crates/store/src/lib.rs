@@ -14,6 +14,7 @@ mod crypto;
 mod daily;
 mod decisions;
 mod flaky;
+mod fresh_set;
 pub mod hosts;
 mod imported;
 mod incidents;
@@ -80,7 +81,11 @@ pub struct Store {
     /// The audit chain's key and head, kept outside the database.
     audit: Arc<AuditAnchor>,
     /// Which repositories have quarantined tests, as last read.
-    quarantined_repos: Arc<flaky::QuarantinedRepos>,
+    quarantined_repos: Arc<fresh_set::FreshSet>,
+    /// Which (repository, workflow, branch) have failures a push may still fix, as last read.
+    unfixed_branches: Arc<fresh_set::FreshSet>,
+    /// UPDATEs run to record push fixes.
+    push_fix_updates: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +200,8 @@ impl Store {
             intake: Default::default(),
             audit: Default::default(),
             quarantined_repos: Default::default(),
+            unfixed_branches: Default::default(),
+            push_fix_updates: Default::default(),
         })
     }
 

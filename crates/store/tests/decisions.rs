@@ -251,8 +251,62 @@ async fn a_push_fix_closes_the_unmeasured_failures_before_it(store: Store) {
     assert_eq!((r.precision, r.fixed_by_push), (None, 2));
 }
 
+/// Green runs of a branch with no failure a push may fix cost no UPDATE: the gate knows it
+/// from one read, and a new decision drops that read at once, so its push fix is recorded.
+async fn push_fixes_write_only_where_a_failure_may_be_fixed(store: Store) {
+    assert!(
+        !store.surely_nothing_to_fix("o/a", "ci", "main"),
+        "nothing read yet"
+    );
+    // 50 green deliveries, each naming a new commit, of a repository with no open failure.
+    for i in 0..50 {
+        let fixed = store
+            .record_push_fix("github", "o/a", &on(&format!("g{i}")), 5_000)
+            .await
+            .unwrap();
+        assert_eq!(fixed, 0);
+    }
+    assert_eq!(store.push_fix_updates(), 0, "no UPDATE for 50 green runs");
+    assert!(store.surely_nothing_to_fix("o/a", "ci", "main"));
+
+    store
+        .put_decision(&DecisionRecord {
+            on: on("a1"),
+            ..decision("w1", "o/a", false, 1_000)
+        })
+        .await
+        .unwrap();
+    assert!(
+        !store.surely_nothing_to_fix("o/a", "ci", "main"),
+        "a new decision drops the read"
+    );
+    let fixed = store
+        .record_push_fix("github", "o/a", &on("b1"), 5_000)
+        .await
+        .unwrap();
+    assert_eq!((fixed, store.push_fix_updates()), (1, 1));
+    let outcome = store.decision("w1").await.unwrap().unwrap().outcome;
+    assert_eq!(outcome, Some(Outcome::FixedByPush));
+    // Another branch and another workflow of the same repository have nothing to fix.
+    assert!(store.surely_nothing_to_fix("o/a", "ci", "dev"));
+    assert!(store.surely_nothing_to_fix("o/a", "deploy", "main"));
+    let dev = Revision {
+        branch: Some("dev".into()),
+        ..on("c1")
+    };
+    assert_eq!(
+        store
+            .record_push_fix("github", "o/a", &dev, 5_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.push_fix_updates(), 1);
+}
+
 on_both_backends!(
     outcomes_are_recorded_once_and_grouped_per_repository,
     the_mode_set_last_stands_per_repository,
-    a_push_fix_closes_the_unmeasured_failures_before_it
+    a_push_fix_closes_the_unmeasured_failures_before_it,
+    push_fixes_write_only_where_a_failure_may_be_fixed
 );

@@ -215,7 +215,11 @@ async fn postgres_flaky_and_verdicts() {
 async fn green_runs_count_passes_only_where_tests_are_quarantined() {
     let (store, _dir) = common::sqlite().await;
     assert!(!store.surely_unquarantined("o/r"), "nothing read yet");
-    assert!(store.quarantine_passed("o/none").await.unwrap().is_empty());
+    assert!(store
+        .quarantine_passed("o/none", Some("CI"))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.surely_unquarantined("o/none"));
     assert!(store.surely_unquarantined("o/r"));
     store
@@ -223,11 +227,131 @@ async fn green_runs_count_passes_only_where_tests_are_quarantined() {
         .await
         .unwrap();
     assert!(!store.surely_unquarantined("o/r"));
-    let e = store.quarantine_passed("o/r").await.unwrap();
+    let e = store.quarantine_passed("o/r", Some("CI")).await.unwrap();
     assert_eq!((e.len(), e[0].passes_since), (1, 1));
     assert!(!store.surely_unquarantined("o/r"));
     assert!(store.surely_unquarantined("o/none"));
     assert!(store.quarantine_remove("o/r", "tests::a").await.unwrap());
-    assert!(store.quarantine_passed("o/r").await.unwrap().is_empty());
+    assert!(store
+        .quarantine_passed("o/r", Some("CI"))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.surely_unquarantined("o/r"));
+}
+
+/// A session of `repository` in `workflow`, as a failure's intake stores it.
+async fn session_in(store: &Store, id: &str, repository: &str, workflow: &str) {
+    common::exec(
+        store,
+        &format!(
+            "INSERT INTO sessions (id, platform, repository, run_id, first_attempt, \
+             current_attempt, status, event, workflow, failed_at, created_at, updated_at) \
+             VALUES ('{id}', 'github', '{repository}', '{id}', 1, 1, 'failed', '{{}}', \
+             '{workflow}', 1, 1, 1)"
+        ),
+    )
+    .await;
+}
+
+/// A quarantined test's passes are green runs of the workflow it was seen failing in: taken
+/// from its last failure when quarantined, or learnt from its next failure. Without one (older
+/// rows) every green run of the repository is a pass, as before.
+async fn passes_count_only_the_workflow_the_test_failed_in(store: &Store) {
+    let failed = tests(&["ui::login"]);
+    for (id, workflow) in [("s1", "Nightly"), ("s2", "E2E")] {
+        session_in(store, id, "o/w", workflow).await;
+        store
+            .record_test_outcomes(&Observation {
+                session_id: id,
+                repository: "o/w",
+                tests: &failed,
+                flaky: true,
+                time_lost_ms: 0,
+            })
+            .await
+            .unwrap();
+    }
+    // s2 is the later observation only when the clock moved: make it so.
+    common::exec(
+        store,
+        "UPDATE test_observations SET observed_at = 1 WHERE session_id = 's1'",
+    )
+    .await;
+    let q = store.quarantine_add("o/w", "ui::login", "r").await.unwrap();
+    assert_eq!(
+        q.workflow.as_deref(),
+        Some("E2E"),
+        "its last failure's workflow"
+    );
+    store
+        .quarantine_add("o/w", "never::failed", "r")
+        .await
+        .unwrap();
+
+    let passes = |e: &[pipeguard_store::QuarantineEntry]| {
+        e.iter()
+            .map(|q| (q.test.clone(), q.passes_since))
+            .collect::<Vec<_>>()
+    };
+    let e = store.quarantine_passed("o/w", Some("CI")).await.unwrap();
+    assert_eq!(
+        passes(&e),
+        [("never::failed".into(), 1), ("ui::login".into(), 0)],
+        "another workflow's green run is no pass of ui::login"
+    );
+    let e = store.quarantine_passed("o/w", None).await.unwrap();
+    assert_eq!(
+        passes(&e),
+        [("never::failed".into(), 2), ("ui::login".into(), 0)]
+    );
+    let e = store.quarantine_passed("o/w", Some("E2E")).await.unwrap();
+    assert_eq!(
+        passes(&e),
+        [("never::failed".into(), 3), ("ui::login".into(), 1)]
+    );
+
+    // The unknown one fails in CI: its count starts over and from then on only CI counts.
+    store
+        .quarantine_failed("o/w", &tests(&["never::failed"]), "CI")
+        .await
+        .unwrap();
+    let e = store.quarantine_passed("o/w", Some("E2E")).await.unwrap();
+    assert_eq!(
+        passes(&e),
+        [("never::failed".into(), 0), ("ui::login".into(), 2)]
+    );
+    assert_eq!(e[0].workflow.as_deref(), Some("CI"));
+    // A failure elsewhere still starts the count over, and does not move the workflow.
+    store
+        .quarantine_failed("o/w", &tests(&["ui::login"]), "CI")
+        .await
+        .unwrap();
+    let q = store
+        .quarantined("o/w", "ui::login")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((q.passes_since, q.workflow.as_deref()), (0, Some("E2E")));
+    // Renewing a quarantine keeps the workflow it knows.
+    let q = store
+        .quarantine_add("o/w", "never::failed", "again")
+        .await
+        .unwrap();
+    assert_eq!(q.workflow.as_deref(), Some("CI"));
+}
+
+#[tokio::test]
+async fn sqlite_passes_count_only_the_workflow_the_test_failed_in() {
+    let (store, _dir) = common::sqlite().await;
+    passes_count_only_the_workflow_the_test_failed_in(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_passes_count_only_the_workflow_the_test_failed_in() {
+    let Some(pg) = common::FreshPostgres::create().await else {
+        return;
+    };
+    passes_count_only_the_workflow_the_test_failed_in(&pg.store).await;
+    pg.drop_database().await;
 }

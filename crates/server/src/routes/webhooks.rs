@@ -251,8 +251,8 @@ async fn intake(
                 .clone()
                 .zip(commit)
                 .map(|(w, c)| (w, c, finished_at_ms));
+            passed = Some((repository.clone(), workflow.clone()));
             green = workflow.map(|w| (w, repository.clone(), run_id.clone(), attempt));
-            passed = Some(repository.clone());
             Intake::Success {
                 repository,
                 run_id,
@@ -275,11 +275,16 @@ async fn intake(
     }
     st.worker_wake.notify_one();
     count_runner_jobs(st, platform, seen);
-    // A green run no session followed (not a heal's re-run): a pass for the repository's
-    // quarantined tests, when it may have any.
-    if let (Some(repository), IntakeOutcome::Ignored { .. }) = (passed, &r.outcome) {
+    // A green run no session followed (not a heal's re-run): a pass for the quarantined tests
+    // of its workflow, when the repository may have any.
+    if let (Some((repository, ran)), IntakeOutcome::Ignored { .. }) = (passed, &r.outcome) {
+        let pushed = pushed.filter(|(workflow, commit, _)| {
+            !st.store
+                .surely_nothing_to_fix(&repository, workflow, &commit.branch)
+        });
         if let Some((workflow, commit, at)) = pushed {
-            // A new commit's green run: earlier unmeasured failures on its branch were fixed.
+            // A new commit's green run: earlier unmeasured failures on its branch were fixed
+            // (skipped above where the last read found none).
             let (st, repository) = (st.clone(), repository.clone());
             tokio::spawn(async move {
                 let fixed =
@@ -290,7 +295,8 @@ async fn intake(
             });
         }
         if !st.store.surely_unquarantined(&repository) {
-            tokio::spawn(crate::quarantine::passed_owned(st.clone(), repository));
+            let passed = crate::quarantine::passed_owned(st.clone(), repository, ran);
+            tokio::spawn(passed);
         }
     }
     if let Some((workflow, repository, run_id, attempt)) = green {

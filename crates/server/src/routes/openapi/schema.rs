@@ -106,8 +106,11 @@ pub struct QuarantineEntry {
     pub owner: String,
     /// Released at the latest then (milliseconds since the epoch).
     pub expires_at: i64,
-    /// First-attempt green runs of its repository since it was quarantined or last failed.
+    /// First-attempt green runs of `workflow` since it was quarantined or last failed.
     pub passes_since: i64,
+    /// The workflow (pipeline) it was seen failing in, whose green runs are its passes; null
+    /// when unknown, then every green run of the repository is one.
+    pub workflow: Option<String>,
     /// Its ticket, with `[flaky] tickets`.
     pub ticket_url: Option<String>,
     /// Why its ticket is not filed yet (pipeguard tries again); null once filed.
