@@ -151,7 +151,7 @@ print(f"| {sys.argv[2]} | {sys.argv[3]} | {r['accepted_per_second']:.0f} | {r['l
       f"{d.get('lost')} | {d.get('sessions_ok') and d.get('jobs_ok')} |")
 b = r.get("burst")
 if b:
-    print(f"burst: settled at {b['settled_seconds']} s, {b['reruns']} re-runs ({b['canaries']} canaries), "
+    print(f"burst: settled at {b['settled_seconds']} s, {b['reruns']} re-runs ({b['canaries']} canaries, {b.get('reruns_into_outage')} into the outage), "
           f"at most {b['in_flight_max_during_outage']} in flight during the outage; "
           f"{b['held_when_outage_ended']} held when it ended at {b['outage_seconds']} s; "
           f"all final at {b['drained_seconds']} s (wave {b['wave_seconds']} s, "

@@ -139,9 +139,15 @@ pub struct HourBudget {
 impl HourBudget {
     /// What a wave may spend: what is left beyond the reserve for unrelated failures.
     pub fn for_wave(self, s: &Settings) -> usize {
-        let reserve = (f64::from(self.limit) * s.reserve_share.clamp(0.0, 1.0)).ceil() as i64;
-        (i64::from(self.limit) - reserve - self.used).max(0) as usize
+        (i64::from(wave_limit(self.limit, s)) - self.used).max(0) as usize
     }
+}
+
+/// The re-runs of the hour a wave may reach: the hourly `limit` less the reserve kept for
+/// failures that have nothing to do with the incident.
+pub fn wave_limit(limit: u32, s: &Settings) -> u32 {
+    let reserve = (f64::from(limit) * s.reserve_share.clamp(0.0, 1.0)).ceil() as u32;
+    limit.saturating_sub(reserve)
 }
 
 /// How many held sessions a wave releases now: those the rate allows since the last release,
@@ -265,5 +271,10 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(release_now(30, 5_500, hour(0), &over), 0);
+        // What a wave may reach of the hour's limit: the same reserve, rounded up.
+        assert_eq!(wave_limit(100, &s), 75);
+        assert_eq!(wave_limit(10, &s), 7);
+        assert_eq!(wave_limit(100, &all), 100);
+        assert_eq!(wave_limit(100, &over), 0);
     }
 }

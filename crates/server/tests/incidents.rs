@@ -399,3 +399,89 @@ async fn operators_close_an_incident_by_hand_and_its_sessions_go_in_the_wave() {
         (Some(0), Some(3))
     );
 }
+
+/// A wave's re-run is one held failure that a green canary showed healable, not a
+/// repository's runaway retries: 40 held failures of one repository are each re-run once
+/// with a per-repository budget of 5, none handed to people; a later failure of the same
+/// repository outside the incident is still stopped by that budget.
+#[tokio::test]
+async fn the_wave_re_runs_every_held_failure_of_a_repository_past_its_hourly_budget() {
+    let (sim, app) = github(|c| {
+        c.healing.backoff_seconds = 3;
+        c.healing.budget_per_repository_per_hour = 5;
+        c.incidents.canary_seconds = 1;
+        c.incidents.release_per_minute = 1200;
+    })
+    .await;
+    let registry = log("dependency_download");
+    sim.set_outage(Some(registry.clone())).await;
+    let failing = |repo: &str, w: usize| {
+        RunSpec::new(repo, format!("ci-{w}.yml"))
+            .job(JobSpec::new("build").fails(registry.clone()).passes())
+    };
+    // Two other repositories first, so the incident opens at the big one's first failure.
+    for repo in ["outage/a", "outage/b"] {
+        sim.start_run(failing(repo, 0)).await.unwrap();
+    }
+    let mut big = vec![];
+    for w in 0..40 {
+        big.push(sim.start_run(failing("outage/big", w)).await.unwrap());
+    }
+    until(&app, "the big repository's failures held", |all, _| {
+        let held = of_repo(all, "outage/big")
+            .iter()
+            .filter(|s| s["status"] == "held")
+            .count();
+        held == 40 && of_repo(all, "outage/").len() == 42
+    })
+    .await;
+    sim.set_outage(None).await;
+    let done = until(&app, "every held failure healed", |all, _| {
+        of_repo(all, "outage/")
+            .iter()
+            .all(|s| s["status"] == "healed")
+    })
+    .await;
+    let inc = &app.get("/api/v1/incidents").await["incidents"][0];
+    let canaries = inc["canaries"].as_i64().unwrap();
+    // Every held run of the big repository re-run once by the wave (a failed canary's probe
+    // besides), eight times its budget, and green; none handed to people.
+    let mut reruns = 0;
+    for run in &big {
+        let r = sim.run(*run).await.unwrap();
+        assert!(r.attempts.len() <= 3, "run {run}: {:?}", r.attempts);
+        assert_eq!(r.latest().conclusion.as_deref(), Some("success"));
+        reruns += r.attempts.len() as i64 - 1;
+    }
+    assert!(
+        (40..=40 + canaries - 1).contains(&reruns),
+        "{reruns} {inc:#}"
+    );
+    let big_done: Vec<Value> = of_repo(&done, "outage/big").into_iter().cloned().collect();
+    let released = release_times(&app, &big_done).await.len();
+    assert!(released >= 39, "{released} released in the wave: {inc:#}");
+
+    // The same repository fails again, for a cause no incident holds: its budget applies.
+    let other = RunSpec::new("outage/big", "nightly.yml")
+        .job(JobSpec::new("smoke").fails(log("network")).passes());
+    sim.start_run(other).await.unwrap();
+    let fresh = |all: &[Value]| -> Option<Value> {
+        of_repo(all, "outage/big")
+            .into_iter()
+            .find(|s| !done.iter().any(|d| d["id"] == s["id"]))
+            .cloned()
+    };
+    let all = until(
+        &app,
+        "the unrelated failure stopped by the budget",
+        |all, _| fresh(all).is_some_and(|s| s["status"] == "escalated"),
+    )
+    .await;
+    let stopped = fresh(&all).unwrap();
+    let reason = stopped["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("re-runs of outage/big in the last hour (limit 5)"),
+        "{stopped:#}"
+    );
+    app.stop().await;
+}

@@ -77,6 +77,15 @@ fn count(by: &BTreeMap<String, i64>, pred: impl Fn(SessionStatus) -> bool) -> i6
         .sum()
 }
 
+/// The re-runs the stand-in was asked for so far.
+async fn reruns(sim: &GithubSim) -> usize {
+    sim.requests()
+        .await
+        .iter()
+        .filter(|r| r.method == "POST" && r.path().contains("/rerun"))
+        .count()
+}
+
 /// What the settling phase is told.
 pub struct Settle<'a> {
     pub database_url: &'a str,
@@ -105,7 +114,7 @@ pub async fn settle(stand_in: &StandIn, s: Settle<'_>) -> Result<Value> {
         .await
         .with_context(|| format!("cannot open {}", s.database_url))?;
     let (mut settled_at, mut outage_over, mut drained_at) = (None, None, None);
-    let (mut held_at_end, mut in_flight_max) = (0, 0);
+    let (mut held_at_end, mut in_flight_max, mut into_outage) = (0, 0, 0);
     let mut by = BTreeMap::new();
     while s.started.elapsed() < s.limit {
         by = statuses(&pool, &s.repos).await?;
@@ -132,6 +141,7 @@ pub async fn settle(stand_in: &StandIn, s: Settle<'_>) -> Result<Value> {
             stand_in.sim.set_outage(None).await;
             outage_over = Some(s.started.elapsed());
             held_at_end = held;
+            into_outage = reruns(&stand_in.sim).await;
         }
         if outage_over.is_some() && total == s.sessions && terminal == total {
             drained_at = Some(s.started.elapsed());
@@ -144,13 +154,7 @@ pub async fn settle(stand_in: &StandIn, s: Settle<'_>) -> Result<Value> {
         .await
         .unwrap_or(None);
     pool.close().await;
-    let reruns = stand_in
-        .sim
-        .requests()
-        .await
-        .iter()
-        .filter(|r| r.method == "POST" && r.path().contains("/rerun"))
-        .count();
+    let reruns = reruns(&stand_in.sim).await;
     let wave_seconds = match (outage_over, drained_at) {
         (Some(o), Some(d)) => Some(secs(d.saturating_sub(o))),
         _ => None,
@@ -163,6 +167,7 @@ pub async fn settle(stand_in: &StandIn, s: Settle<'_>) -> Result<Value> {
         "in_flight_max_during_outage": in_flight_max,
         "canaries": canaries,
         "reruns": reruns,
+        "reruns_into_outage": into_outage,
         "drained_seconds": drained_at.map(secs),
         "wave_seconds": wave_seconds,
         "wave_per_minute": wave_seconds

@@ -641,11 +641,12 @@ fn print_report(r: &Value) {
     if let Some(b) = r.get("burst") {
         println!(
             "burst: settled (every session held or final) {} s after the start; {} re-runs \
-             ({} canaries), at most {} in flight during the outage; outage over at {} s with {} \
-             held; all final at {} s: the wave took {} s ({} per minute); {}",
+             ({} canaries, {} into the outage), at most {} in flight during the outage; outage \
+             over at {} s with {} held; all final at {} s: the wave took {} s ({} per minute); {}",
             b["settled_seconds"],
             b["reruns"],
             b["canaries"],
+            b["reruns_into_outage"],
             b["in_flight_max_during_outage"],
             b["outage_seconds"],
             b["held_when_outage_ended"],

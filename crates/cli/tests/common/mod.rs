@@ -45,13 +45,20 @@ pub struct Served {
 
 impl Served {
     pub fn start(dir: &Path) -> Served {
+        Served::start_with(dir, &[], &[])
+    }
+
+    /// As [`Served::start`], with more arguments to `serve` and more environment.
+    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
         let port = free_port();
         let db = format!("sqlite://{}", dir.join("p.db").display());
         let child = bin(dir)
             .arg("serve")
+            .args(args)
             .env("PIPEGUARD_LISTEN", format!("127.0.0.1:{port}"))
             .env("PIPEGUARD_DATABASE_URL", &db)
             .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -64,13 +64,19 @@ pub(super) fn approved(approvals: usize, required: usize) -> Decided {
 }
 
 /// A held session goes: its call is planned again (the budget is checked when it is due).
-pub(super) fn released(incident: i64, canary: bool) -> Decided {
-    let why = if canary {
-        format!("canary of incident {incident}: re-running to probe the cause")
-    } else {
-        format!("incident {incident} is over: released in its wave")
-    };
-    (Event::Release, Step::Execute(None), why)
+/// A wave's session carries the incident in its plan, so that its call is weighed against the
+/// wave's budget rather than its repository's.
+pub(super) fn released(f: &Facts, incident: i64, canary: bool) -> Decided {
+    if canary {
+        let why = format!("canary of incident {incident}: re-running to probe the cause");
+        return (Event::Release, Step::Execute(None), why);
+    }
+    let mut plan = stored(f);
+    let mut known = plan.facts.take().unwrap_or_else(|| f.known.clone());
+    known.wave = Some(incident);
+    plan.facts = Some(known);
+    let why = format!("incident {incident} is over: released in its wave");
+    (Event::Release, Step::Execute(Some(plan)), why)
 }
 
 /// The incident outlived `give_up_hours`: people take its held sessions.

@@ -90,6 +90,11 @@ pub struct Budget {
     /// Re-runs over all repositories; `None` without a global limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global: Option<Count>,
+    /// The global re-runs against what an incident's wave may reach: the hourly limit less
+    /// the reserve for unrelated failures (`incident::wave_limit`); `None` without a global
+    /// limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<Count>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +120,18 @@ impl Budget {
             )
         })
     }
+
+    /// Why the budget makes a session an incident's wave released wait, if it does. Its
+    /// re-run is one held failure that a green canary showed healable, not a repository's
+    /// runaway retries: the per-repository limit does not apply, the wave's share of the
+    /// global one does (a share of 0 allows none).
+    pub fn wave_exhausted(&self) -> Option<String> {
+        let c = self.wave.filter(|c| c.used >= i64::from(c.limit))?;
+        Some(format!(
+            "the wave's share of the healing budget is used: {} re-runs in the last hour (share {})",
+            c.used, c.limit
+        ))
+    }
 }
 
 /// The plan's call is due. A session already executing was counted against the budget when
@@ -130,8 +147,15 @@ pub(super) fn due(f: &Facts, budget: &Budget) -> Decided {
         // Recorded, so that a backtest replays the budget the worker saw.
         let mut known = plan.facts.take().unwrap_or_else(|| f.known.clone());
         known.budget = Some(budget.clone());
+        let wave = known.wave;
         plan.facts = Some(known);
-        if let Some(why) = budget.exhausted(&f.event.repository) {
+        if let Some(incident) = wave {
+            // Released by a wave: never handed to people for budget, held until it frees.
+            if let Some(why) = budget.wave_exhausted() {
+                let why = format!("{why}: held by incident {incident} until the budget frees");
+                return (Event::Hold, Step::Hold(incident), why);
+            }
+        } else if let Some(why) = budget.exhausted(&f.event.repository) {
             plan.plan = crate::HealPlan::escalated(why.clone());
             return (Event::EscalateCall, Step::Close(Some(plan)), why);
         }

@@ -135,6 +135,10 @@ pub struct Known {
     /// The open incident whose cause this failure shares: hold it unless it is the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<crate::incident::Open>,
+    /// The closed incident whose wave released this plan: its one heal is exempt from the
+    /// per-repository budget (see [`Budget::wave_exhausted`]). A plan made afresh has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<i64>,
 }
 
 /// Everything a decision depends on.
@@ -179,7 +183,8 @@ pub enum Step {
     Called { plan: StoredPlan, soon: bool },
     /// Diagnose the attempt that failed afresh: it may have another cause.
     Diagnose,
-    /// Execute now: the next queued job, or an approved plan (`None`: the stored one).
+    /// Execute now: the next queued job, an approved plan or one a wave released (`None`:
+    /// the stored one).
     Execute(Option<StoredPlan>),
     /// Close the session with the reason, storing the plan it ends with when there is one.
     Close(Option<StoredPlan>),
@@ -208,7 +213,7 @@ pub fn decide(f: &Facts) -> Result<Next, Illegal> {
             approvals,
             required,
         } => after::approved(*approvals, *required),
-        Happened::Released { incident, canary } => after::released(*incident, *canary),
+        Happened::Released { incident, canary } => after::released(f, *incident, *canary),
         Happened::Abandoned { incident, hours } => after::abandoned(*incident, *hours),
         Happened::Requested(jobs) => plan::requested(f, jobs),
     };

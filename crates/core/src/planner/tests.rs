@@ -352,7 +352,7 @@ fn the_budget_stops_a_call_that_was_not_made_yet() {
     ev.repository = "acme/api".into();
     let full = Budget {
         repository: Some(Count { used: 3, limit: 3 }),
-        global: None,
+        ..Default::default()
     };
     let due = |status, budget: Budget| {
         let mut f = facts(status, Happened::Due(budget), &p, &ev);
@@ -722,10 +722,8 @@ fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
     );
     f.plan = Some(&s);
     let released = decide(&f).unwrap();
-    assert_eq!(
-        (released.status, released.step),
-        (S::Planned, Step::Execute(None))
-    );
+    assert_eq!(released.status, S::Planned);
+    assert!(matches!(released.step, Step::Execute(Some(_))));
     f.happened = Happened::Abandoned {
         incident: 7,
         hours: 6,
@@ -733,6 +731,86 @@ fn an_open_incident_holds_its_failures_and_lets_only_the_canary_call() {
     assert_eq!(decide(&f).unwrap().status, S::Escalated);
     f.status = S::Planned;
     assert!(decide(&f).is_err(), "only a held session is abandoned");
+}
+
+/// The plan a held session leaves with: released in incident 7's wave or as its canary.
+fn released(s: &StoredPlan, canary: bool) -> (Next, StoredPlan) {
+    let (p, ev) = (POLICY(), FailureEvent::default());
+    let happened = Happened::Released {
+        incident: 7,
+        canary,
+    };
+    let mut f = facts(S::Held, happened, &p, &ev);
+    f.plan = Some(s);
+    let next = decide(&f).unwrap();
+    let plan = match &next.step {
+        Step::Execute(Some(p)) => p.clone(),
+        _ => s.clone(),
+    };
+    (next, plan)
+}
+
+#[test]
+fn a_wave_re_runs_each_held_failure_past_the_repository_budget_and_never_escalates_for_budget() {
+    let jobs = [job("t", diag(Category::DependencyDownload, 0.9))];
+    let (_, held) = planned(
+        &jobs,
+        Known {
+            incident: incident(false),
+            ..known()
+        },
+    );
+    let (p, mut ev) = (POLICY(), FailureEvent::default());
+    ev.repository = "acme/api".into();
+    let repo_spent = |wave_used| Budget {
+        repository: Some(Count { used: 5, limit: 5 }),
+        global: Some(Count {
+            used: wave_used,
+            limit: 100,
+        }),
+        wave: Some(Count {
+            used: wave_used,
+            limit: 75,
+        }),
+    };
+    let due = |plan: &StoredPlan, budget| {
+        let mut f = facts(S::Planned, Happened::Due(budget), &p, &ev);
+        f.plan = Some(plan);
+        decide(&f).unwrap()
+    };
+    // Released by the wave: the repository's spent budget does not stop its one re-run.
+    let (next, wave) = released(&held, false);
+    assert_eq!(next.status, S::Planned);
+    assert_eq!(wave.facts.as_ref().unwrap().wave, Some(7));
+    assert!(matches!(due(&wave, repo_spent(10)).step, Step::Call(..)));
+    // The wave's share of the global budget used (a race with unrelated failures): held
+    // again for the wave's next release, never handed to people.
+    let waits = due(&wave, repo_spent(75));
+    assert_eq!((waits.event, waits.status), (Event::Hold, S::Held));
+    assert_eq!(waits.step, Step::Hold(7));
+    assert!(waits.reason.contains("wave's share"), "{}", waits.reason);
+    // The per-failure path is as it was: a plan no wave released is stopped by its
+    // repository's budget, and so is the canary.
+    let (_, plain) = planned(&jobs, known());
+    assert_eq!(due(&plain, repo_spent(10)).status, S::Escalated);
+    let (next, canary) = released(&held, true);
+    assert_eq!(next.step, Step::Execute(None));
+    assert_eq!(due(&canary, repo_spent(10)).status, S::Escalated);
+    // Exactly once: the wave's re-run failed, and the plan made afresh is weighed against
+    // the repository's budget again.
+    let mut f = facts(S::Analyzing, Happened::Diagnosed(&jobs), &p, &ev);
+    f.plan = Some(&wave);
+    let Step::Plan(again) = decide(&f).unwrap().step else {
+        panic!("no plan")
+    };
+    assert_eq!(again.facts.as_ref().unwrap().wave, None);
+    let stopped = due(&again, repo_spent(10));
+    assert_eq!(stopped.status, S::Escalated);
+    assert!(
+        stopped.reason.contains("re-runs of acme/api"),
+        "{}",
+        stopped.reason
+    );
 }
 
 #[test]

@@ -344,11 +344,13 @@ impl<'a, 'b> Replay<'a, 'b> {
 
     fn budget(&self, t: f64) -> Budget {
         let used = self.reruns.iter().filter(|r| **r > t - 60.0).count() as i64;
+        let limit = self.cfg.budget_per_hour;
         Budget {
             repository: None,
-            global: Some(Count {
+            global: Some(Count { used, limit }),
+            wave: (limit > 0).then(|| Count {
                 used,
-                limit: self.cfg.budget_per_hour,
+                limit: incident::wave_limit(limit, &self.cfg.incidents),
             }),
         }
     }
@@ -546,6 +548,9 @@ impl<'a, 'b> Replay<'a, 'b> {
             },
             self.sessions[i].attempts,
         );
+        if let Step::Execute(Some(plan)) = next.step {
+            self.sessions[i].plan = Some(plan);
+        }
         self.sessions[i].status = Some(next.status);
         self.sessions[i].canary = canary;
         self.due(i, t);

@@ -5,6 +5,7 @@
 use super::{ci_for, close_with, facts, fixes, known_after, load, platform_of, JobError};
 use crate::Shared;
 use pipeguard_core::heal::StoredPlan;
+use pipeguard_core::incident;
 use pipeguard_core::planner::{self, Answer, Budget, Call, CallError, Count, Happened, Next, Step};
 use pipeguard_platforms::{Ci, PlatformError};
 use pipeguard_store::{
@@ -33,6 +34,8 @@ async fn budget(st: &Shared, s: &SessionRecord) -> Result<Budget, JobError> {
             used,
             limit: h.budget_per_hour,
         });
+        let limit = incident::wave_limit(h.budget_per_hour, &st.config.incidents);
+        b.wave = Some(Count { used, limit });
     }
     Ok(b)
 }

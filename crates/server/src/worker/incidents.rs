@@ -186,15 +186,17 @@ async fn release(st: &Shared, id: &str, incident: i64, canary: bool) -> Result<b
     let Ok(next) = planner::decide(&facts(st, &s, happened, known)) else {
         return Ok(false);
     };
-    let moved = st
-        .store
-        .update_session(
-            id,
-            Transition::new(next.event, &next.reason),
-            SessionUpdate::default(),
-        )
-        .await?;
-    if moved && next.step == Step::Execute(None) {
+    let Step::Execute(plan) = next.step else {
+        return Ok(false);
+    };
+    // A wave's plan carries its incident (the budget it is weighed against).
+    let update = SessionUpdate {
+        plan,
+        ..Default::default()
+    };
+    let t = Transition::new(next.event, &next.reason);
+    let moved = st.store.update_session(id, t, update).await?;
+    if moved {
         let task = Task::Execute { approved: false };
         st.store.enqueue(id, &task, now_ms()).await?;
     }
