@@ -505,32 +505,6 @@ mod tests {
     }
 
     #[test]
-    fn llvm_lit_runs_test_paths_and_a_bare_lit_is_luvits_package_manager() {
-        assert_eq!(
-            first("lit -sv build/test").unwrap().0,
-            Category::TestFailure
-        );
-        assert_eq!(first("llvm-lit test/").unwrap().0, Category::TestFailure);
-        assert_eq!(
-            first("python -m lit tests").unwrap().0,
-            Category::TestFailure
-        );
-        // luvit's lit, and a make target named after it (`make: *** [lit] Error 255`).
-        for cmd in [
-            "lit",
-            "./lit make lit://luvit/luvit luvit luvi",
-            "lit install",
-        ] {
-            let hit = &table().tools_in(cmd)[0];
-            assert_eq!(
-                (hit.category, hit.weight),
-                (Category::DependencyDownload, 0.0),
-                "{cmd}"
-            );
-        }
-    }
-
-    #[test]
     fn the_longest_invocation_wins_and_arguments_are_not_programs() {
         // `mix format` is lint, `mix test` tests, plain `mix compile` compilation.
         assert_eq!(first("mix test").unwrap().0, Category::TestFailure);
