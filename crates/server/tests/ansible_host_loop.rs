@@ -44,6 +44,19 @@ async fn model(cause: &str, diag: &[String], fix: &[String], verify: &[String]) 
 }
 
 /// A host whose tree has `var/lib/app` (data) but no `etc/app` (its configuration).
+/// The model of most scenarios: the configuration directory is missing; `mkdir` it, then
+/// `test -d` it.
+async fn mkdir_model(h: &Host) -> MockServer {
+    let conf = h.conf().display().to_string();
+    model(
+        "missing",
+        &[],
+        &[format!("mkdir -p {conf}")],
+        &[format!("test -d {conf}")],
+    )
+    .await
+}
+
 struct Host {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -291,14 +304,7 @@ async fn rm_rf_of_a_data_dir_is_refused_and_the_host_escalated() {
 async fn a_host_outside_the_allow_list_is_left_to_people() {
     let Some(bin) = ansible_bin() else { return };
     let h = host(&bin);
-    let conf = h.conf().display().to_string();
-    let m = model(
-        "missing",
-        &[],
-        &[format!("mkdir -p {conf}")],
-        &[format!("test -d {conf}")],
-    )
-    .await;
+    let m = mkdir_model(&h).await;
     let app = app(&bin, &h, &m).await;
     let id = report(&app, "db-1", &h).await;
     let s = settled(&app, &id).await;
@@ -372,14 +378,7 @@ async fn the_reported_facts_refuse_apt_get_on_a_dnf_host_and_reach_the_analyst()
 async fn without_reported_facts_the_server_gathers_them_with_the_setup_module() {
     let Some(bin) = ansible_bin() else { return };
     let h = host(&bin);
-    let conf = h.conf().display().to_string();
-    let m = model(
-        "missing",
-        &[],
-        &[format!("mkdir -p {conf}")],
-        &[format!("test -d {conf}")],
-    )
-    .await;
+    let m = mkdir_model(&h).await;
     let app = app(&bin, &h, &m).await;
     let id = report(&app, HOST, &h).await;
     let s = wait_status(&app, &id, "healed").await;
@@ -495,14 +494,7 @@ async fn an_unusable_second_answer_keeps_the_first() {
 async fn a_learned_fix_replays_without_a_model_on_a_host_of_the_same_os_family() {
     let Some(bin) = ansible_bin() else { return };
     let h = host(&bin);
-    let conf = h.conf().display().to_string();
-    let m = model(
-        "missing",
-        &[],
-        &[format!("mkdir -p {conf}")],
-        &[format!("test -d {conf}")],
-    )
-    .await;
+    let m = mkdir_model(&h).await;
     let app = app(&bin, &h, &m).await;
     let id = report_with(&app, HOST, &h, Some(facts("Debian", "apt"))).await;
     wait_status(&app, &id, "healed").await;
@@ -525,7 +517,10 @@ async fn a_learned_fix_replays_without_a_model_on_a_host_of_the_same_os_family()
     assert_eq!(d["source"], "learned", "{s:#}");
     assert_eq!(
         commands(&audit(&app, &id2).await),
-        [format!("mkdir -p {conf}"), format!("test -d {conf}")]
+        [
+            format!("mkdir -p {}", h.conf().display()),
+            format!("test -d {}", h.conf().display())
+        ]
     );
     assert_eq!(
         m.received_requests().await.unwrap().len(),
